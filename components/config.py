@@ -1,0 +1,354 @@
+"""The stack's configuration: read once, validated whole, returned typed and frozen.
+
+This is the only module that reads ``pulumi.Config``. Defaults live in
+``Pulumi.yaml`` alone (the CLI applies them, as does the test harness), so a
+key that arrives unset means the program was run without its project file.
+
+Every problem is collected and reported together, each naming the key, the bad
+value and what is allowed, before any resource exists. A secret value is never
+echoed in a message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, TypeVar, cast
+
+import pulumi
+from pulumi.runtime.config import get_config, is_config_secret
+
+from components import validate
+
+PROJECT = "mlstack"
+CLOUDS = ("azure", "gcp", "local")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
+
+Cloud = Literal["azure", "gcp", "local"]
+T = TypeVar("T")
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration; ``problems`` lists every one found."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problems):\n{lines}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    min_accuracy: float
+    backoff_limit: int
+    deadline_seconds: int
+    timeout: str  # a Pulumi custom timeout, e.g. "75m"
+    cpu: str
+    memory: str
+    gpus: int
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    replicas: int
+    max_replicas: int
+    target_cpu_utilization: int
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    service_port: int
+    allowed_source_ranges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    kube_context: str | None  # None: the kubeconfig's current context
+    registry: str | None  # None: no registry, images must already be on the nodes
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    cloud: Cloud
+    kubernetes_version: str
+    namespace: str
+    app_name: str
+    model_name: str
+    model_labels: tuple[str, ...]
+    log_level: str
+    trainer_image: str
+    server_image: str
+    basic_auth_username: str
+    basic_auth_password: pulumi.Output[str] | None  # None: generate one
+    model_store_size: str
+    storage_class: str | None  # None: the target's choice
+    training: TrainingConfig
+    serving: ServingConfig
+    local: LocalConfig
+
+
+class _Reader:
+    """Reads keys of one config namespace, recording problems instead of raising."""
+
+    def __init__(self, namespace: str = PROJECT) -> None:
+        self.namespace = namespace
+        self.cfg = pulumi.Config(namespace)
+        self.problems: list[str] = []
+
+    def key(self, name: str) -> str:
+        return f"{self.namespace}:{name}"
+
+    def fail(self, name: str, value: object, reason: str) -> None:
+        self.problems.append(f"{self.key(name)} = {value!r}: {reason}")
+
+    def _missing(self, name: str) -> None:
+        self.problems.append(
+            f"{self.key(name)} is not set; its default is declared in Pulumi.yaml, "
+            "so run the program through the Pulumi CLI (or the test harness)"
+        )
+
+    def string(self, name: str, check: Callable[[str], T], placeholder: T) -> T:
+        raw = self.cfg.get(name)
+        if raw is None:
+            self._missing(name)
+            return placeholder
+        try:
+            return check(raw)
+        except ValueError as e:
+            self.fail(name, raw, str(e))
+            return placeholder
+
+    def text(self, name: str) -> str:
+        return self.string(name, str, "")
+
+    def choice(self, name: str, allowed: Sequence[str]) -> str:
+        def check(value: str) -> str:
+            if value not in allowed:
+                raise ValueError(f"must be one of {', '.join(allowed)}")
+            return value
+
+        return self.string(name, check, allowed[0])
+
+    def integer(self, name: str, low: int, high: int | None = None) -> int:
+        try:
+            value = self.cfg.get_int(name)
+        except pulumi.ConfigTypeError:
+            self.fail(name, self.cfg.get(name), "must be an integer")
+            return low
+        if value is None:
+            self._missing(name)
+            return low
+        try:
+            return validate.int_range(value, low, high)
+        except ValueError as e:
+            self.fail(name, value, str(e))
+            return low
+
+    def strings(self, name: str, check: Callable[[str], str]) -> tuple[str, ...]:
+        raw = self.cfg.get(name)
+        if raw is None:
+            self._missing(name)
+            return ()
+        try:
+            values = json.loads(raw)
+        except json.JSONDecodeError:
+            values = None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            self.fail(name, raw, 'must be a list of strings, e.g. ["a", "b"]')
+            return ()
+        checked = []
+        for index, value in enumerate(values):
+            try:
+                checked.append(check(value))
+            except ValueError as e:
+                self.fail(f"{name}[{index}]", value, str(e))
+        return tuple(checked)
+
+    def secret_text(self, name: str) -> pulumi.Output[str] | None:
+        """An optional secret: None when empty; refuses a value stored in plain text."""
+        key = self.key(name)
+        raw = get_config(key)
+        if raw is None:
+            self._missing(name)
+            return None
+        if raw == "":
+            return None
+        if not is_config_secret(key):
+            self.problems.append(
+                f"{key} is stored in plain text in the stack file; "
+                f"set it with `pulumi config set --secret {name} <value>` "
+                "(the value is not shown here)"
+            )
+            return None
+        if len(raw) < 12:
+            self.problems.append(f"{key} must be at least 12 characters long (the value is not shown here)")
+            return None
+        return pulumi.Output.secret(cast(str, raw))
+
+
+def _username(value: str) -> str:
+    if not value or len(value) > 64 or any(c in value for c in ":\r\n\t ") or not value.isprintable():
+        raise ValueError("must be 1 to 64 printable characters without spaces or ':'")
+    return value
+
+
+def _label(value: str) -> str:
+    if not value.strip() or "\n" in value or "\r" in value:
+        raise ValueError("must be a non-empty label on one line")
+    return value
+
+
+def _optional(check: Callable[[str], str]) -> Callable[[str], str | None]:
+    def wrapped(value: str) -> str | None:
+        return check(value) if value else None
+
+    return wrapped
+
+
+def _context(value: str) -> str:
+    if value != value.strip() or not value.isprintable():
+        raise ValueError("must be a kubeconfig context name without surrounding spaces")
+    return value
+
+
+def load() -> StackConfig:
+    """Read and validate the whole stack configuration, or raise ConfigError."""
+    r = _Reader()
+
+    cloud = r.choice("cloud", CLOUDS)
+    kubernetes_version = r.string("kubernetesVersion", validate.kubernetes_version, "1.33")
+    namespace = r.string("namespace", validate.dns1123_label, "")
+    app_name = r.string("appName", lambda v: validate.dns1123_label(v, APP_NAME_MAX), "")
+    model_name = r.string("modelName", validate.dns1123_label, "")
+    labels = r.strings("modelLabels", _label)
+    if len(labels) < 2:
+        r.fail("modelLabels", list(labels), "must list at least two class labels")
+    elif len(set(labels)) != len(labels):
+        r.fail("modelLabels", list(labels), "must not repeat a label")
+    log_level = r.choice("logLevel", LOG_LEVELS)
+    trainer_image = r.string("trainerImage", validate.image_reference, "")
+    server_image = r.string("serverImage", validate.image_reference, "")
+    username = r.string("basicAuthUsername", _username, "")
+    password = r.secret_text("basicAuthPassword")
+    store_size = r.text("modelStoreSize")
+    if store_size:
+        try:
+            validate.positive_quantity(store_size)
+        except ValueError as e:
+            r.fail("modelStoreSize", store_size, str(e))
+    storage_class = r.string("storageClass", _optional(validate.dns1123_label), None)
+
+    training = _training(r)
+    serving = _serving(r)
+    local = LocalConfig(
+        kube_context=r.string("kubeContext", _optional(_context), None),
+        registry=r.string("localRegistry", _optional(validate.registry_address), None),
+    )
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return StackConfig(
+        cloud=cast(Cloud, cloud),
+        kubernetes_version=kubernetes_version,
+        namespace=namespace,
+        app_name=app_name,
+        model_name=model_name,
+        model_labels=labels,
+        log_level=log_level,
+        trainer_image=trainer_image,
+        server_image=server_image,
+        basic_auth_username=username,
+        basic_auth_password=password,
+        model_store_size=store_size,
+        storage_class=storage_class,
+        training=training,
+        serving=serving,
+        local=local,
+    )
+
+
+def _training(r: _Reader) -> TrainingConfig:
+    deadline = r.integer("trainDeadlineSeconds", 60)
+    timeout = r.text("trainTimeout")
+    if timeout:
+        try:
+            if validate.duration_seconds(timeout) < deadline:
+                r.fail(
+                    "trainTimeout",
+                    timeout,
+                    f"must be at least mlstack:trainDeadlineSeconds ({deadline}s), so that "
+                    "Kubernetes ends a stuck Job before `pulumi up` gives up waiting for it",
+                )
+        except ValueError as e:
+            r.fail("trainTimeout", timeout, str(e))
+    return TrainingConfig(
+        epochs=r.integer("trainEpochs", 1, 1000),
+        batch_size=r.integer("trainBatchSize", 1, 65536),
+        learning_rate=r.string(
+            "trainLearningRate", lambda v: validate.unit_interval(v, open_low=True), 0.0
+        ),
+        seed=r.integer("trainSeed", 0, 2**31 - 1),
+        min_accuracy=r.string("minAccuracy", validate.unit_interval, 0.0),
+        backoff_limit=r.integer("trainBackoffLimit", 0, 20),
+        deadline_seconds=deadline,
+        timeout=timeout,
+        cpu=_quantity(r, "trainerCpu"),
+        memory=_quantity(r, "trainerMemory"),
+        gpus=r.integer("trainerGpus", 1, 16),
+    )
+
+
+def _serving(r: _Reader) -> ServingConfig:
+    replicas = r.integer("replicas", 1, 100)
+    max_replicas = r.integer("maxReplicas", 1, 1000)
+    if max_replicas < replicas:
+        r.fail("maxReplicas", max_replicas, f"must be at least mlstack:replicas ({replicas})")
+    cpu_request, cpu_limit = _request_and_limit(r, "serverCpuRequest", "serverCpuLimit")
+    memory_request, memory_limit = _request_and_limit(r, "serverMemoryRequest", "serverMemoryLimit")
+    return ServingConfig(
+        replicas=replicas,
+        max_replicas=max_replicas,
+        target_cpu_utilization=r.integer("targetCpuUtilization", 1, 100),
+        cpu_request=cpu_request,
+        cpu_limit=cpu_limit,
+        memory_request=memory_request,
+        memory_limit=memory_limit,
+        service_port=r.integer("servicePort", 1, 65535),
+        allowed_source_ranges=r.strings("allowedSourceRanges", validate.cidr),
+    )
+
+
+def _quantity(r: _Reader, name: str) -> str:
+    value = r.text(name)
+    if value:
+        try:
+            validate.positive_quantity(value)
+        except ValueError as e:
+            r.fail(name, value, str(e))
+    return value
+
+
+def _request_and_limit(r: _Reader, request_key: str, limit_key: str) -> tuple[str, str]:
+    request, limit = r.text(request_key), r.text(limit_key)
+    if not request or not limit:  # already reported as missing
+        return request, limit
+    try:
+        parsed_request = validate.positive_quantity(request)
+    except ValueError as e:
+        r.fail(request_key, request, str(e))
+        return request, limit
+    try:
+        parsed_limit: Decimal = validate.positive_quantity(limit)
+    except ValueError as e:
+        r.fail(limit_key, limit, str(e))
+        return request, limit
+    if parsed_limit < parsed_request:
+        r.fail(limit_key, limit, f"must be at least {r.key(request_key)} ({request})")
+    return request, limit

@@ -1,0 +1,118 @@
+"""LocalCluster: an existing kind or minikube cluster, reached through a kubeconfig context."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.target import GpuScheduling, ModelStore, Registry, StorageClaim
+
+
+class KubeconfigError(pulumi.RunError):
+    """The kubeconfig or the context asked for cannot be used."""
+
+
+def default_kubeconfig_paths() -> tuple[str, ...]:
+    """The files kubectl reads: $KUBECONFIG (a path list), else ~/.kube/config."""
+    env = os.environ.get("KUBECONFIG", "")
+    paths = [p for p in env.split(os.pathsep) if p]
+    return tuple(paths) if paths else (str(Path.home() / ".kube" / "config"),)
+
+
+def minify_kubeconfig(documents: Sequence[str], context: str | None, sources: str = "") -> tuple[str, str]:
+    """Merge kubeconfig files the way kubectl does and keep one context.
+
+    Returns the chosen context's name and a kubeconfig holding only it, its
+    cluster and its user, so the stack's state never carries credentials of
+    the user's other clusters. ``context`` None means the current context.
+    """
+    merged: dict[str, dict[str, Any]] = {"contexts": {}, "clusters": {}, "users": {}}
+    current: str | None = None
+    for text in documents:
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise KubeconfigError(f"kubeconfig {sources} is not a YAML mapping")
+        current = current or data.get("current-context") or None
+        for section in merged:
+            for entry in data.get(section) or []:
+                # kubectl: the first file that defines a name wins.
+                merged[section].setdefault(entry.get("name"), entry)
+    name = context or current
+    if not name:
+        raise KubeconfigError(
+            f"kubeconfig {sources} has no current context; set one with "
+            "`kubectl config use-context NAME` or `pulumi config set kubeContext NAME`"
+        )
+    if name not in merged["contexts"]:
+        available = ", ".join(sorted(n for n in merged["contexts"] if n)) or "none"
+        raise KubeconfigError(
+            f"mlstack:kubeContext = {name!r}: no such context in kubeconfig {sources}; available: {available}"
+        )
+    ctx = merged["contexts"][name]
+    details = ctx.get("context") or {}
+    cluster = merged["clusters"].get(details.get("cluster"))
+    user = merged["users"].get(details.get("user"))
+    if cluster is None:
+        raise KubeconfigError(f"context {name!r} names cluster {details.get('cluster')!r}, which is not defined")
+    minified = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": name,
+        "contexts": [ctx],
+        "clusters": [cluster],
+        "users": [user] if user is not None else [],
+    }
+    return name, yaml.safe_dump(minified, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class LocalClusterArgs:
+    kubeconfig_paths: tuple[str, ...]
+    context: str | None = None  # None: the kubeconfig's current context
+    registry: str | None = None  # e.g. "localhost:5001", kind's local registry
+
+
+class LocalCluster(pulumi.ComponentResource):
+    """A ClusterTarget for kind or minikube: no cloud, no GPU, no external IP."""
+
+    def __init__(self, name: str, args: LocalClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        documents = []
+        for path in args.kubeconfig_paths:
+            try:
+                documents.append(Path(path).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise KubeconfigError(f"cannot read kubeconfig {path}: {e.strerror}") from e
+        sources = os.pathsep.join(args.kubeconfig_paths)
+        if not documents:
+            raise KubeconfigError(
+                f"no kubeconfig found at {sources}; create a cluster first "
+                "(`kind create cluster` or `minikube start`) or point KUBECONFIG at one"
+            )
+        context, minified = minify_kubeconfig(documents, args.context, sources)
+
+        super().__init__("mlstack:local:LocalCluster", name, None, opts)
+
+        self.context = context
+        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(minified)
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            context=context,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.registry: Registry | None = Registry(server=args.registry) if args.registry else None
+        self.gpu: GpuScheduling | None = None
+        # One node: ReadWriteOnce lets the Job and the serving pods share the volume.
+        self.model_store = ModelStore(claim=StorageClaim(access_mode="ReadWriteOnce", storage_class=None))
+        self.external_load_balancer = False
+
+        self.register_outputs({"context": context, "kubeconfig": self.kubeconfig})

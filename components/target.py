@@ -1,0 +1,118 @@
+"""The contract every cluster component fulfils.
+
+``MlWorkloads`` (and the image build) take a ``ClusterTarget`` and never ask
+which cloud they are on: everything that differs between AKS, GKE and a local
+cluster is expressed here as data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+GPU_RESOURCE = "nvidia.com/gpu"
+# The taint every GPU pool carries, so that only pods that ask for a GPU land there.
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_VALUE = "present"
+GPU_TAINT_EFFECT = "NoSchedule"
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    operator: Literal["Equal", "Exists"]
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuScheduling:
+    """How a pod lands on the GPU pool and asks for its GPUs."""
+
+    node_selector: Mapping[str, str]
+    tolerations: tuple[Toleration, ...]
+    gpus_per_node: int  # the most a single pod can request
+    gpu_model: str  # e.g. "nvidia-tesla-t4", for labels and messages
+    resource_name: str = GPU_RESOURCE
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Where images are pushed and pulled; the cluster pulls without pull secrets."""
+
+    server: pulumi.Input[str]
+    username: pulumi.Input[str] | None = None
+    password: pulumi.Output[str] | None = None  # always a secret Output when set
+
+
+@dataclass(frozen=True)
+class StorageClaim:
+    """A PersistentVolumeClaim the workloads create and mount."""
+
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"]
+    storage_class: str | None  # None: the cluster's default class
+
+
+@dataclass(frozen=True)
+class CsiVolume:
+    """An inline CSI volume (e.g. a GCS bucket through the GCS FUSE driver)."""
+
+    driver: str
+    volume_attributes: Mapping[str, pulumi.Input[str]]
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """How the training Job and the serving pods share the model artifact.
+
+    Exactly one of ``claim`` and ``csi``. The pods run as a ServiceAccount the
+    workloads create with ``service_account_annotations``; it gets a token
+    only when ``needs_service_account_token`` (a store reached through
+    workload identity).
+    """
+
+    claim: StorageClaim | None = None
+    csi: CsiVolume | None = None
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    needs_service_account_token: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.claim is None) == (self.csi is None):
+            raise ValueError("a ModelStore has exactly one of claim and csi")
+
+
+class ClusterTarget(Protocol):
+    """What a cluster component (AKS, GKE, local) offers the workloads."""
+
+    @property
+    def provider(self) -> k8s.Provider:
+        """The Kubernetes provider built from this cluster's kubeconfig."""
+        ...
+
+    @property
+    def kubeconfig(self) -> pulumi.Output[str]:
+        """Always a secret Output."""
+        ...
+
+    @property
+    def registry(self) -> Registry | None:
+        """None: nothing is pushed; images must already be reachable."""
+        ...
+
+    @property
+    def gpu(self) -> GpuScheduling | None:
+        """None: the cluster has no GPU pool and nothing asks for a GPU."""
+        ...
+
+    @property
+    def model_store(self) -> ModelStore: ...
+
+    @property
+    def external_load_balancer(self) -> bool:
+        """Whether LoadBalancer Services get an external address (kind never gives one)."""
+        ...

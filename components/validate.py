@@ -1,0 +1,159 @@
+"""Pure validators for stack config values.
+
+Each returns the parsed value or raises ``ValueError`` with a sentence saying
+what is allowed; ``components.config`` prefixes the key and the bad value and
+collects every problem before failing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from decimal import Decimal, InvalidOperation
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+# Kubernetes resource.Quantity: a decimal number, then a binary SI suffix, a
+# decimal SI suffix or a decimal exponent.
+_QUANTITY = re.compile(
+    r"^(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$"
+)
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+}
+
+# Go's time.ParseDuration, restricted to what a Pulumi custom timeout needs.
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
+_DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
+
+# The distribution/reference grammar: [host[:port]/]path[:tag][@digest].
+_HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"^(?:(?P<host>{_HOST})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+_K8S_VERSION = re.compile(r"^1\.(?P<minor>[0-9]{2})$")
+
+
+def dns1123_label(value: str, max_length: int = 63) -> str:
+    """A Kubernetes name usable as a label value and a DNS label."""
+    if len(value) > max_length:
+        raise ValueError(f"must be at most {max_length} characters (got {len(value)})")
+    if not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            "must be a DNS-1123 label: lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def quantity(value: str) -> Decimal:
+    """Parse a Kubernetes resource quantity ("500m", "1Gi", "2") to a Decimal."""
+    match = _QUANTITY.match(value.strip()) if value.strip() == value else None
+    if not match:
+        raise ValueError(
+            "must be a Kubernetes quantity such as 500m, 2, 256Mi or 1Gi "
+            "(suffixes Ki Mi Gi Ti Pi Ei, n u m k M G T P E, or an exponent)"
+        )
+    number = Decimal(match["number"])
+    suffix = match["suffix"] or ""
+    if suffix in _BINARY:
+        return number * _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return number * _DECIMAL[suffix]
+    if suffix:
+        return number * Decimal(10) ** int(suffix[1:])
+    return number
+
+
+def positive_quantity(value: str) -> Decimal:
+    parsed = quantity(value)
+    if parsed <= 0:
+        raise ValueError("must be greater than zero")
+    return parsed
+
+
+def duration_seconds(value: str) -> float:
+    """Parse a Go-style duration ("75m", "1h30m", "90s") into seconds."""
+    parts = _DURATION_PART.findall(value)
+    if not value or "".join(n + u for n, u in parts) != value:
+        raise ValueError("must be a duration such as 45m, 1h30m or 5400s (units h, m, s)")
+    seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+def image_reference(value: str) -> str:
+    """A container image reference: [registry/]repository[:tag][@sha256:digest]."""
+    if not value:
+        raise ValueError("must be set to an image reference such as registry.example.com/team/server:1.0")
+    match = _IMAGE.match(value)
+    if not match:
+        raise ValueError(
+            "must be an image reference [registry[:port]/]repository[:tag][@sha256:<64 hex>] "
+            "with a lower-case repository"
+        )
+    if not match["tag"] and not match["digest"]:
+        raise ValueError("must name a tag or a digest (an implicit :latest is not reproducible)")
+    return value
+
+
+def registry_address(value: str) -> str:
+    """A registry host with an optional port, e.g. localhost:5001."""
+    if not re.fullmatch(_HOST, value):
+        raise ValueError("must be a registry host with an optional port, such as localhost:5001")
+    return value
+
+
+def cidr(value: str) -> str:
+    """An IPv4 or IPv6 network in CIDR notation with no host bits set."""
+    if "/" not in value:
+        raise ValueError("must be a CIDR with a prefix length, such as 203.0.113.7/32")
+    try:
+        return ipaddress.ip_network(value, strict=True).with_prefixlen
+    except ValueError as e:
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError("must be a CIDR such as 203.0.113.0/24 or 2001:db8::/32") from e
+        raise ValueError(f"has host bits set; the network is {network.with_prefixlen}") from e
+
+
+def unit_interval(value: str, *, open_low: bool = False) -> float:
+    """A decimal number in [0, 1], or (0, 1] with ``open_low``."""
+    try:
+        number = Decimal(value)
+    except InvalidOperation as e:
+        raise ValueError("must be a decimal number such as 0.95") from e
+    low_ok = number > 0 if open_low else number >= 0
+    if not number.is_finite() or not low_ok or number > 1:
+        raise ValueError("must be a number in (0, 1]" if open_low else "must be a number in [0, 1]")
+    return float(number)
+
+
+def kubernetes_version(value: str) -> str:
+    if not _K8S_VERSION.match(value):
+        raise ValueError("must be a Kubernetes minor version such as 1.33")
+    return value
+
+
+def int_range(value: int, low: int, high: int | None = None) -> int:
+    if value < low or (high is not None and value > high):
+        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"must be {allowed}")
+    return value

@@ -1,0 +1,31 @@
+"""Shared fixtures: the offline mock harness, set up per test (never at import time)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools import harness
+
+STACKS = ("local",)  # every shipped Pulumi.<stack>.yaml
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kind-like kubeconfig in KUBECONFIG, so the local target builds offline."""
+    path = harness.fake_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path
+
+
+@pytest.fixture
+def run_stack(kubeconfig: Path) -> Iterator[Callable[..., harness.StackRun]]:
+    """Run the whole program for a stack under mocks: ``run_stack("local", overrides={...})``."""
+
+    def run(stack: str, **kwargs: Any) -> harness.StackRun:
+        return harness.run_stack(stack, **kwargs)
+
+    yield run

@@ -1,0 +1,365 @@
+"""Run mlstack, or one component, offline under Pulumi's mocks.
+
+Shared by the tests and the offline render tool; never imported by the program.
+
+- Config is loaded the way the CLI does it: ``Pulumi.yaml`` defaults, then
+  ``Pulumi.<stack>.yaml``, then the caller's overrides, all as strings, with
+  the declared types checked.
+- A recording monitor keeps every registration: type, name, parent,
+  dependencies, provider, options, inputs (secrets still marked) and the
+  mocked outputs. A duplicate URN fails, as the engine would.
+- The mocks answer the provider-computed outputs the program reads
+  (auto-names, a LoadBalancer address, a generated password); an invoke with
+  no answer fails loudly instead of returning nothing.
+- ``kubernetes_manifests`` turns the recorded Kubernetes objects into plain
+  manifests, and ``validate_manifests`` checks each against the official
+  schema of a Kubernetes version in strict mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "mlstack"
+SECRET_SIG = rpc._special_sig_key
+SECRET_VALUE_SIG = rpc._special_secret_sig
+REDACTED = "<redacted>"
+
+# Answers for outputs that the provider computes and the program reads.
+MOCK_LB_IP = "203.0.113.10"
+MOCK_GENERATED_PASSWORD = "mock-generated-password-0123456789ab"  # noqa: S105 - a test fixture
+
+
+class HarnessError(Exception):
+    """The program did something the real engine would refuse."""
+
+
+# --- config, loaded as the CLI loads it ----------------------------------------
+
+
+def _to_config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+}
+
+
+def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
+    """The config keys Pulumi.yaml declares, fully qualified, with their declarations."""
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text(encoding="utf-8"))
+    declared: dict[str, dict[str, Any]] = {}
+    for key, decl in (project.get("config") or {}).items():
+        full = key if ":" in key else f"{project['name']}:{key}"
+        declared[full] = decl if isinstance(decl, dict) else {"default": decl}
+    return declared
+
+
+def load_stack_config(
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    root: Path = ROOT,
+) -> tuple[dict[str, str], list[str]]:
+    """Config values (strings) and secret keys for ``stack``, as the CLI would pass them."""
+    declared = project_declarations(root)
+    values: dict[str, Any] = {k: d["default"] for k, d in declared.items() if "default" in d}
+    stack_file = root / f"Pulumi.{stack}.yaml"
+    stack_values: dict[str, Any] = {}
+    if stack_file.exists():
+        stack_values = (yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}).get("config") or {}
+    for key, value in {**stack_values, **(overrides or {})}.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and "secure" in value:
+            raise HarnessError(f"{stack_file.name}: {full} is encrypted; pass it to the harness as a secret")
+        decl = declared.get(full)
+        if decl and "type" in decl and not _TYPE_CHECKS[decl["type"]](value):
+            raise HarnessError(f"{full} = {value!r} is not of the type Pulumi.yaml declares ({decl['type']})")
+        values[full] = value
+    secret_keys = []
+    for key, value in (secrets or {}).items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        values[full] = value
+        secret_keys.append(full)
+    return {k: _to_config_string(v) for k, v in values.items()}, secret_keys
+
+
+def fake_kubeconfig(path: Path, context: str = "kind-mlstack") -> Path:
+    """A kubeconfig for a kind-like cluster, so the local target can be built offline."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": context,
+                "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+                "clusters": [{"name": context, "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": context, "user": {"token": "fake-token-for-offline-runs"}}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+# --- recording -----------------------------------------------------------------
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    dependencies: list[str]
+    provider: str  # "<provider urn>::<id>" for custom resources, "" otherwise
+    inputs: dict[str, Any]  # wire (camelCase) names; secrets still marked
+    outputs: dict[str, Any] = field(default_factory=dict)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
+
+    @property
+    def provider_urn(self) -> str:
+        return self.provider.rsplit("::", 1)[0] if self.provider else ""
+
+    @property
+    def is_kubernetes_object(self) -> bool:
+        return self.type.startswith("kubernetes:") and not self.type.startswith("pulumi:")
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A MockMonitor that records what the engine would see and refuses duplicate URNs."""
+
+    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: dict[str, Registration] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if urn in self.registrations:
+            raise HarnessError(f"duplicate resource URN {urn}: the engine refuses two resources with one name")
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        timeouts = request.customTimeouts
+        self.registrations[urn] = Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            custom=bool(request.custom),
+            parent=request.parent,
+            dependencies=list(request.dependencies),
+            provider=request.provider,
+            inputs=rpc.deserialize_properties(request.object),
+            outputs=self.resources[urn].state if urn in self.resources else {},
+            custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update),
+                                                ("delete", timeouts.delete)) if v},  # fmt: skip
+            ignore_changes=list(request.ignoreChanges),
+            replace_on_changes=list(request.replaceOnChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+        )
+        return response
+
+
+# --- mocks ---------------------------------------------------------------------
+
+OutputsFn = Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]
+CallFn = Callable[[pulumi_mocks.MockCallArgs], dict[str, Any]]
+
+
+def _short_hash(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:8]
+
+
+class StackMocks(pulumi_mocks.Mocks):
+    """Provider answers for what the program reads; extend with ``outputs`` and ``calls``."""
+
+    def __init__(
+        self,
+        outputs: Mapping[str, OutputsFn] | None = None,
+        calls: Mapping[str, CallFn] | None = None,
+        load_balancer_ip: str | None = MOCK_LB_IP,
+    ) -> None:
+        self.outputs: dict[str, OutputsFn] = {
+            "random:index/randomPassword:RandomPassword": lambda _a: {"result": MOCK_GENERATED_PASSWORD},
+            **(outputs or {}),
+        }
+        self.calls: dict[str, CallFn] = dict(calls or {})
+        self.load_balancer_ip = load_balancer_ip
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.typ.startswith("kubernetes:") and "metadata" in state:
+            metadata = dict(state.get("metadata") or {})
+            if not metadata.get("name"):
+                # pulumi-kubernetes auto-names from the resource name plus a random suffix.
+                metadata["name"] = f"{args.name}-{_short_hash(args.typ, args.name)}"
+            state["metadata"] = metadata
+            if args.typ == "kubernetes:core/v1:Service":
+                annotations = metadata.get("annotations") or {}
+                if self.load_balancer_ip and annotations.get("pulumi.com/skipAwait") != "true":
+                    state["status"] = {"loadBalancer": {"ingress": [{"ip": self.load_balancer_ip}]}}
+        if args.typ in self.outputs:
+            state.update(self.outputs[args.typ](args))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token not in self.calls:
+            raise HarnessError(f"the program invoked {args.token}, which the mocks do not answer")
+        return self.calls[args.token](args), None
+
+
+# --- running -------------------------------------------------------------------
+
+
+@dataclass
+class StackRun:
+    """Everything one offline run of a program registered and exported."""
+
+    registrations: dict[str, Registration]
+    exports: dict[str, Any]
+    secret_exports: set[str]
+    kubernetes_version: str | None = None
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations.values() if r.type == type_]
+
+    def one(self, type_: str, name_suffix: str = "") -> Registration:
+        found = [r for r in self.of_type(type_) if r.name.endswith(name_suffix)]
+        if len(found) != 1:
+            names = [r.name for r in self.of_type(type_)]
+            raise AssertionError(f"expected one {type_} named *{name_suffix}, found {names}")
+        return found[0]
+
+    def kubernetes_objects(self) -> list[Registration]:
+        return [r for r in self.registrations.values() if r.is_kubernetes_object]
+
+    def by_urn(self, urn: str) -> Registration:
+        return self.registrations[urn]
+
+
+def run(
+    program: Callable[[], Any],
+    config: Mapping[str, str],
+    secret_keys: list[str] | None = None,
+    stack: str = "test",
+    mocks: StackMocks | None = None,
+) -> StackRun:
+    """Run ``program`` under mocks with ``config`` (as ``load_stack_config`` returns it)."""
+    monitor = RecordingMonitor(mocks or StackMocks())
+    settings.reset_options()
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    set_all_config(dict(config), secret_keys or [])
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    _sync_await(run_pulumi_func(program))
+
+    root = settings.get_root_resource()
+    exports: dict[str, Any] = {}
+    secret_exports: set[str] = set()
+    for name, value in getattr(root, "outputs", {}).items():
+        output = pulumi.Output.from_input(value)
+        exports[name] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret_exports.add(name)
+    # Registrations made before their outputs were known: refresh from the monitor.
+    for urn, registration in monitor.registrations.items():
+        if urn in monitor.resources:
+            registration.outputs = monitor.resources[urn].state
+    return StackRun(monitor.registrations, exports, secret_exports)
+
+
+def run_stack(
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    mocks: StackMocks | None = None,
+    root: Path = ROOT,
+) -> StackRun:
+    """Run the whole program (``__main__.py``) for ``stack`` as ``pulumi up`` would."""
+    config, secret_keys = load_stack_config(stack, overrides, secrets, root)
+    result = run(
+        lambda: runpy.run_path(str(root / "__main__.py"), run_name="__main__"),
+        config,
+        secret_keys,
+        stack=stack,
+        mocks=mocks,
+    )
+    result.kubernetes_version = config.get(f"{PROJECT}:kubernetesVersion")
+    return result
+
+
+# --- Kubernetes manifests --------------------------------------------------------
+
+
+def is_secret_value(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE_SIG
+
+
+def plain(value: Any, redact: bool = False) -> Any:
+    """Wire values as a manifest holds them: secrets unwrapped (or redacted), whole floats as ints."""
+    if is_secret_value(value):
+        return REDACTED if redact else plain(value["value"])
+    if isinstance(value, dict):
+        return {k: plain(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v, redact) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def manifest(registration: Registration, redact: bool = False) -> dict[str, Any]:
+    """The Kubernetes object the provider would apply: inputs plus the auto-assigned name."""
+    obj = plain(registration.inputs, redact)
+    name = (registration.outputs.get("metadata") or {}).get("name")
+    obj.setdefault("metadata", {})
+    if name and not obj["metadata"].get("name"):
+        obj["metadata"]["name"] = name
+    obj.pop("status", None)
+    return dict(obj)
+
+
+def kubernetes_manifests(result: StackRun, redact: bool = False) -> Iterator[tuple[Registration, dict[str, Any]]]:
+    for registration in result.kubernetes_objects():
+        yield registration, manifest(registration, redact)
+
+
+def validate_manifest(obj: Mapping[str, Any], kubernetes_version: str) -> list[str]:
+    """Strict schema problems of one object for that Kubernetes version; empty when valid."""
+    import kubernetes_validate  # noqa: PLC0415 - slow to import, only needed here
+
+    try:
+        kubernetes_validate.validate(dict(obj), kubernetes_version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        path = ".".join(str(p) for p in e.path)
+        return [f"{obj.get('kind')} {obj.get('metadata', {}).get('name')}: {path}: {e.message}"]
+    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.VersionNotSupportedError) as e:
+        return [f"{obj.get('kind')}: {e.message}"]
+    return []
