@@ -69,6 +69,16 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class NodePoolConfig:
+    """Pool sizes shared by the cloud targets (the local target has no pools)."""
+
+    system_node_count: int
+    gpu_min_nodes: int
+    gpu_max_nodes: int
+    gpu_spot: bool
+
+
+@dataclass(frozen=True)
 class LocalConfig:
     kube_context: str | None  # None: the kubeconfig's current context
     registry: str | None  # None: no registry, images must already be on the nodes
@@ -91,6 +101,7 @@ class StackConfig:
     storage_class: str | None  # None: the target's choice
     training: TrainingConfig
     serving: ServingConfig
+    node_pools: NodePoolConfig
     local: LocalConfig
 
 
@@ -150,6 +161,17 @@ class _Reader:
         except ValueError as e:
             self.fail(name, value, str(e))
             return low
+
+    def boolean(self, name: str) -> bool:
+        try:
+            value = self.cfg.get_bool(name)
+        except pulumi.ConfigTypeError:
+            self.fail(name, self.cfg.get(name), "must be true or false")
+            return False
+        if value is None:
+            self._missing(name)
+            return False
+        return value
 
     def strings(self, name: str, check: Callable[[str], str]) -> tuple[str, ...]:
         raw = self.cfg.get(name)
@@ -247,6 +269,7 @@ def load() -> StackConfig:
 
     training = _training(r)
     serving = _serving(r)
+    node_pools = _node_pools(r)
     local = LocalConfig(
         kube_context=r.string("kubeContext", _optional(_context), None),
         registry=r.string("localRegistry", _optional(validate.registry_address), None),
@@ -270,6 +293,7 @@ def load() -> StackConfig:
         storage_class=storage_class,
         training=training,
         serving=serving,
+        node_pools=node_pools,
         local=local,
     )
 
@@ -322,6 +346,19 @@ def _serving(r: _Reader) -> ServingConfig:
         memory_limit=memory_limit,
         service_port=r.integer("servicePort", 1, 65535),
         allowed_source_ranges=r.strings("allowedSourceRanges", validate.cidr),
+    )
+
+
+def _node_pools(r: _Reader) -> NodePoolConfig:
+    gpu_min = r.integer("gpuMinNodes", 0, 100)
+    gpu_max = r.integer("gpuMaxNodes", 1, 100)
+    if gpu_max < gpu_min:
+        r.fail("gpuMaxNodes", gpu_max, f"must be at least mlstack:gpuMinNodes ({gpu_min})")
+    return NodePoolConfig(
+        system_node_count=r.integer("systemNodeCount", 1, 100),
+        gpu_min_nodes=gpu_min,
+        gpu_max_nodes=gpu_max,
+        gpu_spot=r.boolean("gpuSpot"),
     )
 
 

@@ -235,6 +235,14 @@ class StackMocks(pulumi_mocks.Mocks):
         return self.calls[args.token](args), None
 
 
+def default_mocks() -> StackMocks:
+    """Mocks that answer every target's provider-computed outputs and invokes."""
+    outputs: dict[str, OutputsFn] = {}
+    calls: dict[str, CallFn] = {}
+    # Each cloud target adds its answers here (see tools/mocks_<cloud>.py).
+    return StackMocks(outputs=outputs, calls=calls)
+
+
 # --- running -------------------------------------------------------------------
 
 
@@ -272,7 +280,7 @@ def run(
     mocks: StackMocks | None = None,
 ) -> StackRun:
     """Run ``program`` under mocks with ``config`` (as ``load_stack_config`` returns it)."""
-    monitor = RecordingMonitor(mocks or StackMocks())
+    monitor = RecordingMonitor(mocks or default_mocks())
     settings.reset_options()
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     set_all_config(dict(config), secret_keys or [])
