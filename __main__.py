@@ -62,17 +62,12 @@ pulumi.export("modelVersion", workloads.model_version)
 pulumi.export("basicAuthUsername", workloads.basic_auth_username)
 pulumi.export("basicAuthPassword", workloads.basic_auth_password)
 pulumi.export("kubeconfig", target.kubeconfig)
+# Ready to paste: the password is fetched by the CLI, never written into the output.
+curl = workloads.url.apply(
+    lambda url: f'curl -u "{cfg.basic_auth_username}:$(pulumi stack output basicAuthPassword --show-secrets)" '
+    f"-F image=@digit.png {url}/predict"
+)
 if workloads.port_forward:
     pulumi.export("portForward", workloads.port_forward)
-# Ready to paste: the password is fetched by the CLI, never written into the output.
-pulumi.export(
-    "curl",
-    workloads.url.apply(
-        lambda url: (
-            f"{workloads.port_forward} & " if workloads.port_forward else ""
-        ) + (
-            f'curl -u "{cfg.basic_auth_username}:$(pulumi stack output basicAuthPassword --show-secrets)" '
-            f"-F image=@digit.png {url}/predict"
-        )
-    ),
-)
+    curl = curl.apply(lambda c: f"({workloads.port_forward} &) && sleep 3 && {c}")
+pulumi.export("curl", curl)

@@ -12,6 +12,7 @@ echoed in a message.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -216,8 +217,9 @@ class _Reader:
 
 
 def _username(value: str) -> str:
-    if not value or len(value) > 64 or any(c in value for c in ":\r\n\t ") or not value.isprintable():
-        raise ValueError("must be 1 to 64 printable characters without spaces or ':'")
+    # A conservative alphabet: the name is pasted into shell commands (the curl output).
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", value):
+        raise ValueError("must be 1 to 64 characters of letters, digits and . _ @ - (starting with a letter or digit)")
     return value
 
 

@@ -40,10 +40,10 @@ def minify_kubeconfig(documents: Sequence[str], context: str | None, sources: st
         if not isinstance(data, dict):
             raise KubeconfigError(f"kubeconfig {sources} is not a YAML mapping")
         current = current or data.get("current-context") or None
-        for section in merged:
+        for section, entries in merged.items():
             for entry in data.get(section) or []:
                 # kubectl: the first file that defines a name wins.
-                merged[section].setdefault(entry.get("name"), entry)
+                entries.setdefault(entry.get("name"), entry)
     name = context or current
     if not name:
         raise KubeconfigError(
@@ -57,8 +57,8 @@ def minify_kubeconfig(documents: Sequence[str], context: str | None, sources: st
         )
     ctx = merged["contexts"][name]
     details = ctx.get("context") or {}
-    cluster = merged["clusters"].get(details.get("cluster"))
-    user = merged["users"].get(details.get("user"))
+    cluster = merged["clusters"].get(str(details.get("cluster")))
+    user = merged["users"].get(str(details.get("user")))
     if cluster is None:
         raise KubeconfigError(f"context {name!r} names cluster {details.get('cluster')!r}, which is not defined")
     minified = {

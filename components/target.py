@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-GPU_RESOURCE = "nvidia.com/gpu"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
 # The taint every GPU pool carries, so that only pods that ask for a GPU land there.
-GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TAINT_VALUE = "present"
-GPU_TAINT_EFFECT = "NoSchedule"
+GPU_TAINT_KEY: Final = "nvidia.com/gpu"
+GPU_TAINT_VALUE: Final = "present"
+GPU_TAINT_EFFECT: Final = "NoSchedule"
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,10 @@ def image_reference(value: str) -> str:
     if not value:
         raise ValueError("must be set to an image reference such as registry.example.com/team/server:1.0")
     match = _IMAGE.match(value)
+    host = match["host"] if match else None
+    # As in Docker: the first component is a registry only if it looks like a host.
+    if host and not ("." in host or ":" in host or host == "localhost" or host.startswith("[")):
+        match = match if re.fullmatch(_PATH_COMPONENT, host) else None
     if not match:
         raise ValueError(
             "must be an image reference [registry[:port]/]repository[:tag][@sha256:<64 hex>] "

@@ -219,6 +219,8 @@ def model_volume(store: ModelStore, claim_name: pulumi.Input[str] | None, read_o
                 volume_attributes=dict(store.csi.volume_attributes),
             ),
         )
+    if claim_name is None:
+        raise WorkloadsError("a model store claim must be created before it is mounted")
     return k8s.core.v1.VolumeArgs(
         name="models",
         persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
@@ -336,18 +338,29 @@ class MlWorkloads(pulumi.ComponentResource):
         version = pulumi.Output.from_input(args.trainer_image).apply(
             lambda image: model_version(image, args.training)
         )
-        env_from = [k8s.core.v1.EnvFromSourceArgs(config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=env_config.metadata.name))]
+        env_from = [
+            k8s.core.v1.EnvFromSourceArgs(
+                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=env_config.metadata.name)
+            )
+        ]
         pod_common = {
             "service_account_name": service_account.metadata.name,
             "automount_service_account_token": store.needs_service_account_token,
             "security_context": pod_security(),
         }
 
-        job = self._training_job(name, args, namespace, env_from, pod_common, version, claim_name, k8s_opts)
+        job = self._training_job(
+            name=name, args=args, namespace=namespace, env_from=env_from, pod_common=pod_common,
+            version=version, claim_name=claim_name, k8s_opts=k8s_opts,
+        )  # fmt: skip
         deployment = self._deployment(
-            name, args, env_from, pod_common, version, claim_name, labels_config, auth_secret, namespace,
-            pulumi.ResourceOptions(parent=self, provider=target.provider, depends_on=[job],
-                                   ignore_changes=["spec.replicas"]),
+            name=name, args=args, env_from=env_from, pod_common=pod_common, version=version,
+            claim_name=claim_name, labels_config=labels_config, auth_secret=auth_secret, namespace=namespace,
+            # Roll out only a model that trained and passed its gate; after creation the
+            # autoscaler owns the replica count, so an update must not reset it.
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=target.provider, depends_on=[job], ignore_changes=["spec.replicas"]
+            ),
         )  # fmt: skip
         service = self._service(name, args, namespace, k8s_opts)
 
@@ -408,6 +421,7 @@ class MlWorkloads(pulumi.ComponentResource):
 
     def _training_job(
         self,
+        *,
         name: str,
         args: MlWorkloadsArgs,
         namespace: pulumi.Output[str],
@@ -418,13 +432,11 @@ class MlWorkloads(pulumi.ComponentResource):
         k8s_opts: pulumi.ResourceOptions,
     ) -> k8s.batch.v1.Job:
         app, training, target = args.app, args.training, args.target
-        resources: dict[str, dict[str, str]] = {
-            "requests": {"cpu": training.cpu, "memory": training.memory},
-            "limits": {"memory": training.memory},
-        }
+        requests = {"cpu": training.cpu, "memory": training.memory}
+        limits = {"memory": training.memory}
         if target.gpu is not None:
             # Extended resources are requested through limits (requests default to them).
-            resources["limits"][target.gpu.resource_name] = str(training.gpus)
+            limits[target.gpu.resource_name] = str(training.gpus)
         return k8s.batch.v1.Job(
             f"{name}-train",
             metadata=object_meta(app, namespace, "trainer"),
@@ -447,7 +459,7 @@ class MlWorkloads(pulumi.ComponentResource):
                                 args=version.apply(lambda v: trainer_args(app, training, v)),
                                 env_from=env_from,
                                 env=[k8s.core.v1.EnvVarArgs(name="MLAPP_TRAINER_IMAGE", value=args.trainer_image)],
-                                resources=k8s.core.v1.ResourceRequirementsArgs(**resources),
+                                resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=limits),
                                 security_context=container_security(),
                                 volume_mounts=[
                                     k8s.core.v1.VolumeMountArgs(name="models", mount_path=MODEL_MOUNT),
@@ -473,6 +485,7 @@ class MlWorkloads(pulumi.ComponentResource):
 
     def _deployment(
         self,
+        *,
         name: str,
         args: MlWorkloadsArgs,
         env_from: list[k8s.core.v1.EnvFromSourceArgs],
@@ -517,7 +530,11 @@ class MlWorkloads(pulumi.ComponentResource):
                             k8s.core.v1.ContainerArgs(
                                 name="server",
                                 image=args.server_image,
-                                ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=APP_PORT, protocol="TCP")],
+                                ports=[
+                                    k8s.core.v1.ContainerPortArgs(
+                                        name=PORT_NAME, container_port=APP_PORT, protocol="TCP"
+                                    )
+                                ],
                                 env_from=env_from,
                                 env=[
                                     k8s.core.v1.EnvVarArgs(name="MLAPP_MODEL_VERSION", value=version),
@@ -584,7 +601,11 @@ class MlWorkloads(pulumi.ComponentResource):
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="LoadBalancer",
                 selector=selector(app, "server"),
-                ports=[k8s.core.v1.ServicePortArgs(name=PORT_NAME, port=serving.service_port, target_port=PORT_NAME, protocol="TCP")],
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name=PORT_NAME, port=serving.service_port, target_port=PORT_NAME, protocol="TCP"
+                    )
+                ],
                 load_balancer_source_ranges=list(serving.allowed_source_ranges) or None,
             ),
             opts=k8s_opts,

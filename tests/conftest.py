@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,10 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def run_stack(kubeconfig: Path) -> Iterator[Callable[..., harness.StackRun]]:
+def run_stack(kubeconfig: Path) -> Callable[..., harness.StackRun]:
     """Run the whole program for a stack under mocks: ``run_stack("local", overrides={...})``."""
 
     def run(stack: str, **kwargs: Any) -> harness.StackRun:
         return harness.run_stack(stack, **kwargs)
 
-    yield run
+    return run

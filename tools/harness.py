@@ -24,7 +24,7 @@ import runpy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import yaml
@@ -160,14 +160,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if urn in self.registrations:
             raise HarnessError(f"duplicate resource URN {urn}: the engine refuses two resources with one name")
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         timeouts = request.customTimeouts
+        phases = {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete}
         self.registrations[urn] = Registration(
             urn=urn,
             type=request.type,
@@ -178,8 +179,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             provider=request.provider,
             inputs=rpc.deserialize_properties(request.object),
             outputs=self.resources[urn].state if urn in self.resources else {},
-            custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update),
-                                                ("delete", timeouts.delete)) if v},  # fmt: skip
+            custom_timeouts={phase: value for phase, value in phases.items() if value},
             ignore_changes=list(request.ignoreChanges),
             replace_on_changes=list(request.replaceOnChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
@@ -272,6 +272,18 @@ class StackRun:
         return self.registrations[urn]
 
 
+T = TypeVar("T")
+
+
+def resolve(output: pulumi.Output[T]) -> T:
+    """The value of an Output after a run (outputs are known: the harness never previews)."""
+    return _sync_await(output.future())  # type: ignore[return-value]
+
+
+def is_secret(output: pulumi.Output[Any]) -> bool:
+    return bool(_sync_await(output.is_secret()))
+
+
 def run(
     program: Callable[[], Any],
     config: Mapping[str, str],
@@ -293,8 +305,8 @@ def run(
     secret_exports: set[str] = set()
     for name, value in getattr(root, "outputs", {}).items():
         output = pulumi.Output.from_input(value)
-        exports[name] = _sync_await(output.future())
-        if _sync_await(output.is_secret()):
+        exports[name] = resolve(output)
+        if is_secret(output):
             secret_exports.add(name)
     # Registrations made before their outputs were known: refresh from the monitor.
     for urn, registration in monitor.registrations.items():

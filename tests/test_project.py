@@ -1,0 +1,100 @@
+"""Project files: Pulumi.yaml declares every key the program reads, the README mirrors it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pulumi.runtime.config
+import pytest
+import yaml
+
+from tests.conftest import STACKS
+from tools import config_doc, harness
+
+ROOT = harness.ROOT
+SIMPLE_TYPES = {"string", "integer", "boolean", "array"}
+
+
+def keys_read_by_the_program(stack: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Every key the whole program asks the runtime for, recorded while it runs."""
+    read: set[str] = set()
+
+    def recording(original: Callable[[str], Any]) -> Callable[[str], Any]:
+        def get(key: str) -> Any:
+            read.add(key)
+            return original(key)
+
+        return get
+
+    original = pulumi.runtime.config.get_config
+    monkeypatch.setattr("pulumi.config.get_config", recording(original))
+    monkeypatch.setattr("components.config.get_config", recording(original))
+    harness.run_stack(stack)
+    return {k for k in read if k.startswith("mlstack:")}
+
+
+def test_every_key_read_is_declared_and_every_declared_key_is_read(
+    kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declared = set(harness.project_declarations())
+    read_by_any: set[str] = set()
+    for stack in STACKS:
+        read = keys_read_by_the_program(stack, monkeypatch)
+        assert read - declared == set(), f"{stack} reads keys Pulumi.yaml does not declare: {sorted(read - declared)}"
+        read_by_any |= read
+    assert declared - read_by_any == set(), f"declared but no stack reads them: {sorted(declared - read_by_any)}"
+
+
+def test_every_declaration_has_type_description_and_default() -> None:
+    for key, decl in harness.project_declarations().items():
+        assert decl.get("type") in SIMPLE_TYPES, f"{key}: type {decl.get('type')!r}"
+        assert decl.get("description"), f"{key}: no description"
+        assert "default" in decl, f"{key}: no default (the CLI would then demand a value in every stack)"
+        assert "secret" not in decl, f"{key}: a declared secret with a default breaks `pulumi up` (pulumi#21865)"
+        if decl["type"] == "array":
+            assert decl.get("items", {}).get("type") in SIMPLE_TYPES, f"{key}: array without item type"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_files_use_only_declared_keys_of_the_right_type(stack: str) -> None:
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
+    declared = harness.project_declarations()
+    for key in data["config"]:
+        if key.startswith("mlstack:"):
+            assert key in declared, f"Pulumi.{stack}.yaml sets {key}, which Pulumi.yaml does not declare (a typo?)"
+    harness.load_stack_config(stack)  # raises on a type mismatch
+
+
+def test_shipped_stack_list_matches_the_stack_files() -> None:
+    files = {p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml")}
+    assert files == set(STACKS)
+
+
+def test_readme_config_reference_is_identical_to_pulumi_yaml() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert config_doc.section(readme) == config_doc.render(), "README is stale: run `make docs`"
+
+
+def test_runtime_uses_the_venv_the_makefile_creates() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text(encoding="utf-8"))
+    assert project["name"] == "mlstack"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    assert re.search(r"^VENV \?= venv$", (ROOT / "Makefile").read_text(encoding="utf-8"), re.MULTILINE)
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in readme
+    assert ci.strip().splitlines()[-1] == "make test"
+
+
+def test_requirements_are_pinned() -> None:
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for raw in Path(ROOT / name).read_text(encoding="utf-8").splitlines():
+            line = raw.split("#")[0].strip()
+            if line and not line.startswith("-r "):
+                assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", line), f"{name}: {line!r} is not pinned"
