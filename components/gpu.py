@@ -51,7 +51,7 @@ GCP_ACCELERATORS: dict[str, GcpAccelerator] = {
         GcpAccelerator(
             "nvidia-l4",
             "g2",
-            fixed_counts=_g2({4: 1, 8: 1, 12: 1, 16: 1, 32: 1, 24: 2, 48: 4, 96: 8}),
+            fixed_counts=_g2({4: 1, 8: 1, 12: 1, 16: 1, 24: 2, 32: 1, 48: 4, 96: 8}),
         ),
         GcpAccelerator(
             "nvidia-tesla-a100",  # A100 40GB: A2 Standard
