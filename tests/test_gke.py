@@ -180,6 +180,8 @@ def test_node_service_account_runs_both_pools_with_only_node_roles(stack: harnes
     assert reader.inputs["repository"] == repository.inputs["repositoryId"], reader.urn
     assert reader.inputs["location"] == repository.inputs["location"] == "us-central1", reader.urn
     assert repository.inputs["format"] == "DOCKER", repository.urn
+    # The grant waits for the repository and the account it names.
+    assert {repository.urn, account.urn} <= set(reader.dependencies), reader.dependencies
 
 
 def test_model_bucket_is_private_and_granted_only_to_the_workload_principal(
@@ -194,6 +196,7 @@ def test_model_bucket_is_private_and_granted_only_to_the_workload_principal(
     assert len(grants) == 1, [g.urn for g in grants]
     grant = grants[0]
     assert grant.inputs["bucket"] == bucket.outputs["name"], grant.urn
+    assert bucket.urn in grant.dependencies, grant.dependencies
     assert grant.inputs["role"] == "roles/storage.objectUser", grant.urn
     assert grant.inputs["member"] == (
         f"principal://iam.googleapis.com/projects/{mocks_gcp.MOCK_PROJECT_NUMBER}/locations/global/"
