@@ -17,6 +17,7 @@ import yaml
 from pulumi_gcp import artifactregistry, container, organizations, projects, serviceaccount, storage
 
 from components import gpu
+from components.config import GKE_RELEASE_CHANNELS
 from components.target import (
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
@@ -94,6 +95,11 @@ def check_args(args: GkeGpuClusterArgs) -> list[str]:
         f"mlstack:{p.key} = {p.value!r}: {p.reason}"
         for p in gpu.check_gcp_gpu_pool(args.gpu_type, args.gpu_machine_type, args.gpu_count)
     ]
+    if args.release_channel not in GKE_RELEASE_CHANNELS:
+        problems.append(
+            f"mlstack:gkeReleaseChannel = {args.release_channel!r}: "
+            f"must be one of {', '.join(GKE_RELEASE_CHANNELS)}"
+        )
     if args.gpu_driver_version not in gpu.GCP_GPU_DRIVER_VERSIONS:
         problems.append(
             f"mlstack:gkeGpuDriverVersion = {args.gpu_driver_version!r}: "

@@ -381,7 +381,10 @@ def test_component_refuses_bad_args_before_creating_anything() -> None:
     with pytest.raises(GkeError) as raised:
         harness.run(
             lambda: GkeGpuCluster(
-                "gke", _args(gpu_count=3, gpu_driver_version="R535", gpu_min_nodes=2)
+                "gke",
+                _args(
+                    gpu_count=3, gpu_driver_version="R535", gpu_min_nodes=2, release_channel="BETA"
+                ),
             ),
             {},
             mocks=mocks,
@@ -390,4 +393,5 @@ def test_component_refuses_bad_args_before_creating_anything() -> None:
     assert "mlstack:gkeGpuCount = 3" in message
     assert "mlstack:gkeGpuDriverVersion = 'R535'" in message
     assert "mlstack:gpuMinNodes/gpuMaxNodes = 2/1" in message
+    assert "mlstack:gkeReleaseChannel = 'BETA'" in message
     assert mocks.created == []
