@@ -26,8 +26,48 @@ def build_target(cfg: config.StackConfig) -> tuple[ClusterTarget, str | None]:
             ),
         )
         return local, local.context
+    if cfg.cloud == "gcp" and cfg.gcp is not None:
+        # Imported here so that other clouds never load pulumi_gcp.
+        from components.gke import GkeGpuCluster, GkeGpuClusterArgs  # noqa: PLC0415
+        from components.workloads import workload_service_account_name  # noqa: PLC0415
+
+        gcp, pools = cfg.gcp, cfg.node_pools
+        gke = GkeGpuCluster(
+            "gke",
+            GkeGpuClusterArgs(
+                project=gcp.project,
+                region=gcp.region,
+                location=gcp.location,
+                kubernetes_version=cfg.kubernetes_version,
+                release_channel=gcp.release_channel,
+                deletion_protection=gcp.deletion_protection,
+                system_machine_type=gcp.system_machine_type,
+                system_node_count=pools.system_node_count,
+                gpu_machine_type=gcp.gpu_machine_type,
+                gpu_type=gcp.gpu_type,
+                gpu_count=gcp.gpu_count,
+                gpu_driver_version=gcp.gpu_driver_version,
+                gpu_min_nodes=pools.gpu_min_nodes,
+                gpu_max_nodes=pools.gpu_max_nodes,
+                gpu_spot=pools.gpu_spot,
+                repository_id=cfg.app_name,
+                workload_namespace=cfg.namespace,
+                workload_service_account=workload_service_account_name(cfg.app_name),
+                bucket_force_destroy=gcp.bucket_force_destroy,
+            ),
+        )
+        # Exports, not resources: what a GKE user needs next (push images, kubectl).
+        pulumi.export("clusterName", gke.cluster_name)
+        pulumi.export("location", gke.location)
+        pulumi.export("registryUrl", gke.registry_url)
+        pulumi.export("modelBucket", gke.bucket_name)
+        pulumi.export("getCredentials", gke.get_credentials)
+        return gke, None
     raise config.ConfigError(
-        [f"mlstack:cloud = {cfg.cloud!r}: this version of mlstack deploys to local only; azure and gcp are coming"]
+        [
+            f"mlstack:cloud = {cfg.cloud!r}: this version of mlstack deploys to local and gcp; "
+            "azure is coming"
+        ]
     )
 
 

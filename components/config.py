@@ -21,12 +21,18 @@ from typing import Literal, TypeVar, cast
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
-from components import validate
+from components import gpu, validate
 
 PROJECT = "mlstack"
 CLOUDS = ("azure", "gcp", "local")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
+GKE_RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+# GCP project IDs: 6-30 characters, lower-case letters, digits and hyphens,
+# starting with a letter and not ending with a hyphen.
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_GCP_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)+$")
 
 Cloud = Literal["azure", "gcp", "local"]
 T = TypeVar("T")
@@ -86,6 +92,28 @@ class LocalConfig:
 
 
 @dataclass(frozen=True)
+class GcpConfig:
+    """The GKE target's settings; present only when mlstack:cloud is gcp."""
+
+    project: str
+    region: str
+    zone: str | None  # None: a regional cluster
+    release_channel: str
+    deletion_protection: bool
+    bucket_force_destroy: bool
+    system_machine_type: str
+    gpu_machine_type: str
+    gpu_type: str
+    gpu_count: int
+    gpu_driver_version: str
+
+    @property
+    def location(self) -> str:
+        """Where the cluster lives: its zone, or its region for a regional cluster."""
+        return self.zone or self.region
+
+
+@dataclass(frozen=True)
 class StackConfig:
     cloud: Cloud
     kubernetes_version: str
@@ -104,6 +132,7 @@ class StackConfig:
     serving: ServingConfig
     node_pools: NodePoolConfig
     local: LocalConfig
+    gcp: GcpConfig | None  # None unless mlstack:cloud is gcp
 
 
 class _Reader:
@@ -276,6 +305,9 @@ def load() -> StackConfig:
         kube_context=r.string("kubeContext", _optional(_context), None),
         registry=r.string("localRegistry", _optional(validate.registry_address), None),
     )
+    # Another cloud's keys keep their defaults and are not judged: a local stack
+    # must not fail because no GCP project is set.
+    gcp = _gcp(r, training) if cloud == "gcp" else None
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -297,6 +329,7 @@ def load() -> StackConfig:
         serving=serving,
         node_pools=node_pools,
         local=local,
+        gcp=gcp,
     )
 
 
@@ -361,6 +394,71 @@ def _node_pools(r: _Reader) -> NodePoolConfig:
         gpu_min_nodes=gpu_min,
         gpu_max_nodes=gpu_max,
         gpu_spot=r.boolean("gpuSpot"),
+    )
+
+
+def _gcp_project(value: str) -> str:
+    if not value:
+        raise ValueError(
+            "must be set to the GCP project to deploy into (`pulumi config set gcpProject ID`)"
+        )
+    if not _GCP_PROJECT.match(value):
+        raise ValueError(
+            "must be a GCP project ID: 6-30 lower-case letters, digits and hyphens, "
+            "starting with a letter and not ending with a hyphen (e.g. my-ml-project)"
+        )
+    return value
+
+
+def _gcp_region(value: str) -> str:
+    if not _GCP_REGION.match(value):
+        raise ValueError("must be a GCP region such as us-central1 or europe-west4")
+    return value
+
+
+def _gcp_machine_type(value: str) -> str:
+    if not _GCP_MACHINE_TYPE.match(value):
+        raise ValueError(
+            "must be a Compute Engine machine type such as e2-standard-4 or n1-standard-4"
+        )
+    return value
+
+
+def _gcp(r: _Reader, training: TrainingConfig) -> GcpConfig:
+    region = r.string("gcpRegion", _gcp_region, "")
+    zone = r.string("gcpZone", _optional(str), None)
+    if zone is not None and region and not re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
+        r.fail(
+            "gcpZone",
+            zone,
+            f"must be a zone of mlstack:gcpRegion ({region}), such as {region}-a; "
+            "empty means a regional cluster",
+        )
+    gpu_machine_type = r.string("gkeGpuMachineType", _gcp_machine_type, "")
+    gpu_type = r.text("gkeGpuType")
+    gpu_count = r.integer("gkeGpuCount", 1, 16)
+    if gpu_machine_type:
+        for problem in gpu.check_gcp_gpu_pool(gpu_type, gpu_machine_type, gpu_count):
+            r.fail(problem.key, problem.value, problem.reason)
+    if training.gpus > gpu_count:
+        r.fail(
+            "trainerGpus",
+            training.gpus,
+            f"must be at most the GPUs of one GPU node, mlstack:gkeGpuCount ({gpu_count}): "
+            "a pod cannot span nodes",
+        )
+    return GcpConfig(
+        project=r.string("gcpProject", _gcp_project, ""),
+        region=region,
+        zone=zone,
+        release_channel=r.choice("gkeReleaseChannel", GKE_RELEASE_CHANNELS),
+        deletion_protection=r.boolean("gkeDeletionProtection"),
+        bucket_force_destroy=r.boolean("gkeModelBucketForceDestroy"),
+        system_machine_type=r.string("gkeSystemMachineType", _gcp_machine_type, ""),
+        gpu_machine_type=gpu_machine_type,
+        gpu_type=gpu_type,
+        gpu_count=gpu_count,
+        gpu_driver_version=r.choice("gkeGpuDriverVersion", gpu.GCP_GPU_DRIVER_VERSIONS),
     )
 
 

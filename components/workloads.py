@@ -108,6 +108,11 @@ def object_meta(
     )
 
 
+def workload_service_account_name(app_name: str) -> str:
+    """The ServiceAccount the Job and the servers run as; a cloud target may grant it access by name."""
+    return f"{app_name}-workload"
+
+
 def model_version(trainer_image: str, training: TrainingConfig) -> str:
     """A version derived from what produced the model: trainer image and training parameters.
 
@@ -292,7 +297,9 @@ class MlWorkloads(pulumi.ComponentResource):
         store = target.model_store
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-service-account",
-            metadata=meta("workload", f"{app.app_name}-workload", annotations=store.service_account_annotations),
+            metadata=meta(
+                "workload", workload_service_account_name(app.app_name), annotations=store.service_account_annotations
+            ),
             automount_service_account_token=store.needs_service_account_token,
             opts=k8s_opts,
         )

@@ -232,7 +232,8 @@ class StackMocks(pulumi_mocks.Mocks):
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token not in self.calls:
             raise HarnessError(f"the program invoked {args.token}, which the mocks do not answer")
-        return self.calls[args.token](args), None
+        # An empty failure list: pulumi's MockMonitor iterates it (None raises TypeError).
+        return self.calls[args.token](args), []
 
 
 def default_mocks() -> StackMocks:
@@ -240,6 +241,10 @@ def default_mocks() -> StackMocks:
     outputs: dict[str, OutputsFn] = {}
     calls: dict[str, CallFn] = {}
     # Each cloud target adds its answers here (see tools/mocks_<cloud>.py).
+    from tools import mocks_gcp  # noqa: PLC0415 - each cloud's answers in its own module
+
+    outputs.update(mocks_gcp.OUTPUTS)
+    calls.update(mocks_gcp.CALLS)
     return StackMocks(outputs=outputs, calls=calls)
 
 

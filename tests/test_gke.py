@@ -1,0 +1,397 @@
+"""The GKE target under mocks: the cluster, its pools and identities, and the workloads on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from components import gke
+from components.gke import GkeError, GkeGpuCluster, GkeGpuClusterArgs
+from components.workloads import APP_UID, workload_service_account_name
+from tools import harness, mocks_gcp
+
+RunStack = Callable[..., harness.StackRun]
+
+NODE_POOL = "gcp:container/nodePool:NodePool"
+CLUSTER = "gcp:container/cluster:Cluster"
+ACCOUNT = "gcp:serviceaccount/account:Account"
+PROJECT_MEMBER = "gcp:projects/iAMMember:IAMMember"
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+REPOSITORY_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+BUCKET = "gcp:storage/bucket:Bucket"
+BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+JOB = "kubernetes:batch/v1:Job"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+@pytest.fixture
+def stack(run_stack: RunStack) -> harness.StackRun:
+    """The shipped GKE stack (Pulumi.gke.yaml): one Spot T4 per node, from zero to one node."""
+    return run_stack("gke")
+
+
+def pod_spec(registration: harness.Registration) -> dict[str, Any]:
+    spec: dict[str, Any] = harness.plain(registration.inputs)["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_annotations(registration: harness.Registration) -> dict[str, Any]:
+    template = harness.plain(registration.inputs)["spec"]["template"]
+    annotations: dict[str, Any] = template["metadata"].get("annotations") or {}
+    return annotations
+
+
+def model_volume(registration: harness.Registration) -> dict[str, Any]:
+    volumes = {v["name"]: v for v in pod_spec(registration)["volumes"]}
+    volume: dict[str, Any] = volumes["models"]
+    return volume
+
+
+# --- node pools ----------------------------------------------------------------
+
+
+def test_gpu_pool_accelerator_driver_taint_autoscaling_and_spot(stack: harness.StackRun) -> None:
+    pool = stack.one(NODE_POOL, "-gpu")
+    node = pool.inputs["nodeConfig"]
+    assert node["machineType"] == "n1-standard-4", pool.urn
+    assert harness.plain(node["guestAccelerators"]) == [
+        {
+            "type": "nvidia-tesla-t4",
+            "count": 1,
+            "gpuDriverInstallationConfig": {"gpuDriverVersion": "DEFAULT"},
+        }
+    ], pool.urn
+    assert node["taints"] == [
+        {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+    ], pool.urn
+    assert node["spot"] is True, pool.urn
+    assert harness.plain(pool.inputs["autoscaling"]) == {
+        "totalMinNodeCount": 0,
+        "totalMaxNodeCount": 1,
+    }, pool.urn
+    # The autoscaler owns the size: a fixed node count would fight it.
+    assert "nodeCount" not in pool.inputs, pool.urn
+    assert "initialNodeCount" not in pool.inputs, pool.urn
+    assert node["labels"] == {gke.POOL_LABEL: "gpu"}, pool.urn
+    assert node["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}, pool.urn
+    assert node["oauthScopes"] == ["https://www.googleapis.com/auth/cloud-platform"], pool.urn
+
+
+def test_gpu_pool_follows_config_without_spot(run_stack: RunStack) -> None:
+    result = run_stack(
+        "gke",
+        overrides={
+            "gpuSpot": False,
+            "gpuMinNodes": 1,
+            "gpuMaxNodes": 3,
+            "gkeGpuMachineType": "g2-standard-24",
+            "gkeGpuType": "nvidia-l4",
+            "gkeGpuCount": 2,
+            "gkeGpuDriverVersion": "LATEST",
+            "trainerGpus": 2,
+        },
+    )
+    pool = result.one(NODE_POOL, "-gpu")
+    node = harness.plain(pool.inputs["nodeConfig"])
+    assert not node.get("spot"), pool.urn
+    assert node["machineType"] == "g2-standard-24", pool.urn
+    assert node["guestAccelerators"] == [
+        {
+            "type": "nvidia-l4",
+            "count": 2,
+            "gpuDriverInstallationConfig": {"gpuDriverVersion": "LATEST"},
+        }
+    ], pool.urn
+    assert harness.plain(pool.inputs["autoscaling"]) == {
+        "totalMinNodeCount": 1,
+        "totalMaxNodeCount": 3,
+    }, pool.urn
+    job = result.one(JOB)
+    assert pod_spec(job)["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2", job.urn
+
+
+def test_system_pool_is_fixed_size_without_gpu(stack: harness.StackRun) -> None:
+    pool = stack.one(NODE_POOL, "-system")
+    node = pool.inputs["nodeConfig"]
+    assert pool.inputs["nodeCount"] == 1, pool.urn
+    assert node["machineType"] == "e2-standard-4", pool.urn
+    assert not node.get("guestAccelerators"), pool.urn
+    assert not node.get("taints"), pool.urn
+    assert node["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}, pool.urn
+
+
+# --- the cluster -----------------------------------------------------------------
+
+
+def test_cluster_removes_default_pool_and_enables_workload_identity_and_gcs_fuse(
+    stack: harness.StackRun,
+) -> None:
+    cluster = stack.one(CLUSTER)
+    inputs = harness.plain(cluster.inputs)
+    assert inputs["removeDefaultNodePool"] is True, cluster.urn
+    assert inputs["initialNodeCount"] == 1, cluster.urn
+    assert inputs["workloadIdentityConfig"] == {"workloadPool": "my-ml-project.svc.id.goog"}, (
+        cluster.urn
+    )
+    assert inputs["addonsConfig"] == {"gcsFuseCsiDriverConfig": {"enabled": True}}, cluster.urn
+    assert inputs["releaseChannel"] == {"channel": "REGULAR"}, cluster.urn
+    assert inputs["minMasterVersion"] == "1.33", cluster.urn
+    assert inputs["deletionProtection"] is False, cluster.urn
+    assert inputs["location"] == "us-central1-a", cluster.urn
+    for pool in stack.of_type(NODE_POOL):
+        assert pool.inputs["cluster"] == cluster.outputs["name"], pool.urn
+        assert pool.inputs["location"] == "us-central1-a", pool.urn
+
+
+def test_regional_cluster_with_deletion_protection(run_stack: RunStack) -> None:
+    result = run_stack("gke", overrides={"gcpZone": "", "gkeDeletionProtection": True})
+    cluster = result.one(CLUSTER)
+    assert cluster.inputs["location"] == "us-central1", cluster.urn
+    assert cluster.inputs["deletionProtection"] is True, cluster.urn
+    assert result.exports["location"] == "us-central1"
+
+
+# --- identities -------------------------------------------------------------------
+
+
+def test_node_service_account_runs_both_pools_with_only_node_roles(stack: harness.StackRun) -> None:
+    account = stack.one(ACCOUNT)
+    email = account.outputs["email"]
+    member = f"serviceAccount:{email}"
+    for pool in stack.of_type(NODE_POOL):
+        assert pool.inputs["nodeConfig"]["serviceAccount"] == email, pool.urn
+    grants = stack.of_type(PROJECT_MEMBER)
+    assert {g.inputs["role"] for g in grants} == set(gke.NODE_PROJECT_ROLES), [
+        g.urn for g in grants
+    ]
+    for grant in grants:
+        assert grant.inputs["member"] == member, grant.urn
+        assert grant.inputs["project"] == "my-ml-project", grant.urn
+
+    repository = stack.one(REPOSITORY)
+    reader = stack.one(REPOSITORY_MEMBER)
+    assert reader.inputs["role"] == "roles/artifactregistry.reader", reader.urn
+    assert reader.inputs["member"] == member, reader.urn
+    assert reader.inputs["repository"] == repository.inputs["repositoryId"], reader.urn
+    assert reader.inputs["location"] == repository.inputs["location"] == "us-central1", reader.urn
+    assert repository.inputs["format"] == "DOCKER", repository.urn
+    # The grant waits for the repository and the account it names.
+    assert {repository.urn, account.urn} <= set(reader.dependencies), reader.dependencies
+
+
+def test_model_bucket_is_private_and_granted_only_to_the_workload_principal(
+    stack: harness.StackRun,
+) -> None:
+    bucket = stack.one(BUCKET)
+    assert bucket.inputs["uniformBucketLevelAccess"] is True, bucket.urn
+    assert bucket.inputs["publicAccessPrevention"] == "enforced", bucket.urn
+    assert bucket.inputs["forceDestroy"] is False, bucket.urn
+
+    grants = stack.of_type(BUCKET_MEMBER)
+    assert len(grants) == 1, [g.urn for g in grants]
+    grant = grants[0]
+    assert grant.inputs["bucket"] == bucket.outputs["name"], grant.urn
+    assert bucket.urn in grant.dependencies, grant.dependencies
+    assert grant.inputs["role"] == "roles/storage.objectUser", grant.urn
+    assert grant.inputs["member"] == (
+        f"principal://iam.googleapis.com/projects/{mocks_gcp.MOCK_PROJECT_NUMBER}/locations/global/"
+        "workloadIdentityPools/my-ml-project.svc.id.goog/subject/ns/mlstack/sa/mlstack-workload"
+    ), grant.urn
+
+
+def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(run_stack: RunStack) -> None:
+    result = run_stack("gke", overrides={"namespace": "ml-team", "appName": "digits"})
+    grant = result.one(BUCKET_MEMBER)
+    bucket_name = result.one(BUCKET).outputs["name"]
+
+    account = result.one("kubernetes:core/v1:ServiceAccount")
+    meta = harness.manifest(account)["metadata"]
+    assert (meta["namespace"], meta["name"]) == ("ml-team", workload_service_account_name("digits"))
+    assert grant.inputs["member"].endswith(f"/subject/ns/{meta['namespace']}/sa/{meta['name']}"), (
+        grant.urn
+    )
+
+    for registration, read_only in ((result.one(JOB), False), (result.one(DEPLOYMENT), True)):
+        spec = pod_spec(registration)
+        assert spec["serviceAccountName"] == meta["name"], registration.urn
+        # The GCS FUSE driver gets the pod's token from the kubelet, not from the pod.
+        assert spec["automountServiceAccountToken"] is False, registration.urn
+        assert pod_annotations(registration) == {"gke-gcsfuse/volumes": "true"}, registration.urn
+        csi = model_volume(registration)["csi"]
+        assert csi["driver"] == "gcsfuse.csi.storage.gke.io", registration.urn
+        assert csi["volumeAttributes"]["bucketName"] == bucket_name, registration.urn
+        assert f"uid={APP_UID}" in csi["volumeAttributes"]["mountOptions"].split(","), (
+            registration.urn
+        )
+        assert f"gid={APP_UID}" in csi["volumeAttributes"]["mountOptions"].split(","), (
+            registration.urn
+        )
+        assert csi.get("readOnly", False) is read_only, registration.urn
+        assert spec["securityContext"]["runAsUser"] == APP_UID, registration.urn
+
+
+# --- Kubernetes access -------------------------------------------------------------
+
+
+def test_every_kubernetes_object_uses_the_provider_built_from_this_cluster(
+    stack: harness.StackRun,
+) -> None:
+    provider = stack.one(K8S_PROVIDER)
+    component = stack.one("mlstack:gke:GkeGpuCluster")
+    assert provider.parent == component.urn, provider.urn
+    objects = stack.kubernetes_objects()
+    assert objects
+    for registration in objects:
+        assert registration.provider_urn == provider.urn, registration.urn
+    # Nothing is applied before there are nodes and the workloads may read the bucket.
+    needed = {
+        stack.one(NODE_POOL, "-gpu").urn,
+        stack.one(NODE_POOL, "-system").urn,
+        stack.one(BUCKET_MEMBER).urn,
+    }
+    assert needed <= set(provider.dependencies), provider.dependencies
+
+
+def test_kubeconfig_export_is_secret_and_uses_the_gke_auth_plugin(stack: harness.StackRun) -> None:
+    assert "kubeconfig" in stack.secret_exports
+    config = yaml.safe_load(stack.exports["kubeconfig"])
+    assert config["clusters"][0]["cluster"] == {
+        "server": f"https://{mocks_gcp.MOCK_CLUSTER_ENDPOINT}",
+        "certificate-authority-data": mocks_gcp.MOCK_CLUSTER_CA,
+    }
+    assert config["users"][0]["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
+    provider = stack.one(K8S_PROVIDER)
+    assert harness.is_secret_value(provider.inputs["kubeconfig"]), provider.urn
+
+
+def test_training_job_selects_the_gpu_pool_tolerates_its_taint_and_requests_gpus(
+    stack: harness.StackRun,
+) -> None:
+    job = stack.one(JOB)
+    pool = harness.plain(stack.one(NODE_POOL, "-gpu").inputs["nodeConfig"])
+    spec = pod_spec(job)
+    # Every label the Job selects on is one the GPU nodes carry.
+    node_labels = {**pool["labels"], gke.ACCELERATOR_LABEL: pool["guestAccelerators"][0]["type"]}
+    assert spec["nodeSelector"], job.urn
+    assert spec["nodeSelector"].items() <= node_labels.items(), job.urn
+    effects = {
+        "NO_SCHEDULE": "NoSchedule",
+        "PREFER_NO_SCHEDULE": "PreferNoSchedule",
+        "NO_EXECUTE": "NoExecute",
+    }
+    for taint in pool["taints"]:
+        assert any(
+            t["key"] == taint["key"]
+            and t.get("value") == taint["value"]
+            and t["effect"] == effects[taint["effect"]]
+            for t in spec["tolerations"]
+        ), (job.urn, taint, spec["tolerations"])
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1", job.urn
+
+
+def test_gke_stack_objects_pass_strict_schema_validation(stack: harness.StackRun) -> None:
+    assert stack.kubernetes_version == "1.33"
+    manifests = list(harness.kubernetes_manifests(stack))
+    assert {m["kind"] for _, m in manifests} >= {
+        "Namespace",
+        "ServiceAccount",
+        "Job",
+        "Deployment",
+        "Service",
+    }
+    problems = [
+        p for _, m in manifests for p in harness.validate_manifest(m, stack.kubernetes_version)
+    ]
+    assert problems == []
+
+
+def test_gke_exports(stack: harness.StackRun) -> None:
+    cluster_name = stack.one(CLUSTER).outputs["name"]
+    bucket = stack.one(BUCKET)
+    assert stack.exports["clusterName"] == cluster_name
+    assert stack.exports["location"] == "us-central1-a"
+    assert stack.exports["registryUrl"] == "us-central1-docker.pkg.dev/my-ml-project/mlstack"
+    assert stack.exports["modelBucket"] == bucket.outputs["name"] == bucket.inputs["name"]
+    assert stack.exports["getCredentials"] == (
+        f"gcloud container clusters get-credentials {cluster_name} "
+        "--location us-central1-a --project my-ml-project"
+    )
+
+
+# --- the component alone ---------------------------------------------------------------
+
+
+def _args(**changes: Any) -> GkeGpuClusterArgs:
+    values: dict[str, Any] = {
+        "project": "my-ml-project",
+        "region": "us-central1",
+        "location": "us-central1-a",
+        "kubernetes_version": "1.33",
+        "release_channel": "REGULAR",
+        "deletion_protection": False,
+        "system_machine_type": "e2-standard-2",
+        "system_node_count": 1,
+        "gpu_machine_type": "n1-standard-4",
+        "gpu_type": "nvidia-tesla-t4",
+        "gpu_count": 1,
+        "gpu_driver_version": "DEFAULT",
+        "gpu_min_nodes": 0,
+        "gpu_max_nodes": 1,
+        "gpu_spot": True,
+        "repository_id": "mlstack",
+        "workload_namespace": "mlstack",
+        "workload_service_account": "mlstack-workload",
+        **changes,
+    }
+    return GkeGpuClusterArgs(**values)
+
+
+def test_registry_pushes_with_a_secret_access_token() -> None:
+    def program() -> None:
+        cluster = GkeGpuCluster("gke", _args())
+        assert cluster.registry is not None
+        assert cluster.registry.password is not None
+        pulumi.export("server", cluster.registry.server)
+        pulumi.export("username", cluster.registry.username)
+        pulumi.export("password", cluster.registry.password)
+
+    result = harness.run(program, {})
+    assert result.exports["server"] == "us-central1-docker.pkg.dev/my-ml-project/mlstack"
+    assert result.exports["username"] == "oauth2accesstoken"
+    assert result.exports["password"] == mocks_gcp.MOCK_ACCESS_TOKEN
+    assert "password" in result.secret_exports
+
+
+def test_component_refuses_bad_args_before_creating_anything() -> None:
+    class CountingMocks(harness.StackMocks):
+        def __init__(self) -> None:
+            super().__init__(outputs=mocks_gcp.OUTPUTS, calls=mocks_gcp.CALLS)
+            self.created: list[str] = []
+
+        def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+            self.created.append(args.typ)
+            return super().new_resource(args)
+
+    mocks = CountingMocks()
+    with pytest.raises(GkeError) as raised:
+        harness.run(
+            lambda: GkeGpuCluster(
+                "gke",
+                _args(
+                    gpu_count=3, gpu_driver_version="R535", gpu_min_nodes=2, release_channel="BETA"
+                ),
+            ),
+            {},
+            mocks=mocks,
+        )
+    message = str(raised.value)
+    assert "mlstack:gkeGpuCount = 3" in message
+    assert "mlstack:gkeGpuDriverVersion = 'R535'" in message
+    assert "mlstack:gpuMinNodes/gpuMaxNodes = 2/1" in message
+    assert "mlstack:gkeReleaseChannel = 'BETA'" in message
+    assert mocks.created == []

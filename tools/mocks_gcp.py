@@ -1,0 +1,81 @@
+"""Mock answers for what the GKE target reads from pulumi-gcp: computed outputs and invokes.
+
+Registered in ``tools.harness.default_mocks``. Inputs arrive with wire
+(camelCase) names; answers are given the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from pulumi.runtime import mocks as pulumi_mocks
+
+MOCK_PROJECT_NUMBER = "123456789012"
+MOCK_ACCESS_TOKEN = "ya29.mock-access-token"  # noqa: S105 - a test fixture
+MOCK_CLUSTER_ENDPOINT = "192.0.2.20"
+MOCK_CLUSTER_CA = base64.b64encode(
+    b"-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n"
+).decode()
+
+
+def _cluster(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    # pulumi-gcp auto-names the cluster from the resource name plus a suffix.
+    return {
+        "name": args.inputs.get("name") or f"{args.name}-1a2b3c4",
+        "endpoint": MOCK_CLUSTER_ENDPOINT,
+        "masterAuth": {"clusterCaCertificate": MOCK_CLUSTER_CA},
+    }
+
+
+def _node_pool(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    return {"name": args.inputs.get("name") or f"{args.name}-5d6e7f8"}
+
+
+def _account(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    email = f"{args.inputs['accountId']}@{args.inputs['project']}.iam.gserviceaccount.com"
+    return {"email": email, "member": f"serviceAccount:{email}"}
+
+
+def _repository(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    inputs = args.inputs
+    location, repository = inputs["location"], inputs["repositoryId"]
+    return {
+        "name": repository,
+        "id": f"projects/{inputs['project']}/locations/{location}/repositories/{repository}",
+    }
+
+
+def _bucket(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    name = args.inputs.get("name") or f"{args.name}-9a8b7c6"
+    return {"name": name, "url": f"gs://{name}"}
+
+
+OUTPUTS: dict[str, Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]] = {
+    "gcp:container/cluster:Cluster": _cluster,
+    "gcp:container/nodePool:NodePool": _node_pool,
+    "gcp:serviceaccount/account:Account": _account,
+    "gcp:artifactregistry/repository:Repository": _repository,
+    "gcp:storage/bucket:Bucket": _bucket,
+}
+
+
+def _client_config(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    return {"accessToken": MOCK_ACCESS_TOKEN, "id": "mock", "project": "", "region": "", "zone": ""}
+
+
+def _project(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    project_id = args.args.get("projectId") or "mock-project"
+    return {
+        "projectId": project_id,
+        "number": MOCK_PROJECT_NUMBER,
+        "name": project_id,
+        "id": f"projects/{project_id}",
+    }
+
+
+CALLS: dict[str, Callable[[pulumi_mocks.MockCallArgs], dict[str, Any]]] = {
+    "gcp:organizations/getClientConfig:getClientConfig": _client_config,
+    "gcp:organizations/getProject:getProject": _project,
+}
