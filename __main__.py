@@ -28,8 +28,8 @@ def build_target(cfg: config.StackConfig) -> tuple[ClusterTarget, str | None]:
         return local, local.context
     if cfg.cloud == "gcp" and cfg.gcp is not None:
         # Imported here so that other clouds never load pulumi_gcp.
-        from components.gke import GkeGpuCluster, GkeGpuClusterArgs  # noqa: PLC0415
-        from components.workloads import workload_service_account_name  # noqa: PLC0415
+        from components.gke import GkeGpuCluster, GkeGpuClusterArgs
+        from components.workloads import workload_service_account_name
 
         gcp, pools = cfg.gcp, cfg.node_pools
         gke = GkeGpuCluster(
