@@ -14,17 +14,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Literal, TypeVar, cast
 
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
-from components import validate
+from components import gpu, validate
 
 PROJECT = "mlstack"
 CLOUDS = ("azure", "gcp", "local")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+AKS_UPGRADE_CHANNELS = ("none", "patch", "stable", "rapid", "node-image")
+ACR_SKUS = ("Basic", "Standard", "Premium")
 APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
 
 Cloud = Literal["azure", "gcp", "local"]
@@ -85,6 +87,19 @@ class LocalConfig:
 
 
 @dataclass(frozen=True)
+class AzureConfig:
+    """The AKS target's settings; read and checked only when mlstack:cloud is azure."""
+
+    location: str
+    system_vm_size: str
+    gpu_vm_size: str  # a size in components.gpu.AZURE_GPU_SIZES
+    upgrade_channel: str
+    spot_max_price: float  # -1: pay up to the on-demand price
+    acr_sku: str
+    acr_admin_user: bool
+
+
+@dataclass(frozen=True)
 class StackConfig:
     cloud: Cloud
     kubernetes_version: str
@@ -103,6 +118,8 @@ class StackConfig:
     serving: ServingConfig
     node_pools: NodePoolConfig
     local: LocalConfig
+    azure: AzureConfig | None  # set when cloud is azure
+
 
 
 class _Reader:
@@ -274,6 +291,7 @@ def load() -> StackConfig:
         kube_context=r.string("kubeContext", _optional(_context), None),
         registry=r.string("localRegistry", _optional(validate.registry_address), None),
     )
+    azure = _azure(r, training.gpus) if cloud == "azure" else None
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -295,6 +313,7 @@ def load() -> StackConfig:
         serving=serving,
         node_pools=node_pools,
         local=local,
+        azure=azure,
     )
 
 
@@ -360,6 +379,33 @@ def _node_pools(r: _Reader) -> NodePoolConfig:
         gpu_max_nodes=gpu_max,
         gpu_spot=r.boolean("gpuSpot"),
     )
+
+
+def _azure(r: _Reader, trainer_gpus: int) -> AzureConfig:
+    gpu_vm_size = r.text("aksGpuVmSize")
+    if gpu_vm_size:
+        for key, value, reason in gpu.check_azure_gpu_pool(gpu_vm_size, trainer_gpus):
+            r.fail(key, value, reason)
+    return AzureConfig(
+        location=r.string("azureLocation", gpu.azure_location, ""),
+        system_vm_size=r.string("aksSystemVmSize", gpu.azure_vm_size, ""),
+        gpu_vm_size=gpu_vm_size,
+        upgrade_channel=r.choice("aksUpgradeChannel", AKS_UPGRADE_CHANNELS),
+        spot_max_price=r.string("aksSpotMaxPrice", _spot_max_price, -1.0),
+        acr_sku=r.choice("acrSku", ACR_SKUS),
+        acr_admin_user=r.boolean("acrAdminUser"),
+    )
+
+
+def _spot_max_price(value: str) -> float:
+    """An hourly price in US dollars above zero, or -1 for "up to the on-demand price"."""
+    try:
+        price = Decimal(value)
+    except InvalidOperation as e:
+        raise ValueError("must be -1 or a price in US dollars per hour, such as 0.25") from e
+    if not price.is_finite() or (price != -1 and price <= 0):
+        raise ValueError("must be -1 (up to the on-demand price) or a price above zero, such as 0.25")
+    return float(price)
 
 
 def _quantity(r: _Reader, name: str) -> str:

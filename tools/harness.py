@@ -34,6 +34,8 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from tools import mocks_azure
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlstack"
 SECRET_SIG = rpc._special_sig_key
@@ -232,7 +234,8 @@ class StackMocks(pulumi_mocks.Mocks):
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token not in self.calls:
             raise HarnessError(f"the program invoked {args.token}, which the mocks do not answer")
-        return self.calls[args.token](args), None
+        # An empty failure list, not None: pulumi's MockMonitor iterates it.
+        return self.calls[args.token](args), []
 
 
 def default_mocks() -> StackMocks:
@@ -240,6 +243,8 @@ def default_mocks() -> StackMocks:
     outputs: dict[str, OutputsFn] = {}
     calls: dict[str, CallFn] = {}
     # Each cloud target adds its answers here (see tools/mocks_<cloud>.py).
+    outputs.update(mocks_azure.OUTPUTS)
+    calls.update(mocks_azure.CALLS)
     return StackMocks(outputs=outputs, calls=calls)
 
 
