@@ -27,7 +27,7 @@ def build_target(cfg: config.StackConfig) -> tuple[ClusterTarget, str | None]:
         )
         return local, local.context
     if cfg.cloud == "azure" and cfg.azure is not None:
-        from components.aks import AksGpuCluster, AksGpuClusterArgs
+        from components.aks import AksGpuCluster, AksGpuClusterArgs  # noqa: PLC0415 - only this cloud's SDK
 
         azure, pools = cfg.azure, cfg.node_pools
         aks = AksGpuCluster(
@@ -53,7 +53,10 @@ def build_target(cfg: config.StackConfig) -> tuple[ClusterTarget, str | None]:
         pulumi.export("getCredentials", aks.get_credentials)
         return aks, None
     raise config.ConfigError(
-        [f"mlstack:cloud = {cfg.cloud!r}: this version of mlstack deploys to local and azure; gcp is coming"]
+        [
+            f"mlstack:cloud = {cfg.cloud!r}: this version of mlstack deploys to local and azure; "
+            "gcp is coming"
+        ]
     )
 
 

@@ -25,7 +25,7 @@ class GpuSize:
 
 
 def _suggestion(value: str, choices: Iterable[str]) -> str:
-    """" (did you mean X?)" for a close, case-insensitive match, else ""."""
+    """A " (did you mean X?)" hint for a close, case-insensitive match; else empty."""
     by_lower = {c.lower(): c for c in choices}
     if value.lower() in by_lower:
         return f" (did you mean {by_lower[value.lower()]}?)"

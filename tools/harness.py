@@ -229,7 +229,9 @@ class StackMocks(pulumi_mocks.Mocks):
                     state["status"] = {"loadBalancer": {"ingress": [{"ip": self.load_balancer_ip}]}}
         if args.typ in self.outputs:
             state.update(self.outputs[args.typ](args))
-        return f"{args.name}-id", state
+        # A cloud's answers may give the provider's id (an Azure resource id, say):
+        # other resources take it as an input, e.g. a role assignment's scope.
+        return str(state.pop("id", None) or f"{args.name}-id"), state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token not in self.calls:

@@ -30,11 +30,16 @@ def _resource_group_name(args: pulumi_mocks.MockResourceArgs) -> str:
     return str(args.inputs.get("resourceGroupName") or "mock-rg")
 
 
-def _arm_id(args: pulumi_mocks.MockResourceArgs, provider: str, name: str) -> str:
+def arm_id(resource_group: str, provider: str, name: str) -> str:
+    """The Azure resource id the mocks give a resource in ``resource_group``."""
     return (
-        f"/subscriptions/{MOCK_SUBSCRIPTION_ID}/resourceGroups/{_resource_group_name(args)}"
+        f"/subscriptions/{MOCK_SUBSCRIPTION_ID}/resourceGroups/{resource_group}"
         f"/providers/{provider}/{name}"
     )
+
+
+def _arm_id(args: pulumi_mocks.MockResourceArgs, provider: str, name: str) -> str:
+    return arm_id(_resource_group_name(args), provider, name)
 
 
 def _resource_group(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
