@@ -306,6 +306,8 @@ def test_exports_name_the_cluster_and_keep_the_kubeconfig_secret(dev: harness.St
     assert "kubeconfig" in dev.secret_exports, "the kubeconfig export is not secret"
     decoded = yaml.safe_load(dev.exports["kubeconfig"])
     assert decoded["clusters"][0]["cluster"]["server"] == mocks_azure.MOCK_CLUSTER_SERVER
+    # The mocks name the context after the cluster the credentials were listed for.
+    assert decoded["current-context"] == cluster.outputs["name"], "credentials of another cluster"
     assert dev.exports["clusterName"] == cluster.outputs["name"]
     assert dev.exports["resourceGroup"] == group.outputs["name"]
     assert dev.exports["getCredentials"] == (
