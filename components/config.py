@@ -404,7 +404,9 @@ def _spot_max_price(value: str) -> float:
     except InvalidOperation as e:
         raise ValueError("must be -1 or a price in US dollars per hour, such as 0.25") from e
     if not price.is_finite() or (price != -1 and price <= 0):
-        raise ValueError("must be -1 (up to the on-demand price) or a price above zero, such as 0.25")
+        raise ValueError(
+            "must be -1 (up to the on-demand price) or a price above zero, such as 0.25"
+        )
     return float(price)
 
 
