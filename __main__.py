@@ -63,12 +63,34 @@ def build_target(cfg: config.StackConfig) -> tuple[ClusterTarget, str | None]:
         pulumi.export("modelBucket", gke.bucket_name)
         pulumi.export("getCredentials", gke.get_credentials)
         return gke, None
-    raise config.ConfigError(
-        [
-            f"mlstack:cloud = {cfg.cloud!r}: this version of mlstack deploys to local and gcp; "
-            "azure is coming"
-        ]
-    )
+    if cfg.cloud == "azure" and cfg.azure is not None:
+        from components.aks import AksGpuCluster, AksGpuClusterArgs
+
+        azure, pools = cfg.azure, cfg.node_pools
+        aks = AksGpuCluster(
+            cfg.app_name,
+            AksGpuClusterArgs(
+                location=azure.location,
+                kubernetes_version=cfg.kubernetes_version,
+                upgrade_channel=azure.upgrade_channel,
+                system_vm_size=azure.system_vm_size,
+                system_node_count=pools.system_node_count,
+                gpu_vm_size=azure.gpu_vm_size,
+                gpu_min_nodes=pools.gpu_min_nodes,
+                gpu_max_nodes=pools.gpu_max_nodes,
+                gpu_spot=pools.gpu_spot,
+                spot_max_price=azure.spot_max_price,
+                acr_sku=azure.acr_sku,
+                acr_admin_user=azure.acr_admin_user,
+            ),
+        )
+        pulumi.export("clusterName", aks.cluster_name)
+        pulumi.export("resourceGroup", aks.resource_group_name)
+        pulumi.export("registryLoginServer", aks.registry_login_server)
+        pulumi.export("getCredentials", aks.get_credentials)
+        return aks, None
+    # config.load() guarantees a known cloud with its settings; anything else is a bug here.
+    raise config.ConfigError([f"mlstack:cloud = {cfg.cloud!r}: must be one of {', '.join(config.CLOUDS)}"])
 
 
 cfg = config.load()

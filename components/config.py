@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Literal, TypeVar, cast
 
 import pulumi
@@ -26,6 +26,8 @@ from components import gpu, validate
 PROJECT = "mlstack"
 CLOUDS = ("azure", "gcp", "local")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+AKS_UPGRADE_CHANNELS = ("none", "patch", "stable", "rapid", "node-image")
+ACR_SKUS = ("Basic", "Standard", "Premium")
 APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
 GKE_RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 # GCP project IDs: 6-30 characters, lower-case letters, digits and hyphens,
@@ -114,6 +116,19 @@ class GcpConfig:
 
 
 @dataclass(frozen=True)
+class AzureConfig:
+    """The AKS target's settings; read and checked only when mlstack:cloud is azure."""
+
+    location: str
+    system_vm_size: str
+    gpu_vm_size: str  # a size in components.gpu.AZURE_GPU_SIZES
+    upgrade_channel: str
+    spot_max_price: float  # -1: pay up to the on-demand price
+    acr_sku: str
+    acr_admin_user: bool
+
+
+@dataclass(frozen=True)
 class StackConfig:
     cloud: Cloud
     kubernetes_version: str
@@ -133,6 +148,7 @@ class StackConfig:
     node_pools: NodePoolConfig
     local: LocalConfig
     gcp: GcpConfig | None  # None unless mlstack:cloud is gcp
+    azure: AzureConfig | None  # None unless mlstack:cloud is azure
 
 
 class _Reader:
@@ -308,6 +324,7 @@ def load() -> StackConfig:
     # Another cloud's keys keep their defaults and are not judged: a local stack
     # must not fail because no GCP project is set.
     gcp = _gcp(r, training) if cloud == "gcp" else None
+    azure = _azure(r, training.gpus) if cloud == "azure" else None
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -330,6 +347,7 @@ def load() -> StackConfig:
         node_pools=node_pools,
         local=local,
         gcp=gcp,
+        azure=azure,
     )
 
 
@@ -460,6 +478,35 @@ def _gcp(r: _Reader, training: TrainingConfig) -> GcpConfig:
         gpu_count=gpu_count,
         gpu_driver_version=r.choice("gkeGpuDriverVersion", gpu.GCP_GPU_DRIVER_VERSIONS),
     )
+
+
+def _azure(r: _Reader, trainer_gpus: int) -> AzureConfig:
+    gpu_vm_size = r.text("aksGpuVmSize")
+    if gpu_vm_size:
+        for key, value, reason in gpu.check_azure_gpu_pool(gpu_vm_size, trainer_gpus):
+            r.fail(key, value, reason)
+    return AzureConfig(
+        location=r.string("azureLocation", gpu.azure_location, ""),
+        system_vm_size=r.string("aksSystemVmSize", gpu.azure_vm_size, ""),
+        gpu_vm_size=gpu_vm_size,
+        upgrade_channel=r.choice("aksUpgradeChannel", AKS_UPGRADE_CHANNELS),
+        spot_max_price=r.string("aksSpotMaxPrice", _spot_max_price, -1.0),
+        acr_sku=r.choice("acrSku", ACR_SKUS),
+        acr_admin_user=r.boolean("acrAdminUser"),
+    )
+
+
+def _spot_max_price(value: str) -> float:
+    """An hourly price in US dollars above zero, or -1 for "up to the on-demand price"."""
+    try:
+        price = Decimal(value)
+    except InvalidOperation as e:
+        raise ValueError("must be -1 or a price in US dollars per hour, such as 0.25") from e
+    if not price.is_finite() or (price != -1 and price <= 0):
+        raise ValueError(
+            "must be -1 (up to the on-demand price) or a price above zero, such as 0.25"
+        )
+    return float(price)
 
 
 def _quantity(r: _Reader, name: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from tools import harness
 
-STACKS = ("local", "gke")  # every shipped Pulumi.<stack>.yaml
+STACKS = ("local", "dev", "gke")  # every shipped Pulumi.<stack>.yaml
 
 
 @pytest.fixture

@@ -34,6 +34,8 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from tools import mocks_azure, mocks_gcp
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlstack"
 SECRET_SIG = rpc._special_sig_key
@@ -227,12 +229,14 @@ class StackMocks(pulumi_mocks.Mocks):
                     state["status"] = {"loadBalancer": {"ingress": [{"ip": self.load_balancer_ip}]}}
         if args.typ in self.outputs:
             state.update(self.outputs[args.typ](args))
-        return f"{args.name}-id", state
+        # A cloud's answers may give the provider's id (an Azure resource id, say):
+        # other resources take it as an input, e.g. a role assignment's scope.
+        return str(state.pop("id", None) or f"{args.name}-id"), state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token not in self.calls:
             raise HarnessError(f"the program invoked {args.token}, which the mocks do not answer")
-        # An empty failure list: pulumi's MockMonitor iterates it (None raises TypeError).
+        # An empty failure list, not None: pulumi's MockMonitor iterates it.
         return self.calls[args.token](args), []
 
 
@@ -241,10 +245,9 @@ def default_mocks() -> StackMocks:
     outputs: dict[str, OutputsFn] = {}
     calls: dict[str, CallFn] = {}
     # Each cloud target adds its answers here (see tools/mocks_<cloud>.py).
-    from tools import mocks_gcp  # noqa: PLC0415 - each cloud's answers in its own module
-
-    outputs.update(mocks_gcp.OUTPUTS)
-    calls.update(mocks_gcp.CALLS)
+    for cloud in (mocks_azure, mocks_gcp):
+        outputs.update(cloud.OUTPUTS)
+        calls.update(cloud.CALLS)
     return StackMocks(outputs=outputs, calls=calls)
 
 

@@ -1,0 +1,412 @@
+"""AksGpuCluster: AKS with a GPU pool that scales to zero, a registry and the NVIDIA device plugin.
+
+A ClusterTarget: the workloads get a Kubernetes provider built from this
+cluster's kubeconfig, the registry to push to (the kubelet pulls through an
+AcrPull role assignment, no pull secret), how to land on the GPU pool, and a
+model store on Azure Files (ReadWriteMany, so the Job and the serving pods on
+other nodes share it).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from pulumi_azure_native import authorization, containerregistry, containerservice, resources
+
+from components import gpu
+from components.config import ACR_SKUS, AKS_UPGRADE_CHANNELS
+from components.target import (
+    GPU_TAINT_KEY,
+    GPU_TAINT_VALUE,
+    GpuScheduling,
+    ModelStore,
+    Registry,
+    StorageClaim,
+    Toleration,
+)
+
+# Built-in role "AcrPull" (the same id in every subscription).
+ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+# The label the GPU pool's nodes carry and the GPU pods (and the device plugin) select.
+GPU_POOL_LABEL_KEY = "mlstack.io/pool"
+GPU_POOL_LABEL_VALUE = "gpu"
+# AKS puts this taint on every node of a Spot pool whether or not it is asked for.
+SPOT_TAINT_KEY = "kubernetes.azure.com/scalesetpriority"
+SPOT_TAINT_VALUE = "spot"
+# The class AKS ships for Azure Files through its CSI driver: ReadWriteMany.
+MODEL_STORAGE_CLASS = "azurefile-csi"
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
+# Where the kubelet listens for device plugins to register.
+DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
+SYSTEM_POOL_NAME = "system"
+GPU_POOL_NAME = "gpu"  # AKS: lower-case letters and digits, at most 12
+
+
+ClusterIdentity = containerservice.outputs.UserAssignedIdentityManagedClusterResponse
+
+
+class AksError(pulumi.RunError):
+    """The AKS target cannot be built with these arguments."""
+
+
+@dataclass(frozen=True)
+class AksGpuClusterArgs:
+    location: str
+    kubernetes_version: str  # "1.33": AKS picks the newest patch of that minor
+    upgrade_channel: str
+    system_vm_size: str
+    system_node_count: int
+    gpu_vm_size: str
+    gpu_min_nodes: int
+    gpu_max_nodes: int
+    gpu_spot: bool
+    spot_max_price: float = -1.0  # -1: up to the on-demand price
+    acr_sku: str = "Basic"
+    acr_admin_user: bool = False
+    device_plugin_image: str = DEVICE_PLUGIN_IMAGE
+
+
+# --- pure builders -------------------------------------------------------------
+
+
+def gpu_pool_taints(spot: bool) -> tuple[Toleration, ...]:
+    """Every taint the GPU pool's nodes carry, as the tolerations a pod needs to land there."""
+    # "NoSchedule" is GPU_TAINT_EFFECT, spelled as the literal the Toleration type wants.
+    taints = [Toleration(GPU_TAINT_KEY, "Equal", "NoSchedule", GPU_TAINT_VALUE)]
+    if spot:
+        taints.append(Toleration(SPOT_TAINT_KEY, "Equal", "NoSchedule", SPOT_TAINT_VALUE))
+    return tuple(taints)
+
+
+def node_taint(t: Toleration) -> str:
+    """AKS's ``key=value:Effect`` form of a taint."""
+    return f"{t.key}={t.value}:{t.effect}"
+
+
+def gpu_scheduling(args: AksGpuClusterArgs) -> GpuScheduling:
+    size = gpu.azure_gpu_size(args.gpu_vm_size)
+    return GpuScheduling(
+        node_selector={GPU_POOL_LABEL_KEY: GPU_POOL_LABEL_VALUE},
+        tolerations=gpu_pool_taints(args.gpu_spot),
+        gpus_per_node=size.gpus,
+        gpu_model=size.gpu_model,
+    )
+
+
+def registry_name(prefix: str, suffix: str) -> str:
+    """An ACR name: 5-50 letters and digits, globally unique thanks to the random suffix."""
+    letters = re.sub(r"[^a-z0-9]", "", prefix.lower())[: 50 - len(suffix)]
+    return f"{letters or 'mlstack'}{suffix}"
+
+
+def role_definition_id(subscription_id: str, role_id: str = ACR_PULL_ROLE_ID) -> str:
+    """The full id of a built-in role definition, as a role assignment takes it."""
+    return (
+        f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization"
+        f"/roleDefinitions/{role_id}"
+    )
+
+
+def decode_kubeconfig(encoded: str) -> str:
+    return base64.b64decode(encoded).decode("utf-8")
+
+
+def check(args: AksGpuClusterArgs) -> None:
+    """Refuse arguments AKS would reject only after minutes of provisioning."""
+    problems: list[str] = []
+    try:
+        gpu.azure_location(args.location)
+    except ValueError as e:
+        problems.append(f"mlstack:azureLocation = {args.location!r}: {e}")
+    try:
+        gpu.azure_vm_size(args.system_vm_size)
+    except ValueError as e:
+        problems.append(f"mlstack:aksSystemVmSize = {args.system_vm_size!r}: {e}")
+    try:
+        gpu.azure_gpu_size(args.gpu_vm_size)
+    except ValueError as e:
+        problems.append(f"mlstack:aksGpuVmSize = {args.gpu_vm_size!r}: {e}")
+    if args.upgrade_channel not in AKS_UPGRADE_CHANNELS:
+        problems.append(
+            f"mlstack:aksUpgradeChannel = {args.upgrade_channel!r}: "
+            f"must be one of {', '.join(AKS_UPGRADE_CHANNELS)}"
+        )
+    if args.acr_sku not in ACR_SKUS:
+        problems.append(f"mlstack:acrSku = {args.acr_sku!r}: must be one of {', '.join(ACR_SKUS)}")
+    if args.system_node_count < 1:
+        problems.append(f"mlstack:systemNodeCount = {args.system_node_count}: must be at least 1")
+    if args.gpu_min_nodes < 0 or args.gpu_max_nodes < max(1, args.gpu_min_nodes):
+        problems.append(
+            f"mlstack:gpuMaxNodes = {args.gpu_max_nodes}: must be at least 1 and at least "
+            f"mlstack:gpuMinNodes ({args.gpu_min_nodes}, itself at least 0)"
+        )
+    if args.spot_max_price != -1 and args.spot_max_price <= 0:
+        problems.append(
+            f"mlstack:aksSpotMaxPrice = {args.spot_max_price}: must be -1 or above zero"
+        )
+    if problems:
+        raise AksError("invalid AKS target:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+# --- the component -------------------------------------------------------------
+
+
+class AksGpuCluster(pulumi.ComponentResource):
+    """A ClusterTarget on AKS: system pool, GPU pool from zero, ACR, device plugin, Azure Files."""
+
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+    registry: Registry | None
+    gpu: GpuScheduling | None
+    model_store: ModelStore
+    external_load_balancer: bool
+    cluster_name: pulumi.Output[str]
+    resource_group_name: pulumi.Output[str]
+    registry_login_server: pulumi.Output[str]
+    get_credentials: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: AksGpuClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        check(args)
+        super().__init__("mlstack:aks:AksGpuCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        group = resources.ResourceGroup(f"{name}-rg", location=args.location, opts=child)
+
+        cluster = containerservice.ManagedCluster(
+            f"{name}-cluster",
+            resource_group_name=group.name,
+            location=args.location,
+            dns_prefix=name,
+            kubernetes_version=args.kubernetes_version,
+            enable_rbac=True,
+            identity=containerservice.ManagedClusterIdentityArgs(
+                type=containerservice.ResourceIdentityType.SYSTEM_ASSIGNED
+            ),
+            # Workload identity lets pods reach Azure services without stored keys.
+            oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            security_profile=containerservice.ManagedClusterSecurityProfileArgs(
+                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(
+                    enabled=True
+                )
+            ),
+            auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
+                upgrade_channel=args.upgrade_channel
+            ),
+            # Only the system pool lives inline: a pool both inline and a separate
+            # AgentPool would be fought over by the two resources on every update.
+            agent_pool_profiles=[
+                containerservice.ManagedClusterAgentPoolProfileArgs(
+                    name=SYSTEM_POOL_NAME,
+                    mode=containerservice.AgentPoolMode.SYSTEM,
+                    vm_size=args.system_vm_size,
+                    count=args.system_node_count,
+                    os_type=containerservice.OSType.LINUX,
+                    type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
+                )
+            ],
+            opts=child,
+        )
+
+        gpu_pool = containerservice.AgentPool(
+            f"{name}-gpu-pool",
+            agent_pool_name=GPU_POOL_NAME,
+            resource_group_name=group.name,
+            resource_name_=cluster.name,
+            mode=containerservice.AgentPoolMode.USER,
+            vm_size=args.gpu_vm_size,
+            orchestrator_version=args.kubernetes_version,
+            os_type=containerservice.OSType.LINUX,
+            type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
+            # From zero: a GPU node is paid for only while something asks for a GPU.
+            enable_auto_scaling=True,
+            count=args.gpu_min_nodes,
+            min_count=args.gpu_min_nodes,
+            max_count=args.gpu_max_nodes,
+            node_labels={GPU_POOL_LABEL_KEY: GPU_POOL_LABEL_VALUE},
+            # The Spot taint is listed too: AKS adds it to every Spot pool, and leaving
+            # it out would show a diff on every preview.
+            node_taints=[node_taint(t) for t in gpu_pool_taints(args.gpu_spot)],
+            # AKS installs the NVIDIA driver on the nodes; the device plugin is ours.
+            gpu_profile=containerservice.GPUProfileArgs(driver=containerservice.GPUDriver.INSTALL),
+            # Spot: far cheaper, evicted when Azure needs the capacity back. Delete, not
+            # Deallocate: a deallocated Spot node still holds quota and disks.
+            scale_set_priority=(
+                containerservice.ScaleSetPriority.SPOT
+                if args.gpu_spot
+                else containerservice.ScaleSetPriority.REGULAR
+            ),
+            scale_set_eviction_policy=(
+                containerservice.ScaleSetEvictionPolicy.DELETE if args.gpu_spot else None
+            ),
+            spot_max_price=args.spot_max_price if args.gpu_spot else None,
+            # The autoscaler owns the node count once the pool exists.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]),
+        )
+
+        suffix = random.RandomString(
+            f"{name}-registry-suffix", length=8, special=False, upper=False, opts=child
+        )
+        acr = containerregistry.Registry(
+            f"{name}-registry",
+            registry_name=suffix.result.apply(lambda s: registry_name(name, s)),
+            resource_group_name=group.name,
+            location=args.location,
+            sku=containerregistry.SkuArgs(name=args.acr_sku),
+            # Pushes authenticate with Entra ID (`az acr login`) unless asked otherwise.
+            admin_user_enabled=args.acr_admin_user,
+            opts=child,
+        )
+
+        invoke_opts = pulumi.InvokeOutputOptions(parent=self)
+        client = authorization.get_client_config_output(opts=invoke_opts)
+        kubelet_object_id = cluster.identity_profile.apply(_kubelet_object_id)
+        authorization.RoleAssignment(
+            f"{name}-acr-pull",
+            principal_id=kubelet_object_id,
+            # Set explicitly: Azure otherwise looks the principal up in Entra ID, which
+            # fails for a moments-old identity that has not replicated yet.
+            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            role_definition_id=client.subscription_id.apply(role_definition_id),
+            scope=acr.id,
+            opts=child,
+        )
+
+        credentials = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=group.name,
+            resource_name=cluster.name,
+            opts=invoke_opts,
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            credentials.kubeconfigs.apply(lambda configs: decode_kubeconfig(configs[0].value))
+        )
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+
+        self.gpu = gpu_scheduling(args)
+        _device_plugin(name, args.device_plugin_image, self.gpu, self.provider, self)
+
+        username, password = _push_credentials(args, acr, group, self)
+        self.registry = Registry(server=acr.login_server, username=username, password=password)
+        # ReadWriteMany: the Job writes the model on a GPU node, the servers read it elsewhere.
+        self.model_store = ModelStore(
+            claim=StorageClaim(access_mode="ReadWriteMany", storage_class=MODEL_STORAGE_CLASS)
+        )
+        self.external_load_balancer = True
+        self.cluster_name = cluster.name
+        self.resource_group_name = group.name
+        self.registry_login_server = acr.login_server
+        self.gpu_pool_name = gpu_pool.name
+        self.get_credentials = pulumi.Output.concat(
+            "az aks get-credentials --resource-group ", group.name, " --name ", cluster.name
+        )
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "resourceGroupName": self.resource_group_name,
+                "registryLoginServer": self.registry_login_server,
+                "kubeconfig": self.kubeconfig,
+                "getCredentials": self.get_credentials,
+                "gpuPoolName": self.gpu_pool_name,
+            }
+        )
+
+
+def _kubelet_object_id(profile: Mapping[str, ClusterIdentity] | None) -> str:
+    identity = (profile or {}).get("kubeletidentity")
+    if identity is None or not identity.object_id:
+        raise AksError("the AKS cluster reports no kubelet identity; it cannot be granted AcrPull")
+    return identity.object_id
+
+
+def _push_credentials(
+    args: AksGpuClusterArgs,
+    acr: containerregistry.Registry,
+    group: resources.ResourceGroup,
+    parent: pulumi.Resource,
+) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
+    """Username and password for the push: none (Entra ID login) unless the admin user is on."""
+    if not args.acr_admin_user:
+        return None, None
+    creds = containerregistry.list_registry_credentials_output(
+        registry_name=acr.name,
+        resource_group_name=group.name,
+        opts=pulumi.InvokeOutputOptions(parent=parent),
+    )
+    return (
+        creds.username.apply(lambda u: u or ""),
+        pulumi.Output.secret(creds.passwords.apply(lambda p: (p or [])[0].value or "")),
+    )
+
+
+def _device_plugin(
+    name: str,
+    image: str,
+    scheduling: GpuScheduling,
+    provider: k8s.Provider,
+    parent: pulumi.Resource,
+) -> k8s.apps.v1.DaemonSet:
+    """NVIDIA's device plugin, on the GPU nodes only: it advertises nvidia.com/gpu there."""
+    match = {"app.kubernetes.io/name": "nvidia-device-plugin"}
+    return k8s.apps.v1.DaemonSet(
+        f"{name}-nvidia-device-plugin",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name="nvidia-device-plugin",
+            namespace="kube-system",
+            labels={**match, "app.kubernetes.io/part-of": "mlstack"},
+        ),
+        spec=k8s.apps.v1.DaemonSetSpecArgs(
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match),
+            update_strategy=k8s.apps.v1.DaemonSetUpdateStrategyArgs(type="RollingUpdate"),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=match),
+                spec=k8s.core.v1.PodSpecArgs(
+                    node_selector=dict(scheduling.node_selector),
+                    tolerations=[
+                        k8s.core.v1.TolerationArgs(
+                            key=t.key, operator=t.operator, value=t.value, effect=t.effect
+                        )
+                        for t in scheduling.tolerations
+                    ],
+                    # Evicting it under node pressure would take every GPU off the node.
+                    priority_class_name="system-node-critical",
+                    containers=[
+                        k8s.core.v1.ContainerArgs(
+                            name="nvidia-device-plugin",
+                            image=image,
+                            # Keep running (and retrying) while the AKS driver install finishes.
+                            env=[k8s.core.v1.EnvVarArgs(name="FAIL_ON_INIT_ERROR", value="false")],
+                            resources=k8s.core.v1.ResourceRequirementsArgs(
+                                requests={"cpu": "10m", "memory": "32Mi"},
+                                limits={"memory": "128Mi"},
+                            ),
+                            security_context=k8s.core.v1.SecurityContextArgs(
+                                allow_privilege_escalation=False,
+                                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                            ),
+                            volume_mounts=[
+                                k8s.core.v1.VolumeMountArgs(
+                                    name="device-plugin", mount_path=DEVICE_PLUGIN_DIR
+                                )
+                            ],
+                        )
+                    ],
+                    volumes=[
+                        k8s.core.v1.VolumeArgs(
+                            name="device-plugin",
+                            host_path=k8s.core.v1.HostPathVolumeSourceArgs(
+                                path=DEVICE_PLUGIN_DIR, type="Directory"
+                            ),
+                        )
+                    ],
+                ),
+            ),
+        ),
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
+    )

@@ -1,0 +1,371 @@
+"""The AKS target under mocks: the cluster, its GPU pool, registry access and what runs on it."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+
+from components import aks
+from components.target import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE
+from tools import harness, mocks_azure
+
+RunStack = Callable[..., harness.StackRun]
+
+CLUSTER = "azure-native:containerservice:ManagedCluster"
+POOL = "azure-native:containerservice:AgentPool"
+REGISTRY = "azure-native:containerregistry:Registry"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+COMPONENT = "mlstack:aks:AksGpuCluster"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+DAEMONSET = "kubernetes:apps/v1:DaemonSet"
+JOB = "kubernetes:batch/v1:Job"
+GPU_TAINT = f"{GPU_TAINT_KEY}={GPU_TAINT_VALUE}:{GPU_TAINT_EFFECT}"
+SPOT_TAINT = "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"
+
+
+def inputs(registration: harness.Registration) -> dict[str, Any]:
+    return dict(harness.plain(registration.inputs))
+
+
+def pod_spec(registration: harness.Registration) -> dict[str, Any]:
+    return dict(inputs(registration)["spec"]["template"]["spec"])
+
+
+def tolerates(tolerations: list[dict[str, Any]], taint: str) -> bool:
+    """Kubernetes' rule: some toleration matches the taint's key, effect and (for Equal) value."""
+    key_value, effect = taint.rsplit(":", 1)
+    key, value = key_value.split("=", 1)
+    for t in tolerations:
+        if t.get("effect") not in (None, "", effect):
+            continue
+        if t.get("operator", "Equal") == "Exists":
+            if t.get("key") in (None, "", key):
+                return True
+        elif t.get("key") == key and t.get("value") == value:
+            return True
+    return False
+
+
+@pytest.fixture
+def dev(run_stack: RunStack) -> harness.StackRun:
+    """The shipped AKS dev stack (Spot GPU pool from zero)."""
+    return run_stack("dev")
+
+
+@pytest.fixture
+def on_demand(run_stack: RunStack) -> harness.StackRun:
+    """The dev stack on regular (non-Spot) capacity, with a pool of 1 to 3 nodes."""
+    return run_stack("dev", overrides={"gpuSpot": False, "gpuMinNodes": 1, "gpuMaxNodes": 3})
+
+
+# --- the GPU pool ----------------------------------------------------------------
+
+
+def test_spot_gpu_pool_carries_taints_label_bounds_and_spot_settings(dev: harness.StackRun) -> None:
+    pool = dev.one(POOL)
+    spec = inputs(pool)
+    assert spec["nodeTaints"] == [GPU_TAINT, SPOT_TAINT], (
+        f"{pool.name}: taints {spec['nodeTaints']}"
+    )
+    assert spec["nodeLabels"] == {aks.GPU_POOL_LABEL_KEY: aks.GPU_POOL_LABEL_VALUE}, pool.name
+    assert (spec["enableAutoScaling"], spec["minCount"], spec["maxCount"]) == (True, 0, 1), (
+        pool.name
+    )
+    assert spec["scaleSetPriority"] == "Spot", pool.name
+    assert spec["scaleSetEvictionPolicy"] == "Delete", pool.name
+    assert spec["spotMaxPrice"] == -1, pool.name
+    assert (spec["mode"], spec["vmSize"]) == ("User", "Standard_NC4as_T4_v3"), pool.name
+    assert spec["gpuProfile"] == {"driver": "Install"}, f"{pool.name}: AKS must install the driver"
+    # The autoscaler owns the node count; without this every update would reset it.
+    assert "count" in pool.ignore_changes, pool.name
+
+
+def test_on_demand_gpu_pool_has_no_spot_settings_or_spot_taint(on_demand: harness.StackRun) -> None:
+    pool = on_demand.one(POOL)
+    spec = inputs(pool)
+    assert spec["nodeTaints"] == [GPU_TAINT], f"{pool.name}: taints {spec['nodeTaints']}"
+    assert spec["scaleSetPriority"] == "Regular", pool.name
+    assert "scaleSetEvictionPolicy" not in spec, pool.name
+    assert "spotMaxPrice" not in spec, pool.name
+    assert (spec["minCount"], spec["maxCount"], spec["count"]) == (1, 3, 1), pool.name
+
+
+def test_gpu_pool_belongs_to_this_cluster(dev: harness.StackRun) -> None:
+    pool, cluster = dev.one(POOL), dev.one(CLUSTER)
+    assert inputs(pool)["resourceName"] == cluster.outputs["name"], pool.name
+    assert inputs(pool)["resourceGroupName"] == inputs(cluster)["resourceGroupName"], pool.name
+    assert inputs(pool)["orchestratorVersion"] == inputs(cluster)["kubernetesVersion"] == "1.33"
+
+
+def test_cluster_holds_only_the_system_pool_inline(dev: harness.StackRun) -> None:
+    cluster = dev.one(CLUSTER)
+    profiles = inputs(cluster)["agentPoolProfiles"]
+    assert len(profiles) == 1, f"{cluster.name}: inline pools {[p['name'] for p in profiles]}"
+    system = profiles[0]
+    assert system["mode"] == "System", cluster.name
+    assert system["name"] != inputs(dev.one(POOL))["agentPoolName"], "the GPU pool is also inline"
+    assert "nodeTaints" not in system, cluster.name
+    assert "gpuProfile" not in system, cluster.name
+    assert (system["vmSize"], system["count"]) == ("Standard_D4s_v5", 1), cluster.name
+
+
+def test_cluster_identity_rbac_workload_identity_and_upgrades(dev: harness.StackRun) -> None:
+    cluster = dev.one(CLUSTER)
+    spec = inputs(cluster)
+    assert spec["identity"] == {"type": "SystemAssigned"}, cluster.name
+    assert spec["enableRBAC"] is True, cluster.name
+    assert spec["oidcIssuerProfile"] == {"enabled": True}, cluster.name
+    assert spec["securityProfile"] == {"workloadIdentity": {"enabled": True}}, cluster.name
+    assert spec["autoUpgradeProfile"] == {"upgradeChannel": "patch"}, cluster.name
+    assert spec["location"] == "eastus", cluster.name
+
+
+# --- the device plugin -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack_fixture", ["dev", "on_demand"])
+def test_device_plugin_lands_only_on_the_gpu_pool_and_tolerates_its_taints(
+    stack_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    result: harness.StackRun = request.getfixturevalue(stack_fixture)
+    plugin, pool = result.one(DAEMONSET), inputs(result.one(POOL))
+    spec = pod_spec(plugin)
+    assert spec["nodeSelector"] == pool["nodeLabels"], f"{plugin.name}: {spec['nodeSelector']}"
+    for taint in pool["nodeTaints"]:
+        assert tolerates(spec["tolerations"], taint), f"{plugin.name} does not tolerate {taint}"
+    assert spec["priorityClassName"] == "system-node-critical", plugin.name
+    assert inputs(plugin)["metadata"]["namespace"] == "kube-system", plugin.name
+    image = spec["containers"][0]["image"]
+    assert image.startswith("nvcr.io/nvidia/k8s-device-plugin:v"), (
+        f"{plugin.name}: unpinned {image}"
+    )
+
+
+# --- the registry ------------------------------------------------------------------
+
+
+def test_kubelet_identity_gets_acr_pull_on_the_registry(dev: harness.StackRun) -> None:
+    assignment, cluster, registry = dev.one(ROLE_ASSIGNMENT), dev.one(CLUSTER), dev.one(REGISTRY)
+    spec = inputs(assignment)
+    assert spec["roleDefinitionId"] == (
+        f"/subscriptions/{mocks_azure.MOCK_SUBSCRIPTION_ID}/providers/Microsoft.Authorization"
+        "/roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d"
+    ), f"{assignment.name}: not AcrPull"
+    kubelet = cluster.outputs["identityProfile"]["kubeletidentity"]["objectId"]
+    assert spec["principalId"] == kubelet, f"{assignment.name}: not the kubelet identity"
+    registry_id = mocks_azure.arm_id(
+        inputs(registry)["resourceGroupName"],
+        "Microsoft.ContainerRegistry/registries",
+        inputs(registry)["registryName"],
+    )
+    assert spec["scope"] == registry_id, f"{assignment.name}: not the registry's scope"
+    assert spec["principalType"] == "ServicePrincipal", assignment.name
+
+
+def test_registry_admin_user_is_off_and_its_name_is_valid(dev: harness.StackRun) -> None:
+    registry = dev.one(REGISTRY)
+    spec = inputs(registry)
+    assert spec["adminUserEnabled"] is False, registry.name
+    assert spec["sku"] == {"name": "Basic"}, registry.name
+    name = spec["registryName"]
+    assert re.fullmatch(r"[a-z0-9]{5,50}", name), f"{registry.name}: {name!r}"
+    assert dev.exports["registryLoginServer"] == registry.outputs["loginServer"]
+
+
+def _component_program(
+    args: aks.AksGpuClusterArgs, exports: Callable[[aks.AksGpuCluster], Mapping[str, Any]]
+) -> Callable[[], None]:
+    def program() -> None:
+        cluster = aks.AksGpuCluster("unit", args)
+        for key, value in exports(cluster).items():
+            pulumi.export(key, value)
+
+    return program
+
+
+ARGS = aks.AksGpuClusterArgs(
+    location="westeurope",
+    kubernetes_version="1.33",
+    upgrade_channel="stable",
+    system_vm_size="Standard_D2s_v5",
+    system_node_count=2,
+    gpu_vm_size="Standard_NC24ads_A100_v4",
+    gpu_min_nodes=0,
+    gpu_max_nodes=2,
+    gpu_spot=False,
+)
+
+
+def test_registry_push_credentials_without_admin_user_are_none() -> None:
+    calls: list[str] = []
+    mocks = harness.default_mocks()
+
+    def recording(answer: harness.CallFn) -> harness.CallFn:
+        def call(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+            calls.append(args.token)
+            return answer(args)
+
+        return call
+
+    mocks.calls = {token: recording(answer) for token, answer in mocks.calls.items()}
+    result = harness.run(
+        _component_program(
+            ARGS,
+            lambda c: {
+                "hasUsername": c.registry is not None and c.registry.username is not None,
+                "hasPassword": c.registry is not None and c.registry.password is not None,
+            },
+        ),
+        {},
+        mocks=mocks,
+    )
+    assert result.exports == {"hasUsername": False, "hasPassword": False}
+    assert "azure-native:containerregistry:listRegistryCredentials" not in calls
+
+
+def test_registry_admin_password_is_a_secret() -> None:
+    args = aks.AksGpuClusterArgs(**{**ARGS.__dict__, "acr_admin_user": True})
+
+    def exports(c: aks.AksGpuCluster) -> Mapping[str, Any]:
+        assert c.registry is not None
+        assert c.registry.password is not None
+        return {"registryUsername": c.registry.username, "registryPassword": c.registry.password}
+
+    result = harness.run(_component_program(args, exports), {})
+    assert result.exports["registryPassword"] == mocks_azure.MOCK_ACR_ADMIN_PASSWORD
+    assert "registryPassword" in result.secret_exports, "the registry password leaves as plain text"
+    assert inputs(result.one(REGISTRY))["adminUserEnabled"] is True
+
+
+# --- the Kubernetes side ------------------------------------------------------------
+
+
+def test_every_kubernetes_object_uses_the_provider_built_from_this_cluster(
+    dev: harness.StackRun,
+) -> None:
+    provider = dev.one(K8S_PROVIDER)
+    assert dev.by_urn(provider.parent).type == COMPONENT, (
+        "the provider is not the AKS component's child"
+    )
+    kubeconfig = provider.inputs["kubeconfig"]
+    assert harness.is_secret_value(kubeconfig), "the provider's kubeconfig is not secret"
+    server = yaml.safe_load(kubeconfig["value"])["clusters"][0]["cluster"]["server"]
+    assert server == mocks_azure.MOCK_CLUSTER_SERVER, (
+        "the kubeconfig is not the cluster's user credential"
+    )
+    objects = dev.kubernetes_objects()
+    assert {o.type for o in objects} >= {DAEMONSET, JOB, "kubernetes:apps/v1:Deployment"}
+    for obj in objects:
+        assert obj.provider_urn == provider.urn, f"{obj.type} {obj.name} uses {obj.provider_urn}"
+
+
+def test_training_job_selects_the_gpu_pool_tolerates_it_and_requests_a_gpu(
+    dev: harness.StackRun,
+) -> None:
+    job, pool = dev.one(JOB), inputs(dev.one(POOL))
+    spec = pod_spec(job)
+    assert spec["nodeSelector"] == pool["nodeLabels"], f"{job.name}: {spec.get('nodeSelector')}"
+    for taint in pool["nodeTaints"]:
+        assert tolerates(spec["tolerations"], taint), f"{job.name} does not tolerate {taint}"
+    limits = spec["containers"][0]["resources"]["limits"]
+    assert limits.get(GPU_RESOURCE) == "1", f"{job.name}: limits {limits}"
+
+
+def test_serving_pods_stay_off_the_gpu_pool(dev: harness.StackRun) -> None:
+    deployment = dev.one("kubernetes:apps/v1:Deployment")
+    spec = pod_spec(deployment)
+    assert not spec.get("tolerations"), f"{deployment.name} tolerates the GPU pool's taints"
+
+
+def test_model_store_is_azure_files_read_write_many(dev: harness.StackRun) -> None:
+    claim = dev.one("kubernetes:core/v1:PersistentVolumeClaim")
+    spec = inputs(claim)["spec"]
+    assert spec["storageClassName"] == "azurefile-csi", claim.name
+    assert spec["accessModes"] == ["ReadWriteMany"], claim.name
+
+
+def test_service_waits_for_an_azure_load_balancer(dev: harness.StackRun) -> None:
+    service = dev.one("kubernetes:core/v1:Service")
+    annotations = inputs(service)["metadata"].get("annotations") or {}
+    assert "pulumi.com/skipAwait" not in annotations, f"{service.name}: AKS assigns an external IP"
+    assert inputs(service)["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"], service.name
+
+
+# --- outputs -------------------------------------------------------------------------
+
+
+def test_exports_name_the_cluster_and_keep_the_kubeconfig_secret(dev: harness.StackRun) -> None:
+    cluster, group = dev.one(CLUSTER), dev.one("azure-native:resources:ResourceGroup")
+    assert "kubeconfig" in dev.secret_exports, "the kubeconfig export is not secret"
+    decoded = yaml.safe_load(dev.exports["kubeconfig"])
+    assert decoded["clusters"][0]["cluster"]["server"] == mocks_azure.MOCK_CLUSTER_SERVER
+    # The mocks name the context after the cluster the credentials were listed for.
+    assert decoded["current-context"] == cluster.outputs["name"], "credentials of another cluster"
+    assert dev.exports["clusterName"] == cluster.outputs["name"]
+    assert dev.exports["resourceGroup"] == group.outputs["name"]
+    assert dev.exports["getCredentials"] == (
+        f"az aks get-credentials --resource-group {group.outputs['name']} "
+        f"--name {cluster.outputs['name']}"
+    )
+
+
+def test_every_azure_resource_is_a_child_of_the_component(dev: harness.StackRun) -> None:
+    component = dev.one(COMPONENT)
+    for registration in dev.registrations.values():
+        if registration.type.startswith(("azure-native:", "random:index/randomString")):
+            assert registration.parent == component.urn, f"{registration.type} {registration.name}"
+
+
+# --- the whole stack, validated ----------------------------------------------------------
+
+
+def test_dev_stack_objects_pass_strict_schema_validation(dev: harness.StackRun) -> None:
+    assert dev.kubernetes_version == "1.33"
+    manifests = list(harness.kubernetes_manifests(dev))
+    assert DAEMONSET in {r.type for r, _ in manifests}, "the device plugin was not validated"
+    problems = [
+        p for _, m in manifests for p in harness.validate_manifest(m, dev.kubernetes_version)
+    ]
+    assert problems == []
+
+
+# --- pure builders ------------------------------------------------------------------------
+
+
+def test_taints_are_written_the_way_aks_reports_them() -> None:
+    assert [aks.node_taint(t) for t in aks.gpu_pool_taints(spot=True)] == [GPU_TAINT, SPOT_TAINT]
+    assert [aks.node_taint(t) for t in aks.gpu_pool_taints(spot=False)] == [GPU_TAINT]
+
+
+def test_gpu_scheduling_comes_from_the_catalogue() -> None:
+    scheduling = aks.gpu_scheduling(ARGS)
+    assert (scheduling.gpu_model, scheduling.gpus_per_node) == ("nvidia-a100-80gb", 1)
+    assert scheduling.node_selector == {aks.GPU_POOL_LABEL_KEY: aks.GPU_POOL_LABEL_VALUE}
+
+
+def test_registry_name_is_letters_and_digits() -> None:
+    assert aks.registry_name("ml-stack_dev", "a1b2c3d4") == "mlstackdeva1b2c3d4"
+    assert len(aks.registry_name("x" * 80, "a1b2c3d4")) == 50
+
+
+def test_user_kubeconfig_is_decoded() -> None:
+    text = mocks_azure.mock_user_kubeconfig("c")
+    assert aks.decode_kubeconfig(base64.b64encode(text.encode()).decode()) == text
+
+
+def test_bad_arguments_are_refused_before_any_resource() -> None:
+    bad = aks.AksGpuClusterArgs(
+        **{**ARGS.__dict__, "gpu_vm_size": "Standard_D4s_v5", "gpu_max_nodes": 0}
+    )
+    with pytest.raises(aks.AksError) as caught:
+        harness.run(_component_program(bad, lambda c: {}), {})
+    message = str(caught.value)
+    assert "mlstack:aksGpuVmSize = 'Standard_D4s_v5': is not a GPU VM size" in message
+    assert "mlstack:gpuMaxNodes = 0" in message

@@ -1,0 +1,134 @@
+"""Mock answers for the AKS target: what Azure computes and the program reads.
+
+Registered in ``tools.harness.default_mocks``. The mocks see wire (camelCase)
+names; ids follow Azure's resource-id shape so that a test can tell which
+resource a scope or principal came from.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+
+MOCK_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000001"
+MOCK_TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
+MOCK_KUBELET_OBJECT_ID = "11111111-2222-3333-4444-555555555555"
+MOCK_REGISTRY_SUFFIX = "a1b2c3d4"
+MOCK_ACR_ADMIN_PASSWORD = "mock-acr-admin-password-0123456789"  # noqa: S105 - a test fixture
+MOCK_CLUSTER_SERVER = "https://mock-aks.hcp.eastus.azmk8s.io:443"
+
+
+def _physical_name(args: pulumi_mocks.MockResourceArgs, explicit_input: str) -> str:
+    """The name Azure would give: the explicit one, else the logical name (auto-naming)."""
+    return str(args.inputs.get(explicit_input) or args.name)
+
+
+def _resource_group_name(args: pulumi_mocks.MockResourceArgs) -> str:
+    return str(args.inputs.get("resourceGroupName") or "mock-rg")
+
+
+def arm_id(resource_group: str, provider: str, name: str) -> str:
+    """The Azure resource id the mocks give a resource in ``resource_group``."""
+    return (
+        f"/subscriptions/{MOCK_SUBSCRIPTION_ID}/resourceGroups/{resource_group}"
+        f"/providers/{provider}/{name}"
+    )
+
+
+def _arm_id(args: pulumi_mocks.MockResourceArgs, provider: str, name: str) -> str:
+    return arm_id(_resource_group_name(args), provider, name)
+
+
+def _resource_group(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    name = _physical_name(args, "resourceGroupName")
+    return {"name": name, "id": f"/subscriptions/{MOCK_SUBSCRIPTION_ID}/resourceGroups/{name}"}
+
+
+def _managed_cluster(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    name = _physical_name(args, "resourceName")
+    return {
+        "name": name,
+        "id": _arm_id(args, "Microsoft.ContainerService/managedClusters", name),
+        "fqdn": "mock-aks.hcp.eastus.azmk8s.io",
+        "identityProfile": {
+            "kubeletidentity": {
+                "objectId": MOCK_KUBELET_OBJECT_ID,
+                "clientId": "66666666-7777-8888-9999-000000000000",
+                "resourceId": _arm_id(
+                    args, "Microsoft.ManagedIdentity/userAssignedIdentities", f"{name}-agentpool"
+                ),
+            }
+        },
+    }
+
+
+def _agent_pool(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    return {"name": _physical_name(args, "agentPoolName")}
+
+
+def _registry(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    name = _physical_name(args, "registryName")
+    return {
+        "name": name,
+        "id": _arm_id(args, "Microsoft.ContainerRegistry/registries", name),
+        "loginServer": f"{name}.azurecr.io",
+    }
+
+
+def mock_user_kubeconfig(cluster: str = "mock-aks") -> str:
+    """A kubeconfig shaped like the one AKS returns for a cluster user."""
+    user = f"clusterUser_{cluster}"
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": cluster,
+            "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+            "clusters": [{"name": cluster, "cluster": {"server": MOCK_CLUSTER_SERVER}}],
+            "users": [{"name": user, "user": {"token": "mock-aks-user-token"}}],
+        }
+    )
+
+
+def _user_credentials(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    cluster = str(args.args.get("resourceName") or "mock-aks")
+    encoded = base64.b64encode(mock_user_kubeconfig(cluster).encode()).decode()
+    return {"kubeconfigs": [{"name": "clusterUser", "value": encoded}]}
+
+
+def _registry_credentials(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    return {
+        "username": str(args.args.get("registryName") or "mockregistry"),
+        "passwords": [
+            {"name": "password", "value": MOCK_ACR_ADMIN_PASSWORD},
+            {"name": "password2", "value": MOCK_ACR_ADMIN_PASSWORD + "-2"},
+        ],
+    }
+
+
+def _client_config(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    return {
+        "clientId": "99999999-0000-0000-0000-000000000000",
+        "objectId": "88888888-0000-0000-0000-000000000000",
+        "subscriptionId": MOCK_SUBSCRIPTION_ID,
+        "tenantId": MOCK_TENANT_ID,
+    }
+
+
+OUTPUTS: dict[str, Any] = {
+    "azure-native:resources:ResourceGroup": _resource_group,
+    "azure-native:containerservice:ManagedCluster": _managed_cluster,
+    "azure-native:containerservice:AgentPool": _agent_pool,
+    "azure-native:containerregistry:Registry": _registry,
+    # The registry name's random suffix (pulumi-random computes it).
+    "random:index/randomString:RandomString": lambda _a: {"result": MOCK_REGISTRY_SUFFIX},
+}
+
+CALLS: dict[str, Any] = {
+    "azure-native:containerservice:listManagedClusterUserCredentials": _user_credentials,
+    "azure-native:containerregistry:listRegistryCredentials": _registry_credentials,
+    "azure-native:authorization:getClientConfig": _client_config,
+}
