@@ -28,9 +28,10 @@ import contextlib
 import hmac
 import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -736,7 +737,18 @@ def main() -> int:
         settings.port,
         settings.username,
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises the signal once drained, so the process would die
+        # "killed by SIGTERM" (143). A drained shutdown is the success path.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                captured: list[int] = getattr(self, "_captured_signals", [])
+                captured[:] = [s for s in captured if s != signal.SIGTERM]
+
+    server = Server(config)
     server.run()
     return 0 if server.started else 1
 

@@ -23,6 +23,10 @@ from typing import Any
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 CHECKPOINT_DIR = ".checkpoints"
+# The exported graph's interface, which metadata.json repeats for the server.
+ONNX_OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "probabilities"
 
 # Names and versions become path segments: refuse anything that could escape
 # the store ("..", "/") or hide as a dotfile next to our staging directories.

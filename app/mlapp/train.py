@@ -12,36 +12,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import logging
 import math
 import os
-import signal
 import sys
-import time
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
-
-import torch
-from torch import nn
 
 from mlapp import store
 from mlapp.data import DataError, Dataset, load_digits_dataset, load_idx_dataset
-from mlapp.model import DigitCNN, WithSoftmax
 
 log = logging.getLogger("mlapp.train")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_GATE = 2
-ONNX_OPSET = 17
-INPUT_NAME = "input"
-OUTPUT_NAME = "probabilities"
 
 
 class UsageError(Exception):
@@ -97,17 +84,6 @@ def _segment(what: str) -> Any:
     return parse
 
 
-@dataclass(frozen=True)
-class Params:
-    """What determines the trained weights: a checkpoint only resumes an identical run."""
-
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    data: str
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m mlapp.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", type=Path, required=True, help="root of the model store")
@@ -124,76 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Stop:
-    """SIGTERM (Spot eviction, pod deletion) stops after the current step with a checkpoint."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-
-
-def _evaluate(
-    net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch: int = 1024
-) -> float:
-    net.eval()
-    correct = 0
-    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-        for i in range(0, len(x), batch):
-            out = net(x[i : i + batch].to(device))
-            correct += int((out.argmax(1).cpu() == y[i : i + batch]).sum())
-    net.train()
-    return correct / len(x)
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    store.write_file_atomic(path, buf.getvalue())
-
-
-def _load_checkpoint(path: Path, params: Params) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a torn or foreign file must not stop training from scratch
-        log.warning("ignoring unreadable checkpoint %s: %s", path, e)
-        return None
-    if state.get("params") != asdict(params):
-        log.warning(
-            "ignoring checkpoint %s: it was made with %s, this run is %s",
-            path,
-            state.get("params"),
-            asdict(params),
-        )
-        return None
-    return state
-
-
-def _export(net: nn.Module, dataset: Dataset, out: Path) -> None:
-    h, w = dataset.image_shape
-    wrapped = WithSoftmax(net).cpu().float().eval()
-    example = torch.zeros(1, 1, h, w)
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of torch.export, but
-        # it needs no onnxscript and exports this plain CNN exactly.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapped,
-            (example,),
-            str(out / store.MODEL_FILE),
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=ONNX_OPSET,
-        )
-
-
 def _metadata(
-    args: argparse.Namespace, dataset: Dataset, accuracy: float, device: torch.device, steps: int
+    args: argparse.Namespace, dataset: Dataset, accuracy: float, device: str, steps: int
 ) -> dict[str, Any]:
     h, w = dataset.image_shape
     return {
@@ -216,10 +124,10 @@ def _metadata(
             "steps": steps,
         },
         "trainer_image": os.environ.get("MLAPP_TRAINER_IMAGE") or None,
-        "framework": {"torch": torch.__version__, "onnx_opset": ONNX_OPSET, "device": device.type},
+        "framework": {"onnx_opset": store.ONNX_OPSET, "device": device},
         "num_classes": dataset.num_classes,
         "input": {
-            "name": INPUT_NAME,
+            "name": store.INPUT_NAME,
             "datatype": "FP32",
             "shape": [-1, 1, h, w],
             # How the server turns a picture into this tensor: grayscale, resize
@@ -233,7 +141,11 @@ def _metadata(
                 "range": [0.0, 1.0],
             },
         },
-        "output": {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, dataset.num_classes]},
+        "output": {
+            "name": store.OUTPUT_NAME,
+            "datatype": "FP32",
+            "shape": [-1, dataset.num_classes],
+        },
     }
 
 
@@ -242,10 +154,8 @@ def train(args: argparse.Namespace) -> int:
     if store.is_complete(final):
         log.info(
             "model %s version %s is already in the store at %s; nothing to do",
-            args.model_name,
-            args.version,
-            final,
-        )
+            args.model_name, args.version, final,
+        )  # fmt: skip
         return EXIT_OK
 
     ckpt_path = store.checkpoint_path(args.model_dir, args.model_name, args.version)
@@ -259,134 +169,41 @@ def train(args: argparse.Namespace) -> int:
         return EXIT_ERROR
 
     dataset = load_idx_dataset(args.data_dir) if args.data_dir else load_digits_dataset(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     h, w = dataset.image_shape
     log.info(
-        "data set %s: %d train, %d held out, %dx%d, %d classes; device %s%s",
-        dataset.name,
-        len(dataset.y_train),
-        len(dataset.y_test),
-        h,
-        w,
-        dataset.num_classes,
-        device.type,
-        " (mixed precision)" if device.type == "cuda" else "",
-    )
+        "data set %s: %d train, %d held out, %dx%d, %d classes",
+        dataset.name, len(dataset.y_train), len(dataset.y_test), h, w, dataset.num_classes,
+    )  # fmt: skip
 
-    params = Params(args.epochs, args.batch_size, args.learning_rate, args.seed, dataset.name)
-    torch.manual_seed(args.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    net = DigitCNN(h, w, dataset.num_classes).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=args.learning_rate)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    loss_fn = nn.CrossEntropyLoss()
+    from mlapp import fit  # noqa: PLC0415 - torch takes seconds to import; errors above need not wait
 
-    x_train = torch.from_numpy(dataset.x_train)
-    y_train = torch.from_numpy(dataset.y_train)
-    x_test = torch.from_numpy(dataset.x_test)
-    y_test = torch.from_numpy(dataset.y_test)
-    steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
-
-    start_epoch, start_batch, step = 0, 0, 0
-    state = _load_checkpoint(ckpt_path, params)
-    if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
-        log.info(
-            "resuming from checkpoint %s at step %d (epoch %d)", ckpt_path, step, start_epoch + 1
-        )
-
-    def checkpoint(epoch: int, batch: int) -> None:
-        _save_checkpoint(
-            ckpt_path,
-            {
-                "params": asdict(params),
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "epoch": epoch,
-                "batch": batch,
-                "step": step,
-            },
-        )
-        log.info("checkpoint saved at step %d", step)
-
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, stop)
-    net.train()
-    started = time.monotonic()
-    for epoch in range(start_epoch, args.epochs):
-        # The order of an epoch depends only on (seed, epoch), so a resumed run
-        # sees exactly the batches the interrupted one would have.
-        order = torch.randperm(
-            len(x_train), generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch)
-        )
-        seen = correct = 0
-        loss_sum = 0.0
-        first = start_batch if epoch == start_epoch else 0
-        for b in range(first, steps_per_epoch):
-            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
-                out = net(xb)
-                loss = loss_fn(out, yb)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            seen += len(yb)
-            correct += int((out.argmax(1) == yb).sum())
-            loss_sum += loss.item() * len(yb)
-            if step % args.log_every == 0:
-                log.info(
-                    "step %d epoch %d loss %.4f running accuracy %.4f",
-                    step,
-                    epoch + 1,
-                    loss_sum / seen,
-                    correct / seen,
-                )
-            last_of_epoch = b + 1 == steps_per_epoch
-            if stop.requested or (step % args.checkpoint_every == 0 and not last_of_epoch):
-                checkpoint(epoch, b + 1)
-            if stop.requested:
-                log.error(
-                    "stopped by SIGTERM at step %d; a rerun resumes from the checkpoint", step
-                )
-                return EXIT_ERROR
-        checkpoint(epoch + 1, 0)
-        log.info("Accuracy at step %d: %.4f", step, _evaluate(net, x_test, y_test, device))
-
-    accuracy = _evaluate(net, x_test, y_test, device)
-    log.info(
-        "held-out accuracy %.4f after %d steps in %.1fs (gate %.4f)",
-        accuracy,
-        step,
-        time.monotonic() - started,
-        args.min_accuracy,
-    )
-    if accuracy < args.min_accuracy:
+    params = fit.Params(args.epochs, args.batch_size, args.learning_rate, args.seed, dataset.name)
+    try:
+        result = fit.fit(dataset, params, ckpt_path, args.checkpoint_every, args.log_every)
+    except fit.Stopped as e:
+        log.error("%s", e)
+        return EXIT_ERROR
+    if result.accuracy < args.min_accuracy:
         log.error(
             "held-out accuracy %.4f is under --min-accuracy %.4f; not publishing",
-            accuracy,
-            args.min_accuracy,
-        )
+            result.accuracy, args.min_accuracy,
+        )  # fmt: skip
         return EXIT_GATE
 
-    meta = _metadata(args, dataset, accuracy, device, step)
+    meta = _metadata(args, dataset, result.accuracy, result.device, result.steps)
+    meta["framework"]["torch"] = fit.TORCH_VERSION
 
     def write(staging: Path) -> None:
-        _export(net, dataset, staging)
+        fit.export_onnx(result.net, h, w, staging / store.MODEL_FILE)
         write_metadata(staging, meta)
 
     published = store.publish(args.model_dir, args.model_name, args.version, write)
     ckpt_path.unlink(missing_ok=True)
-    log.info("%s %s", "published" if published else "already published by another run", final)
+    log.info(
+        "%s %s (held-out accuracy %.4f, gate %.4f)",
+        "published" if published else "another run already published",
+        final, result.accuracy, args.min_accuracy,
+    )  # fmt: skip
     return EXIT_OK
 
 
