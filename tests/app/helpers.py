@@ -42,7 +42,11 @@ def app_env(**extra: str) -> dict[str, str]:
 
 
 def run_trainer(
-    model_dir: Path, version: str, *args: str, timeout: float = 300
+    model_dir: Path,
+    version: str,
+    *args: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable, "-m", "mlapp.train",
@@ -50,7 +54,8 @@ def run_trainer(
         *args,
     ]  # fmt: skip
     return subprocess.run(
-        cmd, env=app_env(), capture_output=True, text=True, timeout=timeout, check=False
+        cmd, env=app_env(**(env or {})), capture_output=True, text=True, timeout=timeout,
+        check=False,
     )
 
 

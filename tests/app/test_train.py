@@ -208,6 +208,7 @@ def test_trains_on_idx_files(tmp_path: Path) -> None:
     result = run_trainer(
         tmp_path / "store", "idx", "--epochs", "3", "--batch-size", "32", "--learning-rate",
         "0.01", "--min-accuracy", "0.9", "--data-dir", str(tmp_path / "data"),
+        env={"MLAPP_TRAINER_IMAGE": "registry.example/mlapp-trainer@sha256:abc"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     meta = json.loads((tmp_path / "store" / MODEL_NAME / "idx" / "metadata.json").read_text())
@@ -216,6 +217,7 @@ def test_trains_on_idx_files(tmp_path: Path) -> None:
     assert meta["input"]["preprocessing"]["pixel_max"] == 255.0
     assert meta["num_classes"] == 4
     assert meta["accuracy"] >= 0.9
+    assert meta["trainer_image"] == "registry.example/mlapp-trainer@sha256:abc"
 
 
 # ---------------------------------------------------------------- atomic publish
