@@ -45,7 +45,6 @@ from mlapp import preprocess, store
 from mlapp.settings import Settings, SettingsError, from_env, read_labels
 
 log = logging.getLogger("mlapp.serve")
-access_log = logging.getLogger("mlapp.access")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -264,6 +263,63 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
     return fields
 
 
+class AccessLog:
+    """One JSON line per request, in the same shape as the other log lines.
+
+    Written in batches every ``FLUSH_SECONDS`` rather than one write(2) per
+    request through ``logging``: that alone cost a third of the throughput.
+    """
+
+    FLUSH_SECONDS = 0.05
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._second = -1
+        self._stamp = ""
+        self._task: asyncio.Task[None] | None = None
+
+    def request(self, method: str, path: str, status: int, elapsed: float) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        entry = {
+            "time": f"{self._stamp}.{int((now - second) * 1000):03d}Z",
+            "level": "INFO",
+            "logger": "mlapp.access",
+            "message": "request",
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        self._lines.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+
+    def flush(self) -> None:
+        if self._lines:
+            data, self._lines = b"".join(self._lines), []
+            stream = sys.stdout
+            stream.flush()
+            stream.buffer.write(data)
+            stream.buffer.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.FLUSH_SECONDS)
+            self.flush()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.flush()
+
+
 class App:
     """The ASGI application. One instance per process; settings fixed at construction."""
 
@@ -279,6 +335,7 @@ class App:
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[str, Any] = {}
         self._model_prefix = "/v2/models/"
+        self.access = AccessLog() if settings.log_level_number <= logging.INFO else None
 
     # ---- ASGI plumbing
 
@@ -295,12 +352,16 @@ class App:
                 # The socket opens right after this returns; the model loads
                 # behind it, so liveness answers while readiness waits.
                 self._loader = asyncio.get_running_loop().create_task(self._load_forever())
+                if self.access is not None:
+                    self.access.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._loader is not None:
                     self._loader.cancel()
                 if self.batcher is not None:
                     await self.batcher.close()
+                if self.access is not None:
+                    await self.access.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -366,18 +427,8 @@ class App:
         await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - start
         self._observe(route, method, status, elapsed)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    }
-                },
-            )
+        if self.access is not None:
+            self.access.request(method, path, status, elapsed)
 
     def _observe(self, route: str, method: str, status: int, elapsed: float) -> None:
         key = (route, method, status)
