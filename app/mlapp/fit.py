@@ -88,7 +88,8 @@ def _load_checkpoint(path: Path, params: Params) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is data, never code to run.
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a foreign or damaged file must not block training from scratch
         log.warning("ignoring unreadable checkpoint %s: %s", path, e)
         return None

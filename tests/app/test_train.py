@@ -315,3 +315,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_1(tmp_path: Path) -> None:
     assert "stopped by SIGTERM at step" in output
     assert store.checkpoint_path(tmp_path, MODEL_NAME, "t").is_file()
     assert not (tmp_path / MODEL_NAME / "t").exists()
+
+
+def test_damaged_or_foreign_checkpoint_is_ignored(tmp_path: Path) -> None:
+    ckpt = store.checkpoint_path(tmp_path, MODEL_NAME, "d")
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"\x80\x04 torn write")
+    result = run_trainer(tmp_path, "d", "--epochs", "1", "--batch-size", "64",
+                         "--learning-rate", "0.01", "--min-accuracy", "0")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ignoring unreadable checkpoint" in result.stdout
+    assert "resuming" not in result.stdout
+    assert (tmp_path / MODEL_NAME / "d" / "model.onnx").is_file()
