@@ -54,6 +54,7 @@ Send = Callable[[Message], Awaitable[None]]
 Handler = Callable[[Scope, Receive], Awaitable[tuple[int, bytes, bytes]]]
 
 RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 10.0
 JSON = b"application/json"
 
 REQUESTS = prom.Counter(
@@ -336,6 +337,13 @@ class App:
         self._histograms: dict[str, Any] = {}
         self._model_prefix = "/v2/models/"
         self.access = AccessLog() if settings.log_level_number <= logging.INFO else None
+        self._simple: dict[str, tuple[str, Handler]] = {
+            "/v2/health/live": ("GET", self._live),
+            "/v2/health/ready": ("GET", self._ready),
+            "/metrics": ("GET", self._metrics),
+            "/predict": ("POST", self._predict),
+            "/v2": ("GET", self._server_metadata),
+        }
 
     # ---- ASGI plumbing
 
@@ -370,14 +378,19 @@ class App:
             self.settings.model_dir, self.settings.model_name, self.settings.model_version
         )
         last_error = ""
+        delay = RETRY_SECONDS
         while True:
             try:
                 model = await asyncio.to_thread(load_model, self.settings, self.labels)
             except ModelNotThere:
+                delay = RETRY_SECONDS
                 if last_error != "missing":
                     log.info("waiting for the model at %s", where)
                     last_error = "missing"
             except Exception as e:
+                # A broken model is retried (a copy may still be landing), but
+                # backing off: each try builds a whole ORT session.
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
                 if str(e) != last_error:
                     log.error("cannot load the model at %s: %s", where, e)
                     last_error = str(e)
@@ -394,7 +407,7 @@ class App:
                     model.metadata.get("accuracy"),
                 )
                 return
-            await asyncio.sleep(RETRY_SECONDS)
+            await asyncio.sleep(delay)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
@@ -466,16 +479,9 @@ class App:
 
                 return route, model_handler
             raise HTTPError(404, f"no such endpoint: {path}")
-        simple: dict[str, tuple[str, Any]] = {
-            "/v2/health/live": ("GET", self._live),
-            "/v2/health/ready": ("GET", self._ready),
-            "/metrics": ("GET", self._metrics),
-            "/predict": ("POST", self._predict),
-            "/v2": ("GET", self._server_metadata),
-        }
-        if path not in simple:
+        if path not in self._simple:
             raise HTTPError(404, f"no such endpoint: {path}")
-        want, handler = simple[path]
+        want, handler = self._simple[path]
         self._check_method(method, want)
         return path, handler
 
