@@ -364,6 +364,11 @@ def test_not_ready_until_the_model_arrives(
         infer = httpx.post(infer_url(srv), auth=AUTH, json=v2_request(held_out.images[:1]))
         assert infer.status_code == 200
         assert httpx.get(srv.url + "/v2/health/live").status_code == 200
+        # No MLAPP_LABELS_FILE here: the label is the class index.
+        predict = httpx.post(srv.url + "/predict", auth=AUTH,
+                             files={"image": ("d.png", png_of(held_out.images[0]))})  # fmt: skip
+        assert predict.status_code == 200
+        assert predict.json()["label"] == str(predict.json()["class"])
     finally:
         assert srv.stop() == 0
 
