@@ -47,6 +47,7 @@ def run_trainer(
     *args: str,
     timeout: float = 300,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable, "-m", "mlapp.train",
@@ -55,7 +56,7 @@ def run_trainer(
     ]  # fmt: skip
     return subprocess.run(
         cmd, env=app_env(**(env or {})), capture_output=True, text=True, timeout=timeout,
-        check=False,
+        check=False, cwd=cwd,
     )
 
 

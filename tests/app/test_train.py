@@ -203,14 +203,26 @@ def test_idx_loader_rejects_corrupt_files(tmp_path: Path) -> None:
         load_idx_dataset(tmp_path)
 
 
-def test_trains_on_idx_files(tmp_path: Path) -> None:
+def test_trains_on_idx_files_writing_only_to_the_store(tmp_path: Path) -> None:
     synthetic_idx(tmp_path / "data", 300, 60, gz=True)
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
     result = run_trainer(
         tmp_path / "store", "idx", "--epochs", "3", "--batch-size", "32", "--learning-rate",
         "0.01", "--min-accuracy", "0.9", "--data-dir", str(tmp_path / "data"),
-        env={"MLAPP_TRAINER_IMAGE": "registry.example/mlapp-trainer@sha256:abc"},
+        env={"MLAPP_TRAINER_IMAGE": "registry.example/mlapp-trainer@sha256:abc",
+             "HOME": str(home)},
+        cwd=cwd,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    # The pod's root filesystem is read-only: nothing may land in $HOME or the cwd.
+    assert list(home.iterdir()) == []
+    assert list(cwd.iterdir()) == []
+    model_store = tmp_path / "store"
+    written = sorted(str(p.relative_to(model_store)) for p in model_store.rglob("*"))
+    assert written == ["digits", "digits/.checkpoints", "digits/idx", "digits/idx/metadata.json",
+                       "digits/idx/model.onnx"]  # fmt: skip
     meta = json.loads((tmp_path / "store" / MODEL_NAME / "idx" / "metadata.json").read_text())
     assert meta["dataset"] == {"name": "idx:data", "train_examples": 300, "test_examples": 60}
     assert meta["input"]["shape"] == [-1, 1, 12, 12]
