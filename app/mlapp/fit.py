@@ -1,0 +1,226 @@
+"""The torch half of the trainer: the training loop, checkpoints and the ONNX export.
+
+Kept apart from ``train`` so that argument, store and data errors are
+reported before the (slow) torch import.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from torch import nn
+
+from mlapp import store
+from mlapp.data import Dataset
+from mlapp.model import DigitCNN, WithSoftmax
+
+log = logging.getLogger("mlapp.train")
+
+TORCH_VERSION = torch.__version__
+
+
+class Stopped(Exception):
+    """SIGTERM arrived; the checkpoint is saved and a rerun resumes."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """What determines the trained weights: a checkpoint only resumes an identical run."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    data: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Result:
+    net: nn.Module
+    accuracy: float
+    steps: int
+    device: str
+
+
+class _StopFlag:
+    """SIGTERM (Spot eviction, pod deletion) stops after the current step with a checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+def evaluate(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch: int = 1024
+) -> float:
+    net.eval()
+    correct = 0
+    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+        for i in range(0, len(x), batch):
+            out = net(x[i : i + batch].to(device))
+            correct += int((out.argmax(1).cpu() == y[i : i + batch]).sum())
+    net.train()
+    return correct / len(x)
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    store.write_file_atomic(path, buf.getvalue())
+
+
+def _load_checkpoint(path: Path, params: Params) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        # weights_only: a checkpoint is data, never code to run.
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a foreign or damaged file must not block training from scratch
+        log.warning("ignoring unreadable checkpoint %s: %s", path, e)
+        return None
+    if state.get("params") != params.as_dict():
+        log.warning(
+            "ignoring checkpoint %s: it was made with %s, this run is %s",
+            path,
+            state.get("params"),
+            params.as_dict(),
+        )
+        return None
+    return state
+
+
+def fit(
+    dataset: Dataset,
+    params: Params,
+    checkpoint_path: Path,
+    checkpoint_every: int,
+    log_every: int,
+) -> Result:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    log.info("device %s%s", device.type, " (mixed precision)" if cuda else "")
+    h, w = dataset.image_shape
+    torch.manual_seed(params.seed)
+    if not cuda:
+        torch.use_deterministic_algorithms(True)
+    net = DigitCNN(h, w, dataset.num_classes).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    loss_fn = nn.CrossEntropyLoss()
+
+    x_train = torch.from_numpy(dataset.x_train)
+    y_train = torch.from_numpy(dataset.y_train)
+    x_test = torch.from_numpy(dataset.x_test)
+    y_test = torch.from_numpy(dataset.y_test)
+    steps_per_epoch = math.ceil(len(x_train) / params.batch_size)
+
+    start_epoch, start_batch, step = 0, 0, 0
+    state = _load_checkpoint(checkpoint_path, params)
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
+        log.info("resuming from checkpoint %s at step %d", checkpoint_path, step)
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        _save_checkpoint(
+            checkpoint_path,
+            {
+                "params": params.as_dict(),
+                "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": torch.get_rng_state(),
+                "epoch": epoch,
+                "batch": batch,
+                "step": step,
+            },
+        )
+        log.info("checkpoint saved at step %d", step)
+
+    stop = _StopFlag()
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        net.train()
+        started = time.monotonic()
+        for epoch in range(start_epoch, params.epochs):
+            # An epoch's order depends only on (seed, epoch), so a resumed run
+            # sees exactly the batches the interrupted one would have.
+            order = torch.randperm(
+                len(x_train),
+                generator=torch.Generator().manual_seed(params.seed * 100_003 + epoch),
+            )
+            seen = correct = 0
+            loss_sum = 0.0
+            first = start_batch if epoch == start_epoch else 0
+            for b in range(first, steps_per_epoch):
+                idx = order[b * params.batch_size : (b + 1) * params.batch_size]
+                xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, enabled=cuda):
+                    out = net(xb)
+                    loss = loss_fn(out, yb)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                seen += len(yb)
+                correct += int((out.argmax(1) == yb).sum())
+                loss_sum += loss.item() * len(yb)
+                if step % log_every == 0:
+                    log.info(
+                        "step %d epoch %d loss %.4f running accuracy %.4f",
+                        step, epoch + 1, loss_sum / seen, correct / seen,
+                    )  # fmt: skip
+                last_of_epoch = b + 1 == steps_per_epoch
+                if stop.requested or (step % checkpoint_every == 0 and not last_of_epoch):
+                    checkpoint(epoch, b + 1)
+                if stop.requested:
+                    raise Stopped(f"stopped by SIGTERM at step {step}; a rerun resumes from it")
+            checkpoint(epoch + 1, 0)
+            log.info("Accuracy at step %d: %.4f", step, evaluate(net, x_test, y_test, device))
+        accuracy = evaluate(net, x_test, y_test, device)
+        log.info(
+            "held-out accuracy %.4f after %d steps (%.1fs this run)",
+            accuracy, step, time.monotonic() - started,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return Result(net=net, accuracy=accuracy, steps=step, device=device.type)
+
+
+def export_onnx(net: nn.Module, height: int, width: int, path: Path) -> None:
+    """Export ``net`` + softmax as ONNX with a dynamic batch axis."""
+    wrapped = WithSoftmax(net).cpu().float().eval()
+    example = torch.zeros(1, 1, height, width)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of torch.export, but
+        # it needs no onnxscript and exports this plain CNN exactly.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=[store.INPUT_NAME],
+            output_names=[store.OUTPUT_NAME],
+            dynamic_axes={store.INPUT_NAME: {0: "batch"}, store.OUTPUT_NAME: {0: "batch"}},
+            opset_version=store.ONNX_OPSET,
+        )

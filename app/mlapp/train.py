@@ -1,0 +1,237 @@
+"""Train the digit CNN, gate it on held-out accuracy and publish it as ONNX.
+
+    python -m mlapp.train --model-dir DIR --model-name N --version V \
+        --epochs E --batch-size B --learning-rate R --min-accuracy A \
+        [--data-dir D] [--seed S]
+
+Exit codes (the Kubernetes Job relies on them): 0 published (or already
+published), 2 held-out accuracy under --min-accuracy, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mlapp import store
+from mlapp.data import DataError, Dataset, load_digits_dataset, load_idx_dataset
+
+log = logging.getLogger("mlapp.train")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_GATE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits 2 on bad arguments, but 2 means "failed the accuracy gate"
+    # to the Job; a typo in the Job spec is an ordinary error.
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
+    return value
+
+
+def _segment(what: str) -> Any:
+    def parse(text: str) -> str:
+        try:
+            return store.check_segment(what, text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m mlapp.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", type=Path, required=True, help="root of the model store")
+    p.add_argument("--model-name", type=_segment("--model-name"), required=True)
+    p.add_argument("--version", type=_segment("--version"), required=True)
+    p.add_argument("--epochs", type=_positive_int, required=True)
+    p.add_argument("--batch-size", type=_positive_int, required=True)
+    p.add_argument("--learning-rate", type=_positive_float, required=True)
+    p.add_argument("--min-accuracy", type=_fraction, required=True, help="held-out gate, 0-1")
+    p.add_argument("--data-dir", type=Path, help="MNIST-format IDX files (default: sklearn digits)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=_positive_int, default=50, help="steps")
+    p.add_argument("--log-every", type=_positive_int, default=20, help="steps")
+    return p
+
+
+def _metadata(
+    args: argparse.Namespace, dataset: Dataset, accuracy: float, device: str, steps: int
+) -> dict[str, Any]:
+    h, w = dataset.image_shape
+    return {
+        "format_version": 1,
+        "model_name": args.model_name,
+        "version": args.version,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "accuracy": accuracy,
+        "dataset": {
+            "name": dataset.name,
+            "train_examples": len(dataset.y_train),
+            "test_examples": len(dataset.y_test),
+        },
+        "parameters": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "seed": args.seed,
+            "min_accuracy": args.min_accuracy,
+            "steps": steps,
+        },
+        "trainer_image": os.environ.get("MLAPP_TRAINER_IMAGE") or None,
+        "framework": {"onnx_opset": store.ONNX_OPSET, "device": device},
+        "num_classes": dataset.num_classes,
+        "input": {
+            "name": store.INPUT_NAME,
+            "datatype": "FP32",
+            "shape": [-1, 1, h, w],
+            # How the server turns a picture into this tensor: grayscale, resize
+            # to height x width, light digit on dark ground, pixel / pixel_max.
+            "preprocessing": {
+                "height": h,
+                "width": w,
+                "color": "grayscale",
+                "foreground": "light",
+                "pixel_max": dataset.pixel_max,
+                "range": [0.0, 1.0],
+            },
+        },
+        "output": {
+            "name": store.OUTPUT_NAME,
+            "datatype": "FP32",
+            "shape": [-1, dataset.num_classes],
+        },
+    }
+
+
+def train(args: argparse.Namespace) -> int:
+    final = store.version_dir(args.model_dir, args.model_name, args.version)
+    if store.is_complete(final):
+        log.info(
+            "model %s version %s is already in the store at %s; nothing to do",
+            args.model_name, args.version, final,
+        )  # fmt: skip
+        return EXIT_OK
+
+    ckpt_path = store.checkpoint_path(args.model_dir, args.model_name, args.version)
+    try:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        probe = ckpt_path.parent / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        log.error("cannot write to the model store %s: %s", args.model_dir, e)
+        return EXIT_ERROR
+
+    dataset = load_idx_dataset(args.data_dir) if args.data_dir else load_digits_dataset(args.seed)
+    h, w = dataset.image_shape
+    log.info(
+        "data set %s: %d train, %d held out, %dx%d, %d classes",
+        dataset.name, len(dataset.y_train), len(dataset.y_test), h, w, dataset.num_classes,
+    )  # fmt: skip
+
+    from mlapp import fit  # noqa: PLC0415 - torch takes seconds to import; errors above need not wait
+
+    params = fit.Params(args.epochs, args.batch_size, args.learning_rate, args.seed, dataset.name)
+    try:
+        result = fit.fit(dataset, params, ckpt_path, args.checkpoint_every, args.log_every)
+    except fit.Stopped as e:
+        log.error("%s", e)
+        return EXIT_ERROR
+    if result.accuracy < args.min_accuracy:
+        log.error(
+            "held-out accuracy %.4f is under --min-accuracy %.4f; not publishing",
+            result.accuracy, args.min_accuracy,
+        )  # fmt: skip
+        return EXIT_GATE
+
+    meta = _metadata(args, dataset, result.accuracy, result.device, result.steps)
+    meta["framework"]["torch"] = fit.TORCH_VERSION
+
+    def write(staging: Path) -> None:
+        fit.export_onnx(result.net, h, w, staging / store.MODEL_FILE)
+        write_metadata(staging, meta)
+
+    published = store.publish(args.model_dir, args.model_name, args.version, write)
+    ckpt_path.unlink(missing_ok=True)
+    log.info(
+        "%s %s (held-out accuracy %.4f, gate %.4f)",
+        "published" if published else "another run already published",
+        final, result.accuracy, args.min_accuracy,
+    )  # fmt: skip
+    return EXIT_OK
+
+
+def write_metadata(directory: Path, meta: dict[str, Any]) -> None:
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    (directory / store.METADATA_FILE).write_text(text, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return train(args)
+    except DataError as e:
+        log.error("cannot load training data: %s", e)
+        return EXIT_ERROR
+    except OSError as e:
+        log.error("cannot write the model to the store %s: %s", args.model_dir, e)
+        return EXIT_ERROR
+    except Exception:
+        log.exception("training failed")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Serving benchmark (not a test): mlapp.serve against KServe's Python model server.
+
+    venv/bin/python bench/serve.py                      # everything, ~3 minutes
+    venv/bin/python bench/serve.py --skip-sizes --concurrency 1,16 --duration 5
+
+Both servers get the same ONNX model (trained here once, into bench/.work) and
+the same Open Inference Protocol v2 request (one 8x8 digit, JSON), over
+loopback only, one worker process each. Load comes from `wrk`
+(`apt-get install wrk`), a separate C process with one thread, bounded by
+--duration per run. Also measured: process start to /v2/health/ready, and the
+installed size of the server's dependencies against a torch install.
+
+The KServe peer runs from its own venv, bench/.venv-kserve, created from
+bench/requirements-kserve.txt on first use (its protobuf pin differs from ours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+WORK = BENCH / ".work"
+KSERVE_VENV = BENCH / ".venv-kserve"
+MODEL = "digits"
+VERSION = "bench"
+USER, PASSWORD = "bench", "bench-password"
+
+
+@dataclass
+class Run:
+    server: str
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def app_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPP_")}
+    env["PYTHONPATH"] = str(REPO / "app")
+    env.update(extra)
+    return env
+
+
+def ensure_model() -> Path:
+    store = WORK / "store"
+    model = store / MODEL / VERSION / "model.onnx"
+    if not model.exists():
+        log("training the benchmark model (digits, 10 epochs)")
+        subprocess.run(
+            [sys.executable, "-m", "mlapp.train", "--model-dir", str(store), "--model-name", MODEL,
+             "--version", VERSION, "--epochs", "10", "--batch-size", "32",
+             "--learning-rate", "0.003", "--min-accuracy", "0.9"],
+            env=app_env(OMP_NUM_THREADS="1"), check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    return store
+
+
+def ensure_kserve_venv() -> Path:
+    python = KSERVE_VENV / "bin" / "python"
+    if not python.exists():
+        log(f"creating {KSERVE_VENV} from bench/requirements-kserve.txt")
+        subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-r",
+             str(BENCH / "requirements-kserve.txt")],
+            check=True,
+        )  # fmt: skip
+    return python
+
+
+def get(url: str, timeout: float = 1.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], port: int) -> None:
+        self.name = name
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = WORK / f"{name}-{port}.log"
+        self._log = self.log_path.open("wb")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Seconds from process start to the first 200 on /v2/health/ready."""
+        deadline = self.started + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+            if get(self.url + "/v2/health/ready", timeout=0.5) == 200:
+                return time.perf_counter() - self.started
+            time.sleep(0.002)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def start_ours(store: Path) -> Server:
+    port = free_port()
+    env = app_env(
+        MLAPP_HOST="127.0.0.1", MLAPP_PORT=str(port), MLAPP_MODEL_DIR=str(store),
+        MLAPP_MODEL_NAME=MODEL, MLAPP_MODEL_VERSION=VERSION,
+        MLAPP_AUTH_USERNAME=USER, MLAPP_AUTH_PASSWORD=PASSWORD,
+    )  # fmt: skip
+    return Server("mlapp", [sys.executable, "-m", "mlapp.serve"], env, port)
+
+
+def start_kserve(python: Path, store: Path) -> Server:
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENCH_MODEL_NAME": MODEL,
+        "BENCH_MODEL_PATH": str(store / MODEL / VERSION / "model.onnx"),
+    }
+    cmd = [str(python), str(BENCH / "kserve_model.py"), "--http_port", str(port),
+           "--grpc_port", str(free_port()), "--enable_grpc", "false", "--workers", "1"]  # fmt: skip
+    return Server("kserve", cmd, env, port)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, body: str, auth: bool, concurrency: int, duration: float) -> tuple[float, ...]:
+    script = WORK / "request.lua"
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    seconds = max(1, round(duration))
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+           "-s", str(script), url]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
+    text = out.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return rps, p50, p99, float(total), float(errors)
+
+
+# sklearn's digits.images[0] (a zero), values 0-16.
+DIGIT = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0,
+         0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0,
+         0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]  # fmt: skip
+
+
+def v2_body() -> str:
+    tensor = {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
+              "data": [v / 16 for v in DIGIT]}  # fmt: skip
+    return json.dumps({"inputs": [tensor]})
+
+
+def measure_startup(start: object, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        server: Server = start()  # type: ignore[operator]
+        try:
+            times.append(server.wait_ready())
+        finally:
+            server.stop()
+    return times
+
+
+def load_runs(
+    server: Server, body: str, *, auth: bool, levels: list[int], duration: float, warmup: float
+) -> list[Run]:
+    url = f"{server.url}/v2/models/{MODEL}/infer"
+    wrk(url, body, auth, max(levels), warmup)  # warm caches, allocator, JIT-free paths
+    runs = []
+    for c in levels:
+        rps, p50, p99, total, errors = wrk(url, body, auth, c, duration)
+        runs.append(Run(server.name, c, rps, p50, p99, int(total), int(errors)))
+        log(f"{server.name} c={c}: {rps:.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms "
+            f"errors {int(errors)}")  # fmt: skip
+    return runs
+
+
+def venv_size_mb(name: str, requirements: list[str]) -> float:
+    venv = WORK / name
+    marker = venv / ".installed"
+    if not marker.exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        log(f"installing {' '.join(requirements)} into {venv} to measure its size")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-compile",
+             "--target", str(next(venv.glob("lib/python*/site-packages"))), *requirements],
+            check=True,
+        )  # fmt: skip
+        marker.touch()
+    site = next(venv.glob("lib/python*/site-packages"))
+    out = subprocess.run(["du", "-sm", str(site)], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", default="1,4,16,64")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--startup-runs", type=int, default=5)
+    parser.add_argument("--skip-kserve", action="store_true")
+    parser.add_argument("--skip-sizes", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("bench/serve.py needs wrk: apt-get install wrk", file=sys.stderr)
+        return 1
+    levels = [int(c) for c in args.concurrency.split(",")]
+    WORK.mkdir(exist_ok=True)
+    store = ensure_model()
+    body = v2_body()
+    results: dict[str, object] = {"concurrency": levels, "duration_s": args.duration}
+
+    servers: list[tuple[str, object, bool]] = [("mlapp", lambda: start_ours(store), True)]
+    if not args.skip_kserve:
+        python = ensure_kserve_venv()
+        servers.append(("kserve", lambda: start_kserve(python, store), False))
+
+    runs: list[Run] = []
+    startup: dict[str, list[float]] = {}
+    for name, start, auth in servers:
+        startup[name] = measure_startup(start, args.startup_runs)
+        log(f"{name} start to ready: median {statistics.median(startup[name]):.3f}s")
+        server: Server = start()  # type: ignore[operator]
+        try:
+            server.wait_ready()
+            runs.extend(load_runs(
+                    server, body, auth=auth, levels=levels, duration=args.duration,
+                    warmup=args.warmup,
+                ))
+        finally:
+            server.stop()
+    results["runs"] = [asdict(r) for r in runs]
+    results["startup_s"] = startup
+
+    sizes: dict[str, float] = {}
+    if not args.skip_sizes:
+        sizes["server requirements"] = venv_size_mb(
+            "size-server", ["-r", str(REPO / "app" / "requirements-server.txt")]
+        )
+        sizes["torch==2.13.0"] = venv_size_mb("size-torch", ["torch==2.13.0"])
+        results["sizes_mb"] = sizes
+
+    print("| server | concurrency | req/s | p50 ms | p99 ms | requests | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
+        print(f"| {r.server} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+              f"| {r.requests} | {r.errors} |")  # fmt: skip
+    by = {(r.server, r.concurrency): r.rps for r in runs}
+    for c in levels:
+        if ("kserve", c) in by and by[("kserve", c)] > 0:
+            ratio = by[("mlapp", c)] / by[("kserve", c)]
+            print(f"\nthroughput ratio mlapp/kserve at c={c}: {ratio:.2f}x", end="")
+    print()
+    for name, times in startup.items():
+        print(f"\nstart to ready, {name}: median {statistics.median(times):.3f}s, "
+              f"max {max(times):.3f}s over {len(times)} starts", end="")  # fmt: skip
+    print()
+    for name, mb in sizes.items():
+        print(f"\ninstalled size, {name}: {mb:.0f} MB", end="")
+    print()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Fixtures for the app tests: one trained model per session, real server processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlapp.data import load_digits_dataset
+
+from .helpers import (
+    LABELS,
+    SEED,
+    TRAIN_ARGS,
+    VERSION,
+    HeldOut,
+    Server,
+    TrainedModel,
+    run_trainer,
+)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The model every read-only test shares, trained once per session."""
+    store = tmp_path_factory.mktemp("store")
+    result = run_trainer(store, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return TrainedModel(store, store / "digits" / VERSION, result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="session")
+def held_out() -> HeldOut:
+    data = load_digits_dataset(SEED)  # the trainer's own split for the same seed
+    return HeldOut(data.x_test, data.y_test)
+
+
+@pytest.fixture(scope="session")
+def labels_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("labels") / "labels.txt"
+    path.write_text("\n".join(LABELS) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(
+    trained: TrainedModel, labels_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One ready server shared by the read-only tests; body limit lowered to test 413."""
+    srv = Server(
+        tmp_path_factory.mktemp("server"),
+        trained.store,
+        MLAPP_LABELS_FILE=str(labels_file),
+        MLAPP_MAX_BODY_BYTES=str(256 * 1024),
+    )
+    try:
+        srv.wait_for("/v2/health/ready")
+        yield srv
+    finally:
+        srv.stop()

@@ -1,0 +1,158 @@
+"""Helpers shared by the app tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "app"
+MODEL_NAME = "digits"
+VERSION = "t1"
+SEED = 7
+USER = "tester"
+PASSWORD = "s3cret-Pa55word"
+LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+# Small enough to train in a few seconds on 2 cores, good enough for >90% held out.
+TRAIN_ARGS = ["--epochs", "6", "--batch-size", "32", "--learning-rate", "0.003"]
+
+
+def app_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: this interpreter's, with ``app/`` importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPP_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(APP), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # These models are tiny: one intra-op thread is faster than two fighting
+    # over a 2-core CI machine, and keeps the suite's time steady.
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_trainer(
+    model_dir: Path,
+    version: str,
+    *args: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable, "-m", "mlapp.train",
+        "--model-dir", str(model_dir), "--model-name", MODEL_NAME, "--version", version,
+        *args,
+    ]  # fmt: skip
+    return subprocess.run(
+        cmd, env=app_env(**(env or {})), capture_output=True, text=True, timeout=timeout,
+        check=False, cwd=cwd,
+    )
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    store: Path
+    directory: Path
+    log: str
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    images: npt.NDArray[np.float32]  # [N, 1, 8, 8] in [0, 1]
+    labels: npt.NDArray[np.int64]
+
+
+def png_of(image: npt.NDArray[np.float32], scale: int = 4, dark_on_light: bool = False) -> bytes:
+    """A PNG of one [1, H, W] digit, enlarged, as a person might draw it."""
+    from PIL import Image
+
+    pixels = np.rint(image[0] * 255).astype(np.uint8)
+    if dark_on_light:
+        pixels = 255 - pixels
+    img = Image.fromarray(pixels).resize(
+        (pixels.shape[1] * scale, pixels.shape[0] * scale), Image.Resampling.NEAREST
+    )
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """``python -m mlapp.serve`` as a real process on a free loopback port."""
+
+    def __init__(self, tmp: Path, model_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"server-{self.port}.log"
+        self.env = app_env(
+            MLAPP_HOST="127.0.0.1",
+            MLAPP_PORT=str(self.port),
+            MLAPP_MODEL_DIR=str(model_dir),
+            MLAPP_MODEL_NAME=MODEL_NAME,
+            MLAPP_MODEL_VERSION=VERSION,
+            MLAPP_AUTH_USERNAME=USER,
+            MLAPP_AUTH_PASSWORD=PASSWORD,
+        )
+        self.env.update(env)
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlapp.serve"],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for(self, path: str, status: int = 200, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == status:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{path} never answered {status} within {timeout}s:\n{self.log}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def copy_model_into(store: Path, source: Path) -> None:
+    """Place a model the way the trainer does: complete directory, then one rename."""
+    final = store / MODEL_NAME / VERSION
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / ".staging"
+    shutil.copytree(source, staging)
+    staging.rename(final)

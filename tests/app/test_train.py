@@ -1,0 +1,344 @@
+"""The trainer, run for real: artifact, gate, exit codes, atomic publish, resume."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import pytest
+
+from mlapp import store
+from mlapp.data import DataError, load_idx_dataset, read_idx
+
+from .helpers import (
+    MODEL_NAME,
+    SEED,
+    TRAIN_ARGS,
+    VERSION,
+    HeldOut,
+    TrainedModel,
+    app_env,
+    run_trainer,
+)
+
+
+def session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_trained_model_is_published_with_metadata(trained: TrainedModel, held_out: HeldOut) -> None:
+    assert sorted(p.name for p in trained.directory.iterdir()) == ["metadata.json", "model.onnx"]
+    meta = json.loads((trained.directory / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["model_name"] == MODEL_NAME
+    assert meta["version"] == VERSION
+    assert meta["dataset"] == {"name": "sklearn-digits", "train_examples": 1438,
+                               "test_examples": 359}  # fmt: skip
+    assert meta["parameters"]["epochs"] == 6
+    assert meta["parameters"]["seed"] == SEED
+    assert meta["parameters"]["min_accuracy"] == 0.9
+    assert meta["num_classes"] == 10
+    assert meta["input"]["shape"] == [-1, 1, 8, 8]
+    assert meta["input"]["preprocessing"]["pixel_max"] == 16.0
+    assert meta["output"] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}
+    assert meta["created_at"].endswith("+00:00")
+    assert meta["trainer_image"] is None  # MLAPP_TRAINER_IMAGE unset in tests
+    # The accuracy it reports is the accuracy of the artifact it published.
+    probs = session(trained.directory / "model.onnx").run(None, {"input": held_out.images})[0]
+    onnx_accuracy = float((probs.argmax(1) == held_out.labels).mean())
+    assert meta["accuracy"] >= 0.9
+    assert abs(onnx_accuracy - meta["accuracy"]) <= 1 / len(held_out.labels)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    # No checkpoint is left behind once the version is published.
+    assert not store.checkpoint_path(trained.store, MODEL_NAME, VERSION).exists()
+
+
+def test_training_logs_progress_and_held_out_accuracy(trained: TrainedModel) -> None:
+    assert re.search(r"step 20 epoch 1 loss \d+\.\d+ running accuracy \d\.\d+", trained.log)
+    assert re.search(r"Accuracy at step 270: 0\.9\d+", trained.log)  # 6 epochs x 45 steps
+    assert "held-out accuracy" in trained.log
+
+
+def test_onnx_export_matches_torch(tmp_path: Path, held_out: HeldOut) -> None:
+    import torch
+
+    from mlapp.fit import export_onnx
+    from mlapp.model import DigitCNN, WithSoftmax
+
+    torch.manual_seed(0)
+    net = DigitCNN(8, 8, 10).eval()
+    export_onnx(net, 8, 8, tmp_path / "m.onnx")
+    x = held_out.images[:16]
+    with torch.no_grad():
+        expected = WithSoftmax(net)(torch.from_numpy(x)).numpy()
+    got = session(tmp_path / "m.onnx").run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_rerun_of_a_published_version_is_a_no_op(trained: TrainedModel) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in trained.directory.iterdir()}
+    result = run_trainer(trained.store, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "already in the store" in result.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in trained.directory.iterdir()} == before
+
+
+def test_accuracy_under_the_gate_exits_2_and_publishes_nothing(tmp_path: Path) -> None:
+    result = run_trainer(
+        tmp_path, "gate", "--epochs", "1", "--batch-size", "512", "--learning-rate", "0.0001",
+        "--min-accuracy", "1.0",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is under --min-accuracy 1.0000" in result.stdout
+    assert not (tmp_path / MODEL_NAME / "gate").exists()
+
+
+def test_unreadable_data_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    result = run_trainer(
+        tmp_path / "store", "x", *TRAIN_ARGS, "--min-accuracy", "0", "--data-dir",
+        str(tmp_path / "data"),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot load training data" in result.stdout
+    assert "train-images-idx3-ubyte.gz" in result.stdout
+
+
+def test_unwritable_store_exits_1(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = run_trainer(not_a_dir, "x", *TRAIN_ARGS, "--min-accuracy", "0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot write to the model store" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "argument --epochs: must be a positive integer"),
+        (["--learning-rate", "-1"], "argument --learning-rate: must be a positive number"),
+        (["--min-accuracy", "1.5"], "argument --min-accuracy: must be a number in [0, 1]"),
+        (["--version", "../escape"], "argument --version: --version must be"),
+    ],
+)
+def test_bad_arguments_exit_1_with_a_message(tmp_path: Path, args: list[str], message: str) -> None:
+    base = {"--epochs": "1", "--batch-size": "8", "--learning-rate": "0.1", "--min-accuracy": "0",
+            "--version": "v"}  # fmt: skip
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    cmd = [sys.executable, "-m", "mlapp.train", "--model-dir", str(tmp_path),
+           "--model-name", MODEL_NAME, *[x for kv in base.items() for x in kv]]  # fmt: skip
+    result = subprocess.run(cmd, env=app_env(), capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- IDX files
+
+
+def idx_bytes(array: npt.NDArray[np.uint8]) -> bytes:
+    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + (
+        array.astype(">u1").tobytes()
+    )
+
+
+def synthetic_idx(directory: Path, n_train: int, n_test: int, *, gz: bool) -> None:
+    """4 classes of 12x12 images: a bright 6x6 block in one quadrant plus noise."""
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 4, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 12, 12)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, col = divmod(int(c), 2)
+            images[i, r * 6 : r * 6 + 6, col * 6 : col * 6 + 6] = 250
+        for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+            data = idx_bytes(arr)
+            name = f"{prefix}-{kind}-ubyte"
+            if gz:
+                (directory / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (directory / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_loader_reads_plain_and_gzipped_files(tmp_path: Path, gz: bool) -> None:
+    synthetic_idx(tmp_path, 40, 10, gz=gz)
+    data = load_idx_dataset(tmp_path)
+    assert data.x_train.shape == (40, 1, 12, 12)
+    assert data.x_test.shape == (10, 1, 12, 12)
+    assert data.x_train.dtype == np.float32
+    assert float(data.x_train.max()) == pytest.approx(250 / 255)
+    assert data.num_classes == 4
+    assert data.pixel_max == 255.0
+    raw = read_idx(tmp_path / ("train-labels-idx1-ubyte" + (".gz" if gz else "")))
+    np.testing.assert_array_equal(data.y_train, raw.astype(np.int64))
+
+
+def test_idx_loader_rejects_corrupt_files(tmp_path: Path) -> None:
+    synthetic_idx(tmp_path, 20, 5, gz=False)
+    images = tmp_path / "train-images-idx3-ubyte"
+    good = images.read_bytes()
+    images.write_bytes(good[:-7])  # truncated
+    with pytest.raises(DataError, match="header says"):
+        load_idx_dataset(tmp_path)
+    images.write_bytes(b"\x01\x02" + good[2:])  # bad magic
+    with pytest.raises(DataError, match="bad magic"):
+        load_idx_dataset(tmp_path)
+    images.write_bytes(good)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="no t10k labels"):
+        load_idx_dataset(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(4, dtype=np.uint8)))
+    with pytest.raises(DataError, match="5 images but 4 labels"):
+        load_idx_dataset(tmp_path)
+
+
+def test_trains_on_idx_files_writing_only_to_the_store(tmp_path: Path) -> None:
+    synthetic_idx(tmp_path / "data", 300, 60, gz=True)
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    result = run_trainer(
+        tmp_path / "store", "idx", "--epochs", "3", "--batch-size", "32", "--learning-rate",
+        "0.01", "--min-accuracy", "0.9", "--data-dir", str(tmp_path / "data"),
+        env={"MLAPP_TRAINER_IMAGE": "registry.example/mlapp-trainer@sha256:abc",
+             "HOME": str(home)},
+        cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The pod's root filesystem is read-only: nothing may land in $HOME or the cwd.
+    assert list(home.iterdir()) == []
+    assert list(cwd.iterdir()) == []
+    model_store = tmp_path / "store"
+    written = sorted(str(p.relative_to(model_store)) for p in model_store.rglob("*"))
+    assert written == ["digits", "digits/.checkpoints", "digits/idx", "digits/idx/metadata.json",
+                       "digits/idx/model.onnx"]  # fmt: skip
+    meta = json.loads((tmp_path / "store" / MODEL_NAME / "idx" / "metadata.json").read_text())
+    assert meta["dataset"] == {"name": "idx:data", "train_examples": 300, "test_examples": 60}
+    assert meta["input"]["shape"] == [-1, 1, 12, 12]
+    assert meta["input"]["preprocessing"]["pixel_max"] == 255.0
+    assert meta["num_classes"] == 4
+    assert meta["accuracy"] >= 0.9
+    assert meta["trainer_image"] == "registry.example/mlapp-trainer@sha256:abc"
+
+
+# ---------------------------------------------------------------- atomic publish
+
+
+def test_publish_failing_midway_leaves_nothing_at_the_final_path(tmp_path: Path) -> None:
+    def crash(staging: Path) -> None:
+        (staging / "model.onnx").write_bytes(b"half a model")
+        raise RuntimeError("disk full, say")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.publish(tmp_path, MODEL_NAME, "v1", crash)
+    assert not (tmp_path / MODEL_NAME / "v1").exists()
+    assert list((tmp_path / MODEL_NAME).iterdir()) == []  # staging cleaned up too
+
+
+def test_trainer_crash_during_export_publishes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlapp import train
+
+    def explode(directory: Path, meta: object) -> None:
+        assert (directory / "model.onnx").is_file()  # the ONNX file was already written
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train, "write_metadata", explode)
+    code = train.main(
+        ["--model-dir", str(tmp_path), "--model-name", MODEL_NAME, "--version", "crash",
+         "--epochs", "1", "--batch-size", "64", "--learning-rate", "0.01", "--min-accuracy", "0"]
+    )  # fmt: skip
+    assert code == 1
+    assert not (tmp_path / MODEL_NAME / "crash").exists()
+    assert [p.name for p in (tmp_path / MODEL_NAME).iterdir()] == [".checkpoints"]
+    # The checkpoint survives, so the retry does not retrain from scratch.
+    assert store.checkpoint_path(tmp_path, MODEL_NAME, "crash").is_file()
+
+
+# ---------------------------------------------------------------- resume
+
+# The session model's arguments: an interrupted and resumed run must end with
+# exactly its weights. --checkpoint-every changes when state is saved, not what
+# is learned.
+RESUME_ARGS = [*TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED),
+               "--checkpoint-every", "10"]  # fmt: skip
+
+
+def kill_after_first_checkpoint(store_dir: Path, version: str, sig: signal.Signals) -> str:
+    cmd = [sys.executable, "-m", "mlapp.train", "--model-dir", str(store_dir),
+           "--model-name", MODEL_NAME, "--version", version, *RESUME_ARGS]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "checkpoint saved at step" in line:
+            proc.send_signal(sig)
+            break
+    seen.extend(proc.stdout)
+    proc.wait(timeout=60)
+    output = "".join(seen)
+    assert proc.returncode != 0, output
+    return output
+
+
+def test_resumes_from_checkpoint_after_a_hard_kill(
+    tmp_path: Path, held_out: HeldOut, trained: TrainedModel
+) -> None:
+    kill_after_first_checkpoint(tmp_path, "r", signal.SIGKILL)
+    assert store.checkpoint_path(tmp_path, MODEL_NAME, "r").is_file()
+    assert not (tmp_path / MODEL_NAME / "r").exists()
+
+    resumed = run_trainer(tmp_path, "r", *RESUME_ARGS)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    match = re.search(r"resuming from checkpoint \S+ at step (\d+)", resumed.stdout)
+    assert match, resumed.stdout
+    resumed_at = int(match.group(1))
+    assert resumed_at >= 10
+    # It carried on from there: no step at or before the checkpoint is trained again.
+    steps = [int(n) for n in re.findall(r"step (\d+) epoch", resumed.stdout)]
+    assert steps
+    assert min(steps) > resumed_at
+
+    # Resuming is exact: same weights as the session's run, never interrupted.
+    meta_r = json.loads((tmp_path / MODEL_NAME / "r" / "metadata.json").read_text())
+    meta_s = json.loads((trained.directory / "metadata.json").read_text())
+    assert meta_r["parameters"]["steps"] == meta_s["parameters"]["steps"] == 6 * 45
+    assert meta_r["accuracy"] == meta_s["accuracy"]
+    x = held_out.images[:32]
+    out_r = session(tmp_path / MODEL_NAME / "r" / "model.onnx").run(None, {"input": x})[0]
+    out_s = session(trained.directory / "model.onnx").run(None, {"input": x})[0]
+    np.testing.assert_allclose(out_r, out_s, atol=1e-6)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_1(tmp_path: Path) -> None:
+    output = kill_after_first_checkpoint(tmp_path, "t", signal.SIGTERM)
+    assert "stopped by SIGTERM at step" in output
+    assert store.checkpoint_path(tmp_path, MODEL_NAME, "t").is_file()
+    assert not (tmp_path / MODEL_NAME / "t").exists()
+
+
+def test_damaged_or_foreign_checkpoint_is_ignored(tmp_path: Path) -> None:
+    ckpt = store.checkpoint_path(tmp_path, MODEL_NAME, "d")
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"\x80\x04 torn write")
+    result = run_trainer(tmp_path, "d", "--epochs", "1", "--batch-size", "64",
+                         "--learning-rate", "0.01", "--min-accuracy", "0")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ignoring unreadable checkpoint" in result.stdout
+    assert "resuming" not in result.stdout
+    assert (tmp_path / MODEL_NAME / "d" / "model.onnx").is_file()
