@@ -13,6 +13,7 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -48,7 +49,11 @@ SYSTEM_POOL_NAME = "system"
 GPU_POOL_NAME = "gpu"  # AKS: lower-case letters and digits, at most 12
 
 
-ClusterIdentity = containerservice.outputs.UserAssignedIdentityManagedClusterResponse
+class ClusterIdentity(Protocol):
+    """What the program reads of a managed identity in the cluster's identity profile."""
+
+    @property
+    def object_id(self) -> str | None: ...
 
 
 class AksError(pulumi.RunError):

@@ -123,7 +123,7 @@ def test_harness_fails_on_an_unmocked_invoke() -> None:
 
 def test_schema_check_catches_a_typo_the_mocks_accept() -> None:
     def program() -> None:
-        k8s.apps.v1.Deployment(  # type: ignore[call-overload]  # mypy sees the typo too; the point is the schema
+        k8s.apps.v1.Deployment(
             "typo",
             metadata={"name": "web"},
             spec={  # a dict literal: the SDK does not see the typo
