@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,11 +162,22 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
+        # Raised again after the run: an exception inside the monitor reaches the
+        # program only through the resource's outputs, which nothing may await.
+        self.problems: list[str] = []
+        # Registrations arrive on several threads at once: claim each URN under a lock.
+        self._claimed: set[str] = set()
+        self._lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
-        if urn in self.registrations:
-            raise HarnessError(f"duplicate resource URN {urn}: the engine refuses two resources with one name")
+        with self._lock:
+            duplicate = urn in self._claimed
+            self._claimed.add(urn)
+            if duplicate:
+                self.problems.append(f"duplicate resource URN {urn}: the engine refuses two resources with one name")
+        if duplicate:
+            raise HarnessError(self.problems[-1])
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -214,6 +226,7 @@ class StackMocks(pulumi_mocks.Mocks):
         }
         self.calls: dict[str, CallFn] = dict(calls or {})
         self.load_balancer_ip = load_balancer_ip
+        self.unanswered: list[str] = []
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -235,7 +248,8 @@ class StackMocks(pulumi_mocks.Mocks):
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token not in self.calls:
-            raise HarnessError(f"the program invoked {args.token}, which the mocks do not answer")
+            self.unanswered.append(f"the program invoked {args.token}, which the mocks do not answer")
+            raise HarnessError(self.unanswered[-1])
         # An empty failure list, not None: pulumi's MockMonitor iterates it.
         return self.calls[args.token](args), []
 
@@ -306,7 +320,13 @@ def run(
     set_all_config(dict(config), secret_keys or [])
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(program))
+    used = monitor.mocks
+    try:
+        _sync_await(run_pulumi_func(program))
+    finally:
+        problems = monitor.problems + (used.unanswered if isinstance(used, StackMocks) else [])
+        if problems:
+            raise HarnessError("; ".join(problems))
 
     root = settings.get_root_resource()
     exports: dict[str, Any] = {}
