@@ -8,13 +8,18 @@ PY := $(VENV)/bin/python
 STACK ?= local
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: help venv test lint typecheck unit docs preview up destroy stack
+MODEL_DIR ?= build/models
+MODEL_NAME ?= mnist
+
+.PHONY: help venv test lint typecheck unit docs preview up destroy stack train serve
 help:
 	@echo "make test                 lint, type-check and run every test (offline)"
 	@echo "make preview STACK=local  pulumi preview for a stack (needs the Pulumi CLI)"
 	@echo "make up STACK=local       pulumi up for a stack (needs the Pulumi CLI)"
 	@echo "make destroy STACK=local  pulumi destroy for a stack"
 	@echo "make docs                 regenerate the README's config reference from Pulumi.yaml"
+	@echo "make train                train the model on this machine into build/models (CPU is fine)"
+	@echo "make serve                serve it on http://localhost:8080 (set MLAPP_AUTH_PASSWORD first)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,12 +32,22 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 typecheck: venv
-	$(VENV)/bin/mypy components tools tests __main__.py
+	$(VENV)/bin/mypy components tools tests __main__.py app/mlapp bench
 
 unit: venv
 	$(PY) -m pytest
 
 test: lint typecheck unit
+
+# The app on this machine, no cluster: the same trainer and server the images run.
+train: venv
+	PYTHONPATH=app $(PY) -m mlapp.train --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME) --version local \
+		--epochs 10 --batch-size 32 --learning-rate 0.003 --min-accuracy 0.9
+
+serve: venv
+	@test -n "$$MLAPP_AUTH_PASSWORD" || { echo "make serve: export MLAPP_AUTH_PASSWORD (and MLAPP_AUTH_USERNAME, default mlstack) first"; exit 2; }
+	MLAPP_MODEL_DIR=$(MODEL_DIR) MLAPP_MODEL_NAME=$(MODEL_NAME) MLAPP_MODEL_VERSION=local \
+		MLAPP_AUTH_USERNAME=$${MLAPP_AUTH_USERNAME:-mlstack} PYTHONPATH=app $(PY) -m mlapp.serve
 
 docs: venv
 	$(PY) -m tools.config_doc --write README.md
