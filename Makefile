@@ -27,7 +27,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 typecheck: venv
-	$(VENV)/bin/mypy components tools tests __main__.py
+	$(VENV)/bin/mypy components tools tests __main__.py policy bench
 
 unit: venv
 	$(PY) -m pytest
