@@ -103,7 +103,7 @@ def write_render(stack: str, run: harness.StackRun, out: Path) -> list[str]:
         if path.exists():
             problems.append(f"{registration.name}: a second object renders to {path.name}")
         redacted = harness.manifest(registration, redact=True)
-        first = {k: redacted.pop(k) for k in ("apiVersion", "kind", "metadata") if k in redacted}
+        first: dict[str, Any] = {k: redacted.pop(k) for k in ("apiVersion", "kind", "metadata") if k in redacted}
         path.write_text(yaml.safe_dump({**first, **redacted}, sort_keys=False), encoding="utf-8")
     (target / "graph.md").write_text(graph_markdown(stack, run), encoding="utf-8")
     (target / "graph.dot").write_text(graph_dot(stack, run), encoding="utf-8")
