@@ -86,6 +86,18 @@ def test_no_secret_value_is_written(rendered: dict[str, tuple[Path, harness.Stac
     assert obj["stringData"] == {"username": harness.REDACTED, "password": harness.REDACTED}
 
 
+def test_renders_are_identical_run_to_run(
+    rendered: dict[str, tuple[Path, harness.StackRun]], tmp_path: Path
+) -> None:
+    """So that a reviewer can diff the render of the base branch with the pull request's."""
+    where, _ = rendered["dev"]
+    assert render.main(["--stack", "dev", "--out", str(tmp_path)]) == 0
+    again = tmp_path / "dev"
+    first = {p.relative_to(where): p.read_text(encoding="utf-8") for p in _files(where)}
+    second = {p.relative_to(again): p.read_text(encoding="utf-8") for p in _files(again)}
+    assert first == second
+
+
 def test_a_configured_password_is_not_written_either(tmp_path: Path) -> None:
     with harness.offline_kubeconfig():
         run = harness.run_stack("local", secrets={"basicAuthPassword": PASSWORD})

@@ -38,6 +38,11 @@ def manifest_filename(obj: Mapping[str, Any]) -> str:
     return "-".join(str(p).lower() for p in parts if p) + ".yaml"
 
 
+def _ordered(run: harness.StackRun) -> list[harness.Registration]:
+    """Resources by URN, not registration order: that varies run to run, and renders are diffed."""
+    return [run.registrations[urn] for urn in sorted(run.registrations)]
+
+
 def _label(run: harness.StackRun, urn: str) -> str:
     registration = run.registrations.get(urn)
     return registration.name if registration else "(stack)"
@@ -47,15 +52,15 @@ def graph_markdown(stack: str, run: harness.StackRun) -> str:
     lines = [
         f"# Resource graph of stack `{stack}`",
         "",
-        f"{len(run.registrations)} resources, in registration order. Rendered offline under mocks by "
+        f"{len(run.registrations)} resources, sorted by URN. Rendered offline under mocks by "
         "`tools/render.py`.",
         "",
         "| resource | type | parent | provider | depends on |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for registration in run.registrations.values():
+    for registration in _ordered(run):
         provider = _label(run, registration.provider_urn) if registration.provider_urn else ""
-        depends = ", ".join(f"`{_label(run, d)}`" for d in registration.dependencies)
+        depends = ", ".join(f"`{_label(run, d)}`" for d in sorted(registration.dependencies))
         lines.append(
             f"| `{registration.name}` | `{registration.type}` | `{_label(run, registration.parent)}` | "
             f"{f'`{provider}`' if provider else ''} | {depends} |"
@@ -74,14 +79,14 @@ def graph_dot(stack: str, run: harness.StackRun) -> str:
         "  rankdir=LR;",
         '  node [shape=box, fontname="Helvetica"];',
     ]
-    for registration in run.registrations.values():
+    for registration in _ordered(run):
         shape = "component" if not registration.custom else "box"
         label = f"{registration.name}\\n{registration.type}"
         lines.append(f'  {_dot_string(registration.urn)} [label="{label}", shape={shape}];')
-    for registration in run.registrations.values():
+    for registration in _ordered(run):
         if registration.parent in run.registrations:
             lines.append(f"  {_dot_string(registration.parent)} -> {_dot_string(registration.urn)};")
-        for dependency in registration.dependencies:
+        for dependency in sorted(registration.dependencies):
             lines.append(f"  {_dot_string(registration.urn)} -> {_dot_string(dependency)} [style=dashed];")
     lines.append("}")
     return "\n".join(lines) + "\n"
