@@ -79,8 +79,8 @@ def test_no_secret_value_is_written(rendered: dict[str, tuple[Path, harness.Stac
     where, _ = rendered[stack]
     for path in _files(where):
         text = path.read_text(encoding="utf-8")
-        for secret in (harness.MOCK_GENERATED_PASSWORD, harness.FAKE_KUBECONFIG_TOKEN):
-            assert secret not in text, f"{path.name} holds a secret value"
+        for value in (harness.MOCK_GENERATED_PASSWORD, harness.FAKE_KUBECONFIG_TOKEN):
+            assert value not in text, f"{path.name} holds a secret value"
     secret = next((where / "k8s").glob("secret-*.yaml"))
     obj = yaml.safe_load(secret.read_text(encoding="utf-8"))
     assert obj["stringData"] == {"username": harness.REDACTED, "password": harness.REDACTED}
@@ -132,7 +132,7 @@ def test_an_object_the_target_version_rejects_exits_non_zero(
 def test_an_invalid_object_is_reported_by_name(tmp_path: Path) -> None:
     def program() -> None:
         # A number where the schema wants a string: the SDK and the mocks accept it, the schema does not.
-        k8s.core.v1.ConfigMap("typo", metadata={"name": "web"}, data={"replicas": 3})  # type: ignore[dict-item]
+        k8s.core.v1.ConfigMap("typo", metadata={"name": "web"}, data={"replicas": 3})  # type: ignore[call-overload]
 
     run = harness.run(program, {})
     run.kubernetes_version = "1.33"
