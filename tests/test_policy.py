@@ -420,3 +420,50 @@ def test_the_pack_files_name_a_python_pack_and_its_sdk() -> None:
     root = Path(__file__).resolve().parent.parent / "policy"
     assert re.search(r"(?m)^runtime:\n  name: python$", (root / "PulumiPolicy.yaml").read_text(encoding="utf-8"))
     assert "pulumi-policy==" in (root / "requirements.txt").read_text(encoding="utf-8")
+
+
+def test_the_pack_serves_the_engine_on_its_own(tmp_path: Path) -> None:
+    """As the CLI runs it: the pack's folder alone (not the repository) on the path, spoken to over gRPC."""
+    import subprocess
+    import sys
+
+    import grpc  # type: ignore[import-untyped]
+    from google.protobuf import empty_pb2, struct_pb2  # type: ignore[import-untyped]
+    from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+    pack_dir = Path(__file__).resolve().parent.parent / "policy"
+    code = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, str(pack_dir)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().decode().strip()
+        assert port.isdigit(), f"the pack did not start: {port!r}"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+            levels = {p.name: analyzer_pb2.EnforcementLevel.Name(p.enforcementLevel) for p in info.policies}
+            assert info.name == "mlstack"
+            assert levels == {r.name: r.level.upper() for r in rules.RULES}
+            job = struct_pb2.Struct()
+            job.update({
+                "metadata": {"name": "train"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "trainer", "image": "trainer:1.0", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+                ]}}},
+            })  # fmt: skip
+            request = analyzer_pb2.AnalyzeRequest(
+                type="kubernetes:batch/v1:Job", properties=job, urn="urn:pulumi:s::p::kubernetes:batch/v1:Job::t"
+            )
+            response = stub.Analyze(request, timeout=30)
+        found = {(d.policyName, analyzer_pb2.EnforcementLevel.Name(d.enforcementLevel)) for d in response.diagnostics}
+        assert found == {
+            ("gpu-pods-tolerate-gpu-taint", "MANDATORY"),
+            ("non-root", "MANDATORY"),
+            ("image-digest", "MANDATORY"),
+        }
+        assert any("add the toleration {key: nvidia.com/gpu" in d.message for d in response.diagnostics)
+    finally:
+        server.kill()
+        server.wait()
