@@ -91,6 +91,7 @@ def test_ci_tests_and_renders_every_stack() -> None:
 
 def test_previews_run_only_with_credentials_and_post_on_the_pull_request() -> None:
     workflow = _load(ROOT / ".github" / "workflows" / "preview.yml")
+    (sdk,) = re.findall(r"(?m)^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(encoding="utf-8"))
     jobs = workflow["jobs"]
     gate = jobs["credentials"]
     (check,) = gate["steps"]
@@ -108,3 +109,4 @@ def test_previews_run_only_with_credentials_and_post_on_the_pull_request() -> No
         assert pulumi["with"]["stack-name"] == stack
         assert pulumi["with"]["policyPacks"] == "policy"
         assert pulumi["with"]["comment-on-pr"] == "${{ github.event_name == 'pull_request' }}"
+        assert str(pulumi["with"]["pulumi-version"]) == sdk, f"{job_id}: a CLI of another release than the SDK"
