@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 MODEL_DIR ?= build/models
 MODEL_NAME ?= mnist
 
-.PHONY: help venv test lint typecheck unit docs preview up destroy stack train serve
+.PHONY: help venv test lint typecheck unit docs render preview up destroy stack train serve
 help:
 	@echo "make test                 lint, type-check and run every test (offline)"
 	@echo "make preview STACK=local  pulumi preview for a stack (needs the Pulumi CLI)"
@@ -20,6 +20,7 @@ help:
 	@echo "make docs                 regenerate the README's config reference from Pulumi.yaml"
 	@echo "make train                train the model on this machine into build/models (CPU is fine)"
 	@echo "make serve                serve it on http://localhost:8080 (set MLAPP_AUTH_PASSWORD first)"
+	@echo "make render STACK=local   render a stack offline into render/<stack>/ (objects, graph), validated"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,14 +29,22 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# The policy pack's own venv, as `pulumi preview --policy-pack policy` creates it.
+POLICY_VENV := policy/venv
+POLICY_STAMP := $(POLICY_VENV)/.installed-$(shell sha256sum policy/requirements.txt | cut -c1-12)
+$(POLICY_STAMP): policy/requirements.txt
+	test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	rm -f $(POLICY_VENV)/.installed-* && touch $@
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
 typecheck: venv
-	$(VENV)/bin/mypy components tools tests __main__.py app/mlapp bench
+	$(VENV)/bin/mypy components tools tests __main__.py app/mlapp policy bench
 
-unit: venv
-	$(PY) -m pytest
+unit: venv $(POLICY_STAMP)
+	MLSTACK_POLICY_PYTHON=$(POLICY_VENV)/bin/python $(PY) -m pytest
 
 test: lint typecheck unit
 
@@ -51,6 +60,10 @@ serve: venv
 
 docs: venv
 	$(PY) -m tools.config_doc --write README.md
+
+# Offline, no CLI or credentials: every Kubernetes object (secrets redacted) and the resource graph.
+render: venv
+	$(PY) -m tools.render --stack $(STACK)
 
 stack: venv
 	@command -v pulumi >/dev/null || { echo "make: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/)"; exit 2; }

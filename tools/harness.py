@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import runpy
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,6 +113,9 @@ def load_stack_config(
     return {k: _to_config_string(v) for k, v in values.items()}, secret_keys
 
 
+FAKE_KUBECONFIG_TOKEN = "fake-token-for-offline-runs"  # noqa: S105 - a test fixture
+
+
 def fake_kubeconfig(path: Path, context: str = "kind-mlstack") -> Path:
     """A kubeconfig for a kind-like cluster, so the local target can be built offline."""
     path.write_text(
@@ -120,12 +126,28 @@ def fake_kubeconfig(path: Path, context: str = "kind-mlstack") -> Path:
                 "current-context": context,
                 "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
                 "clusters": [{"name": context, "cluster": {"server": "https://127.0.0.1:6443"}}],
-                "users": [{"name": context, "user": {"token": "fake-token-for-offline-runs"}}],
+                "users": [{"name": context, "user": {"token": FAKE_KUBECONFIG_TOKEN}}],
             }
         ),
         encoding="utf-8",
     )
     return path
+
+
+@contextmanager
+def offline_kubeconfig(context: str = "kind-mlstack") -> Iterator[Path]:
+    """A fake kubeconfig in ``KUBECONFIG`` for the duration, for the local target outside pytest."""
+    previous = os.environ.get("KUBECONFIG")
+    with tempfile.TemporaryDirectory(prefix="mlstack-kube-") as directory:
+        path = fake_kubeconfig(Path(directory) / "config", context)
+        os.environ["KUBECONFIG"] = str(path)
+        try:
+            yield path
+        finally:
+            if previous is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = previous
 
 
 # --- recording -----------------------------------------------------------------
@@ -370,10 +392,19 @@ def is_secret_value(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE_SIG
 
 
+def _redacted(value: Any) -> Any:
+    """A secret's shape without its values: a redacted Secret still shows which keys it has."""
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return REDACTED
+
+
 def plain(value: Any, redact: bool = False) -> Any:
     """Wire values as a manifest holds them: secrets unwrapped (or redacted), whole floats as ints."""
     if is_secret_value(value):
-        return REDACTED if redact else plain(value["value"])
+        return _redacted(plain(value["value"])) if redact else plain(value["value"])
     if isinstance(value, dict):
         return {k: plain(v, redact) for k, v in value.items()}
     if isinstance(value, list):

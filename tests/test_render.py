@@ -1,0 +1,147 @@
+"""tools/render.py: a stack rendered offline for review, its secrets redacted, every object valid."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pulumi_kubernetes as k8s
+import pytest
+import yaml
+
+from tests.conftest import STACKS
+from tools import harness, render
+
+PASSWORD = "a-configured-render-password"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, harness.StackRun]]:
+    """Every shipped stack rendered once through the CLI, beside a run of the same stack to compare with."""
+    out = tmp_path_factory.mktemp("render")
+    result = {}
+    for stack in STACKS:
+        assert render.main(["--stack", stack, "--out", str(out)]) == 0, stack
+        with harness.offline_kubeconfig():
+            result[stack] = (out / stack, harness.run_stack(stack))
+    return result
+
+
+def _files(where: Path) -> Iterator[Path]:
+    return (p for p in sorted(where.rglob("*")) if p.is_file())
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_render_writes_one_valid_file_per_kubernetes_object(
+    rendered: dict[str, tuple[Path, harness.StackRun]], stack: str
+) -> None:
+    where, run = rendered[stack]
+    objects = run.kubernetes_objects()
+    written = sorted((where / "k8s").iterdir())
+    assert len(written) == len(objects) >= 10
+    for path in written:
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert path.name == render.manifest_filename(obj)
+        assert list(obj)[:3] == ["apiVersion", "kind", "metadata"], path.name
+        assert harness.validate_manifest(obj, run.kubernetes_version or "") == [], path.name
+    kinds = {yaml.safe_load(p.read_text(encoding="utf-8"))["kind"] for p in written}
+    assert {"Namespace", "Secret", "ConfigMap", "Job", "Deployment", "Service"} <= kinds
+    assert (where / "k8s" / "namespace-mlstack.yaml").exists()
+    assert (where / "k8s" / "deployment-mlstack-mlstack-server.yaml").exists()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_graphs_name_every_resource_its_parent_and_dependencies(
+    rendered: dict[str, tuple[Path, harness.StackRun]], stack: str
+) -> None:
+    where, run = rendered[stack]
+    markdown = (where / "graph.md").read_text(encoding="utf-8")
+    dot = (where / "graph.dot").read_text(encoding="utf-8")
+    assert dot.startswith(f'digraph "{stack}" {{')
+    assert dot.rstrip().endswith("}")
+    for registration in run.registrations.values():
+        parent = run.registrations.get(registration.parent)
+        row = f"| `{registration.name}` | `{registration.type}` | `{parent.name if parent else '(stack)'}` |"
+        assert row in markdown, f"{stack}: no row for {registration.name}"
+        assert f'"{registration.urn}" [label="{registration.name}\\n{registration.type}"' in dot
+        if parent:
+            assert f'"{parent.urn}" -> "{registration.urn}";' in dot
+        for dependency in registration.dependencies:
+            assert f'"{registration.urn}" -> "{dependency}" [style=dashed];' in dot
+    deployment = run.one("kubernetes:apps/v1:Deployment")
+    assert any(d.endswith("::mlstack-train") for d in deployment.dependencies)  # the graph is not empty
+    assert "`mlstack-train`" in next(line for line in markdown.splitlines() if line.startswith("| `mlstack-server`"))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_secret_value_is_written(rendered: dict[str, tuple[Path, harness.StackRun]], stack: str) -> None:
+    where, _ = rendered[stack]
+    for path in _files(where):
+        text = path.read_text(encoding="utf-8")
+        for value in (harness.MOCK_GENERATED_PASSWORD, harness.FAKE_KUBECONFIG_TOKEN):
+            assert value not in text, f"{path.name} holds a secret value"
+    secret = next((where / "k8s").glob("secret-*.yaml"))
+    obj = yaml.safe_load(secret.read_text(encoding="utf-8"))
+    assert obj["stringData"] == {"username": harness.REDACTED, "password": harness.REDACTED}
+
+
+def test_renders_are_identical_run_to_run(
+    rendered: dict[str, tuple[Path, harness.StackRun]], tmp_path: Path
+) -> None:
+    """So that a reviewer can diff the render of the base branch with the pull request's."""
+    where, _ = rendered["dev"]
+    assert render.main(["--stack", "dev", "--out", str(tmp_path)]) == 0
+    again = tmp_path / "dev"
+    first = {p.relative_to(where): p.read_text(encoding="utf-8") for p in _files(where)}
+    second = {p.relative_to(again): p.read_text(encoding="utf-8") for p in _files(again)}
+    assert first == second
+
+
+def test_a_configured_password_is_not_written_either(tmp_path: Path) -> None:
+    with harness.offline_kubeconfig():
+        run = harness.run_stack("local", secrets={"basicAuthPassword": PASSWORD})
+    assert render.write_render("local", run, tmp_path) == []
+    written = [p.read_text(encoding="utf-8") for p in _files(tmp_path)]
+    assert written
+    assert not [t for t in written if PASSWORD in t]
+
+
+def test_bad_config_exits_non_zero_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = render.main(["--stack", "local", "--out", str(tmp_path), "--set", "replicas=0"])
+    assert code == render.EXIT_PROGRAM_ERROR
+    err = capsys.readouterr().err
+    assert "render: stack local: the program failed: invalid stack configuration" in err
+    assert "mlstack:replicas = 0" in err
+    assert render.main(["--stack", "prod", "--out", str(tmp_path)]) == render.EXIT_PROGRAM_ERROR
+    assert "Pulumi.prod.yaml does not exist" in capsys.readouterr().err
+
+
+def test_an_object_the_target_version_rejects_exits_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Kubernetes 1.25 has no preStop sleep action and a different podFailurePolicy: both are caught.
+    code = render.main(["--stack", "local", "--out", str(tmp_path), "--set", 'kubernetesVersion="1.25"'])
+    assert code == render.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "invalid Kubernetes object(s)" in err
+    assert "Deployment mlstack-server: spec.template.spec.containers.0.lifecycle.preStop" in err
+    assert (tmp_path / "local" / "graph.md").exists(), "the render is written for inspection"
+
+
+def test_an_invalid_object_is_reported_by_name(tmp_path: Path) -> None:
+    def program() -> None:
+        # A number where the schema wants a string: the SDK and the mocks accept it, the schema does not.
+        k8s.core.v1.ConfigMap("typo", metadata={"name": "web"}, data={"replicas": 3})
+
+    run = harness.run(program, {})
+    run.kubernetes_version = "1.33"
+    (problem,) = render.write_render("test", run, tmp_path)
+    assert problem.startswith("typo: ConfigMap web:")
+    assert "data.replicas" in problem
+
+
+def test_render_leaves_no_kubeconfig_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert render.main(["--stack", "local", "--out", str(tmp_path)]) == 0
+    assert "KUBECONFIG" not in os.environ
