@@ -71,6 +71,13 @@ def container_image(registration: harness.Registration) -> Any:
     return containers[0]["image"]
 
 
+def schema_problems(result: harness.StackRun) -> list[str]:
+    """Strict-schema problems of every Kubernetes object, against the stack's own Kubernetes version."""
+    version = result.kubernetes_version
+    assert version, "the stack names no kubernetesVersion"
+    return [p for _, obj in harness.kubernetes_manifests(result) for p in harness.validate_manifest(obj, version)]
+
+
 def images_by_target(result: harness.StackRun) -> dict[str, harness.Registration]:
     return {r.inputs["target"]: r for r in result.of_type(IMAGE)}
 
@@ -314,9 +321,7 @@ def test_stack_builds_both_images_and_runs_them_by_digest(run_stack: RunStack, s
     assert not result.secret_exports & {"trainerImage", "serverImage"}
     version_arg = job.inputs["spec"]["template"]["spec"]["containers"][0]["args"]
     assert version_arg[version_arg.index("--version") + 1] == result.exports["modelVersion"]
-    problems = [
-        p for _, obj in harness.kubernetes_manifests(result) for p in harness.validate_manifest(obj, "1.33")
-    ]
+    problems = schema_problems(result)
     assert problems == [], f"{stack}:\n" + "\n".join(problems)
 
 
@@ -358,9 +363,7 @@ def test_prebuilt_images_create_no_image_resource(run_stack: RunStack, stack: st
     assert container_image(result.one(DEPLOYMENT)) == PREBUILT["serverImage"]
     assert result.exports["trainerImage"] == PREBUILT["trainerImage"]
     assert result.exports["serverImage"] == PREBUILT["serverImage"]
-    problems = [
-        p for _, obj in harness.kubernetes_manifests(result) for p in harness.validate_manifest(obj, "1.33")
-    ]
+    problems = schema_problems(result)
     assert problems == [], f"{stack}:\n" + "\n".join(problems)
 
 

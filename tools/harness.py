@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,11 +162,18 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
+        # The SDK calls the monitor from several threads at once: a URN is claimed
+        # under a lock before the mocks answer, or two registrations of one name
+        # can both pass the check (a race that made the duplicate test flaky).
+        self._claimed: set[str] = set()
+        self._lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
-        if urn in self.registrations:
-            raise HarnessError(f"duplicate resource URN {urn}: the engine refuses two resources with one name")
+        with self._lock:
+            if urn in self._claimed:
+                raise HarnessError(f"duplicate resource URN {urn}: the engine refuses two resources with one name")
+            self._claimed.add(urn)
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
