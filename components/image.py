@@ -199,8 +199,8 @@ class AppImage(pulumi.ComponentResource):
                             # Every stage, not just the last: the trainer's CUDA and
                             # pip layers are the slow ones and live in earlier stages.
                             mode=docker_build.CacheMode.MAX,
-                            # An OCI image manifest, not a manifest list holding
-                            # layers: the form ACR, Artifact Registry and registry:2 accept.
+                            # An OCI image manifest rather than Docker's default, a
+                            # manifest list holding layers, which several registries refuse.
                             image_manifest=True,
                             oci_media_types=True,
                             # A failed cache export must not fail a deploy whose image was pushed.
