@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components import config
+from components.image import AppImage, AppImageArgs
 from components.target import ClusterTarget
 from components.workloads import AppSettings, MlWorkloads, MlWorkloadsArgs
 
@@ -93,8 +94,30 @@ def build_target(cfg: config.StackConfig) -> tuple[ClusterTarget, str | None]:
     raise config.ConfigError([f"mlstack:cloud = {cfg.cloud!r}: must be one of {', '.join(config.CLOUDS)}"])
 
 
+def app_images(cfg: config.StackConfig, target: ClusterTarget) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+    """The trainer and server images the pods run: the prebuilt pair, or both built and pushed.
+
+    Built images take the registry alone from the target (never the cluster),
+    so they build while the cluster is being created.
+    """
+    images = cfg.images
+    if images.trainer is not None and images.server is not None:
+        return images.trainer, images.server
+    built = AppImage(
+        cfg.app_name,
+        AppImageArgs(
+            registry=target.registry,
+            repository_prefix=cfg.app_name,
+            platform=images.platform,
+            build_cache=images.build_cache,
+        ),
+    )
+    return built.trainer_ref, built.server_ref
+
+
 cfg = config.load()
 target, kube_context = build_target(cfg)
+trainer_image, server_image = app_images(cfg, target)
 workloads = MlWorkloads(
     cfg.app_name,
     MlWorkloadsArgs(
@@ -108,8 +131,8 @@ workloads = MlWorkloads(
         ),
         training=cfg.training,
         serving=cfg.serving,
-        trainer_image=cfg.trainer_image,
-        server_image=cfg.server_image,
+        trainer_image=trainer_image,
+        server_image=server_image,
         basic_auth_username=cfg.basic_auth_username,
         basic_auth_password=cfg.basic_auth_password,
         model_store_size=cfg.model_store_size,
@@ -121,6 +144,8 @@ workloads = MlWorkloads(
 pulumi.export("url", workloads.url)
 pulumi.export("namespace", workloads.namespace)
 pulumi.export("modelVersion", workloads.model_version)
+pulumi.export("trainerImage", trainer_image)
+pulumi.export("serverImage", server_image)
 pulumi.export("basicAuthUsername", workloads.basic_auth_username)
 pulumi.export("basicAuthPassword", workloads.basic_auth_password)
 pulumi.export("kubeconfig", target.kubeconfig)

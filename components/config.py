@@ -30,6 +30,9 @@ AKS_UPGRADE_CHANNELS = ("none", "patch", "stable", "rapid", "node-image")
 ACR_SKUS = ("Basic", "Standard", "Premium")
 APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
 GKE_RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+# What the built images run on: amd64 for every cloud GPU pool, arm64 for a
+# kind cluster on an arm64 machine (Apple silicon).
+IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
 # GCP project IDs: 6-30 characters, lower-case letters, digits and hyphens,
 # starting with a letter and not ending with a hyphen.
 _GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -94,6 +97,20 @@ class LocalConfig:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """Prebuilt images, or how to build them from app/."""
+
+    trainer: str | None  # None (with server None): build both from app/
+    server: str | None
+    platform: str  # one of IMAGE_PLATFORMS
+    build_cache: bool
+
+    @property
+    def prebuilt(self) -> bool:
+        return self.trainer is not None and self.server is not None
+
+
+@dataclass(frozen=True)
 class GcpConfig:
     """The GKE target's settings; present only when mlstack:cloud is gcp."""
 
@@ -137,8 +154,7 @@ class StackConfig:
     model_name: str
     model_labels: tuple[str, ...]
     log_level: str
-    trainer_image: str
-    server_image: str
+    images: ImageConfig
     basic_auth_username: str
     basic_auth_password: pulumi.Output[str] | None  # None: generate one
     model_store_size: str
@@ -302,8 +318,6 @@ def load() -> StackConfig:
     elif len(set(labels)) != len(labels):
         r.fail("modelLabels", list(labels), "must not repeat a label")
     log_level = r.choice("logLevel", LOG_LEVELS)
-    trainer_image = r.string("trainerImage", validate.image_reference, "")
-    server_image = r.string("serverImage", validate.image_reference, "")
     username = r.string("basicAuthUsername", _username, "")
     password = r.secret_text("basicAuthPassword")
     store_size = r.text("modelStoreSize")
@@ -321,6 +335,7 @@ def load() -> StackConfig:
         kube_context=r.string("kubeContext", _optional(_context), None),
         registry=r.string("localRegistry", _optional(validate.registry_address), None),
     )
+    images = _images(r, cloud, local)
     # Another cloud's keys keep their defaults and are not judged: a local stack
     # must not fail because no GCP project is set.
     gcp = _gcp(r, training) if cloud == "gcp" else None
@@ -336,8 +351,7 @@ def load() -> StackConfig:
         model_name=model_name,
         model_labels=labels,
         log_level=log_level,
-        trainer_image=trainer_image,
-        server_image=server_image,
+        images=images,
         basic_auth_username=username,
         basic_auth_password=password,
         model_store_size=store_size,
@@ -348,6 +362,39 @@ def load() -> StackConfig:
         local=local,
         gcp=gcp,
         azure=azure,
+    )
+
+
+def _images(r: _Reader, cloud: str, local: LocalConfig) -> ImageConfig:
+    trainer = r.string("trainerImage", _optional(validate.image_reference), None)
+    server = r.string("serverImage", _optional(validate.image_reference), None)
+    raw_trainer, raw_server = r.cfg.get("trainerImage"), r.cfg.get("serverImage")
+    # A pair or neither: a half-built pair would train with one source and serve another.
+    for key, other, raw, other_raw in (
+        ("trainerImage", "serverImage", raw_trainer, raw_server),
+        ("serverImage", "trainerImage", raw_server, raw_trainer),
+    ):
+        if raw == "" and other_raw:
+            r.fail(
+                key,
+                raw,
+                f"must be set when {r.key(other)} is (prebuilt images come as a pair); "
+                "leave both empty to build them from app/",
+            )
+    building = raw_trainer == "" and raw_server == ""
+    if building and cloud == "local" and local.registry is None and r.cfg.get("localRegistry") == "":
+        r.fail(
+            "localRegistry",
+            "",
+            "the images are built from app/ and need a registry to push to: set "
+            f"{r.key('localRegistry')} (kind's local registry is localhost:5001), or set "
+            f"{r.key('trainerImage')} and {r.key('serverImage')} to prebuilt images",
+        )
+    return ImageConfig(
+        trainer=trainer,
+        server=server,
+        platform=r.choice("imagePlatform", IMAGE_PLATFORMS),
+        build_cache=r.boolean("imageBuildCache"),
     )
 
 

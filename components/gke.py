@@ -285,7 +285,9 @@ class GkeGpuCluster(pulumi.ComponentResource):
         # A short-lived token of whoever runs `pulumi up`, which is when images are
         # pushed; kept secret so it never lands in state or output in clear.
         self.registry = Registry(
-            server=server,
+            # An output of the repository, not the plain string: a push needs the
+            # repository to exist, so the image builds wait for it (and nothing else here).
+            server=repository.repository_id.apply(lambda _: server),
             username=REGISTRY_USERNAME,
             password=pulumi.Output.secret(client.access_token),
         )

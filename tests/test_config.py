@@ -62,7 +62,8 @@ def test_config_is_frozen() -> None:
         ("appName", "a" * 41, "at most 40 characters"),
         ("modelName", "MNIST", "DNS-1123 label"),
         ("logLevel", "verbose", "must be one of debug, info, warning, error"),
-        ("trainerImage", "", "must be set to an image reference"),
+        ("trainerImage", "", "must be set when mlstack:serverImage is (prebuilt images come as a pair)"),
+        ("serverImage", "", "must be set when mlstack:trainerImage is (prebuilt images come as a pair)"),
         ("trainerImage", "Registry.example.com/ML/trainer:1", "image reference"),
         ("serverImage", "registry.example.com/ml/server", "must name a tag or a digest"),
         ("serverImage", "registry.example.com/ml/server@sha256:abc", "image reference"),
@@ -89,6 +90,8 @@ def test_config_is_frozen() -> None:
         ("gpuMaxNodes", 0, "must be between 1 and 100"),
         ("storageClass", "Fast SSD", "DNS-1123 label"),
         ("localRegistry", "http://localhost:5001", "registry host"),
+        ("imagePlatform", "linux/s390x", "must be one of linux/amd64, linux/arm64"),
+        ("imagePlatform", "amd64", "must be one of linux/amd64, linux/arm64"),
         ("kubernetesVersion", "1.33.2", "Kubernetes minor version"),
     ],
 )

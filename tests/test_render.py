@@ -71,7 +71,8 @@ def test_graphs_name_every_resource_its_parent_and_dependencies(
             assert f'"{registration.urn}" -> "{dependency}" [style=dashed];' in dot
     deployment = run.one("kubernetes:apps/v1:Deployment")
     assert any(d.endswith("::mlstack-train") for d in deployment.dependencies)  # the graph is not empty
-    assert "`mlstack-train`" in next(line for line in markdown.splitlines() if line.startswith("| `mlstack-server`"))
+    deployment_row = "| `mlstack-server` | `kubernetes:apps/v1:Deployment`"
+    assert "`mlstack-train`" in next(line for line in markdown.splitlines() if line.startswith(deployment_row))
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -38,7 +38,7 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from tools import mocks_azure, mocks_gcp
+from tools import mocks_azure, mocks_gcp, mocks_image
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlstack"
@@ -280,10 +280,10 @@ def default_mocks() -> StackMocks:
     """Mocks that answer every target's provider-computed outputs and invokes."""
     outputs: dict[str, OutputsFn] = {}
     calls: dict[str, CallFn] = {}
-    # Each cloud target adds its answers here (see tools/mocks_<cloud>.py).
-    for cloud in (mocks_azure, mocks_gcp):
-        outputs.update(cloud.OUTPUTS)
-        calls.update(cloud.CALLS)
+    # Each cloud target (tools/mocks_<cloud>.py) and the image build add their answers here.
+    for provider in (mocks_azure, mocks_gcp, mocks_image):
+        outputs.update(provider.OUTPUTS)
+        calls.update(provider.CALLS)
     return StackMocks(outputs=outputs, calls=calls)
 
 

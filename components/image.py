@@ -1,0 +1,234 @@
+"""AppImage: the trainer and server images, built from ``app/`` and pushed, pinned by digest.
+
+Both targets of ``app/Dockerfile`` are built with pulumi-docker-build (BuildKit)
+and pushed to the cluster target's registry. What the pods run is the ``ref``
+output, ``<registry>/<repository>:<revision>@sha256:<digest>``: a digest never
+moves, so the training Job, the model version and the serving Deployment all
+name exactly the bytes that were built.
+
+The images depend on the registry (and its credentials) only, never on the
+cluster, so they build while the cluster is being created.
+
+The source revision (the tag) is pure data computed here: the git commit that
+last touched ``app/`` when ``app/`` is clean, otherwise a hash of its files,
+so an unchanged tree gives an unchanged tag and an unchanged ``pulumi up``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import pulumi
+import pulumi_docker_build as docker_build
+
+from components.target import Registry
+
+# Where the app lives, relative to the project root (the directory `pulumi up` runs in).
+# Relative on purpose: the paths are resource inputs, and an absolute path would
+# show as a change whenever the stack is deployed from another checkout.
+APP_CONTEXT: Final = "app"
+APP_DOCKERFILE: Final = "app/Dockerfile"
+TRAINER_TARGET: Final = "trainer"
+SERVER_TARGET: Final = "server"
+PLATFORMS: Final = ("linux/amd64", "linux/arm64")
+CACHE_TAG: Final = "buildcache"
+GIT_REVISION_LENGTH: Final = 12
+CONTENT_PREFIX: Final = "src-"
+CONTENT_HASH_LENGTH: Final = 16
+# Local tool caches, never part of what the image is built from.
+IGNORED_DIRS: Final = frozenset({".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv"})
+_REPOSITORY_PREFIX = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+class ImageError(pulumi.RunError):
+    """The images cannot be built with these arguments."""
+
+
+@dataclass(frozen=True)
+class AppImageArgs:
+    registry: Registry | None  # the cluster target's; None cannot push, so it is refused
+    repository_prefix: str  # repositories are <prefix>-trainer and <prefix>-server
+    platform: str = "linux/amd64"
+    build_cache: bool = True  # a registry-backed BuildKit cache beside each repository
+    context: str = APP_CONTEXT
+    dockerfile: str = APP_DOCKERFILE
+    revision: str | None = None  # None: source_revision(context)
+
+
+# --- pure helpers ------------------------------------------------------------
+
+
+def _files(directory: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
+        for file in sorted(files):
+            path = Path(root) / file
+            if path.is_file() and not file.endswith(".pyc"):
+                yield path
+
+
+def content_hash(directory: Path) -> str:
+    """A revision from the files under ``directory``: their relative paths, executable bits and bytes.
+
+    A missing directory hashes as an empty one (the build then fails on its own
+    terms, with the missing Dockerfile named by BuildKit).
+    """
+    digest = hashlib.sha256()
+    if directory.is_dir():
+        for path in _files(directory):
+            relative = path.relative_to(directory).as_posix()
+            executable = bool(path.stat().st_mode & stat.S_IXUSR)
+            data = path.read_bytes()
+            # Length-prefixed fields: no two different trees can produce the same stream.
+            header = f"{len(relative)}:{relative}:{int(executable)}:{len(data)}:"
+            digest.update(header.encode())
+            digest.update(data)
+    return CONTENT_PREFIX + digest.hexdigest()[:CONTENT_HASH_LENGTH]
+
+
+def _git(directory: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed git arguments, no shell
+            ["git", "-C", str(directory), *args],  # noqa: S607 - git from PATH, as a developer runs it
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_revision(directory: Path) -> str | None:
+    """The last commit that touched ``directory`` when it is clean in git, else None.
+
+    The commit that touched the directory, not HEAD: a commit elsewhere in the
+    repository (docs, infrastructure) leaves the tag, and so the image, alone.
+    Untracked files count as changes: they end up in the build context.
+    """
+    if not directory.is_dir():
+        return None
+    status = _git(directory, "status", "--porcelain", "--untracked-files=all", "--", ".")
+    if status is None or status:
+        return None
+    commit = _git(directory, "log", "-1", "--format=%H", "--", ".")
+    return commit[:GIT_REVISION_LENGTH] if commit else None
+
+
+def source_revision(directory: Path) -> str:
+    """The image tag for the source in ``directory``: its git commit when clean, else a content hash."""
+    return git_revision(directory) or content_hash(directory)
+
+
+def registry_host(server: str) -> str:
+    """The host of a registry server (Artifact Registry's server carries a repository path)."""
+    return server.split("/", 1)[0]
+
+
+def check(args: AppImageArgs) -> Registry:
+    """Refuse what cannot be built, before any resource exists; the registry to push to."""
+    problems = []
+    if args.registry is None:
+        problems.append(
+            "the images are built from app/ and pushed, but this cluster target has no registry: "
+            "set mlstack:localRegistry (kind's local registry is localhost:5001), or set "
+            "mlstack:trainerImage and mlstack:serverImage to prebuilt images"
+        )
+    if not _REPOSITORY_PREFIX.match(args.repository_prefix):
+        problems.append(
+            f"mlstack:appName = {args.repository_prefix!r}: names the image repositories "
+            "(<appName>-trainer, <appName>-server); must be lower-case letters and digits, "
+            "separated by single '.', '_' or '-'"
+        )
+    if args.platform not in PLATFORMS:
+        problems.append(f"mlstack:imagePlatform = {args.platform!r}: must be one of {', '.join(PLATFORMS)}")
+    if args.revision is not None and not re.fullmatch(r"[\w][\w.-]{0,127}", args.revision):
+        problems.append(f"image revision {args.revision!r}: must be a valid image tag")
+    if problems or args.registry is None:
+        raise ImageError("cannot build the app images:\n" + "\n".join(f"  - {p}" for p in problems))
+    return args.registry
+
+
+# --- the component -----------------------------------------------------------
+
+
+class AppImage(pulumi.ComponentResource):
+    """The trainer and server images of app/Dockerfile, pushed to the target's registry."""
+
+    trainer_ref: pulumi.Output[str]
+    server_ref: pulumi.Output[str]
+    revision: str
+
+    def __init__(self, name: str, args: AppImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        registry = check(args)
+        super().__init__("mlstack:image:AppImage", name, None, opts)
+
+        self.revision = args.revision or source_revision(Path(args.context))
+        server = pulumi.Output.from_input(registry.server)
+        registries = None
+        if registry.username is not None and registry.password is not None:
+            # Without credentials the push uses the user's own docker login
+            # (`az acr login`, a gcloud helper); with them, the provider logs in.
+            registries = [
+                docker_build.RegistryArgs(
+                    address=server.apply(registry_host),
+                    username=registry.username,
+                    password=pulumi.Output.secret(registry.password),
+                )
+            ]
+
+        def image(target: str) -> docker_build.Image:
+            repository = server.apply(lambda s: f"{s}/{args.repository_prefix}-{target}")
+            cache_from, cache_to = None, None
+            if args.build_cache:
+                cache_ref = repository.apply(lambda r: f"{r}:{CACHE_TAG}")
+                cache_from = [docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))]
+                cache_to = [
+                    docker_build.CacheToArgs(
+                        registry=docker_build.CacheToRegistryArgs(
+                            ref=cache_ref,
+                            # Every stage, not just the last: the trainer's CUDA and
+                            # pip layers are the slow ones and live in earlier stages.
+                            mode=docker_build.CacheMode.MAX,
+                            # An OCI image manifest rather than Docker's default, a
+                            # manifest list holding layers, which several registries refuse.
+                            image_manifest=True,
+                            oci_media_types=True,
+                            # A failed cache export must not fail a deploy whose image was pushed.
+                            ignore_error=True,
+                        )
+                    )
+                ]
+            return docker_build.Image(
+                f"{name}-{target}",
+                docker_build.ImageArgs(
+                    push=True,
+                    context=docker_build.BuildContextArgs(location=args.context),
+                    dockerfile=docker_build.DockerfileArgs(location=args.dockerfile),
+                    target=target,
+                    platforms=[docker_build.Platform(args.platform)],
+                    # One tag only: with several, the provider's `ref` names one at random.
+                    tags=[repository.apply(lambda r: f"{r}:{self.revision}")],
+                    registries=registries,
+                    cache_from=cache_from,
+                    cache_to=cache_to,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        trainer = image(TRAINER_TARGET)
+        server_image = image(SERVER_TARGET)
+        self.trainer_ref = trainer.ref
+        self.server_ref = server_image.ref
+        self.register_outputs(
+            {"trainerRef": self.trainer_ref, "serverRef": self.server_ref, "revision": self.revision}
+        )
