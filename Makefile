@@ -6,12 +6,15 @@ PYTHON ?= python3
 VENV ?= venv
 PY := $(VENV)/bin/python
 STACK ?= local
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+DEV_REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard app/requirements-*.txt)
+# Stamps named by a hash of the requirements: an edited file reinstalls.
+RUNTIME_STAMP := $(VENV)/.runtime-$(shell cat requirements.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat $(DEV_REQUIREMENTS) | sha256sum | cut -c1-12)
 
 MODEL_DIR ?= build/models
 MODEL_NAME ?= mnist
 
-.PHONY: help venv test lint typecheck unit docs render preview up destroy stack train serve
+.PHONY: help venv runtime test lint typecheck unit docs render preview up destroy stack train serve
 help:
 	@echo "make test                 lint, type-check and run every test (offline)"
 	@echo "make preview STACK=local  pulumi preview for a stack (needs the Pulumi CLI)"
@@ -22,12 +25,18 @@ help:
 	@echo "make serve                serve it on http://localhost:8080 (set MLAPP_AUTH_PASSWORD first)"
 	@echo "make render STACK=local   render a stack offline into render/<stack>/ (objects, graph), validated"
 
-$(STAMP): requirements.txt requirements-dev.txt
+# What `pulumi up` runs needs only requirements.txt; the tests need the rest too.
+$(RUNTIME_STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.runtime-* && touch $@
+
+$(STAMP): $(RUNTIME_STAMP) $(DEV_REQUIREMENTS)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
+runtime: $(RUNTIME_STAMP)
 
 # The policy pack's own venv, as `pulumi preview --policy-pack policy` creates it.
 POLICY_VENV := policy/venv
@@ -65,7 +74,7 @@ docs: venv
 render: venv
 	$(PY) -m tools.render --stack $(STACK)
 
-stack: venv
+stack: runtime
 	@command -v pulumi >/dev/null || { echo "make: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/)"; exit 2; }
 	pulumi stack select --create $(STACK)
 
