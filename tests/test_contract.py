@@ -1,0 +1,62 @@
+"""The program and the app agree: what the workloads hand the pods is what the app accepts.
+
+The trainer's own argument parser reads the Job's args, and the server's own
+settings reader reads the serving pod's environment (ConfigMap plus Secret), for
+every shipped stack. A renamed flag or variable on either side fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mlapp import settings as app_settings
+from mlapp import train
+from tests.conftest import STACKS
+from tools import harness
+
+RunStack = Callable[..., harness.StackRun]
+
+
+def _container(result: harness.StackRun, type_: str) -> dict[str, Any]:
+    obj = harness.manifest(result.one(type_))
+    container: dict[str, Any] = obj["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def _pod_env(result: harness.StackRun, container: dict[str, Any]) -> dict[str, str]:
+    """The environment Kubernetes would give the container: envFrom ConfigMaps, then env."""
+    objects = {(m["kind"], m["metadata"]["name"]): m for _, m in harness.kubernetes_manifests(result)}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(objects[("ConfigMap", source["configMapRef"]["name"])]["data"])
+    for var in container.get("env", []):
+        ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+        env[var["name"]] = objects[("Secret", ref["name"])]["stringData"][ref["key"]] if ref else var["value"]
+    return env
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_trainer_accepts_the_jobs_arguments(run_stack: RunStack, stack: str) -> None:
+    result = run_stack(stack)
+    args = train.build_parser().parse_args(_container(result, "kubernetes:batch/v1:Job")["args"])
+    assert args.version == result.exports["modelVersion"]
+    assert str(args.model_dir) == "/models"
+    assert args.min_accuracy == 0.95
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_server_accepts_the_pods_environment(run_stack: RunStack, stack: str) -> None:
+    result = run_stack(stack, secrets={"basicAuthPassword": "a-long-enough-password"})
+    server = _container(result, "kubernetes:apps/v1:Deployment")
+    settings = app_settings.from_env(_pod_env(result, server))
+    assert settings.port in {p["containerPort"] for p in server["ports"]}
+    assert settings.model_version == result.exports["modelVersion"]
+    assert settings.model_name == "mnist"
+    assert (settings.username, settings.password) == ("mlstack", "a-long-enough-password")
+    mounts = {m["mountPath"] for m in server["volumeMounts"]}
+    assert str(settings.model_dir) in mounts
+    assert settings.labels_file is not None
+    assert str(settings.labels_file.parent) in mounts
