@@ -7,7 +7,11 @@ every shipped stack. A renamed flag or variable on either side fails here.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +64,23 @@ def test_the_server_accepts_the_pods_environment(run_stack: RunStack, stack: str
     assert str(settings.model_dir) in mounts
     assert settings.labels_file is not None
     assert str(settings.labels_file.parent) in mounts
+
+
+def test_each_shipped_stacks_training_passes_its_own_gate(
+    run_stack: RunStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Job's exact arguments, run for real on the CPU: a stack that cannot pass its gate fails `pulumi up`."""
+    distinct: dict[tuple[str, ...], str] = {}
+    for stack in STACKS:
+        args = _container(run_stack(stack), "kubernetes:batch/v1:Job")["args"]
+        # The store is the only thing that differs from the pod: a temporary directory here.
+        args[args.index("--model-dir") + 1] = str(tmp_path / stack)
+        distinct.setdefault(tuple(args), stack)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPP_")}
+    env.update(PYTHONPATH=str(harness.ROOT / "app"), OMP_NUM_THREADS="1")
+    for args, stack in distinct.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "mlapp.train", *args], env=env, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{stack}: the training Job would fail (exit {done.returncode}):\n{done.stderr}"
