@@ -320,12 +320,7 @@ def load() -> StackConfig:
     log_level = r.choice("logLevel", LOG_LEVELS)
     username = r.string("basicAuthUsername", _username, "")
     password = r.secret_text("basicAuthPassword")
-    store_size = r.text("modelStoreSize")
-    if store_size:
-        try:
-            validate.positive_quantity(store_size)
-        except ValueError as e:
-            r.fail("modelStoreSize", store_size, str(e))
+    store_size = _quantity(r, "modelStoreSize")
     storage_class = r.string("storageClass", _optional(validate.dns1123_label), None)
 
     training = _training(r)

@@ -34,11 +34,9 @@ EXPECTED_ADVICE = {"local": {("load-balancer-source-ranges", "mlstack-service")}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, harness.StackRun]]:
+def runs() -> Iterator[dict[str, harness.StackRun]]:
     """Every shipped stack as it ships: images built, the pods on their digest-pinned refs."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        kubeconfig = harness.fake_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    with harness.offline_kubeconfig():
         yield {stack: harness.run_stack(stack) for stack in STACKS}
 
 
