@@ -190,9 +190,19 @@ def kubeconfig(
     )
 
 
+# GKE installs the NVIDIA driver on the node and mounts it into GPU containers at
+# /usr/local/nvidia, without putting it on the loader path: "the CUDA libraries
+# ... are available at /usr/local/nvidia/lib64 ... add this path to
+# LD_LIBRARY_PATH" (cloud.google.com/kubernetes-engine/docs/how-to/gpus, "Run GPUs
+# in GKE Standard node pools", "CUDA-X libraries"). Without it torch finds no
+# libcuda.so.1 and sees no GPU.
+GKE_GPU_CONTAINER_ENV = {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64"}
+
+
 def gpu_scheduling(gpu_type: str, gpu_count: int) -> GpuScheduling:
     """Pods land on the GPU pool by its label and tolerate its taint (GPU_TAINT_*)."""
     return GpuScheduling(
+        container_env=GKE_GPU_CONTAINER_ENV,
         node_selector={POOL_LABEL: "gpu", ACCELERATOR_LABEL: gpu_type},
         tolerations=(
             Toleration(

@@ -145,7 +145,9 @@ def labels_file(app: AppSettings) -> str:
     return "".join(f"{label}\n" for label in app.model_labels)
 
 
-def trainer_args(app: AppSettings, training: TrainingConfig, version: str) -> list[str]:
+def trainer_args(app: AppSettings, training: TrainingConfig, version: str, gpu: bool) -> list[str]:
+    """The trainer's command line. ``--device cuda`` exactly when the pod requests a GPU: the
+    trainer then fails, naming the cause, instead of training on the CPU of a GPU node."""
     return [
         "--model-dir", MODEL_MOUNT,
         "--model-name", app.model_name,
@@ -155,6 +157,7 @@ def trainer_args(app: AppSettings, training: TrainingConfig, version: str) -> li
         "--learning-rate", repr(training.learning_rate),
         "--seed", str(training.seed),
         "--min-accuracy", repr(training.min_accuracy),
+        "--device", "cuda" if gpu else "cpu",
     ]  # fmt: skip
 
 
@@ -188,6 +191,12 @@ def gpu_scheduling(gpu: GpuScheduling | None) -> dict[str, Any]:
             for t in gpu.tolerations
         ],
     }
+
+
+def gpu_env(gpu: GpuScheduling | None) -> list[k8s.core.v1.EnvVarArgs]:
+    """What a CUDA container needs in its environment on the target's GPU nodes; empty without a GPU."""
+    env = gpu.container_env if gpu is not None else {}
+    return [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in sorted(env.items())]
 
 
 def container_security() -> k8s.core.v1.SecurityContextArgs:
@@ -463,9 +472,12 @@ class MlWorkloads(pulumi.ComponentResource):
                             k8s.core.v1.ContainerArgs(
                                 name="trainer",
                                 image=args.trainer_image,
-                                args=version.apply(lambda v: trainer_args(app, training, v)),
+                                args=version.apply(lambda v: trainer_args(app, training, v, target.gpu is not None)),
                                 env_from=env_from,
-                                env=[k8s.core.v1.EnvVarArgs(name="MLAPP_TRAINER_IMAGE", value=args.trainer_image)],
+                                env=[
+                                    k8s.core.v1.EnvVarArgs(name="MLAPP_TRAINER_IMAGE", value=args.trainer_image),
+                                    *gpu_env(target.gpu),
+                                ],
                                 resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=limits),
                                 security_context=container_security(),
                                 volume_mounts=[

@@ -72,9 +72,15 @@ def test_each_shipped_stacks_training_passes_its_own_gate(
     """The Job's exact arguments, run for real on the CPU: a stack that cannot pass its gate fails `pulumi up`."""
     distinct: dict[tuple[str, ...], str] = {}
     for stack in STACKS:
-        args = _container(run_stack(stack), "kubernetes:batch/v1:Job")["args"]
-        # The store is the only thing that differs from the pod: a temporary directory here.
+        trainer = _container(run_stack(stack), "kubernetes:batch/v1:Job")
+        args = trainer["args"]
+        # The store and the device are what differ from the pod: a temporary directory
+        # here, and the CPU, since this machine has no GPU (test_cuda covers --device cuda).
         args[args.index("--model-dir") + 1] = str(tmp_path / stack)
+        device = args.index("--device") + 1
+        requests_gpu = "nvidia.com/gpu" in trainer["resources"]["limits"]
+        assert args[device] == ("cuda" if requests_gpu else "cpu"), f"{stack}: --device {args[device]}"
+        args[device] = "cpu"
         distinct.setdefault(tuple(args), stack)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPP_")}
     env.update(PYTHONPATH=str(harness.ROOT / "app"), OMP_NUM_THREADS="1")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlapp import store
+from mlapp import cuda, store
 from mlapp.data import Dataset
 from mlapp.model import DigitCNN, WithSoftmax
 
@@ -31,6 +31,39 @@ TORCH_VERSION = torch.__version__
 
 class Stopped(Exception):
     """SIGTERM arrived; the checkpoint is saved and a rerun resumes."""
+
+
+class DeviceError(Exception):
+    """The requested device cannot train here; the message says why."""
+
+
+def torch_build() -> cuda.TorchBuild:
+    arch_list = tuple(torch.cuda.get_arch_list()) if torch.version.cuda else ()
+    return cuda.TorchBuild(version=TORCH_VERSION, cuda=torch.version.cuda, arch_list=arch_list)
+
+
+def select_device(requested: str) -> torch.device:
+    """``cuda`` must work or fail with its cause; ``cpu`` is the CPU; ``auto`` takes CUDA if it works.
+
+    The Job asks for ``cuda`` exactly when its pod requests a GPU, so a GPU
+    node whose CUDA does not come up fails the Job instead of training on CPU.
+    """
+    if requested == "cpu":
+        return torch.device("cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    build = torch_build()
+    driver = cuda.probe_driver() if build.cuda else cuda.DriverProbe(loaded=False)
+    available = build.cuda is not None and torch.cuda.is_available()
+    capabilities = (
+        [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())] if available else []
+    )
+    reason = cuda.unusable_reason(build, driver, capabilities)
+    if reason is None and not available:
+        reason = f"torch {build.version} reports CUDA unavailable although the driver loaded ({driver})"
+    if reason is not None:
+        raise DeviceError(reason)
+    return torch.device("cuda")
 
 
 @dataclass(frozen=True)
@@ -110,17 +143,19 @@ def fit(
     checkpoint_path: Path,
     checkpoint_every: int,
     log_every: int,
+    *,
+    device: torch.device,
 ) -> Result:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cuda = device.type == "cuda"
-    log.info("device %s%s", device.type, " (mixed precision)" if cuda else "")
+    on_gpu = device.type == "cuda"
+    name = f" {torch.cuda.get_device_name(device)}" if on_gpu else ""
+    log.info("device %s%s%s", device.type, name, " (mixed precision)" if on_gpu else "")
     h, w = dataset.image_shape
     torch.manual_seed(params.seed)
-    if not cuda:
+    if not on_gpu:
         torch.use_deterministic_algorithms(True)
     net = DigitCNN(h, w, dataset.num_classes).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu)
     loss_fn = nn.CrossEntropyLoss()
 
     x_train = torch.from_numpy(dataset.x_train)
@@ -174,7 +209,7 @@ def fit(
                 idx = order[b * params.batch_size : (b + 1) * params.batch_size]
                 xb, yb = x_train[idx].to(device), y_train[idx].to(device)
                 optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, enabled=cuda):
+                with torch.autocast(device.type, enabled=on_gpu):
                     out = net(xb)
                     loss = loss_fn(out, yb)
                 scaler.scale(loss).backward()

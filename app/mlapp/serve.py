@@ -122,8 +122,8 @@ class ModelNotThere(Exception):
 def load_model(settings: Settings, labels: list[str] | None) -> Model:
     directory = store.version_dir(settings.model_dir, settings.model_name, settings.model_version)
     try:
-        meta = store.read_metadata(directory)
-    except FileNotFoundError as e:
+        meta, model_bytes = store.read_published(directory)
+    except store.NotPublished as e:
         raise ModelNotThere(str(e)) from e
     options = ort.SessionOptions()
     # One request of this model is microseconds of arithmetic: thread hand-offs
@@ -133,9 +133,8 @@ def load_model(settings: Settings, labels: list[str] | None) -> Model:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    session = ort.InferenceSession(
-        str(directory / store.MODEL_FILE), options, providers=["CPUExecutionProvider"]
-    )
+    # The very bytes whose checksum was verified, not a second read of the file.
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     pre = preprocess.Preprocessing.from_metadata(meta)
     num_classes = int(meta["num_classes"])
     (inp,) = session.get_inputs()
@@ -382,11 +381,11 @@ class App:
         while True:
             try:
                 model = await asyncio.to_thread(load_model, self.settings, self.labels)
-            except ModelNotThere:
+            except ModelNotThere as e:
                 delay = RETRY_SECONDS
-                if last_error != "missing":
-                    log.info("waiting for the model at %s", where)
-                    last_error = "missing"
+                if str(e) != last_error:
+                    log.info("waiting for the model at %s: %s", where, e)
+                    last_error = str(e)
             except Exception as e:
                 # A broken model is retried (a copy may still be landing), but
                 # backing off: each try builds a whole ORT session.

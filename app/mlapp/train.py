@@ -2,7 +2,7 @@
 
     python -m mlapp.train --model-dir DIR --model-name N --version V \
         --epochs E --batch-size B --learning-rate R --min-accuracy A \
-        [--data-dir D] [--seed S]
+        [--data-dir D] [--seed S] [--device auto|cuda|cpu]
 
 Exit codes (the Kubernetes Job relies on them): 0 published (or already
 published), 2 held-out accuracy under --min-accuracy, 1 anything else.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import math
 import os
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mlapp import store
+from mlapp import cuda, store
 from mlapp.data import DataError, Dataset, load_digits_dataset, load_idx_dataset
 
 log = logging.getLogger("mlapp.train")
@@ -95,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-accuracy", type=_fraction, required=True, help="held-out gate, 0-1")
     p.add_argument("--data-dir", type=Path, help="MNIST-format IDX files (default: sklearn digits)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device",
+        choices=cuda.DEVICES,
+        default="auto",
+        help="cuda: a GPU must work, or exit 1 naming why (the Job sets it when it requests one); "
+        "cpu: never use a GPU; auto: CUDA when it works",
+    )
     p.add_argument("--checkpoint-every", type=_positive_int, default=50, help="steps")
     p.add_argument("--log-every", type=_positive_int, default=20, help="steps")
     return p
@@ -105,7 +111,6 @@ def _metadata(
 ) -> dict[str, Any]:
     h, w = dataset.image_shape
     return {
-        "format_version": 1,
         "model_name": args.model_name,
         "version": args.version,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -177,9 +182,14 @@ def train(args: argparse.Namespace) -> int:
 
     from mlapp import fit  # noqa: PLC0415 - torch takes seconds to import; errors above need not wait
 
+    try:
+        device = fit.select_device(args.device)
+    except fit.DeviceError as e:
+        log.error("--device cuda: a GPU was requested but CUDA cannot be used: %s", e)
+        return EXIT_ERROR
     params = fit.Params(args.epochs, args.batch_size, args.learning_rate, args.seed, dataset.name)
     try:
-        result = fit.fit(dataset, params, ckpt_path, args.checkpoint_every, args.log_every)
+        result = fit.fit(dataset, params, ckpt_path, args.checkpoint_every, args.log_every, device=device)
     except fit.Stopped as e:
         log.error("%s", e)
         return EXIT_ERROR
@@ -193,11 +203,13 @@ def train(args: argparse.Namespace) -> int:
     meta = _metadata(args, dataset, result.accuracy, result.device, result.steps)
     meta["framework"]["torch"] = fit.TORCH_VERSION
 
-    def write(staging: Path) -> None:
-        fit.export_onnx(result.net, h, w, staging / store.MODEL_FILE)
-        write_metadata(staging, meta)
-
-    published = store.publish(args.model_dir, args.model_name, args.version, write)
+    published = store.publish(
+        args.model_dir,
+        args.model_name,
+        args.version,
+        lambda path: fit.export_onnx(result.net, h, w, path),
+        meta,
+    )
     ckpt_path.unlink(missing_ok=True)
     log.info(
         "%s %s (held-out accuracy %.4f, gate %.4f)",
@@ -205,11 +217,6 @@ def train(args: argparse.Namespace) -> int:
         final, result.accuracy, args.min_accuracy,
     )  # fmt: skip
     return EXIT_OK
-
-
-def write_metadata(directory: Path, meta: dict[str, Any]) -> None:
-    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    (directory / store.METADATA_FILE).write_text(text, encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,8 @@ import numpy.typing as npt
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "app"
+# Runs a module in a process whose os refuses directory renames, as gcsfuse does.
+GCSFUSE_SIM = [str(Path(__file__).resolve().parent / "gcsfuse_sim.py")]
 MODEL_NAME = "digits"
 VERSION = "t1"
 SEED = 7
@@ -48,9 +50,10 @@ def run_trainer(
     timeout: float = 300,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    wrapper: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     cmd = [
-        sys.executable, "-m", "mlapp.train",
+        sys.executable, *(wrapper or []), "-m", "mlapp.train",
         "--model-dir", str(model_dir), "--model-name", MODEL_NAME, "--version", version,
         *args,
     ]  # fmt: skip
@@ -98,7 +101,7 @@ def free_port() -> int:
 class Server:
     """``python -m mlapp.serve`` as a real process on a free loopback port."""
 
-    def __init__(self, tmp: Path, model_dir: Path, **env: str) -> None:
+    def __init__(self, tmp: Path, model_dir: Path, wrapper: list[str] | None = None, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"server-{self.port}.log"
@@ -114,7 +117,7 @@ class Server:
         self.env.update(env)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlapp.serve"],
+            [sys.executable, *(wrapper or []), "-m", "mlapp.serve"],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -150,9 +153,8 @@ class Server:
 
 
 def copy_model_into(store: Path, source: Path) -> None:
-    """Place a model the way the trainer does: complete directory, then one rename."""
+    """Place a published model the way the trainer does: the model file, then its metadata."""
     final = store / MODEL_NAME / VERSION
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / ".staging"
-    shutil.copytree(source, staging)
-    staging.rename(final)
+    final.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / "model.onnx", final / "model.onnx")
+    shutil.copyfile(source / "metadata.json", final / "metadata.json")

@@ -19,9 +19,12 @@ import onnxruntime as ort
 import pytest
 
 from .helpers import (
+    GCSFUSE_SIM,
     LABELS,
     MODEL_NAME,
     PASSWORD,
+    SEED,
+    TRAIN_ARGS,
     USER,
     VERSION,
     HeldOut,
@@ -30,6 +33,7 @@ from .helpers import (
     app_env,
     copy_model_into,
     png_of,
+    run_trainer,
 )
 
 AUTH = (USER, PASSWORD)
@@ -369,6 +373,53 @@ def test_not_ready_until_the_model_arrives(
                              files={"image": ("d.png", png_of(held_out.images[0]))})  # fmt: skip
         assert predict.status_code == 200
         assert predict.json()["label"] == str(predict.json()["class"])
+    finally:
+        assert srv.stop() == 0
+
+
+def test_train_then_serve_on_a_store_that_refuses_directory_renames(
+    tmp_path: Path, held_out: HeldOut
+) -> None:
+    """Bug: on GKE (gcsfuse, flat bucket) the trainer could never publish, so nothing served."""
+    store = tmp_path / "bucket"
+    store.mkdir()
+    srv = Server(tmp_path, store, wrapper=GCSFUSE_SIM)
+    try:
+        srv.wait_for("/v2/health/live")
+        result = run_trainer(store, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED),
+                             wrapper=GCSFUSE_SIM)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        srv.wait_for("/v2/health/ready", 200, timeout=20)
+        predict = httpx.post(srv.url + "/predict", auth=AUTH,
+                             files={"image": ("d.png", png_of(held_out.images[0]))})  # fmt: skip
+        assert predict.status_code == 200, predict.text
+        assert predict.json()["class"] == int(held_out.labels[0])
+    finally:
+        assert srv.stop() == 0
+
+
+def test_a_half_published_version_is_never_loaded(
+    tmp_path: Path, trained: TrainedModel, held_out: HeldOut
+) -> None:
+    """The model file landed but its commit record did not (or names other bytes): not ready."""
+    store = tmp_path / "store"
+    directory = store / MODEL_NAME / VERSION
+    directory.mkdir(parents=True)
+    model = (trained.directory / "model.onnx").read_bytes()
+    (directory / "model.onnx").write_bytes(model[: len(model) // 2])
+    (directory / "metadata.json").write_bytes((trained.directory / "metadata.json").read_bytes())
+    srv = Server(tmp_path, store)
+    try:
+        srv.wait_for("/v2/health/live")
+        deadline = time.monotonic() + 10
+        while "does not match metadata.json" not in srv.log:
+            assert time.monotonic() < deadline, srv.log
+            time.sleep(0.1)
+        assert httpx.get(srv.url + "/v2/health/ready").status_code == 503
+        (directory / "model.onnx").write_bytes(model)  # the rest of the copy lands
+        srv.wait_for("/v2/health/ready", 200, timeout=20)
+        infer = httpx.post(infer_url(srv), auth=AUTH, json=v2_request(held_out.images[:1]))
+        assert infer.status_code == 200
     finally:
         assert srv.stop() == 0
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import hashlib
 import json
+import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +24,7 @@ import pytest
 from mlapp import store
 from mlapp.data import DataError, load_idx_dataset, read_idx
 
+from . import gcsfuse_sim
 from .helpers import (
     MODEL_NAME,
     SEED,
@@ -232,40 +238,120 @@ def test_trains_on_idx_files_writing_only_to_the_store(tmp_path: Path) -> None:
     assert meta["trainer_image"] == "registry.example/mlapp-trainer@sha256:abc"
 
 
-# ---------------------------------------------------------------- atomic publish
+# ---------------------------------------------------------------- publish
 
 
-def test_publish_failing_midway_leaves_nothing_at_the_final_path(tmp_path: Path) -> None:
-    def crash(staging: Path) -> None:
-        (staging / "model.onnx").write_bytes(b"half a model")
+def test_publish_failing_midway_leaves_the_store_untouched(tmp_path: Path) -> None:
+    def crash(path: Path) -> None:
+        path.write_bytes(b"half a model")
         raise RuntimeError("disk full, say")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        store.publish(tmp_path, MODEL_NAME, "v1", crash)
-    assert not (tmp_path / MODEL_NAME / "v1").exists()
-    assert list((tmp_path / MODEL_NAME).iterdir()) == []  # staging cleaned up too
+        store.publish(tmp_path, MODEL_NAME, "v1", crash, {})
+    assert not (tmp_path / MODEL_NAME).exists()  # the model is written outside the store first
 
 
 def test_trainer_crash_during_export_publishes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlapp import train
+    from mlapp import fit, train
 
-    def explode(directory: Path, meta: object) -> None:
-        assert (directory / "model.onnx").is_file()  # the ONNX file was already written
+    def explode(net: object, height: int, width: int, path: Path) -> None:
+        path.write_bytes(b"half a model")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train, "write_metadata", explode)
+    monkeypatch.setattr(fit, "export_onnx", explode)
     code = train.main(
         ["--model-dir", str(tmp_path), "--model-name", MODEL_NAME, "--version", "crash",
          "--epochs", "1", "--batch-size", "64", "--learning-rate", "0.01", "--min-accuracy", "0"]
     )  # fmt: skip
     assert code == 1
-    assert not (tmp_path / MODEL_NAME / "crash").exists()
+    assert not store.is_complete(tmp_path / MODEL_NAME / "crash")
     assert [p.name for p in (tmp_path / MODEL_NAME).iterdir()] == [".checkpoints"]
     # The checkpoint survives, so the retry does not retrain from scratch.
     assert store.checkpoint_path(tmp_path, MODEL_NAME, "crash").is_file()
 
+
+def test_metadata_records_the_model_checksum(trained: TrainedModel) -> None:
+    meta = json.loads((trained.directory / "metadata.json").read_text(encoding="utf-8"))
+    data = (trained.directory / "model.onnx").read_bytes()
+    assert meta["format_version"] == store.FORMAT_VERSION
+    assert meta["model"] == {"file": "model.onnx", "bytes": len(data),
+                             "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["no metadata", "no model", "truncated model", "one byte changed", "metadata of format 1",
+     "metadata not JSON"],
+)  # fmt: skip
+def test_a_half_written_or_damaged_version_is_not_published(
+    tmp_path: Path, trained: TrainedModel, damage: str
+) -> None:
+    """A reader never takes a version whose files do not match its commit record (metadata.json)."""
+    directory = tmp_path / MODEL_NAME / VERSION
+    directory.mkdir(parents=True)
+    model = (trained.directory / "model.onnx").read_bytes()
+    meta = json.loads((trained.directory / "metadata.json").read_text(encoding="utf-8"))
+    if damage != "no model":
+        changed = model[:-1] + bytes([model[-1] ^ 1])
+        body = {"truncated model": model[: len(model) // 2], "one byte changed": changed}.get(damage, model)
+        (directory / "model.onnx").write_bytes(body)
+    if damage == "metadata of format 1":
+        meta = {k: v for k, v in meta.items() if k != "model"} | {"format_version": 1}
+    if damage == "metadata not JSON":
+        (directory / "metadata.json").write_text('{"format_version": 2, ', encoding="utf-8")
+    elif damage != "no metadata":
+        (directory / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert not store.is_complete(directory), damage
+    with pytest.raises(store.NotPublished):
+        store.read_published(directory)
+
+
+def test_a_damaged_published_version_is_trained_again(tmp_path: Path, trained: TrainedModel) -> None:
+    """Bug: with model.onnx truncated, the trainer said "nothing to do" and the server waited forever."""
+    directory = tmp_path / MODEL_NAME / VERSION
+    directory.mkdir(parents=True)
+    model = (trained.directory / "model.onnx").read_bytes()
+    (directory / "model.onnx").write_bytes(model[:100])
+    shutil.copyfile(trained.directory / "metadata.json", directory / "metadata.json")
+    result = run_trainer(tmp_path, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nothing to do" not in result.stdout
+    assert store.is_complete(directory)
+
+
+# ---------------------------------------------------------------- a store like gcsfuse
+
+
+def test_publish_works_where_directories_cannot_be_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug: publishing renamed a staging directory, which gcsfuse refuses on a flat bucket."""
+    for name in ("rename", "replace", "link"):
+        monkeypatch.setattr(os, name, getattr(os, name))  # restored after the test
+    gcsfuse_sim.refuse_directory_renames()
+    staging = tmp_path / "a-directory"
+    staging.mkdir()
+    (staging / "model.onnx").write_bytes(b"x")
+    with pytest.raises(OSError, match="too many objects to be renamed") as refused:
+        staging.rename(tmp_path / "elsewhere")  # the simulation does refuse
+    assert refused.value.errno == errno.EMFILE
+
+    model = b"onnx bytes"
+    def write(content: bytes) -> Callable[[Path], None]:
+        def to(path: Path) -> None:
+            path.write_bytes(content)
+
+        return to
+
+    assert store.publish(tmp_path, MODEL_NAME, "v1", write(model), {"accuracy": 0.97})
+    meta, data = store.read_published(tmp_path / MODEL_NAME / "v1")
+    assert (data, meta["accuracy"]) == (model, 0.97)
+    assert sorted(p.name for p in (tmp_path / MODEL_NAME / "v1").iterdir()) == ["metadata.json", "model.onnx"]
+    # A second publish of a complete version changes nothing.
+    assert not store.publish(tmp_path, MODEL_NAME, "v1", write(b"other"), {})
+    assert store.read_published(tmp_path / MODEL_NAME / "v1")[1] == model
 
 # ---------------------------------------------------------------- resume
 
