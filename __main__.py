@@ -110,6 +110,7 @@ def app_images(cfg: config.StackConfig, target: ClusterTarget) -> tuple[pulumi.I
             repository_prefix=cfg.app_name,
             platform=images.platform,
             build_cache=images.build_cache,
+            torch_index_url=images.trainer_cuda.index_url,
         ),
     )
     return built.trainer_ref, built.server_ref

@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
-from components import gpu
+from components import acr_token, gpu
 from components.config import ACR_SKUS, AKS_UPGRADE_CHANNELS
 from components.target import (
     GPU_TAINT_KEY,
@@ -265,7 +265,8 @@ class AksGpuCluster(pulumi.ComponentResource):
             resource_group_name=group.name,
             location=args.location,
             sku=containerregistry.SkuArgs(name=args.acr_sku),
-            # Pushes authenticate with Entra ID (`az acr login`) unless asked otherwise.
+            # Pushes authenticate with the deployer's Entra ID token, exchanged by the
+            # program for an ACR refresh token (acr_refresh_token), unless asked otherwise.
             admin_user_enabled=args.acr_admin_user,
             opts=child,
         )
@@ -273,7 +274,7 @@ class AksGpuCluster(pulumi.ComponentResource):
         invoke_opts = pulumi.InvokeOutputOptions(parent=self)
         client = authorization.get_client_config_output(opts=invoke_opts)
         kubelet_object_id = cluster.identity_profile.apply(_kubelet_object_id)
-        authorization.RoleAssignment(
+        acr_pull = authorization.RoleAssignment(
             f"{name}-acr-pull",
             principal_id=kubelet_object_id,
             # Set explicitly: Azure otherwise looks the principal up in Entra ID, which
@@ -292,12 +293,21 @@ class AksGpuCluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(
             credentials.kubeconfigs.apply(lambda configs: decode_kubeconfig(configs[0].value))
         )
-        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            # Nothing runs in the cluster before the kubelet may pull from the registry
+            # (the Job's image pull would otherwise race the AcrPull assignment) and the
+            # GPU pool exists. Azure adds that a new role assignment "can take up to 10
+            # minutes" to take effect (learn.microsoft.com/azure/role-based-access-control/
+            # troubleshooting): the kubelet retries a refused pull with back-off meanwhile.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[acr_pull, gpu_pool]),
+        )
 
         self.gpu = gpu_scheduling(args)
         _device_plugin(name, args.device_plugin_image, self.gpu, self.provider, self)
 
-        username, password = _push_credentials(args, acr, group, self)
+        username, password = _push_credentials(args, acr, group, client.tenant_id, self)
         self.registry = Registry(server=acr.login_server, username=username, password=password)
         # ReadWriteMany: the Job writes the model on a GPU node, the servers read it elsewhere.
         self.model_store = ModelStore(
@@ -334,20 +344,31 @@ def _push_credentials(
     args: AksGpuClusterArgs,
     acr: containerregistry.Registry,
     group: resources.ResourceGroup,
+    tenant_id: pulumi.Output[str],
     parent: pulumi.Resource,
-) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
-    """Username and password for the push: none (Entra ID login) unless the admin user is on."""
-    if not args.acr_admin_user:
-        return None, None
-    creds = containerregistry.list_registry_credentials_output(
-        registry_name=acr.name,
-        resource_group_name=group.name,
-        opts=pulumi.InvokeOutputOptions(parent=parent),
+) -> tuple[pulumi.Output[str] | str, pulumi.Output[str]]:
+    """Username and password the image build pushes with: obtained here, never the user's docker login.
+
+    Admin user on: its credentials. Otherwise the Entra ID token of whoever runs
+    `pulumi up` is exchanged for an ACR refresh token: a registry created a
+    minute earlier takes it at once, where `az acr login` could not have run.
+    """
+    invoke_opts = pulumi.InvokeOutputOptions(parent=parent)
+    if args.acr_admin_user:
+        creds = containerregistry.list_registry_credentials_output(
+            registry_name=acr.name, resource_group_name=group.name, opts=invoke_opts
+        )
+        return (
+            creds.username.apply(lambda u: u or ""),
+            pulumi.Output.secret(creds.passwords.apply(lambda p: (p or [])[0].value or "")),
+        )
+    # An ARM-audience token (the provider's own credentials); ACR accepts it for the
+    # exchange while the registry's azureADAuthenticationAsArmPolicy is enabled, its default.
+    access_token = pulumi.Output.secret(authorization.get_client_token_output(opts=invoke_opts).token)
+    refresh_token = pulumi.Output.all(acr.login_server, tenant_id, access_token).apply(
+        lambda v: acr_token.exchange(str(v[0]), str(v[1]), str(v[2]))
     )
-    return (
-        creds.username.apply(lambda u: u or ""),
-        pulumi.Output.secret(creds.passwords.apply(lambda p: (p or [])[0].value or "")),
-    )
+    return acr_token.USERNAME, pulumi.Output.secret(refresh_token)
 
 
 def _device_plugin(

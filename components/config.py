@@ -104,6 +104,7 @@ class ImageConfig:
     server: str | None
     platform: str  # one of IMAGE_PLATFORMS
     build_cache: bool
+    trainer_cuda: gpu.TrainerCuda  # the trainer's CUDA build, built or prebuilt
 
     @property
     def prebuilt(self) -> bool:
@@ -333,8 +334,8 @@ def load() -> StackConfig:
     images = _images(r, cloud, local)
     # Another cloud's keys keep their defaults and are not judged: a local stack
     # must not fail because no GCP project is set.
-    gcp = _gcp(r, training) if cloud == "gcp" else None
-    azure = _azure(r, training.gpus) if cloud == "azure" else None
+    gcp = _gcp(r, training, images.trainer_cuda) if cloud == "gcp" else None
+    azure = _azure(r, training.gpus, images.trainer_cuda) if cloud == "azure" else None
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -390,6 +391,7 @@ def _images(r: _Reader, cloud: str, local: LocalConfig) -> ImageConfig:
         server=server,
         platform=r.choice("imagePlatform", IMAGE_PLATFORMS),
         build_cache=r.boolean("imageBuildCache"),
+        trainer_cuda=gpu.TRAINER_CUDA_BUILDS[r.choice("trainerCuda", tuple(gpu.TRAINER_CUDA_BUILDS))],
     )
 
 
@@ -484,7 +486,7 @@ def _gcp_machine_type(value: str) -> str:
     return value
 
 
-def _gcp(r: _Reader, training: TrainingConfig) -> GcpConfig:
+def _gcp(r: _Reader, training: TrainingConfig, trainer_cuda: gpu.TrainerCuda) -> GcpConfig:
     region = r.string("gcpRegion", _gcp_region, "")
     zone = r.string("gcpZone", _optional(str), None)
     if zone is not None and region and not re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
@@ -497,9 +499,22 @@ def _gcp(r: _Reader, training: TrainingConfig) -> GcpConfig:
     gpu_machine_type = r.string("gkeGpuMachineType", _gcp_machine_type, "")
     gpu_type = r.text("gkeGpuType")
     gpu_count = r.integer("gkeGpuCount", 1, 16)
-    if gpu_machine_type:
-        for problem in gpu.check_gcp_gpu_pool(gpu_type, gpu_machine_type, gpu_count):
-            r.fail(problem.key, problem.value, problem.reason)
+    driver_version = r.choice("gkeGpuDriverVersion", gpu.GCP_GPU_DRIVER_VERSIONS)
+    problems = gpu.check_gcp_gpu_pool(gpu_type, gpu_machine_type, gpu_count) if gpu_machine_type else []
+    accelerator = gpu.GCP_ACCELERATORS.get(gpu_type)
+    if accelerator is not None:
+        problems += gpu.check_trainer_gpu(
+            trainer_cuda, gpu_type, accelerator.compute_capability, "gkeGpuType", gpu_type
+        )
+    problems += gpu.check_trainer_driver(
+        trainer_cuda,
+        gpu.GCP_DRIVER_BRANCH[driver_version],
+        "gkeGpuDriverVersion",
+        driver_version,
+        f"GKE with gkeGpuDriverVersion {driver_version}",
+    )
+    for problem in problems:
+        r.fail(problem.key, problem.value, problem.reason)
     if training.gpus > gpu_count:
         r.fail(
             "trainerGpus",
@@ -518,15 +533,24 @@ def _gcp(r: _Reader, training: TrainingConfig) -> GcpConfig:
         gpu_machine_type=gpu_machine_type,
         gpu_type=gpu_type,
         gpu_count=gpu_count,
-        gpu_driver_version=r.choice("gkeGpuDriverVersion", gpu.GCP_GPU_DRIVER_VERSIONS),
+        gpu_driver_version=driver_version,
     )
 
 
-def _azure(r: _Reader, trainer_gpus: int) -> AzureConfig:
+def _azure(r: _Reader, trainer_gpus: int, trainer_cuda: gpu.TrainerCuda) -> AzureConfig:
     gpu_vm_size = r.text("aksGpuVmSize")
     if gpu_vm_size:
-        for key, value, reason in gpu.check_azure_gpu_pool(gpu_vm_size, trainer_gpus):
-            r.fail(key, value, reason)
+        problems = gpu.check_azure_gpu_pool(gpu_vm_size, trainer_gpus)
+        size = gpu.AZURE_GPU_SIZES.get(gpu_vm_size)
+        if size is not None:
+            problems += gpu.check_trainer_gpu(
+                trainer_cuda, size.gpu_model, size.compute_capability, "aksGpuVmSize", gpu_vm_size
+            )
+            problems += gpu.check_trainer_driver(
+                trainer_cuda, gpu.AKS_DRIVER_BRANCH, "aksGpuVmSize", gpu_vm_size, "AKS"
+            )
+        for problem in problems:
+            r.fail(problem.key, problem.value, problem.reason)
     return AzureConfig(
         location=r.string("azureLocation", gpu.azure_location, ""),
         system_vm_size=r.string("aksSystemVmSize", gpu.azure_vm_size, ""),

@@ -314,26 +314,6 @@ class GkeGpuCluster(pulumi.ComponentResource):
             force_destroy=args.bucket_force_destroy,
             opts=child,
         )
-        project_number = organizations.get_project_output(
-            project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
-        ).number
-        principal = project_number.apply(
-            lambda number: workload_principal(
-                number, args.project, args.workload_namespace, args.workload_service_account
-            )
-        )
-        # One identity for the Job (writes) and the servers (read-only mount): the
-        # workloads run both as one service account. The servers' volume is mounted
-        # read-only, but IAM would let them write; a second service account with
-        # objectViewer would close that.
-        bucket_access = storage.BucketIAMMember(
-            f"{name}-models-workload",
-            bucket=bucket.name,
-            role=MODEL_BUCKET_ROLE,
-            member=principal,
-            opts=child,
-        )
-
         # --- cluster ---
         cluster = container.Cluster(
             f"{name}-cluster",
@@ -419,6 +399,32 @@ class GkeGpuCluster(pulumi.ComponentResource):
             management=management,
             opts=child,
         )
+
+        project_number = organizations.get_project_output(
+            project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
+        ).number
+        principal = project_number.apply(
+            lambda number: workload_principal(
+                number, args.project, args.workload_namespace, args.workload_service_account
+            )
+        )
+        # One identity for the Job (writes) and the servers (read-only mount): the
+        # workloads run both as one service account. The servers' volume is mounted
+        # read-only, but IAM would let them write; a second service account with
+        # objectViewer would close that.
+        # The principal names the Workload Identity pool PROJECT.svc.id.goog, which
+        # exists only once a cluster with Workload Identity does; granted earlier, IAM
+        # answers "Identity Pool does not exist" (terraform-google-modules/
+        # terraform-google-kubernetes-engine#916, googleforgames/global-multiplayer-demo#39).
+        bucket_access = storage.BucketIAMMember(
+            f"{name}-models-workload",
+            bucket=bucket.name,
+            role=MODEL_BUCKET_ROLE,
+            member=principal,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+        )
+
+
 
         # --- Kubernetes access ---
         self.cluster_name: pulumi.Output[str] = cluster.name

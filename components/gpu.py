@@ -15,6 +15,111 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+# --- the trainer's CUDA build -------------------------------------------------------
+#
+# The pairing of the trainer's torch build with the GPUs and NVIDIA drivers it
+# runs on lives here, and only here: the image build takes its index URL from
+# it, the config checks the GPU and the driver against it, and a test holds
+# app/Dockerfile and app/requirements-trainer.txt to it.
+
+
+@dataclass(frozen=True)
+class TrainerCuda:
+    """One CUDA build of the trainer's torch (the torch version is app/requirements-trainer.txt's)."""
+
+    cuda: str  # the config value, mlstack:trainerCuda
+    index_url: str  # PyTorch's wheel index for this build
+    # Compute capabilities the wheels carry kernels (SASS) for, no PTX.
+    architectures: tuple[tuple[int, int], ...]
+    min_driver: str  # the oldest NVIDIA driver that runs it
+    min_driver_branch: int
+
+
+TRAINER_CUDA_BUILDS: dict[str, TrainerCuda] = {
+    b.cuda: b
+    for b in (
+        # torch 2.13's CUDA variants are cu126, cu130 and cu132 (pytorch/pytorch RELEASE.md,
+        # "Release Compatibility Matrix", row added by PR #187075); PyPI's own torch==2.13.0
+        # is cu130. Architectures: torch/cuda/__init__.py of the 2.13.0 wheel, and
+        # `torch.cuda.get_arch_list()`. A CUDA 12.x build runs on any driver 525.60.13 or
+        # newer and a 13.x one needs 580 or newer: "Minor Version Compatibility",
+        # docs.nvidia.com/deploy/cuda-compatibility/. CUDA 13 has no Maxwell, Pascal or
+        # Volta kernels: "Starting from CUDA 13.0: ... no longer supported. The minimum
+        # required architecture is Turing" (docs.nvidia.com/cuda/cufft, "Deprecated").
+        TrainerCuda(
+            "12.6",
+            "https://download.pytorch.org/whl/cu126",
+            ((5, 0), (6, 0), (7, 0), (7, 5), (8, 0), (8, 6), (9, 0)),
+            "525.60.13",
+            525,
+        ),
+        TrainerCuda(
+            "13.0",
+            "https://download.pytorch.org/whl/cu130",
+            ((7, 5), (8, 0), (8, 6), (9, 0), (10, 0), (12, 0)),
+            "580.65.06",
+            580,
+        ),
+    )
+}
+# 12.6 runs on every driver the shipped stacks get (GKE's DEFAULT on 1.33 is R535)
+# and on every GPU in the catalogue, V100 and Pascal included.
+DEFAULT_TRAINER_CUDA = "12.6"
+
+
+def runs_on(build: TrainerCuda, capability: tuple[int, int]) -> bool:
+    """Whether ``build`` has kernels for a GPU of ``capability``.
+
+    SASS for X.Y runs on X.Z for Z >= Y and never across majors (CUDA C
+    Programming Guide, "Binary Compatibility"); the builds carry no PTX.
+    """
+    return any(major == capability[0] and minor <= capability[1] for major, minor in build.architectures)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a configuration cannot work; ``key`` is the config key without namespace."""
+
+    key: str
+    value: object
+    reason: str
+
+
+def check_trainer_gpu(
+    build: TrainerCuda, gpu_model: str, capability: tuple[int, int], key: str, value: object
+) -> list[Problem]:
+    """A GPU the trainer's build has no kernels for would fail at its first CUDA call."""
+    if runs_on(build, capability):
+        return []
+    usable = [c for c, b in TRAINER_CUDA_BUILDS.items() if runs_on(b, capability)]
+    alternative = f"; set mlstack:trainerCuda to {' or '.join(usable)}, or choose a newer GPU" if usable else ""
+    return [
+        Problem(
+            key,
+            value,
+            f"{gpu_model} (compute capability {capability[0]}.{capability[1]}) is not supported by the "
+            f"trainer's CUDA {build.cuda} build (mlstack:trainerCuda), which runs on compute capability "
+            f"{', '.join(f'{a}.{b}' for a, b in build.architectures)}{alternative}",
+        )
+    ]
+
+
+def check_trainer_driver(
+    build: TrainerCuda, driver_branch: int | None, key: str, value: object, where: str
+) -> list[Problem]:
+    """The node's NVIDIA driver must be new enough for the trainer's CUDA build."""
+    if driver_branch is None or driver_branch >= build.min_driver_branch:
+        return []
+    return [
+        Problem(
+            key,
+            value,
+            f"{where} installs an R{driver_branch} NVIDIA driver, but the trainer's CUDA {build.cuda} build "
+            f"(mlstack:trainerCuda) needs {build.min_driver} or newer",
+        )
+    ]
+
+
 # --- GCP ---
 #
 # Sources: Compute Engine "GPU machine types" (cloud.google.com/compute/docs/gpus).
@@ -28,6 +133,8 @@ class GcpAccelerator:
 
     gpu_type: str  # the accelerator name GKE takes, e.g. "nvidia-tesla-t4"
     family: str  # the machine family, the machine type's first segment, e.g. "n1"
+    # developer.nvidia.com/cuda-gpus: T4 7.5, V100 7.0, P100 6.0, P4 6.1, L4 8.9, A100 8.0, H100 9.0.
+    compute_capability: tuple[int, int]
     # N1: the counts that may be attached to any N1 machine type.
     attachable_counts: tuple[int, ...] = ()
     # Accelerator-optimized: machine type -> the GPUs it comes with.
@@ -48,18 +155,20 @@ def _g2(count_by_vcpus: Mapping[int, int]) -> dict[str, int]:
 GCP_ACCELERATORS: dict[str, GcpAccelerator] = {
     a.gpu_type: a
     for a in (
-        GcpAccelerator("nvidia-tesla-t4", "n1", attachable_counts=(1, 2, 4)),
-        GcpAccelerator("nvidia-tesla-v100", "n1", attachable_counts=(1, 2, 4, 8)),
-        GcpAccelerator("nvidia-tesla-p100", "n1", attachable_counts=(1, 2, 4)),
-        GcpAccelerator("nvidia-tesla-p4", "n1", attachable_counts=(1, 2, 4)),
+        GcpAccelerator("nvidia-tesla-t4", "n1", (7, 5), attachable_counts=(1, 2, 4)),
+        GcpAccelerator("nvidia-tesla-v100", "n1", (7, 0), attachable_counts=(1, 2, 4, 8)),
+        GcpAccelerator("nvidia-tesla-p100", "n1", (6, 0), attachable_counts=(1, 2, 4)),
+        GcpAccelerator("nvidia-tesla-p4", "n1", (6, 1), attachable_counts=(1, 2, 4)),
         GcpAccelerator(
             "nvidia-l4",
             "g2",
+            (8, 9),
             fixed_counts=_g2({4: 1, 8: 1, 12: 1, 16: 1, 24: 2, 32: 1, 48: 4, 96: 8}),
         ),
         GcpAccelerator(
             "nvidia-tesla-a100",  # A100 40GB: A2 Standard
             "a2",
+            (8, 0),
             fixed_counts={
                 "a2-highgpu-1g": 1,
                 "a2-highgpu-2g": 2,
@@ -71,6 +180,7 @@ GCP_ACCELERATORS: dict[str, GcpAccelerator] = {
         GcpAccelerator(
             "nvidia-a100-80gb",  # A100 80GB: A2 Ultra
             "a2",
+            (8, 0),
             fixed_counts={
                 "a2-ultragpu-1g": 1,
                 "a2-ultragpu-2g": 2,
@@ -81,6 +191,7 @@ GCP_ACCELERATORS: dict[str, GcpAccelerator] = {
         GcpAccelerator(
             "nvidia-h100-80gb",  # H100 80GB: A3 High
             "a3",
+            (9, 0),
             fixed_counts={
                 "a3-highgpu-1g": 1,
                 "a3-highgpu-2g": 2,
@@ -93,18 +204,15 @@ GCP_ACCELERATORS: dict[str, GcpAccelerator] = {
 
 # How GKE installs the NVIDIA driver on a GPU pool (gpu_driver_installation_config).
 GCP_GPU_DRIVER_VERSIONS = ("DEFAULT", "LATEST", "INSTALLATION_DISABLED")
+# The driver branch each setting gets on GKE 1.33 (COS). GKE documents the table
+# per version in "Manually install NVIDIA GPU drivers" / "About GPUs"; public
+# reports of GKE installing them: DEFAULT 535.274.02 and LATEST above 580.65
+# (rapidsai/deployment#656, #659, 2026-02). INSTALLATION_DISABLED: whatever the
+# user installs, so nothing is judged.
+GCP_DRIVER_BRANCH: dict[str, int | None] = {"DEFAULT": 535, "LATEST": 580, "INSTALLATION_DISABLED": None}
 
 # Any N1 predefined or custom machine type: n1-standard-4, n1-highmem-8, n1-custom-4-15360.
 _GCP_N1_MACHINE = re.compile(r"^n1-(?:standard|highmem|highcpu)-[0-9]+$|^n1-custom-[0-9]+-[0-9]+$")
-
-
-@dataclass(frozen=True)
-class GcpGpuProblem:
-    """One reason a GPU pool cannot exist; ``key`` is the config key (without namespace)."""
-
-    key: str
-    value: object
-    reason: str
 
 
 def gcp_machine_family(machine_type: str) -> str:
@@ -124,7 +232,7 @@ def check_gcp_gpu_pool(
     type_key: str = "gkeGpuType",
     machine_key: str = "gkeGpuMachineType",
     count_key: str = "gkeGpuCount",
-) -> list[GcpGpuProblem]:
+) -> list[Problem]:
     """Every problem with a GKE GPU pool of ``gpu_count`` ``gpu_type`` on ``machine_type``.
 
     Empty when the combination exists on Compute Engine. Checks stop at the
@@ -133,7 +241,7 @@ def check_gcp_gpu_pool(
     accelerator = GCP_ACCELERATORS.get(gpu_type)
     if accelerator is None:
         return [
-            GcpGpuProblem(
+            Problem(
                 type_key, gpu_type, f"unknown GPU type; one of {_choices(GCP_ACCELERATORS)}"
             )
         ]
@@ -146,7 +254,7 @@ def check_gcp_gpu_pool(
             else f"one of {_choices(accelerator.fixed_counts)}"
         )
         return [
-            GcpGpuProblem(
+            Problem(
                 machine_key,
                 machine_type,
                 f"{gpu_type} runs on {accelerator.family.upper()} machines only: {valid}",
@@ -154,7 +262,7 @@ def check_gcp_gpu_pool(
         ]
     if accelerator.fixed_counts and machine_type not in accelerator.fixed_counts:
         return [
-            GcpGpuProblem(
+            Problem(
                 machine_key,
                 machine_type,
                 f"not a {accelerator.family.upper()} machine type with {gpu_type}; "
@@ -163,7 +271,7 @@ def check_gcp_gpu_pool(
         ]
     if accelerator.family == "n1" and not _GCP_N1_MACHINE.match(machine_type):
         return [
-            GcpGpuProblem(
+            Problem(
                 machine_key,
                 machine_type,
                 "not an N1 machine type; use n1-standard-N, n1-highmem-N, n1-highcpu-N "
@@ -179,16 +287,19 @@ def check_gcp_gpu_pool(
             )
         else:
             reason = f"{gpu_type} attaches to an N1 machine in counts of {_choices(counts)}"
-        return [GcpGpuProblem(count_key, gpu_count, reason)]
+        return [Problem(count_key, gpu_count, reason)]
     return []
 
 
 @dataclass(frozen=True)
 class GpuSize:
-    """A VM / machine size with GPUs: which GPU, and how many per node."""
+    """A VM / machine size with GPUs: which GPU, how many per node, and the node's size."""
 
     gpu_model: str  # a label-safe name, e.g. "nvidia-tesla-t4"
     gpus: int
+    compute_capability: tuple[int, int]
+    vcpus: int
+    memory_gib: float
 
 
 def _suggestion(value: str, choices: Iterable[str]) -> str:
@@ -208,27 +319,39 @@ def _suggestion(value: str, choices: Iterable[str]) -> str:
 # device plugin does not schedule.
 AZURE_GPU_SIZES: dict[str, GpuSize] = {
     # NCasT4_v3: NVIDIA T4 (16 GB), the cheapest GPU for a small model.
-    "Standard_NC4as_T4_v3": GpuSize("nvidia-tesla-t4", 1),
-    "Standard_NC8as_T4_v3": GpuSize("nvidia-tesla-t4", 1),
-    "Standard_NC16as_T4_v3": GpuSize("nvidia-tesla-t4", 1),
-    "Standard_NC64as_T4_v3": GpuSize("nvidia-tesla-t4", 4),
-    # NC A100 v4: NVIDIA A100 80 GB PCIe.
-    "Standard_NC24ads_A100_v4": GpuSize("nvidia-a100-80gb", 1),
-    "Standard_NC48ads_A100_v4": GpuSize("nvidia-a100-80gb", 2),
-    "Standard_NC96ads_A100_v4": GpuSize("nvidia-a100-80gb", 4),
-    # NCads H100 v5: NVIDIA H100 NVL (94 GB).
-    "Standard_NC40ads_H100_v5": GpuSize("nvidia-h100-nvl", 1),
-    "Standard_NC80adis_H100_v5": GpuSize("nvidia-h100-nvl", 2),
-    # ND A100 v4: eight NVIDIA A100 40 GB SXM with InfiniBand.
-    "Standard_ND96asr_v4": GpuSize("nvidia-a100-40gb", 8),
-    # ND H100 v5: eight NVIDIA H100 80 GB SXM with InfiniBand.
-    "Standard_ND96isr_H100_v5": GpuSize("nvidia-h100-80gb", 8),
-    # NCv3: NVIDIA V100 (16 GB), an older generation with limited regional capacity.
-    "Standard_NC6s_v3": GpuSize("nvidia-tesla-v100", 1),
-    "Standard_NC12s_v3": GpuSize("nvidia-tesla-v100", 2),
-    "Standard_NC24s_v3": GpuSize("nvidia-tesla-v100", 4),
-    "Standard_NC24rs_v3": GpuSize("nvidia-tesla-v100", 4),
+    # learn.microsoft.com/azure/virtual-machines/sizes/gpu-accelerated/ncast4v3-series
+    "Standard_NC4as_T4_v3": GpuSize("nvidia-tesla-t4", 1, (7, 5), 4, 28),
+    "Standard_NC8as_T4_v3": GpuSize("nvidia-tesla-t4", 1, (7, 5), 8, 56),
+    "Standard_NC16as_T4_v3": GpuSize("nvidia-tesla-t4", 1, (7, 5), 16, 110),
+    "Standard_NC64as_T4_v3": GpuSize("nvidia-tesla-t4", 4, (7, 5), 64, 440),
+    # NC A100 v4: NVIDIA A100 80 GB PCIe (.../gpu-accelerated/nca100v4-series).
+    "Standard_NC24ads_A100_v4": GpuSize("nvidia-a100-80gb", 1, (8, 0), 24, 220),
+    "Standard_NC48ads_A100_v4": GpuSize("nvidia-a100-80gb", 2, (8, 0), 48, 440),
+    "Standard_NC96ads_A100_v4": GpuSize("nvidia-a100-80gb", 4, (8, 0), 96, 880),
+    # NCads H100 v5: NVIDIA H100 NVL (94 GB) (.../gpu-accelerated/ncadsh100v5-series).
+    "Standard_NC40ads_H100_v5": GpuSize("nvidia-h100-nvl", 1, (9, 0), 40, 320),
+    "Standard_NC80adis_H100_v5": GpuSize("nvidia-h100-nvl", 2, (9, 0), 80, 640),
+    # ND A100 v4: eight NVIDIA A100 40 GB SXM with InfiniBand (.../gpu-accelerated/ndasra100v4-series).
+    "Standard_ND96asr_v4": GpuSize("nvidia-a100-40gb", 8, (8, 0), 96, 900),
+    # ND H100 v5: eight NVIDIA H100 80 GB SXM with InfiniBand (.../gpu-accelerated/ndh100v5-series).
+    "Standard_ND96isr_H100_v5": GpuSize("nvidia-h100-80gb", 8, (9, 0), 96, 1900),
 }
+# Sizes Azure has retired: a pool of them cannot be created. NCv3 (V100) was retired
+# on 2025-09-30 (learn.microsoft.com/azure/virtual-machines/ncv3-retirement), and
+# Standard_NC24rs_v3 already on 2025-03-31 (Azure/AKS#4949).
+AZURE_RETIRED_GPU_SIZES: dict[str, str] = {
+    "Standard_NC6s_v3": "2025-09-30",
+    "Standard_NC12s_v3": "2025-09-30",
+    "Standard_NC24s_v3": "2025-09-30",
+    "Standard_NC24rs_v3": "2025-03-31",
+}
+# The driver AKS installs (gpuProfile.driver Install) follows the node image: R550
+# until mid-2025, R570 from image 20250806 (Azure/AKS#5207), R580 since AgentBaker
+# #7230 (2025-10-23), now the R580 LTS line for T4, A100 and H100 (Azure/AgentBaker
+# parts/common/components.json, "aks-gpu-cuda-lts" 580.159.04). A new cluster gets
+# the current node image, so R580.
+AKS_DRIVER_BRANCH = 580
+
 
 # Azure public-cloud region names, as `az account list-locations --query "[].name"`
 # prints them (physical regions only; the logical "global"/"us" groupings cannot
@@ -275,14 +398,19 @@ def azure_gpu_size(value: str) -> GpuSize:
     if value in AZURE_GPU_SIZES:
         return AZURE_GPU_SIZES[value]
     choices = ", ".join(AZURE_GPU_SIZES)
+    if value in AZURE_RETIRED_GPU_SIZES:
+        raise ValueError(
+            f"was retired by Azure on {AZURE_RETIRED_GPU_SIZES[value]} and can no longer be created; "
+            f"choose one of {choices}"
+        )
     hint = _suggestion(value, AZURE_GPU_SIZES)
     if hint:
         raise ValueError(f"is not a GPU VM size in the catalogue{hint}; choose one of {choices}")
     raise ValueError(f"is not a GPU VM size: the GPU pool needs one of {choices}")
 
 
-def check_azure_gpu_pool(gpu_vm_size: str, gpus_per_pod: int) -> list[tuple[str, object, str]]:
-    """Problems of an AKS GPU pool as (config key, bad value, reason); empty when sound.
+def check_azure_gpu_pool(gpu_vm_size: str, gpus_per_pod: int) -> list[Problem]:
+    """Problems of an AKS GPU pool; empty when sound.
 
     ``gpu_vm_size`` must be a catalogue size; a training pod cannot ask for
     more GPUs than one node of that size carries (a pod never spans nodes).
@@ -290,7 +418,7 @@ def check_azure_gpu_pool(gpu_vm_size: str, gpus_per_pod: int) -> list[tuple[str,
     try:
         size = azure_gpu_size(gpu_vm_size)
     except ValueError as e:
-        return [("aksGpuVmSize", gpu_vm_size, str(e))]
+        return [Problem("aksGpuVmSize", gpu_vm_size, str(e))]
     if gpus_per_pod > size.gpus:
         bigger = [
             n
@@ -299,7 +427,7 @@ def check_azure_gpu_pool(gpu_vm_size: str, gpus_per_pod: int) -> list[tuple[str,
         ]
         alternative = f"; sizes with that many: {', '.join(bigger)}" if bigger else ""
         return [
-            (
+            Problem(
                 "trainerGpus",
                 gpus_per_pod,
                 f"a {gpu_vm_size} node carries {size.gpus} {size.gpu_model} GPU(s), so a pod can "

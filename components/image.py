@@ -29,6 +29,7 @@ from typing import Final
 import pulumi
 import pulumi_docker_build as docker_build
 
+from components import gpu
 from components.target import Registry
 
 # Where the app lives, relative to the project root (the directory `pulumi up` runs in).
@@ -40,6 +41,7 @@ TRAINER_TARGET: Final = "trainer"
 SERVER_TARGET: Final = "server"
 PLATFORMS: Final = ("linux/amd64", "linux/arm64")
 CACHE_TAG: Final = "buildcache"
+TORCH_INDEX_ARG: Final = "TORCH_INDEX_URL"  # the trainer stage's ARG in app/Dockerfile
 GIT_REVISION_LENGTH: Final = 12
 CONTENT_PREFIX: Final = "src-"
 CONTENT_HASH_LENGTH: Final = 16
@@ -57,7 +59,13 @@ class AppImageArgs:
     registry: Registry | None  # the cluster target's; None cannot push, so it is refused
     repository_prefix: str  # repositories are <prefix>-trainer and <prefix>-server
     platform: str = "linux/amd64"
-    build_cache: bool = True  # a registry-backed BuildKit cache beside each repository
+    # A registry-backed BuildKit cache beside each repository. Off by default: the
+    # `docker` driver of a stock Docker Engine refuses any cache export but inline
+    # unless the containerd image store is on ("Cache export is not supported for
+    # the docker driver"; docker/buildx#701, docs.docker.com/build/cache/backends/).
+    build_cache: bool = False
+    # PyTorch's wheel index for the trainer's CUDA build (components.gpu.TRAINER_CUDA_BUILDS).
+    torch_index_url: str = gpu.TRAINER_CUDA_BUILDS[gpu.DEFAULT_TRAINER_CUDA].index_url
     context: str = APP_CONTEXT
     dockerfile: str = APP_DOCKERFILE
     revision: str | None = None  # None: source_revision(context)
@@ -151,6 +159,8 @@ def check(args: AppImageArgs) -> Registry:
         )
     if args.platform not in PLATFORMS:
         problems.append(f"mlstack:imagePlatform = {args.platform!r}: must be one of {', '.join(PLATFORMS)}")
+    if not args.torch_index_url.startswith("https://"):
+        problems.append(f"trainer torch index {args.torch_index_url!r}: must be an https:// wheel index")
     if args.revision is not None and not re.fullmatch(r"[\w][\w.-]{0,127}", args.revision):
         problems.append(f"image revision {args.revision!r}: must be a valid image tag")
     if problems or args.registry is None:
@@ -186,7 +196,7 @@ class AppImage(pulumi.ComponentResource):
                 )
             ]
 
-        def image(target: str) -> docker_build.Image:
+        def image(target: str, build_args: dict[str, str] | None = None) -> docker_build.Image:
             repository = server.apply(lambda s: f"{s}/{args.repository_prefix}-{target}")
             cache_from, cache_to = None, None
             if args.build_cache:
@@ -219,13 +229,15 @@ class AppImage(pulumi.ComponentResource):
                     # One tag only: with several, the provider's `ref` names one at random.
                     tags=[repository.apply(lambda r: f"{r}:{self.revision}")],
                     registries=registries,
+                    build_args=build_args,
                     cache_from=cache_from,
                     cache_to=cache_to,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-        trainer = image(TRAINER_TARGET)
+        # app/Dockerfile installs torch from this index, in the CUDA build the config chose.
+        trainer = image(TRAINER_TARGET, {TORCH_INDEX_ARG: args.torch_index_url})
         server_image = image(SERVER_TARGET)
         self.trainer_ref = trainer.ref
         self.server_ref = server_image.ref

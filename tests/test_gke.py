@@ -204,6 +204,14 @@ def test_model_bucket_is_private_and_granted_only_to_the_workload_principal(
     ), grant.urn
 
 
+def test_bucket_grant_waits_for_the_workload_identity_cluster(stack: harness.StackRun) -> None:
+    """Bug: the grant could run before the pool PROJECT.svc.id.goog existed ("Identity Pool does not exist")."""
+    grant = stack.one(BUCKET_MEMBER)
+    cluster = stack.one(CLUSTER)
+    assert cluster.inputs["workloadIdentityConfig"]["workloadPool"] in grant.inputs["member"], grant.urn
+    assert cluster.urn in grant.dependencies, grant.dependencies
+
+
 def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(run_stack: RunStack) -> None:
     result = run_stack("gke", overrides={"namespace": "ml-team", "appName": "digits"})
     grant = result.one(BUCKET_MEMBER)
@@ -292,6 +300,16 @@ def test_training_job_selects_the_gpu_pool_tolerates_its_taint_and_requests_gpus
             for t in spec["tolerations"]
         ), (job.urn, taint, spec["tolerations"])
     assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1", job.urn
+
+
+def test_trainer_finds_the_driver_gke_mounts_at_usr_local_nvidia(stack: harness.StackRun) -> None:
+    """Bug: GKE mounts the driver at /usr/local/nvidia without a loader path; torch saw no libcuda."""
+    trainer = pod_spec(stack.one(JOB))["containers"][0]
+    env = {e["name"]: e.get("value") for e in trainer["env"]}
+    assert env["LD_LIBRARY_PATH"] == "/usr/local/nvidia/lib64", trainer["env"]
+    assert trainer["args"][trainer["args"].index("--device") + 1] == "cuda"
+    server = pod_spec(stack.one(DEPLOYMENT))["containers"][0]
+    assert "LD_LIBRARY_PATH" not in {e["name"] for e in server["env"]}, "the server has no CUDA"
 
 
 def test_gke_stack_objects_pass_strict_schema_validation(stack: harness.StackRun) -> None:

@@ -60,7 +60,6 @@ def one_problem(problems: list[str], key: str) -> str:
         ("Standard_NC80adis_H100_v5", "nvidia-h100-nvl", 2),
         ("Standard_ND96asr_v4", "nvidia-a100-40gb", 8),
         ("Standard_ND96isr_H100_v5", "nvidia-h100-80gb", 8),
-        ("Standard_NC24s_v3", "nvidia-tesla-v100", 4),
     ],
 )
 def test_catalogue_gives_each_size_its_gpu_and_count(size: str, model: str, gpus: int) -> None:

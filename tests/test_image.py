@@ -230,7 +230,9 @@ def test_without_credentials_the_push_uses_the_users_docker_login() -> None:
 
 
 def test_build_cache_lives_in_the_registry_beside_each_image() -> None:
-    result, _ = build(AppImageArgs(registry=registry_with_credentials(), repository_prefix="mlstack", revision="r1"))
+    result, _ = build(
+        AppImageArgs(registry=registry_with_credentials(), repository_prefix="mlstack", revision="r1", build_cache=True)
+    )
     for target, registration in images_by_target(result).items():
         cache_ref = f"registry.example.com/ml/mlstack-{target}:buildcache"
         assert registration.inputs["cacheFrom"] == [{"registry": {"ref": cache_ref}}], registration.name
@@ -243,13 +245,23 @@ def test_build_cache_lives_in_the_registry_beside_each_image() -> None:
         assert exported["ignoreError"] is True, f"{registration.name}: a cache export failure would fail the deploy"
 
 
+@pytest.mark.parametrize("stack", ["local", "dev", "gke"])
+def test_default_build_exports_no_cache_so_a_stock_docker_engine_builds_it(run_stack: RunStack, stack: str) -> None:
+    """Bug: the default build exported a registry cache, which buildx's `docker` driver refuses
+    without the containerd image store ("Cache export is not supported for the docker driver")."""
+    result = run_stack(stack)
+    images = result.of_type(IMAGE)
+    assert images, f"{stack}: no image built"
+    for registration in images:
+        assert not registration.inputs.get("cacheTo"), f"{stack}: {registration.name} exports a cache by default"
+
+
 def test_build_cache_can_be_turned_off_and_the_platform_chosen() -> None:
     result, _ = build(
         AppImageArgs(
             registry=Registry(server="localhost:5001"),
             repository_prefix="mlstack",
             platform="linux/arm64",
-            build_cache=False,
             revision="r1",
         )
     )

@@ -38,6 +38,7 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components import acr_token
 from tools import mocks_azure, mocks_gcp, mocks_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,6 +299,7 @@ class StackRun:
     exports: dict[str, Any]
     secret_exports: set[str]
     kubernetes_version: str | None = None
+    acr_exchanges: list[tuple[str, str, str]] = field(default_factory=list)  # (login server, tenant, token)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations.values() if r.type == type_]
@@ -337,6 +339,10 @@ def run(
 ) -> StackRun:
     """Run ``program`` under mocks with ``config`` (as ``load_stack_config`` returns it)."""
     monitor = RecordingMonitor(mocks or default_mocks())
+    # The one call the program makes outside the providers (the ACR token exchange)
+    # is answered here too: offline runs reach no network.
+    exchange = mocks_azure.AcrExchange()
+    previous_exchange, acr_token.exchange = acr_token.exchange, exchange
     settings.reset_options()
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     set_all_config(dict(config), secret_keys or [])
@@ -346,6 +352,7 @@ def run(
     try:
         _sync_await(run_pulumi_func(program))
     finally:
+        acr_token.exchange = previous_exchange
         problems = monitor.problems + (used.unanswered if isinstance(used, StackMocks) else [])
         if problems:
             raise HarnessError("; ".join(problems))
@@ -362,7 +369,7 @@ def run(
     for urn, registration in monitor.registrations.items():
         if urn in monitor.resources:
             registration.outputs = monitor.resources[urn].state
-    return StackRun(monitor.registrations, exports, secret_exports)
+    return StackRun(monitor.registrations, exports, secret_exports, acr_exchanges=exchange.calls)
 
 
 def run_stack(

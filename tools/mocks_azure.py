@@ -19,6 +19,21 @@ MOCK_KUBELET_OBJECT_ID = "11111111-2222-3333-4444-555555555555"
 MOCK_REGISTRY_SUFFIX = "a1b2c3d4"
 MOCK_ACR_ADMIN_PASSWORD = "mock-acr-admin-password-0123456789"  # noqa: S105 - a test fixture
 MOCK_CLUSTER_SERVER = "https://mock-aks.hcp.eastus.azmk8s.io:443"
+MOCK_ARM_TOKEN = "mock-arm-access-token"  # noqa: S105 - a test fixture
+MOCK_ACR_REFRESH_TOKEN = "mock-acr-refresh-token-0123456789"  # noqa: S105 - a test fixture
+
+
+class AcrExchange:
+    """Stands in for components.acr_token.refresh_token: answers, and records who asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def __call__(self, login_server: str, tenant: str, access_token: str) -> str:
+        self.calls.append((login_server, tenant, access_token))
+        if (tenant, access_token) != (MOCK_TENANT_ID, MOCK_ARM_TOKEN):
+            raise AssertionError(f"token exchange with tenant {tenant!r} and an unexpected access token")
+        return MOCK_ACR_REFRESH_TOKEN
 
 
 def _physical_name(args: pulumi_mocks.MockResourceArgs, explicit_input: str) -> str:
@@ -127,7 +142,12 @@ OUTPUTS: dict[str, Any] = {
     "random:index/randomString:RandomString": lambda _a: {"result": MOCK_REGISTRY_SUFFIX},
 }
 
+def _client_token(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    return {"token": MOCK_ARM_TOKEN}
+
+
 CALLS: dict[str, Any] = {
+    "azure-native:authorization:getClientToken": _client_token,
     "azure-native:containerservice:listManagedClusterUserCredentials": _user_credentials,
     "azure-native:containerregistry:listRegistryCredentials": _registry_credentials,
     "azure-native:authorization:getClientConfig": _client_config,
