@@ -21,7 +21,7 @@ from typing import Literal, TypeVar, cast
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
-from components import gpu, validate
+from components import capacity, gpu, validate
 
 PROJECT = "mlstack"
 CLOUDS = ("azure", "gcp", "local")
@@ -337,6 +337,8 @@ def load() -> StackConfig:
     gcp = _gcp(r, training, images.trainer_cuda) if cloud == "gcp" else None
     azure = _azure(r, training.gpus, images.trainer_cuda) if cloud == "azure" else None
 
+    if not r.problems:  # judged on values that are each valid
+        _capacity(r, serving, training, node_pools, gcp, azure)
     if r.problems:
         raise ConfigError(r.problems)
     return StackConfig(
@@ -602,3 +604,59 @@ def _request_and_limit(r: _Reader, request_key: str, limit_key: str) -> tuple[st
     if parsed_limit < parsed_request:
         r.fail(limit_key, limit, f"must be at least {r.key(request_key)} ({request})")
     return request, limit
+
+
+def _requests(cpu: str, memory: str) -> capacity.Resources:
+    return capacity.from_quantities(float(validate.quantity(cpu)), float(validate.quantity(memory)))
+
+
+def _capacity(  # noqa: PLR0917 - the parts of the config it judges together
+    r: _Reader,
+    serving: ServingConfig,
+    training: TrainingConfig,
+    pools: NodePoolConfig,
+    gcp: GcpConfig | None,
+    azure: AzureConfig | None,
+) -> None:
+    """Refuse a system or GPU machine size whose nodes cannot hold what is scheduled there."""
+    server = _requests(serving.cpu_request, serving.memory_request)
+    trainer = _requests(training.cpu, training.memory)
+    if gcp is not None:
+        system_key, system_size = "gkeSystemMachineType", gcp.system_machine_type
+        gpu_key, gpu_size = "gkeGpuMachineType", gcp.gpu_machine_type
+        system_machine, gpu_machine = capacity.gcp_machine(system_size), capacity.gcp_machine(gpu_size)
+        allocatable = capacity.gke_allocatable
+        per_node, per_cluster = capacity.GKE_SYSTEM_PER_NODE, capacity.GKE_SYSTEM_PER_CLUSTER
+        gpu_extra = capacity.GKE_GPU_NODE_EXTRA
+        # Both pods mount the bucket, so both get GKE's GCS FUSE sidecar.
+        server, trainer = server + capacity.GCS_FUSE_SIDECAR, trainer + capacity.GCS_FUSE_SIDECAR
+    elif azure is not None:
+        system_key, system_size = "aksSystemVmSize", azure.system_vm_size
+        gpu_key, gpu_size = "aksGpuVmSize", azure.gpu_vm_size
+        gpu_sizes = {n: capacity.Machine(s.vcpus, s.memory_gib) for n, s in gpu.AZURE_GPU_SIZES.items()}
+        system_machine = capacity.azure_machine(system_size)
+        gpu_machine = capacity.azure_machine(gpu_size, gpu_sizes)
+        allocatable = capacity.aks_allocatable
+        per_node, per_cluster = capacity.AKS_SYSTEM_PER_NODE, capacity.AKS_SYSTEM_PER_CLUSTER
+        gpu_extra = capacity.AKS_GPU_NODE_EXTRA
+    else:
+        return  # a local cluster: its nodes are the user's own
+    serving_pods = capacity.Pods("serving pod", server, serving.replicas + capacity.ROLLOUT_MAX_SURGE)
+    for key, size, machine, nodes, system, pods, advice in (
+        (system_key, system_size, system_machine, pools.system_node_count, per_cluster, serving_pods,
+         f"{r.key('replicas')} ({serving.replicas}) plus one rollout surge, each requesting "
+         f"{r.key('serverCpuRequest')} {serving.cpu_request} and {r.key('serverMemoryRequest')} "
+         f"{serving.memory_request}{' plus the GCS FUSE sidecar' if gcp else ''}; choose a larger size, "
+         f"raise {r.key('systemNodeCount')} or lower those"),
+        (gpu_key, gpu_size, gpu_machine, 1, capacity.Resources(0, 0), capacity.Pods("training pod", trainer, 1),
+         f"the training pod requests {r.key('trainerCpu')} {training.cpu} and {r.key('trainerMemory')} "
+         f"{training.memory}{' plus the GCS FUSE sidecar' if gcp else ''}; choose a larger size or lower those"),
+    ):  # fmt: skip
+        if machine is None:
+            pulumi.log.warn(f"{r.key(key)} = {size!r}: its size is not in components/capacity.py, so whether "
+                            "its nodes hold what is scheduled there is not checked")  # fmt: skip
+            continue
+        extra = gpu_extra if key == gpu_key else capacity.Resources(0, 0)
+        problem = capacity.shortfall(allocatable(machine), nodes, per_node + extra, system, [pods])
+        if problem is not None:
+            r.fail(key, size, f"too small: {problem}. What must fit: {advice}")

@@ -21,6 +21,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.capacity import ROLLOUT_MAX_SURGE
 from components.config import ServingConfig, TrainingConfig
 from components.target import ClusterTarget, GpuScheduling, ModelStore
 
@@ -537,7 +538,9 @@ class MlWorkloads(pulumi.ComponentResource):
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                        max_unavailable=0, max_surge=ROLLOUT_MAX_SURGE
+                    ),
                 ),
                 revision_history_limit=5,
                 template=k8s.core.v1.PodTemplateSpecArgs(

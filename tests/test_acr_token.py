@@ -30,7 +30,7 @@ def registry(answers: list[Answer]) -> Iterator[tuple[str, list[dict[str, str]]]
             seen.append(form)
             answers[min(len(seen), len(answers)) - 1](self, form)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -54,8 +54,10 @@ def reply(status: int, body: bytes) -> Answer:
     return answer
 
 
-def exchange(host: str, **kwargs: float) -> str:
-    return acr_token.refresh_token(host, "tenant-1", "arm-token-xyz", scheme="http", backoff=0.01, **kwargs)
+def exchange(host: str, *, timeout: float = 5.0, attempts: int = acr_token.ATTEMPTS) -> str:
+    return acr_token.refresh_token(
+        host, "tenant-1", "arm-token-xyz", scheme="http", backoff=0.01, timeout=timeout, attempts=attempts
+    )
 
 
 def test_sends_the_documented_fields_and_returns_the_refresh_token() -> None:
@@ -66,9 +68,9 @@ def test_sends_the_documented_fields_and_returns_the_refresh_token() -> None:
 
 
 def test_a_refusal_is_not_retried_and_says_what_to_do_without_the_token() -> None:
-    with registry([reply(401, b'{"errors": [{"code": "UNAUTHORIZED"}]}')]) as (host, seen):
-        with pytest.raises(acr_token.AcrTokenError) as caught:
-            exchange(host)
+    refusal = reply(401, b'{"errors": [{"code": "UNAUTHORIZED"}]}')
+    with registry([refusal]) as (host, seen), pytest.raises(acr_token.AcrTokenError) as caught:
+        exchange(host)
     assert len(seen) == 1
     message = str(caught.value)
     assert "HTTP 401" in message
@@ -81,24 +83,23 @@ def test_a_server_error_is_retried_a_bounded_number_of_times() -> None:
     with registry([reply(503, b"busy"), reply(200, b'{"refresh_token": "after-retry"}')]) as (host, seen):
         assert exchange(host) == "after-retry"
     assert len(seen) == 2
-    with registry([reply(503, b"busy")]) as (host, seen):
-        with pytest.raises(acr_token.AcrTokenError, match="after 3 tries: HTTP 503: busy"):
-            exchange(host)
+    gives_up = pytest.raises(acr_token.AcrTokenError, match="after 3 tries: HTTP 503: busy")
+    with registry([reply(503, b"busy")]) as (host, seen), gives_up:
+        exchange(host)
     assert len(seen) == acr_token.ATTEMPTS
 
 
 def test_an_oversized_answer_is_refused() -> None:
     big = b'{"refresh_token": "' + b"x" * acr_token.MAX_ANSWER_BYTES + b'"}'
-    with registry([reply(200, big)]) as (host, _):
-        with pytest.raises(acr_token.AcrTokenError, match="over 65536 bytes"):
-            exchange(host)
+    with registry([reply(200, big)]) as (host, _), pytest.raises(acr_token.AcrTokenError, match="over 65536 bytes"):
+        exchange(host)
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"access_token": "x"}', b'{"refresh_token": ""}'])
 def test_an_answer_without_a_refresh_token_is_refused(body: bytes) -> None:
-    with registry([reply(200, body)]) as (host, _):
-        with pytest.raises(acr_token.AcrTokenError, match="without a refresh_token"):
-            exchange(host)
+    refused = pytest.raises(acr_token.AcrTokenError, match="without a refresh_token")
+    with registry([reply(200, body)]) as (host, _), refused:
+        exchange(host)
 
 
 def test_a_registry_that_never_answers_is_given_up_on_in_bounded_time() -> None:
