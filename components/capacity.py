@@ -235,10 +235,11 @@ _AZURE_VM = re.compile(r"^Standard_([A-Z])([0-9]+)([a-z]*)_v([0-9])$")
 _AZURE_GIB_PER_VCPU = {"D": 4, "E": 8, "F": 2}
 
 
-def azure_machine(vm_size: str, gpu_sizes: dict[str, Machine] | None = None) -> Machine | None:
-    """vCPUs and memory of an Azure VM size; None for a size this table does not know."""
-    if gpu_sizes and vm_size in gpu_sizes:
-        return gpu_sizes[vm_size]
+def azure_machine(vm_size: str) -> Machine | None:
+    """vCPUs and memory of a general-purpose Azure VM size; None for a size this table does not know.
+
+    GPU sizes carry their own in the GPU catalogue (components.gpu.AZURE_GPU_SIZES).
+    """
     match = _AZURE_VM.match(vm_size)
     if not match or match[1] not in _AZURE_GIB_PER_VCPU:
         return None

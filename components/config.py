@@ -633,22 +633,23 @@ def _capacity(  # noqa: PLR0917 - the parts of the config it judges together
     elif azure is not None:
         system_key, system_size = "aksSystemVmSize", azure.system_vm_size
         gpu_key, gpu_size = "aksGpuVmSize", azure.gpu_vm_size
-        gpu_sizes = {n: capacity.Machine(s.vcpus, s.memory_gib) for n, s in gpu.AZURE_GPU_SIZES.items()}
         system_machine = capacity.azure_machine(system_size)
-        gpu_machine = capacity.azure_machine(gpu_size, gpu_sizes)
+        gpu_entry = gpu.AZURE_GPU_SIZES.get(gpu_size)
+        gpu_machine = capacity.Machine(gpu_entry.vcpus, gpu_entry.memory_gib) if gpu_entry else None
         allocatable = capacity.aks_allocatable
         per_node, per_cluster = capacity.AKS_SYSTEM_PER_NODE, capacity.AKS_SYSTEM_PER_CLUSTER
         gpu_extra = capacity.AKS_GPU_NODE_EXTRA
     else:
         return  # a local cluster: its nodes are the user's own
     serving_pods = capacity.Pods("serving pod", server, serving.replicas + capacity.ROLLOUT_MAX_SURGE)
-    for key, size, machine, nodes, system, pods, advice in (
-        (system_key, system_size, system_machine, pools.system_node_count, per_cluster, serving_pods,
+    none = capacity.Resources(0, 0)
+    for key, size, machine, nodes, node_extra, once, pods, advice in (
+        (system_key, system_size, system_machine, pools.system_node_count, none, per_cluster, serving_pods,
          f"{r.key('replicas')} ({serving.replicas}) plus one rollout surge, each requesting "
          f"{r.key('serverCpuRequest')} {serving.cpu_request} and {r.key('serverMemoryRequest')} "
          f"{serving.memory_request}{' plus the GCS FUSE sidecar' if gcp else ''}; choose a larger size, "
          f"raise {r.key('systemNodeCount')} or lower those"),
-        (gpu_key, gpu_size, gpu_machine, 1, capacity.Resources(0, 0), capacity.Pods("training pod", trainer, 1),
+        (gpu_key, gpu_size, gpu_machine, 1, gpu_extra, none, capacity.Pods("training pod", trainer, 1),
          f"the training pod requests {r.key('trainerCpu')} {training.cpu} and {r.key('trainerMemory')} "
          f"{training.memory}{' plus the GCS FUSE sidecar' if gcp else ''}; choose a larger size or lower those"),
     ):  # fmt: skip
@@ -656,7 +657,6 @@ def _capacity(  # noqa: PLR0917 - the parts of the config it judges together
             pulumi.log.warn(f"{r.key(key)} = {size!r}: its size is not in components/capacity.py, so whether "
                             "its nodes hold what is scheduled there is not checked")  # fmt: skip
             continue
-        extra = gpu_extra if key == gpu_key else capacity.Resources(0, 0)
-        problem = capacity.shortfall(allocatable(machine), nodes, per_node + extra, system, [pods])
+        problem = capacity.shortfall(allocatable(machine), nodes, per_node + node_extra, once, [pods])
         if problem is not None:
             r.fail(key, size, f"too small: {problem}. What must fit: {advice}")

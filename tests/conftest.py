@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from components.config import ConfigError
 from tools import harness
 
 STACKS = ("local", "dev", "gke")  # every shipped Pulumi.<stack>.yaml
@@ -29,3 +30,15 @@ def run_stack(kubeconfig: Path) -> Callable[..., harness.StackRun]:
         return harness.run_stack(stack, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def stack_problems(kubeconfig: Path) -> Callable[..., list[str]]:
+    """The config problems of a stack with overrides: ``stack_problems("gke", trainerCuda="13.0")``."""
+
+    def problems(stack: str, **overrides: Any) -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            harness.run_stack(stack, overrides=overrides)
+        return caught.value.problems
+
+    return problems

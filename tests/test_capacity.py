@@ -6,22 +6,16 @@ Sources for every figure are in components/capacity.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from components import capacity
 from components.capacity import Machine, Resources
-from components.config import ConfigError
 from tools import harness
 
 RunStack = Callable[..., harness.StackRun]
+Problems = Callable[..., list[str]]
 
-
-def stack_problems(run_stack: RunStack, stack: str, **overrides: Any) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        run_stack(stack, overrides=overrides)
-    return caught.value.problems
 
 
 # --- allocatable, against the clouds' formulas and observed nodes ------------------
@@ -88,9 +82,9 @@ def test_pods_that_fit_counts_system_pods_once_per_cluster() -> None:
 # --- the config refuses what cannot fit ---------------------------------------------
 
 
-def test_gke_default_system_machine_holds_the_serving_pods(run_stack: RunStack) -> None:
+def test_gke_default_system_machine_holds_the_serving_pods(run_stack: RunStack, stack_problems: Problems) -> None:
     """Bug: Pulumi.yaml's default, e2-standard-2, could not hold 3 serving pods with their sidecars."""
-    problems = stack_problems(run_stack, "gke", gkeSystemMachineType="e2-standard-2")
+    problems = stack_problems("gke", gkeSystemMachineType="e2-standard-2")
     (problem,) = problems
     assert problem.startswith("mlstack:gkeSystemMachineType = 'e2-standard-2': too small")
     assert "hold 1 serving pod(s) of 500m CPU and 512 MiB but 3 must run" in problem
@@ -98,9 +92,9 @@ def test_gke_default_system_machine_holds_the_serving_pods(run_stack: RunStack) 
     run_stack("gke", overrides={"gkeSystemMachineType": declared})  # the default itself passes
 
 
-def test_the_gcs_fuse_sidecar_counts(run_stack: RunStack) -> None:
+def test_the_gcs_fuse_sidecar_counts(run_stack: RunStack, stack_problems: Problems) -> None:
     """Two 250m servers fit an e2-standard-2 beside GKE's pods; with their 250m sidecars they do not."""
-    problems = stack_problems(run_stack, "gke", gkeSystemMachineType="e2-standard-2", replicas=1)
+    problems = stack_problems("gke", gkeSystemMachineType="e2-standard-2", replicas=1)
     assert any("plus the GCS FUSE sidecar" in p for p in problems), problems
     run_stack("gke", overrides={"gkeSystemMachineType": "e2-standard-2", "replicas": 1,
                                 "serverCpuRequest": "100m"})  # fmt: skip
@@ -110,17 +104,17 @@ def test_more_system_nodes_make_room(run_stack: RunStack) -> None:
     run_stack("gke", overrides={"gkeSystemMachineType": "e2-standard-2", "systemNodeCount": 3})
 
 
-def test_a_training_pod_larger_than_a_gpu_node_is_refused(run_stack: RunStack) -> None:
-    problems = stack_problems(run_stack, "gke", trainerMemory="14Gi")
+def test_a_training_pod_larger_than_a_gpu_node_is_refused(stack_problems: Problems) -> None:
+    problems = stack_problems("gke", trainerMemory="14Gi")
     (problem,) = problems
     assert problem.startswith("mlstack:gkeGpuMachineType = 'n1-standard-4': too small")
     assert "mlstack:trainerMemory 14Gi" in problem
-    (problem,) = stack_problems(run_stack, "dev", trainerCpu="4")
+    (problem,) = stack_problems("dev", trainerCpu="4")
     assert problem.startswith("mlstack:aksGpuVmSize = 'Standard_NC4as_T4_v3': too small")
 
 
-def test_aks_small_system_pool_is_refused(run_stack: RunStack) -> None:
-    (problem,) = stack_problems(run_stack, "dev", aksSystemVmSize="Standard_D2s_v5", replicas=4)
+def test_aks_small_system_pool_is_refused(stack_problems: Problems) -> None:
+    (problem,) = stack_problems("dev", aksSystemVmSize="Standard_D2s_v5", replicas=4)
     assert problem.startswith("mlstack:aksSystemVmSize = 'Standard_D2s_v5': too small")
     assert "mlstack:replicas (4)" in problem
 

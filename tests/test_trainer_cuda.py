@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from components import gpu
-from components.config import ConfigError
 from components.image import TORCH_INDEX_ARG
 from tools import harness
 
 RunStack = Callable[..., harness.StackRun]
+Problems = Callable[..., list[str]]
 DOCKERFILE = (harness.ROOT / "app" / "Dockerfile").read_text(encoding="utf-8")
 CU126, CU130 = gpu.TRAINER_CUDA_BUILDS["12.6"], gpu.TRAINER_CUDA_BUILDS["13.0"]
 
-
-def stack_problems(run_stack: RunStack, stack: str, **overrides: Any) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        run_stack(stack, overrides=overrides)
-    return caught.value.problems
 
 
 # --- the image agrees with the catalogue ----------------------------------------
@@ -87,8 +81,8 @@ def test_every_gpu_in_the_catalogue_runs_the_default_build() -> None:
     ("gpu_type", "machine"), [("nvidia-tesla-v100", "n1-standard-8"), ("nvidia-tesla-p100", "n1-standard-4"),
                               ("nvidia-tesla-p4", "n1-standard-4")],
 )  # fmt: skip
-def test_gke_refuses_a_gpu_the_cuda_13_build_cannot_run(run_stack: RunStack, gpu_type: str, machine: str) -> None:
-    problems = stack_problems(run_stack, "gke", trainerCuda="13.0", gkeGpuDriverVersion="LATEST",
+def test_gke_refuses_a_gpu_the_cuda_13_build_cannot_run(stack_problems: Problems, gpu_type: str, machine: str) -> None:
+    problems = stack_problems("gke", trainerCuda="13.0", gkeGpuDriverVersion="LATEST",
                               gkeGpuType=gpu_type, gkeGpuMachineType=machine)  # fmt: skip
     (problem,) = [p for p in problems if p.startswith("mlstack:gkeGpuType ")]
     assert f"'{gpu_type}'" in problem
@@ -103,9 +97,9 @@ def test_the_cuda_12_build_runs_a_v100(run_stack: RunStack) -> None:
 # --- drivers -------------------------------------------------------------------
 
 
-def test_gke_default_driver_is_too_old_for_cuda_13(run_stack: RunStack) -> None:
+def test_gke_default_driver_is_too_old_for_cuda_13(stack_problems: Problems) -> None:
     """GKE 1.33's DEFAULT driver is R535 (CUDA 12.2); a CUDA 13 build needs 580+."""
-    problems = stack_problems(run_stack, "gke", trainerCuda="13.0")
+    problems = stack_problems("gke", trainerCuda="13.0")
     (problem,) = [p for p in problems if p.startswith("mlstack:gkeGpuDriverVersion ")]
     assert "R535" in problem
     assert "needs 580.65.06 or newer" in problem
@@ -123,8 +117,8 @@ def test_every_shipped_gpu_stack_pairs_its_driver_with_the_default_build(run_sta
 
 
 @pytest.mark.parametrize(("size", "date"), sorted(gpu.AZURE_RETIRED_GPU_SIZES.items()))
-def test_retired_azure_sizes_are_refused_with_their_date(run_stack: RunStack, size: str, date: str) -> None:
-    problems = stack_problems(run_stack, "dev", aksGpuVmSize=size)
+def test_retired_azure_sizes_are_refused_with_their_date(stack_problems: Problems, size: str, date: str) -> None:
+    problems = stack_problems("dev", aksGpuVmSize=size)
     (problem,) = [p for p in problems if p.startswith("mlstack:aksGpuVmSize ")]
     assert f"retired by Azure on {date}" in problem
     assert "Standard_NC4as_T4_v3" in problem  # the sizes that remain

@@ -49,7 +49,6 @@ FORMAT_VERSION = 2
 ONNX_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
-_CHUNK = 1 << 20
 
 # Names and versions become path segments: refuse anything that could escape
 # the store ("..", "/") or hide as a dotfile next to our temporary files.
@@ -179,30 +178,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _copy_in(source: Path, destination: Path) -> ModelFile:
-    """Copy ``source`` to ``destination`` through a temporary file and a *file* rename."""
-    digest = hashlib.sha256()
-    size = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            while chunk := src.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        # mkstemp makes it 0600; the server may run as another uid and only reads.
-        # Mounts that fix modes themselves (gcsfuse, azurefile) may ignore this.
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return ModelFile(digest.hexdigest(), size)
-
-
 def publish(
     root: Path,
     name: str,
@@ -226,8 +201,9 @@ def publish(
     with tempfile.TemporaryDirectory(prefix=f"mlapp-{version}-") as scratch:
         local = Path(scratch) / MODEL_FILE
         write_model(local)
-        final.mkdir(parents=True, exist_ok=True)
-        record = _copy_in(local, final / MODEL_FILE)
+        data = local.read_bytes()
+    write_file_atomic(final / MODEL_FILE, data)
+    record = ModelFile(hashlib.sha256(data).hexdigest(), len(data))
     meta = {**metadata, "format_version": FORMAT_VERSION, "model": record.as_dict()}
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     write_file_atomic(final / METADATA_FILE, text.encode("utf-8"))
@@ -248,6 +224,8 @@ def write_file_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes it 0600; the server may run as another uid and only reads.
+        # Mounts that fix modes themselves (gcsfuse, azurefile) may ignore this.
         with contextlib.suppress(OSError):
             os.chmod(tmp, 0o644)
         os.replace(tmp, path)

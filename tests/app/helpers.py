@@ -140,6 +140,13 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"{path} never answered {status} within {timeout}s:\n{self.log}")
 
+    def wait_for_log(self, text: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared in the log within {timeout}s:\n{self.log}")
+            time.sleep(0.1)
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -411,10 +411,7 @@ def test_a_half_published_version_is_never_loaded(
     srv = Server(tmp_path, store)
     try:
         srv.wait_for("/v2/health/live")
-        deadline = time.monotonic() + 10
-        while "does not match metadata.json" not in srv.log:
-            assert time.monotonic() < deadline, srv.log
-            time.sleep(0.1)
+        srv.wait_for_log("does not match metadata.json")
         assert httpx.get(srv.url + "/v2/health/ready").status_code == 503
         (directory / "model.onnx").write_bytes(model)  # the rest of the copy lands
         srv.wait_for("/v2/health/ready", 200, timeout=20)
@@ -487,10 +484,7 @@ def test_labels_not_matching_the_model_keep_it_not_ready(
     srv = Server(tmp_path, trained.store, MLAPP_LABELS_FILE=str(labels))
     try:
         srv.wait_for("/v2/health/live")
-        deadline = time.monotonic() + 10
-        while "2 labels but the model has 10 classes" not in srv.log:
-            assert time.monotonic() < deadline, srv.log
-            time.sleep(0.1)
+        srv.wait_for_log("2 labels but the model has 10 classes")
         assert httpx.get(srv.url + "/v2/health/ready").status_code == 503
     finally:
         srv.stop()
