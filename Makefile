@@ -47,6 +47,7 @@ $(POLICY_STAMP): policy/requirements.txt
 	rm -f $(POLICY_VENV)/.installed-* && touch $@
 
 lint: venv
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
 typecheck: venv

@@ -152,8 +152,10 @@ pulumi.export("basicAuthPassword", workloads.basic_auth_password)
 pulumi.export("kubeconfig", target.kubeconfig)
 # Ready to paste: the password is fetched by the CLI, never written into the output.
 curl = workloads.url.apply(
-    lambda url: f'curl -u "{cfg.basic_auth_username}:$(pulumi stack output basicAuthPassword --show-secrets)" '
-    f"-F image=@digit.png {url}/predict"
+    lambda url: (
+        f'curl -u "{cfg.basic_auth_username}:$(pulumi stack output basicAuthPassword --show-secrets)" '
+        f"-F image=@digit.png {url}/predict"
+    )
 )
 if workloads.port_forward:
     pulumi.export("portForward", workloads.port_forward)

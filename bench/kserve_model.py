@@ -54,9 +54,7 @@ class OnnxDigits(Model):  # type: ignore[misc]
         probs = self.session.run(None, {"input": x})[0]
         output = InferOutput(name="probabilities", shape=list(probs.shape), datatype="FP32")
         output.set_data_from_numpy(probs, binary_data=False)
-        return InferResponse(
-            response_id=payload.id or "", model_name=self.name, infer_outputs=[output]
-        )
+        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
 
 
 def main() -> None:

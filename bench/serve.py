@@ -217,9 +217,7 @@ def measure_startup(start: object, runs: int) -> list[float]:
     return times
 
 
-def load_runs(
-    server: Server, body: str, *, auth: bool, levels: list[int], duration: float, warmup: float
-) -> list[Run]:
+def load_runs(server: Server, body: str, *, auth: bool, levels: list[int], duration: float, warmup: float) -> list[Run]:
     url = f"{server.url}/v2/models/{MODEL}/infer"
     wrk(url, body, auth, max(levels), warmup)  # warm caches, allocator, JIT-free paths
     runs = []
@@ -281,10 +279,16 @@ def main() -> int:
         server: Server = start()  # type: ignore[operator]
         try:
             server.wait_ready()
-            runs.extend(load_runs(
-                    server, body, auth=auth, levels=levels, duration=args.duration,
+            runs.extend(
+                load_runs(
+                    server,
+                    body,
+                    auth=auth,
+                    levels=levels,
+                    duration=args.duration,
                     warmup=args.warmup,
-                ))
+                )
+            )
         finally:
             server.stop()
     results["runs"] = [asdict(r) for r in runs]

@@ -112,10 +112,7 @@ def registry_name(prefix: str, suffix: str) -> str:
 
 def role_definition_id(subscription_id: str, role_id: str = ACR_PULL_ROLE_ID) -> str:
     """The full id of a built-in role definition, as a role assignment takes it."""
-    return (
-        f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization"
-        f"/roleDefinitions/{role_id}"
-    )
+    return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
 
 
 def decode_kubeconfig(encoded: str) -> str:
@@ -139,8 +136,7 @@ def check(args: AksGpuClusterArgs) -> None:
         problems.append(f"mlstack:aksGpuVmSize = {args.gpu_vm_size!r}: {e}")
     if args.upgrade_channel not in AKS_UPGRADE_CHANNELS:
         problems.append(
-            f"mlstack:aksUpgradeChannel = {args.upgrade_channel!r}: "
-            f"must be one of {', '.join(AKS_UPGRADE_CHANNELS)}"
+            f"mlstack:aksUpgradeChannel = {args.upgrade_channel!r}: must be one of {', '.join(AKS_UPGRADE_CHANNELS)}"
         )
     if args.acr_sku not in ACR_SKUS:
         problems.append(f"mlstack:acrSku = {args.acr_sku!r}: must be one of {', '.join(ACR_SKUS)}")
@@ -152,9 +148,7 @@ def check(args: AksGpuClusterArgs) -> None:
             f"mlstack:gpuMinNodes ({args.gpu_min_nodes}, itself at least 0)"
         )
     if args.spot_max_price != -1 and args.spot_max_price <= 0:
-        problems.append(
-            f"mlstack:aksSpotMaxPrice = {args.spot_max_price}: must be -1 or above zero"
-        )
+        problems.append(f"mlstack:aksSpotMaxPrice = {args.spot_max_price}: must be -1 or above zero")
     if problems:
         raise AksError("invalid AKS target:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -176,9 +170,7 @@ class AksGpuCluster(pulumi.ComponentResource):
     registry_login_server: pulumi.Output[str]
     get_credentials: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: AksGpuClusterArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: AksGpuClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         check(args)
         super().__init__("mlstack:aks:AksGpuCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -198,9 +190,7 @@ class AksGpuCluster(pulumi.ComponentResource):
             # Workload identity lets pods reach Azure services without stored keys.
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
-                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(
-                    enabled=True
-                )
+                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True)
             ),
             auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
                 upgrade_channel=args.upgrade_channel
@@ -244,21 +234,15 @@ class AksGpuCluster(pulumi.ComponentResource):
             # Spot: far cheaper, evicted when Azure needs the capacity back. Delete, not
             # Deallocate: a deallocated Spot node still holds quota and disks.
             scale_set_priority=(
-                containerservice.ScaleSetPriority.SPOT
-                if args.gpu_spot
-                else containerservice.ScaleSetPriority.REGULAR
+                containerservice.ScaleSetPriority.SPOT if args.gpu_spot else containerservice.ScaleSetPriority.REGULAR
             ),
-            scale_set_eviction_policy=(
-                containerservice.ScaleSetEvictionPolicy.DELETE if args.gpu_spot else None
-            ),
+            scale_set_eviction_policy=(containerservice.ScaleSetEvictionPolicy.DELETE if args.gpu_spot else None),
             spot_max_price=args.spot_max_price if args.gpu_spot else None,
             # The autoscaler owns the node count once the pool exists.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]),
         )
 
-        suffix = random.RandomString(
-            f"{name}-registry-suffix", length=8, special=False, upper=False, opts=child
-        )
+        suffix = random.RandomString(f"{name}-registry-suffix", length=8, special=False, upper=False, opts=child)
         acr = containerregistry.Registry(
             f"{name}-registry",
             registry_name=suffix.result.apply(lambda s: registry_name(name, s)),
@@ -404,9 +388,7 @@ def _device_plugin(
                 spec=k8s.core.v1.PodSpecArgs(
                     node_selector=dict(scheduling.node_selector),
                     tolerations=[
-                        k8s.core.v1.TolerationArgs(
-                            key=t.key, operator=t.operator, value=t.value, effect=t.effect
-                        )
+                        k8s.core.v1.TolerationArgs(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
                         for t in scheduling.tolerations
                     ],
                     # Evicting it under node pressure would take every GPU off the node.
@@ -426,18 +408,14 @@ def _device_plugin(
                                 capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
                             ),
                             volume_mounts=[
-                                k8s.core.v1.VolumeMountArgs(
-                                    name="device-plugin", mount_path=DEVICE_PLUGIN_DIR
-                                )
+                                k8s.core.v1.VolumeMountArgs(name="device-plugin", mount_path=DEVICE_PLUGIN_DIR)
                             ],
                         )
                     ],
                     volumes=[
                         k8s.core.v1.VolumeArgs(
                             name="device-plugin",
-                            host_path=k8s.core.v1.HostPathVolumeSourceArgs(
-                                path=DEVICE_PLUGIN_DIR, type="Directory"
-                            ),
+                            host_path=k8s.core.v1.HostPathVolumeSourceArgs(path=DEVICE_PLUGIN_DIR, type="Directory"),
                         )
                     ],
                 ),

@@ -414,9 +414,7 @@ def _training(r: _Reader) -> TrainingConfig:
     return TrainingConfig(
         epochs=r.integer("trainEpochs", 1, 1000),
         batch_size=r.integer("trainBatchSize", 1, 65536),
-        learning_rate=r.string(
-            "trainLearningRate", lambda v: validate.unit_interval(v, open_low=True), 0.0
-        ),
+        learning_rate=r.string("trainLearningRate", lambda v: validate.unit_interval(v, open_low=True), 0.0),
         seed=r.integer("trainSeed", 0, 2**31 - 1),
         min_accuracy=r.string("minAccuracy", validate.unit_interval, 0.0),
         backoff_limit=r.integer("trainBackoffLimit", 0, 20),
@@ -463,9 +461,7 @@ def _node_pools(r: _Reader) -> NodePoolConfig:
 
 def _gcp_project(value: str) -> str:
     if not value:
-        raise ValueError(
-            "must be set to the GCP project to deploy into (`pulumi config set gcpProject ID`)"
-        )
+        raise ValueError("must be set to the GCP project to deploy into (`pulumi config set gcpProject ID`)")
     if not _GCP_PROJECT.match(value):
         raise ValueError(
             "must be a GCP project ID: 6-30 lower-case letters, digits and hyphens, "
@@ -482,9 +478,7 @@ def _gcp_region(value: str) -> str:
 
 def _gcp_machine_type(value: str) -> str:
     if not _GCP_MACHINE_TYPE.match(value):
-        raise ValueError(
-            "must be a Compute Engine machine type such as e2-standard-4 or n1-standard-4"
-        )
+        raise ValueError("must be a Compute Engine machine type such as e2-standard-4 or n1-standard-4")
     return value
 
 
@@ -495,8 +489,7 @@ def _gcp(r: _Reader, training: TrainingConfig, trainer_cuda: gpu.TrainerCuda) ->
         r.fail(
             "gcpZone",
             zone,
-            f"must be a zone of mlstack:gcpRegion ({region}), such as {region}-a; "
-            "empty means a regional cluster",
+            f"must be a zone of mlstack:gcpRegion ({region}), such as {region}-a; empty means a regional cluster",
         )
     gpu_machine_type = r.string("gkeGpuMachineType", _gcp_machine_type, "")
     gpu_type = r.text("gkeGpuType")
@@ -521,8 +514,7 @@ def _gcp(r: _Reader, training: TrainingConfig, trainer_cuda: gpu.TrainerCuda) ->
         r.fail(
             "trainerGpus",
             training.gpus,
-            f"must be at most the GPUs of one GPU node, mlstack:gkeGpuCount ({gpu_count}): "
-            "a pod cannot span nodes",
+            f"must be at most the GPUs of one GPU node, mlstack:gkeGpuCount ({gpu_count}): a pod cannot span nodes",
         )
     return GcpConfig(
         project=r.string("gcpProject", _gcp_project, ""),
@@ -571,9 +563,7 @@ def _spot_max_price(value: str) -> float:
     except InvalidOperation as e:
         raise ValueError("must be -1 or a price in US dollars per hour, such as 0.25") from e
     if not price.is_finite() or (price != -1 and price <= 0):
-        raise ValueError(
-            "must be -1 (up to the on-demand price) or a price above zero, such as 0.25"
-        )
+        raise ValueError("must be -1 (up to the on-demand price) or a price above zero, such as 0.25")
     return float(price)
 
 

@@ -97,8 +97,7 @@ def check_args(args: GkeGpuClusterArgs) -> list[str]:
     ]
     if args.release_channel not in GKE_RELEASE_CHANNELS:
         problems.append(
-            f"mlstack:gkeReleaseChannel = {args.release_channel!r}: "
-            f"must be one of {', '.join(GKE_RELEASE_CHANNELS)}"
+            f"mlstack:gkeReleaseChannel = {args.release_channel!r}: must be one of {', '.join(GKE_RELEASE_CHANNELS)}"
         )
     if args.gpu_driver_version not in gpu.GCP_GPU_DRIVER_VERSIONS:
         problems.append(
@@ -122,9 +121,7 @@ def check_args(args: GkeGpuClusterArgs) -> list[str]:
     return problems
 
 
-def workload_principal(
-    project_number: str, project: str, namespace: str, service_account: str
-) -> str:
+def workload_principal(project_number: str, project: str, namespace: str, service_account: str) -> str:
     """The IAM principal Workload Identity Federation for GKE gives a Kubernetes service account.
 
     Granting a role to it directly needs no Google service account and no
@@ -141,15 +138,10 @@ def registry_server(region: str, project: str, repository_id: str) -> str:
 
 
 def get_credentials_command(cluster_name: str, location: str, project: str) -> str:
-    return (
-        f"gcloud container clusters get-credentials {cluster_name} "
-        f"--location {location} --project {project}"
-    )
+    return f"gcloud container clusters get-credentials {cluster_name} --location {location} --project {project}"
 
 
-def kubeconfig(
-    project: str, location: str, cluster_name: str, endpoint: str, ca_certificate: str
-) -> str:
+def kubeconfig(project: str, location: str, cluster_name: str, endpoint: str, ca_certificate: str) -> str:
     """A kubeconfig for the cluster that authenticates through gke-gcloud-auth-plugin.
 
     It holds no credential: the plugin asks gcloud for a short-lived token on
@@ -204,11 +196,7 @@ def gpu_scheduling(gpu_type: str, gpu_count: int) -> GpuScheduling:
     return GpuScheduling(
         container_env=GKE_GPU_CONTAINER_ENV,
         node_selector={POOL_LABEL: "gpu", ACCELERATOR_LABEL: gpu_type},
-        tolerations=(
-            Toleration(
-                key=GPU_TAINT_KEY, operator="Equal", value=GPU_TAINT_VALUE, effect="NoSchedule"
-            ),
-        ),
+        tolerations=(Toleration(key=GPU_TAINT_KEY, operator="Equal", value=GPU_TAINT_VALUE, effect="NoSchedule"),),
         gpus_per_node=gpu_count,
         gpu_model=gpu_type,
     )
@@ -231,18 +219,12 @@ class GkeGpuCluster(pulumi.ComponentResource):
     model_store: ModelStore
     external_load_balancer: bool
 
-    def __init__(
-        self, name: str, args: GkeGpuClusterArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: GkeGpuClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         problems = check_args(args)
         if not _NAME.match(name):
-            problems.append(
-                f"GkeGpuCluster name {name!r}: must be 1-10 lower-case letters, digits or '-'"
-            )
+            problems.append(f"GkeGpuCluster name {name!r}: must be 1-10 lower-case letters, digits or '-'")
         if problems:
-            raise GkeError(
-                "cannot build the GKE cluster:\n" + "\n".join(f"  - {p}" for p in problems)
-            )
+            raise GkeError("cannot build the GKE cluster:\n" + "\n".join(f"  - {p}" for p in problems))
 
         super().__init__("mlstack:gke:GkeGpuCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -288,9 +270,7 @@ class GkeGpuCluster(pulumi.ComponentResource):
             member=node_member,
             opts=child,
         )
-        client = organizations.get_client_config_output(
-            opts=pulumi.InvokeOutputOptions(parent=self)
-        )
+        client = organizations.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
         server = registry_server(args.region, args.project, args.repository_id)
         # A short-lived token of whoever runs `pulumi up`, which is when images are
         # pushed; kept secret so it never lands in state or output in clear.
@@ -331,25 +311,19 @@ class GkeGpuCluster(pulumi.ComponentResource):
                 workload_pool=f"{args.project}.svc.id.goog"
             ),
             addons_config=container.ClusterAddonsConfigArgs(
-                gcs_fuse_csi_driver_config=container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(
-                    enabled=True
-                ),
+                gcs_fuse_csi_driver_config=container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
             ),
             deletion_protection=args.deletion_protection,
             opts=child,
         )
 
-        def node_config(
-            machine_type: str, pool: str, **extra: Any
-        ) -> container.NodePoolNodeConfigArgs:
+        def node_config(machine_type: str, pool: str, **extra: Any) -> container.NodePoolNodeConfigArgs:
             return container.NodePoolNodeConfigArgs(
                 machine_type=machine_type,
                 service_account=node_account.email,
                 oauth_scopes=[CLOUD_PLATFORM_SCOPE],  # IAM roles, not scopes, limit what nodes do
                 # The GKE metadata server: pods get their own identity, never the node's.
-                workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
-                    mode="GKE_METADATA"
-                ),
+                workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
                 labels={POOL_LABEL: pool},
                 **extra,
             )
@@ -424,15 +398,11 @@ class GkeGpuCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
         )
 
-
-
         # --- Kubernetes access ---
         self.cluster_name: pulumi.Output[str] = cluster.name
         self.location = args.location
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate
-            ).apply(
+            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
                 lambda v: kubeconfig(args.project, args.location, str(v[0]), str(v[1]), str(v[2]))
             )
         )

@@ -240,11 +240,7 @@ def check_gcp_gpu_pool(
     """
     accelerator = GCP_ACCELERATORS.get(gpu_type)
     if accelerator is None:
-        return [
-            Problem(
-                type_key, gpu_type, f"unknown GPU type; one of {_choices(GCP_ACCELERATORS)}"
-            )
-        ]
+        return [Problem(type_key, gpu_type, f"unknown GPU type; one of {_choices(GCP_ACCELERATORS)}")]
 
     family = gcp_machine_family(machine_type)
     if family != accelerator.family:
@@ -274,17 +270,14 @@ def check_gcp_gpu_pool(
             Problem(
                 machine_key,
                 machine_type,
-                "not an N1 machine type; use n1-standard-N, n1-highmem-N, n1-highcpu-N "
-                "or n1-custom-CPUS-MB",
+                "not an N1 machine type; use n1-standard-N, n1-highmem-N, n1-highcpu-N or n1-custom-CPUS-MB",
             )
         ]
 
     counts = accelerator.counts_for(machine_type)
     if gpu_count not in counts:
         if accelerator.fixed_counts:
-            reason = (
-                f"{machine_type} comes with exactly {counts[0]} {gpu_type}; set it to {counts[0]}"
-            )
+            reason = f"{machine_type} comes with exactly {counts[0]} {gpu_type}; set it to {counts[0]}"
         else:
             reason = f"{gpu_type} attaches to an N1 machine in counts of {_choices(counts)}"
         return [Problem(count_key, gpu_count, reason)]

@@ -241,6 +241,4 @@ class AppImage(pulumi.ComponentResource):
         server_image = image(SERVER_TARGET)
         self.trainer_ref = trainer.ref
         self.server_ref = server_image.ref
-        self.register_outputs(
-            {"trainerRef": self.trainer_ref, "serverRef": self.server_ref, "revision": self.revision}
-        )
+        self.register_outputs({"trainerRef": self.trainer_ref, "serverRef": self.server_ref, "revision": self.revision})

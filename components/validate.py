@@ -55,8 +55,7 @@ def dns1123_label(value: str, max_length: int = 63) -> str:
         raise ValueError(f"must be at most {max_length} characters (got {len(value)})")
     if not _DNS1123_LABEL.match(value):
         raise ValueError(
-            "must be a DNS-1123 label: lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit"
+            "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit"
         )
     return value
 

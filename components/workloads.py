@@ -300,8 +300,9 @@ class MlWorkloads(pulumi.ComponentResource):
         )
         namespace = ns.metadata.name
 
-        def meta(component: str, object_name: str | None = None,
-                 annotations: Mapping[str, pulumi.Input[str]] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+        def meta(
+            component: str, object_name: str | None = None, annotations: Mapping[str, pulumi.Input[str]] | None = None
+        ) -> k8s.meta.v1.ObjectMetaArgs:
             return object_meta(app, namespace, component, object_name, annotations)
 
         store = target.model_store
@@ -314,9 +315,7 @@ class MlWorkloads(pulumi.ComponentResource):
             opts=k8s_opts,
         )
 
-        env_config = k8s.core.v1.ConfigMap(
-            f"{name}-env", metadata=meta("config"), data=app_env(app), opts=k8s_opts
-        )
+        env_config = k8s.core.v1.ConfigMap(f"{name}-env", metadata=meta("config"), data=app_env(app), opts=k8s_opts)
         labels_config = k8s.core.v1.ConfigMap(
             f"{name}-labels", metadata=meta("config"), data={LABELS_KEY: labels_file(app)}, opts=k8s_opts
         )
@@ -344,17 +343,13 @@ class MlWorkloads(pulumi.ComponentResource):
                 spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                     access_modes=[store.claim.access_mode],
                     storage_class_name=args.storage_class or store.claim.storage_class,
-                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                        requests={"storage": args.model_store_size}
-                    ),
+                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": args.model_store_size}),
                 ),
                 opts=k8s_opts,
             )
             claim_name = claim.metadata.name
 
-        version = pulumi.Output.from_input(args.trainer_image).apply(
-            lambda image: model_version(image, args.training)
-        )
+        version = pulumi.Output.from_input(args.trainer_image).apply(lambda image: model_version(image, args.training))
         env_from = [
             k8s.core.v1.EnvFromSourceArgs(
                 config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=env_config.metadata.name)
@@ -572,7 +567,9 @@ class MlWorkloads(pulumi.ComponentResource):
                                 ),
                                 # Keep serving while the endpoint removal reaches every load balancer.
                                 lifecycle=k8s.core.v1.LifecycleArgs(
-                                    pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=5))
+                                    pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                                        sleep=k8s.core.v1.SleepActionArgs(seconds=5)
+                                    )
                                 ),
                                 security_context=container_security(),
                                 volume_mounts=[
@@ -662,8 +659,5 @@ def _url(args: MlWorkloadsArgs, service: k8s.core.v1.Service) -> tuple[pulumi.Ou
     if args.target.external_load_balancer:
         return service.status.apply(lambda status: load_balancer_url(status, port)), None
     context = f" --context {args.kube_context}" if args.kube_context else ""
-    forward = (
-        f"kubectl{context} -n {args.app.namespace} port-forward "
-        f"service/{args.app.app_name} {LOCAL_PORT}:{port}"
-    )
+    forward = f"kubectl{context} -n {args.app.namespace} port-forward service/{args.app.app_name} {LOCAL_PORT}:{port}"
     return pulumi.Output.from_input(f"http://localhost:{LOCAL_PORT}"), forward

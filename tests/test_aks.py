@@ -71,13 +71,9 @@ def on_demand(run_stack: RunStack) -> harness.StackRun:
 def test_spot_gpu_pool_carries_taints_label_bounds_and_spot_settings(dev: harness.StackRun) -> None:
     pool = dev.one(POOL)
     spec = inputs(pool)
-    assert spec["nodeTaints"] == [GPU_TAINT, SPOT_TAINT], (
-        f"{pool.name}: taints {spec['nodeTaints']}"
-    )
+    assert spec["nodeTaints"] == [GPU_TAINT, SPOT_TAINT], f"{pool.name}: taints {spec['nodeTaints']}"
     assert spec["nodeLabels"] == {aks.GPU_POOL_LABEL_KEY: aks.GPU_POOL_LABEL_VALUE}, pool.name
-    assert (spec["enableAutoScaling"], spec["minCount"], spec["maxCount"]) == (True, 0, 1), (
-        pool.name
-    )
+    assert (spec["enableAutoScaling"], spec["minCount"], spec["maxCount"]) == (True, 0, 1), pool.name
     assert spec["scaleSetPriority"] == "Spot", pool.name
     assert spec["scaleSetEvictionPolicy"] == "Delete", pool.name
     assert spec["spotMaxPrice"] == -1, pool.name
@@ -143,9 +139,7 @@ def test_device_plugin_lands_only_on_the_gpu_pool_and_tolerates_its_taints(
     assert spec["priorityClassName"] == "system-node-critical", plugin.name
     assert inputs(plugin)["metadata"]["namespace"] == "kube-system", plugin.name
     image = spec["containers"][0]["image"]
-    assert image.startswith("nvcr.io/nvidia/k8s-device-plugin:v"), (
-        f"{plugin.name}: unpinned {image}"
-    )
+    assert image.startswith("nvcr.io/nvidia/k8s-device-plugin:v"), f"{plugin.name}: unpinned {image}"
 
 
 # --- the registry ------------------------------------------------------------------
@@ -233,9 +227,7 @@ def test_first_push_uses_a_refresh_token_the_program_obtained() -> None:
     assert result.exports["password"] == mocks_azure.MOCK_ACR_REFRESH_TOKEN
     assert "password" in result.secret_exports
     # The exchange went to this registry, with the deployer's tenant and ARM token.
-    assert result.acr_exchanges == [
-        (result.exports["server"], mocks_azure.MOCK_TENANT_ID, mocks_azure.MOCK_ARM_TOKEN)
-    ]
+    assert result.acr_exchanges == [(result.exports["server"], mocks_azure.MOCK_TENANT_ID, mocks_azure.MOCK_ARM_TOKEN)]
     assert "azure-native:authorization:getClientToken" in calls
     assert "azure-native:containerregistry:listRegistryCredentials" not in calls
 
@@ -283,15 +275,11 @@ def test_every_kubernetes_object_uses_the_provider_built_from_this_cluster(
     dev: harness.StackRun,
 ) -> None:
     provider = dev.one(K8S_PROVIDER)
-    assert dev.by_urn(provider.parent).type == COMPONENT, (
-        "the provider is not the AKS component's child"
-    )
+    assert dev.by_urn(provider.parent).type == COMPONENT, "the provider is not the AKS component's child"
     kubeconfig = provider.inputs["kubeconfig"]
     assert harness.is_secret_value(kubeconfig), "the provider's kubeconfig is not secret"
     server = yaml.safe_load(kubeconfig["value"])["clusters"][0]["cluster"]["server"]
-    assert server == mocks_azure.MOCK_CLUSTER_SERVER, (
-        "the kubeconfig is not the cluster's user credential"
-    )
+    assert server == mocks_azure.MOCK_CLUSTER_SERVER, "the kubeconfig is not the cluster's user credential"
     objects = dev.kubernetes_objects()
     assert {o.type for o in objects} >= {DAEMONSET, JOB, "kubernetes:apps/v1:Deployment"}
     for obj in objects:
@@ -343,8 +331,7 @@ def test_exports_name_the_cluster_and_keep_the_kubeconfig_secret(dev: harness.St
     assert dev.exports["clusterName"] == cluster.outputs["name"]
     assert dev.exports["resourceGroup"] == group.outputs["name"]
     assert dev.exports["getCredentials"] == (
-        f"az aks get-credentials --resource-group {group.outputs['name']} "
-        f"--name {cluster.outputs['name']}"
+        f"az aks get-credentials --resource-group {group.outputs['name']} --name {cluster.outputs['name']}"
     )
 
 
@@ -362,9 +349,7 @@ def test_dev_stack_objects_pass_strict_schema_validation(dev: harness.StackRun) 
     assert dev.kubernetes_version == "1.33"
     manifests = list(harness.kubernetes_manifests(dev))
     assert DAEMONSET in {r.type for r, _ in manifests}, "the device plugin was not validated"
-    problems = [
-        p for _, m in manifests for p in harness.validate_manifest(m, dev.kubernetes_version)
-    ]
+    problems = [p for _, m in manifests for p in harness.validate_manifest(m, dev.kubernetes_version)]
     assert problems == []
 
 
@@ -393,9 +378,7 @@ def test_user_kubeconfig_is_decoded() -> None:
 
 
 def test_bad_arguments_are_refused_before_any_resource() -> None:
-    bad = aks.AksGpuClusterArgs(
-        **{**ARGS.__dict__, "gpu_vm_size": "Standard_D4s_v5", "gpu_max_nodes": 0}
-    )
+    bad = aks.AksGpuClusterArgs(**{**ARGS.__dict__, "gpu_vm_size": "Standard_D4s_v5", "gpu_max_nodes": 0})
     with pytest.raises(aks.AksError) as caught:
         harness.run(_component_program(bad, lambda c: {}), {})
     message = str(caught.value)

@@ -17,7 +17,6 @@ RunStack = Callable[..., harness.StackRun]
 Problems = Callable[..., list[str]]
 
 
-
 # --- allocatable, against the clouds' formulas and observed nodes ------------------
 
 

@@ -66,9 +66,7 @@ def test_gpu_pool_accelerator_driver_taint_autoscaling_and_spot(stack: harness.S
             "gpuDriverInstallationConfig": {"gpuDriverVersion": "DEFAULT"},
         }
     ], pool.urn
-    assert node["taints"] == [
-        {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
-    ], pool.urn
+    assert node["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}], pool.urn
     assert node["spot"] is True, pool.urn
     assert harness.plain(pool.inputs["autoscaling"]) == {
         "totalMinNodeCount": 0,
@@ -135,9 +133,7 @@ def test_cluster_removes_default_pool_and_enables_workload_identity_and_gcs_fuse
     inputs = harness.plain(cluster.inputs)
     assert inputs["removeDefaultNodePool"] is True, cluster.urn
     assert inputs["initialNodeCount"] == 1, cluster.urn
-    assert inputs["workloadIdentityConfig"] == {"workloadPool": "my-ml-project.svc.id.goog"}, (
-        cluster.urn
-    )
+    assert inputs["workloadIdentityConfig"] == {"workloadPool": "my-ml-project.svc.id.goog"}, cluster.urn
     assert inputs["addonsConfig"] == {"gcsFuseCsiDriverConfig": {"enabled": True}}, cluster.urn
     assert inputs["releaseChannel"] == {"channel": "REGULAR"}, cluster.urn
     assert inputs["minMasterVersion"] == "1.33", cluster.urn
@@ -166,9 +162,7 @@ def test_node_service_account_runs_both_pools_with_only_node_roles(stack: harnes
     for pool in stack.of_type(NODE_POOL):
         assert pool.inputs["nodeConfig"]["serviceAccount"] == email, pool.urn
     grants = stack.of_type(PROJECT_MEMBER)
-    assert {g.inputs["role"] for g in grants} == set(gke.NODE_PROJECT_ROLES), [
-        g.urn for g in grants
-    ]
+    assert {g.inputs["role"] for g in grants} == set(gke.NODE_PROJECT_ROLES), [g.urn for g in grants]
     for grant in grants:
         assert grant.inputs["member"] == member, grant.urn
         assert grant.inputs["project"] == "my-ml-project", grant.urn
@@ -220,9 +214,7 @@ def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(run_stack:
     account = result.one("kubernetes:core/v1:ServiceAccount")
     meta = harness.manifest(account)["metadata"]
     assert (meta["namespace"], meta["name"]) == ("ml-team", workload_service_account_name("digits"))
-    assert grant.inputs["member"].endswith(f"/subject/ns/{meta['namespace']}/sa/{meta['name']}"), (
-        grant.urn
-    )
+    assert grant.inputs["member"].endswith(f"/subject/ns/{meta['namespace']}/sa/{meta['name']}"), grant.urn
 
     for registration, read_only in ((result.one(JOB), False), (result.one(DEPLOYMENT), True)):
         spec = pod_spec(registration)
@@ -233,12 +225,8 @@ def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(run_stack:
         csi = model_volume(registration)["csi"]
         assert csi["driver"] == "gcsfuse.csi.storage.gke.io", registration.urn
         assert csi["volumeAttributes"]["bucketName"] == bucket_name, registration.urn
-        assert f"uid={APP_UID}" in csi["volumeAttributes"]["mountOptions"].split(","), (
-            registration.urn
-        )
-        assert f"gid={APP_UID}" in csi["volumeAttributes"]["mountOptions"].split(","), (
-            registration.urn
-        )
+        assert f"uid={APP_UID}" in csi["volumeAttributes"]["mountOptions"].split(","), registration.urn
+        assert f"gid={APP_UID}" in csi["volumeAttributes"]["mountOptions"].split(","), registration.urn
         assert csi.get("readOnly", False) is read_only, registration.urn
         assert spec["securityContext"]["runAsUser"] == APP_UID, registration.urn
 
@@ -294,9 +282,7 @@ def test_training_job_selects_the_gpu_pool_tolerates_its_taint_and_requests_gpus
     }
     for taint in pool["taints"]:
         assert any(
-            t["key"] == taint["key"]
-            and t.get("value") == taint["value"]
-            and t["effect"] == effects[taint["effect"]]
+            t["key"] == taint["key"] and t.get("value") == taint["value"] and t["effect"] == effects[taint["effect"]]
             for t in spec["tolerations"]
         ), (job.urn, taint, spec["tolerations"])
     assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1", job.urn
@@ -322,9 +308,7 @@ def test_gke_stack_objects_pass_strict_schema_validation(stack: harness.StackRun
         "Deployment",
         "Service",
     }
-    problems = [
-        p for _, m in manifests for p in harness.validate_manifest(m, stack.kubernetes_version)
-    ]
+    problems = [p for _, m in manifests for p in harness.validate_manifest(m, stack.kubernetes_version)]
     assert problems == []
 
 
@@ -336,8 +320,7 @@ def test_gke_exports(stack: harness.StackRun) -> None:
     assert stack.exports["registryUrl"] == "us-central1-docker.pkg.dev/my-ml-project/mlstack"
     assert stack.exports["modelBucket"] == bucket.outputs["name"] == bucket.inputs["name"]
     assert stack.exports["getCredentials"] == (
-        f"gcloud container clusters get-credentials {cluster_name} "
-        "--location us-central1-a --project my-ml-project"
+        f"gcloud container clusters get-credentials {cluster_name} --location us-central1-a --project my-ml-project"
     )
 
 
@@ -400,9 +383,7 @@ def test_component_refuses_bad_args_before_creating_anything() -> None:
         harness.run(
             lambda: GkeGpuCluster(
                 "gke",
-                _args(
-                    gpu_count=3, gpu_driver_version="R535", gpu_min_nodes=2, release_channel="BETA"
-                ),
+                _args(gpu_count=3, gpu_driver_version="R535", gpu_min_nodes=2, release_channel="BETA"),
             ),
             {},
             mocks=mocks,

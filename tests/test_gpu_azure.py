@@ -33,9 +33,7 @@ def config_problems(run_stack: RunStack, **overrides: Any) -> list[str]:
     mocks = _CountingMocks()
     with pytest.raises(ConfigError) as caught:
         run_stack("dev", overrides=overrides, mocks=mocks)
-    assert mocks.created == [], (
-        f"resources were created before the config was refused: {mocks.created}"
-    )
+    assert mocks.created == [], f"resources were created before the config was refused: {mocks.created}"
     return caught.value.problems
 
 
@@ -81,18 +79,14 @@ def test_catalogue_check_passes_a_sound_pool() -> None:
 
 
 def test_non_gpu_size_for_the_gpu_pool_is_refused(run_stack: RunStack) -> None:
-    problem = one_problem(
-        config_problems(run_stack, aksGpuVmSize="Standard_D4s_v5"), "aksGpuVmSize"
-    )
+    problem = one_problem(config_problems(run_stack, aksGpuVmSize="Standard_D4s_v5"), "aksGpuVmSize")
     assert "'Standard_D4s_v5': is not a GPU VM size" in problem
     for size in gpu.AZURE_GPU_SIZES:
         assert size in problem, f"{size} is not among the choices: {problem}"
 
 
 def test_gpu_size_typo_is_refused_with_a_suggestion(run_stack: RunStack) -> None:
-    problem = one_problem(
-        config_problems(run_stack, aksGpuVmSize="Standard_NC4as_T4_v2"), "aksGpuVmSize"
-    )
+    problem = one_problem(config_problems(run_stack, aksGpuVmSize="Standard_NC4as_T4_v2"), "aksGpuVmSize")
     assert "did you mean Standard_NC4as_T4_v3?" in problem, problem
     assert "choose one of Standard_NC4as_T4_v3" in problem, problem
 
@@ -132,9 +126,7 @@ def test_region_in_display_form_is_pointed_at_its_name(run_stack: RunStack) -> N
         ("aksSystemVmSize", "D4s_v5", "must be an Azure VM size name such as Standard_D4s_v5"),
     ],
 )
-def test_other_azure_keys_are_checked(
-    run_stack: RunStack, key: str, value: str, expected: str
-) -> None:
+def test_other_azure_keys_are_checked(run_stack: RunStack, key: str, value: str, expected: str) -> None:
     problem = one_problem(config_problems(run_stack, **{key: value}), key)
     assert f"mlstack:{key} = {value!r}: {expected}" in problem, problem
 
@@ -155,7 +147,5 @@ def test_every_azure_problem_is_reported_at_once(run_stack: RunStack) -> None:
 
 
 def test_azure_keys_are_not_checked_on_another_cloud(run_stack: RunStack) -> None:
-    result = run_stack(
-        "local", overrides={"azureLocation": "nowhere", "aksGpuVmSize": "Standard_D4s_v5"}
-    )
+    result = run_stack("local", overrides={"azureLocation": "nowhere", "aksGpuVmSize": "Standard_D4s_v5"})
     assert not [r for r in result.registrations.values() if r.type.startswith("azure-native:")]

@@ -101,9 +101,7 @@ def test_bad_gpu_pool_fails_with_the_other_config_problems(
             },
         )
     problems = raised.value.problems
-    assert any(p.startswith("mlstack:gkeGpuMachineType = 'g2-standard-4'") for p in problems), (
-        problems
-    )
+    assert any(p.startswith("mlstack:gkeGpuMachineType = 'g2-standard-4'") for p in problems), problems
     assert any(p.startswith("mlstack:replicas = 0") for p in problems), problems
 
 

@@ -177,9 +177,7 @@ def build(args: AppImageArgs) -> tuple[harness.StackRun, dict[str, Any]]:
 
 
 def registry_with_credentials() -> Registry:
-    return Registry(
-        server="registry.example.com/ml", username="pusher", password=pulumi.Output.secret(SECRET_PASSWORD)
-    )
+    return Registry(server="registry.example.com/ml", username="pusher", password=pulumi.Output.secret(SECRET_PASSWORD))
 
 
 def test_both_targets_are_built_for_amd64_pushed_and_tagged_with_the_revision() -> None:

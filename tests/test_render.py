@@ -87,9 +87,7 @@ def test_no_secret_value_is_written(rendered: dict[str, tuple[Path, harness.Stac
     assert obj["stringData"] == {"username": harness.REDACTED, "password": harness.REDACTED}
 
 
-def test_renders_are_identical_run_to_run(
-    rendered: dict[str, tuple[Path, harness.StackRun]], tmp_path: Path
-) -> None:
+def test_renders_are_identical_run_to_run(rendered: dict[str, tuple[Path, harness.StackRun]], tmp_path: Path) -> None:
     """So that a reviewer can diff the render of the base branch with the pull request's."""
     where, _ = rendered["dev"]
     assert render.main(["--stack", "dev", "--out", str(tmp_path)]) == 0

@@ -21,7 +21,6 @@ DOCKERFILE = (harness.ROOT / "app" / "Dockerfile").read_text(encoding="utf-8")
 CU126, CU130 = gpu.TRAINER_CUDA_BUILDS["12.6"], gpu.TRAINER_CUDA_BUILDS["13.0"]
 
 
-
 # --- the image agrees with the catalogue ----------------------------------------
 
 

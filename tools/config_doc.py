@@ -1,7 +1,7 @@
 """Render the README's config reference from Pulumi.yaml, the one place keys are declared.
 
-    python -m tools.config_doc            print the table
-    python -m tools.config_doc --write README.md   replace it between the markers
+python -m tools.config_doc            print the table
+python -m tools.config_doc --write README.md   replace it between the markers
 """
 
 from __future__ import annotations

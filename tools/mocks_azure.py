@@ -47,10 +47,7 @@ def _resource_group_name(args: pulumi_mocks.MockResourceArgs) -> str:
 
 def arm_id(resource_group: str, provider: str, name: str) -> str:
     """The Azure resource id the mocks give a resource in ``resource_group``."""
-    return (
-        f"/subscriptions/{MOCK_SUBSCRIPTION_ID}/resourceGroups/{resource_group}"
-        f"/providers/{provider}/{name}"
-    )
+    return f"/subscriptions/{MOCK_SUBSCRIPTION_ID}/resourceGroups/{resource_group}/providers/{provider}/{name}"
 
 
 def _arm_id(args: pulumi_mocks.MockResourceArgs, provider: str, name: str) -> str:
@@ -72,9 +69,7 @@ def _managed_cluster(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
             "kubeletidentity": {
                 "objectId": MOCK_KUBELET_OBJECT_ID,
                 "clientId": "66666666-7777-8888-9999-000000000000",
-                "resourceId": _arm_id(
-                    args, "Microsoft.ManagedIdentity/userAssignedIdentities", f"{name}-agentpool"
-                ),
+                "resourceId": _arm_id(args, "Microsoft.ManagedIdentity/userAssignedIdentities", f"{name}-agentpool"),
             }
         },
     }
@@ -141,6 +136,7 @@ OUTPUTS: dict[str, Any] = {
     # The registry name's random suffix (pulumi-random computes it).
     "random:index/randomString:RandomString": lambda _a: {"result": MOCK_REGISTRY_SUFFIX},
 }
+
 
 def _client_token(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
     return {"token": MOCK_ARM_TOKEN}

@@ -15,9 +15,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 MOCK_PROJECT_NUMBER = "123456789012"
 MOCK_ACCESS_TOKEN = "ya29.mock-access-token"  # noqa: S105 - a test fixture
 MOCK_CLUSTER_ENDPOINT = "192.0.2.20"
-MOCK_CLUSTER_CA = base64.b64encode(
-    b"-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n"
-).decode()
+MOCK_CLUSTER_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n").decode()
 
 
 def _cluster(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:

@@ -52,8 +52,7 @@ def graph_markdown(stack: str, run: harness.StackRun) -> str:
     lines = [
         f"# Resource graph of stack `{stack}`",
         "",
-        f"{len(run.registrations)} resources, sorted by URN. Rendered offline under mocks by "
-        "`tools/render.py`.",
+        f"{len(run.registrations)} resources, sorted by URN. Rendered offline under mocks by `tools/render.py`.",
         "",
         "| resource | type | parent | provider | depends on |",
         "| --- | --- | --- | --- | --- |",

@@ -37,9 +37,7 @@ def encode_multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def predict(
-    url: str, image: Path, username: str, password: str, timeout: float
-) -> dict[str, object]:
+def predict(url: str, image: Path, username: str, password: str, timeout: float) -> dict[str, object]:
     if not url.startswith(("http://", "https://")):
         raise ClientError(f"URL must start with http:// or https://, got {url!r}")
     try:
@@ -70,9 +68,7 @@ def predict(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mlapp.client", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m mlapp.client", description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="server base URL, e.g. http://localhost:8080")
     parser.add_argument("image", type=Path, help="PNG or JPEG of a digit")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds")
@@ -91,9 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cls = answer.get("class")
     confidence = (
         probabilities[cls]
-        if isinstance(probabilities, list)
-        and isinstance(cls, int)
-        and 0 <= cls < len(probabilities)
+        if isinstance(probabilities, list) and isinstance(cls, int) and 0 <= cls < len(probabilities)
         else None
     )
     suffix = f" (class {cls}, p={confidence:.3f})" if isinstance(confidence, float) else ""

@@ -91,9 +91,7 @@ def read_idx(path: Path) -> npt.NDArray[np.generic]:
     expected = int(np.prod(dims)) * dtype.itemsize
     body = raw[4 + 4 * ndim :]
     if len(body) != expected:
-        raise DataError(
-            f"{path}: header says {dims} ({expected} bytes of data) but the file holds {len(body)}"
-        )
+        raise DataError(f"{path}: header says {dims} ({expected} bytes of data) but the file holds {len(body)}")
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
@@ -105,9 +103,7 @@ def _find(data_dir: Path, prefix: str, kind: str) -> Path:
             candidate = data_dir / f"{prefix}-{kind}{sep}idx{ndim}-ubyte{suffix}"
             if candidate.is_file():
                 return candidate
-    raise DataError(
-        f"no {prefix} {kind} in {data_dir}: expected {prefix}-{kind}-idx{ndim}-ubyte[.gz]"
-    )
+    raise DataError(f"no {prefix} {kind} in {data_dir}: expected {prefix}-{kind}-idx{ndim}-ubyte[.gz]")
 
 
 def _load_split(data_dir: Path, prefix: str) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:

@@ -55,9 +55,7 @@ def select_device(requested: str) -> torch.device:
     build = torch_build()
     driver = cuda.probe_driver() if build.cuda else cuda.DriverProbe(loaded=False)
     available = build.cuda is not None and torch.cuda.is_available()
-    capabilities = (
-        [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())] if available else []
-    )
+    capabilities = [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())] if available else []
     reason = cuda.unusable_reason(build, driver, capabilities)
     if reason is None and not available:
         reason = f"torch {build.version} reports CUDA unavailable although the driver loaded ({driver})"
@@ -98,9 +96,7 @@ class _StopFlag:
         self.requested = True
 
 
-def evaluate(
-    net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch: int = 1024
-) -> float:
+def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch: int = 1024) -> float:
     net.eval()
     correct = 0
     with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):

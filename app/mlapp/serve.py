@@ -57,9 +57,7 @@ RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 10.0
 JSON = b"application/json"
 
-REQUESTS = prom.Counter(
-    "mlapp_requests_total", "HTTP requests answered", ["route", "method", "status"]
-)
+REQUESTS = prom.Counter("mlapp_requests_total", "HTTP requests answered", ["route", "method", "status"])
 LATENCY = prom.Histogram(
     "mlapp_request_duration_seconds",
     "Time from request start to the end of the response",
@@ -76,9 +74,7 @@ BATCH = prom.Histogram(
     "Rows per ONNX Runtime run (concurrent requests are batched)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
-MODEL_INFO = prom.Gauge(
-    "mlapp_model_info", "1 for the model version this server has loaded", ["name", "version"]
-)
+MODEL_INFO = prom.Gauge("mlapp_model_info", "1 for the model version this server has loaded", ["name", "version"])
 READY = prom.Gauge("mlapp_model_ready", "1 once the model is loaded and the server is ready")
 
 
@@ -144,9 +140,7 @@ def load_model(settings: Settings, labels: list[str] | None) -> Model:
     if labels is None:
         labels = [str(i) for i in range(num_classes)]
     elif len(labels) != num_classes:
-        raise ValueError(
-            f"MLAPP_LABELS_FILE has {len(labels)} labels but the model has {num_classes} classes"
-        )
+        raise ValueError(f"MLAPP_LABELS_FILE has {len(labels)} labels but the model has {num_classes} classes")
     model = Model(
         name=settings.model_name,
         version=settings.model_version,
@@ -193,9 +187,7 @@ class Batcher:
             self._wakeup.clear()
             while self._pending:
                 take, rows = 0, 0
-                while take < len(self._pending) and (
-                    take == 0 or rows + len(self._pending[take][0]) <= self.max_batch
-                ):
+                while take < len(self._pending) and (take == 0 or rows + len(self._pending[take][0]) <= self.max_batch):
                     rows += len(self._pending[take][0])
                     take += 1
                 items = self._pending[:take]
@@ -373,9 +365,7 @@ class App:
                 return
 
     async def _load_forever(self) -> None:
-        where = store.version_dir(
-            self.settings.model_dir, self.settings.model_name, self.settings.model_version
-        )
+        where = store.version_dir(self.settings.model_dir, self.settings.model_name, self.settings.model_version)
         last_error = ""
         delay = RETRY_SECONDS
         while True:
@@ -511,9 +501,7 @@ class App:
 
     def _check_model(self, name: str, version: str | None) -> None:
         if name != self.settings.model_name:
-            raise HTTPError(
-                404, f"unknown model {name!r}; this server serves {self.settings.model_name!r}"
-            )
+            raise HTTPError(404, f"unknown model {name!r}; this server serves {self.settings.model_name!r}")
         if version is not None and version != self.settings.model_version:
             raise HTTPError(
                 404,
@@ -594,9 +582,7 @@ class App:
                     "shape": [-1, 1, model.height, model.width],
                 }
             ],
-            "outputs": [
-                {"name": model.output_name, "datatype": "FP32", "shape": [-1, model.num_classes]}
-            ],
+            "outputs": [{"name": model.output_name, "datatype": "FP32", "shape": [-1, model.num_classes]}],
             "parameters": {
                 "accuracy": meta.get("accuracy"),
                 "dataset": meta.get("dataset"),
@@ -626,9 +612,7 @@ class App:
             if key not in tensor:
                 raise HTTPError(400, f"input is missing {key!r}")
         if tensor["name"] != model.input_name:
-            raise HTTPError(
-                400, f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}"
-            )
+            raise HTTPError(400, f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}")
         if tensor["datatype"] != "FP32":
             raise HTTPError(400, f"input datatype must be FP32, got {tensor['datatype']!r}")
         shape = tensor["shape"]
@@ -642,8 +626,7 @@ class App:
         ):
             raise HTTPError(
                 400,
-                f"input shape must be [N, 1, {model.height}, {model.width}] "
-                f"with N >= 1, got {shape!r}",
+                f"input shape must be [N, 1, {model.height}, {model.width}] with N >= 1, got {shape!r}",
             )
         data = tensor["data"]
         if not isinstance(data, list):
@@ -654,9 +637,7 @@ class App:
             raise HTTPError(400, "input data must be numbers (flat or nested row-major)") from None
         expected = shape[0] * model.height * model.width
         if arr.size != expected:
-            raise HTTPError(
-                400, f"input data holds {arr.size} values but shape {shape} needs {expected}"
-            )
+            raise HTTPError(400, f"input data holds {arr.size} values but shape {shape} needs {expected}")
         if shape[0] > self.settings.max_batch * 16:
             raise HTTPError(413, f"at most {self.settings.max_batch * 16} rows per request")
         outputs = request.get("outputs")
@@ -711,8 +692,7 @@ class App:
             else:
                 raise HTTPError(
                     415,
-                    "send multipart/form-data with an 'image' field, or application/json "
-                    "with 'pixels'",
+                    "send multipart/form-data with an 'image' field, or application/json with 'pixels'",
                 )
         except preprocess.InputError as e:
             raise HTTPError(400, str(e)) from None

@@ -63,18 +63,14 @@ def from_env(env: Mapping[str, str]) -> Settings:
     if not username or not password:
         missing = [k for k in ("MLAPP_AUTH_USERNAME", "MLAPP_AUTH_PASSWORD") if not env.get(k)]
         raise SettingsError(
-            f"{' and '.join(missing)} must be set: the server refuses to serve without "
-            "basic-auth credentials"
+            f"{' and '.join(missing)} must be set: the server refuses to serve without basic-auth credentials"
         )
     if ":" in username:
         raise SettingsError("MLAPP_AUTH_USERNAME must not contain ':' (basic auth cannot carry it)")
 
     level = env.get("MLAPP_LOG_LEVEL", "").strip().upper() or "INFO"
     if level not in LOG_LEVELS:
-        raise SettingsError(
-            f"MLAPP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
-            f"got {env['MLAPP_LOG_LEVEL']!r}"
-        )
+        raise SettingsError(f"MLAPP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {env['MLAPP_LOG_LEVEL']!r}")
 
     labels_raw = env.get("MLAPP_LABELS_FILE", "").strip()
     return Settings(

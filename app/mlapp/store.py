@@ -79,12 +79,7 @@ def version_dir(root: Path, name: str, version: str) -> Path:
 
 
 def checkpoint_path(root: Path, name: str, version: str) -> Path:
-    return (
-        root
-        / check_segment("model name", name)
-        / CHECKPOINT_DIR
-        / f"{check_segment('model version', version)}.pt"
-    )
+    return root / check_segment("model name", name) / CHECKPOINT_DIR / f"{check_segment('model version', version)}.pt"
 
 
 @dataclass(frozen=True)

@@ -106,9 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _metadata(
-    args: argparse.Namespace, dataset: Dataset, accuracy: float, device: str, steps: int
-) -> dict[str, Any]:
+def _metadata(args: argparse.Namespace, dataset: Dataset, accuracy: float, device: str, steps: int) -> dict[str, Any]:
     h, w = dataset.image_shape
     return {
         "model_name": args.model_name,

@@ -44,9 +44,7 @@ def labels_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(
-    trained: TrainedModel, labels_file: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def server(trained: TrainedModel, labels_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One ready server shared by the read-only tests; body limit lowered to test 413."""
     srv = Server(
         tmp_path_factory.mktemp("server"),

@@ -58,8 +58,13 @@ def run_trainer(
         *args,
     ]  # fmt: skip
     return subprocess.run(
-        cmd, env=app_env(**(env or {})), capture_output=True, text=True, timeout=timeout,
-        check=False, cwd=cwd,
+        cmd,
+        env=app_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
     )
 
 
@@ -83,9 +88,7 @@ def png_of(image: npt.NDArray[np.float32], scale: int = 4, dark_on_light: bool =
     pixels = np.rint(image[0] * 255).astype(np.uint8)
     if dark_on_light:
         pixels = 255 - pixels
-    img = Image.fromarray(pixels).resize(
-        (pixels.shape[1] * scale, pixels.shape[0] * scale), Image.Resampling.NEAREST
-    )
+    img = Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -39,9 +39,7 @@ def hadolint() -> str:
 
 
 def test_hadolint_is_clean() -> None:
-    result = subprocess.run(
-        [hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
 
@@ -94,7 +92,5 @@ def test_the_server_never_imports_torch() -> None:
         "bad = sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules);"
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=app_env(), capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", code], env=app_env(), capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -94,9 +94,7 @@ def test_protected_endpoints_refuse_bad_credentials(
 
 def test_malformed_authorization_header_is_401(server: Server) -> None:
     for header in ["Basic !!!notbase64", "Bearer abc", "Basic", f"basic {'x' * 10}"]:
-        response = httpx.get(
-            f"{server.url}/v2/models/{MODEL_NAME}", headers={"Authorization": header}
-        )
+        response = httpx.get(f"{server.url}/v2/models/{MODEL_NAME}", headers={"Authorization": header})
         assert response.status_code == 401, header
 
 
@@ -118,9 +116,7 @@ def test_unknown_model_or_version_is_404(server: Server) -> None:
     for path in ["/v2/models/other", "/v2/models/other/infer", "/v2/models/other/ready",
                  f"/v2/models/{MODEL_NAME}/versions/nope/infer"]:  # fmt: skip
         method = "POST" if path.endswith("infer") else "GET"
-        response = httpx.request(
-            method, server.url + path, auth=AUTH, json=v2_request(GOOD)
-        )
+        response = httpx.request(method, server.url + path, auth=AUTH, json=v2_request(GOOD))
         assert response.status_code == 404, path
         assert "unknown" in response.json()["error"]
 
@@ -135,9 +131,7 @@ def test_unknown_path_404_and_wrong_method_405(server: Server) -> None:
 # ---------------------------------------------------------------- inference
 
 
-def test_v2_infer_is_correct_on_held_out_digits(
-    server: Server, held_out: HeldOut, trained: TrainedModel
-) -> None:
+def test_v2_infer_is_correct_on_held_out_digits(server: Server, held_out: HeldOut, trained: TrainedModel) -> None:
     images = held_out.images[:120]
     response = httpx.post(infer_url(server), auth=AUTH, json=v2_request(images, id="req-1"))
     assert response.status_code == 200, response.text
@@ -159,9 +153,7 @@ def test_concurrent_requests_each_get_their_own_answer(
 ) -> None:
     """Requests batched into one ORT run must be split back to the right callers."""
     images = held_out.images[:64]
-    expected = ort.InferenceSession(str(trained.directory / "model.onnx")).run(
-        None, {"input": images}
-    )[0]
+    expected = ort.InferenceSession(str(trained.directory / "model.onnx")).run(None, {"input": images})[0]
 
     def one(i: int) -> npt.NDArray[np.float32]:
         n = 1 + i % 3  # mixed batch sizes inside one coalesced run
@@ -182,9 +174,7 @@ def test_predict_png_uploads_of_held_out_digits(server: Server, held_out: HeldOu
     n = 60
     for i in range(n):
         png = png_of(held_out.images[i], scale=5, dark_on_light=i % 2 == 1)
-        response = httpx.post(
-            server.url + "/predict", auth=AUTH, files={"image": ("digit.png", png, "image/png")}
-        )
+        response = httpx.post(server.url + "/predict", auth=AUTH, files={"image": ("digit.png", png, "image/png")})
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["label"] == LABELS[body["class"]]
@@ -202,9 +192,7 @@ def test_predict_jpeg_and_json_pixels(server: Server, held_out: HeldOut) -> None
     buf = __import__("io").BytesIO()
     big = np.kron(np.rint(255 - image[0] * 255), np.ones((16, 16))).astype(np.uint8)
     Image.fromarray(big).convert("RGB").save(buf, format="JPEG", quality=95)
-    jpeg = httpx.post(
-        server.url + "/predict", auth=AUTH, files={"image": ("d.jpg", buf.getvalue())}
-    )
+    jpeg = httpx.post(server.url + "/predict", auth=AUTH, files={"image": ("d.jpg", buf.getvalue())})
     assert jpeg.status_code == 200, jpeg.text
     assert jpeg.json()["class"] == label
 
@@ -216,9 +204,7 @@ def test_predict_jpeg_and_json_pixels(server: Server, held_out: HeldOut) -> None
 
 
 def _post_raw(server: Server, path: str, body: bytes, content_type: str) -> httpx.Response:
-    return httpx.post(
-        server.url + path, auth=AUTH, content=body, headers={"content-type": content_type}
-    )
+    return httpx.post(server.url + path, auth=AUTH, content=body, headers={"content-type": content_type})
 
 
 def _v2(**change: Any) -> bytes:
@@ -255,9 +241,7 @@ def _v2(**change: Any) -> bytes:
         (b"x" * (300 * 1024), 413, "over the limit"),
     ],
 )  # fmt: skip
-def test_bad_v2_input_is_4xx_with_a_message(
-    server: Server, body: bytes, status: int, message: str
-) -> None:
+def test_bad_v2_input_is_4xx_with_a_message(server: Server, body: bytes, status: int, message: str) -> None:
     response = _post_raw(server, f"/v2/models/{MODEL_NAME}/infer", body, "application/json")
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
@@ -270,9 +254,13 @@ TRUNCATED_PNG = png_of(_NOISE, scale=8)[: len(png_of(_NOISE, scale=8)) // 2]
 
 def _multipart(field: str, data: bytes, boundary: str = "XyZ") -> tuple[bytes, str]:
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="f"\r\n'
-        f"Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="f"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -345,9 +333,7 @@ def test_one_json_log_line_per_request_without_credentials(server: Server) -> No
 # ---------------------------------------------------------------- lifecycle
 
 
-def test_not_ready_until_the_model_arrives(
-    tmp_path: Path, trained: TrainedModel, held_out: HeldOut
-) -> None:
+def test_not_ready_until_the_model_arrives(tmp_path: Path, trained: TrainedModel, held_out: HeldOut) -> None:
     store = tmp_path / "store"
     store.mkdir()
     srv = Server(tmp_path, store)
@@ -377,9 +363,7 @@ def test_not_ready_until_the_model_arrives(
         assert srv.stop() == 0
 
 
-def test_train_then_serve_on_a_store_that_refuses_directory_renames(
-    tmp_path: Path, held_out: HeldOut
-) -> None:
+def test_train_then_serve_on_a_store_that_refuses_directory_renames(tmp_path: Path, held_out: HeldOut) -> None:
     """Bug: on GKE (gcsfuse, flat bucket) the trainer could never publish, so nothing served."""
     store = tmp_path / "bucket"
     store.mkdir()
@@ -398,9 +382,7 @@ def test_train_then_serve_on_a_store_that_refuses_directory_renames(
         assert srv.stop() == 0
 
 
-def test_a_half_published_version_is_never_loaded(
-    tmp_path: Path, trained: TrainedModel, held_out: HeldOut
-) -> None:
+def test_a_half_published_version_is_never_loaded(tmp_path: Path, trained: TrainedModel, held_out: HeldOut) -> None:
     """The model file landed but its commit record did not (or names other bytes): not ready."""
     store = tmp_path / "store"
     directory = store / MODEL_NAME / VERSION
@@ -476,9 +458,7 @@ def test_refuses_to_start_on_bad_settings(env: dict[str, str], message: str) -> 
     assert "p4ss" not in result.stdout + result.stderr
 
 
-def test_labels_not_matching_the_model_keep_it_not_ready(
-    tmp_path: Path, trained: TrainedModel
-) -> None:
+def test_labels_not_matching_the_model_keep_it_not_ready(tmp_path: Path, trained: TrainedModel) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\n", encoding="utf-8")
     srv = Server(tmp_path, trained.store, MLAPP_LABELS_FILE=str(labels))

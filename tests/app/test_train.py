@@ -152,8 +152,8 @@ def test_bad_arguments_exit_1_with_a_message(tmp_path: Path, args: list[str], me
 
 
 def idx_bytes(array: npt.NDArray[np.uint8]) -> bytes:
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + (
-        array.astype(">u1").tobytes()
+    return (
+        bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + (array.astype(">u1").tobytes())
     )
 
 
@@ -251,9 +251,7 @@ def test_publish_failing_midway_leaves_the_store_untouched(tmp_path: Path) -> No
     assert not (tmp_path / MODEL_NAME).exists()  # the model is written outside the store first
 
 
-def test_trainer_crash_during_export_publishes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_trainer_crash_during_export_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlapp import fit, train
 
     def explode(net: object, height: int, width: int, path: Path) -> None:
@@ -285,9 +283,7 @@ def test_metadata_records_the_model_checksum(trained: TrainedModel) -> None:
     ["no metadata", "no model", "truncated model", "one byte changed", "metadata of format 1",
      "metadata not JSON"],
 )  # fmt: skip
-def test_a_half_written_or_damaged_version_is_not_published(
-    tmp_path: Path, trained: TrainedModel, damage: str
-) -> None:
+def test_a_half_written_or_damaged_version_is_not_published(tmp_path: Path, trained: TrainedModel, damage: str) -> None:
     """A reader never takes a version whose files do not match its commit record (metadata.json)."""
     directory = tmp_path / MODEL_NAME / VERSION
     directory.mkdir(parents=True)
@@ -324,9 +320,7 @@ def test_a_damaged_published_version_is_trained_again(tmp_path: Path, trained: T
 # ---------------------------------------------------------------- a store like gcsfuse
 
 
-def test_publish_works_where_directories_cannot_be_renamed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_publish_works_where_directories_cannot_be_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bug: publishing renamed a staging directory, which gcsfuse refuses on a flat bucket."""
     for name in ("rename", "replace", "link"):
         monkeypatch.setattr(os, name, getattr(os, name))  # restored after the test
@@ -339,6 +333,7 @@ def test_publish_works_where_directories_cannot_be_renamed(
     assert refused.value.errno == errno.EMFILE
 
     model = b"onnx bytes"
+
     def write(content: bytes) -> Callable[[Path], None]:
         def to(path: Path) -> None:
             path.write_bytes(content)
@@ -353,6 +348,7 @@ def test_publish_works_where_directories_cannot_be_renamed(
     assert not store.publish(tmp_path, MODEL_NAME, "v1", write(b"other"), {})
     assert store.read_published(tmp_path / MODEL_NAME / "v1")[1] == model
 
+
 # ---------------------------------------------------------------- resume
 
 # The session model's arguments: an interrupted and resumed run must end with
@@ -365,9 +361,7 @@ RESUME_ARGS = [*TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED),
 def kill_after_first_checkpoint(store_dir: Path, version: str, sig: signal.Signals) -> str:
     cmd = [sys.executable, "-m", "mlapp.train", "--model-dir", str(store_dir),
            "--model-name", MODEL_NAME, "--version", version, *RESUME_ARGS]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.Popen(cmd, env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:
@@ -382,9 +376,7 @@ def kill_after_first_checkpoint(store_dir: Path, version: str, sig: signal.Signa
     return output
 
 
-def test_resumes_from_checkpoint_after_a_hard_kill(
-    tmp_path: Path, held_out: HeldOut, trained: TrainedModel
-) -> None:
+def test_resumes_from_checkpoint_after_a_hard_kill(tmp_path: Path, held_out: HeldOut, trained: TrainedModel) -> None:
     kill_after_first_checkpoint(tmp_path, "r", signal.SIGKILL)
     assert store.checkpoint_path(tmp_path, MODEL_NAME, "r").is_file()
     assert not (tmp_path / MODEL_NAME / "r").exists()
