@@ -20,23 +20,24 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
-from components import acr_token, gpu
-from components.config import ACR_SKUS, AKS_UPGRADE_CHANNELS
+from components import acr_token
 from components.target import (
+    GPU_POOL,
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
+    POOL_LABEL_KEY,
+    SYSTEM_POOL,
     GpuScheduling,
     ModelStore,
     Registry,
     StorageClaim,
     Toleration,
 )
+from mlstack import catalogue, rules
+from mlstack.problems import Problem, format_problems
 
 # Built-in role "AcrPull" (the same id in every subscription).
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-# The label the GPU pool's nodes carry and the GPU pods (and the device plugin) select.
-GPU_POOL_LABEL_KEY = "mlstack.io/pool"
-GPU_POOL_LABEL_VALUE = "gpu"
 # AKS puts this taint on every node of a Spot pool whether or not it is asked for.
 SPOT_TAINT_KEY = "kubernetes.azure.com/scalesetpriority"
 SPOT_TAINT_VALUE = "spot"
@@ -45,8 +46,9 @@ MODEL_STORAGE_CLASS = "azurefile-csi"
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
 # Where the kubelet listens for device plugins to register.
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
-SYSTEM_POOL_NAME = "system"
-GPU_POOL_NAME = "gpu"  # AKS: lower-case letters and digits, at most 12
+# AKS pool names: lower-case letters and digits, at most 12.
+SYSTEM_POOL_NAME = SYSTEM_POOL
+GPU_POOL_NAME = GPU_POOL
 
 
 class ClusterIdentity(Protocol):
@@ -95,9 +97,9 @@ def node_taint(t: Toleration) -> str:
 
 
 def gpu_scheduling(args: AksGpuClusterArgs) -> GpuScheduling:
-    size = gpu.azure_gpu_size(args.gpu_vm_size)
+    size = catalogue.azure_gpu_size(args.gpu_vm_size)
     return GpuScheduling(
-        node_selector={GPU_POOL_LABEL_KEY: GPU_POOL_LABEL_VALUE},
+        node_selector={POOL_LABEL_KEY: GPU_POOL},
         tolerations=gpu_pool_taints(args.gpu_spot),
         gpus_per_node=size.gpus,
         gpu_model=size.gpu_model,
@@ -119,38 +121,21 @@ def decode_kubeconfig(encoded: str) -> str:
     return base64.b64decode(encoded).decode("utf-8")
 
 
-def check(args: AksGpuClusterArgs) -> None:
-    """Refuse arguments AKS would reject only after minutes of provisioning."""
-    problems: list[str] = []
-    try:
-        gpu.azure_location(args.location)
-    except ValueError as e:
-        problems.append(f"mlstack:azureLocation = {args.location!r}: {e}")
-    try:
-        gpu.azure_vm_size(args.system_vm_size)
-    except ValueError as e:
-        problems.append(f"mlstack:aksSystemVmSize = {args.system_vm_size!r}: {e}")
-    try:
-        gpu.azure_gpu_size(args.gpu_vm_size)
-    except ValueError as e:
-        problems.append(f"mlstack:aksGpuVmSize = {args.gpu_vm_size!r}: {e}")
-    if args.upgrade_channel not in AKS_UPGRADE_CHANNELS:
-        problems.append(
-            f"mlstack:aksUpgradeChannel = {args.upgrade_channel!r}: must be one of {', '.join(AKS_UPGRADE_CHANNELS)}"
-        )
-    if args.acr_sku not in ACR_SKUS:
-        problems.append(f"mlstack:acrSku = {args.acr_sku!r}: must be one of {', '.join(ACR_SKUS)}")
-    if args.system_node_count < 1:
-        problems.append(f"mlstack:systemNodeCount = {args.system_node_count}: must be at least 1")
-    if args.gpu_min_nodes < 0 or args.gpu_max_nodes < max(1, args.gpu_min_nodes):
-        problems.append(
-            f"mlstack:gpuMaxNodes = {args.gpu_max_nodes}: must be at least 1 and at least "
-            f"mlstack:gpuMinNodes ({args.gpu_min_nodes}, itself at least 0)"
-        )
-    if args.spot_max_price != -1 and args.spot_max_price <= 0:
-        problems.append(f"mlstack:aksSpotMaxPrice = {args.spot_max_price}: must be -1 or above zero")
-    if problems:
-        raise AksError("invalid AKS target:\n" + "\n".join(f"  - {p}" for p in problems))
+def check_args(args: AksGpuClusterArgs) -> list[Problem]:
+    """Every problem with ``args``, by the rules the config loader applies; empty when valid.
+
+    AKS would reject them only after minutes of provisioning.
+    """
+    return [
+        *rules.parsed("azureLocation", args.location, catalogue.azure_location),
+        *rules.parsed("aksSystemVmSize", args.system_vm_size, catalogue.azure_vm_size),
+        *rules.parsed("aksGpuVmSize", args.gpu_vm_size, catalogue.azure_gpu_size),
+        *rules.one_of("aksUpgradeChannel", args.upgrade_channel, catalogue.AKS_UPGRADE_CHANNELS),
+        *rules.one_of("acrSku", args.acr_sku, catalogue.ACR_SKUS),
+        *rules.system_node_count(args.system_node_count),
+        *rules.gpu_pool_size(args.gpu_min_nodes, args.gpu_max_nodes),
+        *rules.spot_max_price(args.spot_max_price),
+    ]
 
 
 # --- the component -------------------------------------------------------------
@@ -165,23 +150,80 @@ class AksGpuCluster(pulumi.ComponentResource):
     gpu: GpuScheduling | None
     model_store: ModelStore
     external_load_balancer: bool
+    kube_context: str | None
     cluster_name: pulumi.Output[str]
     resource_group_name: pulumi.Output[str]
     registry_login_server: pulumi.Output[str]
+    gpu_pool_name: pulumi.Output[str]
     get_credentials: pulumi.Output[str]
 
     def __init__(self, name: str, args: AksGpuClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        check(args)
+        problems = check_args(args)
+        if problems:
+            raise AksError(format_problems("invalid AKS target", problems))
         super().__init__("mlstack:aks:AksGpuCluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name, self._args = name, args
+        self._child = pulumi.ResourceOptions(parent=self)
+        invoke_opts = pulumi.InvokeOutputOptions(parent=self)
 
-        group = resources.ResourceGroup(f"{name}-rg", location=args.location, opts=child)
+        group = resources.ResourceGroup(f"{name}-rg", location=args.location, opts=self._child)
+        cluster = self._cluster(group)
+        gpu_pool = self._gpu_pool(group, cluster)
+        acr = self._registry(group)
+        client = authorization.get_client_config_output(opts=invoke_opts)
+        acr_pull = self._acr_pull(cluster, acr, client.subscription_id)
+        self._kubernetes(group, cluster, depends_on=[acr_pull, gpu_pool])
 
-        cluster = containerservice.ManagedCluster(
-            f"{name}-cluster",
+        self.gpu = gpu_scheduling(args)
+        k8s.apps.v1.DaemonSet(
+            f"{name}-nvidia-device-plugin",
+            metadata=device_plugin_meta(),
+            spec=device_plugin_spec(args.device_plugin_image, self.gpu),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+        )
+        username, password = _push_credentials(args, acr, group, client.tenant_id, self)
+        self.registry = Registry(server=acr.login_server, username=username, password=password)
+        # ReadWriteMany: the Job writes the model on a GPU node, the servers read it elsewhere.
+        self.model_store = ModelStore(
+            claim=StorageClaim(access_mode="ReadWriteMany", storage_class=MODEL_STORAGE_CLASS)
+        )
+        self.external_load_balancer = True
+        self.kube_context = None  # the kubeconfig names its own context
+        self.cluster_name = cluster.name
+        self.resource_group_name = group.name
+        self.registry_login_server = acr.login_server
+        self.gpu_pool_name = gpu_pool.name
+        self.get_credentials = pulumi.Output.concat(
+            "az aks get-credentials --resource-group ", group.name, " --name ", cluster.name
+        )
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "resourceGroupName": self.resource_group_name,
+                "registryLoginServer": self.registry_login_server,
+                "kubeconfig": self.kubeconfig,
+                "getCredentials": self.get_credentials,
+                "gpuPoolName": self.gpu_pool_name,
+            }
+        )
+
+    @property
+    def stack_outputs(self) -> dict[str, pulumi.Input[str]]:
+        """What an AKS user needs next (push images, kubectl), exported by the stack."""
+        return {
+            "clusterName": self.cluster_name,
+            "resourceGroup": self.resource_group_name,
+            "registryLoginServer": self.registry_login_server,
+            "getCredentials": self.get_credentials,
+        }
+
+    def _cluster(self, group: resources.ResourceGroup) -> containerservice.ManagedCluster:
+        args = self._args
+        return containerservice.ManagedCluster(
+            f"{self._name}-cluster",
             resource_group_name=group.name,
             location=args.location,
-            dns_prefix=name,
+            dns_prefix=self._name,
             kubernetes_version=args.kubernetes_version,
             enable_rbac=True,
             identity=containerservice.ManagedClusterIdentityArgs(
@@ -207,11 +249,15 @@ class AksGpuCluster(pulumi.ComponentResource):
                     type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
                 )
             ],
-            opts=child,
+            opts=self._child,
         )
 
-        gpu_pool = containerservice.AgentPool(
-            f"{name}-gpu-pool",
+    def _gpu_pool(
+        self, group: resources.ResourceGroup, cluster: containerservice.ManagedCluster
+    ) -> containerservice.AgentPool:
+        args = self._args
+        return containerservice.AgentPool(
+            f"{self._name}-gpu-pool",
             agent_pool_name=GPU_POOL_NAME,
             resource_group_name=group.name,
             resource_name_=cluster.name,
@@ -225,7 +271,7 @@ class AksGpuCluster(pulumi.ComponentResource):
             count=args.gpu_min_nodes,
             min_count=args.gpu_min_nodes,
             max_count=args.gpu_max_nodes,
-            node_labels={GPU_POOL_LABEL_KEY: GPU_POOL_LABEL_VALUE},
+            node_labels={POOL_LABEL_KEY: GPU_POOL},
             # The Spot taint is listed too: AKS adds it to every Spot pool, and leaving
             # it out would show a diff on every preview.
             node_taints=[node_taint(t) for t in gpu_pool_taints(args.gpu_spot)],
@@ -242,8 +288,10 @@ class AksGpuCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]),
         )
 
-        suffix = random.RandomString(f"{name}-registry-suffix", length=8, special=False, upper=False, opts=child)
-        acr = containerregistry.Registry(
+    def _registry(self, group: resources.ResourceGroup) -> containerregistry.Registry:
+        args, name = self._args, self._name
+        suffix = random.RandomString(f"{name}-registry-suffix", length=8, special=False, upper=False, opts=self._child)
+        return containerregistry.Registry(
             f"{name}-registry",
             registry_name=suffix.result.apply(lambda s: registry_name(name, s)),
             resource_group_name=group.name,
@@ -252,68 +300,50 @@ class AksGpuCluster(pulumi.ComponentResource):
             # Pushes authenticate with the deployer's Entra ID token, exchanged by the
             # program for an ACR refresh token (acr_refresh_token), unless asked otherwise.
             admin_user_enabled=args.acr_admin_user,
-            opts=child,
+            opts=self._child,
         )
 
-        invoke_opts = pulumi.InvokeOutputOptions(parent=self)
-        client = authorization.get_client_config_output(opts=invoke_opts)
-        kubelet_object_id = cluster.identity_profile.apply(_kubelet_object_id)
-        acr_pull = authorization.RoleAssignment(
-            f"{name}-acr-pull",
-            principal_id=kubelet_object_id,
+    def _acr_pull(
+        self,
+        cluster: containerservice.ManagedCluster,
+        acr: containerregistry.Registry,
+        subscription_id: pulumi.Output[str],
+    ) -> authorization.RoleAssignment:
+        return authorization.RoleAssignment(
+            f"{self._name}-acr-pull",
+            principal_id=cluster.identity_profile.apply(_kubelet_object_id),
             # Set explicitly: Azure otherwise looks the principal up in Entra ID, which
             # fails for a moments-old identity that has not replicated yet.
             principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-            role_definition_id=client.subscription_id.apply(role_definition_id),
+            role_definition_id=subscription_id.apply(role_definition_id),
             scope=acr.id,
-            opts=child,
+            opts=self._child,
         )
 
+    def _kubernetes(
+        self,
+        group: resources.ResourceGroup,
+        cluster: containerservice.ManagedCluster,
+        depends_on: list[pulumi.Resource],
+    ) -> None:
+        """The kubeconfig and the provider the workloads use; set as ``kubeconfig`` and ``provider``."""
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group.name,
             resource_name=cluster.name,
-            opts=invoke_opts,
+            opts=pulumi.InvokeOutputOptions(parent=self),
         )
         self.kubeconfig = pulumi.Output.secret(
             credentials.kubeconfigs.apply(lambda configs: decode_kubeconfig(configs[0].value))
         )
         self.provider = k8s.Provider(
-            f"{name}-k8s",
+            f"{self._name}-k8s",
             kubeconfig=self.kubeconfig,
             # Nothing runs in the cluster before the kubelet may pull from the registry
             # (the Job's image pull would otherwise race the AcrPull assignment) and the
             # GPU pool exists. Azure adds that a new role assignment "can take up to 10
             # minutes" to take effect (learn.microsoft.com/azure/role-based-access-control/
             # troubleshooting): the kubelet retries a refused pull with back-off meanwhile.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[acr_pull, gpu_pool]),
-        )
-
-        self.gpu = gpu_scheduling(args)
-        _device_plugin(name, args.device_plugin_image, self.gpu, self.provider, self)
-
-        username, password = _push_credentials(args, acr, group, client.tenant_id, self)
-        self.registry = Registry(server=acr.login_server, username=username, password=password)
-        # ReadWriteMany: the Job writes the model on a GPU node, the servers read it elsewhere.
-        self.model_store = ModelStore(
-            claim=StorageClaim(access_mode="ReadWriteMany", storage_class=MODEL_STORAGE_CLASS)
-        )
-        self.external_load_balancer = True
-        self.cluster_name = cluster.name
-        self.resource_group_name = group.name
-        self.registry_login_server = acr.login_server
-        self.gpu_pool_name = gpu_pool.name
-        self.get_credentials = pulumi.Output.concat(
-            "az aks get-credentials --resource-group ", group.name, " --name ", cluster.name
-        )
-        self.register_outputs(
-            {
-                "clusterName": self.cluster_name,
-                "resourceGroupName": self.resource_group_name,
-                "registryLoginServer": self.registry_login_server,
-                "kubeconfig": self.kubeconfig,
-                "getCredentials": self.get_credentials,
-                "gpuPoolName": self.gpu_pool_name,
-            }
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
 
 
@@ -355,71 +385,64 @@ def _push_credentials(
     return acr_token.USERNAME, pulumi.Output.secret(refresh_token)
 
 
-def _device_plugin(
-    name: str,
-    image: str,
-    scheduling: GpuScheduling,
-    provider: k8s.Provider,
-    parent: pulumi.Resource,
-) -> k8s.apps.v1.DaemonSet:
+DEVICE_PLUGIN_MATCH = {"app.kubernetes.io/name": "nvidia-device-plugin"}
+
+
+def device_plugin_meta() -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(
+        name="nvidia-device-plugin",
+        namespace="kube-system",
+        labels={**DEVICE_PLUGIN_MATCH, "app.kubernetes.io/part-of": "mlstack"},
+        # Exemptions from the policy pack (policy/rules.py), said where reviewers see them.
+        annotations={
+            "mlstack.io/policy-exempt": "non-root,image-digest",
+            "mlstack.io/policy-exempt-reason": (
+                "the plugin creates its socket in the kubelet's root-owned device-plugin directory, "
+                "so it runs as root (without escalation, all capabilities dropped); NVIDIA's image "
+                "is pinned by release tag until its digest is verified and pinned here"
+            ),
+        },
+    )
+
+
+def device_plugin_spec(image: str, scheduling: GpuScheduling) -> k8s.apps.v1.DaemonSetSpecArgs:
     """NVIDIA's device plugin, on the GPU nodes only: it advertises nvidia.com/gpu there."""
-    match = {"app.kubernetes.io/name": "nvidia-device-plugin"}
-    return k8s.apps.v1.DaemonSet(
-        f"{name}-nvidia-device-plugin",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name="nvidia-device-plugin",
-            namespace="kube-system",
-            labels={**match, "app.kubernetes.io/part-of": "mlstack"},
-            # Exemptions from the policy pack (policy/rules.py), said where reviewers see them.
-            annotations={
-                "mlstack.io/policy-exempt": "non-root,image-digest",
-                "mlstack.io/policy-exempt-reason": (
-                    "the plugin creates its socket in the kubelet's root-owned device-plugin directory, "
-                    "so it runs as root (without escalation, all capabilities dropped); NVIDIA's image "
-                    "is pinned by release tag until its digest is verified and pinned here"
-                ),
-            },
-        ),
-        spec=k8s.apps.v1.DaemonSetSpecArgs(
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match),
-            update_strategy=k8s.apps.v1.DaemonSetUpdateStrategyArgs(type="RollingUpdate"),
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=match),
-                spec=k8s.core.v1.PodSpecArgs(
-                    node_selector=dict(scheduling.node_selector),
-                    tolerations=[
-                        k8s.core.v1.TolerationArgs(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
-                        for t in scheduling.tolerations
-                    ],
-                    # Evicting it under node pressure would take every GPU off the node.
-                    priority_class_name="system-node-critical",
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="nvidia-device-plugin",
-                            image=image,
-                            # Keep running (and retrying) while the AKS driver install finishes.
-                            env=[k8s.core.v1.EnvVarArgs(name="FAIL_ON_INIT_ERROR", value="false")],
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "10m", "memory": "32Mi"},
-                                limits={"memory": "128Mi"},
-                            ),
-                            security_context=k8s.core.v1.SecurityContextArgs(
-                                allow_privilege_escalation=False,
-                                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                            ),
-                            volume_mounts=[
-                                k8s.core.v1.VolumeMountArgs(name="device-plugin", mount_path=DEVICE_PLUGIN_DIR)
-                            ],
-                        )
-                    ],
-                    volumes=[
-                        k8s.core.v1.VolumeArgs(
-                            name="device-plugin",
-                            host_path=k8s.core.v1.HostPathVolumeSourceArgs(path=DEVICE_PLUGIN_DIR, type="Directory"),
-                        )
-                    ],
-                ),
+    return k8s.apps.v1.DaemonSetSpecArgs(
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=DEVICE_PLUGIN_MATCH),
+        update_strategy=k8s.apps.v1.DaemonSetUpdateStrategyArgs(type="RollingUpdate"),
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=DEVICE_PLUGIN_MATCH),
+            spec=k8s.core.v1.PodSpecArgs(
+                node_selector=dict(scheduling.node_selector),
+                tolerations=[
+                    k8s.core.v1.TolerationArgs(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+                    for t in scheduling.tolerations
+                ],
+                # Evicting it under node pressure would take every GPU off the node.
+                priority_class_name="system-node-critical",
+                containers=[
+                    k8s.core.v1.ContainerArgs(
+                        name="nvidia-device-plugin",
+                        image=image,
+                        # Keep running (and retrying) while the AKS driver install finishes.
+                        env=[k8s.core.v1.EnvVarArgs(name="FAIL_ON_INIT_ERROR", value="false")],
+                        resources=k8s.core.v1.ResourceRequirementsArgs(
+                            requests={"cpu": "10m", "memory": "32Mi"},
+                            limits={"memory": "128Mi"},
+                        ),
+                        security_context=k8s.core.v1.SecurityContextArgs(
+                            allow_privilege_escalation=False,
+                            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                        ),
+                        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="device-plugin", mount_path=DEVICE_PLUGIN_DIR)],
+                    )
+                ],
+                volumes=[
+                    k8s.core.v1.VolumeArgs(
+                        name="device-plugin",
+                        host_path=k8s.core.v1.HostPathVolumeSourceArgs(path=DEVICE_PLUGIN_DIR, type="Directory"),
+                    )
+                ],
             ),
         ),
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
     )

@@ -9,35 +9,36 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 from pulumi_gcp import artifactregistry, container, organizations, projects, serviceaccount, storage
 
-from components import gpu
-from components.config import GKE_RELEASE_CHANNELS
 from components.target import (
+    GPU_POOL,
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
+    POOL_LABEL_KEY,
+    SYSTEM_POOL,
     CsiVolume,
     GpuScheduling,
     ModelStore,
     Registry,
     Toleration,
 )
-from components.workloads import APP_UID
+from mlapp import contract
+from mlstack import catalogue, rules
+from mlstack.problems import Problem, format_problems
 
 GCS_FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 # The GCS FUSE webhook injects its sidecar only into pods that carry this annotation.
 GCS_FUSE_ANNOTATION = "gke-gcsfuse/volumes"
 # implicit-dirs: the trainer writes <model>/<version>/model.onnx without creating
-# directory objects. uid/gid: the app runs as 10001, and gcsfuse presents every
+# directory objects. uid/gid: the app runs as contract.APP_UID, and gcsfuse presents every
 # file as owned by the mounting user unless told otherwise (fsGroup alone sets the modes).
-GCS_FUSE_MOUNT_OPTIONS = f"implicit-dirs,uid={APP_UID},gid={APP_UID}"
+GCS_FUSE_MOUNT_OPTIONS = f"implicit-dirs,uid={contract.APP_UID},gid={contract.APP_UID}"
 
-POOL_LABEL = "mlstack.dev/pool"
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"  # set by GKE on every GPU node
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # What nodes need to ship logs and metrics, and nothing else (no Editor, unlike
@@ -53,7 +54,6 @@ REGISTRY_READER_ROLE = "roles/artifactregistry.reader"
 MODEL_BUCKET_ROLE = "roles/storage.objectUser"
 REGISTRY_USERNAME = "oauth2accesstoken"  # Artifact Registry's user name for an OAuth access token
 
-_REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,9}$")  # short: it prefixes account and bucket names
 
 
@@ -89,36 +89,17 @@ class GkeGpuClusterArgs:
 # --- pure builders -------------------------------------------------------------
 
 
-def check_args(args: GkeGpuClusterArgs) -> list[str]:
-    """Every problem with ``args``, each naming the config key; empty when valid."""
-    problems = [
-        f"mlstack:{p.key} = {p.value!r}: {p.reason}"
-        for p in gpu.check_gcp_gpu_pool(args.gpu_type, args.gpu_machine_type, args.gpu_count)
+def check_args(args: GkeGpuClusterArgs) -> list[Problem]:
+    """Every problem with ``args``, by the rules the config loader applies; empty when valid."""
+    return [
+        *rules.one_of("gkeReleaseChannel", args.release_channel, catalogue.GKE_RELEASE_CHANNELS),
+        *rules.one_of("gkeGpuDriverVersion", args.gpu_driver_version, catalogue.GCP_GPU_DRIVER_VERSIONS),
+        *rules.gcp_gpu_pool(args.gpu_type, args.gpu_machine_type, args.gpu_count),
+        *rules.gpu_pool_size(args.gpu_min_nodes, args.gpu_max_nodes),
+        *rules.system_node_count(args.system_node_count),
+        *rules.gcp_zone(None if args.location == args.region else args.location, args.region),
+        *rules.artifact_repository_id(args.repository_id),
     ]
-    if args.release_channel not in GKE_RELEASE_CHANNELS:
-        problems.append(
-            f"mlstack:gkeReleaseChannel = {args.release_channel!r}: must be one of {', '.join(GKE_RELEASE_CHANNELS)}"
-        )
-    if args.gpu_driver_version not in gpu.GCP_GPU_DRIVER_VERSIONS:
-        problems.append(
-            f"mlstack:gkeGpuDriverVersion = {args.gpu_driver_version!r}: "
-            f"must be one of {', '.join(gpu.GCP_GPU_DRIVER_VERSIONS)}"
-        )
-    if not 0 <= args.gpu_min_nodes <= args.gpu_max_nodes or args.gpu_max_nodes < 1:
-        problems.append(
-            f"mlstack:gpuMinNodes/gpuMaxNodes = {args.gpu_min_nodes}/{args.gpu_max_nodes}: "
-            "need 0 <= gpuMinNodes <= gpuMaxNodes and gpuMaxNodes >= 1"
-        )
-    if args.system_node_count < 1:
-        problems.append(f"mlstack:systemNodeCount = {args.system_node_count}: must be at least 1")
-    if args.location != args.region and not args.location.startswith(f"{args.region}-"):
-        problems.append(f"mlstack:gcpZone = {args.location!r}: must be a zone of {args.region}")
-    if not _REPOSITORY_ID.match(args.repository_id):
-        problems.append(
-            f"mlstack:appName = {args.repository_id!r}: names the Artifact Registry repository, "
-            "so it must start with a letter and hold only lower-case letters, digits and hyphens"
-        )
-    return problems
 
 
 def workload_principal(project_number: str, project: str, namespace: str, service_account: str) -> str:
@@ -195,10 +176,69 @@ def gpu_scheduling(gpu_type: str, gpu_count: int) -> GpuScheduling:
     """Pods land on the GPU pool by its label and tolerate its taint (GPU_TAINT_*)."""
     return GpuScheduling(
         container_env=GKE_GPU_CONTAINER_ENV,
-        node_selector={POOL_LABEL: "gpu", ACCELERATOR_LABEL: gpu_type},
+        node_selector={POOL_LABEL_KEY: GPU_POOL, ACCELERATOR_LABEL: gpu_type},
         tolerations=(Toleration(key=GPU_TAINT_KEY, operator="Equal", value=GPU_TAINT_VALUE, effect="NoSchedule"),),
         gpus_per_node=gpu_count,
         gpu_model=gpu_type,
+    )
+
+
+def node_config(
+    machine_type: str,
+    pool: str,
+    service_account: pulumi.Input[str],
+    *,
+    guest_accelerators: list[container.NodePoolNodeConfigGuestAcceleratorArgs] | None = None,
+    spot: bool | None = None,
+    taints: list[container.NodePoolNodeConfigTaintArgs] | None = None,
+) -> container.NodePoolNodeConfigArgs:
+    """A pool's nodes: the dedicated service account, no node identity for pods, the pool label."""
+    return container.NodePoolNodeConfigArgs(
+        machine_type=machine_type,
+        service_account=service_account,
+        oauth_scopes=[CLOUD_PLATFORM_SCOPE],  # IAM roles, not scopes, limit what nodes do
+        # The GKE metadata server: pods get their own identity, never the node's.
+        workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+        labels={POOL_LABEL_KEY: pool},
+        guest_accelerators=guest_accelerators,
+        spot=spot,
+        taints=taints,
+    )
+
+
+def gpu_node_config(args: GkeGpuClusterArgs, service_account: pulumi.Input[str]) -> container.NodePoolNodeConfigArgs:
+    """The GPU pool's nodes: the accelerators with the driver GKE installs, Spot or not, the GPU taint."""
+    driver = container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+        gpu_driver_version=args.gpu_driver_version
+    )
+    return node_config(
+        args.gpu_machine_type,
+        GPU_POOL,
+        service_account,
+        guest_accelerators=[
+            container.NodePoolNodeConfigGuestAcceleratorArgs(
+                type=args.gpu_type, count=args.gpu_count, gpu_driver_installation_config=driver
+            )
+        ],
+        spot=args.gpu_spot,
+        # GKE puts this taint on GPU nodes itself; declaring it keeps previews clean.
+        taints=[container.NodePoolNodeConfigTaintArgs(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE")],
+    )
+
+
+def gcs_model_store(bucket_name: pulumi.Input[str]) -> ModelStore:
+    """The model store: the bucket, mounted into each pod by the GCS FUSE CSI driver's sidecar."""
+    return ModelStore(
+        csi=CsiVolume(
+            driver=GCS_FUSE_DRIVER,
+            volume_attributes={"bucketName": bucket_name, "mountOptions": GCS_FUSE_MOUNT_OPTIONS},
+        ),
+        pod_annotations={GCS_FUSE_ANNOTATION: "true"},
+        # The kubelet hands the driver a token of the pod's service account
+        # (the CSIDriver's tokenRequests), and the driver exchanges it for
+        # Google credentials; the app never calls Google APIs, so the pods
+        # keep no token of their own.
+        needs_service_account_token=False,
     )
 
 
@@ -218,60 +258,112 @@ class GkeGpuCluster(pulumi.ComponentResource):
     gpu: GpuScheduling | None
     model_store: ModelStore
     external_load_balancer: bool
+    kube_context: str | None
+    cluster_name: pulumi.Output[str]
+    location: str
+    registry_url: str
+    bucket_name: pulumi.Output[str]
+    get_credentials: pulumi.Output[str]
 
     def __init__(self, name: str, args: GkeGpuClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        problems = check_args(args)
+        problems: list[Problem | str] = [*check_args(args)]
         if not _NAME.match(name):
             problems.append(f"GkeGpuCluster name {name!r}: must be 1-10 lower-case letters, digits or '-'")
         if problems:
-            raise GkeError("cannot build the GKE cluster:\n" + "\n".join(f"  - {p}" for p in problems))
+            raise GkeError(format_problems("cannot build the GKE cluster", problems))
 
         super().__init__("mlstack:gke:GkeGpuCluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name, self._args = name, args
+        self._child = pulumi.ResourceOptions(parent=self)
         # Account IDs and bucket names must be unique (the bucket worldwide), and
         # stable across updates: derive them from the project, stack and name.
         unique = _short_hash(args.project, pulumi.get_project(), pulumi.get_stack(), name)
 
-        # --- node identity ---
-        node_account = serviceaccount.Account(
-            f"{name}-nodes",
-            project=args.project,
-            account_id=f"{name}-nodes-{unique}",
-            display_name=f"GKE nodes of {name} ({pulumi.get_stack()})",
-            opts=child,
-        )
+        node_account = self._node_account(unique)
         node_member = node_account.email.apply(lambda email: f"serviceAccount:{email}")
+        self._node_roles(node_member)
+        registry_reader = self._registry(node_member)
+        bucket = self._model_bucket(unique)
+        cluster = self._cluster()
+        system_pool, gpu_pool = self._node_pools(cluster, node_account.email)
+        bucket_access = self._bucket_access(bucket, cluster)
+        self._kubernetes(cluster, depends_on=[system_pool, gpu_pool, bucket_access, registry_reader])
+
+        self.gpu = gpu_scheduling(args.gpu_type, args.gpu_count)
+        self.model_store = gcs_model_store(bucket.name)
+        self.external_load_balancer = True
+        self.kube_context = None  # the kubeconfig names its own context
+        self.location = args.location
+        self.bucket_name = bucket.name
+        self.get_credentials = cluster.name.apply(
+            lambda cluster_name: get_credentials_command(cluster_name, args.location, args.project)
+        )
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "location": self.location,
+                "registryUrl": self.registry_url,
+                "modelBucket": self.bucket_name,
+                "kubeconfig": self.kubeconfig,
+                "getCredentials": self.get_credentials,
+            }
+        )
+
+    @property
+    def stack_outputs(self) -> dict[str, pulumi.Input[str]]:
+        """What a GKE user needs next (push images, kubectl), exported by the stack."""
+        return {
+            "clusterName": self.cluster_name,
+            "location": self.location,
+            "registryUrl": self.registry_url,
+            "modelBucket": self.bucket_name,
+            "getCredentials": self.get_credentials,
+        }
+
+    def _node_account(self, unique: str) -> serviceaccount.Account:
+        return serviceaccount.Account(
+            f"{self._name}-nodes",
+            project=self._args.project,
+            account_id=f"{self._name}-nodes-{unique}",
+            display_name=f"GKE nodes of {self._name} ({pulumi.get_stack()})",
+            opts=self._child,
+        )
+
+    def _node_roles(self, node_member: pulumi.Output[str]) -> None:
         for role in NODE_PROJECT_ROLES:
             projects.IAMMember(
-                f"{name}-nodes-{role.removeprefix('roles/').replace('.', '-')}",
-                project=args.project,
+                f"{self._name}-nodes-{role.removeprefix('roles/').replace('.', '-')}",
+                project=self._args.project,
                 role=role,
                 member=node_member,
-                opts=child,
+                opts=self._child,
             )
 
-        # --- registry ---
+    def _registry(self, node_member: pulumi.Output[str]) -> artifactregistry.RepositoryIamMember:
+        """The Artifact Registry repository the images are pushed to; sets ``registry``. Returns the nodes' grant."""
+        args = self._args
         repository = artifactregistry.Repository(
-            f"{name}-registry",
+            f"{self._name}-registry",
             project=args.project,
             location=args.region,
             repository_id=args.repository_id,
             format="DOCKER",
             description=f"mlstack images ({pulumi.get_stack()})",
-            opts=child,
+            opts=self._child,
         )
         # On the repository, not the project: the nodes can pull these images only.
-        registry_reader = artifactregistry.RepositoryIamMember(
-            f"{name}-nodes-registry-reader",
+        reader = artifactregistry.RepositoryIamMember(
+            f"{self._name}-nodes-registry-reader",
             project=args.project,
             location=args.region,
             repository=repository.repository_id,
             role=REGISTRY_READER_ROLE,
             member=node_member,
-            opts=child,
+            opts=self._child,
         )
         client = organizations.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
         server = registry_server(args.region, args.project, args.repository_id)
+        self.registry_url = server
         # A short-lived token of whoever runs `pulumi up`, which is when images are
         # pushed; kept secret so it never lands in state or output in clear.
         self.registry = Registry(
@@ -281,10 +373,12 @@ class GkeGpuCluster(pulumi.ComponentResource):
             username=REGISTRY_USERNAME,
             password=pulumi.Output.secret(client.access_token),
         )
+        return reader
 
-        # --- model store ---
-        bucket = storage.Bucket(
-            f"{name}-models",
+    def _model_bucket(self, unique: str) -> storage.Bucket:
+        args = self._args
+        return storage.Bucket(
+            f"{self._name}-models",
             project=args.project,
             name=f"{args.project}-models-{unique}",
             # Same region as the nodes: no cross-region egress on every model load.
@@ -292,11 +386,13 @@ class GkeGpuCluster(pulumi.ComponentResource):
             uniform_bucket_level_access=True,  # required by Workload Identity for read-write mounts
             public_access_prevention="enforced",
             force_destroy=args.bucket_force_destroy,
-            opts=child,
+            opts=self._child,
         )
-        # --- cluster ---
+
+    def _cluster(self) -> container.Cluster:
+        args = self._args
         cluster = container.Cluster(
-            f"{name}-cluster",
+            f"{self._name}-cluster",
             project=args.project,
             location=args.location,
             # Pools are separate resources (inline and separate pools fight); GKE
@@ -314,33 +410,28 @@ class GkeGpuCluster(pulumi.ComponentResource):
                 gcs_fuse_csi_driver_config=container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
             ),
             deletion_protection=args.deletion_protection,
-            opts=child,
+            opts=self._child,
         )
+        self.cluster_name = cluster.name
+        return cluster
 
-        def node_config(machine_type: str, pool: str, **extra: Any) -> container.NodePoolNodeConfigArgs:
-            return container.NodePoolNodeConfigArgs(
-                machine_type=machine_type,
-                service_account=node_account.email,
-                oauth_scopes=[CLOUD_PLATFORM_SCOPE],  # IAM roles, not scopes, limit what nodes do
-                # The GKE metadata server: pods get their own identity, never the node's.
-                workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
-                labels={POOL_LABEL: pool},
-                **extra,
-            )
-
+    def _node_pools(
+        self, cluster: container.Cluster, node_account: pulumi.Output[str]
+    ) -> tuple[container.NodePool, container.NodePool]:
+        args = self._args
         management = container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True)
         system_pool = container.NodePool(
-            f"{name}-system",
+            f"{self._name}-system",
             project=args.project,
             cluster=cluster.name,
             location=args.location,
             node_count=args.system_node_count,
-            node_config=node_config(args.system_machine_type, "system"),
+            node_config=node_config(args.system_machine_type, SYSTEM_POOL, node_account),
             management=management,
-            opts=child,
+            opts=self._child,
         )
         gpu_pool = container.NodePool(
-            f"{name}-gpu",
+            f"{self._name}-gpu",
             project=args.project,
             cluster=cluster.name,
             location=args.location,
@@ -350,30 +441,14 @@ class GkeGpuCluster(pulumi.ComponentResource):
                 total_min_node_count=args.gpu_min_nodes,
                 total_max_node_count=args.gpu_max_nodes,
             ),
-            node_config=node_config(
-                args.gpu_machine_type,
-                "gpu",
-                guest_accelerators=[
-                    container.NodePoolNodeConfigGuestAcceleratorArgs(
-                        type=args.gpu_type,
-                        count=args.gpu_count,
-                        gpu_driver_installation_config=container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
-                            gpu_driver_version=args.gpu_driver_version
-                        ),
-                    )
-                ],
-                spot=args.gpu_spot,
-                # GKE puts this taint on GPU nodes itself; declaring it keeps previews clean.
-                taints=[
-                    container.NodePoolNodeConfigTaintArgs(
-                        key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
-                    )
-                ],
-            ),
+            node_config=gpu_node_config(args, node_account),
             management=management,
-            opts=child,
+            opts=self._child,
         )
+        return system_pool, gpu_pool
 
+    def _bucket_access(self, bucket: storage.Bucket, cluster: container.Cluster) -> storage.BucketIAMMember:
+        args = self._args
         project_number = organizations.get_project_output(
             project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
         ).number
@@ -390,63 +465,27 @@ class GkeGpuCluster(pulumi.ComponentResource):
         # exists only once a cluster with Workload Identity does; granted earlier, IAM
         # answers "Identity Pool does not exist" (terraform-google-modules/
         # terraform-google-kubernetes-engine#916, googleforgames/global-multiplayer-demo#39).
-        bucket_access = storage.BucketIAMMember(
-            f"{name}-models-workload",
+        return storage.BucketIAMMember(
+            f"{self._name}-models-workload",
             bucket=bucket.name,
             role=MODEL_BUCKET_ROLE,
             member=principal,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
         )
 
-        # --- Kubernetes access ---
-        self.cluster_name: pulumi.Output[str] = cluster.name
-        self.location = args.location
+    def _kubernetes(self, cluster: container.Cluster, depends_on: list[pulumi.Resource]) -> None:
+        """The kubeconfig and the provider the workloads use; set as ``kubeconfig`` and ``provider``."""
+        args = self._args
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
                 lambda v: kubeconfig(args.project, args.location, str(v[0]), str(v[1]), str(v[2]))
             )
         )
         self.provider = k8s.Provider(
-            f"{name}-k8s",
+            f"{self._name}-k8s",
             kubeconfig=self.kubeconfig,
             # Nothing in the cluster before there are nodes to run it and the
             # workloads' identity may read the bucket: a pod whose volume cannot be
             # mounted sits in ContainerCreating until `pulumi up` times out.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[system_pool, gpu_pool, bucket_access, registry_reader]
-            ),
-        )
-
-        self.gpu = gpu_scheduling(args.gpu_type, args.gpu_count)
-        self.model_store = ModelStore(
-            csi=CsiVolume(
-                driver=GCS_FUSE_DRIVER,
-                volume_attributes={
-                    "bucketName": bucket.name,
-                    "mountOptions": GCS_FUSE_MOUNT_OPTIONS,
-                },
-            ),
-            pod_annotations={GCS_FUSE_ANNOTATION: "true"},
-            # The kubelet hands the driver a token of the pod's service account
-            # (the CSIDriver's tokenRequests), and the driver exchanges it for
-            # Google credentials; the app never calls Google APIs, so the pods
-            # keep no token of their own.
-            needs_service_account_token=False,
-        )
-        self.external_load_balancer = True
-        self.registry_url = server
-        self.bucket_name: pulumi.Output[str] = bucket.name
-        self.get_credentials: pulumi.Output[str] = cluster.name.apply(
-            lambda cluster_name: get_credentials_command(cluster_name, args.location, args.project)
-        )
-
-        self.register_outputs(
-            {
-                "clusterName": self.cluster_name,
-                "location": self.location,
-                "registryUrl": self.registry_url,
-                "modelBucket": self.bucket_name,
-                "kubeconfig": self.kubeconfig,
-                "getCredentials": self.get_credentials,
-            }
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )

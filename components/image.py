@@ -29,8 +29,9 @@ from typing import Final
 import pulumi
 import pulumi_docker_build as docker_build
 
-from components import gpu
 from components.target import Registry
+from mlstack import catalogue, rules
+from mlstack.problems import Problem, format_problems
 
 # Where the app lives, relative to the project root (the directory `pulumi up` runs in).
 # Relative on purpose: the paths are resource inputs, and an absolute path would
@@ -39,7 +40,6 @@ APP_CONTEXT: Final = "app"
 APP_DOCKERFILE: Final = "app/Dockerfile"
 TRAINER_TARGET: Final = "trainer"
 SERVER_TARGET: Final = "server"
-PLATFORMS: Final = ("linux/amd64", "linux/arm64")
 CACHE_TAG: Final = "buildcache"
 TORCH_INDEX_ARG: Final = "TORCH_INDEX_URL"  # the trainer stage's ARG in app/Dockerfile
 GIT_REVISION_LENGTH: Final = 12
@@ -47,7 +47,6 @@ CONTENT_PREFIX: Final = "src-"
 CONTENT_HASH_LENGTH: Final = 16
 # Local tool caches, never part of what the image is built from.
 IGNORED_DIRS: Final = frozenset({".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv"})
-_REPOSITORY_PREFIX = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
 class ImageError(pulumi.RunError):
@@ -64,8 +63,8 @@ class AppImageArgs:
     # unless the containerd image store is on ("Cache export is not supported for
     # the docker driver"; docker/buildx#701, docs.docker.com/build/cache/backends/).
     build_cache: bool = False
-    # PyTorch's wheel index for the trainer's CUDA build (components.gpu.TRAINER_CUDA_BUILDS).
-    torch_index_url: str = gpu.TRAINER_CUDA_BUILDS[gpu.DEFAULT_TRAINER_CUDA].index_url
+    # PyTorch's wheel index for the trainer's CUDA build (mlstack.catalogue.TRAINER_CUDA_BUILDS).
+    torch_index_url: str = catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA].index_url
     context: str = APP_CONTEXT
     dockerfile: str = APP_DOCKERFILE
     revision: str | None = None  # None: source_revision(context)
@@ -144,27 +143,23 @@ def registry_host(server: str) -> str:
 
 def check(args: AppImageArgs) -> Registry:
     """Refuse what cannot be built, before any resource exists; the registry to push to."""
-    problems = []
+    problems: list[Problem | str] = [
+        *rules.image_repository_prefix(args.repository_prefix),
+        *rules.one_of("imagePlatform", args.platform, catalogue.IMAGE_PLATFORMS),
+    ]
     if args.registry is None:
-        problems.append(
+        problems.insert(
+            0,
             "the images are built from app/ and pushed, but this cluster target has no registry: "
             "set mlstack:localRegistry (kind's local registry is localhost:5001), or set "
-            "mlstack:trainerImage and mlstack:serverImage to prebuilt images"
+            "mlstack:trainerImage and mlstack:serverImage to prebuilt images",
         )
-    if not _REPOSITORY_PREFIX.match(args.repository_prefix):
-        problems.append(
-            f"mlstack:appName = {args.repository_prefix!r}: names the image repositories "
-            "(<appName>-trainer, <appName>-server); must be lower-case letters and digits, "
-            "separated by single '.', '_' or '-'"
-        )
-    if args.platform not in PLATFORMS:
-        problems.append(f"mlstack:imagePlatform = {args.platform!r}: must be one of {', '.join(PLATFORMS)}")
     if not args.torch_index_url.startswith("https://"):
         problems.append(f"trainer torch index {args.torch_index_url!r}: must be an https:// wheel index")
     if args.revision is not None and not re.fullmatch(r"[\w][\w.-]{0,127}", args.revision):
         problems.append(f"image revision {args.revision!r}: must be a valid image tag")
     if problems or args.registry is None:
-        raise ImageError("cannot build the app images:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ImageError(format_problems("cannot build the app images", problems))
     return args.registry
 
 

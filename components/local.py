@@ -102,6 +102,7 @@ class LocalCluster(pulumi.ComponentResource):
         super().__init__("mlstack:local:LocalCluster", name, None, opts)
 
         self.context = context
+        self.kube_context: str | None = context
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(minified)
         self.provider = k8s.Provider(
             f"{name}-k8s",
@@ -114,5 +115,7 @@ class LocalCluster(pulumi.ComponentResource):
         # One node: ReadWriteOnce lets the Job and the serving pods share the volume.
         self.model_store = ModelStore(claim=StorageClaim(access_mode="ReadWriteOnce", storage_class=None))
         self.external_load_balancer = False
+        # Nothing a kind or minikube user needs beyond the workloads' own outputs.
+        self.stack_outputs: dict[str, pulumi.Input[str]] = {}
 
         self.register_outputs({"context": context, "kubeconfig": self.kubeconfig})

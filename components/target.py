@@ -19,6 +19,11 @@ GPU_RESOURCE: Final = "nvidia.com/gpu"
 GPU_TAINT_KEY: Final = "nvidia.com/gpu"
 GPU_TAINT_VALUE: Final = "present"
 GPU_TAINT_EFFECT: Final = "NoSchedule"
+# The label every node pool of a cloud target carries (its value: "system" or "gpu"),
+# which the GPU pods and the device plugin select on. One key for every cloud.
+POOL_LABEL_KEY: Final = "mlstack.io/pool"
+GPU_POOL: Final = "gpu"
+SYSTEM_POOL: Final = "system"
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,16 @@ class ClusterTarget(Protocol):
 
     @property
     def model_store(self) -> ModelStore: ...
+
+    @property
+    def stack_outputs(self) -> Mapping[str, pulumi.Input[str]]:
+        """This cloud's own stack outputs (cluster name, registry, the credentials command)."""
+        ...
+
+    @property
+    def kube_context(self) -> str | None:
+        """The kubeconfig context to name in commands printed for the user; None: its current one."""
+        ...
 
     @property
     def external_load_balancer(self) -> bool:

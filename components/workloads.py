@@ -15,46 +15,29 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.capacity import ROLLOUT_MAX_SURGE
-from components.config import ServingConfig, TrainingConfig
 from components.target import ClusterTarget, GpuScheduling, ModelStore
-
-# The app's interface (DESIGN.md): the server's port and endpoints, the env it reads.
-APP_PORT = 8080
-PORT_NAME = "http"
-LIVE_PATH = "/v2/health/live"
-READY_PATH = "/v2/health/ready"
-MODEL_MOUNT = "/models"
-LABELS_DIR = "/etc/mlapp"
-LABELS_KEY = "labels.txt"
-APP_UID = 10001  # the numeric non-root user the app image runs as
-GATE_EXIT_CODE = 2  # the trainer's exit code when accuracy is under the gate
+from mlapp import contract
+from mlstack import rules
+from mlstack.capacity import ROLLOUT_MAX_SURGE
+from mlstack.problems import format_problems
+from mlstack.specs import App, Serving, Training
 
 MANAGED_BY = "pulumi"
 PART_OF = "mlstack"
-
-
-@dataclass(frozen=True)
-class AppSettings:
-    namespace: str
-    app_name: str
-    model_name: str
-    model_labels: tuple[str, ...]
-    log_level: str
+LOCAL_PORT = 8080  # where the port-forward hint listens, for a cluster without external addresses
 
 
 @dataclass(frozen=True)
 class MlWorkloadsArgs:
     target: ClusterTarget
-    app: AppSettings
-    training: TrainingConfig
-    serving: ServingConfig
+    app: App
+    training: Training
+    serving: Serving
     trainer_image: pulumi.Input[str]
     server_image: pulumi.Input[str]
     basic_auth_username: str
@@ -71,7 +54,7 @@ class WorkloadsError(pulumi.RunError):
 # --- pure builders -----------------------------------------------------------
 
 
-def labels(app: AppSettings, component: str) -> dict[str, str]:
+def labels(app: App, component: str) -> dict[str, str]:
     """The recommended app.kubernetes.io labels every object carries."""
     return {
         "app.kubernetes.io/name": app.app_name,
@@ -82,14 +65,14 @@ def labels(app: AppSettings, component: str) -> dict[str, str]:
     }
 
 
-def selector(app: AppSettings, component: str) -> dict[str, str]:
+def selector(app: App, component: str) -> dict[str, str]:
     """The immutable subset of labels a Deployment, Service and PDB select on."""
     full = labels(app, component)
     return {k: full[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")}
 
 
 def object_meta(
-    app: AppSettings,
+    app: App,
     namespace: pulumi.Input[str],
     component: str,
     name: str | None = None,
@@ -109,12 +92,7 @@ def object_meta(
     )
 
 
-def workload_service_account_name(app_name: str) -> str:
-    """The ServiceAccount the Job and the servers run as; a cloud target may grant it access by name."""
-    return f"{app_name}-workload"
-
-
-def model_version(trainer_image: str, training: TrainingConfig) -> str:
+def model_version(trainer_image: str, training: Training) -> str:
     """A version derived from what produced the model: trainer image and training parameters.
 
     The accuracy gate, retries and deadlines are left out: they decide whether
@@ -131,26 +109,26 @@ def model_version(trainer_image: str, training: TrainingConfig) -> str:
     return f"v{digest[:12]}"
 
 
-def app_env(app: AppSettings) -> dict[str, str]:
+def app_env(app: App) -> dict[str, str]:
     """The ConfigMap data both trainer and server read through envFrom."""
     return {
-        "MLAPP_PORT": str(APP_PORT),
-        "MLAPP_MODEL_NAME": app.model_name,
-        "MLAPP_MODEL_DIR": MODEL_MOUNT,
-        "MLAPP_LABELS_FILE": f"{LABELS_DIR}/{LABELS_KEY}",
-        "MLAPP_LOG_LEVEL": app.log_level,
+        contract.ENV_PORT: str(contract.PORT),
+        contract.ENV_MODEL_NAME: app.model_name,
+        contract.ENV_MODEL_DIR: contract.MODEL_MOUNT,
+        contract.ENV_LABELS_FILE: f"{contract.LABELS_DIR}/{contract.LABELS_FILE_NAME}",
+        contract.ENV_LOG_LEVEL: app.log_level,
     }
 
 
-def labels_file(app: AppSettings) -> str:
+def labels_file(app: App) -> str:
     return "".join(f"{label}\n" for label in app.model_labels)
 
 
-def trainer_args(app: AppSettings, training: TrainingConfig, version: str, gpu: bool) -> list[str]:
+def trainer_args(app: App, training: Training, version: str, gpu: bool) -> list[str]:
     """The trainer's command line. ``--device cuda`` exactly when the pod requests a GPU: the
     trainer then fails, naming the cause, instead of training on the CPU of a GPU node."""
     return [
-        "--model-dir", MODEL_MOUNT,
+        "--model-dir", contract.MODEL_MOUNT,
         "--model-name", app.model_name,
         "--version", version,
         "--epochs", str(training.epochs),
@@ -162,36 +140,51 @@ def trainer_args(app: AppSettings, training: TrainingConfig, version: str, gpu: 
     ]  # fmt: skip
 
 
-def probes() -> dict[str, k8s.core.v1.ProbeArgs]:
+@dataclass(frozen=True)
+class Probes:
+    startup: k8s.core.v1.ProbeArgs
+    readiness: k8s.core.v1.ProbeArgs
+    liveness: k8s.core.v1.ProbeArgs
+
+
+def probes() -> Probes:
     """Startup and readiness wait for the model; liveness only asks that the process serves."""
 
     def http(path: str, period: int, failures: int, timeout: int = 2) -> k8s.core.v1.ProbeArgs:
         return k8s.core.v1.ProbeArgs(
-            http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=PORT_NAME),
+            http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=contract.PORT_NAME),
             period_seconds=period,
             failure_threshold=failures,
             timeout_seconds=timeout,
         )
 
-    return {
+    return Probes(
         # Up to 5 minutes to load a model from a cold network volume.
-        "startup": http(READY_PATH, period=5, failures=60),
-        "readiness": http(READY_PATH, period=5, failures=2),
-        "liveness": http(LIVE_PATH, period=10, failures=3),
-    }
+        startup=http(contract.READY_PATH, period=5, failures=60),
+        readiness=http(contract.READY_PATH, period=5, failures=2),
+        liveness=http(contract.LIVE_PATH, period=10, failures=3),
+    )
 
 
-def gpu_scheduling(gpu: GpuScheduling | None) -> dict[str, Any]:
-    """node_selector and tolerations for a pod on the GPU pool; empty without a GPU."""
+@dataclass(frozen=True)
+class PodPlacement:
+    """Where a pod may run: the GPU pool's node selector and the tolerations of its taints."""
+
+    node_selector: dict[str, str] | None = None
+    tolerations: list[k8s.core.v1.TolerationArgs] | None = None
+
+
+def pod_placement(gpu: GpuScheduling | None) -> PodPlacement:
+    """On the GPU pool for a pod that asks for a GPU; anywhere (no selector) without one."""
     if gpu is None:
-        return {}
-    return {
-        "node_selector": dict(gpu.node_selector),
-        "tolerations": [
+        return PodPlacement()
+    return PodPlacement(
+        node_selector=dict(gpu.node_selector),
+        tolerations=[
             k8s.core.v1.TolerationArgs(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
             for t in gpu.tolerations
         ],
-    }
+    )
 
 
 def gpu_env(gpu: GpuScheduling | None) -> list[k8s.core.v1.EnvVarArgs]:
@@ -203,8 +196,8 @@ def gpu_env(gpu: GpuScheduling | None) -> list[k8s.core.v1.EnvVarArgs]:
 def container_security() -> k8s.core.v1.SecurityContextArgs:
     return k8s.core.v1.SecurityContextArgs(
         run_as_non_root=True,
-        run_as_user=APP_UID,
-        run_as_group=APP_UID,
+        run_as_user=contract.APP_UID,
+        run_as_group=contract.APP_UID,
         allow_privilege_escalation=False,
         read_only_root_filesystem=True,
         privileged=False,
@@ -216,10 +209,10 @@ def container_security() -> k8s.core.v1.SecurityContextArgs:
 def pod_security() -> k8s.core.v1.PodSecurityContextArgs:
     return k8s.core.v1.PodSecurityContextArgs(
         run_as_non_root=True,
-        run_as_user=APP_UID,
-        run_as_group=APP_UID,
+        run_as_user=contract.APP_UID,
+        run_as_group=contract.APP_UID,
         # Volumes (the model store) become group-writable by the app's group.
-        fs_group=APP_UID,
+        fs_group=contract.APP_UID,
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
 
@@ -245,8 +238,12 @@ def model_volume(store: ModelStore, claim_name: pulumi.Input[str] | None, read_o
 
 
 def scratch_volume() -> k8s.core.v1.VolumeArgs:
-    # The root filesystem is read-only; /tmp is the one writable place.
+    # The root filesystem is read-only; the scratch directory is the one writable place.
     return k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi"))
+
+
+def scratch_mount() -> k8s.core.v1.VolumeMountArgs:
+    return k8s.core.v1.VolumeMountArgs(name="tmp", mount_path=contract.SCRATCH_DIR)
 
 
 def gate_failure_policy() -> k8s.batch.v1.PodFailurePolicyArgs:
@@ -261,7 +258,7 @@ def gate_failure_policy() -> k8s.batch.v1.PodFailurePolicyArgs:
             k8s.batch.v1.PodFailurePolicyRuleArgs(
                 action="FailJob",
                 on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
-                    container_name="trainer", operator="In", values=[GATE_EXIT_CODE]
+                    container_name=contract.TRAINER_CONTAINER, operator="In", values=[contract.EXIT_GATE]
                 ),
             ),
             k8s.batch.v1.PodFailurePolicyRuleArgs(
@@ -274,6 +271,243 @@ def gate_failure_policy() -> k8s.batch.v1.PodFailurePolicyArgs:
     )
 
 
+@dataclass(frozen=True)
+class PodRefs:
+    """The objects a pod refers to by name, created before it."""
+
+    service_account: pulumi.Input[str]
+    env_config: pulumi.Input[str]
+    model_claim: pulumi.Input[str] | None  # None: the store is an inline CSI volume
+    model_version: pulumi.Input[str]
+
+
+def pod_template_meta(app: App, component: str, store: ModelStore) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(labels=labels(app, component), annotations=dict(store.pod_annotations) or None)
+
+
+def env_from(refs: PodRefs) -> list[k8s.core.v1.EnvFromSourceArgs]:
+    return [k8s.core.v1.EnvFromSourceArgs(config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=refs.env_config))]
+
+
+def training_job_spec(
+    args: MlWorkloadsArgs, refs: PodRefs, trainer_args: pulumi.Input[list[str]]
+) -> k8s.batch.v1.JobSpecArgs:
+    """The training Job: the trainer on the GPU pool, writing the model store, failing fast on the gate."""
+    app, training, target = args.app, args.training, args.target
+    store = target.model_store
+    limits = {"memory": training.memory}
+    if target.gpu is not None:
+        # Extended resources are requested through limits (requests default to them).
+        limits[target.gpu.resource_name] = str(training.gpus)
+    placement = pod_placement(target.gpu)
+    trainer = k8s.core.v1.ContainerArgs(
+        name=contract.TRAINER_CONTAINER,
+        image=args.trainer_image,
+        args=trainer_args,
+        env_from=env_from(refs),
+        env=[k8s.core.v1.EnvVarArgs(name=contract.ENV_TRAINER_IMAGE, value=args.trainer_image), *gpu_env(target.gpu)],
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": training.cpu, "memory": training.memory}, limits=limits
+        ),
+        security_context=container_security(),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT),
+            scratch_mount(),
+        ],
+    )
+    return k8s.batch.v1.JobSpecArgs(
+        backoff_limit=training.backoff_limit,
+        active_deadline_seconds=training.deadline_seconds,
+        pod_failure_policy=gate_failure_policy(),
+        # No ttlSecondsAfterFinished: a Job garbage-collected behind Pulumi's
+        # back would be recreated, and the model retrained, on the next update.
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=pod_template_meta(app, "trainer", store),
+            spec=k8s.core.v1.PodSpecArgs(
+                restart_policy="Never",
+                containers=[trainer],
+                volumes=[model_volume(store, refs.model_claim, read_only=False), scratch_volume()],
+                service_account_name=refs.service_account,
+                automount_service_account_token=store.needs_service_account_token,
+                security_context=pod_security(),
+                node_selector=placement.node_selector,
+                tolerations=placement.tolerations,
+            ),
+        ),
+    )
+
+
+def server_deployment_spec(
+    args: MlWorkloadsArgs, refs: PodRefs, labels_config: pulumi.Input[str], auth_secret: pulumi.Input[str]
+) -> k8s.apps.v1.DeploymentSpecArgs:
+    """The serving Deployment: rolls one pod at a time, never below the replica count, probes on the model."""
+    app, serving, store = args.app, args.serving, args.target.model_store
+    probe = probes()
+
+    def secret_env(var: str, key: str) -> k8s.core.v1.EnvVarArgs:
+        return k8s.core.v1.EnvVarArgs(
+            name=var,
+            value_from=k8s.core.v1.EnvVarSourceArgs(
+                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=auth_secret, key=key)
+            ),
+        )
+
+    server = k8s.core.v1.ContainerArgs(
+        name=contract.SERVER_CONTAINER,
+        image=args.server_image,
+        ports=[k8s.core.v1.ContainerPortArgs(name=contract.PORT_NAME, container_port=contract.PORT, protocol="TCP")],
+        env_from=env_from(refs),
+        env=[
+            k8s.core.v1.EnvVarArgs(name=contract.ENV_MODEL_VERSION, value=refs.model_version),
+            secret_env(contract.ENV_AUTH_USERNAME, "username"),
+            secret_env(contract.ENV_AUTH_PASSWORD, "password"),
+        ],
+        startup_probe=probe.startup,
+        readiness_probe=probe.readiness,
+        liveness_probe=probe.liveness,
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": serving.cpu_request, "memory": serving.memory_request},
+            limits={"cpu": serving.cpu_limit, "memory": serving.memory_limit},
+        ),
+        # Keep serving while the endpoint removal reaches every load balancer.
+        lifecycle=k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=5))
+        ),
+        security_context=container_security(),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="labels", mount_path=contract.LABELS_DIR, read_only=True),
+            scratch_mount(),
+        ],
+    )
+    labels_volume = k8s.core.v1.VolumeArgs(
+        name="labels",
+        config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+            name=labels_config,
+            items=[k8s.core.v1.KeyToPathArgs(key=contract.LABELS_FILE_NAME, path=contract.LABELS_FILE_NAME)],
+        ),
+    )
+    return k8s.apps.v1.DeploymentSpecArgs(
+        # The autoscaler owns the replica count after creation (ignore_changes).
+        replicas=serving.replicas,
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
+        strategy=k8s.apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=ROLLOUT_MAX_SURGE),
+        ),
+        revision_history_limit=5,
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=pod_template_meta(app, "server", store),
+            spec=k8s.core.v1.PodSpecArgs(
+                containers=[server],
+                termination_grace_period_seconds=30,
+                topology_spread_constraints=[
+                    k8s.core.v1.TopologySpreadConstraintArgs(
+                        max_skew=1,
+                        topology_key="kubernetes.io/hostname",
+                        when_unsatisfiable="ScheduleAnyway",
+                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
+                    )
+                ],
+                volumes=[model_volume(store, refs.model_claim, read_only=True), labels_volume, scratch_volume()],
+                service_account_name=refs.service_account,
+                automount_service_account_token=store.needs_service_account_token,
+                security_context=pod_security(),
+            ),
+        ),
+    )
+
+
+def service_spec(app: App, serving: Serving) -> k8s.core.v1.ServiceSpecArgs:
+    return k8s.core.v1.ServiceSpecArgs(
+        type="LoadBalancer",
+        selector=selector(app, "server"),
+        ports=[
+            k8s.core.v1.ServicePortArgs(
+                name=contract.PORT_NAME, port=serving.service_port, target_port=contract.PORT_NAME, protocol="TCP"
+            )
+        ],
+        load_balancer_source_ranges=list(serving.allowed_source_ranges) or None,
+    )
+
+
+def autoscaler_spec(
+    serving: Serving, deployment: pulumi.Input[str]
+) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
+    return k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+        scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+            api_version="apps/v1", kind="Deployment", name=deployment
+        ),
+        min_replicas=serving.replicas,
+        max_replicas=serving.max_replicas,
+        metrics=[
+            k8s.autoscaling.v2.MetricSpecArgs(
+                type="Resource",
+                resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                    name="cpu",
+                    target=k8s.autoscaling.v2.MetricTargetArgs(
+                        type="Utilization", average_utilization=serving.target_cpu_utilization
+                    ),
+                ),
+            )
+        ],
+    )
+
+
+def disruption_budget_spec(app: App) -> k8s.policy.v1.PodDisruptionBudgetSpecArgs:
+    return k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+        # maxUnavailable, not minAvailable: a drain always makes progress, even at one replica.
+        max_unavailable=1,
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
+    )
+
+
+def claim_spec(args: MlWorkloadsArgs) -> k8s.core.v1.PersistentVolumeClaimSpecArgs | None:
+    """The model store's claim; None where the store is an inline CSI volume."""
+    claim = args.target.model_store.claim
+    if claim is None:
+        return None
+    return k8s.core.v1.PersistentVolumeClaimSpecArgs(
+        access_modes=[claim.access_mode],
+        storage_class_name=args.storage_class or claim.storage_class,
+        resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": args.model_store_size}),
+    )
+
+
+def load_balancer_url(status: object, port: int) -> str:
+    """The URL of a LoadBalancer Service from its status (an SDK output type or None)."""
+    load_balancer = getattr(status, "load_balancer", None)
+    ingress = getattr(load_balancer, "ingress", None) or []
+    host = (getattr(ingress[0], "hostname", None) or getattr(ingress[0], "ip", None)) if ingress else None
+    if not host:
+        return "pending: the load balancer has no address yet"
+    return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+
+
+def port_forward_command(app: App, service_port: int, kube_context: str | None) -> str:
+    """How to reach the Service where the cluster gives it no external address (kind)."""
+    context = f" --context {kube_context}" if kube_context else ""
+    return f"kubectl{context} -n {app.namespace} port-forward service/{app.app_name} {LOCAL_PORT}:{service_port}"
+
+
+def curl_command(url: str, username: str, port_forward: str | None) -> str:
+    """A prediction request ready to paste: the password is fetched by the CLI, never written out."""
+    curl = (
+        f'curl -u "{username}:$(pulumi stack output basicAuthPassword --show-secrets)" '
+        f"-F image=@digit.png {url}/predict"
+    )
+    return f"({port_forward} &) && sleep 3 && {curl}" if port_forward else curl
+
+
+def check(args: MlWorkloadsArgs) -> None:
+    gpu = args.target.gpu
+    if gpu is None:
+        return
+    problems = rules.trainer_gpus_per_node(args.training.gpus, gpu.gpus_per_node, gpu.gpu_model)
+    if problems:
+        raise WorkloadsError(format_problems("cannot run the workloads on this cluster", problems))
+
+
 # --- the component -------------------------------------------------------------
 
 
@@ -284,140 +518,44 @@ class MlWorkloads(pulumi.ComponentResource):
     model_version: pulumi.Output[str]
     url: pulumi.Output[str]
     port_forward: str | None
+    curl: pulumi.Output[str]
     basic_auth_username: str
     basic_auth_password: pulumi.Output[str]
+    job_name: pulumi.Output[str]
+    deployment_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: MlWorkloadsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        _check(args)
+        check(args)
         super().__init__("mlstack:workloads:MlWorkloads", name, None, opts)
-        app, target = args.app, args.target
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=target.provider)
+        self._name, self._args = name, args
+        self._k8s = pulumi.ResourceOptions(parent=self, provider=args.target.provider)
 
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=app.namespace, labels=labels(app, "namespace")),
-            opts=k8s_opts,
-        )
-        namespace = ns.metadata.name
-
-        def meta(
-            component: str, object_name: str | None = None, annotations: Mapping[str, pulumi.Input[str]] | None = None
-        ) -> k8s.meta.v1.ObjectMetaArgs:
-            return object_meta(app, namespace, component, object_name, annotations)
-
-        store = target.model_store
-        service_account = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account",
-            metadata=meta(
-                "workload", workload_service_account_name(app.app_name), annotations=store.service_account_annotations
-            ),
-            automount_service_account_token=store.needs_service_account_token,
-            opts=k8s_opts,
-        )
-
-        env_config = k8s.core.v1.ConfigMap(f"{name}-env", metadata=meta("config"), data=app_env(app), opts=k8s_opts)
-        labels_config = k8s.core.v1.ConfigMap(
-            f"{name}-labels", metadata=meta("config"), data={LABELS_KEY: labels_file(app)}, opts=k8s_opts
-        )
-
-        if args.basic_auth_password is not None:
-            password: pulumi.Output[str] = args.basic_auth_password
-        else:
-            generated = random.RandomPassword(
-                f"{name}-basic-auth-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
-            )
-            password = pulumi.Output.secret(generated.result)
-        auth_secret = k8s.core.v1.Secret(
-            f"{name}-basic-auth",
-            metadata=meta("auth"),
-            type="kubernetes.io/basic-auth",
-            string_data={"username": args.basic_auth_username, "password": password},
-            opts=k8s_opts,
-        )
-
-        claim_name: pulumi.Output[str] | None = None
-        if store.claim is not None:
-            claim = k8s.core.v1.PersistentVolumeClaim(
-                f"{name}-model-store",
-                metadata=meta("model-store", f"{app.app_name}-models"),
-                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                    access_modes=[store.claim.access_mode],
-                    storage_class_name=args.storage_class or store.claim.storage_class,
-                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": args.model_store_size}),
-                ),
-                opts=k8s_opts,
-            )
-            claim_name = claim.metadata.name
-
-        version = pulumi.Output.from_input(args.trainer_image).apply(lambda image: model_version(image, args.training))
-        env_from = [
-            k8s.core.v1.EnvFromSourceArgs(
-                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=env_config.metadata.name)
-            )
-        ]
-        pod_common = {
-            "service_account_name": service_account.metadata.name,
-            "automount_service_account_token": store.needs_service_account_token,
-            "security_context": pod_security(),
-        }
-
-        job = self._training_job(
-            name=name, args=args, namespace=namespace, env_from=env_from, pod_common=pod_common,
-            version=version, claim_name=claim_name, k8s_opts=k8s_opts,
-        )  # fmt: skip
-        deployment = self._deployment(
-            name=name, args=args, env_from=env_from, pod_common=pod_common, version=version,
-            claim_name=claim_name, labels_config=labels_config, auth_secret=auth_secret, namespace=namespace,
-            # Roll out only a model that trained and passed its gate; after creation the
-            # autoscaler owns the replica count, so an update must not reset it.
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=target.provider, depends_on=[job], ignore_changes=["spec.replicas"]
-            ),
-        )  # fmt: skip
-        service = self._service(name, args, namespace, k8s_opts)
-
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-autoscaler",
-            metadata=meta("server", f"{app.app_name}-server"),
-            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
-                ),
-                min_replicas=args.serving.replicas,
-                max_replicas=args.serving.max_replicas,
-                metrics=[
-                    k8s.autoscaling.v2.MetricSpecArgs(
-                        type="Resource",
-                        resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
-                            name="cpu",
-                            target=k8s.autoscaling.v2.MetricTargetArgs(
-                                type="Utilization", average_utilization=args.serving.target_cpu_utilization
-                            ),
-                        ),
-                    )
-                ],
-            ),
-            opts=k8s_opts,
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-disruption-budget",
-            metadata=meta("server", f"{app.app_name}-server"),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                # maxUnavailable, not minAvailable: a drain always makes progress, even at one replica.
-                max_unavailable=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
-            ),
-            opts=k8s_opts,
-        )
-
-        self.namespace = namespace
-        self.model_version = version
+        self.namespace = self._namespace()
+        service_account = self._service_account()
+        env_config, labels_config = self._config_maps()
         self.basic_auth_username = args.basic_auth_username
-        self.basic_auth_password = password
+        self.basic_auth_password = self._password()
+        auth_secret = self._auth_secret(self.basic_auth_password)
+        self.model_version = pulumi.Output.from_input(args.trainer_image).apply(
+            lambda image: model_version(image, args.training)
+        )
+        refs = PodRefs(
+            service_account=service_account.metadata.name,
+            env_config=env_config.metadata.name,
+            model_claim=self._model_claim(),
+            model_version=self.model_version,
+        )
+        job = self._training_job(refs)
+        deployment = self._deployment(refs, labels_config.metadata.name, auth_secret.metadata.name, job)
+        service = self._service()
+        self._autoscaling(deployment)
+
         self.job_name = job.metadata.name
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
-        self.url, self.port_forward = _url(args, service)
+        self.url, self.port_forward = self._url(service)
+        self.curl = self.url.apply(lambda url: curl_command(url, args.basic_auth_username, self.port_forward))
         self.register_outputs(
             {
                 "namespace": self.namespace,
@@ -431,233 +569,140 @@ class MlWorkloads(pulumi.ComponentResource):
             }
         )
 
-    def _training_job(
-        self,
-        *,
-        name: str,
-        args: MlWorkloadsArgs,
-        namespace: pulumi.Output[str],
-        env_from: list[k8s.core.v1.EnvFromSourceArgs],
-        pod_common: dict[str, Any],
-        version: pulumi.Output[str],
-        claim_name: pulumi.Output[str] | None,
-        k8s_opts: pulumi.ResourceOptions,
-    ) -> k8s.batch.v1.Job:
-        app, training, target = args.app, args.training, args.target
-        requests = {"cpu": training.cpu, "memory": training.memory}
-        limits = {"memory": training.memory}
-        if target.gpu is not None:
-            # Extended resources are requested through limits (requests default to them).
-            limits[target.gpu.resource_name] = str(training.gpus)
+    def _meta(
+        self, component: str, name: str | None = None, annotations: Mapping[str, pulumi.Input[str]] | None = None
+    ) -> k8s.meta.v1.ObjectMetaArgs:
+        return object_meta(self._args.app, self.namespace, component, name, annotations)
+
+    def _namespace(self) -> pulumi.Output[str]:
+        app = self._args.app
+        ns = k8s.core.v1.Namespace(
+            f"{self._name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=app.namespace, labels=labels(app, "namespace")),
+            opts=self._k8s,
+        )
+        name: pulumi.Output[str] = ns.metadata.name
+        return name
+
+    def _service_account(self) -> k8s.core.v1.ServiceAccount:
+        app, store = self._args.app, self._args.target.model_store
+        return k8s.core.v1.ServiceAccount(
+            f"{self._name}-service-account",
+            metadata=self._meta("workload", app.workload_service_account, store.service_account_annotations),
+            automount_service_account_token=store.needs_service_account_token,
+            opts=self._k8s,
+        )
+
+    def _config_maps(self) -> tuple[k8s.core.v1.ConfigMap, k8s.core.v1.ConfigMap]:
+        app = self._args.app
+        env = k8s.core.v1.ConfigMap(
+            f"{self._name}-env", metadata=self._meta("config"), data=app_env(app), opts=self._k8s
+        )
+        class_names = k8s.core.v1.ConfigMap(
+            f"{self._name}-labels",
+            metadata=self._meta("config"),
+            data={contract.LABELS_FILE_NAME: labels_file(app)},
+            opts=self._k8s,
+        )
+        return env, class_names
+
+    def _password(self) -> pulumi.Output[str]:
+        if self._args.basic_auth_password is not None:
+            return self._args.basic_auth_password
+        generated = random.RandomPassword(
+            f"{self._name}-basic-auth-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return pulumi.Output.secret(generated.result)
+
+    def _auth_secret(self, password: pulumi.Output[str]) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            f"{self._name}-basic-auth",
+            metadata=self._meta("auth"),
+            type="kubernetes.io/basic-auth",
+            string_data={"username": self._args.basic_auth_username, "password": password},
+            opts=self._k8s,
+        )
+
+    def _model_claim(self) -> pulumi.Output[str] | None:
+        spec = claim_spec(self._args)
+        if spec is None:
+            return None
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{self._name}-model-store",
+            metadata=self._meta("model-store", f"{self._args.app.app_name}-models"),
+            spec=spec,
+            opts=self._k8s,
+        )
+        claim_name: pulumi.Output[str] = claim.metadata.name
+        return claim_name
+
+    def _training_job(self, refs: PodRefs) -> k8s.batch.v1.Job:
+        args = self._args
+        on_gpu = args.target.gpu is not None
+        command = pulumi.Output.from_input(refs.model_version).apply(
+            lambda v: trainer_args(args.app, args.training, v, on_gpu)
+        )
         return k8s.batch.v1.Job(
-            f"{name}-train",
-            metadata=object_meta(app, namespace, "trainer"),
-            spec=k8s.batch.v1.JobSpecArgs(
-                backoff_limit=training.backoff_limit,
-                active_deadline_seconds=training.deadline_seconds,
-                pod_failure_policy=gate_failure_policy(),
-                # No ttlSecondsAfterFinished: a Job garbage-collected behind Pulumi's
-                # back would be recreated, and the model retrained, on the next update.
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=labels(app, "trainer"), annotations=dict(target.model_store.pod_annotations) or None
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="Never",
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name="trainer",
-                                image=args.trainer_image,
-                                args=version.apply(lambda v: trainer_args(app, training, v, target.gpu is not None)),
-                                env_from=env_from,
-                                env=[
-                                    k8s.core.v1.EnvVarArgs(name="MLAPP_TRAINER_IMAGE", value=args.trainer_image),
-                                    *gpu_env(target.gpu),
-                                ],
-                                resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=limits),
-                                security_context=container_security(),
-                                volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(name="models", mount_path=MODEL_MOUNT),
-                                    k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108
-                                ],
-                            )
-                        ],
-                        volumes=[model_volume(target.model_store, claim_name, read_only=False), scratch_volume()],
-                        **pod_common,
-                        **gpu_scheduling(target.gpu),
-                    ),
-                ),
-            ),
+            f"{self._name}-train",
+            metadata=self._meta("trainer"),
+            spec=training_job_spec(args, refs, command),
             opts=pulumi.ResourceOptions.merge(
-                k8s_opts,
+                self._k8s,
                 pulumi.ResourceOptions(
                     # pulumi-kubernetes waits for the Job to complete: allow for a GPU
                     # node to scale up from zero and for the whole training run.
-                    custom_timeouts=pulumi.CustomTimeouts(create=training.timeout, update=training.timeout)
+                    custom_timeouts=pulumi.CustomTimeouts(create=args.training.timeout, update=args.training.timeout)
                 ),
             ),
         )
 
     def _deployment(
-        self,
-        *,
-        name: str,
-        args: MlWorkloadsArgs,
-        env_from: list[k8s.core.v1.EnvFromSourceArgs],
-        pod_common: dict[str, Any],
-        version: pulumi.Output[str],
-        claim_name: pulumi.Output[str] | None,
-        labels_config: k8s.core.v1.ConfigMap,
-        auth_secret: k8s.core.v1.Secret,
-        namespace: pulumi.Output[str],
-        opts: pulumi.ResourceOptions,
+        self, refs: PodRefs, labels_config: pulumi.Input[str], auth_secret: pulumi.Input[str], job: k8s.batch.v1.Job
     ) -> k8s.apps.v1.Deployment:
-        app, serving, target = args.app, args.serving, args.target
-        probe = probes()
-
-        def secret_env(var: str, key: str) -> k8s.core.v1.EnvVarArgs:
-            return k8s.core.v1.EnvVarArgs(
-                name=var,
-                value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=auth_secret.metadata.name, key=key)
-                ),
-            )
-
-        pod_labels = labels(app, "server")
         return k8s.apps.v1.Deployment(
-            f"{name}-server",
-            metadata=object_meta(app, namespace, "server", f"{app.app_name}-server"),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                # The autoscaler owns the replica count after creation (ignore_changes).
-                replicas=serving.replicas,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                    type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                        max_unavailable=0, max_surge=ROLLOUT_MAX_SURGE
-                    ),
-                ),
-                revision_history_limit=5,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=pod_labels, annotations=dict(target.model_store.pod_annotations) or None
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name="server",
-                                image=args.server_image,
-                                ports=[
-                                    k8s.core.v1.ContainerPortArgs(
-                                        name=PORT_NAME, container_port=APP_PORT, protocol="TCP"
-                                    )
-                                ],
-                                env_from=env_from,
-                                env=[
-                                    k8s.core.v1.EnvVarArgs(name="MLAPP_MODEL_VERSION", value=version),
-                                    secret_env("MLAPP_AUTH_USERNAME", "username"),
-                                    secret_env("MLAPP_AUTH_PASSWORD", "password"),
-                                ],
-                                startup_probe=probe["startup"],
-                                readiness_probe=probe["readiness"],
-                                liveness_probe=probe["liveness"],
-                                resources=k8s.core.v1.ResourceRequirementsArgs(
-                                    requests={"cpu": serving.cpu_request, "memory": serving.memory_request},
-                                    limits={"cpu": serving.cpu_limit, "memory": serving.memory_limit},
-                                ),
-                                # Keep serving while the endpoint removal reaches every load balancer.
-                                lifecycle=k8s.core.v1.LifecycleArgs(
-                                    pre_stop=k8s.core.v1.LifecycleHandlerArgs(
-                                        sleep=k8s.core.v1.SleepActionArgs(seconds=5)
-                                    )
-                                ),
-                                security_context=container_security(),
-                                volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(name="models", mount_path=MODEL_MOUNT, read_only=True),
-                                    k8s.core.v1.VolumeMountArgs(name="labels", mount_path=LABELS_DIR, read_only=True),
-                                    k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108
-                                ],
-                            )
-                        ],
-                        termination_grace_period_seconds=30,
-                        topology_spread_constraints=[
-                            k8s.core.v1.TopologySpreadConstraintArgs(
-                                max_skew=1,
-                                topology_key="kubernetes.io/hostname",
-                                when_unsatisfiable="ScheduleAnyway",
-                                label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
-                            )
-                        ],
-                        volumes=[
-                            model_volume(target.model_store, claim_name, read_only=True),
-                            k8s.core.v1.VolumeArgs(
-                                name="labels",
-                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-                                    name=labels_config.metadata.name,
-                                    items=[k8s.core.v1.KeyToPathArgs(key=LABELS_KEY, path=LABELS_KEY)],
-                                ),
-                            ),
-                            scratch_volume(),
-                        ],
-                        **pod_common,
-                    ),
-                ),
+            f"{self._name}-server",
+            metadata=self._meta("server", f"{self._args.app.app_name}-server"),
+            spec=server_deployment_spec(self._args, refs, labels_config, auth_secret),
+            # Roll out only a model that trained and passed its gate; after creation the
+            # autoscaler owns the replica count, so an update must not reset it.
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=self._args.target.provider, depends_on=[job], ignore_changes=["spec.replicas"]
             ),
-            opts=opts,
         )
 
-    def _service(
-        self, name: str, args: MlWorkloadsArgs, namespace: pulumi.Output[str], k8s_opts: pulumi.ResourceOptions
-    ) -> k8s.core.v1.Service:
-        app, serving = args.app, args.serving
-        annotations = {} if args.target.external_load_balancer else {
+    def _service(self) -> k8s.core.v1.Service:
+        app = self._args.app
+        annotations = {} if self._args.target.external_load_balancer else {
             # kind never assigns an external IP: do not let `pulumi up` wait for one.
             "pulumi.com/skipAwait": "true"
         }  # fmt: skip
         return k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=object_meta(app, namespace, "server", app.app_name, annotations),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="LoadBalancer",
-                selector=selector(app, "server"),
-                ports=[
-                    k8s.core.v1.ServicePortArgs(
-                        name=PORT_NAME, port=serving.service_port, target_port=PORT_NAME, protocol="TCP"
-                    )
-                ],
-                load_balancer_source_ranges=list(serving.allowed_source_ranges) or None,
-            ),
-            opts=k8s_opts,
+            f"{self._name}-service",
+            metadata=self._meta("server", app.app_name, annotations),
+            spec=service_spec(app, self._args.serving),
+            opts=self._k8s,
         )
 
-
-def _check(args: MlWorkloadsArgs) -> None:
-    gpu = args.target.gpu
-    if gpu is not None and args.training.gpus > gpu.gpus_per_node:
-        raise WorkloadsError(
-            f"mlstack:trainerGpus = {args.training.gpus}: the GPU pool's nodes carry "
-            f"{gpu.gpus_per_node} {gpu.gpu_model} GPU(s); a pod can request at most that many"
+    def _autoscaling(self, deployment: k8s.apps.v1.Deployment) -> None:
+        app, serving = self._args.app, self._args.serving
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{self._name}-autoscaler",
+            metadata=self._meta("server", f"{app.app_name}-server"),
+            spec=autoscaler_spec(serving, deployment.metadata.name),
+            opts=self._k8s,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-disruption-budget",
+            metadata=self._meta("server", f"{app.app_name}-server"),
+            spec=disruption_budget_spec(app),
+            opts=self._k8s,
         )
 
-
-LOCAL_PORT = 8080
-
-
-def load_balancer_url(status: object, port: int) -> str:
-    """The URL of a LoadBalancer Service from its status (an SDK output type or None)."""
-    load_balancer = getattr(status, "load_balancer", None)
-    ingress = getattr(load_balancer, "ingress", None) or []
-    host = (getattr(ingress[0], "hostname", None) or getattr(ingress[0], "ip", None)) if ingress else None
-    if not host:
-        return "pending: the load balancer has no address yet"
-    return f"http://{host}" if port == 80 else f"http://{host}:{port}"
-
-
-def _url(args: MlWorkloadsArgs, service: k8s.core.v1.Service) -> tuple[pulumi.Output[str], str | None]:
-    """The service URL, and the port-forward that makes it reachable where there is no external IP."""
-    port = args.serving.service_port
-    if args.target.external_load_balancer:
-        return service.status.apply(lambda status: load_balancer_url(status, port)), None
-    context = f" --context {args.kube_context}" if args.kube_context else ""
-    forward = f"kubectl{context} -n {args.app.namespace} port-forward service/{args.app.app_name} {LOCAL_PORT}:{port}"
-    return pulumi.Output.from_input(f"http://localhost:{LOCAL_PORT}"), forward
+    def _url(self, service: k8s.core.v1.Service) -> tuple[pulumi.Output[str], str | None]:
+        """The service URL, and the port-forward that makes it reachable where there is no external IP."""
+        args = self._args
+        port = args.serving.service_port
+        if args.target.external_load_balancer:
+            return service.status.apply(lambda status: load_balancer_url(status, port)), None
+        forward = port_forward_command(args.app, port, args.kube_context)
+        return pulumi.Output.from_input(f"http://localhost:{LOCAL_PORT}"), forward

@@ -1,11 +1,10 @@
-"""GPU catalogue: which machine / VM sizes carry which GPU, per cloud.
+"""The clouds' facts: GPU machines and VM sizes, drivers, regions, the choices a cloud accepts,
+and the trainer's CUDA builds.
 
-Pure data and pure checks, used by ``components.config`` so that an
-impossible GPU pool (a size without a GPU, more GPUs per pod than a node
-carries, a region or size typo) fails at program start, before anything is
-created, with the key, the bad value and the valid choices in the message.
-
-Each cloud has its own section; module-level names carry the cloud's prefix.
+Pure data (and the parsers that look a value up in it), each fact with its
+source on the line above. The rules that judge a configuration against these
+facts are ``mlstack.rules``. Each cloud has its own section; module-level
+names carry the cloud's prefix.
 """
 
 from __future__ import annotations
@@ -76,49 +75,9 @@ def runs_on(build: TrainerCuda, capability: tuple[int, int]) -> bool:
     return any(major == capability[0] and minor <= capability[1] for major, minor in build.architectures)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One reason a configuration cannot work; ``key`` is the config key without namespace."""
-
-    key: str
-    value: object
-    reason: str
-
-
-def check_trainer_gpu(
-    build: TrainerCuda, gpu_model: str, capability: tuple[int, int], key: str, value: object
-) -> list[Problem]:
-    """A GPU the trainer's build has no kernels for would fail at its first CUDA call."""
-    if runs_on(build, capability):
-        return []
-    usable = [c for c, b in TRAINER_CUDA_BUILDS.items() if runs_on(b, capability)]
-    alternative = f"; set mlstack:trainerCuda to {' or '.join(usable)}, or choose a newer GPU" if usable else ""
-    return [
-        Problem(
-            key,
-            value,
-            f"{gpu_model} (compute capability {capability[0]}.{capability[1]}) is not supported by the "
-            f"trainer's CUDA {build.cuda} build (mlstack:trainerCuda), which runs on compute capability "
-            f"{', '.join(f'{a}.{b}' for a, b in build.architectures)}{alternative}",
-        )
-    ]
-
-
-def check_trainer_driver(
-    build: TrainerCuda, driver_branch: int | None, key: str, value: object, where: str
-) -> list[Problem]:
-    """The node's NVIDIA driver must be new enough for the trainer's CUDA build."""
-    if driver_branch is None or driver_branch >= build.min_driver_branch:
-        return []
-    return [
-        Problem(
-            key,
-            value,
-            f"{where} installs an R{driver_branch} NVIDIA driver, but the trainer's CUDA {build.cuda} build "
-            f"(mlstack:trainerCuda) needs {build.min_driver} or newer",
-        )
-    ]
-
+# What the built images run on: amd64 for every cloud GPU pool, arm64 for a
+# kind cluster on an arm64 machine (Apple silicon).
+IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
 
 # --- GCP ---
 #
@@ -202,6 +161,9 @@ GCP_ACCELERATORS: dict[str, GcpAccelerator] = {
     )
 }
 
+# GKE release channels (container.v1 ReleaseChannel.Channel, without UNSPECIFIED).
+GKE_RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+
 # How GKE installs the NVIDIA driver on a GPU pool (gpu_driver_installation_config).
 GCP_GPU_DRIVER_VERSIONS = ("DEFAULT", "LATEST", "INSTALLATION_DISABLED")
 # The driver branch each setting gets on GKE 1.33 (COS). GKE documents the table
@@ -212,76 +174,12 @@ GCP_GPU_DRIVER_VERSIONS = ("DEFAULT", "LATEST", "INSTALLATION_DISABLED")
 GCP_DRIVER_BRANCH: dict[str, int | None] = {"DEFAULT": 535, "LATEST": 580, "INSTALLATION_DISABLED": None}
 
 # Any N1 predefined or custom machine type: n1-standard-4, n1-highmem-8, n1-custom-4-15360.
-_GCP_N1_MACHINE = re.compile(r"^n1-(?:standard|highmem|highcpu)-[0-9]+$|^n1-custom-[0-9]+-[0-9]+$")
+GCP_N1_MACHINE = re.compile(r"^n1-(?:standard|highmem|highcpu)-[0-9]+$|^n1-custom-[0-9]+-[0-9]+$")
 
 
 def gcp_machine_family(machine_type: str) -> str:
     """The family of a Compute Engine machine type: its first segment ("n1", "g2", …)."""
     return machine_type.split("-", 1)[0]
-
-
-def _choices(values: Iterable[object]) -> str:
-    return ", ".join(str(v) for v in values)
-
-
-def check_gcp_gpu_pool(
-    gpu_type: str,
-    machine_type: str,
-    gpu_count: int,
-    *,
-    type_key: str = "gkeGpuType",
-    machine_key: str = "gkeGpuMachineType",
-    count_key: str = "gkeGpuCount",
-) -> list[Problem]:
-    """Every problem with a GKE GPU pool of ``gpu_count`` ``gpu_type`` on ``machine_type``.
-
-    Empty when the combination exists on Compute Engine. Checks stop at the
-    first key that is wrong, since the later ones are judged against it.
-    """
-    accelerator = GCP_ACCELERATORS.get(gpu_type)
-    if accelerator is None:
-        return [Problem(type_key, gpu_type, f"unknown GPU type; one of {_choices(GCP_ACCELERATORS)}")]
-
-    family = gcp_machine_family(machine_type)
-    if family != accelerator.family:
-        valid = (
-            "an N1 machine type such as n1-standard-4"
-            if accelerator.family == "n1"
-            else f"one of {_choices(accelerator.fixed_counts)}"
-        )
-        return [
-            Problem(
-                machine_key,
-                machine_type,
-                f"{gpu_type} runs on {accelerator.family.upper()} machines only: {valid}",
-            )
-        ]
-    if accelerator.fixed_counts and machine_type not in accelerator.fixed_counts:
-        return [
-            Problem(
-                machine_key,
-                machine_type,
-                f"not a {accelerator.family.upper()} machine type with {gpu_type}; "
-                f"one of {_choices(accelerator.fixed_counts)}",
-            )
-        ]
-    if accelerator.family == "n1" and not _GCP_N1_MACHINE.match(machine_type):
-        return [
-            Problem(
-                machine_key,
-                machine_type,
-                "not an N1 machine type; use n1-standard-N, n1-highmem-N, n1-highcpu-N or n1-custom-CPUS-MB",
-            )
-        ]
-
-    counts = accelerator.counts_for(machine_type)
-    if gpu_count not in counts:
-        if accelerator.fixed_counts:
-            reason = f"{machine_type} comes with exactly {counts[0]} {gpu_type}; set it to {counts[0]}"
-        else:
-            reason = f"{gpu_type} attaches to an N1 machine in counts of {_choices(counts)}"
-        return [Problem(count_key, gpu_count, reason)]
-    return []
 
 
 @dataclass(frozen=True)
@@ -346,6 +244,10 @@ AZURE_RETIRED_GPU_SIZES: dict[str, str] = {
 AKS_DRIVER_BRANCH = 580
 
 
+# AKS auto-upgrade channels (ManagedClusterAutoUpgradeProfile.upgradeChannel).
+AKS_UPGRADE_CHANNELS = ("none", "patch", "stable", "rapid", "node-image")
+ACR_SKUS = ("Basic", "Standard", "Premium")
+
 # Azure public-cloud region names, as `az account list-locations --query "[].name"`
 # prints them (physical regions only; the logical "global"/"us" groupings cannot
 # host a cluster).
@@ -400,31 +302,3 @@ def azure_gpu_size(value: str) -> GpuSize:
     if hint:
         raise ValueError(f"is not a GPU VM size in the catalogue{hint}; choose one of {choices}")
     raise ValueError(f"is not a GPU VM size: the GPU pool needs one of {choices}")
-
-
-def check_azure_gpu_pool(gpu_vm_size: str, gpus_per_pod: int) -> list[Problem]:
-    """Problems of an AKS GPU pool; empty when sound.
-
-    ``gpu_vm_size`` must be a catalogue size; a training pod cannot ask for
-    more GPUs than one node of that size carries (a pod never spans nodes).
-    """
-    try:
-        size = azure_gpu_size(gpu_vm_size)
-    except ValueError as e:
-        return [Problem("aksGpuVmSize", gpu_vm_size, str(e))]
-    if gpus_per_pod > size.gpus:
-        bigger = [
-            n
-            for n, s in sorted(AZURE_GPU_SIZES.items(), key=lambda item: item[1].gpus)
-            if s.gpu_model == size.gpu_model and s.gpus >= gpus_per_pod
-        ]
-        alternative = f"; sizes with that many: {', '.join(bigger)}" if bigger else ""
-        return [
-            Problem(
-                "trainerGpus",
-                gpus_per_pod,
-                f"a {gpu_vm_size} node carries {size.gpus} {size.gpu_model} GPU(s), so a pod can "
-                f"request at most {size.gpus}{alternative}",
-            )
-        ]
-    return []

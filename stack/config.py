@@ -16,73 +16,38 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Literal, TypeVar, cast
+from typing import Literal, TypeVar
 
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
-from components import capacity, gpu, validate
+from mlstack import capacity, catalogue, rules, specs, validate
+from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, format_problems
 
-PROJECT = "mlstack"
 CLOUDS = ("azure", "gcp", "local")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-AKS_UPGRADE_CHANNELS = ("none", "patch", "stable", "rapid", "node-image")
-ACR_SKUS = ("Basic", "Standard", "Premium")
 APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
-GKE_RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
-# What the built images run on: amd64 for every cloud GPU pool, arm64 for a
-# kind cluster on an arm64 machine (Apple silicon).
-IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
 # GCP project IDs: 6-30 characters, lower-case letters, digits and hyphens,
 # starting with a letter and not ending with a hyphen.
 _GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _GCP_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)+$")
 
-Cloud = Literal["azure", "gcp", "local"]
 T = TypeVar("T")
 
 
 class ConfigError(pulumi.RunError):
-    """Invalid stack configuration; ``problems`` lists every one found."""
+    """Invalid stack configuration; ``problems`` lists every one found, each as printed."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid stack configuration ({len(self.problems)} problems):\n{lines}")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    min_accuracy: float
-    backoff_limit: int
-    deadline_seconds: int
-    timeout: str  # a Pulumi custom timeout, e.g. "75m"
-    cpu: str
-    memory: str
-    gpus: int
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    replicas: int
-    max_replicas: int
-    target_cpu_utilization: int
-    cpu_request: str
-    cpu_limit: str
-    memory_request: str
-    memory_limit: str
-    service_port: int
-    allowed_source_ranges: tuple[str, ...]
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.found = list(problems)
+        self.problems = [format_problem(p) for p in self.found]
+        super().__init__(format_problems("invalid stack configuration", self.found))
 
 
 @dataclass(frozen=True)
 class NodePoolConfig:
-    """Pool sizes shared by the cloud targets (the local target has no pools)."""
+    """Pool sizes of a cloud target (a local cluster's nodes are the user's own)."""
 
     system_node_count: int
     gpu_min_nodes: int
@@ -91,20 +56,14 @@ class NodePoolConfig:
 
 
 @dataclass(frozen=True)
-class LocalConfig:
-    kube_context: str | None  # None: the kubeconfig's current context
-    registry: str | None  # None: no registry, images must already be on the nodes
-
-
-@dataclass(frozen=True)
 class ImageConfig:
     """Prebuilt images, or how to build them from app/."""
 
     trainer: str | None  # None (with server None): build both from app/
     server: str | None
-    platform: str  # one of IMAGE_PLATFORMS
+    platform: str  # one of catalogue.IMAGE_PLATFORMS
     build_cache: bool
-    trainer_cuda: gpu.TrainerCuda  # the trainer's CUDA build, built or prebuilt
+    trainer_cuda: catalogue.TrainerCuda  # the trainer's CUDA build, built or prebuilt
 
     @property
     def prebuilt(self) -> bool:
@@ -112,8 +71,17 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class LocalConfig:
+    """An existing kind or minikube cluster (mlstack:cloud local)."""
+
+    kube_context: str | None  # None: the kubeconfig's current context
+    registry: str | None  # None: no registry, images must already be on the nodes
+    cloud: Literal["local"] = "local"
+
+
+@dataclass(frozen=True)
 class GcpConfig:
-    """The GKE target's settings; present only when mlstack:cloud is gcp."""
+    """The GKE target (mlstack:cloud gcp)."""
 
     project: str
     region: str
@@ -126,6 +94,8 @@ class GcpConfig:
     gpu_type: str
     gpu_count: int
     gpu_driver_version: str
+    pools: NodePoolConfig
+    cloud: Literal["gcp"] = "gcp"
 
     @property
     def location(self) -> str:
@@ -135,57 +105,64 @@ class GcpConfig:
 
 @dataclass(frozen=True)
 class AzureConfig:
-    """The AKS target's settings; read and checked only when mlstack:cloud is azure."""
+    """The AKS target (mlstack:cloud azure)."""
 
     location: str
     system_vm_size: str
-    gpu_vm_size: str  # a size in components.gpu.AZURE_GPU_SIZES
+    gpu_vm_size: str  # a size in mlstack.catalogue.AZURE_GPU_SIZES
     upgrade_channel: str
     spot_max_price: float  # -1: pay up to the on-demand price
     acr_sku: str
     acr_admin_user: bool
+    pools: NodePoolConfig
+    cloud: Literal["azure"] = "azure"
+
+
+# The cluster target: exactly one cloud's settings, told apart by ``cloud``.
+TargetConfig = LocalConfig | GcpConfig | AzureConfig
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    cloud: Cloud
     kubernetes_version: str
-    namespace: str
-    app_name: str
-    model_name: str
-    model_labels: tuple[str, ...]
-    log_level: str
+    app: specs.App
     images: ImageConfig
     basic_auth_username: str
     basic_auth_password: pulumi.Output[str] | None  # None: generate one
     model_store_size: str
     storage_class: str | None  # None: the target's choice
-    training: TrainingConfig
-    serving: ServingConfig
-    node_pools: NodePoolConfig
-    local: LocalConfig
-    gcp: GcpConfig | None  # None unless mlstack:cloud is gcp
-    azure: AzureConfig | None  # None unless mlstack:cloud is azure
+    training: specs.Training
+    serving: specs.Serving
+    target: TargetConfig
 
 
 class _Reader:
-    """Reads keys of one config namespace, recording problems instead of raising."""
+    """Reads the stack's keys, recording problems instead of raising."""
 
-    def __init__(self, namespace: str = PROJECT) -> None:
-        self.namespace = namespace
-        self.cfg = pulumi.Config(namespace)
-        self.problems: list[str] = []
+    def __init__(self) -> None:
+        self.cfg = pulumi.Config(NAMESPACE)
+        self.problems: list[Problem] = []
 
     def key(self, name: str) -> str:
-        return f"{self.namespace}:{name}"
+        return config_key(name)
 
     def fail(self, name: str, value: object, reason: str) -> None:
-        self.problems.append(f"{self.key(name)} = {value!r}: {reason}")
+        self.problems.append(Problem(name, value, reason))
+
+    def add(self, problems: Sequence[Problem]) -> bool:
+        """Record ``problems`` (a rule's answer); True when there were none."""
+        self.problems.extend(problems)
+        return not problems
 
     def _missing(self, name: str) -> None:
         self.problems.append(
-            f"{self.key(name)} is not set; its default is declared in Pulumi.yaml, "
-            "so run the program through the Pulumi CLI (or the test harness)"
+            Problem(
+                name,
+                None,
+                "is not set; its default is declared in Pulumi.yaml, "
+                "so run the program through the Pulumi CLI (or the test harness)",
+                show_value=False,
+            )
         )
 
     def string(self, name: str, check: Callable[[str], T], placeholder: T) -> T:
@@ -203,12 +180,8 @@ class _Reader:
         return self.string(name, str, "")
 
     def choice(self, name: str, allowed: Sequence[str]) -> str:
-        def check(value: str) -> str:
-            if value not in allowed:
-                raise ValueError(f"must be one of {', '.join(allowed)}")
-            return value
-
-        return self.string(name, check, allowed[0])
+        value = self.text(name)
+        return value if self.add(rules.one_of(name, value, allowed)) else allowed[0]
 
     def integer(self, name: str, low: int, high: int | None = None) -> int:
         try:
@@ -219,11 +192,7 @@ class _Reader:
         if value is None:
             self._missing(name)
             return low
-        try:
-            return validate.int_range(value, low, high)
-        except ValueError as e:
-            self.fail(name, value, str(e))
-            return low
+        return value if self.add(rules.in_range(name, value, low, high)) else low
 
     def boolean(self, name: str) -> bool:
         try:
@@ -258,24 +227,30 @@ class _Reader:
 
     def secret_text(self, name: str) -> pulumi.Output[str] | None:
         """An optional secret: None when empty; refuses a value stored in plain text."""
-        key = self.key(name)
-        raw = get_config(key)
+        raw = get_config(self.key(name))
         if raw is None:
             self._missing(name)
             return None
         if raw == "":
             return None
-        if not is_config_secret(key):
-            self.problems.append(
-                f"{key} is stored in plain text in the stack file; "
-                f"set it with `pulumi config set --secret {name} <value>` "
+        if not is_config_secret(self.key(name)):
+            reason = (
+                f"is stored in plain text in the stack file; set it with `pulumi config set --secret {name} <value>` "
                 "(the value is not shown here)"
             )
+            self.problems.append(Problem(name, None, reason, show_value=False))
             return None
         if len(raw) < 12:
-            self.problems.append(f"{key} must be at least 12 characters long (the value is not shown here)")
+            reason = "must be at least 12 characters long (the value is not shown here)"
+            self.problems.append(Problem(name, None, reason, show_value=False))
             return None
-        return pulumi.Output.secret(cast(str, raw))
+        return pulumi.Output.secret(raw)
+
+    def quantity(self, name: str) -> str:
+        value = self.text(name)
+        if value:
+            self.add(rules.parsed(name, value, validate.positive_quantity))
+        return value
 
 
 def _username(value: str) -> str:
@@ -310,45 +285,33 @@ def load() -> StackConfig:
 
     cloud = r.choice("cloud", CLOUDS)
     kubernetes_version = r.string("kubernetesVersion", validate.kubernetes_version, "1.33")
-    namespace = r.string("namespace", validate.dns1123_label, "")
-    app_name = r.string("appName", lambda v: validate.dns1123_label(v, APP_NAME_MAX), "")
-    model_name = r.string("modelName", validate.dns1123_label, "")
-    labels = r.strings("modelLabels", _label)
-    if len(labels) < 2:
-        r.fail("modelLabels", list(labels), "must list at least two class labels")
-    elif len(set(labels)) != len(labels):
-        r.fail("modelLabels", list(labels), "must not repeat a label")
-    log_level = r.choice("logLevel", LOG_LEVELS)
+    app = _app(r)
     username = r.string("basicAuthUsername", _username, "")
     password = r.secret_text("basicAuthPassword")
-    store_size = _quantity(r, "modelStoreSize")
+    store_size = r.quantity("modelStoreSize")
     storage_class = r.string("storageClass", _optional(validate.dns1123_label), None)
 
     training = _training(r)
     serving = _serving(r)
-    node_pools = _node_pools(r)
-    local = LocalConfig(
-        kube_context=r.string("kubeContext", _optional(_context), None),
-        registry=r.string("localRegistry", _optional(validate.registry_address), None),
-    )
-    images = _images(r, cloud, local)
+    local_registry = r.string("localRegistry", _optional(validate.registry_address), None)
+    images = _images(r, cloud, local_registry)
     # Another cloud's keys keep their defaults and are not judged: a local stack
     # must not fail because no GCP project is set.
-    gcp = _gcp(r, training, images.trainer_cuda) if cloud == "gcp" else None
-    azure = _azure(r, training.gpus, images.trainer_cuda) if cloud == "azure" else None
+    target: TargetConfig
+    if cloud == "gcp":
+        target = _gcp(r, training, images.trainer_cuda)
+    elif cloud == "azure":
+        target = _azure(r, training.gpus, images.trainer_cuda)
+    else:
+        target = LocalConfig(kube_context=r.string("kubeContext", _optional(_context), None), registry=local_registry)
 
     if not r.problems:  # judged on values that are each valid
-        _capacity(r, serving, training, node_pools, gcp, azure)
+        _capacity(r, serving, training, target)
     if r.problems:
         raise ConfigError(r.problems)
     return StackConfig(
-        cloud=cast(Cloud, cloud),
         kubernetes_version=kubernetes_version,
-        namespace=namespace,
-        app_name=app_name,
-        model_name=model_name,
-        model_labels=labels,
-        log_level=log_level,
+        app=app,
         images=images,
         basic_auth_username=username,
         basic_auth_password=password,
@@ -356,14 +319,23 @@ def load() -> StackConfig:
         storage_class=storage_class,
         training=training,
         serving=serving,
-        node_pools=node_pools,
-        local=local,
-        gcp=gcp,
-        azure=azure,
+        target=target,
     )
 
 
-def _images(r: _Reader, cloud: str, local: LocalConfig) -> ImageConfig:
+def _app(r: _Reader) -> specs.App:
+    labels = r.strings("modelLabels", _label)
+    r.add(rules.class_names(labels))
+    return specs.App(
+        namespace=r.string("namespace", validate.dns1123_label, ""),
+        app_name=r.string("appName", lambda v: validate.dns1123_label(v, APP_NAME_MAX), ""),
+        model_name=r.string("modelName", validate.dns1123_label, ""),
+        model_labels=labels,
+        log_level=r.choice("logLevel", LOG_LEVELS),
+    )
+
+
+def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:
     trainer = r.string("trainerImage", _optional(validate.image_reference), None)
     server = r.string("serverImage", _optional(validate.image_reference), None)
     raw_trainer, raw_server = r.cfg.get("trainerImage"), r.cfg.get("serverImage")
@@ -380,7 +352,7 @@ def _images(r: _Reader, cloud: str, local: LocalConfig) -> ImageConfig:
                 "leave both empty to build them from app/",
             )
     building = raw_trainer == "" and raw_server == ""
-    if building and cloud == "local" and local.registry is None and r.cfg.get("localRegistry") == "":
+    if building and cloud == "local" and local_registry is None and r.cfg.get("localRegistry") == "":
         r.fail(
             "localRegistry",
             "",
@@ -391,27 +363,18 @@ def _images(r: _Reader, cloud: str, local: LocalConfig) -> ImageConfig:
     return ImageConfig(
         trainer=trainer,
         server=server,
-        platform=r.choice("imagePlatform", IMAGE_PLATFORMS),
+        platform=r.choice("imagePlatform", catalogue.IMAGE_PLATFORMS),
         build_cache=r.boolean("imageBuildCache"),
-        trainer_cuda=gpu.TRAINER_CUDA_BUILDS[r.choice("trainerCuda", tuple(gpu.TRAINER_CUDA_BUILDS))],
+        trainer_cuda=catalogue.TRAINER_CUDA_BUILDS[r.choice("trainerCuda", tuple(catalogue.TRAINER_CUDA_BUILDS))],
     )
 
 
-def _training(r: _Reader) -> TrainingConfig:
+def _training(r: _Reader) -> specs.Training:
     deadline = r.integer("trainDeadlineSeconds", 60)
     timeout = r.text("trainTimeout")
     if timeout:
-        try:
-            if validate.duration_seconds(timeout) < deadline:
-                r.fail(
-                    "trainTimeout",
-                    timeout,
-                    f"must be at least mlstack:trainDeadlineSeconds ({deadline}s), so that "
-                    "Kubernetes ends a stuck Job before `pulumi up` gives up waiting for it",
-                )
-        except ValueError as e:
-            r.fail("trainTimeout", timeout, str(e))
-    return TrainingConfig(
+        r.add(rules.train_timeout(timeout, deadline))
+    return specs.Training(
         epochs=r.integer("trainEpochs", 1, 1000),
         batch_size=r.integer("trainBatchSize", 1, 65536),
         learning_rate=r.string("trainLearningRate", lambda v: validate.unit_interval(v, open_low=True), 0.0),
@@ -420,20 +383,19 @@ def _training(r: _Reader) -> TrainingConfig:
         backoff_limit=r.integer("trainBackoffLimit", 0, 20),
         deadline_seconds=deadline,
         timeout=timeout,
-        cpu=_quantity(r, "trainerCpu"),
-        memory=_quantity(r, "trainerMemory"),
+        cpu=r.quantity("trainerCpu"),
+        memory=r.quantity("trainerMemory"),
         gpus=r.integer("trainerGpus", 1, 16),
     )
 
 
-def _serving(r: _Reader) -> ServingConfig:
+def _serving(r: _Reader) -> specs.Serving:
     replicas = r.integer("replicas", 1, 100)
     max_replicas = r.integer("maxReplicas", 1, 1000)
-    if max_replicas < replicas:
-        r.fail("maxReplicas", max_replicas, f"must be at least mlstack:replicas ({replicas})")
+    r.add(rules.replicas(replicas, max_replicas))
     cpu_request, cpu_limit = _request_and_limit(r, "serverCpuRequest", "serverCpuLimit")
     memory_request, memory_limit = _request_and_limit(r, "serverMemoryRequest", "serverMemoryLimit")
-    return ServingConfig(
+    return specs.Serving(
         replicas=replicas,
         max_replicas=max_replicas,
         target_cpu_utilization=r.integer("targetCpuUtilization", 1, 100),
@@ -446,15 +408,21 @@ def _serving(r: _Reader) -> ServingConfig:
     )
 
 
+def _request_and_limit(r: _Reader, request_key: str, limit_key: str) -> tuple[str, str]:
+    request, limit = r.text(request_key), r.text(limit_key)
+    if request and limit:  # an empty one is already reported as missing
+        r.add(rules.request_and_limit(request_key, request, limit_key, limit))
+    return request, limit
+
+
 def _node_pools(r: _Reader) -> NodePoolConfig:
-    gpu_min = r.integer("gpuMinNodes", 0, 100)
-    gpu_max = r.integer("gpuMaxNodes", 1, 100)
-    if gpu_max < gpu_min:
-        r.fail("gpuMaxNodes", gpu_max, f"must be at least mlstack:gpuMinNodes ({gpu_min})")
+    # The range of each is the rule's (rules.gpu_pool_size), not the reader's.
+    gpu_min, gpu_max = r.integer("gpuMinNodes", -(2**31)), r.integer("gpuMaxNodes", -(2**31))
+    sound = r.add(rules.gpu_pool_size(gpu_min, gpu_max))
     return NodePoolConfig(
         system_node_count=r.integer("systemNodeCount", 1, 100),
-        gpu_min_nodes=gpu_min,
-        gpu_max_nodes=gpu_max,
+        gpu_min_nodes=gpu_min if sound else 0,
+        gpu_max_nodes=gpu_max if sound else 1,
         gpu_spot=r.boolean("gpuSpot"),
     )
 
@@ -482,45 +450,31 @@ def _gcp_machine_type(value: str) -> str:
     return value
 
 
-def _gcp(r: _Reader, training: TrainingConfig, trainer_cuda: gpu.TrainerCuda) -> GcpConfig:
+def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCuda) -> GcpConfig:
     region = r.string("gcpRegion", _gcp_region, "")
     zone = r.string("gcpZone", _optional(str), None)
-    if zone is not None and region and not re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
-        r.fail(
-            "gcpZone",
-            zone,
-            f"must be a zone of mlstack:gcpRegion ({region}), such as {region}-a; empty means a regional cluster",
-        )
+    if region:
+        r.add(rules.gcp_zone(zone, region))
     gpu_machine_type = r.string("gkeGpuMachineType", _gcp_machine_type, "")
     gpu_type = r.text("gkeGpuType")
     gpu_count = r.integer("gkeGpuCount", 1, 16)
-    driver_version = r.choice("gkeGpuDriverVersion", gpu.GCP_GPU_DRIVER_VERSIONS)
-    problems = gpu.check_gcp_gpu_pool(gpu_type, gpu_machine_type, gpu_count) if gpu_machine_type else []
-    accelerator = gpu.GCP_ACCELERATORS.get(gpu_type)
-    if accelerator is not None:
-        problems += gpu.check_trainer_gpu(
-            trainer_cuda, gpu_type, accelerator.compute_capability, "gkeGpuType", gpu_type
-        )
-    problems += gpu.check_trainer_driver(
-        trainer_cuda,
-        gpu.GCP_DRIVER_BRANCH[driver_version],
-        "gkeGpuDriverVersion",
-        driver_version,
-        f"GKE with gkeGpuDriverVersion {driver_version}",
-    )
-    for problem in problems:
-        r.fail(problem.key, problem.value, problem.reason)
-    if training.gpus > gpu_count:
-        r.fail(
-            "trainerGpus",
-            training.gpus,
-            f"must be at most the GPUs of one GPU node, mlstack:gkeGpuCount ({gpu_count}): a pod cannot span nodes",
+    driver_version = r.choice("gkeGpuDriverVersion", catalogue.GCP_GPU_DRIVER_VERSIONS)
+    if gpu_machine_type:
+        r.add(
+            rules.gke_gpu_pool(
+                gpu_type,
+                gpu_machine_type,
+                gpu_count,
+                driver_version=driver_version,
+                trainer_gpus=training.gpus,
+                build=trainer_cuda,
+            )
         )
     return GcpConfig(
         project=r.string("gcpProject", _gcp_project, ""),
         region=region,
         zone=zone,
-        release_channel=r.choice("gkeReleaseChannel", GKE_RELEASE_CHANNELS),
+        release_channel=r.choice("gkeReleaseChannel", catalogue.GKE_RELEASE_CHANNELS),
         deletion_protection=r.boolean("gkeDeletionProtection"),
         bucket_force_destroy=r.boolean("gkeModelBucketForceDestroy"),
         system_machine_type=r.string("gkeSystemMachineType", _gcp_machine_type, ""),
@@ -528,103 +482,62 @@ def _gcp(r: _Reader, training: TrainingConfig, trainer_cuda: gpu.TrainerCuda) ->
         gpu_type=gpu_type,
         gpu_count=gpu_count,
         gpu_driver_version=driver_version,
+        pools=_node_pools(r),
     )
 
 
-def _azure(r: _Reader, trainer_gpus: int, trainer_cuda: gpu.TrainerCuda) -> AzureConfig:
+def _azure(r: _Reader, trainer_gpus: int, trainer_cuda: catalogue.TrainerCuda) -> AzureConfig:
     gpu_vm_size = r.text("aksGpuVmSize")
     if gpu_vm_size:
-        problems = gpu.check_azure_gpu_pool(gpu_vm_size, trainer_gpus)
-        size = gpu.AZURE_GPU_SIZES.get(gpu_vm_size)
-        if size is not None:
-            problems += gpu.check_trainer_gpu(
-                trainer_cuda, size.gpu_model, size.compute_capability, "aksGpuVmSize", gpu_vm_size
-            )
-            problems += gpu.check_trainer_driver(
-                trainer_cuda, gpu.AKS_DRIVER_BRANCH, "aksGpuVmSize", gpu_vm_size, "AKS"
-            )
-        for problem in problems:
-            r.fail(problem.key, problem.value, problem.reason)
+        r.add(rules.aks_gpu_pool(gpu_vm_size, trainer_gpus, trainer_cuda))
     return AzureConfig(
-        location=r.string("azureLocation", gpu.azure_location, ""),
-        system_vm_size=r.string("aksSystemVmSize", gpu.azure_vm_size, ""),
+        location=r.string("azureLocation", catalogue.azure_location, ""),
+        system_vm_size=r.string("aksSystemVmSize", catalogue.azure_vm_size, ""),
         gpu_vm_size=gpu_vm_size,
-        upgrade_channel=r.choice("aksUpgradeChannel", AKS_UPGRADE_CHANNELS),
+        upgrade_channel=r.choice("aksUpgradeChannel", catalogue.AKS_UPGRADE_CHANNELS),
         spot_max_price=r.string("aksSpotMaxPrice", _spot_max_price, -1.0),
-        acr_sku=r.choice("acrSku", ACR_SKUS),
+        acr_sku=r.choice("acrSku", catalogue.ACR_SKUS),
         acr_admin_user=r.boolean("acrAdminUser"),
+        pools=_node_pools(r),
     )
 
 
 def _spot_max_price(value: str) -> float:
-    """An hourly price in US dollars above zero, or -1 for "up to the on-demand price"."""
     try:
         price = Decimal(value)
     except InvalidOperation as e:
         raise ValueError("must be -1 or a price in US dollars per hour, such as 0.25") from e
-    if not price.is_finite() or (price != -1 and price <= 0):
-        raise ValueError("must be -1 (up to the on-demand price) or a price above zero, such as 0.25")
+    problems = rules.spot_max_price(price)
+    if problems:
+        raise ValueError(problems[0].reason)
     return float(price)
-
-
-def _quantity(r: _Reader, name: str) -> str:
-    value = r.text(name)
-    if value:
-        try:
-            validate.positive_quantity(value)
-        except ValueError as e:
-            r.fail(name, value, str(e))
-    return value
-
-
-def _request_and_limit(r: _Reader, request_key: str, limit_key: str) -> tuple[str, str]:
-    request, limit = r.text(request_key), r.text(limit_key)
-    if not request or not limit:  # already reported as missing
-        return request, limit
-    try:
-        parsed_request = validate.positive_quantity(request)
-    except ValueError as e:
-        r.fail(request_key, request, str(e))
-        return request, limit
-    try:
-        parsed_limit: Decimal = validate.positive_quantity(limit)
-    except ValueError as e:
-        r.fail(limit_key, limit, str(e))
-        return request, limit
-    if parsed_limit < parsed_request:
-        r.fail(limit_key, limit, f"must be at least {r.key(request_key)} ({request})")
-    return request, limit
 
 
 def _requests(cpu: str, memory: str) -> capacity.Resources:
     return capacity.from_quantities(float(validate.quantity(cpu)), float(validate.quantity(memory)))
 
 
-def _capacity(  # noqa: PLR0917 - the parts of the config it judges together
-    r: _Reader,
-    serving: ServingConfig,
-    training: TrainingConfig,
-    pools: NodePoolConfig,
-    gcp: GcpConfig | None,
-    azure: AzureConfig | None,
-) -> None:
+def _capacity(r: _Reader, serving: specs.Serving, training: specs.Training, target: TargetConfig) -> None:
     """Refuse a system or GPU machine size whose nodes cannot hold what is scheduled there."""
     server = _requests(serving.cpu_request, serving.memory_request)
     trainer = _requests(training.cpu, training.memory)
-    if gcp is not None:
-        system_key, system_size = "gkeSystemMachineType", gcp.system_machine_type
-        gpu_key, gpu_size = "gkeGpuMachineType", gcp.gpu_machine_type
+    gcp = isinstance(target, GcpConfig)
+    if isinstance(target, GcpConfig):
+        pools = target.pools
+        system_key, system_size = "gkeSystemMachineType", target.system_machine_type
+        gpu_key, gpu_size = "gkeGpuMachineType", target.gpu_machine_type
         system_machine, gpu_machine = capacity.gcp_machine(system_size), capacity.gcp_machine(gpu_size)
         allocatable = capacity.gke_allocatable
         per_node, per_cluster = capacity.GKE_SYSTEM_PER_NODE, capacity.GKE_SYSTEM_PER_CLUSTER
         gpu_extra = capacity.GKE_GPU_NODE_EXTRA
         # Both pods mount the bucket, so both get GKE's GCS FUSE sidecar.
         server, trainer = server + capacity.GCS_FUSE_SIDECAR, trainer + capacity.GCS_FUSE_SIDECAR
-    elif azure is not None:
-        system_key, system_size = "aksSystemVmSize", azure.system_vm_size
-        gpu_key, gpu_size = "aksGpuVmSize", azure.gpu_vm_size
+    elif isinstance(target, AzureConfig):
+        pools = target.pools
+        system_key, system_size = "aksSystemVmSize", target.system_vm_size
+        gpu_key, gpu_size = "aksGpuVmSize", target.gpu_vm_size
         system_machine = capacity.azure_machine(system_size)
-        gpu_entry = gpu.AZURE_GPU_SIZES.get(gpu_size)
+        gpu_entry = catalogue.AZURE_GPU_SIZES.get(gpu_size)
         gpu_machine = capacity.Machine(gpu_entry.vcpus, gpu_entry.memory_gib) if gpu_entry else None
         allocatable = capacity.aks_allocatable
         per_node, per_cluster = capacity.AKS_SYSTEM_PER_NODE, capacity.AKS_SYSTEM_PER_CLUSTER

@@ -1,7 +1,7 @@
 """Pure validators for stack config values.
 
 Each returns the parsed value or raises ``ValueError`` with a sentence saying
-what is allowed; ``components.config`` prefixes the key and the bad value and
+what is allowed; ``stack.config`` prefixes the key and the bad value and
 collects every problem before failing.
 """
 

@@ -238,7 +238,7 @@ _AZURE_GIB_PER_VCPU = {"D": 4, "E": 8, "F": 2}
 def azure_machine(vm_size: str) -> Machine | None:
     """vCPUs and memory of a general-purpose Azure VM size; None for a size this table does not know.
 
-    GPU sizes carry their own in the GPU catalogue (components.gpu.AZURE_GPU_SIZES).
+    GPU sizes carry their own in the GPU catalogue (mlstack.catalogue.AZURE_GPU_SIZES).
     """
     match = _AZURE_VM.match(vm_size)
     if not match or match[1] not in _AZURE_GIB_PER_VCPU:

@@ -1,0 +1,60 @@
+"""The app's interface: what the images expect of the pods that run them, in one place.
+
+Read by the app (the trainer's exit codes, the server's port and variables),
+by the program that deploys it (``components/workloads.py`` and the cloud
+targets, which put the model store, the labels file and the GPU pool where the
+app looks), and by ``tests/app/test_contract.py``, which holds ``app/Dockerfile``
+to it. Pure: no third-party import, so the Pulumi program, the images and the
+tests all load it cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- the process -------------------------------------------------------------------
+
+# The numeric non-root user and group both images run as (app/Dockerfile's USER).
+# Numeric, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+APP_UID: Final = 10001
+
+# The server's port inside the pod and the name the pod, probes and Service give it.
+PORT: Final = 8080
+PORT_NAME: Final = "http"
+# Open Inference Protocol v2 health endpoints: liveness is cheap and constant;
+# readiness turns 200 once the model is loaded.
+LIVE_PATH: Final = "/v2/health/live"
+READY_PATH: Final = "/v2/health/ready"
+
+# The containers' names in the Job and the Deployment (a pod failure policy names one).
+TRAINER_CONTAINER: Final = "trainer"
+SERVER_CONTAINER: Final = "server"
+
+# The trainer's exit codes. EXIT_GATE means "trained, but under the accuracy gate":
+# the Job fails at once on it instead of retrying a deterministic run.
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_GATE: Final = 2
+
+# --- the filesystem ----------------------------------------------------------------
+
+MODEL_MOUNT: Final = "/models"  # the model store: the trainer writes, the server reads
+LABELS_DIR: Final = "/etc/mlapp"  # the class labels, from a ConfigMap
+LABELS_FILE_NAME: Final = "labels.txt"
+# The root filesystem is read-only; this emptyDir is the one writable place (HOME too).
+SCRATCH_DIR: Final = "/tmp"  # noqa: S108 - an emptyDir the pod owns
+
+# --- the environment ---------------------------------------------------------------
+
+ENV_PORT: Final = "MLAPP_PORT"
+ENV_HOST: Final = "MLAPP_HOST"
+ENV_MODEL_NAME: Final = "MLAPP_MODEL_NAME"
+ENV_MODEL_DIR: Final = "MLAPP_MODEL_DIR"
+ENV_MODEL_VERSION: Final = "MLAPP_MODEL_VERSION"
+ENV_LABELS_FILE: Final = "MLAPP_LABELS_FILE"
+ENV_LOG_LEVEL: Final = "MLAPP_LOG_LEVEL"
+ENV_AUTH_USERNAME: Final = "MLAPP_AUTH_USERNAME"
+ENV_AUTH_PASSWORD: Final = "MLAPP_AUTH_PASSWORD"  # noqa: S105 - the variable's name, not a password
+ENV_MAX_BODY_BYTES: Final = "MLAPP_MAX_BODY_BYTES"
+ENV_MAX_BATCH: Final = "MLAPP_MAX_BATCH"
+ENV_TRAINER_IMAGE: Final = "MLAPP_TRAINER_IMAGE"  # recorded in the model's metadata

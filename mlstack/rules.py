@@ -1,0 +1,302 @@
+"""Every rule that judges the configuration, written once.
+
+Each rule returns the ``Problem``s it finds (empty: the values are sound).
+``stack.config.load`` calls them on the stack's config before any resource
+exists, and a component calls the same ones on its Args, so a rule has one
+wording wherever it fires. Keys are config keys without the namespace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+
+from mlstack import catalogue, validate
+from mlstack.catalogue import TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
+from mlstack.problems import Problem
+
+# Artifact Registry repository ids: a lower-case letter, then letters, digits and hyphens.
+_ARTIFACT_REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+# The repository path components of an image reference (distribution/reference).
+_IMAGE_REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+def _choices(values: Iterable[object]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+# --- single values -------------------------------------------------------------------
+
+
+def parsed(key: str, value: str, parser: Callable[[str], object]) -> list[Problem]:
+    """A value one of ``mlstack.validate``'s (or the catalogue's) parsers accepts."""
+    try:
+        parser(value)
+    except ValueError as e:
+        return [Problem(key, value, str(e))]
+    return []
+
+
+def one_of(key: str, value: object, allowed: Sequence[object]) -> list[Problem]:
+    if value in allowed:
+        return []
+    return [Problem(key, value, f"must be one of {_choices(allowed)}")]
+
+
+def in_range(key: str, value: int, low: int, high: int | None = None) -> list[Problem]:
+    try:
+        validate.int_range(value, low, high)
+    except ValueError as e:
+        return [Problem(key, value, str(e))]
+    return []
+
+
+def spot_max_price(price: Decimal | float) -> list[Problem]:
+    """An hourly price in US dollars above zero, or -1 for "up to the on-demand price"."""
+    number = Decimal(str(price))
+    if number.is_finite() and (number == -1 or number > 0):
+        return []
+    return [
+        Problem("aksSpotMaxPrice", price, "must be -1 (up to the on-demand price) or a price above zero, such as 0.25")
+    ]
+
+
+def artifact_repository_id(app_name: str) -> list[Problem]:
+    """GKE: the app's name is its Artifact Registry repository's id."""
+    if _ARTIFACT_REPOSITORY_ID.match(app_name):
+        return []
+    return [
+        Problem(
+            "appName",
+            app_name,
+            "names the Artifact Registry repository, so it must start with a letter and hold only "
+            "lower-case letters, digits and hyphens",
+        )
+    ]
+
+
+def image_repository_prefix(app_name: str) -> list[Problem]:
+    """The app's name prefixes its image repositories (<appName>-trainer, <appName>-server)."""
+    if _IMAGE_REPOSITORY.match(app_name):
+        return []
+    return [
+        Problem(
+            "appName",
+            app_name,
+            "names the image repositories (<appName>-trainer, <appName>-server); must be lower-case "
+            "letters and digits, separated by single '.', '_' or '-'",
+        )
+    ]
+
+
+# --- values judged together ----------------------------------------------------------
+
+
+def class_names(labels: Sequence[str]) -> list[Problem]:
+    """The model's class labels (mlstack:modelLabels): at least two, none repeated."""
+    if len(labels) < 2:
+        return [Problem("modelLabels", list(labels), "must list at least two class labels")]
+    if len(set(labels)) != len(labels):
+        return [Problem("modelLabels", list(labels), "must not repeat a label")]
+    return []
+
+
+def replicas(minimum: int, maximum: int) -> list[Problem]:
+    if maximum >= minimum:
+        return []
+    return [Problem("maxReplicas", maximum, f"must be at least mlstack:replicas ({minimum})")]
+
+
+def request_and_limit(request_key: str, request: str, limit_key: str, limit: str) -> list[Problem]:
+    """Both Kubernetes quantities above zero, the limit at least the request."""
+    problems = parsed(request_key, request, validate.positive_quantity)
+    problems += parsed(limit_key, limit, validate.positive_quantity)
+    if problems:
+        return problems
+    if validate.quantity(limit) < validate.quantity(request):
+        return [Problem(limit_key, limit, f"must be at least mlstack:{request_key} ({request})")]
+    return []
+
+
+def train_timeout(timeout: str, deadline_seconds: int) -> list[Problem]:
+    """`pulumi up` must wait at least as long as Kubernetes lets the Job run."""
+    try:
+        seconds = validate.duration_seconds(timeout)
+    except ValueError as e:
+        return [Problem("trainTimeout", timeout, str(e))]
+    if seconds >= deadline_seconds:
+        return []
+    return [
+        Problem(
+            "trainTimeout",
+            timeout,
+            f"must be at least mlstack:trainDeadlineSeconds ({deadline_seconds}s), so that Kubernetes "
+            "ends a stuck Job before `pulumi up` gives up waiting for it",
+        )
+    ]
+
+
+def gpu_pool_size(min_nodes: int, max_nodes: int) -> list[Problem]:
+    """An autoscaled GPU pool: from ``min_nodes`` (0 scales to zero) to ``max_nodes``."""
+    problems = in_range("gpuMinNodes", min_nodes, 0, 100) + in_range("gpuMaxNodes", max_nodes, 1, 100)
+    if not problems and max_nodes < min_nodes:
+        problems.append(Problem("gpuMaxNodes", max_nodes, f"must be at least mlstack:gpuMinNodes ({min_nodes})"))
+    return problems
+
+
+def system_node_count(count: int) -> list[Problem]:
+    return in_range("systemNodeCount", count, 1, 100)
+
+
+def trainer_gpus_per_node(
+    trainer_gpus: int, gpus_per_node: int, gpu_model: str, larger: Sequence[str] = ()
+) -> list[Problem]:
+    """A pod never spans nodes: the trainer asks for at most what one GPU node carries."""
+    if trainer_gpus <= gpus_per_node:
+        return []
+    alternative = f"; sizes with that many: {', '.join(larger)}" if larger else ""
+    return [
+        Problem(
+            "trainerGpus",
+            trainer_gpus,
+            f"a node of the GPU pool carries {gpus_per_node} {gpu_model} GPU(s) and a pod cannot span nodes, "
+            f"so the trainer can request at most {gpus_per_node}{alternative}",
+        )
+    ]
+
+
+def gcp_zone(zone: str | None, region: str) -> list[Problem]:
+    """A zonal cluster's zone lies in the region; None is a regional cluster."""
+    if zone is None or re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
+        return []
+    return [
+        Problem(
+            "gcpZone",
+            zone,
+            f"must be a zone of mlstack:gcpRegion ({region}), such as {region}-a; empty means a regional cluster",
+        )
+    ]
+
+
+# --- the GPU pool and the trainer's CUDA build ----------------------------------------
+
+
+def trainer_gpu(
+    build: TrainerCuda, gpu_model: str, capability: tuple[int, int], key: str, value: object
+) -> list[Problem]:
+    """A GPU the trainer's build has no kernels for would fail at its first CUDA call."""
+    if runs_on(build, capability):
+        return []
+    usable = [c for c, b in TRAINER_CUDA_BUILDS.items() if runs_on(b, capability)]
+    alternative = f"; set mlstack:trainerCuda to {' or '.join(usable)}, or choose a newer GPU" if usable else ""
+    return [
+        Problem(
+            key,
+            value,
+            f"{gpu_model} (compute capability {capability[0]}.{capability[1]}) is not supported by the "
+            f"trainer's CUDA {build.cuda} build (mlstack:trainerCuda), which runs on compute capability "
+            f"{', '.join(f'{a}.{b}' for a, b in build.architectures)}{alternative}",
+        )
+    ]
+
+
+def trainer_driver(build: TrainerCuda, driver_branch: int | None, key: str, value: object, where: str) -> list[Problem]:
+    """The node's NVIDIA driver must be new enough for the trainer's CUDA build."""
+    if driver_branch is None or driver_branch >= build.min_driver_branch:
+        return []
+    return [
+        Problem(
+            key,
+            value,
+            f"{where} installs an R{driver_branch} NVIDIA driver, but the trainer's CUDA {build.cuda} build "
+            f"(mlstack:trainerCuda) needs {build.min_driver} or newer",
+        )
+    ]
+
+
+def gcp_gpu_pool(gpu_type: str, machine_type: str, gpu_count: int) -> list[Problem]:
+    """Every problem with a GKE GPU pool of ``gpu_count`` ``gpu_type`` on ``machine_type``.
+
+    Empty when the combination exists on Compute Engine. Checks stop at the
+    first key that is wrong, since the later ones are judged against it.
+    """
+    accelerator = catalogue.GCP_ACCELERATORS.get(gpu_type)
+    if accelerator is None:
+        return [Problem("gkeGpuType", gpu_type, f"unknown GPU type; one of {_choices(catalogue.GCP_ACCELERATORS)}")]
+
+    family = catalogue.gcp_machine_family(machine_type)
+    if family != accelerator.family:
+        valid = (
+            "an N1 machine type such as n1-standard-4"
+            if accelerator.family == "n1"
+            else f"one of {_choices(accelerator.fixed_counts)}"
+        )
+        return [
+            Problem(
+                "gkeGpuMachineType",
+                machine_type,
+                f"{gpu_type} runs on {accelerator.family.upper()} machines only: {valid}",
+            )
+        ]
+    if accelerator.fixed_counts and machine_type not in accelerator.fixed_counts:
+        return [
+            Problem(
+                "gkeGpuMachineType",
+                machine_type,
+                f"not a {accelerator.family.upper()} machine type with {gpu_type}; "
+                f"one of {_choices(accelerator.fixed_counts)}",
+            )
+        ]
+    if accelerator.family == "n1" and not catalogue.GCP_N1_MACHINE.match(machine_type):
+        return [
+            Problem(
+                "gkeGpuMachineType",
+                machine_type,
+                "not an N1 machine type; use n1-standard-N, n1-highmem-N, n1-highcpu-N or n1-custom-CPUS-MB",
+            )
+        ]
+
+    counts = accelerator.counts_for(machine_type)
+    if gpu_count not in counts:
+        if accelerator.fixed_counts:
+            reason = f"{machine_type} comes with exactly {counts[0]} {gpu_type}; set it to {counts[0]}"
+        else:
+            reason = f"{gpu_type} attaches to an N1 machine in counts of {_choices(counts)}"
+        return [Problem("gkeGpuCount", gpu_count, reason)]
+    return []
+
+
+def gke_gpu_pool(
+    gpu_type: str, machine_type: str, gpu_count: int, *, driver_version: str, trainer_gpus: int, build: TrainerCuda
+) -> list[Problem]:
+    """A GKE GPU pool that exists, whose GPU and driver run the trainer's build, and that fits the trainer."""
+    problems = one_of("gkeGpuDriverVersion", driver_version, catalogue.GCP_GPU_DRIVER_VERSIONS)
+    problems += gcp_gpu_pool(gpu_type, machine_type, gpu_count)
+    accelerator = catalogue.GCP_ACCELERATORS.get(gpu_type)
+    if accelerator is not None:
+        problems += trainer_gpu(build, gpu_type, accelerator.compute_capability, "gkeGpuType", gpu_type)
+    if driver_version in catalogue.GCP_DRIVER_BRANCH:
+        where = f"GKE with gkeGpuDriverVersion {driver_version}"
+        branch = catalogue.GCP_DRIVER_BRANCH[driver_version]
+        problems += trainer_driver(build, branch, "gkeGpuDriverVersion", driver_version, where)
+    problems += trainer_gpus_per_node(trainer_gpus, gpu_count, gpu_type)
+    return problems
+
+
+def aks_gpu_pool(gpu_vm_size: str, trainer_gpus: int, build: TrainerCuda) -> list[Problem]:
+    """An AKS GPU pool of a catalogue size whose GPU and driver run the trainer's build, and that fits it."""
+    try:
+        size = catalogue.azure_gpu_size(gpu_vm_size)
+    except ValueError as e:
+        return [Problem("aksGpuVmSize", gpu_vm_size, str(e))]
+    larger = [
+        name
+        for name, s in sorted(catalogue.AZURE_GPU_SIZES.items(), key=lambda item: item[1].gpus)
+        if s.gpu_model == size.gpu_model and s.gpus >= trainer_gpus
+    ]
+    return [
+        *trainer_gpus_per_node(trainer_gpus, size.gpus, size.gpu_model, larger),
+        *trainer_gpu(build, size.gpu_model, size.compute_capability, "aksGpuVmSize", gpu_vm_size),
+        *trainer_driver(build, catalogue.AKS_DRIVER_BRANCH, "aksGpuVmSize", gpu_vm_size, "AKS"),
+    ]

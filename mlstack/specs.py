@@ -1,0 +1,51 @@
+"""What the workloads are asked to run: the app, its training and its serving, as typed values.
+
+The config loader builds them from the stack's keys and ``MlWorkloads`` takes
+them as they are, so neither depends on the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class App:
+    namespace: str
+    app_name: str
+    model_name: str
+    model_labels: tuple[str, ...]  # class i's name on line i of the labels file
+    log_level: str
+
+    @property
+    def workload_service_account(self) -> str:
+        """The ServiceAccount the Job and the servers run as; a cloud target grants it access by name."""
+        return f"{self.app_name}-workload"
+
+
+@dataclass(frozen=True)
+class Training:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    min_accuracy: float
+    backoff_limit: int
+    deadline_seconds: int
+    timeout: str  # a Pulumi custom timeout, e.g. "75m"
+    cpu: str
+    memory: str
+    gpus: int
+
+
+@dataclass(frozen=True)
+class Serving:
+    replicas: int
+    max_replicas: int
+    target_cpu_utilization: int
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    service_port: int
+    allowed_source_ranges: tuple[str, ...]

@@ -1,0 +1,161 @@
+"""Config to components: the one place that maps the stack's keys onto each component's Args.
+
+``__main__.py`` only calls these in order. A target's module is imported in
+its own branch, so a stack loads the SDK of its cloud and no other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, assert_never
+
+import pulumi
+
+from components.image import AppImage, AppImageArgs
+from components.target import ClusterTarget
+from components.workloads import MlWorkloads, MlWorkloadsArgs
+from stack.config import AzureConfig, GcpConfig, LocalConfig, StackConfig
+
+if TYPE_CHECKING:  # the cloud SDKs load only in the branch of the stack's own cloud
+    from components.aks import AksGpuClusterArgs
+    from components.gke import GkeGpuClusterArgs
+
+# Component names, part of every child's URN: never change them on a deployed stack.
+LOCAL_NAME = "local"
+GKE_NAME = "gke"
+
+
+def build_target(cfg: StackConfig) -> ClusterTarget:
+    """The cluster component ``mlstack:cloud`` names."""
+    target = cfg.target
+    match target:
+        case LocalConfig():
+            from components.local import LocalCluster, LocalClusterArgs, default_kubeconfig_paths  # noqa: PLC0415
+
+            return LocalCluster(
+                LOCAL_NAME,
+                LocalClusterArgs(
+                    kubeconfig_paths=default_kubeconfig_paths(), context=target.kube_context, registry=target.registry
+                ),
+            )
+        case GcpConfig():
+            from components.gke import GkeGpuCluster  # noqa: PLC0415 - only a GKE stack loads pulumi_gcp
+
+            return GkeGpuCluster(GKE_NAME, gke_args(cfg, target))
+        case AzureConfig():
+            from components.aks import AksGpuCluster  # noqa: PLC0415 - only an AKS stack loads pulumi_azure_native
+
+            return AksGpuCluster(cfg.app.app_name, aks_args(cfg, target))
+        case _:
+            assert_never(target)
+
+
+def gke_args(cfg: StackConfig, gcp: GcpConfig) -> GkeGpuClusterArgs:
+    from components.gke import GkeGpuClusterArgs  # noqa: PLC0415 - only a GKE stack loads pulumi_gcp
+
+    return GkeGpuClusterArgs(
+        project=gcp.project,
+        region=gcp.region,
+        location=gcp.location,
+        kubernetes_version=cfg.kubernetes_version,
+        release_channel=gcp.release_channel,
+        deletion_protection=gcp.deletion_protection,
+        system_machine_type=gcp.system_machine_type,
+        system_node_count=gcp.pools.system_node_count,
+        gpu_machine_type=gcp.gpu_machine_type,
+        gpu_type=gcp.gpu_type,
+        gpu_count=gcp.gpu_count,
+        gpu_driver_version=gcp.gpu_driver_version,
+        gpu_min_nodes=gcp.pools.gpu_min_nodes,
+        gpu_max_nodes=gcp.pools.gpu_max_nodes,
+        gpu_spot=gcp.pools.gpu_spot,
+        repository_id=cfg.app.app_name,
+        workload_namespace=cfg.app.namespace,
+        workload_service_account=cfg.app.workload_service_account,
+        bucket_force_destroy=gcp.bucket_force_destroy,
+    )
+
+
+def aks_args(cfg: StackConfig, azure: AzureConfig) -> AksGpuClusterArgs:
+    from components.aks import AksGpuClusterArgs  # noqa: PLC0415 - only an AKS stack loads pulumi_azure_native
+
+    return AksGpuClusterArgs(
+        location=azure.location,
+        kubernetes_version=cfg.kubernetes_version,
+        upgrade_channel=azure.upgrade_channel,
+        system_vm_size=azure.system_vm_size,
+        system_node_count=azure.pools.system_node_count,
+        gpu_vm_size=azure.gpu_vm_size,
+        gpu_min_nodes=azure.pools.gpu_min_nodes,
+        gpu_max_nodes=azure.pools.gpu_max_nodes,
+        gpu_spot=azure.pools.gpu_spot,
+        spot_max_price=azure.spot_max_price,
+        acr_sku=azure.acr_sku,
+        acr_admin_user=azure.acr_admin_user,
+    )
+
+
+def app_images(cfg: StackConfig, target: ClusterTarget) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+    """The trainer and server images the pods run: the prebuilt pair, or both built and pushed.
+
+    Built images take the registry alone from the target (never the cluster),
+    so they build while the cluster is being created.
+    """
+    images = cfg.images
+    if images.trainer is not None and images.server is not None:
+        return images.trainer, images.server
+    built = AppImage(
+        cfg.app.app_name,
+        AppImageArgs(
+            registry=target.registry,
+            repository_prefix=cfg.app.app_name,
+            platform=images.platform,
+            build_cache=images.build_cache,
+            torch_index_url=images.trainer_cuda.index_url,
+        ),
+    )
+    return built.trainer_ref, built.server_ref
+
+
+def workloads(
+    cfg: StackConfig, target: ClusterTarget, trainer_image: pulumi.Input[str], server_image: pulumi.Input[str]
+) -> MlWorkloads:
+    return MlWorkloads(
+        cfg.app.app_name,
+        MlWorkloadsArgs(
+            target=target,
+            app=cfg.app,
+            training=cfg.training,
+            serving=cfg.serving,
+            trainer_image=trainer_image,
+            server_image=server_image,
+            basic_auth_username=cfg.basic_auth_username,
+            basic_auth_password=cfg.basic_auth_password,
+            model_store_size=cfg.model_store_size,
+            storage_class=cfg.storage_class,
+            kube_context=target.kube_context,
+        ),
+    )
+
+
+def stack_outputs(
+    target: ClusterTarget,
+    workloads: MlWorkloads,
+    trainer_image: pulumi.Input[str],
+    server_image: pulumi.Input[str],
+) -> dict[str, pulumi.Input[Any]]:
+    """Everything the stack exports: the target's own, then the app's; secrets stay secret."""
+    outputs: dict[str, pulumi.Input[Any]] = {
+        **target.stack_outputs,
+        "url": workloads.url,
+        "namespace": workloads.namespace,
+        "modelVersion": workloads.model_version,
+        "trainerImage": trainer_image,
+        "serverImage": server_image,
+        "basicAuthUsername": workloads.basic_auth_username,
+        "basicAuthPassword": workloads.basic_auth_password,
+        "kubeconfig": target.kubeconfig,
+    }
+    if workloads.port_forward:
+        outputs["portForward"] = workloads.port_forward
+    outputs["curl"] = workloads.curl
+    return outputs
