@@ -2,10 +2,16 @@
 
     venv/bin/python bench/serve.py                      # everything, ~3 minutes
     venv/bin/python bench/serve.py --skip-sizes --concurrency 1,16 --duration 5
+    venv/bin/python bench/serve.py --baseline-app ../old/app --skip-kserve --rounds 3   # before/after a change
 
 Both servers get the same ONNX model (trained here once, into bench/.work) and
 the same Open Inference Protocol v2 request (one 8x8 digit, JSON), over
-loopback only, one worker process each. Load comes from `wrk`
+loopback only, one worker process each. Every server's answer is checked (the
+digit is a zero) before anything is timed; then the servers run side by side
+and the load runs interleave: each round visits every concurrency level, and at
+each level every server in turn, so drift on the machine hits them alike.
+Figures are medians over --rounds. --baseline-app adds a second mlapp.serve,
+run from another checkout's app/ (e.g. a git worktree of the last release). Load comes from `wrk`
 (`apt-get install wrk`), a separate C process with one thread, bounded by
 --duration per run. Also measured: process start to /v2/health/ready, and the
 installed size of the server's dependencies against a torch install.
@@ -139,14 +145,15 @@ class Server:
         self._log.close()
 
 
-def start_ours(store: Path) -> Server:
+def start_ours(store: Path, name: str = "mlapp", app_dir: Path = REPO / "app") -> Server:
     port = free_port()
     env = app_env(
+        PYTHONPATH=str(app_dir),
         MLAPP_HOST="127.0.0.1", MLAPP_PORT=str(port), MLAPP_MODEL_DIR=str(store),
         MLAPP_MODEL_NAME=MODEL, MLAPP_MODEL_VERSION=VERSION,
         MLAPP_AUTH_USERNAME=USER, MLAPP_AUTH_PASSWORD=PASSWORD,
     )  # fmt: skip
-    return Server("mlapp", [sys.executable, "-m", "mlapp.serve"], env, port)
+    return Server(name, [sys.executable, "-m", "mlapp.serve"], env, port)
 
 
 def start_kserve(python: Path, store: Path) -> Server:
@@ -217,15 +224,45 @@ def measure_startup(start: object, runs: int) -> list[float]:
     return times
 
 
-def load_runs(server: Server, body: str, *, auth: bool, levels: list[int], duration: float, warmup: float) -> list[Run]:
-    url = f"{server.url}/v2/models/{MODEL}/infer"
-    wrk(url, body, auth, max(levels), warmup)  # warm caches, allocator, JIT-free paths
+def check_answer(server: Server, body: str, auth: bool) -> None:
+    """The server answers the benchmark's request correctly (class 0) before it is timed."""
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        f"{server.url}/v2/models/{MODEL}/infer", data=body.encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    if auth:
+        request.add_header("Authorization", "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+        answer = json.loads(response.read())
+    scores = next(o for o in answer["outputs"] if o["datatype"] == "FP32")["data"]
+    best = max(range(len(scores)), key=scores.__getitem__)
+    if best != 0:
+        raise RuntimeError(f"{server.name} classifies the benchmark's zero as {best}: {answer}")
+
+
+def load_runs(
+    servers: list[tuple[Server, bool]], body: str, *, levels: list[int], duration: float, warmup: float, rounds: int
+) -> list[Run]:
+    """Every (server, level) pair ``rounds`` times, interleaved; one Run each, the median round's figures."""
+    for server, auth in servers:
+        check_answer(server, body, auth)
+        wrk(f"{server.url}/v2/models/{MODEL}/infer", body, auth, max(levels), warmup)  # warm caches, allocator
+    samples: dict[tuple[str, int], list[Run]] = {}
+    for round_ in range(rounds):
+        for c in levels:
+            for server, auth in servers:
+                rps, p50, p99, total, errors = wrk(f"{server.url}/v2/models/{MODEL}/infer", body, auth, c, duration)
+                samples.setdefault((server.name, c), []).append(
+                    Run(server.name, c, rps, p50, p99, int(total), int(errors))
+                )
+                log(f"round {round_ + 1} {server.name} c={c}: {rps:.0f} req/s p50 {p50:.2f} ms "
+                    f"p99 {p99:.2f} ms errors {int(errors)}")  # fmt: skip
     runs = []
-    for c in levels:
-        rps, p50, p99, total, errors = wrk(url, body, auth, c, duration)
-        runs.append(Run(server.name, c, rps, p50, p99, int(total), int(errors)))
-        log(f"{server.name} c={c}: {rps:.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms "
-            f"errors {int(errors)}")  # fmt: skip
+    for (name, c), rs in samples.items():
+        runs.append(Run(
+            name, c, statistics.median(r.rps for r in rs), statistics.median(r.p50_ms for r in rs),
+            statistics.median(r.p99_ms for r in rs), sum(r.requests for r in rs), sum(r.errors for r in rs),
+        ))  # fmt: skip
     return runs
 
 
@@ -255,6 +292,8 @@ def main() -> int:
     parser.add_argument("--startup-runs", type=int, default=5)
     parser.add_argument("--skip-kserve", action="store_true")
     parser.add_argument("--skip-sizes", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; figures are medians")
+    parser.add_argument("--baseline-app", type=Path, help="also serve from this app/ directory, as mlapp-baseline")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -267,29 +306,26 @@ def main() -> int:
     results: dict[str, object] = {"concurrency": levels, "duration_s": args.duration}
 
     servers: list[tuple[str, object, bool]] = [("mlapp", lambda: start_ours(store), True)]
+    if args.baseline_app:
+        baseline = args.baseline_app.resolve()
+        servers.append(("mlapp-baseline", lambda: start_ours(store, "mlapp-baseline", baseline), True))
     if not args.skip_kserve:
         python = ensure_kserve_venv()
         servers.append(("kserve", lambda: start_kserve(python, store), False))
 
-    runs: list[Run] = []
     startup: dict[str, list[float]] = {}
-    for name, start, auth in servers:
+    for name, start, _auth in servers:
         startup[name] = measure_startup(start, args.startup_runs)
         log(f"{name} start to ready: median {statistics.median(startup[name]):.3f}s")
-        server: Server = start()  # type: ignore[operator]
-        try:
+    running: list[tuple[Server, bool]] = []
+    try:
+        for _name, start, auth in servers:
+            server: Server = start()  # type: ignore[operator]
+            running.append((server, auth))
             server.wait_ready()
-            runs.extend(
-                load_runs(
-                    server,
-                    body,
-                    auth=auth,
-                    levels=levels,
-                    duration=args.duration,
-                    warmup=args.warmup,
-                )
-            )
-        finally:
+        runs = load_runs(running, body, levels=levels, duration=args.duration, warmup=args.warmup, rounds=args.rounds)
+    finally:
+        for server, _auth in running:
             server.stop()
     results["runs"] = [asdict(r) for r in runs]
     results["startup_s"] = startup
@@ -308,10 +344,10 @@ def main() -> int:
         print(f"| {r.server} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
               f"| {r.requests} | {r.errors} |")  # fmt: skip
     by = {(r.server, r.concurrency): r.rps for r in runs}
-    for c in levels:
-        if ("kserve", c) in by and by[("kserve", c)] > 0:
-            ratio = by[("mlapp", c)] / by[("kserve", c)]
-            print(f"\nthroughput ratio mlapp/kserve at c={c}: {ratio:.2f}x", end="")
+    for peer in ("kserve", "mlapp-baseline"):
+        for c in levels:
+            if by.get((peer, c), 0) > 0:
+                print(f"\nthroughput ratio mlapp/{peer} at c={c}: {by[('mlapp', c)] / by[(peer, c)]:.2f}x", end="")
     print()
     for name, times in startup.items():
         print(f"\nstart to ready, {name}: median {statistics.median(times):.3f}s, "

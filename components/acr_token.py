@@ -26,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from http import HTTPStatus
 
 USERNAME = "00000000-0000-0000-0000-000000000000"
 TIMEOUT_SECONDS = 30.0
@@ -47,7 +48,7 @@ def _post(url: str, body: bytes, timeout: float) -> bytes:
     return data
 
 
-def refresh_token(
+def refresh_token(  # noqa: PLR0913 - the bounds are keyword-only, for the tests to turn
     login_server: str,
     tenant: str,
     access_token: str,
@@ -68,7 +69,7 @@ def refresh_token(
             raw = _post(url, body, timeout)
         except urllib.error.HTTPError as e:
             detail = e.read(MAX_DETAIL_BYTES).decode("utf-8", "replace").strip()
-            if e.code < 500:  # a refusal does not change by asking again
+            if e.code < HTTPStatus.INTERNAL_SERVER_ERROR:  # a refusal does not change by asking again
                 raise AcrTokenError(
                     f"the registry {login_server} refused the Entra ID token exchange (HTTP {e.code}: {detail}); "
                     "the account running `pulumi up` needs Owner, Contributor or AcrPush on it, "

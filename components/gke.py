@@ -183,7 +183,7 @@ def gpu_scheduling(gpu_type: str, gpu_count: int) -> GpuScheduling:
     )
 
 
-def node_config(
+def node_config(  # noqa: PLR0913 - the GPU pool's extras are keyword-only, none by default
     machine_type: str,
     pool: str,
     service_account: pulumi.Input[str],

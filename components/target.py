@@ -20,7 +20,10 @@ GPU_TAINT_KEY: Final = "nvidia.com/gpu"
 GPU_TAINT_VALUE: Final = "present"
 GPU_TAINT_EFFECT: Final = "NoSchedule"
 # The label every node pool of a cloud target carries (its value: "system" or "gpu"),
-# which the GPU pods and the device plugin select on. One key for every cloud.
+# which the GPU pods and the device plugin select on. One key for every cloud. (GKE
+# pools carried mlstack.dev/pool until 2026-11; the provider changes a node pool's
+# labels in place, without recreating it, since terraform-provider-google 4.48.0:
+# GoogleCloudPlatform/magic-modules#6941. AKS pools always carried this key.)
 POOL_LABEL_KEY: Final = "mlstack.io/pool"
 GPU_POOL: Final = "gpu"
 SYSTEM_POOL: Final = "system"

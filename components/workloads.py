@@ -29,6 +29,7 @@ from mlstack.specs import App, Serving, Training
 
 MANAGED_BY = "pulumi"
 PART_OF = "mlstack"
+HTTP_PORT = 80  # a URL on it needs no port
 LOCAL_PORT = 8080  # where the port-forward hint listens, for a cluster without external addresses
 
 
@@ -481,7 +482,7 @@ def load_balancer_url(status: object, port: int) -> str:
     host = (getattr(ingress[0], "hostname", None) or getattr(ingress[0], "ip", None)) if ingress else None
     if not host:
         return "pending: the load balancer has no address yet"
-    return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+    return f"http://{host}" if port == HTTP_PORT else f"http://{host}:{port}"
 
 
 def port_forward_command(app: App, service_port: int, kube_context: str | None) -> str:

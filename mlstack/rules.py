@@ -16,6 +16,7 @@ from mlstack import catalogue, validate
 from mlstack.catalogue import TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
 from mlstack.problems import Problem
 
+MIN_CLASSES = 2  # a classifier tells at least two classes apart
 # Artifact Registry repository ids: a lower-case letter, then letters, digits and hyphens.
 _ARTIFACT_REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 # The repository path components of an image reference (distribution/reference).
@@ -95,7 +96,7 @@ def image_repository_prefix(app_name: str) -> list[Problem]:
 
 def class_names(labels: Sequence[str]) -> list[Problem]:
     """The model's class labels (mlstack:modelLabels): at least two, none repeated."""
-    if len(labels) < 2:
+    if len(labels) < MIN_CLASSES:
         return [Problem("modelLabels", list(labels), "must list at least two class labels")]
     if len(set(labels)) != len(labels):
         return [Problem("modelLabels", list(labels), "must not repeat a label")]
@@ -267,7 +268,7 @@ def gcp_gpu_pool(gpu_type: str, machine_type: str, gpu_count: int) -> list[Probl
     return []
 
 
-def gke_gpu_pool(
+def gke_gpu_pool(  # noqa: PLR0913 - the pool's three keys, and what it must run (keyword-only)
     gpu_type: str, machine_type: str, gpu_count: int, *, driver_version: str, trainer_gpus: int, build: TrainerCuda
 ) -> list[Problem]:
     """A GKE GPU pool that exists, whose GPU and driver run the trainer's build, and that fits the trainer."""

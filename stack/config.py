@@ -26,6 +26,7 @@ from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, for
 
 CLOUDS = ("azure", "gcp", "local")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MIN_SECRET_LENGTH = 12  # a basic-auth password a person cannot guess in a few tries
 APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
 # GCP project IDs: 6-30 characters, lower-case letters, digits and hyphens,
 # starting with a letter and not ending with a hyphen.
@@ -240,7 +241,7 @@ class _Reader:
             )
             self.problems.append(Problem(name, None, reason, show_value=False))
             return None
-        if len(raw) < 12:
+        if len(raw) < MIN_SECRET_LENGTH:
             reason = "must be at least 12 characters long (the value is not shown here)"
             self.problems.append(Problem(name, None, reason, show_value=False))
             return None

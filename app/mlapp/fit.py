@@ -133,7 +133,7 @@ def _load_checkpoint(path: Path, params: Params) -> dict[str, Any] | None:
     return state
 
 
-def fit(
+def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its knobs are its parameters
     dataset: Dataset,
     params: Params,
     checkpoint_path: Path,
