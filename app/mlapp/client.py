@@ -20,6 +20,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlapp import contract
+
 
 class ClientError(Exception):
     pass
@@ -73,10 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("image", type=Path, help="PNG or JPEG of a digit")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds")
     args = parser.parse_args(argv)
-    username = os.environ.get("MLAPP_AUTH_USERNAME", "")
-    password = os.environ.get("MLAPP_AUTH_PASSWORD", "")
+    username = os.environ.get(contract.ENV_AUTH_USERNAME, "")
+    password = os.environ.get(contract.ENV_AUTH_PASSWORD, "")
     if not username or not password:
-        print("mlapp.client: set MLAPP_AUTH_USERNAME and MLAPP_AUTH_PASSWORD", file=sys.stderr)
+        print(f"mlapp.client: set {contract.ENV_AUTH_USERNAME} and {contract.ENV_AUTH_PASSWORD}", file=sys.stderr)
         return 1
     try:
         answer = predict(args.url, args.image, username, password, args.timeout)

@@ -4,7 +4,7 @@
         --epochs E --batch-size B --learning-rate R --min-accuracy A \
         [--data-dir D] [--seed S] [--device auto|cuda|cpu]
 
-Exit codes (the Kubernetes Job relies on them): 0 published (or already
+Exit codes (mlapp.contract; the Kubernetes Job relies on them): 0 published (or already
 published), 2 held-out accuracy under --min-accuracy, 1 anything else.
 """
 
@@ -20,14 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mlapp import cuda, store
+from mlapp import contract, cuda, store
 from mlapp.data import DataError, Dataset, load_digits_dataset, load_idx_dataset
 
 log = logging.getLogger("mlapp.train")
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_GATE = 2
 
 
 class UsageError(Exception):
@@ -40,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_ERROR)
+        raise SystemExit(contract.EXIT_ERROR)
 
 
 def _positive_int(text: str) -> int:
@@ -126,7 +122,7 @@ def _metadata(args: argparse.Namespace, dataset: Dataset, accuracy: float, devic
             "min_accuracy": args.min_accuracy,
             "steps": steps,
         },
-        "trainer_image": os.environ.get("MLAPP_TRAINER_IMAGE") or None,
+        "trainer_image": os.environ.get(contract.ENV_TRAINER_IMAGE) or None,
         "framework": {"onnx_opset": store.ONNX_OPSET, "device": device},
         "num_classes": dataset.num_classes,
         "input": {
@@ -159,7 +155,7 @@ def train(args: argparse.Namespace) -> int:
             "model %s version %s is already in the store at %s; nothing to do",
             args.model_name, args.version, final,
         )  # fmt: skip
-        return EXIT_OK
+        return contract.EXIT_OK
 
     ckpt_path = store.checkpoint_path(args.model_dir, args.model_name, args.version)
     try:
@@ -169,7 +165,7 @@ def train(args: argparse.Namespace) -> int:
         probe.unlink()
     except OSError as e:
         log.error("cannot write to the model store %s: %s", args.model_dir, e)
-        return EXIT_ERROR
+        return contract.EXIT_ERROR
 
     dataset = load_idx_dataset(args.data_dir) if args.data_dir else load_digits_dataset(args.seed)
     h, w = dataset.image_shape
@@ -184,19 +180,19 @@ def train(args: argparse.Namespace) -> int:
         device = fit.select_device(args.device)
     except fit.DeviceError as e:
         log.error("--device cuda: a GPU was requested but CUDA cannot be used: %s", e)
-        return EXIT_ERROR
+        return contract.EXIT_ERROR
     params = fit.Params(args.epochs, args.batch_size, args.learning_rate, args.seed, dataset.name)
     try:
         result = fit.fit(dataset, params, ckpt_path, args.checkpoint_every, args.log_every, device=device)
     except fit.Stopped as e:
         log.error("%s", e)
-        return EXIT_ERROR
+        return contract.EXIT_ERROR
     if result.accuracy < args.min_accuracy:
         log.error(
             "held-out accuracy %.4f is under --min-accuracy %.4f; not publishing",
             result.accuracy, args.min_accuracy,
         )  # fmt: skip
-        return EXIT_GATE
+        return contract.EXIT_GATE
 
     meta = _metadata(args, dataset, result.accuracy, result.device, result.steps)
     meta["framework"]["torch"] = fit.TORCH_VERSION
@@ -214,7 +210,7 @@ def train(args: argparse.Namespace) -> int:
         "published" if published else "another run already published",
         final, result.accuracy, args.min_accuracy,
     )  # fmt: skip
-    return EXIT_OK
+    return contract.EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -229,13 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train(args)
     except DataError as e:
         log.error("cannot load training data: %s", e)
-        return EXIT_ERROR
+        return contract.EXIT_ERROR
     except OSError as e:
         log.error("cannot write the model to the store %s: %s", args.model_dir, e)
-        return EXIT_ERROR
+        return contract.EXIT_ERROR
     except Exception:
         log.exception("training failed")
-        return EXIT_ERROR
+        return contract.EXIT_ERROR
 
 
 if __name__ == "__main__":

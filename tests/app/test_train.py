@@ -21,7 +21,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 import pytest
 
-from mlapp import store
+from mlapp import contract, store
 from mlapp.data import DataError, load_idx_dataset, read_idx
 
 from . import gcsfuse_sim
@@ -92,7 +92,7 @@ def test_onnx_export_matches_torch(tmp_path: Path, held_out: HeldOut) -> None:
 def test_rerun_of_a_published_version_is_a_no_op(trained: TrainedModel) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in trained.directory.iterdir()}
     result = run_trainer(trained.store, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9")
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     assert "already in the store" in result.stdout
     assert {p.name: p.stat().st_mtime_ns for p in trained.directory.iterdir()} == before
 
@@ -102,7 +102,7 @@ def test_accuracy_under_the_gate_exits_2_and_publishes_nothing(tmp_path: Path) -
         tmp_path, "gate", "--epochs", "1", "--batch-size", "512", "--learning-rate", "0.0001",
         "--min-accuracy", "1.0",
     )  # fmt: skip
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == contract.EXIT_GATE, result.stdout + result.stderr
     assert "is under --min-accuracy 1.0000" in result.stdout
     assert not (tmp_path / MODEL_NAME / "gate").exists()
 
@@ -114,7 +114,7 @@ def test_unreadable_data_exits_1(tmp_path: Path) -> None:
         tmp_path / "store", "x", *TRAIN_ARGS, "--min-accuracy", "0", "--data-dir",
         str(tmp_path / "data"),
     )  # fmt: skip
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == contract.EXIT_ERROR, result.stdout + result.stderr
     assert "cannot load training data" in result.stdout
     assert "train-images-idx3-ubyte.gz" in result.stdout
 
@@ -123,7 +123,7 @@ def test_unwritable_store_exits_1(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     result = run_trainer(not_a_dir, "x", *TRAIN_ARGS, "--min-accuracy", "0")
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == contract.EXIT_ERROR, result.stdout + result.stderr
     assert "cannot write to the model store" in result.stdout
 
 
@@ -143,7 +143,7 @@ def test_bad_arguments_exit_1_with_a_message(tmp_path: Path, args: list[str], me
     cmd = [sys.executable, "-m", "mlapp.train", "--model-dir", str(tmp_path),
            "--model-name", MODEL_NAME, *[x for kv in base.items() for x in kv]]  # fmt: skip
     result = subprocess.run(cmd, env=app_env(), capture_output=True, text=True, check=False)
-    assert result.returncode == 1
+    assert result.returncode == contract.EXIT_ERROR
     assert message in result.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -221,7 +221,7 @@ def test_trains_on_idx_files_writing_only_to_the_store(tmp_path: Path) -> None:
              "HOME": str(home)},
         cwd=cwd,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     # The pod's root filesystem is read-only: nothing may land in $HOME or the cwd.
     assert list(home.iterdir()) == []
     assert list(cwd.iterdir()) == []
@@ -312,7 +312,7 @@ def test_a_damaged_published_version_is_trained_again(tmp_path: Path, trained: T
     (directory / "model.onnx").write_bytes(model[:100])
     shutil.copyfile(trained.directory / "metadata.json", directory / "metadata.json")
     result = run_trainer(tmp_path, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     assert "nothing to do" not in result.stdout
     assert store.is_complete(directory)
 
@@ -382,7 +382,7 @@ def test_resumes_from_checkpoint_after_a_hard_kill(tmp_path: Path, held_out: Hel
     assert not (tmp_path / MODEL_NAME / "r").exists()
 
     resumed = run_trainer(tmp_path, "r", *RESUME_ARGS)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.returncode == contract.EXIT_OK, resumed.stdout + resumed.stderr
     match = re.search(r"resuming from checkpoint \S+ at step (\d+)", resumed.stdout)
     assert match, resumed.stdout
     resumed_at = int(match.group(1))
@@ -416,7 +416,7 @@ def test_damaged_or_foreign_checkpoint_is_ignored(tmp_path: Path) -> None:
     ckpt.write_bytes(b"\x80\x04 torn write")
     result = run_trainer(tmp_path, "d", "--epochs", "1", "--batch-size", "64",
                          "--learning-rate", "0.01", "--min-accuracy", "0")  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     assert "ignoring unreadable checkpoint" in result.stdout
     assert "resuming" not in result.stdout
     assert (tmp_path / MODEL_NAME / "d" / "model.onnx").is_file()

@@ -1,0 +1,148 @@
+"""The ASGI application: its lifespan, the model loading behind the open socket, and the one request path.
+
+Every request walks the same short path: match a route, admit it (auth, model
+name), run its handler, answer, count it. Any exception on that path is turned
+into an answer here, by ``errors.STATUS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Final
+
+from mlapp import store
+from mlapp.serve import errors, routes
+from mlapp.serve.asgi import JSON, Receive, Scope, Send, dumps
+from mlapp.serve.auth import BasicAuth
+from mlapp.serve.batching import Batcher
+from mlapp.serve.handlers import Endpoints
+from mlapp.serve.logs import AccessLog
+from mlapp.serve.metrics import MODEL_INFO, READY, RequestMetrics
+from mlapp.serve.model import ModelNotThere, load_model
+from mlapp.settings import Settings
+
+# The logger's name is part of every line's shape (its "logger" field).
+log = logging.getLogger("mlapp.serve")
+
+RETRY_SECONDS: Final = 0.5
+MAX_RETRY_SECONDS: Final = 10.0
+INTERNAL_ERROR: Final = dumps({"error": errors.INTERNAL_MESSAGE})
+
+
+class App:
+    """The ASGI application. One instance per process; settings fixed at construction."""
+
+    def __init__(self, settings: Settings, labels: list[str] | None) -> None:
+        self.settings = settings
+        self.labels = labels
+        self.endpoints = Endpoints(settings)
+        self.routes = routes.table(self.endpoints)
+        self.router = routes.Router(
+            self.routes,
+            BasicAuth(settings.username, settings.password),
+            settings.model_name,
+            settings.model_version,
+        )
+        self.metrics = RequestMetrics()
+        self.access = AccessLog() if settings.log_level_number <= logging.INFO else None
+        self._loader: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # The socket opens right after this returns; the model loads
+                # behind it, so liveness answers while readiness waits.
+                self._loader = asyncio.get_running_loop().create_task(self._load_forever())
+                if self.access is not None:
+                    self.access.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._loader is not None:
+                    self._loader.cancel()
+                if self.endpoints.batcher is not None:
+                    await self.endpoints.batcher.close()
+                if self.access is not None:
+                    await self.access.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _load_forever(self) -> None:
+        where = store.version_dir(self.settings.model_dir, self.settings.model_name, self.settings.model_version)
+        last_error = ""
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                model = await asyncio.to_thread(load_model, self.settings, self.labels)
+            except ModelNotThere as e:
+                delay = RETRY_SECONDS
+                if str(e) != last_error:
+                    log.info("waiting for the model at %s: %s", where, e)
+                    last_error = str(e)
+            except Exception as e:
+                # A broken model is retried (a copy may still be landing), but
+                # backing off: each try builds a whole ORT session.
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                if str(e) != last_error:
+                    log.error("cannot load the model at %s: %s", where, e)
+                    last_error = str(e)
+            else:
+                self.endpoints.set_model(model, Batcher(model, self.settings.max_batch))
+                MODEL_INFO.labels(model.name, model.version).set(1)
+                READY.set(1)
+                log.info(
+                    "model %s version %s loaded from %s (held-out accuracy %s); ready",
+                    model.name,
+                    model.version,
+                    where,
+                    model.metadata.get("accuracy"),
+                )
+                return
+            await asyncio.sleep(delay)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        # Requests that match no route share one label, so no caller can grow the metrics.
+        label = "other"
+        headers: Sequence[errors.Header] = ()
+        try:
+            found = self.router.match(method, path)
+            route = found[0]
+            label = route.path
+            self.router.admit(found, scope)
+            status, body, content_type = await route.handler(scope, receive)
+        except Exception as e:
+            content_type = JSON
+            mapped = errors.status_of(e)
+            if mapped is None:
+                log.exception("unexpected error on %s %s", method, path)
+                status, body = errors.INTERNAL_STATUS, INTERNAL_ERROR
+            else:
+                status, body, headers = mapped, dumps({"error": str(e)}), errors.headers_of(e)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        elapsed = time.perf_counter() - start
+        self.metrics.observe(label, method, status, elapsed)
+        if self.access is not None:
+            self.access.request(method, path, status, elapsed)

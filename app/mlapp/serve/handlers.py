@@ -1,0 +1,90 @@
+"""The endpoints: each turns a request the router has admitted into an answer.
+
+``Endpoints`` holds what they share (the settings, and the model and its
+batcher once loaded) and calls the plain functions of ``protocol``. Routing,
+auth and the check of the model named in the path are done before any of
+them runs (``routes.Router``); they never check credentials themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import prometheus_client as prom
+
+from mlapp import contract
+from mlapp.serve import protocol
+from mlapp.serve.asgi import JSON, Answer, Receive, Scope, dumps, header, read_body
+from mlapp.serve.batching import Batcher
+from mlapp.serve.errors import NotReady
+from mlapp.serve.model import Model
+from mlapp.settings import Settings
+
+# Constant answers are serialised once, not per request.
+LIVE: Final = b'{"live":true}'
+READY: Final = b'{"ready":true}'
+NOT_READY: Final = b'{"ready":false}'
+SERVER_METADATA: Final = dumps(protocol.SERVER_METADATA)
+METRICS_TYPE: Final = prom.CONTENT_TYPE_LATEST.encode()
+# The clients' batches may be larger than one run's; this bounds what one request can queue.
+ROWS_PER_MAX_BATCH: Final = 16
+
+
+class Endpoints:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._loaded: tuple[Model, Batcher] | None = None
+        self._max_rows = settings.max_batch * ROWS_PER_MAX_BATCH
+        # The router has already refused any other name, so the answer is fixed.
+        self._model_ready = dumps({"name": settings.model_name, "ready": True})
+        self._model_not_ready = dumps({"name": settings.model_name, "ready": False})
+
+    def set_model(self, model: Model, batcher: Batcher) -> None:
+        """From now on, answer with ``model``, batched by ``batcher``."""
+        self._loaded = (model, batcher)
+
+    @property
+    def batcher(self) -> Batcher | None:
+        return None if self._loaded is None else self._loaded[1]
+
+    def _require(self) -> tuple[Model, Batcher]:
+        if self._loaded is None:
+            raise NotReady(f"the model is not loaded yet; retry when {contract.READY_PATH} is 200")
+        return self._loaded
+
+    async def live(self, scope: Scope, receive: Receive) -> Answer:
+        return 200, LIVE, JSON
+
+    async def ready(self, scope: Scope, receive: Receive) -> Answer:
+        if self._loaded is None:
+            return 503, NOT_READY, JSON
+        return 200, READY, JSON
+
+    async def metrics(self, scope: Scope, receive: Receive) -> Answer:
+        return 200, prom.generate_latest(), METRICS_TYPE
+
+    async def server_metadata(self, scope: Scope, receive: Receive) -> Answer:
+        return 200, SERVER_METADATA, JSON
+
+    async def model_metadata(self, scope: Scope, receive: Receive) -> Answer:
+        model, _ = self._require()
+        return 200, dumps(protocol.model_metadata(model)), JSON
+
+    async def model_ready(self, scope: Scope, receive: Receive) -> Answer:
+        if self._loaded is None:
+            return 503, self._model_not_ready, JSON
+        return 200, self._model_ready, JSON
+
+    async def infer(self, scope: Scope, receive: Receive) -> Answer:
+        model, batcher = self._require()
+        body = await read_body(scope, receive, self.settings.max_body_bytes)
+        x, request_id = protocol.parse_infer(body, model, self._max_rows)
+        probs = await batcher.infer(x)
+        return 200, dumps(protocol.infer_answer(model, probs, request_id)), JSON
+
+    async def predict(self, scope: Scope, receive: Receive) -> Answer:
+        model, batcher = self._require()
+        body = await read_body(scope, receive, self.settings.max_body_bytes)
+        x = protocol.parse_predict(body, header(scope, b"content-type"), model.preprocessing)
+        probs = (await batcher.infer(x))[0]
+        return 200, dumps(protocol.predict_answer(model, probs)), JSON

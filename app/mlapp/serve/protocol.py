@@ -1,0 +1,159 @@
+"""The bodies the server reads and writes: Open Inference Protocol v2 tensors, and /predict's picture or pixels.
+
+Plain functions from bytes to arrays and from arrays to answers, so a test can
+feed them anything without a server. Each refusal raises an ``errors`` type
+carrying the message the caller sees.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from mlapp import preprocess
+from mlapp.serve.errors import BadRequest, TooLarge, UnsupportedMediaType
+from mlapp.serve.model import Model
+from mlapp.serve.multipart import parse_multipart, parse_params
+
+SERVER_METADATA: Final = {"name": "mlapp", "version": "1", "extensions": []}
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"malformed JSON: {e}") from e
+
+
+def model_metadata(model: Model) -> dict[str, Any]:
+    meta = model.metadata
+    return {
+        "name": model.name,
+        "versions": [model.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [
+            {
+                "name": model.input_name,
+                "datatype": "FP32",
+                "shape": [-1, 1, model.height, model.width],
+            }
+        ],
+        "outputs": [{"name": model.output_name, "datatype": "FP32", "shape": [-1, model.num_classes]}],
+        "parameters": {
+            "accuracy": meta.get("accuracy"),
+            "dataset": meta.get("dataset"),
+            "trainer_image": meta.get("trainer_image"),
+            "created_at": meta.get("created_at"),
+            "labels": model.labels,
+            "preprocessing": meta["input"]["preprocessing"],
+        },
+    }
+
+
+def parse_infer(body: bytes, model: Model, max_rows: int) -> tuple[npt.NDArray[np.float32], Any]:
+    """The input rows of a v2 inference request, and its ``id`` (any JSON value, or None)."""
+    request = _loads(body)
+    if not isinstance(request, dict):
+        raise BadRequest("the request must be a JSON object with 'inputs'")
+    x = _input_rows(_input_tensor(request, model), model, max_rows)
+    outputs = request.get("outputs")
+    if outputs is not None and (
+        not isinstance(outputs, list)
+        or not all(isinstance(o, dict) and o.get("name") == model.output_name for o in outputs)
+    ):
+        raise BadRequest(f"the only output is {model.output_name!r}")
+    return x, request.get("id")
+
+
+def _input_tensor(request: dict[str, Any], model: Model) -> dict[str, Any]:
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("'inputs' must be a non-empty list of tensors")
+    if len(inputs) != 1:
+        raise BadRequest(f"this model takes exactly one input, {model.input_name!r}")
+    tensor = inputs[0]
+    if not isinstance(tensor, dict):
+        raise BadRequest("each input must be an object with name, shape, datatype, data")
+    for key in ("name", "shape", "datatype", "data"):
+        if key not in tensor:
+            raise BadRequest(f"input is missing {key!r}")
+    if tensor["name"] != model.input_name:
+        raise BadRequest(f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}")
+    if tensor["datatype"] != "FP32":
+        raise BadRequest(f"input datatype must be FP32, got {tensor['datatype']!r}")
+    return tensor
+
+
+def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int) -> npt.NDArray[np.float32]:
+    shape = tensor["shape"]
+    # shape[1:] is compared first: equal, it proves the length, so shape[0] exists.
+    # The int check comes before the comparison with 1 (and refuses True, which equals 1).
+    if (
+        not isinstance(shape, list)
+        or shape[1:] != [1, model.height, model.width]
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or shape[0] < 1
+    ):
+        raise BadRequest(f"input shape must be [N, 1, {model.height}, {model.width}] with N >= 1, got {shape!r}")
+    data = tensor["data"]
+    if not isinstance(data, list):
+        raise BadRequest("input data must be a list of numbers")
+    try:
+        arr = np.asarray(data, dtype=np.float32)
+    except (ValueError, TypeError) as e:
+        raise BadRequest("input data must be numbers (flat or nested row-major)") from e
+    expected = shape[0] * model.height * model.width
+    if arr.size != expected:
+        raise BadRequest(f"input data holds {arr.size} values but shape {shape} needs {expected}")
+    if shape[0] > max_rows:
+        raise TooLarge(f"at most {max_rows} rows per request")
+    return arr.reshape(shape)
+
+
+def infer_answer(model: Model, probs: npt.NDArray[np.float32], request_id: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "outputs": [
+            {
+                "name": model.output_name,
+                "datatype": "FP32",
+                "shape": [len(probs), model.num_classes],
+                "data": probs.ravel(),
+            }
+        ],
+    }
+    # The protocol's id is a string; anything else the caller sent is not echoed.
+    if isinstance(request_id, str):
+        answer["id"] = request_id
+    return answer
+
+
+def parse_predict(body: bytes, content_type: str, pre: preprocess.Preprocessing) -> npt.NDArray[np.float32]:
+    """The one input row of a /predict body: a multipart ``image`` field, or JSON ``pixels``."""
+    kind, _ = parse_params(content_type)
+    if kind == "multipart/form-data":
+        fields = parse_multipart(body, content_type)
+        if "image" not in fields:
+            raise BadRequest("multipart form has no 'image' field")
+        return preprocess.image_bytes_to_input(fields["image"], pre)
+    if kind == "application/json":
+        request = _loads(body)
+        if not isinstance(request, dict) or "pixels" not in request:
+            raise BadRequest("JSON body must be an object with 'pixels'")
+        return preprocess.pixels_to_input(request["pixels"], pre)
+    raise UnsupportedMediaType("send multipart/form-data with an 'image' field, or application/json with 'pixels'")
+
+
+def predict_answer(model: Model, probs: npt.NDArray[np.float32]) -> dict[str, Any]:
+    cls = int(probs.argmax())
+    return {
+        "label": model.labels[cls],
+        "class": cls,
+        "probabilities": probs,
+        "model_name": model.name,
+        "model_version": model.version,
+    }

@@ -1,0 +1,119 @@
+"""The route table, and the router that enforces it.
+
+Each ``Route`` says its method, its path, its handler and whether it is public.
+Auth is the default: the router checks credentials before any handler runs on a
+route not marked ``public=True``, so a new route is protected unless its author
+says otherwise. Exact paths cost one dict lookup; the Open Inference Protocol's
+model paths, ``/v2/models/<name>[/versions/<v>][/<action>]``, one precompiled
+pattern and a dict lookup on the action.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from mlapp import contract
+from mlapp.serve.asgi import Answer, Receive, Scope
+from mlapp.serve.auth import BasicAuth
+from mlapp.serve.errors import MethodNotAllowed, NotFound
+from mlapp.serve.handlers import Endpoints
+
+Handler = Callable[[Scope, Receive], Awaitable[Answer]]
+
+# The one templated prefix. A route's path is also its metrics label, so all
+# requests for a model share a label whatever name or version they carry.
+MODEL_PATH: Final = "/v2/models/{name}"
+# Segments may be empty and a trailing slash is allowed, as with the split this
+# replaced: "/v2/models/digits/" is the metadata, "/v2/models/digits/versions/"
+# names version "". fullmatch, since "$" would also match before a final "\n".
+_MODEL_PATTERN: Final = re.compile(r"/v2/models/([^/]*)(?:/versions/([^/]*))?(?:/([^/]*))?")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str  # a GET route answers HEAD too
+    path: str  # exact, or MODEL_PATH followed by at most one "/<action>"
+    handler: Handler
+    public: bool = False
+
+
+# The route, and the model name and version a model path names (None on exact paths).
+# A plain tuple: building a NamedTuple costs a Python-level call on every request.
+Match = tuple[Route, str | None, str | None]
+
+
+def table(endpoints: Endpoints) -> tuple[Route, ...]:
+    """Every route the server answers."""
+    e = endpoints
+    return (
+        # The kubelet's probes and Prometheus' scrapes carry no credentials.
+        Route("GET", contract.LIVE_PATH, e.live, public=True),
+        Route("GET", contract.READY_PATH, e.ready, public=True),
+        Route("GET", "/metrics", e.metrics, public=True),
+        Route("GET", "/v2", e.server_metadata),
+        Route("GET", MODEL_PATH, e.model_metadata),
+        Route("GET", MODEL_PATH + "/ready", e.model_ready),
+        Route("POST", MODEL_PATH + "/infer", e.infer),
+        Route("POST", "/predict", e.predict),
+    )
+
+
+class Router:
+    def __init__(self, routes: Iterable[Route], auth: BasicAuth, model_name: str, model_version: str) -> None:
+        self._auth = auth
+        self._model_name = model_name
+        self._model_version = model_version
+        # Exact paths map to a ready Match: nothing is built per request.
+        self._exact: dict[str, Match] = {}
+        self._actions: dict[str, Route] = {}
+        for route in routes:
+            if route.path.startswith(MODEL_PATH):
+                action = route.path[len(MODEL_PATH) :]
+                if action and (action[0] != "/" or "/" in action[1:] or "{" in action):
+                    raise ValueError(f"{route.path}: a model path takes at most one '/<action>' after {MODEL_PATH}")
+                if action[1:] in self._actions:
+                    raise ValueError(f"{route.path}: two routes for one path")
+                self._actions[action[1:]] = route
+            elif "{" in route.path:
+                raise ValueError(f"{route.path}: only {MODEL_PATH} paths take parameters")
+            elif route.path in self._exact:
+                raise ValueError(f"{route.path}: two routes for one path")
+            else:
+                self._exact[route.path] = (route, None, None)
+
+    def match(self, method: str, path: str) -> Match:
+        """The route for ``path``; NotFound, or MethodNotAllowed naming the method it takes."""
+        found = self._exact.get(path)
+        if found is None:
+            m = _MODEL_PATTERN.fullmatch(path)
+            route = None if m is None else self._actions.get(m.group(3) or "")
+            if route is None or m is None:
+                raise NotFound(f"no such endpoint: {path}")
+            found = (route, m.group(1), m.group(2))
+        want = found[0].method
+        if method != want and not (want == "GET" and method == "HEAD"):
+            raise MethodNotAllowed(f"use {want} here", [(b"allow", want.encode())])
+        return found
+
+    def admit(self, found: Match, scope: Scope) -> None:
+        """Refuse the request unless its route is public or it carries the credentials, then check the model.
+
+        Credentials first: a caller without them learns nothing about which
+        models or versions exist.
+        """
+        route, name, version = found
+        if not route.public:
+            self._auth.check(scope["headers"])
+        if name is not None:
+            self._check_model(name, version)
+
+    def _check_model(self, name: str, version: str | None) -> None:
+        if name != self._model_name:
+            raise NotFound(f"unknown model {name!r}; this server serves {self._model_name!r}")
+        if version is not None and version != self._model_version:
+            raise NotFound(
+                f"unknown version {version!r} of model {name!r}; this server serves version {self._model_version!r}"
+            )

@@ -1,0 +1,57 @@
+"""app/Dockerfile and the app itself keep to mlapp.contract, the interface the workloads are built from.
+
+The workloads read the same module (components/workloads.py, components/gke.py), so a uid,
+port or variable changed on one side only fails here instead of in a pod.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mlapp import contract, settings, train
+
+DOCKERFILE = Path(__file__).resolve().parents[2] / "app" / "Dockerfile"
+
+
+def _stage(name: str) -> str:
+    """The instructions of one build stage of app/Dockerfile."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    stages = re.split(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", text, flags=re.M)
+    by_name = dict(zip(stages[1::2], stages[2::2], strict=True))
+    return by_name[name]
+
+
+@pytest.mark.parametrize("stage", ["trainer", "server"])
+def test_both_images_run_as_the_contracts_numeric_user(stage: str) -> None:
+    users = re.findall(r"^USER\s+(\S+)\s*$", _stage(stage), flags=re.M)
+    assert users == [f"{contract.APP_UID}:{contract.APP_UID}"], f"{stage} stage runs as {users}"
+
+
+def test_the_server_image_listens_where_the_pod_sends_traffic() -> None:
+    server = _stage("server")
+    assert re.search(rf"^EXPOSE\s+{contract.PORT}\s*$", server, flags=re.M), "EXPOSE"
+    assert re.search(rf"^ENV\s+{contract.ENV_PORT}={contract.PORT}\s*$", server, flags=re.M), contract.ENV_PORT
+
+
+def test_home_is_the_writable_scratch_directory() -> None:
+    # The root filesystem is read-only in the pods; only the scratch emptyDir is writable.
+    assert re.search(rf"\bHOME={re.escape(contract.SCRATCH_DIR)}\b", _stage("base")), "HOME"
+
+
+def test_the_server_defaults_to_the_contracts_port_and_model_mount() -> None:
+    env = {contract.ENV_AUTH_USERNAME: "u", contract.ENV_AUTH_PASSWORD: "p" * 12}
+    read = settings.from_env(env)
+    assert read.port == contract.PORT
+    assert str(read.model_dir) == contract.MODEL_MOUNT
+
+
+def test_the_trainer_keeps_the_gate_code_for_the_gate() -> None:
+    # The Job fails at once on EXIT_GATE (components/workloads.py); argparse's own exit
+    # status for bad arguments is 2, so the trainer must answer those with EXIT_ERROR.
+    assert len({contract.EXIT_OK, contract.EXIT_ERROR, contract.EXIT_GATE}) == 3
+    with pytest.raises(SystemExit) as exit_info:
+        train.build_parser().parse_args(["--no-such-flag"])
+    assert exit_info.value.code == contract.EXIT_ERROR

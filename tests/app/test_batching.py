@@ -1,0 +1,98 @@
+"""The batching decisions as plain functions, and the Batcher around them with a stand-in model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from mlapp.serve.batching import Batcher, fitting, merge, split
+
+Rows = npt.NDArray[np.float32]
+
+
+def rows(n: int, first: float = 0.0) -> Rows:
+    """``n`` rows of 2 values, numbered from ``first`` so each row says where it came from."""
+    return (first + np.arange(n * 2, dtype=np.float32)).reshape(n, 2)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "max_batch", "take"),
+    [
+        ([], 4, 0),
+        ([1, 1, 1], 2, 2),
+        ([2, 2], 4, 2),  # exactly full
+        ([1, 2, 1], 4, 3),
+        ([9], 4, 1),  # over the limit on its own: runs alone rather than never
+        ([1, 9, 1], 4, 1),  # the overflowing request ends the batch; the one behind it does not overtake
+        ([4, 1], 4, 1),
+    ],
+)
+def test_fitting_takes_whole_requests_in_order_up_to_max_batch(sizes: list[int], max_batch: int, take: int) -> None:
+    assert fitting([rows(n) for n in sizes], max_batch) == take
+
+
+def test_merge_passes_a_lone_request_through_uncopied() -> None:
+    x = rows(3)
+    assert merge([x]) is x
+
+
+def test_merge_then_split_gives_each_request_its_own_rows_as_views() -> None:
+    inputs = [rows(1, 0), rows(3, 100), rows(2, 200)]
+    out = merge(inputs) + 0.5  # what a model would answer, row for row
+    parts = split(out, inputs)
+    assert [len(p) for p in parts] == [1, 3, 2]
+    for x, part in zip(inputs, parts, strict=True):
+        np.testing.assert_array_equal(part, x + 0.5)
+        assert np.shares_memory(part, out), "split copied a request's rows"
+
+
+class Doubler:
+    """A stand-in model: doubles its batch, records each batch's size, fails while ``broken``."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.broken = False
+
+    def run(self, batch: Rows) -> Rows:
+        if self.broken:
+            raise RuntimeError("the model fell over")
+        self.batches.append(len(batch))
+        return batch * 2
+
+
+def test_batcher_coalesces_concurrent_requests_and_answers_each_caller() -> None:
+    model = Doubler()
+
+    async def scenario() -> list[Rows]:
+        batcher = Batcher(model, max_batch=4)
+        try:
+            return await asyncio.gather(*(batcher.infer(rows(1 + i % 2, 10 * i)) for i in range(10)))
+        finally:
+            await batcher.close()
+
+    answers = asyncio.run(scenario())
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer, rows(1 + i % 2, 10 * i) * 2, err_msg=f"request {i}")
+    assert sum(model.batches) == 15
+    assert max(model.batches) <= 4
+    assert len(model.batches) < 10, f"nothing was coalesced: {model.batches}"
+
+
+def test_a_failed_run_fails_its_callers_and_the_batcher_goes_on() -> None:
+    model = Doubler()
+
+    async def scenario() -> Rows:
+        batcher = Batcher(model, max_batch=4)
+        try:
+            model.broken = True
+            failed = await asyncio.gather(*(batcher.infer(rows(1)) for _ in range(3)), return_exceptions=True)
+            assert all(isinstance(f, RuntimeError) for f in failed), failed
+            model.broken = False
+            return await batcher.infer(rows(2))
+        finally:
+            await batcher.close()
+
+    np.testing.assert_array_equal(asyncio.run(scenario()), rows(2) * 2)

@@ -1,0 +1,228 @@
+"""The route table and the dispatcher, called in-process as ASGI and over HTTP on the shared server.
+
+The auth tests iterate over the table itself: a route added to it is covered
+without a line here, and is refused without credentials unless it says
+``public=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from mlapp import contract
+from mlapp.serve import App, errors, routes
+from mlapp.serve.asgi import Message, Receive, Scope
+from mlapp.serve.auth import REALM, BasicAuth
+from mlapp.serve.handlers import Endpoints
+from mlapp.settings import Settings
+
+from .helpers import MODEL_NAME, PASSWORD, USER, VERSION, Server
+
+AUTH = (USER, PASSWORD)
+# No model is ever loaded in-process: these tests stop before any handler needs one.
+SETTINGS = Settings(model_name=MODEL_NAME, model_dir=Path("/nonexistent"), model_version=VERSION,
+                    username=USER, password=PASSWORD)  # fmt: skip
+TABLE = routes.table(Endpoints(SETTINGS))
+PROTECTED = [r for r in TABLE if not r.public]
+
+
+def basic(user: str, password: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Basic " + base64.b64encode(f"{user}:{password}".encode()))]
+
+
+def concrete(route: routes.Route) -> str:
+    """A path that reaches ``route``: its template filled with the served model."""
+    return route.path.format(name=MODEL_NAME)
+
+
+def other_method(route: routes.Route) -> str:
+    return "POST" if route.method == "GET" else "GET"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[bytes, bytes]
+    body: bytes
+
+    def json(self) -> object:
+        return orjson.loads(self.body)
+
+
+def call(app: App, method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> Answer:
+    """One request through the ASGI app, no server or socket."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def run() -> list[Message]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "headers": headers or []}
+        await app(scope, receive, send)
+        return sent
+
+    start, body = asyncio.run(run())
+    return Answer(start["status"], dict(start["headers"]), body["body"])
+
+
+@pytest.fixture
+def app() -> App:
+    return App(SETTINGS, None)
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_only_the_probes_and_metrics_are_public() -> None:
+    """Making a route public is a decision this test makes visible, never a default."""
+    assert {r.path for r in TABLE if r.public} == {contract.LIVE_PATH, contract.READY_PATH, "/metrics"}
+
+
+@pytest.mark.parametrize("route", PROTECTED, ids=lambda r: f"{r.method} {r.path}")
+def test_every_protected_route_refuses_a_caller_without_credentials(app: App, route: routes.Route) -> None:
+    for headers in ([], basic(USER, "wrong")):
+        answer = call(app, route.method, concrete(route), headers)
+        assert answer.status == 401, f"{route.method} {route.path} answered {answer.status}"
+        assert answer.headers[b"www-authenticate"] == REALM
+        assert answer.json() == {"error": "authentication required"}
+
+
+@pytest.mark.parametrize("route", PROTECTED, ids=lambda r: f"{r.method} {r.path}")
+def test_every_protected_route_refuses_without_credentials_over_http(server: Server, route: routes.Route) -> None:
+    """The same, on the real process with the model loaded."""
+    response = httpx.request(route.method, server.url + concrete(route), json={})
+    assert response.status_code == 401, response.text
+    assert response.json() == {"error": "authentication required"}
+
+
+@pytest.mark.parametrize("route", [r for r in TABLE if r.public], ids=lambda r: r.path)
+def test_public_routes_answer_without_credentials(server: Server, route: routes.Route) -> None:
+    assert httpx.request(route.method, server.url + concrete(route)).status_code == 200
+
+
+@pytest.mark.parametrize("route", TABLE, ids=lambda r: f"{r.method} {r.path}")
+def test_a_wrong_method_is_405_naming_the_right_one_before_auth(app: App, route: routes.Route) -> None:
+    for method in (other_method(route), "PUT", "DELETE"):
+        answer = call(app, method, concrete(route))
+        assert answer.status == 405, f"{method} {route.path}"
+        assert answer.headers[b"allow"] == route.method.encode()
+        assert answer.json() == {"error": f"use {route.method} here"}
+
+
+def test_head_is_answered_where_get_is(server: Server) -> None:
+    for route in TABLE:
+        if route.method == "GET":
+            response = httpx.head(server.url + concrete(route), auth=AUTH)
+            assert response.status_code == 200, route.path
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/nope", "/", "/v2/", "/v2/models", "/v2/health", "/predict/", "/metrics/", "/v2/models/digits/explain",
+     "/v2/models/digits/infer/", "/v2/models/digits/versions", "/v2/models/digits//infer",
+     "/v2/models/digits/versions/t1/versions/t1", "/v2/models/digits/ready\n"],
+)  # fmt: skip
+def test_unknown_paths_are_404_with_or_without_credentials(app: App, path: str) -> None:
+    for headers in ([], basic(USER, PASSWORD)):
+        answer = call(app, "GET", path, headers)
+        assert (answer.status, answer.json()) == (404, {"error": f"no such endpoint: {path}"})
+
+
+@pytest.mark.parametrize(
+    ("path", "label", "name", "version"),
+    [
+        ("/v2/models/digits", "/v2/models/{name}", "digits", None),
+        ("/v2/models/digits/", "/v2/models/{name}", "digits", None),
+        ("/v2/models/digits/ready", "/v2/models/{name}/ready", "digits", None),
+        ("/v2/models/digits/versions/t1", "/v2/models/{name}", "digits", "t1"),
+        ("/v2/models/digits/versions/t1/infer", "/v2/models/{name}/infer", "digits", "t1"),
+        # Empty segments reach the model check, which refuses them by name.
+        ("/v2/models/", "/v2/models/{name}", "", None),
+        ("/v2/models/digits/versions/", "/v2/models/{name}", "digits", ""),
+        # "versions/<v>" is read first, as the hand-written split before the pattern did.
+        ("/v2/models/digits/versions/ready", "/v2/models/{name}", "digits", "ready"),
+        (contract.LIVE_PATH, contract.LIVE_PATH, None, None),
+    ],
+)
+def test_model_paths_match_their_route_and_carry_name_and_version(
+    path: str, label: str, name: str | None, version: str | None
+) -> None:
+    router = routes.Router(TABLE, BasicAuth(USER, PASSWORD), MODEL_NAME, VERSION)
+    method = "POST" if path.endswith("/infer") else "GET"
+    route, found_name, found_version = router.match(method, path)
+    assert (route.path, found_name, found_version) == (label, name, version)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v2/models/{name}/infer/{version}", "/v2/models/{name}//x", "/v2/things/{id}", "/v2/models/{name}x"],
+)
+def test_the_router_refuses_a_table_it_could_not_serve(path: str) -> None:
+    async def handler(scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
+        return 200, b"", b""
+
+    with pytest.raises(ValueError, match="path"):
+        routes.Router([routes.Route("GET", path, handler)], BasicAuth(USER, PASSWORD), MODEL_NAME, VERSION)
+
+
+def test_the_router_refuses_two_routes_for_one_path() -> None:
+    twice = [*TABLE, TABLE[0]]
+    with pytest.raises(ValueError, match="two routes"):
+        routes.Router(twice, BasicAuth(USER, PASSWORD), MODEL_NAME, VERSION)
+
+
+# ---------------------------------------------------------------- errors to statuses
+
+
+def test_every_http_error_type_has_a_status() -> None:
+    unmapped = [cls.__name__ for cls in errors.HTTPError.__subclasses__() if cls not in errors.STATUS]
+    assert not unmapped, f"error types with no status in errors.STATUS: {unmapped}"
+
+
+def _failing_router(error: Exception) -> routes.Router:
+    async def fail(scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
+        raise error
+
+    return routes.Router([routes.Route("GET", "/fail", fail, public=True)], BasicAuth(USER, PASSWORD), "m", "1")
+
+
+@pytest.mark.parametrize(("error_type", "status"), errors.STATUS.items(), ids=lambda v: getattr(v, "__name__", v))
+def test_each_mapped_error_answers_its_status_and_message(
+    app: App, monkeypatch: pytest.MonkeyPatch, error_type: type[Exception], status: int
+) -> None:
+    monkeypatch.setattr(app, "router", _failing_router(error_type("what the caller did wrong")))
+    answer = call(app, "GET", "/fail")
+    assert answer.status == status
+    assert answer.headers[b"content-type"] == b"application/json"
+    assert answer.json() == {"error": "what the caller did wrong"}
+
+
+def test_a_subclass_answers_its_mapped_base_status(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    class ImageTooWide(errors.TooLarge):
+        pass
+
+    monkeypatch.setattr(app, "router", _failing_router(ImageTooWide("too wide")))
+    assert call(app, "GET", "/fail").status == 413
+
+
+def test_an_unmapped_error_is_500_logged_and_never_shown(
+    app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(app, "router", _failing_router(KeyError("/models/digits/t1/secret-path")))
+    with caplog.at_level(logging.ERROR, logger="mlapp.serve"):
+        answer = call(app, "GET", "/fail")
+    assert (answer.status, answer.json()) == (500, {"error": "internal error"})
+    assert "secret-path" not in answer.body.decode()
+    assert any(r.name == "mlapp.serve" and r.exc_info and "GET /fail" in r.getMessage() for r in caplog.records)
