@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
-from mlstack import catalogue, validate
+from mlstack import capacity, catalogue, specs, validate
 from mlstack.catalogue import TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
 from mlstack.problems import Problem
 
@@ -301,3 +301,93 @@ def aks_gpu_pool(gpu_vm_size: str, trainer_gpus: int, build: TrainerCuda) -> lis
         *trainer_gpu(build, size.gpu_model, size.compute_capability, "aksGpuVmSize", gpu_vm_size),
         *trainer_driver(build, catalogue.AKS_DRIVER_BRANCH, "aksGpuVmSize", gpu_vm_size, "AKS"),
     ]
+
+
+# --- what the nodes must hold ---------------------------------------------------------
+
+
+def _requests(cpu: str, memory: str) -> capacity.Resources:
+    return capacity.from_quantities(float(validate.quantity(cpu)), float(validate.quantity(memory)))
+
+
+def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's reservations, keyword-only
+    *,
+    system: tuple[str, str, capacity.Machine | None],
+    gpu: tuple[str, str, capacity.Machine | None],
+    system_nodes: int,
+    serving: specs.Serving,
+    training: specs.Training,
+    allocatable: Callable[[capacity.Machine], capacity.Resources],
+    per_node: capacity.Resources,
+    per_cluster: capacity.Resources,
+    gpu_extra: capacity.Resources,
+    sidecar: capacity.Resources | None,
+) -> tuple[list[Problem], list[Problem]]:
+    """The problems, and the sizes not judged because the catalogue does not know them."""
+    server = _requests(serving.cpu_request, serving.memory_request)
+    trainer = _requests(training.cpu, training.memory)
+    with_sidecar = " plus the GCS FUSE sidecar" if sidecar else ""
+    if sidecar is not None:  # both pods mount the bucket, so both get the sidecar
+        server, trainer = server + sidecar, trainer + sidecar
+    serving_pods = capacity.Pods("serving pod", server, serving.replicas + capacity.ROLLOUT_MAX_SURGE)
+    none = capacity.Resources(0, 0)
+    problems: list[Problem] = []
+    unchecked: list[Problem] = []
+    for (key, size, machine), nodes, node_extra, once, pods, advice in (
+        (system, system_nodes, none, per_cluster, serving_pods,
+         f"mlstack:replicas ({serving.replicas}) plus one rollout surge, each requesting "
+         f"mlstack:serverCpuRequest {serving.cpu_request} and mlstack:serverMemoryRequest "
+         f"{serving.memory_request}{with_sidecar}; choose a larger size, raise mlstack:systemNodeCount or lower those"),
+        (gpu, 1, gpu_extra, none, capacity.Pods("training pod", trainer, 1),
+         f"the training pod requests mlstack:trainerCpu {training.cpu} and mlstack:trainerMemory "
+         f"{training.memory}{with_sidecar}; choose a larger size or lower those"),
+    ):  # fmt: skip
+        if machine is None:
+            reason = (
+                "its size is not in mlstack/capacity.py, so whether its nodes hold what is scheduled there "
+                "is not checked"
+            )
+            unchecked.append(Problem(key, size, reason))
+            continue
+        problem = capacity.shortfall(allocatable(machine), nodes, per_node + node_extra, once, [pods])
+        if problem is not None:
+            problems.append(Problem(key, size, f"too small: {problem}. What must fit: {advice}"))
+    return problems, unchecked
+
+
+def gke_node_capacity(
+    system_machine_type: str, gpu_machine_type: str, system_nodes: int, serving: specs.Serving, training: specs.Training
+) -> tuple[list[Problem], list[Problem]]:
+    """GKE's system and GPU machine types hold the serving pods and the training pod (problems, unchecked)."""
+    return _node_capacity(
+        system=("gkeSystemMachineType", system_machine_type, capacity.gcp_machine(system_machine_type)),
+        gpu=("gkeGpuMachineType", gpu_machine_type, capacity.gcp_machine(gpu_machine_type)),
+        system_nodes=system_nodes,
+        serving=serving,
+        training=training,
+        allocatable=capacity.gke_allocatable,
+        per_node=capacity.GKE_SYSTEM_PER_NODE,
+        per_cluster=capacity.GKE_SYSTEM_PER_CLUSTER,
+        gpu_extra=capacity.GKE_GPU_NODE_EXTRA,
+        sidecar=capacity.GCS_FUSE_SIDECAR,
+    )
+
+
+def aks_node_capacity(
+    system_vm_size: str, gpu_vm_size: str, system_nodes: int, serving: specs.Serving, training: specs.Training
+) -> tuple[list[Problem], list[Problem]]:
+    """AKS's system and GPU VM sizes hold the serving pods and the training pod (problems, unchecked)."""
+    gpu_entry = catalogue.AZURE_GPU_SIZES.get(gpu_vm_size)
+    gpu_machine = capacity.Machine(gpu_entry.vcpus, gpu_entry.memory_gib) if gpu_entry else None
+    return _node_capacity(
+        system=("aksSystemVmSize", system_vm_size, capacity.azure_machine(system_vm_size)),
+        gpu=("aksGpuVmSize", gpu_vm_size, gpu_machine),
+        system_nodes=system_nodes,
+        serving=serving,
+        training=training,
+        allocatable=capacity.aks_allocatable,
+        per_node=capacity.AKS_SYSTEM_PER_NODE,
+        per_cluster=capacity.AKS_SYSTEM_PER_CLUSTER,
+        gpu_extra=capacity.AKS_GPU_NODE_EXTRA,
+        sidecar=None,
+    )

@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
-from mlstack import capacity, catalogue, rules, specs, validate
+from mlstack import catalogue, rules, specs, validate
 from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, format_problems
 
 CLOUDS = ("azure", "gcp", "local")
@@ -514,53 +514,18 @@ def _spot_max_price(value: str) -> float:
     return float(price)
 
 
-def _requests(cpu: str, memory: str) -> capacity.Resources:
-    return capacity.from_quantities(float(validate.quantity(cpu)), float(validate.quantity(memory)))
-
-
 def _capacity(r: _Reader, serving: specs.Serving, training: specs.Training, target: TargetConfig) -> None:
     """Refuse a system or GPU machine size whose nodes cannot hold what is scheduled there."""
-    server = _requests(serving.cpu_request, serving.memory_request)
-    trainer = _requests(training.cpu, training.memory)
-    gcp = isinstance(target, GcpConfig)
     if isinstance(target, GcpConfig):
-        pools = target.pools
-        system_key, system_size = "gkeSystemMachineType", target.system_machine_type
-        gpu_key, gpu_size = "gkeGpuMachineType", target.gpu_machine_type
-        system_machine, gpu_machine = capacity.gcp_machine(system_size), capacity.gcp_machine(gpu_size)
-        allocatable = capacity.gke_allocatable
-        per_node, per_cluster = capacity.GKE_SYSTEM_PER_NODE, capacity.GKE_SYSTEM_PER_CLUSTER
-        gpu_extra = capacity.GKE_GPU_NODE_EXTRA
-        # Both pods mount the bucket, so both get GKE's GCS FUSE sidecar.
-        server, trainer = server + capacity.GCS_FUSE_SIDECAR, trainer + capacity.GCS_FUSE_SIDECAR
+        problems, unchecked = rules.gke_node_capacity(
+            target.system_machine_type, target.gpu_machine_type, target.pools.system_node_count, serving, training
+        )
     elif isinstance(target, AzureConfig):
-        pools = target.pools
-        system_key, system_size = "aksSystemVmSize", target.system_vm_size
-        gpu_key, gpu_size = "aksGpuVmSize", target.gpu_vm_size
-        system_machine = capacity.azure_machine(system_size)
-        gpu_entry = catalogue.AZURE_GPU_SIZES.get(gpu_size)
-        gpu_machine = capacity.Machine(gpu_entry.vcpus, gpu_entry.memory_gib) if gpu_entry else None
-        allocatable = capacity.aks_allocatable
-        per_node, per_cluster = capacity.AKS_SYSTEM_PER_NODE, capacity.AKS_SYSTEM_PER_CLUSTER
-        gpu_extra = capacity.AKS_GPU_NODE_EXTRA
+        problems, unchecked = rules.aks_node_capacity(
+            target.system_vm_size, target.gpu_vm_size, target.pools.system_node_count, serving, training
+        )
     else:
         return  # a local cluster: its nodes are the user's own
-    serving_pods = capacity.Pods("serving pod", server, serving.replicas + capacity.ROLLOUT_MAX_SURGE)
-    none = capacity.Resources(0, 0)
-    for key, size, machine, nodes, node_extra, once, pods, advice in (
-        (system_key, system_size, system_machine, pools.system_node_count, none, per_cluster, serving_pods,
-         f"{r.key('replicas')} ({serving.replicas}) plus one rollout surge, each requesting "
-         f"{r.key('serverCpuRequest')} {serving.cpu_request} and {r.key('serverMemoryRequest')} "
-         f"{serving.memory_request}{' plus the GCS FUSE sidecar' if gcp else ''}; choose a larger size, "
-         f"raise {r.key('systemNodeCount')} or lower those"),
-        (gpu_key, gpu_size, gpu_machine, 1, gpu_extra, none, capacity.Pods("training pod", trainer, 1),
-         f"the training pod requests {r.key('trainerCpu')} {training.cpu} and {r.key('trainerMemory')} "
-         f"{training.memory}{' plus the GCS FUSE sidecar' if gcp else ''}; choose a larger size or lower those"),
-    ):  # fmt: skip
-        if machine is None:
-            pulumi.log.warn(f"{r.key(key)} = {size!r}: its size is not in components/capacity.py, so whether "
-                            "its nodes hold what is scheduled there is not checked")  # fmt: skip
-            continue
-        problem = capacity.shortfall(allocatable(machine), nodes, per_node + node_extra, once, [pods])
-        if problem is not None:
-            r.fail(key, size, f"too small: {problem}. What must fit: {advice}")
+    r.add(problems)
+    for warning in unchecked:
+        pulumi.log.warn(format_problem(warning))
