@@ -103,6 +103,7 @@ def gpu_scheduling(args: AksGpuClusterArgs) -> GpuScheduling:
         tolerations=gpu_pool_taints(args.gpu_spot),
         gpus_per_node=size.gpus,
         gpu_model=size.gpu_model,
+        node_sizes=catalogue.azure_sizes_with(size.gpu_model),
     )
 
 

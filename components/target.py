@@ -46,6 +46,8 @@ class GpuScheduling:
     gpus_per_node: int  # the most a single pod can request
     gpu_model: str  # e.g. "nvidia-tesla-t4", for labels and messages
     resource_name: str = GPU_RESOURCE
+    # The cloud's node sizes with this GPU and the GPUs each carries, named when a pod asks for too many.
+    node_sizes: Mapping[str, int] = field(default_factory=dict)
     # Environment a CUDA container needs on this target's GPU nodes (e.g. GKE's
     # driver directory on the loader path); empty where the runtime injects it.
     container_env: Mapping[str, str] = field(default_factory=dict)

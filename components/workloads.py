@@ -504,7 +504,7 @@ def check(args: MlWorkloadsArgs) -> None:
     gpu = args.target.gpu
     if gpu is None:
         return
-    problems = rules.trainer_gpus_per_node(args.training.gpus, gpu.gpus_per_node, gpu.gpu_model)
+    problems = rules.trainer_gpus_per_node(args.training.gpus, gpu.gpus_per_node, gpu.gpu_model, gpu.node_sizes)
     if problems:
         raise WorkloadsError(format_problems("cannot run the workloads on this cluster", problems))
 

@@ -288,6 +288,11 @@ def azure_vm_size(value: str) -> str:
     return value
 
 
+def azure_sizes_with(gpu_model: str) -> dict[str, int]:
+    """The catalogue's VM sizes carrying ``gpu_model``, with the GPUs each carries."""
+    return {name: size.gpus for name, size in AZURE_GPU_SIZES.items() if size.gpu_model == gpu_model}
+
+
 def azure_gpu_size(value: str) -> GpuSize:
     """The catalogue entry of a GPU VM size; raises ValueError naming the valid sizes."""
     if value in AZURE_GPU_SIZES:

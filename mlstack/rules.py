@@ -9,7 +9,7 @@ wording wherever it fires. Keys are config keys without the namespace.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from mlstack import capacity, catalogue, specs, validate
@@ -151,11 +151,16 @@ def system_node_count(count: int) -> list[Problem]:
 
 
 def trainer_gpus_per_node(
-    trainer_gpus: int, gpus_per_node: int, gpu_model: str, larger: Sequence[str] = ()
+    trainer_gpus: int, gpus_per_node: int, gpu_model: str, node_sizes: Mapping[str, int] | None = None
 ) -> list[Problem]:
-    """A pod never spans nodes: the trainer asks for at most what one GPU node carries."""
+    """A pod never spans nodes: the trainer asks for at most what one GPU node carries.
+
+    ``node_sizes``: the cloud's node sizes with this GPU and the GPUs each carries,
+    to name the ones that would hold the trainer.
+    """
     if trainer_gpus <= gpus_per_node:
         return []
+    larger = [n for n, gpus in sorted((node_sizes or {}).items(), key=lambda item: item[1]) if gpus >= trainer_gpus]
     alternative = f"; sizes with that many: {', '.join(larger)}" if larger else ""
     return [
         Problem(
@@ -291,13 +296,8 @@ def aks_gpu_pool(gpu_vm_size: str, trainer_gpus: int, build: TrainerCuda) -> lis
         size = catalogue.azure_gpu_size(gpu_vm_size)
     except ValueError as e:
         return [Problem("aksGpuVmSize", gpu_vm_size, str(e))]
-    larger = [
-        name
-        for name, s in sorted(catalogue.AZURE_GPU_SIZES.items(), key=lambda item: item[1].gpus)
-        if s.gpu_model == size.gpu_model and s.gpus >= trainer_gpus
-    ]
     return [
-        *trainer_gpus_per_node(trainer_gpus, size.gpus, size.gpu_model, larger),
+        *trainer_gpus_per_node(trainer_gpus, size.gpus, size.gpu_model, catalogue.azure_sizes_with(size.gpu_model)),
         *trainer_gpu(build, size.gpu_model, size.compute_capability, "aksGpuVmSize", gpu_vm_size),
         *trainer_driver(build, catalogue.AKS_DRIVER_BRANCH, "aksGpuVmSize", gpu_vm_size, "AKS"),
     ]

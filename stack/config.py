@@ -299,7 +299,10 @@ def load() -> StackConfig:
     # Another cloud's keys keep their defaults and are not judged: a local stack
     # must not fail because no GCP project is set.
     target: TargetConfig
+    if not images.prebuilt:  # the built images' repositories are named after the app
+        r.add(rules.image_repository_prefix(app.app_name))
     if cloud == "gcp":
+        r.add(rules.artifact_repository_id(app.app_name))
         target = _gcp(r, training, images.trainer_cuda)
     elif cloud == "azure":
         target = _azure(r, training.gpus, images.trainer_cuda)
@@ -325,8 +328,10 @@ def load() -> StackConfig:
 
 
 def _app(r: _Reader) -> specs.App:
+    before = len(r.problems)
     labels = r.strings("modelLabels", _label)
-    r.add(rules.class_names(labels))
+    if len(r.problems) == before:  # a list that could not be read is reported once, as it is
+        r.add(rules.class_names(labels))
     return specs.App(
         namespace=r.string("namespace", validate.dns1123_label, ""),
         app_name=r.string("appName", lambda v: validate.dns1123_label(v, APP_NAME_MAX), ""),

@@ -14,10 +14,14 @@ Shared by the tests and the offline render tool; never imported by the program.
 - ``kubernetes_manifests`` turns the recorded Kubernetes objects into plain
   manifests, and ``validate_manifests`` checks each against the official
   schema of a Kubernetes version in strict mode.
+- What it needs of the SDK beyond its public testing API (the secret marker,
+  running a program to completion, the resets between runs) comes from
+  ``tools/pulumi_internals.py`` alone, which names each and checks they exist.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -33,18 +37,14 @@ from typing import Any, TypeVar
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
-from pulumi.runtime.config import set_all_config
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from components import acr_token
-from tools import mocks_azure, mocks_gcp, mocks_image
+from tools import mocks_azure, mocks_gcp, mocks_image, pulumi_internals
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlstack"
-SECRET_SIG = rpc._special_sig_key
-SECRET_VALUE_SIG = rpc._special_secret_sig
+SECRET_SIG = pulumi_internals.SECRET_SIG_KEY
+SECRET_VALUE_SIG = pulumi_internals.SECRET_SIG
 REDACTED = "<redacted>"
 
 # Answers for outputs that the provider computes and the program reads.
@@ -193,7 +193,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self._lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:
-        urn = self.make_urn(request.parent, request.type, request.name)
+        urn = pulumi_internals.make_urn(self, request.parent, request.type, request.name)
         with self._lock:
             duplicate = urn in self._claimed
             self._claimed.add(urn)
@@ -214,8 +214,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             parent=request.parent,
             dependencies=list(request.dependencies),
             provider=request.provider,
-            inputs=rpc.deserialize_properties(request.object),
-            outputs=self.resources[urn].state if urn in self.resources else {},
+            inputs=pulumi_internals.deserialize_properties(request.object),
+            outputs=pulumi_internals.mocked_state(self, urn) or {},
             custom_timeouts={phase: value for phase, value in phases.items() if value},
             ignore_changes=list(request.ignoreChanges),
             replace_on_changes=list(request.replaceOnChanges),
@@ -323,11 +323,26 @@ T = TypeVar("T")
 
 def resolve(output: pulumi.Output[T]) -> T:
     """The value of an Output after a run (outputs are known: the harness never previews)."""
-    return _sync_await(output.future())  # type: ignore[return-value]
+    value: T = pulumi_internals.sync_await(output.future())  # type: ignore[assignment]
+    return value
 
 
 def is_secret(output: pulumi.Output[Any]) -> bool:
-    return bool(_sync_await(output.is_secret()))
+    return bool(pulumi_internals.sync_await(output.is_secret()))
+
+
+def _main_thread_event_loop() -> None:
+    """An open event loop for this thread, which the SDK schedules every registration on.
+
+    ``asyncio.run()`` elsewhere in the process (an app test, say) ends by unsetting the
+    thread's loop, after which the SDK's first ``asyncio.Future()`` would fail.
+    """
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # none set, and none may be made implicitly any more
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def run(
@@ -338,37 +353,38 @@ def run(
     mocks: StackMocks | None = None,
 ) -> StackRun:
     """Run ``program`` under mocks with ``config`` (as ``load_stack_config`` returns it)."""
+    pulumi_internals.check_once()  # a moved SDK internal fails here, by name, not deep in the run
+    _main_thread_event_loop()
     monitor = RecordingMonitor(mocks or default_mocks())
     # The one call the program makes outside the providers (the ACR token exchange)
     # is answered here too: offline runs reach no network.
     exchange = mocks_azure.AcrExchange()
     previous_exchange, acr_token.exchange = acr_token.exchange, exchange
-    settings.reset_options()
+    pulumi_internals.reset_runtime()
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    set_all_config(dict(config), secret_keys or [])
-    settings.SETTINGS.rpc_manager.clear()
-    settings.SETTINGS.outputs.clear()
+    pulumi_internals.set_config(config, secret_keys or [])
+    pulumi_internals.clear_pending()
     used = monitor.mocks
     try:
-        _sync_await(run_pulumi_func(program))
+        pulumi_internals.run_program(program)
     finally:
         acr_token.exchange = previous_exchange
         problems = monitor.problems + (used.unanswered if isinstance(used, StackMocks) else [])
         if problems:
             raise HarnessError("; ".join(problems))
 
-    root = settings.get_root_resource()
     exports: dict[str, Any] = {}
     secret_exports: set[str] = set()
-    for name, value in getattr(root, "outputs", {}).items():
+    for name, value in pulumi_internals.root_outputs().items():
         output = pulumi.Output.from_input(value)
         exports[name] = resolve(output)
         if is_secret(output):
             secret_exports.add(name)
     # Registrations made before their outputs were known: refresh from the monitor.
     for urn, registration in monitor.registrations.items():
-        if urn in monitor.resources:
-            registration.outputs = monitor.resources[urn].state
+        state = pulumi_internals.mocked_state(monitor, urn)
+        if state is not None:
+            registration.outputs = state
     return StackRun(monitor.registrations, exports, secret_exports, acr_exchanges=exchange.calls)
 
 

@@ -3,9 +3,10 @@
 Read by the app (the trainer's exit codes, the server's port and variables),
 by the program that deploys it (``components/workloads.py`` and the cloud
 targets, which put the model store, the labels file and the GPU pool where the
-app looks), and by ``tests/app/test_contract.py``, which holds ``app/Dockerfile``
-to it. Pure: no third-party import, so the Pulumi program, the images and the
-tests all load it cheaply.
+app looks), by ``tests/app/test_app_contract.py``, which holds ``app/Dockerfile``
+to it, and by ``tests/stacks/test_contract.py``, which runs the app on what the
+stacks hand it. Pure: no third-party import, so the Pulumi program, the images
+and the tests all load it cheaply.
 """
 
 from __future__ import annotations

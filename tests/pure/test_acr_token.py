@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import urllib.parse
@@ -35,7 +36,8 @@ def registry(answers: list[Answer]) -> Iterator[tuple[str, list[dict[str, str]]]
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the loop to notice it, half a second by default.
+    thread = threading.Thread(target=functools.partial(server.serve_forever, poll_interval=0.01), daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}", seen

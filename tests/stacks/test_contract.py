@@ -1,8 +1,9 @@
-"""The program and the app agree: what the workloads hand the pods is what the app accepts.
+"""The infra side of the contract: what each shipped stack's workloads hand the pods is what the app accepts.
 
 The trainer's own argument parser reads the Job's args, and the server's own
 settings reader reads the serving pod's environment (ConfigMap plus Secret), for
-every shipped stack. A renamed flag or variable on either side fails here.
+every shipped stack. A renamed flag or variable on either side fails here. The
+app side (its Dockerfile and code against mlapp.contract): tests/app/test_app_contract.py.
 """
 
 from __future__ import annotations
@@ -10,51 +11,42 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mlapp import contract, train
 from mlapp import settings as app_settings
-from mlapp import train
-from tests.conftest import STACKS
+from tests.support import DEPLOYMENT, JOB, STACKS, SharedRun, container
 from tools import harness
 
-RunStack = Callable[..., harness.StackRun]
 
-
-def _container(result: harness.StackRun, type_: str) -> dict[str, Any]:
-    obj = harness.manifest(result.one(type_))
-    container: dict[str, Any] = obj["spec"]["template"]["spec"]["containers"][0]
-    return container
-
-
-def _pod_env(result: harness.StackRun, container: dict[str, Any]) -> dict[str, str]:
-    """The environment Kubernetes would give the container: envFrom ConfigMaps, then env."""
+def _pod_env(result: harness.StackRun, spec: dict[str, Any]) -> dict[str, str]:
+    """The environment Kubernetes would give the container ``spec``: envFrom ConfigMaps, then env."""
     objects = {(m["kind"], m["metadata"]["name"]): m for _, m in harness.kubernetes_manifests(result)}
     env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
+    for source in spec.get("envFrom", []):
         env.update(objects[("ConfigMap", source["configMapRef"]["name"])]["data"])
-    for var in container.get("env", []):
+    for var in spec.get("env", []):
         ref = (var.get("valueFrom") or {}).get("secretKeyRef")
         env[var["name"]] = objects[("Secret", ref["name"])]["stringData"][ref["key"]] if ref else var["value"]
     return env
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_trainer_accepts_the_jobs_arguments(run_stack: RunStack, stack: str) -> None:
-    result = run_stack(stack)
-    args = train.build_parser().parse_args(_container(result, "kubernetes:batch/v1:Job")["args"])
+def test_the_trainer_accepts_the_jobs_arguments(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    result = shipped[stack]
+    args = train.build_parser().parse_args(container(result.one(JOB))["args"])
     assert args.version == result.exports["modelVersion"]
-    assert str(args.model_dir) == "/models"
+    assert str(args.model_dir) == contract.MODEL_MOUNT
     assert args.min_accuracy == 0.95
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_server_accepts_the_pods_environment(run_stack: RunStack, stack: str) -> None:
-    result = run_stack(stack, secrets={"basicAuthPassword": "a-long-enough-password"})
-    server = _container(result, "kubernetes:apps/v1:Deployment")
+def test_the_server_accepts_the_pods_environment(shared_run: SharedRun, stack: str) -> None:
+    result = shared_run(stack, secrets={"basicAuthPassword": "a-long-enough-password"})
+    server = container(result.one(DEPLOYMENT))
     settings = app_settings.from_env(_pod_env(result, server))
     assert settings.port in {p["containerPort"] for p in server["ports"]}
     assert settings.model_version == result.exports["modelVersion"]
@@ -66,14 +58,12 @@ def test_the_server_accepts_the_pods_environment(run_stack: RunStack, stack: str
     assert str(settings.labels_file.parent) in mounts
 
 
-def test_each_shipped_stacks_training_passes_its_own_gate(
-    run_stack: RunStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_each_shipped_stacks_training_passes_its_own_gate(shipped: dict[str, harness.StackRun], tmp_path: Path) -> None:
     """The Job's exact arguments, run for real on the CPU: a stack that cannot pass its gate fails `pulumi up`."""
     distinct: dict[tuple[str, ...], str] = {}
     for stack in STACKS:
-        trainer = _container(run_stack(stack), "kubernetes:batch/v1:Job")
-        args = trainer["args"]
+        trainer = container(shipped[stack].one(JOB))
+        args: list[str] = list(trainer["args"])  # a copy: the shared run is never changed
         # The store and the device are what differ from the pod: a temporary directory
         # here, and the CPU, since this machine has no GPU (test_cuda covers --device cuda).
         args[args.index("--model-dir") + 1] = str(tmp_path / stack)
@@ -84,9 +74,9 @@ def test_each_shipped_stacks_training_passes_its_own_gate(
         distinct.setdefault(tuple(args), stack)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPP_")}
     env.update(PYTHONPATH=str(harness.ROOT / "app"), OMP_NUM_THREADS="1")
-    for args, stack in distinct.items():
+    for command, stack in distinct.items():
         done = subprocess.run(
-            [sys.executable, "-m", "mlapp.train", *args], env=env, capture_output=True, text=True,
+            [sys.executable, "-m", "mlapp.train", *command], env=env, capture_output=True, text=True,
             timeout=600, check=False,
         )  # fmt: skip
         assert done.returncode == 0, f"{stack}: the training Job would fail (exit {done.returncode}):\n{done.stderr}"

@@ -1,54 +1,79 @@
-"""tools/render.py: a stack rendered offline for review, its secrets redacted, every object valid."""
+"""tools/render.py: a stack rendered offline for review, its secrets redacted, every object named and valid.
+
+The shipped stacks are rendered from the session's shared runs; the objects those
+runs hold are validated against the schema once, in tests/stacks/test_stacks.py,
+and here the render's own verdict (no problem) and the files' equality with the
+redacted objects stand for the files' validity.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from tests.conftest import STACKS
+from tests.support import DEPLOYMENT, STACKS, SharedRun
 from tools import harness, render
 
 PASSWORD = "a-configured-render-password"
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, harness.StackRun]]:
-    """Every shipped stack rendered once through the CLI, beside a run of the same stack to compare with."""
+def rendered(
+    shipped: dict[str, harness.StackRun], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Path, harness.StackRun]]:
+    """Every shipped stack rendered once, from its shared run, beside that run to compare with."""
     out = tmp_path_factory.mktemp("render")
-    result = {}
     for stack in STACKS:
-        assert render.main(["--stack", stack, "--out", str(out)]) == 0, stack
-        with harness.offline_kubeconfig():
-            result[stack] = (out / stack, harness.run_stack(stack))
-    return result
+        assert render.write_render(stack, shipped[stack], out) == [], f"{stack}: the render found invalid objects"
+    return {stack: (out / stack, shipped[stack]) for stack in STACKS}
 
 
 def _files(where: Path) -> Iterator[Path]:
     return (p for p in sorted(where.rglob("*")) if p.is_file())
 
 
+def _differs_only_in_strings(plain: Any, redacted: Any) -> bool:
+    """Redaction keeps every key, list and non-string value; it replaces strings with strings only."""
+    if isinstance(plain, dict):
+        return (
+            isinstance(redacted, dict)
+            and plain.keys() == redacted.keys()
+            and all(_differs_only_in_strings(plain[k], redacted[k]) for k in plain)
+        )
+    if isinstance(plain, list):
+        return (
+            isinstance(redacted, list)
+            and len(plain) == len(redacted)
+            and all(_differs_only_in_strings(a, b) for a, b in zip(plain, redacted, strict=True))
+        )
+    if isinstance(plain, str):
+        return isinstance(redacted, str)
+    return bool(plain == redacted)
+
+
 @pytest.mark.parametrize("stack", STACKS)
-def test_render_writes_one_valid_file_per_kubernetes_object(
+def test_render_writes_one_file_per_kubernetes_object_as_applied_but_redacted(
     rendered: dict[str, tuple[Path, harness.StackRun]], stack: str
 ) -> None:
     where, run = rendered[stack]
     objects = run.kubernetes_objects()
-    written = sorted((where / "k8s").iterdir())
+    written = {path.name: yaml.safe_load(path.read_text(encoding="utf-8")) for path in (where / "k8s").iterdir()}
     assert len(written) == len(objects) >= 10
-    for path in written:
-        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
-        assert path.name == render.manifest_filename(obj)
-        assert list(obj)[:3] == ["apiVersion", "kind", "metadata"], path.name
-        assert harness.validate_manifest(obj, run.kubernetes_version or "") == [], path.name
-    kinds = {yaml.safe_load(p.read_text(encoding="utf-8"))["kind"] for p in written}
-    assert {"Namespace", "Secret", "ConfigMap", "Job", "Deployment", "Service"} <= kinds
-    assert (where / "k8s" / "namespace-mlstack.yaml").exists()
-    assert (where / "k8s" / "deployment-mlstack-mlstack-server.yaml").exists()
+    for registration, applied in harness.kubernetes_manifests(run):
+        name = render.manifest_filename(applied)
+        redacted = harness.manifest(registration, redact=True)
+        assert written[name] == redacted, f"{stack}: {name} is not the redacted {registration.name}"
+        assert list(written[name])[:3] == ["apiVersion", "kind", "metadata"], name
+        assert _differs_only_in_strings(applied, redacted), f"{stack}: redacting {registration.name} changed its shape"
+    assert {"Namespace", "Secret", "ConfigMap", "Job", "Deployment", "Service"} <= {o["kind"] for o in written.values()}
+    assert "namespace-mlstack.yaml" in written
+    assert "deployment-mlstack-mlstack-server.yaml" in written
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -69,7 +94,7 @@ def test_graphs_name_every_resource_its_parent_and_dependencies(
             assert f'"{parent.urn}" -> "{registration.urn}";' in dot
         for dependency in registration.dependencies:
             assert f'"{registration.urn}" -> "{dependency}" [style=dashed];' in dot
-    deployment = run.one("kubernetes:apps/v1:Deployment")
+    deployment = run.one(DEPLOYMENT)
     assert any(d.endswith("::mlstack-train") for d in deployment.dependencies)  # the graph is not empty
     deployment_row = "| `mlstack-server` | `kubernetes:apps/v1:Deployment`"
     assert "`mlstack-train`" in next(line for line in markdown.splitlines() if line.startswith(deployment_row))
@@ -88,7 +113,8 @@ def test_no_secret_value_is_written(rendered: dict[str, tuple[Path, harness.Stac
 
 
 def test_renders_are_identical_run_to_run(rendered: dict[str, tuple[Path, harness.StackRun]], tmp_path: Path) -> None:
-    """So that a reviewer can diff the render of the base branch with the pull request's."""
+    """So that a reviewer can diff the render of the base branch with the pull request's: the CLI's render,
+    from a fresh run, is the render of the session's run byte for byte."""
     where, _ = rendered["dev"]
     assert render.main(["--stack", "dev", "--out", str(tmp_path)]) == 0
     again = tmp_path / "dev"
@@ -97,9 +123,8 @@ def test_renders_are_identical_run_to_run(rendered: dict[str, tuple[Path, harnes
     assert first == second
 
 
-def test_a_configured_password_is_not_written_either(tmp_path: Path) -> None:
-    with harness.offline_kubeconfig():
-        run = harness.run_stack("local", secrets={"basicAuthPassword": PASSWORD})
+def test_a_configured_password_is_not_written_either(shared_run: SharedRun, tmp_path: Path) -> None:
+    run = shared_run("local", secrets={"basicAuthPassword": PASSWORD})
     assert render.write_render("local", run, tmp_path) == []
     written = [p.read_text(encoding="utf-8") for p in _files(tmp_path)]
     assert written

@@ -1,20 +1,30 @@
-"""The GKE target under mocks: the cluster, its pools and identities, and the workloads on it."""
+"""The shipped GKE stack: the cluster, its pools and identities, and the workloads on it.
+
+GkeGpuCluster alone: tests/components/test_gke.py; its builders: tests/pure/test_gke.py.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import pulumi
 import pytest
 import yaml
 
 from components import gke
-from components.gke import GkeError, GkeGpuCluster, GkeGpuClusterArgs
-from components.workloads import APP_UID, workload_service_account_name
+from components.target import GPU_POOL, GPU_TAINT_KEY, GPU_TAINT_VALUE, POOL_LABEL_KEY
+from mlapp import contract
+from tests.support import (
+    DEPLOYMENT,
+    JOB,
+    K8S_PROVIDER,
+    SERVICE_ACCOUNT,
+    SharedRun,
+    container,
+    pod_spec,
+    pod_template_annotations,
+    tolerates_gpu_taint,
+)
 from tools import harness, mocks_gcp
-
-RunStack = Callable[..., harness.StackRun]
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -24,26 +34,12 @@ REPOSITORY = "gcp:artifactregistry/repository:Repository"
 REPOSITORY_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
 BUCKET = "gcp:storage/bucket:Bucket"
 BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
-K8S_PROVIDER = "pulumi:providers:kubernetes"
-JOB = "kubernetes:batch/v1:Job"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 
 @pytest.fixture
-def stack(run_stack: RunStack) -> harness.StackRun:
+def stack(shipped: dict[str, harness.StackRun]) -> harness.StackRun:
     """The shipped GKE stack (Pulumi.gke.yaml): one Spot T4 per node, from zero to one node."""
-    return run_stack("gke")
-
-
-def pod_spec(registration: harness.Registration) -> dict[str, Any]:
-    spec: dict[str, Any] = harness.plain(registration.inputs)["spec"]["template"]["spec"]
-    return spec
-
-
-def pod_annotations(registration: harness.Registration) -> dict[str, Any]:
-    template = harness.plain(registration.inputs)["spec"]["template"]
-    annotations: dict[str, Any] = template["metadata"].get("annotations") or {}
-    return annotations
+    return shipped["gke"]
 
 
 def model_volume(registration: harness.Registration) -> dict[str, Any]:
@@ -75,13 +71,14 @@ def test_gpu_pool_accelerator_driver_taint_autoscaling_and_spot(stack: harness.S
     # The autoscaler owns the size: a fixed node count would fight it.
     assert "nodeCount" not in pool.inputs, pool.urn
     assert "initialNodeCount" not in pool.inputs, pool.urn
-    assert node["labels"] == {gke.POOL_LABEL: "gpu"}, pool.urn
+    # One key on every cloud (GKE's pools carried mlstack.dev/pool until the layers refactor).
+    assert node["labels"] == {POOL_LABEL_KEY: GPU_POOL} == {"mlstack.io/pool": "gpu"}, pool.urn
     assert node["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}, pool.urn
     assert node["oauthScopes"] == ["https://www.googleapis.com/auth/cloud-platform"], pool.urn
 
 
-def test_gpu_pool_follows_config_without_spot(run_stack: RunStack) -> None:
-    result = run_stack(
+def test_gpu_pool_follows_config_without_spot(shared_run: SharedRun) -> None:
+    result = shared_run(
         "gke",
         overrides={
             "gpuSpot": False,
@@ -110,7 +107,8 @@ def test_gpu_pool_follows_config_without_spot(run_stack: RunStack) -> None:
         "totalMaxNodeCount": 3,
     }, pool.urn
     job = result.one(JOB)
-    assert pod_spec(job)["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2", job.urn
+    assert container(job)["resources"]["limits"]["nvidia.com/gpu"] == "2", job.urn
+    assert pod_spec(job)["nodeSelector"][gke.ACCELERATOR_LABEL] == "nvidia-l4", job.urn
 
 
 def test_system_pool_is_fixed_size_without_gpu(stack: harness.StackRun) -> None:
@@ -144,8 +142,8 @@ def test_cluster_removes_default_pool_and_enables_workload_identity_and_gcs_fuse
         assert pool.inputs["location"] == "us-central1-a", pool.urn
 
 
-def test_regional_cluster_with_deletion_protection(run_stack: RunStack) -> None:
-    result = run_stack("gke", overrides={"gcpZone": "", "gkeDeletionProtection": True})
+def test_regional_cluster_with_deletion_protection(shared_run: SharedRun) -> None:
+    result = shared_run("gke", overrides={"gcpZone": "", "gkeDeletionProtection": True})
     cluster = result.one(CLUSTER)
     assert cluster.inputs["location"] == "us-central1", cluster.urn
     assert cluster.inputs["deletionProtection"] is True, cluster.urn
@@ -206,14 +204,14 @@ def test_bucket_grant_waits_for_the_workload_identity_cluster(stack: harness.Sta
     assert cluster.urn in grant.dependencies, grant.dependencies
 
 
-def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(run_stack: RunStack) -> None:
-    result = run_stack("gke", overrides={"namespace": "ml-team", "appName": "digits"})
+def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(shared_run: SharedRun) -> None:
+    result = shared_run("gke", overrides={"namespace": "ml-team", "appName": "digits"})
     grant = result.one(BUCKET_MEMBER)
     bucket_name = result.one(BUCKET).outputs["name"]
 
-    account = result.one("kubernetes:core/v1:ServiceAccount")
+    account = result.one(SERVICE_ACCOUNT)
     meta = harness.manifest(account)["metadata"]
-    assert (meta["namespace"], meta["name"]) == ("ml-team", workload_service_account_name("digits"))
+    assert (meta["namespace"], meta["name"]) == ("ml-team", "digits-workload")
     assert grant.inputs["member"].endswith(f"/subject/ns/{meta['namespace']}/sa/{meta['name']}"), grant.urn
 
     for registration, read_only in ((result.one(JOB), False), (result.one(DEPLOYMENT), True)):
@@ -221,14 +219,14 @@ def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(run_stack:
         assert spec["serviceAccountName"] == meta["name"], registration.urn
         # The GCS FUSE driver gets the pod's token from the kubelet, not from the pod.
         assert spec["automountServiceAccountToken"] is False, registration.urn
-        assert pod_annotations(registration) == {"gke-gcsfuse/volumes": "true"}, registration.urn
+        assert pod_template_annotations(registration) == {"gke-gcsfuse/volumes": "true"}, registration.urn
         csi = model_volume(registration)["csi"]
         assert csi["driver"] == "gcsfuse.csi.storage.gke.io", registration.urn
         assert csi["volumeAttributes"]["bucketName"] == bucket_name, registration.urn
-        assert f"uid={APP_UID}" in csi["volumeAttributes"]["mountOptions"].split(","), registration.urn
-        assert f"gid={APP_UID}" in csi["volumeAttributes"]["mountOptions"].split(","), registration.urn
+        options = csi["volumeAttributes"]["mountOptions"].split(",")
+        assert {f"uid={contract.APP_UID}", f"gid={contract.APP_UID}"} <= set(options), registration.urn
         assert csi.get("readOnly", False) is read_only, registration.urn
-        assert spec["securityContext"]["runAsUser"] == APP_UID, registration.urn
+        assert spec["securityContext"]["runAsUser"] == contract.APP_UID, registration.urn
 
 
 # --- Kubernetes access -------------------------------------------------------------
@@ -275,41 +273,20 @@ def test_training_job_selects_the_gpu_pool_tolerates_its_taint_and_requests_gpus
     node_labels = {**pool["labels"], gke.ACCELERATOR_LABEL: pool["guestAccelerators"][0]["type"]}
     assert spec["nodeSelector"], job.urn
     assert spec["nodeSelector"].items() <= node_labels.items(), job.urn
-    effects = {
-        "NO_SCHEDULE": "NoSchedule",
-        "PREFER_NO_SCHEDULE": "PreferNoSchedule",
-        "NO_EXECUTE": "NoExecute",
-    }
-    for taint in pool["taints"]:
-        assert any(
-            t["key"] == taint["key"] and t.get("value") == taint["value"] and t["effect"] == effects[taint["effect"]]
-            for t in spec["tolerations"]
-        ), (job.urn, taint, spec["tolerations"])
+    # The pool's one taint is the GPU taint, and the Job tolerates it by the policy pack's own rule.
+    assert [(t["key"], t["value"]) for t in pool["taints"]] == [(GPU_TAINT_KEY, GPU_TAINT_VALUE)], pool["taints"]
+    assert tolerates_gpu_taint(spec["tolerations"]), (job.urn, spec["tolerations"])
     assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1", job.urn
 
 
 def test_trainer_finds_the_driver_gke_mounts_at_usr_local_nvidia(stack: harness.StackRun) -> None:
     """Bug: GKE mounts the driver at /usr/local/nvidia without a loader path; torch saw no libcuda."""
-    trainer = pod_spec(stack.one(JOB))["containers"][0]
+    trainer = container(stack.one(JOB))
     env = {e["name"]: e.get("value") for e in trainer["env"]}
     assert env["LD_LIBRARY_PATH"] == "/usr/local/nvidia/lib64", trainer["env"]
     assert trainer["args"][trainer["args"].index("--device") + 1] == "cuda"
-    server = pod_spec(stack.one(DEPLOYMENT))["containers"][0]
+    server = container(stack.one(DEPLOYMENT))
     assert "LD_LIBRARY_PATH" not in {e["name"] for e in server["env"]}, "the server has no CUDA"
-
-
-def test_gke_stack_objects_pass_strict_schema_validation(stack: harness.StackRun) -> None:
-    assert stack.kubernetes_version == "1.33"
-    manifests = list(harness.kubernetes_manifests(stack))
-    assert {m["kind"] for _, m in manifests} >= {
-        "Namespace",
-        "ServiceAccount",
-        "Job",
-        "Deployment",
-        "Service",
-    }
-    problems = [p for _, m in manifests for p in harness.validate_manifest(m, stack.kubernetes_version)]
-    assert problems == []
 
 
 def test_gke_exports(stack: harness.StackRun) -> None:
@@ -322,75 +299,3 @@ def test_gke_exports(stack: harness.StackRun) -> None:
     assert stack.exports["getCredentials"] == (
         f"gcloud container clusters get-credentials {cluster_name} --location us-central1-a --project my-ml-project"
     )
-
-
-# --- the component alone ---------------------------------------------------------------
-
-
-def _args(**changes: Any) -> GkeGpuClusterArgs:
-    values: dict[str, Any] = {
-        "project": "my-ml-project",
-        "region": "us-central1",
-        "location": "us-central1-a",
-        "kubernetes_version": "1.33",
-        "release_channel": "REGULAR",
-        "deletion_protection": False,
-        "system_machine_type": "e2-standard-2",
-        "system_node_count": 1,
-        "gpu_machine_type": "n1-standard-4",
-        "gpu_type": "nvidia-tesla-t4",
-        "gpu_count": 1,
-        "gpu_driver_version": "DEFAULT",
-        "gpu_min_nodes": 0,
-        "gpu_max_nodes": 1,
-        "gpu_spot": True,
-        "repository_id": "mlstack",
-        "workload_namespace": "mlstack",
-        "workload_service_account": "mlstack-workload",
-        **changes,
-    }
-    return GkeGpuClusterArgs(**values)
-
-
-def test_registry_pushes_with_a_secret_access_token() -> None:
-    def program() -> None:
-        cluster = GkeGpuCluster("gke", _args())
-        assert cluster.registry is not None
-        assert cluster.registry.password is not None
-        pulumi.export("server", cluster.registry.server)
-        pulumi.export("username", cluster.registry.username)
-        pulumi.export("password", cluster.registry.password)
-
-    result = harness.run(program, {})
-    assert result.exports["server"] == "us-central1-docker.pkg.dev/my-ml-project/mlstack"
-    assert result.exports["username"] == "oauth2accesstoken"
-    assert result.exports["password"] == mocks_gcp.MOCK_ACCESS_TOKEN
-    assert "password" in result.secret_exports
-
-
-def test_component_refuses_bad_args_before_creating_anything() -> None:
-    class CountingMocks(harness.StackMocks):
-        def __init__(self) -> None:
-            super().__init__(outputs=mocks_gcp.OUTPUTS, calls=mocks_gcp.CALLS)
-            self.created: list[str] = []
-
-        def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
-            self.created.append(args.typ)
-            return super().new_resource(args)
-
-    mocks = CountingMocks()
-    with pytest.raises(GkeError) as raised:
-        harness.run(
-            lambda: GkeGpuCluster(
-                "gke",
-                _args(gpu_count=3, gpu_driver_version="R535", gpu_min_nodes=2, release_channel="BETA"),
-            ),
-            {},
-            mocks=mocks,
-        )
-    message = str(raised.value)
-    assert "mlstack:gkeGpuCount = 3" in message
-    assert "mlstack:gkeGpuDriverVersion = 'R535'" in message
-    assert "mlstack:gpuMinNodes/gpuMaxNodes = 2/1" in message
-    assert "mlstack:gkeReleaseChannel = 'BETA'" in message
-    assert mocks.created == []

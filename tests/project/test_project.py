@@ -1,48 +1,32 @@
-"""Project files: Pulumi.yaml declares every key the program reads, the README mirrors it."""
+"""Project files: Pulumi.yaml declares every key the program reads, the stack files use them, the README mirrors it."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pulumi.runtime.config
 import pytest
 import yaml
 
-from tests.conftest import STACKS
-from tools import config_doc, harness
+from tests.support import STACKS
+from tools import config_doc, harness, pulumi_internals
 
 ROOT = harness.ROOT
 SIMPLE_TYPES = {"string", "integer", "boolean", "array"}
 
 
-def keys_read_by_the_program(stack: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
-    """Every key the whole program asks the runtime for, recorded while it runs."""
-    read: set[str] = set()
-
-    def recording(original: Callable[[str], Any]) -> Callable[[str], Any]:
-        def get(key: str) -> Any:
-            read.add(key)
-            return original(key)
-
-        return get
-
-    original = pulumi.runtime.config.get_config
-    monkeypatch.setattr("pulumi.config.get_config", recording(original))
-    monkeypatch.setattr("components.config.get_config", recording(original))
-    harness.run_stack(stack)
+def keys_read_by_the_program(stack: str) -> set[str]:
+    """Every key the whole program asks the runtime for, recorded while it runs (a fresh run, not a shared one)."""
+    with pulumi_internals.recording_config_reads("stack.config") as read:
+        harness.run_stack(stack)
     return {k for k in read if k.startswith("mlstack:")}
 
 
-def test_every_key_read_is_declared_and_every_declared_key_is_read(
-    kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_every_key_read_is_declared_and_every_declared_key_is_read(kubeconfig: Path) -> None:
     declared = set(harness.project_declarations())
     read_by_any: set[str] = set()
     for stack in STACKS:
-        read = keys_read_by_the_program(stack, monkeypatch)
+        read = keys_read_by_the_program(stack)
         assert read - declared == set(), f"{stack} reads keys Pulumi.yaml does not declare: {sorted(read - declared)}"
         read_by_any |= read
     assert declared - read_by_any == set(), f"declared but no stack reads them: {sorted(declared - read_by_any)}"

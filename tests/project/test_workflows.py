@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import STACKS
+from tests.support import STACKS
+from tools import harness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = harness.ROOT
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 

@@ -1,31 +1,37 @@
-"""The AKS target under mocks: the cluster, its GPU pool, registry access and what runs on it."""
+"""The shipped AKS dev stack: the cluster, its GPU pool, registry access and what runs on it.
+
+AksGpuCluster alone: tests/components/test_aks.py; its builders: tests/pure/test_aks.py.
+"""
 
 from __future__ import annotations
 
-import base64
 import re
-from collections.abc import Callable, Mapping
 from typing import Any
 
-import pulumi
 import pytest
 import yaml
-from pulumi.runtime import mocks as pulumi_mocks
 
-from components import acr_token, aks
-from components.target import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE
+from components import acr_token
+from components.target import GPU_POOL, GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, POOL_LABEL_KEY
+from tests.support import (
+    DAEMONSET,
+    DEPLOYMENT,
+    IMAGE,
+    JOB,
+    K8S_PROVIDER,
+    PVC,
+    SERVICE,
+    SharedRun,
+    pod_spec,
+    tolerates_gpu_taint,
+)
 from tools import harness, mocks_azure
-
-RunStack = Callable[..., harness.StackRun]
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 POOL = "azure-native:containerservice:AgentPool"
 REGISTRY = "azure-native:containerregistry:Registry"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 COMPONENT = "mlstack:aks:AksGpuCluster"
-K8S_PROVIDER = "pulumi:providers:kubernetes"
-DAEMONSET = "kubernetes:apps/v1:DaemonSet"
-JOB = "kubernetes:batch/v1:Job"
 GPU_TAINT = f"{GPU_TAINT_KEY}={GPU_TAINT_VALUE}:{GPU_TAINT_EFFECT}"
 SPOT_TAINT = "kubernetes.azure.com/scalesetpriority=spot:NoSchedule"
 
@@ -34,35 +40,32 @@ def inputs(registration: harness.Registration) -> dict[str, Any]:
     return dict(harness.plain(registration.inputs))
 
 
-def pod_spec(registration: harness.Registration) -> dict[str, Any]:
-    return dict(inputs(registration)["spec"]["template"]["spec"])
-
-
-def tolerates(tolerations: list[dict[str, Any]], taint: str) -> bool:
-    """Kubernetes' rule: some toleration matches the taint's key, effect and (for Equal) value."""
-    key_value, effect = taint.rsplit(":", 1)
-    key, value = key_value.split("=", 1)
-    for t in tolerations:
-        if t.get("effect") not in (None, "", effect):
-            continue
-        if t.get("operator", "Equal") == "Exists":
-            if t.get("key") in (None, "", key):
-                return True
-        elif t.get("key") == key and t.get("value") == value:
-            return True
-    return False
+def tolerates_pool(tolerations: list[dict[str, Any]], taints: list[str]) -> list[str]:
+    """The pool's taints a pod does not tolerate: the GPU taint by the policy pack's rule, any other
+    (AKS's Spot taint) by the exact Equal toleration the targets write for it."""
+    missing = []
+    for taint in taints:
+        if taint == GPU_TAINT:
+            tolerated = tolerates_gpu_taint(tolerations)
+        else:
+            key_value, effect = taint.rsplit(":", 1)
+            key, value = key_value.split("=", 1)
+            tolerated = {"key": key, "operator": "Equal", "value": value, "effect": effect} in tolerations
+        if not tolerated:
+            missing.append(taint)
+    return missing
 
 
 @pytest.fixture
-def dev(run_stack: RunStack) -> harness.StackRun:
+def dev(shipped: dict[str, harness.StackRun]) -> harness.StackRun:
     """The shipped AKS dev stack (Spot GPU pool from zero)."""
-    return run_stack("dev")
+    return shipped["dev"]
 
 
 @pytest.fixture
-def on_demand(run_stack: RunStack) -> harness.StackRun:
+def on_demand(shared_run: SharedRun) -> harness.StackRun:
     """The dev stack on regular (non-Spot) capacity, with a pool of 1 to 3 nodes."""
-    return run_stack("dev", overrides={"gpuSpot": False, "gpuMinNodes": 1, "gpuMaxNodes": 3})
+    return shared_run("dev", overrides={"gpuSpot": False, "gpuMinNodes": 1, "gpuMaxNodes": 3})
 
 
 # --- the GPU pool ----------------------------------------------------------------
@@ -72,7 +75,7 @@ def test_spot_gpu_pool_carries_taints_label_bounds_and_spot_settings(dev: harnes
     pool = dev.one(POOL)
     spec = inputs(pool)
     assert spec["nodeTaints"] == [GPU_TAINT, SPOT_TAINT], f"{pool.name}: taints {spec['nodeTaints']}"
-    assert spec["nodeLabels"] == {aks.GPU_POOL_LABEL_KEY: aks.GPU_POOL_LABEL_VALUE}, pool.name
+    assert spec["nodeLabels"] == {POOL_LABEL_KEY: GPU_POOL}, pool.name
     assert (spec["enableAutoScaling"], spec["minCount"], spec["maxCount"]) == (True, 0, 1), pool.name
     assert spec["scaleSetPriority"] == "Spot", pool.name
     assert spec["scaleSetEvictionPolicy"] == "Delete", pool.name
@@ -134,8 +137,7 @@ def test_device_plugin_lands_only_on_the_gpu_pool_and_tolerates_its_taints(
     plugin, pool = result.one(DAEMONSET), inputs(result.one(POOL))
     spec = pod_spec(plugin)
     assert spec["nodeSelector"] == pool["nodeLabels"], f"{plugin.name}: {spec['nodeSelector']}"
-    for taint in pool["nodeTaints"]:
-        assert tolerates(spec["tolerations"], taint), f"{plugin.name} does not tolerate {taint}"
+    assert tolerates_pool(spec["tolerations"], pool["nodeTaints"]) == [], plugin.name
     assert spec["priorityClassName"] == "system-node-critical", plugin.name
     assert inputs(plugin)["metadata"]["namespace"] == "kube-system", plugin.name
     image = spec["containers"][0]["image"]
@@ -173,68 +175,9 @@ def test_registry_admin_user_is_off_and_its_name_is_valid(dev: harness.StackRun)
     assert dev.exports["registryLoginServer"] == registry.outputs["loginServer"]
 
 
-def _component_program(
-    args: aks.AksGpuClusterArgs, exports: Callable[[aks.AksGpuCluster], Mapping[str, Any]]
-) -> Callable[[], None]:
-    def program() -> None:
-        cluster = aks.AksGpuCluster("unit", args)
-        for key, value in exports(cluster).items():
-            pulumi.export(key, value)
-
-    return program
-
-
-ARGS = aks.AksGpuClusterArgs(
-    location="westeurope",
-    kubernetes_version="1.33",
-    upgrade_channel="stable",
-    system_vm_size="Standard_D2s_v5",
-    system_node_count=2,
-    gpu_vm_size="Standard_NC24ads_A100_v4",
-    gpu_min_nodes=0,
-    gpu_max_nodes=2,
-    gpu_spot=False,
-)
-
-
-def test_first_push_uses_a_refresh_token_the_program_obtained() -> None:
-    """Bug: with the admin user off, the push relied on the user's `az acr login` to a registry
-    that did not exist a minute earlier, so a new user's first `pulumi up` failed at the push."""
-    calls: list[str] = []
-    mocks = harness.default_mocks()
-
-    def recording(answer: harness.CallFn) -> harness.CallFn:
-        def call(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
-            calls.append(args.token)
-            return answer(args)
-
-        return call
-
-    mocks.calls = {token: recording(answer) for token, answer in mocks.calls.items()}
-    result = harness.run(
-        _component_program(
-            ARGS,
-            lambda c: {
-                "username": c.registry.username if c.registry else None,
-                "password": c.registry.password if c.registry else None,
-                "server": c.registry.server if c.registry else None,
-            },
-        ),
-        {},
-        mocks=mocks,
-    )
-    assert result.exports["username"] == acr_token.USERNAME
-    assert result.exports["password"] == mocks_azure.MOCK_ACR_REFRESH_TOKEN
-    assert "password" in result.secret_exports
-    # The exchange went to this registry, with the deployer's tenant and ARM token.
-    assert result.acr_exchanges == [(result.exports["server"], mocks_azure.MOCK_TENANT_ID, mocks_azure.MOCK_ARM_TOKEN)]
-    assert "azure-native:authorization:getClientToken" in calls
-    assert "azure-native:containerregistry:listRegistryCredentials" not in calls
-
-
 def test_the_images_push_with_the_exchanged_token_as_a_secret(dev: harness.StackRun) -> None:
     registry = dev.one(REGISTRY)
-    for image in dev.of_type("docker-build:index:Image"):
+    for image in dev.of_type(IMAGE):
         registries = image.inputs["registries"]
         # The SDK marks the whole list secret once a field of it is.
         secret = harness.is_secret_value(registries) or harness.is_secret_value(registries[0]["password"])
@@ -243,29 +186,17 @@ def test_the_images_push_with_the_exchanged_token_as_a_secret(dev: harness.Stack
         assert login["address"] == registry.outputs["loginServer"], image.urn
         assert login["username"] == acr_token.USERNAME, image.urn
         assert login["password"] == mocks_azure.MOCK_ACR_REFRESH_TOKEN, image.urn
+    assert dev.acr_exchanges == [(registry.outputs["loginServer"], mocks_azure.MOCK_TENANT_ID,
+                                  mocks_azure.MOCK_ARM_TOKEN)]  # fmt: skip
 
 
 def test_nothing_runs_in_the_cluster_before_acr_pull_and_the_gpu_pool_exist(dev: harness.StackRun) -> None:
     """Bug: the Kubernetes provider waited for the cluster only; the Job could pull before AcrPull existed."""
-    provider = dev.one("pulumi:providers:kubernetes")
+    provider = dev.one(K8S_PROVIDER)
     needed = {dev.one(ROLE_ASSIGNMENT).urn, dev.one(POOL).urn}
     assert needed <= set(provider.dependencies), provider.dependencies
-    job = dev.one("kubernetes:batch/v1:Job")
+    job = dev.one(JOB)
     assert job.provider_urn == provider.urn, job.urn
-
-
-def test_registry_admin_password_is_a_secret() -> None:
-    args = aks.AksGpuClusterArgs(**{**ARGS.__dict__, "acr_admin_user": True})
-
-    def exports(c: aks.AksGpuCluster) -> Mapping[str, Any]:
-        assert c.registry is not None
-        assert c.registry.password is not None
-        return {"registryUsername": c.registry.username, "registryPassword": c.registry.password}
-
-    result = harness.run(_component_program(args, exports), {})
-    assert result.exports["registryPassword"] == mocks_azure.MOCK_ACR_ADMIN_PASSWORD
-    assert "registryPassword" in result.secret_exports, "the registry password leaves as plain text"
-    assert inputs(result.one(REGISTRY))["adminUserEnabled"] is True
 
 
 # --- the Kubernetes side ------------------------------------------------------------
@@ -281,7 +212,7 @@ def test_every_kubernetes_object_uses_the_provider_built_from_this_cluster(
     server = yaml.safe_load(kubeconfig["value"])["clusters"][0]["cluster"]["server"]
     assert server == mocks_azure.MOCK_CLUSTER_SERVER, "the kubeconfig is not the cluster's user credential"
     objects = dev.kubernetes_objects()
-    assert {o.type for o in objects} >= {DAEMONSET, JOB, "kubernetes:apps/v1:Deployment"}
+    assert {o.type for o in objects} >= {DAEMONSET, JOB, DEPLOYMENT}
     for obj in objects:
         assert obj.provider_urn == provider.urn, f"{obj.type} {obj.name} uses {obj.provider_urn}"
 
@@ -292,27 +223,27 @@ def test_training_job_selects_the_gpu_pool_tolerates_it_and_requests_a_gpu(
     job, pool = dev.one(JOB), inputs(dev.one(POOL))
     spec = pod_spec(job)
     assert spec["nodeSelector"] == pool["nodeLabels"], f"{job.name}: {spec.get('nodeSelector')}"
-    for taint in pool["nodeTaints"]:
-        assert tolerates(spec["tolerations"], taint), f"{job.name} does not tolerate {taint}"
+    assert tolerates_pool(spec["tolerations"], pool["nodeTaints"]) == [], job.name
     limits = spec["containers"][0]["resources"]["limits"]
     assert limits.get(GPU_RESOURCE) == "1", f"{job.name}: limits {limits}"
 
 
 def test_serving_pods_stay_off_the_gpu_pool(dev: harness.StackRun) -> None:
-    deployment = dev.one("kubernetes:apps/v1:Deployment")
+    deployment = dev.one(DEPLOYMENT)
     spec = pod_spec(deployment)
     assert not spec.get("tolerations"), f"{deployment.name} tolerates the GPU pool's taints"
+    assert tolerates_pool(spec.get("tolerations") or [], inputs(dev.one(POOL))["nodeTaints"]) == [GPU_TAINT, SPOT_TAINT]
 
 
 def test_model_store_is_azure_files_read_write_many(dev: harness.StackRun) -> None:
-    claim = dev.one("kubernetes:core/v1:PersistentVolumeClaim")
+    claim = dev.one(PVC)
     spec = inputs(claim)["spec"]
     assert spec["storageClassName"] == "azurefile-csi", claim.name
     assert spec["accessModes"] == ["ReadWriteMany"], claim.name
 
 
 def test_service_waits_for_an_azure_load_balancer(dev: harness.StackRun) -> None:
-    service = dev.one("kubernetes:core/v1:Service")
+    service = dev.one(SERVICE)
     annotations = inputs(service)["metadata"].get("annotations") or {}
     assert "pulumi.com/skipAwait" not in annotations, f"{service.name}: AKS assigns an external IP"
     assert inputs(service)["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"], service.name
@@ -340,47 +271,3 @@ def test_every_azure_resource_is_a_child_of_the_component(dev: harness.StackRun)
     for registration in dev.registrations.values():
         if registration.type.startswith(("azure-native:", "random:index/randomString")):
             assert registration.parent == component.urn, f"{registration.type} {registration.name}"
-
-
-# --- the whole stack, validated ----------------------------------------------------------
-
-
-def test_dev_stack_objects_pass_strict_schema_validation(dev: harness.StackRun) -> None:
-    assert dev.kubernetes_version == "1.33"
-    manifests = list(harness.kubernetes_manifests(dev))
-    assert DAEMONSET in {r.type for r, _ in manifests}, "the device plugin was not validated"
-    problems = [p for _, m in manifests for p in harness.validate_manifest(m, dev.kubernetes_version)]
-    assert problems == []
-
-
-# --- pure builders ------------------------------------------------------------------------
-
-
-def test_taints_are_written_the_way_aks_reports_them() -> None:
-    assert [aks.node_taint(t) for t in aks.gpu_pool_taints(spot=True)] == [GPU_TAINT, SPOT_TAINT]
-    assert [aks.node_taint(t) for t in aks.gpu_pool_taints(spot=False)] == [GPU_TAINT]
-
-
-def test_gpu_scheduling_comes_from_the_catalogue() -> None:
-    scheduling = aks.gpu_scheduling(ARGS)
-    assert (scheduling.gpu_model, scheduling.gpus_per_node) == ("nvidia-a100-80gb", 1)
-    assert scheduling.node_selector == {aks.GPU_POOL_LABEL_KEY: aks.GPU_POOL_LABEL_VALUE}
-
-
-def test_registry_name_is_letters_and_digits() -> None:
-    assert aks.registry_name("ml-stack_dev", "a1b2c3d4") == "mlstackdeva1b2c3d4"
-    assert len(aks.registry_name("x" * 80, "a1b2c3d4")) == 50
-
-
-def test_user_kubeconfig_is_decoded() -> None:
-    text = mocks_azure.mock_user_kubeconfig("c")
-    assert aks.decode_kubeconfig(base64.b64encode(text.encode()).decode()) == text
-
-
-def test_bad_arguments_are_refused_before_any_resource() -> None:
-    bad = aks.AksGpuClusterArgs(**{**ARGS.__dict__, "gpu_vm_size": "Standard_D4s_v5", "gpu_max_nodes": 0})
-    with pytest.raises(aks.AksError) as caught:
-        harness.run(_component_program(bad, lambda c: {}), {})
-    message = str(caught.value)
-    assert "mlstack:aksGpuVmSize = 'Standard_D4s_v5': is not a GPU VM size" in message
-    assert "mlstack:gpuMaxNodes = 0" in message

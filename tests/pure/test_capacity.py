@@ -1,23 +1,15 @@
-"""Capacity: allocatable per machine size, and the config refusing pools that cannot hold their pods.
+"""mlstack.capacity: what a node of each machine size can hold, against the clouds' formulas and observed nodes.
 
-Sources for every figure are in components/capacity.py.
+Sources for every figure are in mlstack/capacity.py. How the config refuses
+pools that cannot hold their pods: tests/stacks/test_capacity.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from components import capacity
-from components.capacity import Machine, Resources
-from tools import harness
-
-RunStack = Callable[..., harness.StackRun]
-Problems = Callable[..., list[str]]
-
-
-# --- allocatable, against the clouds' formulas and observed nodes ------------------
+from mlstack import capacity
+from mlstack.capacity import Machine, Resources
 
 
 @pytest.mark.parametrize(
@@ -76,48 +68,3 @@ def test_pods_that_fit_counts_system_pods_once_per_cluster() -> None:
     each = Resources(500, 100)
     assert capacity.pods_that_fit(node, 1, Resources(0, 0), Resources(0, 0), each) == 4
     assert capacity.pods_that_fit(node, 2, Resources(500, 0), Resources(1000, 0), each) == 1 + 3
-
-
-# --- the config refuses what cannot fit ---------------------------------------------
-
-
-def test_gke_default_system_machine_holds_the_serving_pods(run_stack: RunStack, stack_problems: Problems) -> None:
-    """Bug: Pulumi.yaml's default, e2-standard-2, could not hold 3 serving pods with their sidecars."""
-    problems = stack_problems("gke", gkeSystemMachineType="e2-standard-2")
-    (problem,) = problems
-    assert problem.startswith("mlstack:gkeSystemMachineType = 'e2-standard-2': too small")
-    assert "hold 1 serving pod(s) of 500m CPU and 512 MiB but 3 must run" in problem
-    declared = harness.project_declarations()["mlstack:gkeSystemMachineType"]["default"]
-    run_stack("gke", overrides={"gkeSystemMachineType": declared})  # the default itself passes
-
-
-def test_the_gcs_fuse_sidecar_counts(run_stack: RunStack, stack_problems: Problems) -> None:
-    """Two 250m servers fit an e2-standard-2 beside GKE's pods; with their 250m sidecars they do not."""
-    problems = stack_problems("gke", gkeSystemMachineType="e2-standard-2", replicas=1)
-    assert any("plus the GCS FUSE sidecar" in p for p in problems), problems
-    run_stack("gke", overrides={"gkeSystemMachineType": "e2-standard-2", "replicas": 1,
-                                "serverCpuRequest": "100m"})  # fmt: skip
-
-
-def test_more_system_nodes_make_room(run_stack: RunStack) -> None:
-    run_stack("gke", overrides={"gkeSystemMachineType": "e2-standard-2", "systemNodeCount": 3})
-
-
-def test_a_training_pod_larger_than_a_gpu_node_is_refused(stack_problems: Problems) -> None:
-    problems = stack_problems("gke", trainerMemory="14Gi")
-    (problem,) = problems
-    assert problem.startswith("mlstack:gkeGpuMachineType = 'n1-standard-4': too small")
-    assert "mlstack:trainerMemory 14Gi" in problem
-    (problem,) = stack_problems("dev", trainerCpu="4")
-    assert problem.startswith("mlstack:aksGpuVmSize = 'Standard_NC4as_T4_v3': too small")
-
-
-def test_aks_small_system_pool_is_refused(stack_problems: Problems) -> None:
-    (problem,) = stack_problems("dev", aksSystemVmSize="Standard_D2s_v5", replicas=4)
-    assert problem.startswith("mlstack:aksSystemVmSize = 'Standard_D2s_v5': too small")
-    assert "mlstack:replicas (4)" in problem
-
-
-def test_every_shipped_stack_fits(run_stack: RunStack) -> None:
-    for stack in ("dev", "gke", "local"):
-        run_stack(stack)

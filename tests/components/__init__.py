@@ -1,0 +1,1 @@
+"""One component at a time under the harness's mocks: the resources it registers and what it refuses."""

@@ -1,0 +1,64 @@
+"""The harness itself must be able to fail: what the real engine would refuse, it refuses too."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from tools import harness
+
+
+def test_harness_refuses_duplicate_resource_names() -> None:
+    def program() -> None:
+        k8s.core.v1.Namespace("same", metadata=k8s.meta.v1.ObjectMetaArgs(name="a"))
+        k8s.core.v1.Namespace("same", metadata=k8s.meta.v1.ObjectMetaArgs(name="b"))
+
+    with pytest.raises(harness.HarnessError, match=r"duplicate resource URN"):
+        harness.run(program, {})
+
+
+def test_harness_fails_on_an_unmocked_invoke() -> None:
+    def program() -> None:
+        pulumi.runtime.invoke("example:index:getThing", {})
+
+    with pytest.raises(Exception, match=r"example:index:getThing"):
+        harness.run(program, {})
+
+
+def test_schema_check_catches_a_typo_the_mocks_accept() -> None:
+    def program() -> None:
+        k8s.apps.v1.Deployment(
+            "typo",
+            metadata={"name": "web"},
+            spec={  # a dict literal: the SDK does not see the typo
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "imagePullPolicy": "Always",
+                                             "livenessprobe": {"httpGet": {"path": "/", "port": 80}}}]},
+                },
+            },
+        )  # fmt: skip
+
+    result = harness.run(program, {})
+    (obj,) = (m for _, m in harness.kubernetes_manifests(result))
+    problems = harness.validate_manifest(obj, "1.33")
+    assert problems
+    assert "livenessprobe" in problems[0]
+
+
+def test_runs_do_not_leak_into_each_other() -> None:
+    """Each run starts from a fresh runtime: the second sees neither the first's resources nor its exports."""
+
+    def first() -> None:
+        k8s.core.v1.Namespace("first", metadata=k8s.meta.v1.ObjectMetaArgs(name="a"))
+        pulumi.export("from_first", "x")
+
+    def second() -> None:
+        k8s.core.v1.Namespace("second", metadata=k8s.meta.v1.ObjectMetaArgs(name="b"))
+
+    harness.run(first, {})
+    result = harness.run(second, {})
+    assert [r.name for r in result.registrations.values()] == ["second"]
+    assert result.exports == {}

@@ -1,0 +1,300 @@
+"""MlWorkloads under mocks: the relationships between the objects it creates, not just that they exist.
+
+What each spec says is checked on the pure builders (tests/pure/test_workloads.py);
+here, that the objects refer to each other by the names they got, in the right order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from components import workloads
+from components.target import GPU_RESOURCE, CsiVolume, GpuScheduling, ModelStore
+from mlapp import contract
+from tests.args import GPU, SERVING, TRAINER_IMAGE, TRAINING, FakeTarget, workloads_args
+from tests.support import (
+    CONFIGMAP,
+    DEPLOYMENT,
+    JOB,
+    PVC,
+    SECRET,
+    SERVICE,
+    SERVICE_ACCOUNT,
+    CountingMocks,
+    container,
+    pod_spec,
+    tolerates_gpu_taint,
+)
+from tools import harness
+
+
+def run_workloads(
+    gpu: GpuScheduling | None = None,
+    store: ModelStore | None = None,
+    external: bool = True,
+    built: list[workloads.MlWorkloads] | None = None,
+    mocks: harness.StackMocks | None = None,
+    **changes: Any,
+) -> harness.StackRun:
+    def program() -> None:
+        target = FakeTarget(
+            provider=k8s.Provider("cluster", kubeconfig="{}"),
+            kubeconfig=pulumi.Output.secret("{}"),
+            gpu=gpu,
+            external_load_balancer=external,
+        )
+        if store is not None:
+            target = replace(target, model_store=store)
+        component = workloads.MlWorkloads("digits", workloads_args(target, **changes))
+        if built is not None:
+            built.append(component)
+
+    return harness.run(program, {}, mocks=mocks)
+
+
+@pytest.fixture(scope="module")
+def cpu_run() -> harness.StackRun:
+    return run_workloads()
+
+
+@pytest.fixture(scope="module")
+def gpu_run() -> harness.StackRun:
+    return run_workloads(gpu=GPU)
+
+
+def manifest(run: harness.StackRun, type_: str, suffix: str = "") -> dict[str, Any]:
+    return harness.manifest(run.one(type_, suffix))
+
+
+# --- wiring between objects ------------------------------------------------------
+
+
+def test_service_selects_exactly_the_serving_pods(cpu_run: harness.StackRun) -> None:
+    service = manifest(cpu_run, SERVICE)
+    deployment = manifest(cpu_run, DEPLOYMENT)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = service["spec"]["selector"]
+    assert selector == deployment["spec"]["selector"]["matchLabels"], "Service and Deployment select differently"
+    assert selector.items() <= pod_labels.items(), f"Service selector {selector} does not match pods {pod_labels}"
+    trainer_labels = manifest(cpu_run, JOB)["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= trainer_labels.items(), "the Service would also select the training pod"
+
+
+def test_service_targets_the_containers_named_port(cpu_run: harness.StackRun) -> None:
+    service = manifest(cpu_run, SERVICE)
+    ports = {p["name"]: p for p in container(cpu_run.one(DEPLOYMENT))["ports"]}
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["targetPort"] in ports, f"Service targets {service_port['targetPort']}, pods declare {ports}"
+    assert ports[service_port["targetPort"]]["containerPort"] == contract.PORT
+    assert service_port["port"] == SERVING.service_port
+
+
+def test_env_and_secret_references_name_objects_and_keys_that_exist(cpu_run: harness.StackRun) -> None:
+    objects = [m for _, m in harness.kubernetes_manifests(cpu_run)]
+    configmaps = {m["metadata"]["name"]: m for m in objects if m["kind"] == "ConfigMap"}
+    secrets = {m["metadata"]["name"]: m for m in objects if m["kind"] == "Secret"}
+    for type_ in (DEPLOYMENT, JOB):
+        c = container(cpu_run.one(type_))
+        for source in c["envFrom"]:
+            assert source["configMapRef"]["name"] in configmaps, f"{type_} envFrom names a missing ConfigMap"
+        for var in c.get("env", []):
+            ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                assert ref["name"] in secrets, f"{type_} {var['name']} names a missing Secret {ref['name']}"
+                assert ref["key"] in secrets[ref["name"]]["stringData"], f"{type_} {var['name']}: no key {ref['key']}"
+    server_env = {v["name"]: v for v in container(cpu_run.one(DEPLOYMENT))["env"]}
+    assert server_env[contract.ENV_AUTH_USERNAME]["valueFrom"]["secretKeyRef"]["key"] == "username"
+    assert server_env[contract.ENV_AUTH_PASSWORD]["valueFrom"]["secretKeyRef"]["key"] == "password"
+
+
+def test_labels_file_is_mounted_from_the_labels_config_map(cpu_run: harness.StackRun) -> None:
+    spec = pod_spec(cpu_run.one(DEPLOYMENT))
+    env_config = manifest(cpu_run, CONFIGMAP, "-env")
+    labels_config = manifest(cpu_run, CONFIGMAP, "-labels")
+    volume = next(v for v in spec["volumes"] if v["name"] == "labels")
+    assert volume["configMap"]["name"] == labels_config["metadata"]["name"]
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "labels")
+    (item,) = volume["configMap"]["items"]
+    assert item["key"] in labels_config["data"]
+    assert env_config["data"][contract.ENV_LABELS_FILE] == f"{mount['mountPath']}/{item['path']}"
+    assert labels_config["data"][item["key"]] == "zero\none\n"
+    assert contract.LABELS_FILE_NAME not in env_config["data"], "the labels file must not become an env var"
+
+
+def test_basic_auth_secret_has_the_standard_type_and_keys(cpu_run: harness.StackRun) -> None:
+    secret = manifest(cpu_run, SECRET)
+    assert secret["type"] == "kubernetes.io/basic-auth"
+    assert secret["stringData"]["username"] == "alice"
+    assert secret["stringData"]["password"] == harness.MOCK_GENERATED_PASSWORD
+
+
+def test_config_secret_and_job_are_auto_named_so_changes_roll(cpu_run: harness.StackRun) -> None:
+    for type_ in (CONFIGMAP, SECRET, JOB):
+        for registration in cpu_run.of_type(type_):
+            assert not registration.inputs["metadata"].get("name"), f"{registration.name} has a fixed name"
+
+
+def test_deployment_waits_for_the_training_job(cpu_run: harness.StackRun) -> None:
+    job = cpu_run.one(JOB)
+    deployment = cpu_run.one(DEPLOYMENT)
+    assert job.urn in deployment.dependencies, "the Deployment must depend on the Job (roll out only gated models)"
+
+
+def test_job_and_deployment_share_the_model_store(cpu_run: harness.StackRun) -> None:
+    claim = manifest(cpu_run, PVC)
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    for type_, read_only in ((JOB, False), (DEPLOYMENT, True)):
+        spec = pod_spec(cpu_run.one(type_))
+        volume = next(v for v in spec["volumes"] if v["name"] == "models")
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "models")
+        assert mount["mountPath"] == contract.MODEL_MOUNT
+        assert bool(mount.get("readOnly")) is read_only, f"{type_} mounts the store read_only={mount.get('readOnly')}"
+
+
+def test_serving_reads_the_version_the_job_trains(cpu_run: harness.StackRun) -> None:
+    args = container(cpu_run.one(JOB))["args"]
+    version = args[args.index("--version") + 1]
+    server_env = {v["name"]: v.get("value") for v in container(cpu_run.one(DEPLOYMENT))["env"]}
+    assert server_env[contract.ENV_MODEL_VERSION] == version
+    assert version == workloads.model_version(TRAINER_IMAGE, TRAINING)
+
+
+def test_pulumi_up_waits_long_enough_for_training(cpu_run: harness.StackRun) -> None:
+    job = cpu_run.one(JOB)
+    assert job.custom_timeouts == {"create": "40m", "update": "40m"}, "pulumi up must wait for the whole training"
+
+
+def test_updates_leave_the_replica_count_to_the_autoscaler(cpu_run: harness.StackRun) -> None:
+    deployment = cpu_run.one(DEPLOYMENT)
+    assert harness.manifest(deployment)["spec"]["replicas"] == SERVING.replicas
+    assert "spec.replicas" in deployment.ignore_changes, "updates would fight the autoscaler"
+
+
+def test_autoscaler_and_disruption_budget_cover_the_deployment(cpu_run: harness.StackRun) -> None:
+    deployment = manifest(cpu_run, DEPLOYMENT)
+    hpa = manifest(cpu_run, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    ref = hpa["spec"]["scaleTargetRef"]
+    assert (ref["kind"], ref["name"]) == ("Deployment", deployment["metadata"]["name"])
+    pdb = manifest(cpu_run, "kubernetes:policy/v1:PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("type_", [JOB, DEPLOYMENT])
+def test_pods_are_locked_down_and_run_as_the_workload_service_account(cpu_run: harness.StackRun, type_: str) -> None:
+    spec = pod_spec(cpu_run.one(type_))
+    context = spec["containers"][0]["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context["runAsUser"] == contract.APP_UID
+    assert contract.APP_UID > 0, "root"
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert context["seccompProfile"]["type"] == "RuntimeDefault"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False, "the store needs no token, so the pod gets none"
+    sa = manifest(cpu_run, SERVICE_ACCOUNT)
+    assert spec["serviceAccountName"] == sa["metadata"]["name"] == "digits-workload"
+
+
+def test_every_object_carries_the_recommended_labels(cpu_run: harness.StackRun) -> None:
+    for registration, obj in harness.kubernetes_manifests(cpu_run):
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "digits", registration.name
+        assert labels["app.kubernetes.io/managed-by"] == "pulumi", registration.name
+        assert "app.kubernetes.io/component" in labels, registration.name
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == "ml", f"{registration.name} is outside the app's namespace"
+
+
+def test_every_kubernetes_object_uses_the_clusters_provider(cpu_run: harness.StackRun) -> None:
+    (provider,) = cpu_run.of_type("pulumi:providers:kubernetes")
+    for registration in cpu_run.kubernetes_objects():
+        assert registration.provider_urn == provider.urn, f"{registration.name} uses {registration.provider}"
+
+
+def test_every_child_is_parented_to_the_component(cpu_run: harness.StackRun) -> None:
+    (component,) = cpu_run.of_type("mlstack:workloads:MlWorkloads")
+    for registration in cpu_run.registrations.values():
+        if registration.type.startswith(("kubernetes:", "random:")):
+            assert registration.parent == component.urn, f"{registration.name} is parented to {registration.parent}"
+
+
+# --- GPU scheduling: present exactly when the target has a GPU ------------------------
+
+
+def test_on_a_gpu_target_only_the_job_asks_for_the_gpu_pool(gpu_run: harness.StackRun) -> None:
+    job = pod_spec(gpu_run.one(JOB))
+    assert job["nodeSelector"] == dict(GPU.node_selector)
+    assert tolerates_gpu_taint(job["tolerations"]), job["tolerations"]
+    assert job["containers"][0]["resources"]["limits"][GPU_RESOURCE] == "1"
+    server = pod_spec(gpu_run.one(DEPLOYMENT))
+    assert "tolerations" not in server
+    assert "nodeSelector" not in server
+    assert GPU_RESOURCE not in server["containers"][0]["resources"]["limits"]
+
+
+def test_cpu_target_asks_for_no_gpu(cpu_run: harness.StackRun) -> None:
+    spec = pod_spec(cpu_run.one(JOB))
+    assert "nodeSelector" not in spec
+    assert "tolerations" not in spec
+    assert GPU_RESOURCE not in spec["containers"][0]["resources"]["limits"]
+
+
+def test_more_gpus_than_a_node_carries_is_refused_before_any_resource() -> None:
+    mocks = CountingMocks()
+    with pytest.raises(workloads.WorkloadsError, match=r"mlstack:trainerGpus = 2: .* carries 1 nvidia-tesla-t4"):
+        run_workloads(gpu=GPU, training=replace(TRAINING, gpus=2), mocks=mocks)
+    assert mocks.created == ["pulumi:providers:kubernetes::cluster"], "only the fake target's provider"
+
+
+# --- exposure ----------------------------------------------------------------------
+
+
+def test_external_load_balancer_gives_its_address() -> None:
+    built: list[workloads.MlWorkloads] = []
+    result = run_workloads(external=True, built=built)
+    service = result.one(SERVICE)
+    assert "pulumi.com/skipAwait" not in (service.inputs["metadata"].get("annotations") or {})
+    assert harness.resolve(built[0].url) == f"http://{harness.MOCK_LB_IP}"
+    assert built[0].port_forward is None
+    assert harness.resolve(built[0].curl).endswith(f"http://{harness.MOCK_LB_IP}/predict")
+
+
+def test_cluster_without_external_ip_does_not_wait_for_one() -> None:
+    built: list[workloads.MlWorkloads] = []
+    result = run_workloads(external=False, built=built, kube_context="kind-ml")
+    annotations = result.one(SERVICE).inputs["metadata"]["annotations"]
+    assert annotations == {"pulumi.com/skipAwait": "true"}
+    assert harness.resolve(built[0].url) == "http://localhost:8080"
+    assert built[0].port_forward == "kubectl --context kind-ml -n ml port-forward service/digits 8080:80"
+    assert harness.resolve(built[0].curl).startswith(f"({built[0].port_forward} &)")
+
+
+# --- a CSI store (GCS FUSE) reached through workload identity --------------------------
+
+
+def test_csi_store_creates_no_claim_and_annotates_the_service_account() -> None:
+    store = ModelStore(
+        csi=CsiVolume(driver="gcsfuse.csi.storage.gke.io", volume_attributes={"bucketName": "models-bucket"}),
+        pod_annotations={"gke-gcsfuse/volumes": "true"},
+        service_account_annotations={"example.com/identity": "reader"},
+        needs_service_account_token=True,
+    )
+    result = run_workloads(store=store)
+    assert result.of_type(PVC) == [], "a CSI store needs no claim"
+    sa = manifest(result, SERVICE_ACCOUNT)
+    assert sa["metadata"]["annotations"] == {"example.com/identity": "reader"}
+    for type_ in (JOB, DEPLOYMENT):
+        spec = pod_spec(result.one(type_))
+        volume = next(v for v in spec["volumes"] if v["name"] == "models")
+        assert volume["csi"]["volumeAttributes"] == {"bucketName": "models-bucket"}
+        assert spec["automountServiceAccountToken"] is True
+        assert spec["serviceAccountName"] == sa["metadata"]["name"]

@@ -1,0 +1,1 @@
+"""The pure layer (mlstack: rules, catalogue, capacity…) and the components' pure builders, without mocks."""

@@ -1,0 +1,66 @@
+"""mlstack.catalogue: the clouds' GPU machines and VM sizes, and the parsers that look a value up in them."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlstack import catalogue
+
+
+@pytest.mark.parametrize(
+    ("size", "model", "gpus"),
+    [
+        ("Standard_NC4as_T4_v3", "nvidia-tesla-t4", 1),
+        ("Standard_NC16as_T4_v3", "nvidia-tesla-t4", 1),
+        ("Standard_NC64as_T4_v3", "nvidia-tesla-t4", 4),
+        ("Standard_NC24ads_A100_v4", "nvidia-a100-80gb", 1),
+        ("Standard_NC96ads_A100_v4", "nvidia-a100-80gb", 4),
+        ("Standard_NC40ads_H100_v5", "nvidia-h100-nvl", 1),
+        ("Standard_NC80adis_H100_v5", "nvidia-h100-nvl", 2),
+        ("Standard_ND96asr_v4", "nvidia-a100-40gb", 8),
+        ("Standard_ND96isr_H100_v5", "nvidia-h100-80gb", 8),
+    ],
+)
+def test_catalogue_gives_each_azure_size_its_gpu_and_count(size: str, model: str, gpus: int) -> None:
+    entry = catalogue.azure_gpu_size(size)
+    assert (entry.gpu_model, entry.gpus) == (model, gpus), f"{size}: {entry}"
+
+
+def test_catalogue_names_are_azure_vm_sizes() -> None:
+    for size, entry in catalogue.AZURE_GPU_SIZES.items():
+        assert catalogue.azure_vm_size(size) == size
+        assert entry.gpus >= 1, f"{size} carries no GPU"
+
+
+def test_an_unknown_azure_size_is_refused_with_the_choices_or_a_suggestion() -> None:
+    with pytest.raises(ValueError, match=r"is not a GPU VM size: the GPU pool needs one of Standard_NC4as_T4_v3"):
+        catalogue.azure_gpu_size("Standard_E8s_v5")
+    with pytest.raises(ValueError, match=r"did you mean Standard_NC4as_T4_v3\?"):
+        catalogue.azure_gpu_size("Standard_NC4as_T4_v2")
+    with pytest.raises(ValueError, match=r"retired by Azure on 2025-09-30"):
+        catalogue.azure_gpu_size("Standard_NC6s_v3")
+
+
+def test_an_azure_region_in_display_form_is_pointed_at_its_name() -> None:
+    assert catalogue.azure_location("westeurope") == "westeurope"
+    with pytest.raises(ValueError, match=r"did you mean westeurope\?"):
+        catalogue.azure_location("West Europe")
+
+
+def test_gcp_counts_per_machine() -> None:
+    """The counts the catalogue holds, for the machine types the brief names."""
+    l4 = catalogue.GCP_ACCELERATORS["nvidia-l4"]
+    assert {m: l4.counts_for(m) for m in ("g2-standard-4", "g2-standard-32", "g2-standard-96")} == {
+        "g2-standard-4": (1,),
+        "g2-standard-32": (1,),
+        "g2-standard-96": (8,),
+    }
+    assert catalogue.GCP_ACCELERATORS["nvidia-tesla-v100"].counts_for("n1-standard-8") == (1, 2, 4, 8)
+    assert {a.family for a in catalogue.GCP_ACCELERATORS.values()} == {"n1", "g2", "a2", "a3"}
+
+
+def test_the_choices_a_cloud_accepts() -> None:
+    assert catalogue.GKE_RELEASE_CHANNELS == ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+    assert catalogue.AKS_UPGRADE_CHANNELS == ("none", "patch", "stable", "rapid", "node-image")
+    assert catalogue.ACR_SKUS == ("Basic", "Standard", "Premium")
+    assert catalogue.IMAGE_PLATFORMS == ("linux/amd64", "linux/arm64")

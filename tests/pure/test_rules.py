@@ -1,0 +1,274 @@
+"""mlstack.rules: every rule, called directly; each names the key, the value and what is allowed.
+
+The config loader (tests/stacks/test_config*.py) and the components' checks
+call these same functions; tests/stacks/test_one_rule_one_place.py shows they
+print the same message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from mlstack import catalogue, rules
+from mlstack.problems import Problem, format_problem
+from tests.args import SERVING, TRAINING
+
+DEFAULT_BUILD = catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA]
+CU130 = catalogue.TRAINER_CUDA_BUILDS["13.0"]
+
+
+def messages(problems: list[Problem]) -> list[str]:
+    return [format_problem(p) for p in problems]
+
+
+# --- single values ---------------------------------------------------------------------
+
+
+def test_one_of_and_in_range_name_what_is_allowed() -> None:
+    assert rules.one_of("logLevel", "info", ("debug", "info")) == []
+    assert messages(rules.one_of("logLevel", "verbose", ("debug", "info"))) == [
+        "mlstack:logLevel = 'verbose': must be one of debug, info"
+    ]
+    assert rules.in_range("replicas", 100, 1, 100) == []
+    assert messages(rules.in_range("replicas", 0, 1, 100)) == ["mlstack:replicas = 0: must be between 1 and 100"]
+    assert messages(rules.in_range("trainDeadlineSeconds", 10, 60)) == [
+        "mlstack:trainDeadlineSeconds = 10: must be at least 60"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("price", "sound"), [(-1, True), (0.25, True), (0, False), (-0.5, False), (float("nan"), False)]
+)
+def test_spot_max_price(price: float, sound: bool) -> None:
+    assert (rules.spot_max_price(price) == []) is sound, price
+
+
+@pytest.mark.parametrize(("name", "repository", "images"), [
+    ("mlstack", True, True), ("ml-stack2", True, True), ("1abc", False, True), ("ml.stack", False, True),
+    ("ML", False, False), ("ml-", False, False),
+])  # fmt: skip
+def test_app_name_as_repository_id_and_image_prefix(name: str, repository: bool, images: bool) -> None:
+    assert (rules.artifact_repository_id(name) == []) is repository, name
+    assert (rules.image_repository_prefix(name) == []) is images, name
+
+
+# --- values judged together -------------------------------------------------------------
+
+
+def test_class_names_need_two_distinct_labels() -> None:
+    assert rules.class_names(["cat", "dog"]) == []
+    assert messages(rules.class_names(["cat"])) == [
+        "mlstack:modelLabels = ['cat']: must list at least two class labels"
+    ]
+    assert messages(rules.class_names(["cat", "cat"])) == [
+        "mlstack:modelLabels = ['cat', 'cat']: must not repeat a label"
+    ]
+
+
+def test_maximum_below_minimum_is_refused_naming_the_minimum() -> None:
+    assert rules.replicas(2, 2) == []
+    assert messages(rules.replicas(4, 3)) == ["mlstack:maxReplicas = 3: must be at least mlstack:replicas (4)"]
+    assert rules.gpu_pool_size(0, 1) == []
+    assert messages(rules.gpu_pool_size(3, 2)) == ["mlstack:gpuMaxNodes = 2: must be at least mlstack:gpuMinNodes (3)"]
+    # Out of range first: a minimum of -1 is not compared with the maximum.
+    assert messages(rules.gpu_pool_size(-1, 0)) == [
+        "mlstack:gpuMinNodes = -1: must be between 0 and 100",
+        "mlstack:gpuMaxNodes = 0: must be between 1 and 100",
+    ]
+
+
+def test_a_limit_below_its_request_is_refused() -> None:
+    assert rules.request_and_limit("serverCpuRequest", "250m", "serverCpuLimit", "1") == []
+    assert messages(rules.request_and_limit("serverCpuRequest", "250m", "serverCpuLimit", "100m")) == [
+        "mlstack:serverCpuLimit = '100m': must be at least mlstack:serverCpuRequest (250m)"
+    ]
+    (problem,) = rules.request_and_limit("serverMemoryRequest", "256Mi", "serverMemoryLimit", "512MB")
+    assert (problem.key, problem.value) == ("serverMemoryLimit", "512MB")
+    assert "Kubernetes quantity" in problem.reason
+
+
+def test_pulumi_waits_at_least_as_long_as_kubernetes_lets_the_job_run() -> None:
+    assert rules.train_timeout("75m", 3600) == []
+    (problem,) = rules.train_timeout("30m", 3600)
+    assert format_problem(problem).startswith(
+        "mlstack:trainTimeout = '30m': must be at least mlstack:trainDeadlineSeconds (3600s)"
+    )
+    (problem,) = rules.train_timeout("forever", 3600)
+    assert "must be a duration" in problem.reason
+
+
+def test_a_zone_lies_in_the_region() -> None:
+    assert rules.gcp_zone(None, "us-central1") == []
+    assert rules.gcp_zone("us-central1-a", "us-central1") == []
+    assert messages(rules.gcp_zone("europe-west4-a", "us-central1")) == [
+        "mlstack:gcpZone = 'europe-west4-a': must be a zone of mlstack:gcpRegion (us-central1), "
+        "such as us-central1-a; empty means a regional cluster"
+    ]
+
+
+def test_a_pod_cannot_span_gpu_nodes() -> None:
+    assert rules.trainer_gpus_per_node(1, 1, "nvidia-tesla-t4") == []
+    assert messages(rules.trainer_gpus_per_node(2, 1, "nvidia-tesla-t4")) == [
+        "mlstack:trainerGpus = 2: a node of the GPU pool carries 1 nvidia-tesla-t4 GPU(s) and a pod cannot span "
+        "nodes, so the trainer can request at most 1"
+    ]
+    # Only the sizes that would hold the trainer are named, fewest GPUs first.
+    sizes = {"Standard_NC4as_T4_v3": 1, "Standard_NC64as_T4_v3": 4, "Standard_NC8x": 2}
+    (problem,) = rules.trainer_gpus_per_node(2, 1, "nvidia-tesla-t4", sizes)
+    assert problem.reason.endswith("at most 1; sizes with that many: Standard_NC8x, Standard_NC64as_T4_v3")
+
+
+# --- the GCP GPU pool ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gpu_type", "machine_type", "count"),
+    [
+        ("nvidia-tesla-t4", "n1-standard-4", 1),
+        ("nvidia-tesla-t4", "n1-highmem-16", 4),
+        ("nvidia-tesla-v100", "n1-standard-32", 8),
+        ("nvidia-tesla-p100", "n1-standard-8", 2),
+        ("nvidia-tesla-p4", "n1-custom-8-30720", 4),
+        ("nvidia-l4", "g2-standard-4", 1),
+        ("nvidia-l4", "g2-standard-24", 2),
+        ("nvidia-l4", "g2-standard-48", 4),
+        ("nvidia-l4", "g2-standard-96", 8),
+        ("nvidia-tesla-a100", "a2-highgpu-1g", 1),
+        ("nvidia-tesla-a100", "a2-megagpu-16g", 16),
+        ("nvidia-a100-80gb", "a2-ultragpu-8g", 8),
+        ("nvidia-h100-80gb", "a3-highgpu-8g", 8),
+    ],
+)
+def test_real_gcp_gpu_pools_pass(gpu_type: str, machine_type: str, count: int) -> None:
+    assert rules.gcp_gpu_pool(gpu_type, machine_type, count) == [], (gpu_type, machine_type, count)
+
+
+@pytest.mark.parametrize(
+    ("gpu_type", "machine_type", "count", "key", "must_say"),
+    [
+        # T4 attaches to N1 only; the message says where it does run.
+        ("nvidia-tesla-t4", "g2-standard-4", 1, "gkeGpuMachineType", "runs on N1 machines only"),
+        # An unknown machine family for the GPU.
+        ("nvidia-tesla-t4", "e2-standard-4", 1, "gkeGpuMachineType", "n1-standard-4"),
+        # Not an N1 machine type at all, though it starts with n1.
+        ("nvidia-tesla-t4", "n1-ultramem-40", 1, "gkeGpuMachineType", "n1-standard-N"),
+        # 3 T4s: N1 takes 1, 2 or 4.
+        ("nvidia-tesla-t4", "n1-standard-8", 3, "gkeGpuCount", "1, 2, 4"),
+        # 8 is a V100 count, not a T4 one.
+        ("nvidia-tesla-t4", "n1-standard-32", 8, "gkeGpuCount", "1, 2, 4"),
+        # L4's count is fixed by the G2 machine type.
+        ("nvidia-l4", "g2-standard-4", 2, "gkeGpuCount", "exactly 1"),
+        ("nvidia-l4", "g2-standard-48", 1, "gkeGpuCount", "exactly 4"),
+        # L4 on a G2 size that does not exist lists the ones that do.
+        ("nvidia-l4", "g2-standard-2", 1, "gkeGpuMachineType", "g2-standard-4, g2-standard-8"),
+        # A100 40GB is A2 Standard; the A2 Ultra machines carry the 80GB one.
+        ("nvidia-tesla-a100", "a2-ultragpu-1g", 1, "gkeGpuMachineType", "a2-highgpu-1g"),
+        ("nvidia-a100-80gb", "a2-highgpu-1g", 1, "gkeGpuMachineType", "a2-ultragpu-1g"),
+        ("nvidia-h100-80gb", "n1-standard-4", 1, "gkeGpuMachineType", "a3-highgpu-8g"),
+        # An unknown GPU type lists every known one.
+        ("nvidia-tesla-k80", "n1-standard-4", 1, "gkeGpuType", "nvidia-tesla-t4, nvidia-tesla-v100"),
+    ],
+)
+def test_impossible_gcp_gpu_pools_name_the_key_and_the_choices(
+    gpu_type: str, machine_type: str, count: int, key: str, must_say: str
+) -> None:
+    problems = rules.gcp_gpu_pool(gpu_type, machine_type, count)
+    assert [p.key for p in problems] == [key], (gpu_type, machine_type, count, problems)
+    assert must_say in problems[0].reason, problems[0]
+
+
+def test_gke_gpu_pool_judges_the_driver_the_gpu_and_the_trainer_together() -> None:
+    assert (
+        rules.gke_gpu_pool(
+            "nvidia-tesla-t4", "n1-standard-4", 1, driver_version="DEFAULT", trainer_gpus=1, build=DEFAULT_BUILD
+        )
+        == []
+    )
+    # CUDA 13 on a V100 under GKE's DEFAULT (R535) driver: both the GPU and the driver are wrong.
+    found = rules.gke_gpu_pool(
+        "nvidia-tesla-v100", "n1-standard-8", 1, driver_version="DEFAULT", trainer_gpus=1, build=CU130
+    )
+    assert [p.key for p in found] == ["gkeGpuType", "gkeGpuDriverVersion"], found
+    assert "not supported by the trainer's CUDA 13.0 build" in found[0].reason
+    assert "installs an R535 NVIDIA driver" in found[1].reason
+    found = rules.gke_gpu_pool(
+        "nvidia-tesla-t4", "n1-standard-4", 1, driver_version="R535", trainer_gpus=2, build=DEFAULT_BUILD
+    )
+    assert [p.key for p in found] == ["gkeGpuDriverVersion", "trainerGpus"], found
+
+
+# --- the AKS GPU pool ---------------------------------------------------------------
+
+
+def test_aks_gpu_pool_passes_a_sound_pool() -> None:
+    assert rules.aks_gpu_pool("Standard_NC64as_T4_v3", 4, DEFAULT_BUILD) == []
+    assert rules.aks_gpu_pool("Standard_NC4as_T4_v3", 1, CU130) == []
+
+
+def test_aks_gpu_pool_points_at_the_sizes_that_carry_enough_gpus() -> None:
+    (problem,) = rules.aks_gpu_pool("Standard_NC4as_T4_v3", 2, DEFAULT_BUILD)
+    assert problem.key == "trainerGpus"
+    assert problem.reason.endswith("sizes with that many: Standard_NC64as_T4_v3"), problem.reason
+
+
+def test_aks_gpu_pool_refuses_a_size_outside_the_catalogue() -> None:
+    (problem,) = rules.aks_gpu_pool("Standard_D4s_v5", 1, DEFAULT_BUILD)
+    assert format_problem(problem).startswith("mlstack:aksGpuVmSize = 'Standard_D4s_v5': is not a GPU VM size")
+
+
+# --- the trainer's CUDA build ----------------------------------------------------------
+
+
+def test_a_gpu_the_build_has_no_kernels_for_is_refused_with_the_build_that_has() -> None:
+    assert rules.trainer_gpu(DEFAULT_BUILD, "nvidia-tesla-v100", (7, 0), "gkeGpuType", "nvidia-tesla-v100") == []
+    (problem,) = rules.trainer_gpu(CU130, "nvidia-tesla-v100", (7, 0), "gkeGpuType", "nvidia-tesla-v100")
+    assert "nvidia-tesla-v100 (compute capability 7.0) is not supported by the trainer's CUDA 13.0 build" in (
+        problem.reason
+    )
+    assert problem.reason.endswith("set mlstack:trainerCuda to 12.6, or choose a newer GPU")
+
+
+def test_a_driver_older_than_the_build_needs_is_refused() -> None:
+    assert rules.trainer_driver(CU130, 580, "gkeGpuDriverVersion", "LATEST", "GKE") == []
+    assert rules.trainer_driver(CU130, None, "gkeGpuDriverVersion", "INSTALLATION_DISABLED", "GKE") == []
+    (problem,) = rules.trainer_driver(CU130, 535, "gkeGpuDriverVersion", "DEFAULT", "GKE")
+    assert problem.reason == (
+        "GKE installs an R535 NVIDIA driver, but the trainer's CUDA 13.0 build (mlstack:trainerCuda) "
+        "needs 580.65.06 or newer"
+    )
+
+
+# --- what the nodes must hold ------------------------------------------------------------
+
+
+def test_gke_system_nodes_must_hold_the_serving_pods_and_their_sidecars() -> None:
+    problems, unchecked = rules.gke_node_capacity("e2-standard-2", "n1-standard-4", 1, SERVING, TRAINING)
+    assert unchecked == []
+    (problem,) = problems
+    assert (problem.key, problem.value) == ("gkeSystemMachineType", "e2-standard-2")
+    assert problem.reason.startswith("too small: 1 node(s) of it hold 1 serving pod(s) of 500m CPU and 512 MiB")
+    assert "but 3 must run" in problem.reason, "the replicas plus one rollout surge"
+    assert "plus the GCS FUSE sidecar" in problem.reason
+    assert rules.gke_node_capacity("e2-standard-2", "n1-standard-4", 3, SERVING, TRAINING) == ([], [])
+
+
+def test_a_size_the_catalogue_does_not_know_is_left_unchecked_not_refused() -> None:
+    problems, unchecked = rules.gke_node_capacity("e2-standard-4", "m3-ultramem-32", 1, SERVING, TRAINING)
+    assert problems == []
+    assert [format_problem(p) for p in unchecked] == [
+        "mlstack:gkeGpuMachineType = 'm3-ultramem-32': its size is not in mlstack/capacity.py, "
+        "so whether its nodes hold what is scheduled there is not checked"
+    ]
+
+
+def test_aks_gpu_nodes_must_hold_the_training_pod() -> None:
+    assert rules.aks_node_capacity("Standard_D4s_v5", "Standard_NC4as_T4_v3", 1, SERVING, TRAINING) == ([], [])
+    problems, _ = rules.aks_node_capacity(
+        "Standard_D4s_v5", "Standard_NC4as_T4_v3", 1, SERVING, replace(TRAINING, cpu="4")
+    )
+    (problem,) = problems
+    assert problem.key == "aksGpuVmSize"
+    assert "the training pod requests mlstack:trainerCpu 4" in problem.reason
+    assert "GCS FUSE" not in problem.reason, "AKS pods have no sidecar"

@@ -1,0 +1,270 @@
+"""The workloads' pure builders, called without mocks: what each pod spec, Service and autoscaler says.
+
+The relationships between the objects once created (names, dependencies, the
+provider) are checked under mocks in tests/components/test_workloads.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pulumi_kubernetes as k8s
+import pytest
+
+from components import workloads
+from components.target import GPU_RESOURCE, CsiVolume, ModelStore, StorageClaim
+from mlapp import contract
+from tests.args import APP, GPU, SERVING, SPOT_TOLERATION, TRAINER_IMAGE, TRAINING, FakeTarget, workloads_args
+from tests.support import tolerates_gpu_taint
+
+REFS = workloads.PodRefs(
+    service_account="digits-workload", env_config="digits-env-1", model_claim="digits-models", model_version="v1"
+)
+CSI_STORE = ModelStore(
+    csi=CsiVolume(driver="gcsfuse.csi.storage.gke.io", volume_attributes={"bucketName": "models-bucket"}),
+    pod_annotations={"gke-gcsfuse/volumes": "true"},
+    needs_service_account_token=True,
+)
+
+
+def tolerations(spec: k8s.core.v1.PodSpecArgs) -> list[dict[str, str | None]]:
+    return [
+        {"key": t.key, "operator": t.operator, "value": t.value, "effect": t.effect} for t in spec.tolerations or []
+    ]
+
+
+def job_pod(target: FakeTarget) -> k8s.core.v1.PodSpecArgs:
+    return workloads.training_job_spec(workloads_args(target), REFS, ["--version", "v1"]).template.spec
+
+
+def server_pod(target: FakeTarget) -> k8s.core.v1.PodSpecArgs:
+    return workloads.server_deployment_spec(workloads_args(target), REFS, "digits-labels", "digits-auth").template.spec
+
+
+# --- versions, labels, env --------------------------------------------------------------
+
+
+def test_model_version_follows_what_produced_the_model() -> None:
+    base = workloads.model_version(TRAINER_IMAGE, TRAINING)
+    assert workloads.model_version(TRAINER_IMAGE, TRAINING) == base, "not deterministic"
+    assert workloads.model_version("registry.example.com/ml/trainer:1.1", TRAINING) != base
+    assert workloads.model_version(TRAINER_IMAGE, replace(TRAINING, epochs=4)) != base
+    assert workloads.model_version(TRAINER_IMAGE, replace(TRAINING, seed=8)) != base
+    assert workloads.model_version(TRAINER_IMAGE, replace(TRAINING, learning_rate=0.02)) != base
+    # The gate decides whether a model ships, not what it is.
+    assert workloads.model_version(TRAINER_IMAGE, replace(TRAINING, min_accuracy=0.5)) == base
+    assert workloads.model_version(TRAINER_IMAGE, replace(TRAINING, backoff_limit=5)) == base
+
+
+def test_the_selector_picks_one_component_of_one_instance() -> None:
+    server = workloads.selector(APP, "server")
+    assert server.items() <= workloads.labels(APP, "server").items()
+    assert not server.items() <= workloads.labels(APP, "trainer").items(), "it would select the training pod"
+    assert workloads.labels(APP, "server")["app.kubernetes.io/managed-by"] == "pulumi"
+
+
+def test_the_env_points_the_app_at_its_port_model_store_and_labels_file() -> None:
+    env = workloads.app_env(APP)
+    assert env[contract.ENV_PORT] == str(contract.PORT)
+    assert env[contract.ENV_MODEL_DIR] == contract.MODEL_MOUNT
+    assert env[contract.ENV_LABELS_FILE] == f"{contract.LABELS_DIR}/{contract.LABELS_FILE_NAME}"
+    assert env[contract.ENV_MODEL_NAME] == "mnist"
+    assert workloads.labels_file(APP) == "zero\none\n"
+
+
+def test_the_workloads_run_as_the_service_account_a_cloud_target_grants() -> None:
+    assert APP.workload_service_account == "digits-workload"
+
+
+@pytest.mark.parametrize(("gpu", "device"), [(True, "cuda"), (False, "cpu")])
+def test_trainer_asks_for_cuda_exactly_when_the_pod_requests_a_gpu(gpu: bool, device: str) -> None:
+    args = workloads.trainer_args(APP, TRAINING, "v1", gpu)
+    assert args[args.index("--device") + 1] == device
+    assert args[args.index("--model-dir") + 1] == contract.MODEL_MOUNT
+    assert args[args.index("--min-accuracy") + 1] == "0.9"
+    assert args[args.index("--version") + 1] == "v1"
+
+
+# --- the training Job -------------------------------------------------------------------
+
+
+def test_gpu_target_puts_the_job_on_the_gpu_pool() -> None:
+    pod = job_pod(FakeTarget(gpu=GPU))
+    assert pod.node_selector == dict(GPU.node_selector)
+    assert tolerates_gpu_taint(tolerations(pod)), tolerations(pod)
+    assert {"key": SPOT_TOLERATION.key, "operator": "Equal", "value": "spot", "effect": "NoSchedule"} in (
+        tolerations(pod)
+    ), "the Job does not tolerate every taint of the pool"
+    (trainer,) = pod.containers
+    assert trainer.resources.limits[GPU_RESOURCE] == str(TRAINING.gpus)
+    env = {e.name: e.value for e in trainer.env}
+    assert env["LD_LIBRARY_PATH"] == GPU.container_env["LD_LIBRARY_PATH"], "the target's CUDA env is missing"
+
+
+def test_cpu_target_asks_for_no_gpu() -> None:
+    pod = job_pod(FakeTarget(gpu=None))
+    assert pod.node_selector is None
+    assert pod.tolerations is None
+    assert GPU_RESOURCE not in pod.containers[0].resources.limits
+    assert workloads.pod_placement(None) == workloads.PodPlacement()
+
+
+def test_training_job_fails_fast_on_the_gate_and_ignores_evictions() -> None:
+    spec = workloads.training_job_spec(workloads_args(FakeTarget()), REFS, [])
+    assert (spec.backoff_limit, spec.active_deadline_seconds) == (2, 1800)
+    assert spec.template.spec.restart_policy == "Never"
+    assert spec.ttl_seconds_after_finished is None, "a Job collected behind Pulumi's back would retrain"
+    fail, ignore = spec.pod_failure_policy.rules
+    assert (fail.action, fail.on_exit_codes.container_name) == ("FailJob", contract.TRAINER_CONTAINER)
+    assert fail.on_exit_codes.values == [contract.EXIT_GATE]
+    assert spec.template.spec.containers[0].name == contract.TRAINER_CONTAINER
+    assert (ignore.action, ignore.on_pod_conditions[0].type) == ("Ignore", "DisruptionTarget")
+
+
+# --- the serving Deployment, Service, autoscaler ------------------------------------------
+
+
+def test_serving_never_lands_on_the_gpu_pool() -> None:
+    pod = server_pod(FakeTarget(gpu=GPU))
+    assert pod.node_selector is None
+    assert pod.tolerations is None
+    assert GPU_RESOURCE not in pod.containers[0].resources.limits
+
+
+def test_probes_hit_the_named_port_and_the_apps_endpoints() -> None:
+    (server,) = server_pod(FakeTarget()).containers
+    declared = {p.name: p.container_port for p in server.ports}
+    assert declared == {contract.PORT_NAME: contract.PORT}
+    for probe, path in ((server.startup_probe, contract.READY_PATH), (server.readiness_probe, contract.READY_PATH),
+                        (server.liveness_probe, contract.LIVE_PATH)):  # fmt: skip
+        assert probe.http_get.port in declared, f"a probe uses port {probe.http_get.port}, declared {declared}"
+        assert probe.http_get.path == path
+    # A slow model load must not get the pod killed: startup allows far longer than liveness.
+    startup, liveness = server.startup_probe, server.liveness_probe
+    assert startup.period_seconds * startup.failure_threshold >= 120
+    assert liveness.period_seconds * liveness.failure_threshold < 120
+
+
+def test_server_resources_come_from_the_serving_spec() -> None:
+    (server,) = server_pod(FakeTarget()).containers
+    assert server.resources.requests == {"cpu": "250m", "memory": "256Mi"}
+    assert server.resources.limits == {"cpu": "1", "memory": "512Mi"}
+
+
+def test_the_labels_file_is_mounted_where_the_env_points() -> None:
+    pod = server_pod(FakeTarget())
+    volume = next(v for v in pod.volumes if v.name == "labels")
+    (item,) = volume.config_map.items
+    mount = next(m for m in pod.containers[0].volume_mounts if m.name == "labels")
+    assert volume.config_map.name == "digits-labels"
+    assert f"{mount.mount_path}/{item.path}" == workloads.app_env(APP)[contract.ENV_LABELS_FILE]
+    assert item.key == contract.LABELS_FILE_NAME
+
+
+def test_rollout_never_drops_below_the_desired_count() -> None:
+    spec = workloads.server_deployment_spec(workloads_args(FakeTarget()), REFS, "l", "a")
+    assert spec.strategy.type == "RollingUpdate"
+    assert spec.strategy.rolling_update.max_unavailable == 0
+    assert spec.replicas == SERVING.replicas
+
+
+def test_service_selects_the_serving_pods_on_their_named_port() -> None:
+    service = workloads.service_spec(APP, SERVING)
+    deployment = workloads.server_deployment_spec(workloads_args(FakeTarget()), REFS, "l", "a")
+    assert service.selector == deployment.selector.match_labels
+    assert service.selector.items() <= deployment.template.metadata.labels.items()
+    (port,) = service.ports
+    assert port.target_port == contract.PORT_NAME
+    assert port.port == SERVING.service_port
+    assert service.type == "LoadBalancer"
+    assert service.load_balancer_source_ranges == ["203.0.113.0/24"]
+    assert workloads.service_spec(APP, replace(SERVING, allowed_source_ranges=())).load_balancer_source_ranges is None
+
+
+def test_autoscaler_and_disruption_budget_cover_the_deployment() -> None:
+    hpa = workloads.autoscaler_spec(SERVING, "digits-server")
+    assert (hpa.scale_target_ref.kind, hpa.scale_target_ref.name) == ("Deployment", "digits-server")
+    assert (hpa.min_replicas, hpa.max_replicas) == (2, 6)
+    assert hpa.metrics[0].resource.target.average_utilization == 60
+    pdb = workloads.disruption_budget_spec(APP)
+    assert pdb.selector.match_labels == workloads.selector(APP, "server")
+    assert pdb.max_unavailable == 1
+
+
+# --- the model store -------------------------------------------------------------------
+
+
+def test_a_claim_store_gets_its_claim_with_the_configured_class_and_size() -> None:
+    claim = workloads.claim_spec(workloads_args(FakeTarget()))
+    assert claim is not None
+    assert (claim.access_modes, claim.storage_class_name) == (["ReadWriteMany"], "fast")
+    assert claim.resources.requests == {"storage": "5Gi"}
+    override = workloads.claim_spec(workloads_args(FakeTarget(), storage_class="premium"))
+    assert override is not None
+    assert override.storage_class_name == "premium"
+
+
+def test_a_csi_store_is_mounted_inline_with_its_annotations_and_token() -> None:
+    target = FakeTarget(model_store=CSI_STORE)
+    assert workloads.claim_spec(workloads_args(target)) is None, "a CSI store needs no claim"
+    refs = replace(REFS, model_claim=None)
+    job = workloads.training_job_spec(workloads_args(target), refs, []).template
+    server = workloads.server_deployment_spec(workloads_args(target), refs, "l", "a").template
+    for template, read_only in ((job, False), (server, True)):
+        assert template.metadata.annotations == {"gke-gcsfuse/volumes": "true"}
+        volume = next(v for v in template.spec.volumes if v.name == "models")
+        assert volume.csi.driver == "gcsfuse.csi.storage.gke.io"
+        assert volume.csi.read_only is read_only
+        assert template.spec.automount_service_account_token is True
+
+
+def test_model_store_needs_exactly_one_kind() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ModelStore()
+    with pytest.raises(ValueError, match="exactly one"):
+        ModelStore(claim=StorageClaim("ReadWriteOnce", None), csi=CsiVolume("x", {}))
+
+
+# --- exposure ------------------------------------------------------------------------------
+
+
+def test_load_balancer_url_from_status() -> None:
+    status = k8s.core.v1.outputs.ServiceStatus(
+        load_balancer=k8s.core.v1.outputs.LoadBalancerStatus(
+            ingress=[k8s.core.v1.outputs.LoadBalancerIngress(ip="198.51.100.4")]
+        )
+    )
+    assert workloads.load_balancer_url(status, 80) == "http://198.51.100.4"
+    assert workloads.load_balancer_url(status, 8443) == "http://198.51.100.4:8443"
+    named = k8s.core.v1.outputs.ServiceStatus(
+        load_balancer=k8s.core.v1.outputs.LoadBalancerStatus(
+            ingress=[k8s.core.v1.outputs.LoadBalancerIngress(hostname="lb.example.com")]
+        )
+    )
+    assert workloads.load_balancer_url(named, 80) == "http://lb.example.com"
+    assert workloads.load_balancer_url(None, 80).startswith("pending")
+
+
+def test_port_forward_and_curl_commands() -> None:
+    forward = workloads.port_forward_command(APP, 80, "kind-ml")
+    assert forward == "kubectl --context kind-ml -n ml port-forward service/digits 8080:80"
+    assert workloads.port_forward_command(APP, 80, None) == "kubectl -n ml port-forward service/digits 8080:80"
+    curl = workloads.curl_command("http://203.0.113.10", "alice", None)
+    assert curl.startswith('curl -u "alice:$(pulumi stack output basicAuthPassword --show-secrets)"')
+    assert curl.endswith("http://203.0.113.10/predict")
+    assert workloads.curl_command("http://localhost:8080", "alice", forward).startswith(f"({forward} &) && sleep 3")
+
+
+# --- what the workloads refuse ------------------------------------------------------------
+
+
+def test_more_gpus_than_a_node_carries_is_refused() -> None:
+    workloads.check(workloads_args(FakeTarget(gpu=GPU)))
+    workloads.check(workloads_args(FakeTarget(gpu=None), training=replace(TRAINING, gpus=8)))  # no GPU: not asked
+    with pytest.raises(workloads.WorkloadsError) as caught:
+        workloads.check(workloads_args(FakeTarget(gpu=GPU), training=replace(TRAINING, gpus=2)))
+    assert str(caught.value).splitlines() == [
+        "cannot run the workloads on this cluster (1 problem):",
+        "  - mlstack:trainerGpus = 2: a node of the GPU pool carries 1 nvidia-tesla-t4 GPU(s) and a pod cannot "
+        "span nodes, so the trainer can request at most 1",
+    ]

@@ -1,0 +1,205 @@
+"""The app images in whole stacks: built and run by digest, or prebuilt; built in parallel with the cluster.
+
+The component alone: tests/components/test_image.py; the revision: tests/pure/test_image.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from typing import Any
+
+import pytest
+from pulumi.runtime import mocks as pulumi_mocks
+
+from components import image
+from tests.support import DEPLOYMENT, IMAGE, JOB, STACKS, RunStack, SharedRun, StackProblems
+from tools import harness, mocks_image
+
+DIGEST = "sha256:" + "ab" * 32
+PREBUILT = {
+    "trainerImage": f"registry.example.com/ml/trainer:1.0@{DIGEST}",
+    "serverImage": f"registry.example.com/ml/server:1.0@{'sha256:' + 'cd' * 32}",
+}
+# What the images must never wait for: the cluster, its pools, the Kubernetes
+# provider built from its kubeconfig, or anything running in it.
+CLUSTER_TYPES = {
+    "azure-native:containerservice:ManagedCluster",
+    "azure-native:containerservice:AgentPool",
+    "gcp:container/cluster:Cluster",
+    "gcp:container/nodePool:NodePool",
+    "pulumi:providers:kubernetes",
+}
+
+
+def is_cluster_side(registration: harness.Registration) -> bool:
+    return (
+        registration.type in CLUSTER_TYPES
+        or registration.type.startswith("kubernetes:")
+        or "kubeconfig" in registration.name.lower()
+    )
+
+
+def upstream(result: harness.StackRun, urn: str) -> dict[str, list[str]]:
+    """Everything ``urn`` waits for (explicit dependencies, parent chain, provider), each with a path to it."""
+    paths: dict[str, list[str]] = {urn: [urn]}
+    queue = deque([urn])
+    while queue:
+        current = result.registrations[queue.popleft()]
+        for next_urn in [*current.dependencies, current.parent, current.provider_urn]:
+            if next_urn in result.registrations and next_urn not in paths:
+                paths[next_urn] = [*paths[current.urn], next_urn]
+                queue.append(next_urn)
+    return paths
+
+
+def chain(result: harness.StackRun, path: list[str]) -> str:
+    return " ← ".join(f"{result.by_urn(u).name} ({result.by_urn(u).type.rsplit(':', 1)[-1]})" for u in path)
+
+
+def container_image(registration: harness.Registration) -> Any:
+    containers = registration.inputs["spec"]["template"]["spec"]["containers"]
+    return containers[0]["image"]
+
+
+def images_by_target(result: harness.StackRun) -> dict[str, harness.Registration]:
+    return {r.inputs["target"]: r for r in result.of_type(IMAGE)}
+
+
+# --- built images --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_default_build_exports_no_cache_so_a_stock_docker_engine_builds_it(
+    shipped: dict[str, harness.StackRun], stack: str
+) -> None:
+    """Bug: the default build exported a registry cache, which buildx's `docker` driver refuses
+    without the containerd image store ("Cache export is not supported for the docker driver")."""
+    images = shipped[stack].of_type(IMAGE)
+    assert images, f"{stack}: no image built"
+    for registration in images:
+        assert not registration.inputs.get("cacheTo"), f"{stack}: {registration.name} exports a cache by default"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_builds_both_images_and_runs_them_by_digest(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    result = shipped[stack]
+    images = images_by_target(result)
+    assert set(images) == {"trainer", "server"}, f"{stack}: {sorted(images)}"
+    revision = image.source_revision(harness.ROOT / "app")
+    for target, registration in images.items():
+        (tag,) = registration.inputs["tags"]
+        assert tag.endswith(f"/mlstack-{target}:{revision}"), f"{stack}: {registration.name} tagged {tag}"
+        assert registration.outputs["ref"] == f"{tag}@{registration.outputs['digest']}", registration.name
+    trainer_ref, server_ref = images["trainer"].outputs["ref"], images["server"].outputs["ref"]
+    (job,) = result.of_type(JOB)
+    (deployment,) = result.of_type(DEPLOYMENT)
+    assert container_image(job) == trainer_ref, f"{stack}: the Job does not run the built trainer by digest"
+    assert container_image(deployment) == server_ref, f"{stack}: the Deployment does not run the built server"
+    assert result.exports["trainerImage"] == trainer_ref
+    assert result.exports["serverImage"] == server_ref
+    assert not result.secret_exports & {"trainerImage", "serverImage"}
+    version_arg = job.inputs["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert version_arg[version_arg.index("--version") + 1] == result.exports["modelVersion"]
+
+
+def salted_mocks(salt: str) -> harness.StackMocks:
+    """Default mocks whose builds give another digest for the same inputs: a code change the tag did not see."""
+    mocks = harness.default_mocks()
+
+    def salted(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        digest = "sha256:" + hashlib.sha256((salt + mocks_image.image_digest(args.inputs)).encode()).hexdigest()
+        return {"digest": digest, "ref": f"{args.inputs['tags'][0]}@{digest}"}
+
+    mocks.outputs[IMAGE] = salted
+    return mocks
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_model_version_follows_the_trainer_digest(
+    shipped: dict[str, harness.StackRun], shared_run: SharedRun, run_stack: RunStack, stack: str
+) -> None:
+    first, again = shipped[stack], run_stack(stack)  # a second, fresh run of the same stack
+    assert first.exports["modelVersion"] == again.exports["modelVersion"], "an unchanged up changes the model"
+    assert container_image(first.one(JOB)) == container_image(again.one(JOB)), "an unchanged up replaces the Job"
+    rebuilt = run_stack(stack, mocks=salted_mocks("new trainer code"))
+    assert rebuilt.exports["trainerImage"] != first.exports["trainerImage"]
+    assert rebuilt.exports["modelVersion"] != first.exports["modelVersion"], (
+        f"{stack}: a new trainer digest must retrain (a new model version)"
+    )
+    retrained = shared_run(stack, overrides={"trainSeed": 7})
+    assert retrained.exports["modelVersion"] != first.exports["modelVersion"], "training params left out"
+
+
+# --- prebuilt images -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_prebuilt_images_create_no_image_resource(shared_run: SharedRun, stack: str) -> None:
+    result = shared_run(stack, overrides=PREBUILT)
+    assert result.of_type(IMAGE) == [], f"{stack}: prebuilt images were built anyway"
+    assert result.of_type("mlstack:image:AppImage") == []
+    assert container_image(result.one(JOB)) == PREBUILT["trainerImage"]
+    assert container_image(result.one(DEPLOYMENT)) == PREBUILT["serverImage"]
+    assert result.exports["trainerImage"] == PREBUILT["trainerImage"]
+    assert result.exports["serverImage"] == PREBUILT["serverImage"]
+
+
+def test_local_stack_without_a_registry_runs_prebuilt_images(shared_run: SharedRun) -> None:
+    result = shared_run("local", overrides={**PREBUILT, "localRegistry": ""})
+    assert result.of_type(IMAGE) == []
+    assert container_image(result.one(JOB)) == PREBUILT["trainerImage"]
+
+
+def test_local_stack_without_a_registry_or_images_fails_at_start(stack_problems: StackProblems) -> None:
+    (problem,) = stack_problems("local", localRegistry="")
+    for key in ("mlstack:localRegistry", "mlstack:trainerImage", "mlstack:serverImage"):
+        assert key in problem, f"{key} not named in: {problem}"
+
+
+# --- the graph stays parallel ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_images_wait_for_the_registry_only_never_the_cluster(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    result = shipped[stack]
+    images = images_by_target(result)
+    assert len(images) == 2, stack
+    (component,) = result.of_type("mlstack:image:AppImage")
+    assert component.parent.endswith(f"pulumi:pulumi:Stack::mlstack-{stack}"), (
+        f"{stack}: AppImage is a child of {component.parent}, not of the stack"
+    )
+    for registration in images.values():
+        for urn, path in upstream(result, registration.urn).items():
+            assert not is_cluster_side(result.by_urn(urn)), f"{stack}: the image waits for the cluster: " + chain(
+                result, path
+            )
+    # Positive control: the same walk does see the cluster behind the Job.
+    job_upstream = upstream(result, result.one(JOB).urn)
+    assert any(result.by_urn(u).type == "pulumi:providers:kubernetes" for u in job_upstream), stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_job_and_deployment_wait_for_their_images(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    result = shipped[stack]
+    images = images_by_target(result)
+    job_upstream = upstream(result, result.one(JOB).urn)
+    deployment_upstream = upstream(result, result.one(DEPLOYMENT).urn)
+    assert images["trainer"].urn in job_upstream, f"{stack}: the Job does not wait for the trainer image"
+    assert images["server"].urn in deployment_upstream, f"{stack}: the Deployment does not wait for the server image"
+    assert images["trainer"].urn in deployment_upstream, f"{stack}: the Deployment does not wait for training"
+
+
+@pytest.mark.parametrize(
+    ("stack", "registry_type"),
+    [("dev", "azure-native:containerregistry:Registry"), ("gke", "gcp:artifactregistry/repository:Repository")],
+)
+def test_cloud_images_wait_for_their_registry(
+    shipped: dict[str, harness.StackRun], stack: str, registry_type: str
+) -> None:
+    result = shipped[stack]
+    registry = result.one(registry_type)
+    for registration in result.of_type(IMAGE):
+        assert registry.urn in upstream(result, registration.urn), (
+            f"{stack}: {registration.name} could push before {registry.name} exists"
+        )

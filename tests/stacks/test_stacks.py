@@ -1,0 +1,111 @@
+"""Whole stacks, as `pulumi up` would run them: every object valid, every secret secret, everything parented.
+
+This is the one place the shipped stacks' Kubernetes objects are validated
+against the official schema (strict); every other test reads the same shared runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stack.config import ConfigError
+from tests.support import DAEMONSET, SECRET, SERVICE, STACKS, CountingMocks, RunStack, SharedRun
+from tools import harness
+
+PASSWORD = "a-configured-secret-password"
+# Kinds every stack must have had validated, beyond the workloads' own (a target's objects too).
+VALIDATED_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim", "Job",
+                   "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}  # fmt: skip
+
+
+def _plain_strings(value: Any) -> list[str]:
+    """Every string in a wire value that is not inside a secret marker."""
+    if harness.is_secret_value(value):
+        return []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _plain_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _plain_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_kubernetes_object_passes_the_strict_schema(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    result = shipped[stack]
+    assert result.kubernetes_version == "1.33", f"{stack}: validated against {result.kubernetes_version}"
+    objects = list(harness.kubernetes_manifests(result))
+    kinds = {obj["kind"] for _, obj in objects}
+    expected = VALIDATED_KINDS - ({"PersistentVolumeClaim"} if stack == "gke" else set())  # GKE: a bucket, inline
+    assert kinds >= expected, f"{stack}: not validated: {sorted(expected - kinds)}"
+    if stack == "dev":
+        assert DAEMONSET in {r.type for r, _ in objects}, "the AKS device plugin was not validated"
+    problems = [p for _, obj in objects for p in harness.validate_manifest(obj, result.kubernetes_version)]
+    assert problems == [], f"{stack} against Kubernetes {result.kubernetes_version}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_exports(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    result = shipped[stack]
+    for name in ("url", "namespace", "modelVersion", "basicAuthUsername", "basicAuthPassword", "kubeconfig", "curl"):
+        assert name in result.exports, f"{stack} does not export {name}"
+    assert result.secret_exports >= {"basicAuthPassword", "kubeconfig"}
+    assert not result.secret_exports & {"url", "curl", "namespace", "modelVersion"}, "plain outputs turned secret"
+    curl = result.exports["curl"]
+    assert "pulumi stack output basicAuthPassword --show-secrets" in curl
+    assert result.exports["url"] + "/predict" in curl
+    assert result.exports["modelVersion"].startswith("v")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_configured_password_never_appears_in_plain_text(shared_run: SharedRun, stack: str) -> None:
+    result = shared_run(stack, secrets={"basicAuthPassword": PASSWORD})
+    assert result.of_type("random:index/randomPassword:RandomPassword") == [], "a configured password is not generated"
+    assert result.exports["basicAuthPassword"] == PASSWORD
+    assert "basicAuthPassword" in result.secret_exports
+    for registration in result.registrations.values():
+        for text in _plain_strings(registration.inputs) + _plain_strings(registration.outputs):
+            assert PASSWORD not in text, f"{registration.name} carries the password in plain text"
+    for name, value in result.exports.items():
+        if name not in result.secret_exports:
+            assert PASSWORD not in str(value), f"output {name} carries the password in plain text"
+    (secret,) = result.of_type(SECRET)
+    string_data = secret.inputs["stringData"]
+    assert harness.is_secret_value(string_data) or harness.is_secret_value(string_data["password"])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_generated_password_is_secret_everywhere(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    result = shipped[stack]
+    assert len(result.of_type("random:index/randomPassword:RandomPassword")) == 1
+    for registration in result.kubernetes_objects():
+        for text in _plain_strings(registration.inputs):
+            assert harness.MOCK_GENERATED_PASSWORD not in text, f"{registration.name} carries it in plain text"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resource_has_a_component_parent(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    result = shipped[stack]
+    components = {r.urn for r in result.registrations.values() if r.type.startswith("mlstack:")}
+    for registration in result.registrations.values():
+        if not registration.type.startswith("mlstack:"):
+            assert registration.parent in components, f"{registration.name} ({registration.type}) has no component"
+
+
+def test_local_stack_waits_for_no_external_ip(shipped: dict[str, harness.StackRun]) -> None:
+    result = shipped["local"]
+    (service,) = result.of_type(SERVICE)
+    assert service.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    assert result.exports["url"] == "http://localhost:8080"
+    assert result.exports["portForward"].startswith("kubectl --context kind-mlstack -n mlstack port-forward")
+    assert result.exports["curl"].startswith("(kubectl")
+
+
+def test_bad_config_fails_before_any_resource(run_stack: RunStack) -> None:
+    mocks = CountingMocks()
+    with pytest.raises(ConfigError, match=r"^invalid stack configuration \(2 problems\):") as caught:
+        run_stack("local", overrides={"replicas": 0, "namespace": "Bad Name"}, mocks=mocks)
+    assert "mlstack:replicas" in str(caught.value)
+    assert "mlstack:namespace" in str(caught.value)
+    assert mocks.created == []
