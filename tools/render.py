@@ -91,6 +91,16 @@ def graph_dot(stack: str, run: harness.StackRun) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _key_sorted(value: Any) -> Any:
+    """Every mapping's keys in order, lists as they are: the engine hands over maps in no stable
+    order, and a render is diffed run against run."""
+    if isinstance(value, dict):
+        return {k: _key_sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_key_sorted(v) for v in value]
+    return value
+
+
 def write_render(stack: str, run: harness.StackRun, out: Path) -> list[str]:
     """Write ``out/<stack>/``; return the schema problems of its Kubernetes objects (empty: all valid)."""
     target = out / stack
@@ -106,7 +116,7 @@ def write_render(stack: str, run: harness.StackRun, out: Path) -> list[str]:
         path = k8s_dir / manifest_filename(obj)
         if path.exists():
             problems.append(f"{registration.name}: a second object renders to {path.name}")
-        redacted = harness.manifest(registration, redact=True)
+        redacted = _key_sorted(harness.manifest(registration, redact=True))
         first: dict[str, Any] = {k: redacted.pop(k) for k in ("apiVersion", "kind", "metadata") if k in redacted}
         path.write_text(yaml.safe_dump({**first, **redacted}, sort_keys=False), encoding="utf-8")
     (target / "graph.md").write_text(graph_markdown(stack, run), encoding="utf-8")
