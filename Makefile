@@ -51,7 +51,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 typecheck: venv
-	$(VENV)/bin/mypy components tools tests __main__.py app/mlapp policy bench
+	$(VENV)/bin/mypy mlstack components stack tools tests __main__.py app/mlapp policy bench
 
 unit: venv $(POLICY_STAMP)
 	MLSTACK_POLICY_PYTHON=$(POLICY_VENV)/bin/python $(PY) -m pytest

@@ -20,7 +20,6 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
-from components import acr_token
 from components.target import (
     GPU_POOL,
     GPU_TAINT_KEY,
@@ -33,7 +32,7 @@ from components.target import (
     StorageClaim,
     Toleration,
 )
-from mlstack import catalogue, rules
+from mlstack import acr_token, catalogue, rules
 from mlstack.problems import Problem, format_problems
 
 # Built-in role "AcrPull" (the same id in every subscription).

@@ -6,7 +6,8 @@ and the tests all read the same facts and rules.
 - ``catalogue``: the clouds' facts (GPU machines, drivers, regions, the trainer's CUDA builds);
 - ``capacity``: what a node can hold, per cloud and machine;
 - ``rules``: every rule that relates config values, written once;
-- ``specs``: the typed values a component is asked to build (what to train, how to serve).
+- ``specs``: the typed values a component is asked to build (what to train, how to serve);
+- ``acr_token``: the Entra ID to ACR refresh-token exchange, bounded in time, tries and size.
 
 The app's own interface (port, uid, mounts, env names, exit codes) is ``mlapp.contract``,
 inside the image's build context; ``components`` puts ``app/`` on the import path.

@@ -38,7 +38,7 @@ import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from components import acr_token
+from mlstack import acr_token
 from tools import mocks_azure, mocks_gcp, mocks_image, pulumi_internals
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ MOCK_ACR_REFRESH_TOKEN = "mock-acr-refresh-token-0123456789"  # noqa: S105 - a t
 
 
 class AcrExchange:
-    """Stands in for components.acr_token.refresh_token: answers, and records who asked."""
+    """Stands in for mlstack.acr_token.refresh_token: answers, and records who asked."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []

@@ -13,7 +13,8 @@ import pulumi
 import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
-from components import acr_token, aks
+from components import aks
+from mlstack import acr_token
 from tests.args import AKS_ARGS
 from tests.support import CountingMocks
 from tools import harness, mocks_azure

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from components import acr_token
+from mlstack import acr_token
 
 Answer = Callable[[BaseHTTPRequestHandler, dict[str, str]], None]
 

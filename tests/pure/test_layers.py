@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SDKS = ("pulumi", "pulumi_kubernetes", "pulumi_azure_native", "pulumi_gcp", "pulumi_docker_build", "pulumi_random")
 # Modules of components/ that are shared by every component rather than being one.
-SHARED_COMPONENT_MODULES = {"components.target", "components.acr_token"}
+SHARED_COMPONENT_MODULES = {"components.target"}
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str]]:

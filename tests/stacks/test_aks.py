@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components import acr_token
 from components.target import GPU_POOL, GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, POOL_LABEL_KEY
+from mlstack import acr_token
 from tests.support import (
     DAEMONSET,
     DEPLOYMENT,
