@@ -181,19 +181,26 @@ class _Reader:
         return self.string(name, str, "")
 
     def choice(self, name: str, allowed: Sequence[str]) -> str:
-        value = self.text(name)
-        return value if self.add(rules.one_of(name, value, allowed)) else allowed[0]
+        raw = self.cfg.get(name)
+        if raw is None:  # reported as missing, not also as a bad choice
+            self._missing(name)
+            return allowed[0]
+        return raw if self.add(rules.one_of(name, raw, allowed)) else allowed[0]
 
-    def integer(self, name: str, low: int, high: int | None = None) -> int:
+    def whole(self, name: str) -> int | None:
+        """An integer, any; None (reported) when unset or not an integer."""
         try:
             value = self.cfg.get_int(name)
         except pulumi.ConfigTypeError:
             self.fail(name, self.cfg.get(name), "must be an integer")
-            return low
+            return None
         if value is None:
             self._missing(name)
-            return low
-        return value if self.add(rules.in_range(name, value, low, high)) else low
+        return value
+
+    def integer(self, name: str, low: int, high: int | None = None) -> int:
+        value = self.whole(name)
+        return value if value is not None and self.add(rules.in_range(name, value, low, high)) else low
 
     def boolean(self, name: str) -> bool:
         try:
@@ -422,13 +429,15 @@ def _request_and_limit(r: _Reader, request_key: str, limit_key: str) -> tuple[st
 
 
 def _node_pools(r: _Reader) -> NodePoolConfig:
-    # The range of each is the rule's (rules.gpu_pool_size), not the reader's.
-    gpu_min, gpu_max = r.integer("gpuMinNodes", -(2**31)), r.integer("gpuMaxNodes", -(2**31))
-    sound = r.add(rules.gpu_pool_size(gpu_min, gpu_max))
+    # The range of each is the rule's (rules.gpu_pool_size), not the reader's; a value
+    # that could not be read is reported once, as it is.
+    gpu_min, gpu_max = r.whole("gpuMinNodes"), r.whole("gpuMaxNodes")
+    if gpu_min is None or gpu_max is None or not r.add(rules.gpu_pool_size(gpu_min, gpu_max)):
+        gpu_min, gpu_max = 0, 1  # placeholders: the configuration is refused anyway
     return NodePoolConfig(
         system_node_count=r.integer("systemNodeCount", 1, 100),
-        gpu_min_nodes=gpu_min if sound else 0,
-        gpu_max_nodes=gpu_max if sound else 1,
+        gpu_min_nodes=gpu_min,
+        gpu_max_nodes=gpu_max,
         gpu_spot=r.boolean("gpuSpot"),
     )
 

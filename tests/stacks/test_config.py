@@ -181,6 +181,29 @@ def test_a_bad_label_is_named_alone() -> None:
     assert found == ["mlstack:modelLabels[1] = '': must be a non-empty label on one line"]
 
 
+def test_a_pool_size_that_is_not_a_number_is_reported_once() -> None:
+    values, secret_keys = harness.load_stack_config("no-such-stack", IMAGES)
+    values["mlstack:cloud"] = "azure"
+    values["mlstack:gpuMinNodes"] = "two"
+    with pytest.raises(config.ConfigError) as caught:
+        harness.run(config.load, values, secret_keys)
+    # Not also as a number out of range that the user never wrote.
+    assert [p for p in caught.value.problems if p.startswith("mlstack:gpuM")] == [
+        "mlstack:gpuMinNodes = 'two': must be an integer"
+    ]
+
+
+def test_a_missing_choice_is_reported_once() -> None:
+    values, secret_keys = harness.load_stack_config("no-such-stack", IMAGES)
+    del values["mlstack:logLevel"]
+    with pytest.raises(config.ConfigError) as caught:
+        harness.run(config.load, values, secret_keys)
+    assert [p for p in caught.value.problems if p.startswith("mlstack:logLevel")] == [
+        "mlstack:logLevel is not set; its default is declared in Pulumi.yaml, "
+        "so run the program through the Pulumi CLI (or the test harness)"
+    ]
+
+
 def test_a_key_missing_from_config_names_pulumi_yaml() -> None:
     values, secret_keys = harness.load_stack_config("no-such-stack", IMAGES)
     del values["mlstack:namespace"]
