@@ -31,6 +31,7 @@ from components.target import (
     Registry,
     StorageClaim,
     Toleration,
+    pod_placement,
 )
 from mlstack import acr_token, catalogue, rules
 from mlstack.problems import Problem, format_problems
@@ -407,17 +408,15 @@ def device_plugin_meta() -> k8s.meta.v1.ObjectMetaArgs:
 
 def device_plugin_spec(image: str, scheduling: GpuScheduling) -> k8s.apps.v1.DaemonSetSpecArgs:
     """NVIDIA's device plugin, on the GPU nodes only: it advertises nvidia.com/gpu there."""
+    placement = pod_placement(scheduling)
     return k8s.apps.v1.DaemonSetSpecArgs(
         selector=k8s.meta.v1.LabelSelectorArgs(match_labels=DEVICE_PLUGIN_MATCH),
         update_strategy=k8s.apps.v1.DaemonSetUpdateStrategyArgs(type="RollingUpdate"),
         template=k8s.core.v1.PodTemplateSpecArgs(
             metadata=k8s.meta.v1.ObjectMetaArgs(labels=DEVICE_PLUGIN_MATCH),
             spec=k8s.core.v1.PodSpecArgs(
-                node_selector=dict(scheduling.node_selector),
-                tolerations=[
-                    k8s.core.v1.TolerationArgs(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
-                    for t in scheduling.tolerations
-                ],
+                node_selector=placement.node_selector,
+                tolerations=placement.tolerations,
                 # Evicting it under node pressure would take every GPU off the node.
                 priority_class_name="system-node-critical",
                 containers=[

@@ -54,6 +54,27 @@ class GpuScheduling:
 
 
 @dataclass(frozen=True)
+class PodPlacement:
+    """Where a pod may run: the GPU pool's node selector and the tolerations of its taints."""
+
+    node_selector: dict[str, str] | None = None
+    tolerations: list[k8s.core.v1.TolerationArgs] | None = None
+
+
+def pod_placement(gpu: GpuScheduling | None) -> PodPlacement:
+    """On the GPU pool for a pod that asks for a GPU (or serves one: the device plugin); anywhere without."""
+    if gpu is None:
+        return PodPlacement()
+    return PodPlacement(
+        node_selector=dict(gpu.node_selector),
+        tolerations=[
+            k8s.core.v1.TolerationArgs(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+            for t in gpu.tolerations
+        ],
+    )
+
+
+@dataclass(frozen=True)
 class Registry:
     """Where images are pushed and pulled; the cluster pulls without pull secrets."""
 

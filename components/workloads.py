@@ -20,7 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.target import ClusterTarget, GpuScheduling, ModelStore
+from components.target import ClusterTarget, GpuScheduling, ModelStore, pod_placement
 from mlapp import contract
 from mlstack import rules
 from mlstack.capacity import ROLLOUT_MAX_SURGE
@@ -164,27 +164,6 @@ def probes() -> Probes:
         startup=http(contract.READY_PATH, period=5, failures=60),
         readiness=http(contract.READY_PATH, period=5, failures=2),
         liveness=http(contract.LIVE_PATH, period=10, failures=3),
-    )
-
-
-@dataclass(frozen=True)
-class PodPlacement:
-    """Where a pod may run: the GPU pool's node selector and the tolerations of its taints."""
-
-    node_selector: dict[str, str] | None = None
-    tolerations: list[k8s.core.v1.TolerationArgs] | None = None
-
-
-def pod_placement(gpu: GpuScheduling | None) -> PodPlacement:
-    """On the GPU pool for a pod that asks for a GPU; anywhere (no selector) without one."""
-    if gpu is None:
-        return PodPlacement()
-    return PodPlacement(
-        node_selector=dict(gpu.node_selector),
-        tolerations=[
-            k8s.core.v1.TolerationArgs(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
-            for t in gpu.tolerations
-        ],
     )
 
 

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components import workloads
-from components.target import GPU_RESOURCE, CsiVolume, ModelStore, StorageClaim
+from components.target import GPU_RESOURCE, CsiVolume, ModelStore, PodPlacement, StorageClaim, pod_placement
 from mlapp import contract
 from tests.args import APP, GPU, SERVING, SPOT_TOLERATION, TRAINER_IMAGE, TRAINING, FakeTarget, workloads_args
 from tests.support import tolerates_gpu_taint
@@ -106,7 +106,7 @@ def test_cpu_target_asks_for_no_gpu() -> None:
     assert pod.node_selector is None
     assert pod.tolerations is None
     assert GPU_RESOURCE not in pod.containers[0].resources.limits
-    assert workloads.pod_placement(None) == workloads.PodPlacement()
+    assert pod_placement(None) == PodPlacement()
 
 
 def test_training_job_fails_fast_on_the_gate_and_ignores_evictions() -> None:
