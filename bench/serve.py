@@ -46,6 +46,7 @@ KSERVE_VENV = BENCH / ".venv-kserve"
 MODEL = "digits"
 VERSION = "bench"
 USER, PASSWORD = "bench", "bench-password"
+BASIC_AUTH = "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
 @dataclass
@@ -118,6 +119,7 @@ class Server:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], port: int) -> None:
         self.name = name
         self.url = f"http://127.0.0.1:{port}"
+        self.infer_url = f"{self.url}/v2/models/{MODEL}/infer"
         self.log_path = WORK / f"{name}-{port}.log"
         self._log = self.log_path.open("wb")
         self.started = time.perf_counter()
@@ -182,7 +184,7 @@ def wrk(url: str, body: str, auth: bool, concurrency: int, duration: float) -> t
     script = WORK / "request.lua"
     headers = {"Content-Type": "application/json"}
     if auth:
-        headers["Authorization"] = "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        headers["Authorization"] = BASIC_AUTH
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -227,11 +229,11 @@ def measure_startup(start: object, runs: int) -> list[float]:
 def check_answer(server: Server, body: str, auth: bool) -> None:
     """The server answers the benchmark's request correctly (class 0) before it is timed."""
     request = urllib.request.Request(  # noqa: S310 - loopback only
-        f"{server.url}/v2/models/{MODEL}/infer", data=body.encode(), method="POST",
+        server.infer_url, data=body.encode(), method="POST",
         headers={"Content-Type": "application/json"},
     )  # fmt: skip
     if auth:
-        request.add_header("Authorization", "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode())
+        request.add_header("Authorization", BASIC_AUTH)
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
         answer = json.loads(response.read())
     scores = next(o for o in answer["outputs"] if o["datatype"] == "FP32")["data"]
@@ -246,12 +248,12 @@ def load_runs(
     """Every (server, level) pair ``rounds`` times, interleaved; one Run each, the median round's figures."""
     for server, auth in servers:
         check_answer(server, body, auth)
-        wrk(f"{server.url}/v2/models/{MODEL}/infer", body, auth, max(levels), warmup)  # warm caches, allocator
+        wrk(server.infer_url, body, auth, max(levels), warmup)  # warm caches, allocator
     samples: dict[tuple[str, int], list[Run]] = {}
     for round_ in range(rounds):
         for c in levels:
             for server, auth in servers:
-                rps, p50, p99, total, errors = wrk(f"{server.url}/v2/models/{MODEL}/infer", body, auth, c, duration)
+                rps, p50, p99, total, errors = wrk(server.infer_url, body, auth, c, duration)
                 samples.setdefault((server.name, c), []).append(
                     Run(server.name, c, rps, p50, p99, int(total), int(errors))
                 )
