@@ -20,8 +20,14 @@ from typing import Final
 APP_UID: Final = 10001
 
 # The server's port inside the pod and the name the pod, probes and Service give it.
+# It speaks TLS (HTTPS) unless the server is explicitly told to serve plain HTTP.
 PORT: Final = 8080
-PORT_NAME: Final = "http"
+PORT_NAME: Final = "https"
+# The internal port: /metrics and the health endpoints, plain HTTP, never behind the
+# LoadBalancer Service (a ClusterIP Service for scrapers exposes it inside the cluster).
+METRICS_PORT: Final = 9090
+METRICS_PORT_NAME: Final = "metrics"
+METRICS_PATH: Final = "/metrics"
 # Open Inference Protocol v2 health endpoints: liveness is cheap and constant;
 # readiness turns 200 once the model is loaded.
 LIVE_PATH: Final = "/v2/health/live"
@@ -44,6 +50,22 @@ LABELS_DIR: Final = "/etc/mlapp"  # the class labels, from a ConfigMap
 LABELS_FILE_NAME: Final = "labels.txt"
 # The root filesystem is read-only; this emptyDir is the one writable place (HOME too).
 SCRATCH_DIR: Final = "/tmp"  # noqa: S108 - an emptyDir the pod owns
+# The server's certificate and key: a kubernetes.io/tls Secret mounted here, under the
+# key names that Secret type requires (https://kubernetes.io/docs/concepts/configuration/secret/#tls-secrets).
+# Not under LABELS_DIR: a volume cannot be mounted inside a read-only ConfigMap volume.
+TLS_DIR: Final = "/etc/mlapp-tls"
+TLS_CERT_FILE_NAME: Final = "tls.crt"
+TLS_KEY_FILE_NAME: Final = "tls.key"
+
+# --- shutdown ------------------------------------------------------------------------
+# The pod's termination grace period, the preStop sleep that lets endpoints drop the
+# pod before it stops accepting, and the longest the server then drains in-flight
+# requests. preStop + drain + SHUTDOWN_MARGIN_SECONDS <= GRACE_SECONDS, so the
+# kubelet's SIGKILL never races the drain (tests/app/test_app_contract.py holds it).
+GRACE_SECONDS: Final = 30
+PRESTOP_SECONDS: Final = 5
+DRAIN_SECONDS: Final = 15
+SHUTDOWN_MARGIN_SECONDS: Final = 10
 
 # --- the environment ---------------------------------------------------------------
 
@@ -58,4 +80,9 @@ ENV_AUTH_USERNAME: Final = "MLAPP_AUTH_USERNAME"
 ENV_AUTH_PASSWORD: Final = "MLAPP_AUTH_PASSWORD"  # noqa: S105 - the variable's name, not a password
 ENV_MAX_BODY_BYTES: Final = "MLAPP_MAX_BODY_BYTES"
 ENV_MAX_BATCH: Final = "MLAPP_MAX_BATCH"
+ENV_METRICS_PORT: Final = "MLAPP_METRICS_PORT"
+ENV_TLS_CERT_FILE: Final = "MLAPP_TLS_CERT_FILE"
+ENV_TLS_KEY_FILE: Final = "MLAPP_TLS_KEY_FILE"
+# "1" serves plain HTTP on PORT: for `make serve` on a laptop only, and only when asked.
+ENV_PLAIN_HTTP: Final = "MLAPP_PLAIN_HTTP"
 ENV_TRAINER_IMAGE: Final = "MLAPP_TRAINER_IMAGE"  # recorded in the model's metadata
