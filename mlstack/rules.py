@@ -103,6 +103,23 @@ def class_names(labels: Sequence[str]) -> list[Problem]:
     return []
 
 
+def own_certificate(certificate_set: bool, private_key_set: bool) -> list[Problem]:
+    """A certificate brought by the user comes with its key (mlstack:tlsCertificate, mlstack:tlsPrivateKey)."""
+    if certificate_set == private_key_set:
+        return []
+    missing, given = ("tlsPrivateKey", "tlsCertificate") if certificate_set else ("tlsCertificate", "tlsPrivateKey")
+    return [
+        Problem(
+            missing,
+            None,
+            f"must be set when mlstack:{given} is: your own certificate and its private key come as a pair "
+            "(both with `pulumi config set --secret`); leave both empty and the stack makes its own CA and "
+            "server certificate",
+            show_value=False,
+        )
+    ]
+
+
 def replicas(minimum: int, maximum: int) -> list[Problem]:
     if maximum >= minimum:
         return []

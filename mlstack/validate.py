@@ -7,6 +7,8 @@ collects every problem before failing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from decimal import Decimal, InvalidOperation
@@ -47,6 +49,15 @@ _IMAGE = re.compile(
 )
 
 _K8S_VERSION = re.compile(r"^1\.(?P<minor>[0-9]{2})$")
+
+# A PEM block (RFC 7468): a BEGIN line with a label, a base64 body, the END line with the same
+# label. Text between blocks is allowed (RFC 7468 section 5.2: "explanatory text").
+_PEM_BLOCK = re.compile(r"-----BEGIN (?P<label>[A-Z0-9 ]+)-----(?P<body>.*?)-----END (?P=label)-----", re.DOTALL)
+_PEM_CERTIFICATE = "CERTIFICATE"
+_PEM_PRIVATE_KEY = "PRIVATE KEY"  # the end of every private key label: PRIVATE KEY, RSA/EC PRIVATE KEY
+_PEM_ENCRYPTED_KEY = "ENCRYPTED PRIVATE KEY"
+# `openssl ecparam -genkey` writes the curve's parameters before the key; OpenSSL skips them.
+_PEM_KEY_COMPANIONS = frozenset({"EC PARAMETERS"})
 
 
 def dns1123_label(value: str, max_length: int = 63) -> str:
@@ -159,4 +170,69 @@ def int_range(value: int, low: int, high: int | None = None) -> int:
     if value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ValueError(f"must be {allowed}")
+    return value
+
+
+def _pem_labels(value: str) -> list[str]:
+    """The label of every PEM block in ``value``; ValueError for a block whose body is not base64.
+
+    Messages never quote the value: these values are secrets.
+    """
+    blocks = list(_PEM_BLOCK.finditer(value))
+    if value.count("-----BEGIN ") != len(blocks):
+        raise ValueError("holds a -----BEGIN line without its matching -----END line")
+    labels = []
+    for block in blocks:
+        label, body = block["label"], block["body"]
+        if "Proc-Type:" in body and "ENCRYPTED" in body:  # OpenSSL's legacy form: Proc-Type: 4,ENCRYPTED
+            labels.append(_PEM_ENCRYPTED_KEY)
+            continue
+        try:
+            decoded = base64.b64decode("".join(body.split()), validate=True)
+        except binascii.Error as e:
+            raise ValueError(f"holds a {label} block whose body is not base64") from e
+        if not decoded:
+            raise ValueError(f"holds an empty {label} block")
+        labels.append(label)
+    return labels
+
+
+def pem_certificate_chain(value: str) -> str:
+    """A PEM certificate chain: the server's certificate first, then any intermediates; no key."""
+    labels = _pem_labels(value)
+    if any(label.endswith(_PEM_PRIVATE_KEY) for label in labels):
+        raise ValueError(
+            "holds a private key: put only the certificate chain here and the key in mlstack:tlsPrivateKey"
+        )
+    if _PEM_CERTIFICATE not in labels:
+        raise ValueError(
+            "must hold at least one PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----): "
+            "the server's certificate first, then any intermediates"
+        )
+    others = sorted({label for label in labels if label != _PEM_CERTIFICATE})
+    if others:
+        raise ValueError(f"must hold only CERTIFICATE blocks, not {', '.join(others)}")
+    return value
+
+
+def pem_private_key(value: str) -> str:
+    """One unencrypted PEM private key (PKCS#8 PRIVATE KEY, or RSA/EC PRIVATE KEY), nothing else."""
+    labels = _pem_labels(value)
+    if _PEM_ENCRYPTED_KEY in labels:
+        raise ValueError(
+            "is encrypted, and the server has no passphrase to open it: store the key decrypted "
+            "(e.g. `openssl pkey -in key.pem -out key-decrypted.pem`)"
+        )
+    keys = [label for label in labels if label.endswith(_PEM_PRIVATE_KEY)]
+    if len(keys) != 1:
+        raise ValueError(
+            "must hold exactly one PEM private key (-----BEGIN PRIVATE KEY-----, or RSA PRIVATE KEY or "
+            f"EC PRIVATE KEY), found {len(keys)}"
+        )
+    others = sorted({label for label in labels if not label.endswith(_PEM_PRIVATE_KEY)} - _PEM_KEY_COMPANIONS)
+    if others:
+        raise ValueError(
+            f"must hold only the private key, not {', '.join(others)}: the certificate chain goes in "
+            "mlstack:tlsCertificate"
+        )
     return value

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SDKS = ("pulumi", "pulumi_kubernetes", "pulumi_azure_native", "pulumi_gcp", "pulumi_docker_build", "pulumi_random")
+SDKS = (
+    "pulumi", "pulumi_kubernetes", "pulumi_azure_native", "pulumi_gcp", "pulumi_docker_build", "pulumi_random",
+    "pulumi_tls",
+)  # fmt: skip
 # Modules of components/ that are shared by every component rather than being one.
 SHARED_COMPONENT_MODULES = {"components.target"}
 
