@@ -9,8 +9,13 @@ Shared by the tests and the offline render tool; never imported by the program.
   dependencies, provider, options, inputs (secrets still marked) and the
   mocked outputs. A duplicate URN fails, as the engine would.
 - The mocks answer the provider-computed outputs the program reads
-  (auto-names, a LoadBalancer address, a generated password); an invoke with
-  no answer fails loudly instead of returning nothing.
+  (auto-names, a LoadBalancer address, a generated password, keys and
+  certificates); an invoke with no answer fails loudly instead of returning
+  nothing.
+- As the engine does, the outputs a resource is registered with as
+  ``additional_secret_outputs`` (an SDK marks a generated key or password so)
+  come back secret, so a key the program passes on stays secret in the next
+  resource's inputs, and the recorded outputs carry the same marks.
 - ``kubernetes_manifests`` turns the recorded Kubernetes objects into plain
   manifests, and ``validate_manifests`` checks each against the official
   schema of a Kubernetes version in strict mode.
@@ -39,7 +44,7 @@ import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
 from mlstack import acr_token
-from tools import mocks_azure, mocks_gcp, mocks_image, pulumi_internals
+from tools import mocks_azure, mocks_gcp, mocks_image, mocks_tls, pulumi_internals
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlstack"
@@ -169,6 +174,7 @@ class Registration:
     ignore_changes: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    secret_outputs: list[str] = field(default_factory=list)  # additional_secret_outputs, wire names
 
     @property
     def provider_urn(self) -> str:
@@ -204,6 +210,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
+        secret_outputs = list(request.additionalSecretOutputs)
+        _mark_secret(response.object, secret_outputs)
         timeouts = request.customTimeouts
         phases = {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete}
         self.registrations[urn] = Registration(
@@ -215,13 +223,40 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             dependencies=list(request.dependencies),
             provider=request.provider,
             inputs=pulumi_internals.deserialize_properties(request.object),
-            outputs=pulumi_internals.mocked_state(self, urn) or {},
+            outputs=secret_marked(pulumi_internals.mocked_state(self, urn) or {}, secret_outputs),
             custom_timeouts={phase: value for phase, value in phases.items() if value},
             ignore_changes=list(request.ignoreChanges),
             replace_on_changes=list(request.replaceOnChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            secret_outputs=secret_outputs,
         )
         return response
+
+
+def _mark_secret(state: Any, keys: list[str]) -> None:
+    """Wrap ``keys`` of a response's outputs (a protobuf Struct) in the wire's secret marker, as the
+    engine does for a resource's additional_secret_outputs (a value already marked is left as it is)."""
+    for key in keys:
+        if key not in state.fields or _is_marked(state.fields[key]):
+            continue
+        marker = type(state)()
+        marker.fields[SECRET_SIG].string_value = SECRET_VALUE_SIG
+        marker.fields["value"].CopyFrom(state.fields[key])
+        state.fields[key].struct_value.CopyFrom(marker)
+
+
+def _is_marked(value: Any) -> bool:
+    """Whether a protobuf Value already holds the secret marker."""
+    return bool(value.WhichOneof("kind") == "struct_value" and SECRET_SIG in value.struct_value.fields)
+
+
+def secret_marked(state: Mapping[str, Any], keys: list[str]) -> dict[str, Any]:
+    """Recorded outputs as the engine stores them: ``keys`` (additional_secret_outputs) wrapped as secrets."""
+    marked = dict(state)
+    for key in keys:
+        if key in marked and not is_secret_value(marked[key]):
+            marked[key] = {SECRET_SIG: SECRET_VALUE_SIG, "value": marked[key]}
+    return marked
 
 
 # --- mocks ---------------------------------------------------------------------
@@ -282,7 +317,7 @@ def default_mocks() -> StackMocks:
     outputs: dict[str, OutputsFn] = {}
     calls: dict[str, CallFn] = {}
     # Each cloud target (tools/mocks_<cloud>.py) and the image build add their answers here.
-    for provider in (mocks_azure, mocks_gcp, mocks_image):
+    for provider in (mocks_azure, mocks_gcp, mocks_image, mocks_tls):
         outputs.update(provider.OUTPUTS)
         calls.update(provider.CALLS)
     return StackMocks(outputs=outputs, calls=calls)
@@ -384,7 +419,7 @@ def run(
     for urn, registration in monitor.registrations.items():
         state = pulumi_internals.mocked_state(monitor, urn)
         if state is not None:
-            registration.outputs = state
+            registration.outputs = secret_marked(state, registration.secret_outputs)
     return StackRun(monitor.registrations, exports, secret_exports, acr_exchanges=exchange.calls)
 
 

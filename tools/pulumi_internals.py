@@ -124,7 +124,7 @@ INTERNALS: Final = (
 REQUEST_MESSAGE: Final = ("pulumi.runtime.proto.resource_pb2", "RegisterResourceRequest")
 REQUEST_FIELDS: Final = (
     "parent", "type", "name", "custom", "dependencies", "provider", "object",
-    "customTimeouts", "ignoreChanges", "replaceOnChanges", "deleteBeforeReplace",
+    "customTimeouts", "ignoreChanges", "replaceOnChanges", "deleteBeforeReplace", "additionalSecretOutputs",
 )  # fmt: skip
 TIMEOUT_FIELDS: Final = ("create", "update", "delete")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_tls as tls
 import pytest
 
 from tools import harness
@@ -62,3 +63,27 @@ def test_runs_do_not_leak_into_each_other() -> None:
     result = harness.run(second, {})
     assert [r.name for r in result.registrations.values()] == ["second"]
     assert result.exports == {}
+
+
+def test_outputs_an_sdk_marks_secret_come_back_secret_as_from_the_engine() -> None:
+    """The engine wraps a resource's additional_secret_outputs (pulumi-tls marks its private keys so);
+    the mocks would hand them back plain, and a key passed on would look plain in the next inputs."""
+    seen: dict[str, pulumi.Output[str]] = {}
+
+    def program() -> None:
+        key = tls.PrivateKey("key", algorithm="ECDSA", ecdsa_curve="P256")
+        seen["private"], seen["public"] = key.private_key_pem, key.public_key_pem
+        tls.SelfSignedCert(
+            "ca", private_key_pem=key.private_key_pem, allowed_uses=["cert_signing"], validity_period_hours=1
+        )
+
+    result = harness.run(program, {})
+    assert harness.is_secret(seen["private"])
+    assert not harness.is_secret(seen["public"]), "only what the SDK marks becomes secret"
+    key = result.one("tls:index/privateKey:PrivateKey")
+    assert "privateKeyPem" in key.secret_outputs
+    assert harness.is_secret_value(key.outputs["privateKeyPem"]), "recorded as the engine stores it"
+    assert not harness.is_secret_value(key.outputs["publicKeyPem"])
+    ca = result.one("tls:index/selfSignedCert:SelfSignedCert")
+    assert harness.is_secret_value(ca.inputs["privateKeyPem"]), "the key stays secret where it is passed on"
+    assert "PRIVATE KEY" in harness.plain(ca.inputs["privateKeyPem"])
