@@ -2,8 +2,14 @@
 
 Namespace, the app's ConfigMaps and basic-auth Secret, the model store, the
 training Job, then (only once the Job has trained a model that passed its
-gate) the serving Deployment, its LoadBalancer Service, autoscaler and
-disruption budget.
+gate) the serving Deployment, its LoadBalancer Service (HTTPS only), the
+in-cluster metrics Service, autoscaler and disruption budget.
+
+The server terminates TLS with a certificate from a ``kubernetes.io/tls``
+Secret: the user's own (secret config), or one the stack signs with a CA it
+makes (pulumi-tls), naming the load balancer's address, ``localhost`` and the
+Service's in-cluster names. The order is Service, certificate, Secret,
+Deployment: the certificate names the address the Service was given.
 
 The pure builders (labels, env, probes, scheduling, the model version) are
 module functions so tests can call them without mocks.
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import pulumi_tls as tls
 
 from components.target import ClusterTarget, GpuScheduling, ModelStore, pod_placement
 from mlapp import contract
@@ -26,11 +33,53 @@ from mlstack import rules
 from mlstack.capacity import ROLLOUT_MAX_SURGE
 from mlstack.problems import format_problems
 from mlstack.specs import App, Serving, Training
+from mlstack.tls import (
+    CA_EARLY_RENEWAL_HOURS,
+    CA_VALIDITY_HOURS,
+    SERVER_EARLY_RENEWAL_HOURS,
+    SERVER_VALIDITY_HOURS,
+    CertificateNames,
+    certificate_names,
+)
 
 MANAGED_BY = "pulumi"
 PART_OF = "mlstack"
-HTTP_PORT = 80  # a URL on it needs no port
-LOCAL_PORT = 8080  # where the port-forward hint listens, for a cluster without external addresses
+HTTPS_PORT = 443  # a URL on it needs no port
+LOCAL_PORT = 8443  # where the port-forward hint listens, for a cluster without external addresses
+
+# A Secret of this type holds the certificate chain under tls.crt and its key under tls.key; the
+# API server refuses one without both (https://kubernetes.io/docs/concepts/configuration/secret/#tls-secrets).
+TLS_SECRET_TYPE = "kubernetes.io/tls"  # noqa: S105 - a Secret type, not a password
+TLS_SECRET_CERTIFICATE = "tls.crt"  # noqa: S105 - a key's name, not a password
+TLS_SECRET_PRIVATE_KEY = "tls.key"  # noqa: S105 - a key's name, not a password
+TLS_VOLUME = "tls"
+# Owner and group read only: with the pod's fsGroup the files belong to the app's group
+# (https://kubernetes.io/docs/tasks/configure-pod-container/security-context/, fsGroup).
+TLS_FILE_MODE = 0o440
+# The server reads its certificate at start: the pod template carries the certificate's digest, so a
+# new certificate rolls the pods, and the diff says why. The certificate is public; its key never is.
+CERTIFICATE_DIGEST_ANNOTATION = "mlstack.io/tls-certificate-sha256"
+# ECDSA P-256: what every TLS client accepts, and small (pulumi-tls PrivateKey: algorithm, ecdsa_curve).
+KEY_ALGORITHM = "ECDSA"
+KEY_CURVE = "P256"
+# Key usages (RFC 5280 4.2.1.3 and 4.2.1.12): the CA signs certificates; the server proves its
+# key in the handshake (an ECDSA key signs, it does not encipher).
+CA_USES = ("cert_signing", "crl_signing", "digital_signature")
+SERVER_USES = ("digital_signature", "server_auth")
+# The annotations the Prometheus community chart's `kubernetes-service-endpoints` job reads on a
+# Service (prometheus-community/helm-charts, charts/prometheus/values.yaml): scrape it, where, how.
+PROMETHEUS_SCRAPE = "prometheus.io/scrape"
+PROMETHEUS_PORT = "prometheus.io/port"
+PROMETHEUS_PATH = "prometheus.io/path"
+PROMETHEUS_SCHEME = "prometheus.io/scheme"
+
+
+@dataclass(frozen=True)
+class ServerCertificate:
+    """The server's certificate chain (server first) and its private key, both PEM."""
+
+    certificate: pulumi.Output[str]
+    private_key: pulumi.Output[str]  # always a secret Output
 
 
 @dataclass(frozen=True)
@@ -46,6 +95,8 @@ class MlWorkloadsArgs:
     model_store_size: str
     storage_class: str | None = None  # overrides the target's choice
     kube_context: str | None = None  # for the port-forward hint where there is no external IP
+    # The user's own certificate and key; None: the stack makes its own CA and server certificate.
+    server_certificate: ServerCertificate | None = None
 
 
 class WorkloadsError(pulumi.RunError):
@@ -149,11 +200,18 @@ class Probes:
 
 
 def probes() -> Probes:
-    """Startup and readiness wait for the model; liveness only asks that the process serves."""
+    """Startup and readiness wait for the model; liveness only asks that the process serves.
+
+    On the public TLS port, so a server that cannot serve TLS is never ready. The kubelet sends an
+    HTTPS probe without verifying the certificate ("If scheme field is set to HTTPS, the kubelet sends
+    an HTTPS request skipping the certificate verification",
+    https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/#http-probes),
+    so it need not trust the stack's CA.
+    """
 
     def http(path: str, period: int, failures: int, timeout: int = 2) -> k8s.core.v1.ProbeArgs:
         return k8s.core.v1.ProbeArgs(
-            http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=contract.PORT_NAME),
+            http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=contract.PORT_NAME, scheme="HTTPS"),
             period_seconds=period,
             failure_threshold=failures,
             timeout_seconds=timeout,
@@ -165,6 +223,53 @@ def probes() -> Probes:
         readiness=http(contract.READY_PATH, period=5, failures=2),
         liveness=http(contract.LIVE_PATH, period=10, failures=3),
     )
+
+
+def server_ports() -> list[k8s.core.v1.ContainerPortArgs]:
+    """The public TLS port and the in-cluster metrics port, both named as the Services target them."""
+    return [
+        k8s.core.v1.ContainerPortArgs(name=contract.PORT_NAME, container_port=contract.PORT, protocol="TCP"),
+        k8s.core.v1.ContainerPortArgs(
+            name=contract.METRICS_PORT_NAME, container_port=contract.METRICS_PORT, protocol="TCP"
+        ),
+    ]
+
+
+def server_env() -> list[k8s.core.v1.EnvVarArgs]:
+    """What only the server reads: where its certificate and key are mounted, and its metrics port.
+
+    On the container, not in the ConfigMap the trainer shares: paths, never the key itself.
+    """
+    values = {
+        contract.ENV_TLS_CERT_FILE: f"{contract.TLS_DIR}/{contract.TLS_CERT_FILE_NAME}",
+        contract.ENV_TLS_KEY_FILE: f"{contract.TLS_DIR}/{contract.TLS_KEY_FILE_NAME}",
+        contract.ENV_METRICS_PORT: str(contract.METRICS_PORT),
+    }
+    return [k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in values.items()]
+
+
+def tls_volume(secret_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
+    """The TLS Secret as the files the server reads: its two keys under the contract's file names."""
+    return k8s.core.v1.VolumeArgs(
+        name=TLS_VOLUME,
+        secret=k8s.core.v1.SecretVolumeSourceArgs(
+            secret_name=secret_name,
+            default_mode=TLS_FILE_MODE,
+            items=[
+                k8s.core.v1.KeyToPathArgs(key=TLS_SECRET_CERTIFICATE, path=contract.TLS_CERT_FILE_NAME),
+                k8s.core.v1.KeyToPathArgs(key=TLS_SECRET_PRIVATE_KEY, path=contract.TLS_KEY_FILE_NAME),
+            ],
+        ),
+    )
+
+
+def tls_mount() -> k8s.core.v1.VolumeMountArgs:
+    return k8s.core.v1.VolumeMountArgs(name=TLS_VOLUME, mount_path=contract.TLS_DIR, read_only=True)
+
+
+def certificate_sha256(certificate: str) -> str:
+    """The digest the pod template carries: of the certificate chain (public), never of the key."""
+    return hashlib.sha256(certificate.encode()).hexdigest()
 
 
 def gpu_env(gpu: GpuScheduling | None) -> list[k8s.core.v1.EnvVarArgs]:
@@ -261,8 +366,19 @@ class PodRefs:
     model_version: pulumi.Input[str]
 
 
-def pod_template_meta(app: App, component: str, store: ModelStore) -> k8s.meta.v1.ObjectMetaArgs:
-    return k8s.meta.v1.ObjectMetaArgs(labels=labels(app, component), annotations=dict(store.pod_annotations) or None)
+@dataclass(frozen=True)
+class TlsRefs:
+    """What the serving pods take from the TLS Secret: its name, and the digest of its certificate."""
+
+    secret_name: pulumi.Input[str]
+    certificate_sha256: pulumi.Input[str]
+
+
+def pod_template_meta(
+    app: App, component: str, store: ModelStore, annotations: Mapping[str, pulumi.Input[str]] | None = None
+) -> k8s.meta.v1.ObjectMetaArgs:
+    merged: dict[str, pulumi.Input[str]] = {**store.pod_annotations, **(annotations or {})}
+    return k8s.meta.v1.ObjectMetaArgs(labels=labels(app, component), annotations=merged or None)
 
 
 def env_from(refs: PodRefs) -> list[k8s.core.v1.EnvFromSourceArgs]:
@@ -318,9 +434,14 @@ def training_job_spec(
 
 
 def server_deployment_spec(
-    args: MlWorkloadsArgs, refs: PodRefs, labels_config: pulumi.Input[str], auth_secret: pulumi.Input[str]
+    args: MlWorkloadsArgs,
+    refs: PodRefs,
+    labels_config: pulumi.Input[str],
+    auth_secret: pulumi.Input[str],
+    tls_refs: TlsRefs,
 ) -> k8s.apps.v1.DeploymentSpecArgs:
-    """The serving Deployment: rolls one pod at a time, never below the replica count, probes on the model."""
+    """The serving Deployment: rolls one pod at a time, never below the replica count, probes on the model,
+    TLS from the Secret, and a shutdown inside the grace period the app's contract states."""
     app, serving, store = args.app, args.serving, args.target.model_store
     probe = probes()
 
@@ -335,12 +456,13 @@ def server_deployment_spec(
     server = k8s.core.v1.ContainerArgs(
         name=contract.SERVER_CONTAINER,
         image=args.server_image,
-        ports=[k8s.core.v1.ContainerPortArgs(name=contract.PORT_NAME, container_port=contract.PORT, protocol="TCP")],
+        ports=server_ports(),
         env_from=env_from(refs),
         env=[
             k8s.core.v1.EnvVarArgs(name=contract.ENV_MODEL_VERSION, value=refs.model_version),
             secret_env(contract.ENV_AUTH_USERNAME, "username"),
             secret_env(contract.ENV_AUTH_PASSWORD, "password"),
+            *server_env(),
         ],
         startup_probe=probe.startup,
         readiness_probe=probe.readiness,
@@ -349,14 +471,18 @@ def server_deployment_spec(
             requests={"cpu": serving.cpu_request, "memory": serving.memory_request},
             limits={"cpu": serving.cpu_limit, "memory": serving.memory_limit},
         ),
-        # Keep serving while the endpoint removal reaches every load balancer.
+        # Keep serving while the endpoint removal reaches every load balancer; the app's contract
+        # sizes this pause and its drain to end inside the grace period.
         lifecycle=k8s.core.v1.LifecycleArgs(
-            pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=5))
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                sleep=k8s.core.v1.SleepActionArgs(seconds=contract.PRESTOP_SECONDS)
+            )
         ),
         security_context=container_security(),
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="labels", mount_path=contract.LABELS_DIR, read_only=True),
+            tls_mount(),
             scratch_mount(),
         ],
     )
@@ -377,10 +503,12 @@ def server_deployment_spec(
         ),
         revision_history_limit=5,
         template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=pod_template_meta(app, "server", store),
+            metadata=pod_template_meta(
+                app, "server", store, {CERTIFICATE_DIGEST_ANNOTATION: tls_refs.certificate_sha256}
+            ),
             spec=k8s.core.v1.PodSpecArgs(
                 containers=[server],
-                termination_grace_period_seconds=30,
+                termination_grace_period_seconds=contract.GRACE_SECONDS,
                 topology_spread_constraints=[
                     k8s.core.v1.TopologySpreadConstraintArgs(
                         max_skew=1,
@@ -389,7 +517,12 @@ def server_deployment_spec(
                         label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
                     )
                 ],
-                volumes=[model_volume(store, refs.model_claim, read_only=True), labels_volume, scratch_volume()],
+                volumes=[
+                    model_volume(store, refs.model_claim, read_only=True),
+                    labels_volume,
+                    tls_volume(tls_refs.secret_name),
+                    scratch_volume(),
+                ],
                 service_account_name=refs.service_account,
                 automount_service_account_token=store.needs_service_account_token,
                 security_context=pod_security(),
@@ -399,6 +532,7 @@ def server_deployment_spec(
 
 
 def service_spec(app: App, serving: Serving) -> k8s.core.v1.ServiceSpecArgs:
+    """The public LoadBalancer: the TLS port only, never the metrics port."""
     return k8s.core.v1.ServiceSpecArgs(
         type="LoadBalancer",
         selector=selector(app, "server"),
@@ -409,6 +543,36 @@ def service_spec(app: App, serving: Serving) -> k8s.core.v1.ServiceSpecArgs:
         ],
         load_balancer_source_ranges=list(serving.allowed_source_ranges) or None,
     )
+
+
+def metrics_service_name(app: App) -> str:
+    return f"{app.app_name}-metrics"
+
+
+def metrics_service_spec(app: App) -> k8s.core.v1.ServiceSpecArgs:
+    """The metrics port for scrapers inside the cluster: a ClusterIP Service, never a load balancer."""
+    return k8s.core.v1.ServiceSpecArgs(
+        type="ClusterIP",
+        selector=selector(app, "server"),
+        ports=[
+            k8s.core.v1.ServicePortArgs(
+                name=contract.METRICS_PORT_NAME,
+                port=contract.METRICS_PORT,
+                target_port=contract.METRICS_PORT_NAME,
+                protocol="TCP",
+            )
+        ],
+    )
+
+
+def metrics_service_annotations() -> dict[str, str]:
+    """Where a Prometheus that discovers Services by annotation scrapes the server: plain HTTP, in-cluster."""
+    return {
+        PROMETHEUS_SCRAPE: "true",
+        PROMETHEUS_PORT: str(contract.METRICS_PORT),
+        PROMETHEUS_PATH: contract.METRICS_PATH,
+        PROMETHEUS_SCHEME: "http",
+    }
 
 
 def autoscaler_spec(
@@ -454,14 +618,27 @@ def claim_spec(args: MlWorkloadsArgs) -> k8s.core.v1.PersistentVolumeClaimSpecAr
     )
 
 
+def _field(value: object, name: str) -> object:
+    """A field of an SDK output type, or of the plain dict the SDK hands over through Output.all."""
+    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+
+
+def load_balancer_addresses(status: object) -> list[str]:
+    """Every address a LoadBalancer Service's status gives (host names and IPs), in its order."""
+    ingress = _field(_field(status, "load_balancer"), "ingress")
+    if not isinstance(ingress, list):  # None until the cloud gives the load balancer an address
+        return []
+    addresses = [_field(i, "hostname") or _field(i, "ip") for i in ingress]
+    return [str(a) for a in addresses if a]
+
+
 def load_balancer_url(status: object, port: int) -> str:
-    """The URL of a LoadBalancer Service from its status (an SDK output type or None)."""
-    load_balancer = getattr(status, "load_balancer", None)
-    ingress = getattr(load_balancer, "ingress", None) or []
-    host = (getattr(ingress[0], "hostname", None) or getattr(ingress[0], "ip", None)) if ingress else None
-    if not host:
+    """The HTTPS URL of a LoadBalancer Service from its status (an SDK output type or None)."""
+    addresses = load_balancer_addresses(status)
+    if not addresses:
         return "pending: the load balancer has no address yet"
-    return f"http://{host}" if port == HTTP_PORT else f"http://{host}:{port}"
+    host = f"[{addresses[0]}]" if ":" in addresses[0] else addresses[0]  # an IPv6 address is bracketed
+    return f"https://{host}" if port == HTTPS_PORT else f"https://{host}:{port}"
 
 
 def port_forward_command(app: App, service_port: int, kube_context: str | None) -> str:
@@ -470,13 +647,27 @@ def port_forward_command(app: App, service_port: int, kube_context: str | None) 
     return f"kubectl{context} -n {app.namespace} port-forward service/{app.app_name} {LOCAL_PORT}:{service_port}"
 
 
-def curl_command(url: str, username: str, port_forward: str | None) -> str:
-    """A prediction request ready to paste: the password is fetched by the CLI, never written out."""
-    curl = (
-        f'curl -u "{username}:$(pulumi stack output basicAuthPassword --show-secrets)" '
+def ca_file_name(app: App) -> str:
+    """Where the curl command writes the exported CA certificate for curl to trust."""
+    return f"{app.app_name}-ca.pem"
+
+
+def curl_command(url: str, username: str, port_forward: str | None, ca_file: str | None) -> str:
+    """A prediction request ready to paste: the password is fetched by the CLI, never written out.
+
+    ``ca_file``: where to write the stack's CA certificate (the caCertificate output) for curl to
+    trust; None where the user brought a certificate, which curl trusts as the system does.
+    """
+    steps = [f"({port_forward} &) && sleep 3"] if port_forward else []
+    trust = ""
+    if ca_file:
+        steps.append(f"pulumi stack output caCertificate > {ca_file}")
+        trust = f"--cacert {ca_file} "
+    steps.append(
+        f'curl {trust}-u "{username}:$(pulumi stack output basicAuthPassword --show-secrets)" '
         f"-F image=@digit.png {url}/predict"
     )
-    return f"({port_forward} &) && sleep 3 && {curl}" if port_forward else curl
+    return " && ".join(steps)
 
 
 def check(args: MlWorkloadsArgs) -> None:
@@ -504,6 +695,9 @@ class MlWorkloads(pulumi.ComponentResource):
     job_name: pulumi.Output[str]
     deployment_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
+    metrics_service_name: pulumi.Output[str]
+    # The CA that signed the server's certificate (public); None where the user brought a certificate.
+    ca_certificate: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: MlWorkloadsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         check(args)
@@ -527,27 +721,40 @@ class MlWorkloads(pulumi.ComponentResource):
             model_version=self.model_version,
         )
         job = self._training_job(refs)
-        deployment = self._deployment(refs, labels_config.metadata.name, auth_secret.metadata.name, job)
+        # Service, then certificate, then Secret, then Deployment: the certificate names the address
+        # the Service was given, and the Service does not wait for the Deployment's pods (see _service).
         service = self._service()
+        metrics_service = self._metrics_service()
+        certificate, self.ca_certificate = self._server_certificate(service)
+        tls_refs = TlsRefs(
+            secret_name=self._tls_secret(certificate).metadata.name,
+            # The digest of a certificate that came in secret config is no secret: keep it readable in diffs.
+            certificate_sha256=pulumi.Output.unsecret(certificate.certificate.apply(certificate_sha256)),
+        )
+        deployment = self._deployment(refs, labels_config.metadata.name, auth_secret.metadata.name, tls_refs, job)
         self._autoscaling(deployment)
 
         self.job_name = job.metadata.name
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
+        self.metrics_service_name = metrics_service.metadata.name
         self.url, self.port_forward = self._url(service)
-        self.curl = self.url.apply(lambda url: curl_command(url, args.basic_auth_username, self.port_forward))
-        self.register_outputs(
-            {
-                "namespace": self.namespace,
-                "modelVersion": self.model_version,
-                "url": self.url,
-                "basicAuthUsername": self.basic_auth_username,
-                "basicAuthPassword": self.basic_auth_password,
-                "jobName": self.job_name,
-                "deploymentName": self.deployment_name,
-                "serviceName": self.service_name,
-            }
-        )
+        ca_file = ca_file_name(args.app) if self.ca_certificate is not None else None
+        self.curl = self.url.apply(lambda url: curl_command(url, args.basic_auth_username, self.port_forward, ca_file))
+        outputs: dict[str, pulumi.Input[str]] = {
+            "namespace": self.namespace,
+            "modelVersion": self.model_version,
+            "url": self.url,
+            "basicAuthUsername": self.basic_auth_username,
+            "basicAuthPassword": self.basic_auth_password,
+            "jobName": self.job_name,
+            "deploymentName": self.deployment_name,
+            "serviceName": self.service_name,
+            "metricsServiceName": self.metrics_service_name,
+        }
+        if self.ca_certificate is not None:
+            outputs["caCertificate"] = self.ca_certificate
+        self.register_outputs(outputs)
 
     def _meta(
         self, component: str, name: str | None = None, annotations: Mapping[str, pulumi.Input[str]] | None = None
@@ -637,12 +844,17 @@ class MlWorkloads(pulumi.ComponentResource):
         )
 
     def _deployment(
-        self, refs: PodRefs, labels_config: pulumi.Input[str], auth_secret: pulumi.Input[str], job: k8s.batch.v1.Job
+        self,
+        refs: PodRefs,
+        labels_config: pulumi.Input[str],
+        auth_secret: pulumi.Input[str],
+        tls_refs: TlsRefs,
+        job: k8s.batch.v1.Job,
     ) -> k8s.apps.v1.Deployment:
         return k8s.apps.v1.Deployment(
             f"{self._name}-server",
             metadata=self._meta("server", f"{self._args.app.app_name}-server"),
-            spec=server_deployment_spec(self._args, refs, labels_config, auth_secret),
+            spec=server_deployment_spec(self._args, refs, labels_config, auth_secret, tls_refs),
             # Roll out only a model that trained and passed its gate; after creation the
             # autoscaler owns the replica count, so an update must not reset it.
             opts=pulumi.ResourceOptions(
@@ -651,6 +863,11 @@ class MlWorkloads(pulumi.ComponentResource):
         )
 
     def _service(self) -> k8s.core.v1.Service:
+        """The public Service. With a cloud load balancer, `pulumi up` waits for its address, which the
+        certificate then names; it does not wait for pods, of which there are none yet: pulumi-kubernetes
+        counts a Service whose selector targets no pod as ready once its load balancer has an address
+        (CHANGELOG 4.17: "Services with selectors targeting 0 Pods will no longer hang indefinitely";
+        provider/pkg/await/service.go, checkAndLogStatus), so the Deployment can depend on it."""
         app = self._args.app
         annotations = {} if self._args.target.external_load_balancer else {
             # kind never assigns an external IP: do not let `pulumi up` wait for one.
@@ -660,6 +877,103 @@ class MlWorkloads(pulumi.ComponentResource):
             f"{self._name}-service",
             metadata=self._meta("server", app.app_name, annotations),
             spec=service_spec(app, self._args.serving),
+            opts=self._k8s,
+        )
+
+    def _metrics_service(self) -> k8s.core.v1.Service:
+        app = self._args.app
+        return k8s.core.v1.Service(
+            f"{self._name}-metrics",
+            metadata=self._meta("metrics", metrics_service_name(app), metrics_service_annotations()),
+            spec=metrics_service_spec(app),
+            opts=self._k8s,
+        )
+
+    def _certificate_names(self, service: k8s.core.v1.Service) -> pulumi.Output[CertificateNames]:
+        """The names the server certificate carries: the load balancer's addresses where the cloud gives
+        some, ``localhost`` for port-forwards, the Service's in-cluster names."""
+        external = self._args.target.external_load_balancer
+        return pulumi.Output.all(service.metadata.name, service.metadata.namespace, service.status).apply(
+            lambda values: certificate_names(
+                values[0], values[1], load_balancer_addresses(values[2]) if external else ()
+            )
+        )
+
+    def _server_certificate(self, service: k8s.core.v1.Service) -> tuple[ServerCertificate, pulumi.Output[str] | None]:
+        """The certificate the server presents, and the CA that signed it (None: the user's own)."""
+        if self._args.server_certificate is not None:
+            return self._args.server_certificate, None
+        names = self._certificate_names(service)
+        ca_key, ca = self._certificate_authority()
+        key = tls.PrivateKey(
+            f"{self._name}-server-key",
+            algorithm=KEY_ALGORITHM,
+            ecdsa_curve=KEY_CURVE,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        request = tls.CertRequest(
+            f"{self._name}-server-csr",
+            private_key_pem=key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=self._args.app.app_name, organization=PART_OF),
+            dns_names=names.apply(lambda n: list(n.dns_names)),
+            ip_addresses=names.apply(lambda n: list(n.ip_addresses)),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        certificate = tls.LocallySignedCert(
+            f"{self._name}-server-certificate",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca.cert_pem,
+            allowed_uses=list(SERVER_USES),
+            # `pulumi up` replaces it once inside the last SERVER_EARLY_RENEWAL_HOURS of its life
+            # (mlstack/tls.py says how), and the new certificate rolls the pods (the digest annotation).
+            validity_period_hours=SERVER_VALIDITY_HOURS,
+            early_renewal_hours=SERVER_EARLY_RENEWAL_HOURS,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # pulumi-tls already marks private_key_pem secret (additional_secret_outputs); said again here,
+        # where the key leaves for the Secret, so that no change upstream can unwrap it.
+        served = ServerCertificate(
+            certificate=certificate.cert_pem, private_key=pulumi.Output.secret(key.private_key_pem)
+        )
+        return served, ca.cert_pem
+
+    def _certificate_authority(self) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+        """The stack's own CA: its key, and its self-signed certificate, which the stack exports."""
+        key = tls.PrivateKey(
+            f"{self._name}-ca-key",
+            algorithm=KEY_ALGORITHM,
+            ecdsa_curve=KEY_CURVE,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        ca = tls.SelfSignedCert(
+            f"{self._name}-ca",
+            private_key_pem=key.private_key_pem,
+            is_ca_certificate=True,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=f"{self._args.app.app_name} CA", organization=PART_OF),
+            allowed_uses=list(CA_USES),
+            # Renewed like the server's certificate (mlstack/tls.py); a new CA replaces the server
+            # certificate it signs, and clients must fetch caCertificate again.
+            validity_period_hours=CA_VALIDITY_HOURS,
+            early_renewal_hours=CA_EARLY_RENEWAL_HOURS,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return key, ca
+
+    def _tls_secret(self, certificate: ServerCertificate) -> k8s.core.v1.Secret:
+        """The certificate and key as a kubernetes.io/tls Secret, auto-named and immutable: a new
+        certificate makes a new Secret (and the pods move to it) instead of changing one under them.
+        pulumi-kubernetes replaces an immutable Secret on any change, whatever the provider's
+        enableSecretMutable option (CHANGELOG 4.18.0)."""
+        return k8s.core.v1.Secret(
+            f"{self._name}-tls",
+            metadata=self._meta("tls"),
+            type=TLS_SECRET_TYPE,
+            immutable=True,
+            string_data={
+                TLS_SECRET_CERTIFICATE: certificate.certificate,
+                TLS_SECRET_PRIVATE_KEY: certificate.private_key,
+            },
             opts=self._k8s,
         )
 
@@ -685,4 +999,4 @@ class MlWorkloads(pulumi.ComponentResource):
         if args.target.external_load_balancer:
             return service.status.apply(lambda status: load_balancer_url(status, port)), None
         forward = port_forward_command(args.app, port, args.kube_context)
-        return pulumi.Output.from_input(f"http://localhost:{LOCAL_PORT}"), forward
+        return pulumi.Output.from_input(f"https://localhost:{LOCAL_PORT}"), forward

@@ -40,11 +40,12 @@ AKS_GPU_VM_SIZE: Final = re.compile(r"^standard_n[a-z]", re.IGNORECASE)
 EXEMPT_ANNOTATION: Final = "mlstack.io/policy-exempt"
 EXEMPT_REASON_ANNOTATION: Final = "mlstack.io/policy-exempt-reason"
 
-# Only basic-auth: it is the one Secret mlstack ships. Opaque is refused on purpose:
-# it says nothing of what it holds, so a reviewer cannot tell a stray credential from
-# an intended one; clusters pull images through their cloud identity, never a
-# dockerconfigjson, and long-lived service-account tokens are exactly what we avoid.
-ALLOWED_SECRET_TYPES: Final = frozenset({"kubernetes.io/basic-auth"})
+# Only the types mlstack ships: basic-auth (the inference password) and tls (the server's
+# certificate and key). Opaque is refused on purpose: it says nothing of what it holds, so a
+# reviewer cannot tell a stray credential from an intended one; clusters pull images through
+# their cloud identity, never a dockerconfigjson, and long-lived service-account tokens are
+# exactly what we avoid.
+ALLOWED_SECRET_TYPES: Final = frozenset({"kubernetes.io/basic-auth", "kubernetes.io/tls"})
 
 DIGEST_REF: Final = re.compile(r"@sha256:[0-9a-f]{64}$")
 # Words (after splitting camelCase and separators) that make a ConfigMap key look secret.
@@ -464,7 +465,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "secret-types",
-        "Secrets are only of the types mlstack ships (kubernetes.io/basic-auth).",
+        "Secrets are only of the types mlstack ships (kubernetes.io/basic-auth, kubernetes.io/tls).",
         "mandatory",
         secrets_of_allowed_types,
         kubernetes=True,

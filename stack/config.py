@@ -130,6 +130,9 @@ class StackConfig:
     images: ImageConfig
     basic_auth_username: str
     basic_auth_password: pulumi.Output[str] | None  # None: generate one
+    # The server's own certificate chain and key (both secret), or both None: the stack makes its own CA.
+    tls_certificate: pulumi.Output[str] | None
+    tls_private_key: pulumi.Output[str] | None
     model_store_size: str
     storage_class: str | None  # None: the target's choice
     training: specs.Training
@@ -233,8 +236,13 @@ class _Reader:
                 self.fail(f"{name}[{index}]", value, str(e))
         return tuple(checked)
 
-    def secret_text(self, name: str) -> pulumi.Output[str] | None:
-        """An optional secret: None when empty; refuses a value stored in plain text."""
+    def secret_is_set(self, name: str) -> bool:
+        """Whether an optional secret holds a value (read raw: its value is never shown or logged)."""
+        return bool(get_config(self.key(name)))
+
+    def secret_text(self, name: str, check: Callable[[str], object] | None = None) -> pulumi.Output[str] | None:
+        """An optional secret: None when empty; refuses a value stored in plain text, or one ``check``
+        refuses (a ValueError whose message must not quote the value)."""
         raw = get_config(self.key(name))
         if raw is None:
             self._missing(name)
@@ -252,6 +260,12 @@ class _Reader:
             reason = "must be at least 12 characters long (the value is not shown here)"
             self.problems.append(Problem(name, None, reason, show_value=False))
             return None
+        if check is not None:
+            try:
+                check(raw)
+            except ValueError as e:
+                self.problems.append(Problem(name, None, f"{e} (the value is not shown here)", show_value=False))
+                return None
         return pulumi.Output.secret(raw)
 
     def quantity(self, name: str) -> str:
@@ -296,6 +310,7 @@ def load() -> StackConfig:
     app = _app(r)
     username = r.string("basicAuthUsername", _username, "")
     password = r.secret_text("basicAuthPassword")
+    tls_certificate, tls_private_key = _own_certificate(r)
     store_size = r.quantity("modelStoreSize")
     storage_class = r.string("storageClass", _optional(validate.dns1123_label), None)
 
@@ -326,6 +341,8 @@ def load() -> StackConfig:
         images=images,
         basic_auth_username=username,
         basic_auth_password=password,
+        tls_certificate=tls_certificate,
+        tls_private_key=tls_private_key,
         model_store_size=store_size,
         storage_class=storage_class,
         training=training,
@@ -346,6 +363,16 @@ def _app(r: _Reader) -> specs.App:
         model_labels=labels,
         log_level=r.choice("logLevel", LOG_LEVELS),
     )
+
+
+def _own_certificate(r: _Reader) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
+    """The server certificate chain and key the user brings (both secret), or (None, None)."""
+    certificate = r.secret_text("tlsCertificate", validate.pem_certificate_chain)
+    private_key = r.secret_text("tlsPrivateKey", validate.pem_private_key)
+    r.add(rules.own_certificate(r.secret_is_set("tlsCertificate"), r.secret_is_set("tlsPrivateKey")))
+    if certificate is None or private_key is None:
+        return None, None
+    return certificate, private_key
 
 
 def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:

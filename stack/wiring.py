@@ -12,7 +12,7 @@ import pulumi
 
 from components.image import AppImage, AppImageArgs
 from components.target import ClusterTarget
-from components.workloads import MlWorkloads, MlWorkloadsArgs
+from components.workloads import MlWorkloads, MlWorkloadsArgs, ServerCertificate
 from stack.config import AzureConfig, GcpConfig, LocalConfig, StackConfig
 
 if TYPE_CHECKING:  # the cloud SDKs load only in the branch of the stack's own cloud
@@ -133,8 +133,16 @@ def workloads(
             model_store_size=cfg.model_store_size,
             storage_class=cfg.storage_class,
             kube_context=target.kube_context,
+            server_certificate=own_certificate(cfg),
         ),
     )
+
+
+def own_certificate(cfg: StackConfig) -> ServerCertificate | None:
+    """The certificate and key from mlstack:tlsCertificate and mlstack:tlsPrivateKey; None: the stack makes its own."""
+    if cfg.tls_certificate is None or cfg.tls_private_key is None:
+        return None
+    return ServerCertificate(certificate=cfg.tls_certificate, private_key=cfg.tls_private_key)
 
 
 def stack_outputs(
@@ -155,6 +163,8 @@ def stack_outputs(
         "basicAuthPassword": workloads.basic_auth_password,
         "kubeconfig": target.kubeconfig,
     }
+    if workloads.ca_certificate is not None:  # the stack's own CA; none with the user's certificate
+        outputs["caCertificate"] = workloads.ca_certificate
     if workloads.port_forward:
         outputs["portForward"] = workloads.port_forward
     outputs["curl"] = workloads.curl

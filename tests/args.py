@@ -103,7 +103,7 @@ TRAINING: Final = specs.Training(
 )  # fmt: skip
 SERVING: Final = specs.Serving(
     replicas=2, max_replicas=6, target_cpu_utilization=60, cpu_request="250m", cpu_limit="1",
-    memory_request="256Mi", memory_limit="512Mi", service_port=80, allowed_source_ranges=("203.0.113.0/24",),
+    memory_request="256Mi", memory_limit="512Mi", service_port=443, allowed_source_ranges=("203.0.113.0/24",),
 )  # fmt: skip
 SPOT_TOLERATION: Final = Toleration(
     key="kubernetes.azure.com/scalesetpriority", operator="Equal", value="spot", effect="NoSchedule"

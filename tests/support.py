@@ -93,6 +93,17 @@ def container(workload: harness.Registration) -> dict[str, Any]:
     return found
 
 
+def plain_strings(value: Any) -> list[str]:
+    """Every string in a wire value (a registration's inputs or outputs) that is not inside a secret marker."""
+    if harness.is_secret_value(value):
+        return []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in plain_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in plain_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
 def pod_template_annotations(workload: harness.Registration) -> dict[str, Any]:
     annotations: dict[str, Any] = harness.manifest(workload)["spec"]["template"]["metadata"].get("annotations") or {}
     return annotations
@@ -115,6 +126,38 @@ def kubeconfig_document(current: str | None, *contexts: str) -> str:
             "users": [{"name": f"{n}-user", "user": {"token": f"secret-of-{n}"}} for n in contexts],
         }
     )
+
+
+# --- a certificate and key, as a user brings them in secret config ----------------------------
+
+
+def certificate_and_key(name: str = "ml.example.com") -> tuple[str, str]:
+    """A self-signed ECDSA certificate for ``name`` and its unencrypted PKCS#8 key, both PEM (cryptography)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
 # --- the policy pack, in its own virtualenv ------------------------------------------------

@@ -6,6 +6,7 @@ here, that the objects refer to each other by the names they got, in the right o
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from typing import Any
 
@@ -27,10 +28,18 @@ from tests.support import (
     SERVICE_ACCOUNT,
     CountingMocks,
     container,
+    plain_strings,
     pod_spec,
     tolerates_gpu_taint,
 )
-from tools import harness
+from tools import harness, mocks_tls
+
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+CERT_REQUEST = "tls:index/certRequest:CertRequest"
+SERVER_CERTIFICATE = "tls:index/locallySignedCert:LocallySignedCert"
+CA_CERTIFICATE = "tls:index/selfSignedCert:SelfSignedCert"
+OWN_CERTIFICATE = "-----BEGIN CERTIFICATE-----\nb3duIGNlcnRpZmljYXRl\n-----END CERTIFICATE-----\n"
+OWN_KEY = "-----BEGIN PRIVATE KEY-----\nb3duIGtleQ==\n-----END PRIVATE KEY-----\n"
 
 
 def run_workloads(
@@ -75,7 +84,7 @@ def manifest(run: harness.StackRun, type_: str, suffix: str = "") -> dict[str, A
 
 
 def test_service_selects_exactly_the_serving_pods(cpu_run: harness.StackRun) -> None:
-    service = manifest(cpu_run, SERVICE)
+    service = manifest(cpu_run, SERVICE, "-service")
     deployment = manifest(cpu_run, DEPLOYMENT)
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = service["spec"]["selector"]
@@ -86,12 +95,35 @@ def test_service_selects_exactly_the_serving_pods(cpu_run: harness.StackRun) -> 
 
 
 def test_service_targets_the_containers_named_port(cpu_run: harness.StackRun) -> None:
-    service = manifest(cpu_run, SERVICE)
+    service = manifest(cpu_run, SERVICE, "-service")
     ports = {p["name"]: p for p in container(cpu_run.one(DEPLOYMENT))["ports"]}
     (service_port,) = service["spec"]["ports"]
     assert service_port["targetPort"] in ports, f"Service targets {service_port['targetPort']}, pods declare {ports}"
     assert ports[service_port["targetPort"]]["containerPort"] == contract.PORT
     assert service_port["port"] == SERVING.service_port
+
+
+def test_the_load_balancer_exposes_no_metrics_port(cpu_run: harness.StackRun) -> None:
+    service = manifest(cpu_run, SERVICE, "-service")
+    assert service["spec"]["type"] == "LoadBalancer"
+    exposed = {(p["name"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert exposed == {(contract.PORT_NAME, contract.PORT_NAME)}, f"the public Service exposes {exposed}"
+    assert contract.METRICS_PORT not in {p["port"] for p in service["spec"]["ports"]}
+
+
+def test_the_metrics_service_is_in_cluster_and_targets_the_containers_metrics_port(cpu_run: harness.StackRun) -> None:
+    service = manifest(cpu_run, SERVICE, "-metrics")
+    deployment = manifest(cpu_run, DEPLOYMENT)
+    assert service["spec"]["type"] == "ClusterIP", "metrics must not leave the cluster"
+    assert service["metadata"]["name"] == "digits-metrics"
+    ports = {p["name"]: p for p in container(cpu_run.one(DEPLOYMENT))["ports"]}
+    (port,) = service["spec"]["ports"]
+    assert ports[port["targetPort"]]["containerPort"] == contract.METRICS_PORT
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    annotations = service["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["port"])
+    assert annotations["prometheus.io/path"] == contract.METRICS_PATH
 
 
 def test_env_and_secret_references_name_objects_and_keys_that_exist(cpu_run: harness.StackRun) -> None:
@@ -127,7 +159,7 @@ def test_labels_file_is_mounted_from_the_labels_config_map(cpu_run: harness.Stac
 
 
 def test_basic_auth_secret_has_the_standard_type_and_keys(cpu_run: harness.StackRun) -> None:
-    secret = manifest(cpu_run, SECRET)
+    secret = manifest(cpu_run, SECRET, "-basic-auth")
     assert secret["type"] == "kubernetes.io/basic-auth"
     assert secret["stringData"]["username"] == "alice"
     assert secret["stringData"]["password"] == harness.MOCK_GENERATED_PASSWORD
@@ -223,7 +255,7 @@ def test_every_kubernetes_object_uses_the_clusters_provider(cpu_run: harness.Sta
 def test_every_child_is_parented_to_the_component(cpu_run: harness.StackRun) -> None:
     (component,) = cpu_run.of_type("mlstack:workloads:MlWorkloads")
     for registration in cpu_run.registrations.values():
-        if registration.type.startswith(("kubernetes:", "random:")):
+        if registration.type.startswith(("kubernetes:", "random:", "tls:")):
             assert registration.parent == component.urn, f"{registration.name} is parented to {registration.parent}"
 
 
@@ -261,21 +293,169 @@ def test_more_gpus_than_a_node_carries_is_refused_before_any_resource() -> None:
 def test_external_load_balancer_gives_its_address() -> None:
     built: list[workloads.MlWorkloads] = []
     result = run_workloads(external=True, built=built)
-    service = result.one(SERVICE)
+    service = result.one(SERVICE, "-service")
     assert "pulumi.com/skipAwait" not in (service.inputs["metadata"].get("annotations") or {})
-    assert harness.resolve(built[0].url) == f"http://{harness.MOCK_LB_IP}"
+    assert harness.resolve(built[0].url) == f"https://{harness.MOCK_LB_IP}", "a URL on 443 needs no port"
     assert built[0].port_forward is None
-    assert harness.resolve(built[0].curl).endswith(f"http://{harness.MOCK_LB_IP}/predict")
+    curl = harness.resolve(built[0].curl)
+    assert curl.endswith(f"https://{harness.MOCK_LB_IP}/predict")
+    assert "pulumi stack output caCertificate > digits-ca.pem && curl --cacert digits-ca.pem " in curl
 
 
 def test_cluster_without_external_ip_does_not_wait_for_one() -> None:
     built: list[workloads.MlWorkloads] = []
     result = run_workloads(external=False, built=built, kube_context="kind-ml")
-    annotations = result.one(SERVICE).inputs["metadata"]["annotations"]
+    annotations = result.one(SERVICE, "-service").inputs["metadata"]["annotations"]
     assert annotations == {"pulumi.com/skipAwait": "true"}
-    assert harness.resolve(built[0].url) == "http://localhost:8080"
-    assert built[0].port_forward == "kubectl --context kind-ml -n ml port-forward service/digits 8080:80"
-    assert harness.resolve(built[0].curl).startswith(f"({built[0].port_forward} &)")
+    assert harness.resolve(built[0].url) == "https://localhost:8443"
+    assert built[0].port_forward == "kubectl --context kind-ml -n ml port-forward service/digits 8443:443"
+    curl = harness.resolve(built[0].curl)
+    assert curl.startswith(f"({built[0].port_forward} &)")
+    assert "--cacert digits-ca.pem" in curl
+    assert curl.endswith("https://localhost:8443/predict")
+
+
+# --- TLS: the stack's own CA and certificate, in a kubernetes.io/tls Secret ----------------
+
+
+def test_the_tls_secret_is_a_kubernetes_tls_secret_with_the_signed_certificate(cpu_run: harness.StackRun) -> None:
+    secret = manifest(cpu_run, SECRET, "-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["stringData"]) == {"tls.crt", "tls.key"}, "the keys a kubernetes.io/tls Secret must hold"
+    assert secret["immutable"] is True, "a new certificate must make a new Secret"
+    certificate = cpu_run.one(SERVER_CERTIFICATE)
+    key = cpu_run.one(PRIVATE_KEY, "-server-key")
+    assert secret["stringData"]["tls.crt"] == certificate.outputs["certPem"]
+    assert secret["stringData"]["tls.key"] == harness.plain(key.outputs["privateKeyPem"])
+    assert not secret["metadata"].get("name", "").endswith("-tls"), "auto-named: a new certificate rolls"
+
+
+def test_the_serving_pods_mount_the_tls_secret_and_carry_its_certificates_digest(cpu_run: harness.StackRun) -> None:
+    secret = manifest(cpu_run, SECRET, "-tls")
+    spec = pod_spec(cpu_run.one(DEPLOYMENT))
+    volume = next(v for v in spec["volumes"] if v["name"] == workloads.TLS_VOLUME)
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert {item["key"] for item in volume["secret"]["items"]} <= set(secret["stringData"])
+    digest = hashlib.sha256(secret["stringData"]["tls.crt"].encode()).hexdigest()
+    annotations = manifest(cpu_run, DEPLOYMENT)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[workloads.CERTIFICATE_DIGEST_ANNOTATION] == digest
+    key_digest = hashlib.sha256(secret["stringData"]["tls.key"].encode()).hexdigest()
+    assert key_digest not in annotations.values(), "nothing of the key is annotated"
+
+
+def test_the_certificate_is_signed_by_the_exported_ca_for_a_server() -> None:
+    built: list[workloads.MlWorkloads] = []
+    result = run_workloads(built=built)
+    ca = result.one(CA_CERTIFICATE)
+    assert ca.inputs["isCaCertificate"] is True
+    assert {"cert_signing"} <= set(ca.inputs["allowedUses"])
+    certificate = result.one(SERVER_CERTIFICATE)
+    assert "server_auth" in certificate.inputs["allowedUses"]
+    assert certificate.inputs["caCertPem"] == ca.outputs["certPem"]
+    exported = built[0].ca_certificate
+    assert exported is not None, "the stack's own CA is exported"
+    assert harness.resolve(exported) == ca.outputs["certPem"]
+    assert not harness.is_secret(exported), "the CA certificate is public"
+    for registration, early, validity in (
+        (certificate, 720, 8760),
+        (ca, 8760, 87600),
+    ):
+        assert (registration.inputs["earlyRenewalHours"], registration.inputs["validityPeriodHours"]) == (
+            early, validity,
+        ), f"{registration.name} renews on `pulumi up` inside its last {early} hours"  # fmt: skip
+
+
+def test_the_certificate_names_the_load_balancers_address_localhost_and_the_service(cpu_run: harness.StackRun) -> None:
+    request = cpu_run.one(CERT_REQUEST)
+    assert harness.MOCK_LB_IP in request.inputs["ipAddresses"], "the address clients reach the Service at"
+    assert "127.0.0.1" in request.inputs["ipAddresses"]
+    assert {"localhost", "digits", "digits.ml", "digits.ml.svc", "digits.ml.svc.cluster.local"} <= set(
+        request.inputs["dnsNames"]
+    )
+    # What the Secret serves is what was requested (the mocks sign what they are asked to).
+    served = mocks_tls.decode(manifest(cpu_run, SECRET, "-tls")["stringData"]["tls.crt"])
+    assert served["ipAddresses"] == request.inputs["ipAddresses"]
+
+
+def test_a_load_balancer_host_name_is_a_dns_name_on_the_certificate() -> None:
+    class HostnameMocks(harness.StackMocks):
+        def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+            id_, state = super().new_resource(args)
+            if "status" in state:
+                state["status"] = {"loadBalancer": {"ingress": [{"hostname": "lb-1.elb.example.com"}]}}
+            return id_, state
+
+    default = harness.default_mocks()
+    result = run_workloads(mocks=HostnameMocks(outputs=default.outputs, calls=default.calls))
+    request = result.one(CERT_REQUEST)
+    assert request.inputs["dnsNames"][0] == "lb-1.elb.example.com"
+    assert request.inputs["ipAddresses"] == ["127.0.0.1"]
+
+
+def test_without_an_external_address_the_certificate_names_localhost_and_the_service() -> None:
+    result = run_workloads(external=False)
+    request = result.one(CERT_REQUEST)
+    assert request.inputs["ipAddresses"] == ["127.0.0.1"]
+    assert request.inputs["dnsNames"][0] == "localhost"
+
+
+def test_order_is_service_then_certificate_then_secret_then_deployment(cpu_run: harness.StackRun) -> None:
+    service = cpu_run.one(SERVICE, "-service")
+    request = cpu_run.one(CERT_REQUEST)
+    certificate = cpu_run.one(SERVER_CERTIFICATE)
+    secret = cpu_run.one(SECRET, "-tls")
+    deployment = cpu_run.one(DEPLOYMENT)
+    assert service.urn in request.dependencies, "the certificate must wait for the Service's address"
+    assert request.urn in certificate.dependencies
+    assert certificate.urn in secret.dependencies
+    assert secret.urn in deployment.dependencies
+    assert deployment.urn not in service.dependencies, "the Service would wait for the Deployment: a cycle"
+
+
+def test_a_new_certificate_changes_the_pods_annotation() -> None:
+    def digest(load_balancer_ip: str) -> str:
+        mocks = harness.default_mocks()
+        mocks.load_balancer_ip = load_balancer_ip
+        result = run_workloads(mocks=mocks)
+        template = manifest(result, DEPLOYMENT)["spec"]["template"]
+        return str(template["metadata"]["annotations"][workloads.CERTIFICATE_DIGEST_ANNOTATION])
+
+    first = digest("203.0.113.10")
+    assert digest("203.0.113.10") == first, "the same certificate must not roll the pods"
+    assert digest("203.0.113.99") != first, "a certificate for a new address must roll the pods"
+
+
+def test_the_private_keys_are_never_in_plain_text_in_any_input(cpu_run: harness.StackRun) -> None:
+    keys = [harness.plain(r.outputs["privateKeyPem"]) for r in cpu_run.of_type(PRIVATE_KEY)]
+    assert len(keys) == 2, "the CA's key and the server's"
+    for registration in cpu_run.of_type(PRIVATE_KEY):
+        assert harness.is_secret_value(registration.outputs["privateKeyPem"]), f"{registration.name}'s key"
+    for registration in cpu_run.registrations.values():
+        for text in plain_strings(registration.inputs):
+            assert "PRIVATE KEY" not in text, f"{registration.name} has a private key outside a secret"
+            assert not any(key in text for key in keys), f"{registration.name} carries a key in plain text"
+
+
+# --- TLS: a certificate the user brings -------------------------------------------------------
+
+
+def test_a_certificate_the_user_brings_is_served_and_no_ca_is_made() -> None:
+    built: list[workloads.MlWorkloads] = []
+    own = workloads.ServerCertificate(
+        certificate=pulumi.Output.secret(OWN_CERTIFICATE), private_key=pulumi.Output.secret(OWN_KEY)
+    )
+    result = run_workloads(built=built, server_certificate=own)
+    assert [r.type for r in result.registrations.values() if r.type.startswith("tls:")] == []
+    assert built[0].ca_certificate is None
+    secret = manifest(result, SECRET, "-tls")
+    assert secret["stringData"] == {"tls.crt": OWN_CERTIFICATE, "tls.key": OWN_KEY}
+    assert harness.is_secret_value(result.one(SECRET, "-tls").inputs["stringData"])
+    curl = harness.resolve(built[0].curl)
+    assert "--cacert" not in curl, "the user's certificate is trusted as the system trusts it"
+    annotations = manifest(result, DEPLOYMENT)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[workloads.CERTIFICATE_DIGEST_ANNOTATION] == hashlib.sha256(OWN_CERTIFICATE.encode()).hexdigest()
+    template = result.one(DEPLOYMENT).inputs["spec"]["template"]
+    assert not harness.is_secret_value(template), "the certificate's digest is no secret: keep the template readable"
 
 
 # --- a CSI store (GCS FUSE) reached through workload identity --------------------------

@@ -20,6 +20,7 @@ from tests.support import tolerates_gpu_taint
 REFS = workloads.PodRefs(
     service_account="digits-workload", env_config="digits-env-1", model_claim="digits-models", model_version="v1"
 )
+TLS_REFS = workloads.TlsRefs(secret_name="digits-tls-1", certificate_sha256="ab" * 32)
 CSI_STORE = ModelStore(
     csi=CsiVolume(driver="gcsfuse.csi.storage.gke.io", volume_attributes={"bucketName": "models-bucket"}),
     pod_annotations={"gke-gcsfuse/volumes": "true"},
@@ -37,8 +38,12 @@ def job_pod(target: FakeTarget) -> k8s.core.v1.PodSpecArgs:
     return workloads.training_job_spec(workloads_args(target), REFS, ["--version", "v1"]).template.spec
 
 
+def server_spec(target: FakeTarget, refs: workloads.PodRefs = REFS) -> k8s.apps.v1.DeploymentSpecArgs:
+    return workloads.server_deployment_spec(workloads_args(target), refs, "digits-labels", "digits-auth", TLS_REFS)
+
+
 def server_pod(target: FakeTarget) -> k8s.core.v1.PodSpecArgs:
-    return workloads.server_deployment_spec(workloads_args(target), REFS, "digits-labels", "digits-auth").template.spec
+    return server_spec(target).template.spec
 
 
 # --- versions, labels, env --------------------------------------------------------------
@@ -131,13 +136,15 @@ def test_serving_never_lands_on_the_gpu_pool() -> None:
     assert GPU_RESOURCE not in pod.containers[0].resources.limits
 
 
-def test_probes_hit_the_named_port_and_the_apps_endpoints() -> None:
+def test_probes_hit_the_tls_port_over_https_on_the_apps_endpoints() -> None:
     (server,) = server_pod(FakeTarget()).containers
     declared = {p.name: p.container_port for p in server.ports}
-    assert declared == {contract.PORT_NAME: contract.PORT}
+    assert declared == {contract.PORT_NAME: contract.PORT, contract.METRICS_PORT_NAME: contract.METRICS_PORT}
     for probe, path in ((server.startup_probe, contract.READY_PATH), (server.readiness_probe, contract.READY_PATH),
                         (server.liveness_probe, contract.LIVE_PATH)):  # fmt: skip
-        assert probe.http_get.port in declared, f"a probe uses port {probe.http_get.port}, declared {declared}"
+        assert probe.http_get.port == contract.PORT_NAME, f"a probe uses port {probe.http_get.port}, not the TLS port"
+        # The server speaks only TLS there: a plain-HTTP probe would fail and the pod never be ready.
+        assert probe.http_get.scheme == "HTTPS", f"the probe on {path} is not HTTPS"
         assert probe.http_get.path == path
     # A slow model load must not get the pod killed: startup allows far longer than liveness.
     startup, liveness = server.startup_probe, server.liveness_probe
@@ -162,15 +169,75 @@ def test_the_labels_file_is_mounted_where_the_env_points() -> None:
 
 
 def test_rollout_never_drops_below_the_desired_count() -> None:
-    spec = workloads.server_deployment_spec(workloads_args(FakeTarget()), REFS, "l", "a")
+    spec = server_spec(FakeTarget())
     assert spec.strategy.type == "RollingUpdate"
     assert spec.strategy.rolling_update.max_unavailable == 0
     assert spec.replicas == SERVING.replicas
 
 
+def test_shutdown_follows_the_apps_contract() -> None:
+    spec = server_pod(FakeTarget())
+    (server,) = spec.containers
+    assert spec.termination_grace_period_seconds == contract.GRACE_SECONDS
+    assert server.lifecycle.pre_stop.sleep.seconds == contract.PRESTOP_SECONDS
+    assert contract.PRESTOP_SECONDS < contract.GRACE_SECONDS, "the preStop pause would use up the grace period"
+
+
+# --- TLS and metrics on the serving pods ----------------------------------------------------
+
+
+def test_the_tls_secret_is_mounted_read_only_where_the_env_points() -> None:
+    pod = server_pod(FakeTarget())
+    (server,) = pod.containers
+    volume = next(v for v in pod.volumes if v.name == workloads.TLS_VOLUME)
+    assert volume.secret.secret_name == TLS_REFS.secret_name
+    files = {item.key: item.path for item in volume.secret.items}
+    assert files == {"tls.crt": contract.TLS_CERT_FILE_NAME, "tls.key": contract.TLS_KEY_FILE_NAME}
+    assert volume.secret.default_mode & 0o007 == 0, "the key must not be readable by every user of the node"
+    mount = next(m for m in server.volume_mounts if m.name == workloads.TLS_VOLUME)
+    assert (mount.mount_path, mount.read_only) == (contract.TLS_DIR, True)
+    env = {e.name: e.value for e in server.env}
+    assert env[contract.ENV_TLS_CERT_FILE] == f"{mount.mount_path}/{files['tls.crt']}"
+    assert env[contract.ENV_TLS_KEY_FILE] == f"{mount.mount_path}/{files['tls.key']}"
+    assert env[contract.ENV_METRICS_PORT] == str(contract.METRICS_PORT)
+    assert not any("PRIVATE KEY" in str(e.value) for e in server.env), "the key itself in the environment"
+
+
+def test_the_pod_template_carries_the_certificates_digest() -> None:
+    template = server_spec(FakeTarget()).template
+    assert template.metadata.annotations == {workloads.CERTIFICATE_DIGEST_ANNOTATION: TLS_REFS.certificate_sha256}
+    first, second = "-----BEGIN CERTIFICATE-----\nAAAA\n", "-----BEGIN CERTIFICATE-----\nAAAB\n"
+    assert workloads.certificate_sha256(first) == workloads.certificate_sha256(first), "not deterministic"
+    assert workloads.certificate_sha256(first) != workloads.certificate_sha256(second)
+    assert len(workloads.certificate_sha256(first)) == 64
+
+
+def test_the_public_service_exposes_the_tls_port_and_never_the_metrics_port() -> None:
+    service = workloads.service_spec(APP, SERVING)
+    assert [p.target_port for p in service.ports] == [contract.PORT_NAME]
+    assert all(p.port != contract.METRICS_PORT and p.name != contract.METRICS_PORT_NAME for p in service.ports)
+
+
+def test_the_metrics_service_stays_inside_the_cluster_on_the_metrics_port() -> None:
+    service = workloads.metrics_service_spec(APP)
+    assert service.type == "ClusterIP"
+    (port,) = service.ports
+    assert (port.name, port.port, port.target_port) == (
+        contract.METRICS_PORT_NAME, contract.METRICS_PORT, contract.METRICS_PORT_NAME,
+    )  # fmt: skip
+    assert service.selector == workloads.selector(APP, "server")
+    annotations = workloads.metrics_service_annotations()
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(contract.METRICS_PORT),
+        "prometheus.io/path": contract.METRICS_PATH,
+        "prometheus.io/scheme": "http",
+    }
+
+
 def test_service_selects_the_serving_pods_on_their_named_port() -> None:
     service = workloads.service_spec(APP, SERVING)
-    deployment = workloads.server_deployment_spec(workloads_args(FakeTarget()), REFS, "l", "a")
+    deployment = server_spec(FakeTarget())
     assert service.selector == deployment.selector.match_labels
     assert service.selector.items() <= deployment.template.metadata.labels.items()
     (port,) = service.ports
@@ -209,9 +276,13 @@ def test_a_csi_store_is_mounted_inline_with_its_annotations_and_token() -> None:
     assert workloads.claim_spec(workloads_args(target)) is None, "a CSI store needs no claim"
     refs = replace(REFS, model_claim=None)
     job = workloads.training_job_spec(workloads_args(target), refs, []).template
-    server = workloads.server_deployment_spec(workloads_args(target), refs, "l", "a").template
+    server = server_spec(target, refs).template
+    assert server.metadata.annotations == {
+        "gke-gcsfuse/volumes": "true",
+        workloads.CERTIFICATE_DIGEST_ANNOTATION: TLS_REFS.certificate_sha256,
+    }, "the store's pod annotations and the certificate's digest, side by side"
     for template, read_only in ((job, False), (server, True)):
-        assert template.metadata.annotations == {"gke-gcsfuse/volumes": "true"}
+        assert template.metadata.annotations["gke-gcsfuse/volumes"] == "true"
         volume = next(v for v in template.spec.volumes if v.name == "models")
         assert volume.csi.driver == "gcsfuse.csi.storage.gke.io"
         assert volume.csi.read_only is read_only
@@ -228,31 +299,53 @@ def test_model_store_needs_exactly_one_kind() -> None:
 # --- exposure ------------------------------------------------------------------------------
 
 
+def _status(*ingress: k8s.core.v1.outputs.LoadBalancerIngress) -> k8s.core.v1.outputs.ServiceStatus:
+    return k8s.core.v1.outputs.ServiceStatus(
+        load_balancer=k8s.core.v1.outputs.LoadBalancerStatus(ingress=list(ingress))
+    )
+
+
 def test_load_balancer_url_from_status() -> None:
-    status = k8s.core.v1.outputs.ServiceStatus(
-        load_balancer=k8s.core.v1.outputs.LoadBalancerStatus(
-            ingress=[k8s.core.v1.outputs.LoadBalancerIngress(ip="198.51.100.4")]
-        )
+    status = _status(k8s.core.v1.outputs.LoadBalancerIngress(ip="198.51.100.4"))
+    assert workloads.load_balancer_url(status, 443) == "https://198.51.100.4"
+    assert workloads.load_balancer_url(status, 8443) == "https://198.51.100.4:8443"
+    named = _status(k8s.core.v1.outputs.LoadBalancerIngress(hostname="lb.example.com"))
+    assert workloads.load_balancer_url(named, 443) == "https://lb.example.com"
+    v6 = _status(k8s.core.v1.outputs.LoadBalancerIngress(ip="2001:db8::4"))
+    assert workloads.load_balancer_url(v6, 443) == "https://[2001:db8::4]"
+    assert workloads.load_balancer_url(None, 443).startswith("pending")
+
+
+def test_load_balancer_addresses_from_a_typed_status_or_the_dict_output_all_hands_over() -> None:
+    typed = _status(
+        k8s.core.v1.outputs.LoadBalancerIngress(ip="198.51.100.4"),
+        k8s.core.v1.outputs.LoadBalancerIngress(hostname="lb.example.com"),
     )
-    assert workloads.load_balancer_url(status, 80) == "http://198.51.100.4"
-    assert workloads.load_balancer_url(status, 8443) == "http://198.51.100.4:8443"
-    named = k8s.core.v1.outputs.ServiceStatus(
-        load_balancer=k8s.core.v1.outputs.LoadBalancerStatus(
-            ingress=[k8s.core.v1.outputs.LoadBalancerIngress(hostname="lb.example.com")]
-        )
-    )
-    assert workloads.load_balancer_url(named, 80) == "http://lb.example.com"
-    assert workloads.load_balancer_url(None, 80).startswith("pending")
+    assert workloads.load_balancer_addresses(typed) == ["198.51.100.4", "lb.example.com"]
+    plain = {"load_balancer": {"ingress": [{"ip": "198.51.100.4"}, {"hostname": "lb.example.com"}]}}
+    assert workloads.load_balancer_addresses(plain) == ["198.51.100.4", "lb.example.com"]
+    assert workloads.load_balancer_addresses({"load_balancer": {}}) == []
+    assert workloads.load_balancer_addresses(None) == []
 
 
 def test_port_forward_and_curl_commands() -> None:
-    forward = workloads.port_forward_command(APP, 80, "kind-ml")
-    assert forward == "kubectl --context kind-ml -n ml port-forward service/digits 8080:80"
-    assert workloads.port_forward_command(APP, 80, None) == "kubectl -n ml port-forward service/digits 8080:80"
-    curl = workloads.curl_command("http://203.0.113.10", "alice", None)
-    assert curl.startswith('curl -u "alice:$(pulumi stack output basicAuthPassword --show-secrets)"')
-    assert curl.endswith("http://203.0.113.10/predict")
-    assert workloads.curl_command("http://localhost:8080", "alice", forward).startswith(f"({forward} &) && sleep 3")
+    forward = workloads.port_forward_command(APP, 443, "kind-ml")
+    assert forward == "kubectl --context kind-ml -n ml port-forward service/digits 8443:443"
+    assert workloads.port_forward_command(APP, 443, None) == "kubectl -n ml port-forward service/digits 8443:443"
+    curl = workloads.curl_command("https://203.0.113.10", "alice", None, "digits-ca.pem")
+    assert curl.startswith("pulumi stack output caCertificate > digits-ca.pem && curl --cacert digits-ca.pem ")
+    assert '-u "alice:$(pulumi stack output basicAuthPassword --show-secrets)"' in curl
+    assert curl.endswith("https://203.0.113.10/predict")
+    local = workloads.curl_command("https://localhost:8443", "alice", forward, "digits-ca.pem")
+    assert local.startswith(f"({forward} &) && sleep 3 && pulumi stack output caCertificate > digits-ca.pem")
+    assert workloads.ca_file_name(APP) == "digits-ca.pem"
+
+
+def test_curl_trusts_the_system_store_for_a_certificate_the_user_brought() -> None:
+    curl = workloads.curl_command("https://ml.example.com", "alice", None, None)
+    assert "--cacert" not in curl
+    assert "caCertificate" not in curl
+    assert curl.startswith('curl -u "alice:')
 
 
 # --- what the workloads refuse ------------------------------------------------------------

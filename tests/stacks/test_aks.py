@@ -243,7 +243,7 @@ def test_model_store_is_azure_files_read_write_many(dev: harness.StackRun) -> No
 
 
 def test_service_waits_for_an_azure_load_balancer(dev: harness.StackRun) -> None:
-    service = dev.one(SERVICE)
+    service = dev.one(SERVICE, "-service")
     annotations = inputs(service)["metadata"].get("annotations") or {}
     assert "pulumi.com/skipAwait" not in annotations, f"{service.name}: AKS assigns an external IP"
     assert inputs(service)["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"], service.name

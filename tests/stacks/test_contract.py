@@ -18,13 +18,17 @@ import pytest
 
 from mlapp import contract, train
 from mlapp import settings as app_settings
-from tests.support import DEPLOYMENT, JOB, STACKS, SharedRun, container
+from tests.support import DEPLOYMENT, JOB, SECRET, STACKS, SharedRun, container, pod_spec
 from tools import harness
+
+
+def _objects(result: harness.StackRun) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(m["kind"], m["metadata"]["name"]): m for _, m in harness.kubernetes_manifests(result)}
 
 
 def _pod_env(result: harness.StackRun, spec: dict[str, Any]) -> dict[str, str]:
     """The environment Kubernetes would give the container ``spec``: envFrom ConfigMaps, then env."""
-    objects = {(m["kind"], m["metadata"]["name"]): m for _, m in harness.kubernetes_manifests(result)}
+    objects = _objects(result)
     env: dict[str, str] = {}
     for source in spec.get("envFrom", []):
         env.update(objects[("ConfigMap", source["configMapRef"]["name"])]["data"])
@@ -32,6 +36,40 @@ def _pod_env(result: harness.StackRun, spec: dict[str, Any]) -> dict[str, str]:
         ref = (var.get("valueFrom") or {}).get("secretKeyRef")
         env[var["name"]] = objects[("Secret", ref["name"])]["stringData"][ref["key"]] if ref else var["value"]
     return env
+
+
+def _mount_files(result: harness.StackRun, workload: harness.Registration, root: Path) -> dict[str, Path]:
+    """The kubelet's part: each Secret and ConfigMap volume the container mounts, written under ``root``
+    as the files its items name. Returns each mount path and where it now lies."""
+    objects = _objects(result)
+    volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+    mounted: dict[str, Path] = {}
+    for mount in container(workload)["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "secret" in volume:
+            data = objects[("Secret", volume["secret"]["secretName"])]["stringData"]
+            items = volume["secret"].get("items")
+        elif "configMap" in volume:
+            data = objects[("ConfigMap", volume["configMap"]["name"])]["data"]
+            items = volume["configMap"].get("items")
+        else:
+            continue
+        where = root / mount["mountPath"].lstrip("/")
+        where.mkdir(parents=True)
+        for item in items or [{"key": k, "path": k} for k in data]:
+            (where / item["path"]).write_text(data[item["key"]], encoding="utf-8")
+        mounted[mount["mountPath"]] = where
+    return mounted
+
+
+def _rerooted(env: dict[str, str], mounted: dict[str, Path]) -> dict[str, str]:
+    """``env`` with every path into a mounted volume pointing where ``_mount_files`` wrote it."""
+    moved = dict(env)
+    for name, value in env.items():
+        for mount_path, where in mounted.items():
+            if value.startswith(mount_path + "/"):
+                moved[name] = str(where / value.removeprefix(mount_path + "/"))
+    return moved
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -44,18 +82,30 @@ def test_the_trainer_accepts_the_jobs_arguments(shipped: dict[str, harness.Stack
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_server_accepts_the_pods_environment(shared_run: SharedRun, stack: str) -> None:
+def test_the_server_accepts_the_pods_environment(shared_run: SharedRun, stack: str, tmp_path: Path) -> None:
     result = shared_run(stack, secrets={"basicAuthPassword": "a-long-enough-password"})
-    server = container(result.one(DEPLOYMENT))
-    settings = app_settings.from_env(_pod_env(result, server))
-    assert settings.port in {p["containerPort"] for p in server["ports"]}
+    deployment = result.one(DEPLOYMENT)
+    server = container(deployment)
+    mounted = _mount_files(result, deployment, tmp_path)
+    settings = app_settings.from_env(_rerooted(_pod_env(result, server), mounted))
+    ports = {p["name"]: p["containerPort"] for p in server["ports"]}
+    assert settings.port == ports[contract.PORT_NAME]
+    assert settings.metrics_port == ports[contract.METRICS_PORT_NAME]
+    # TLS from the files the pod mounts from the kubernetes.io/tls Secret, never plain HTTP.
+    assert not settings.plain_http
+    assert settings.tls_cert_file is not None
+    assert settings.tls_key_file is not None
+    tls_secret = harness.manifest(result.one(SECRET, "-tls"))["stringData"]
+    assert settings.tls_cert_file.read_text(encoding="utf-8") == tls_secret["tls.crt"]
+    assert settings.tls_key_file.read_text(encoding="utf-8") == tls_secret["tls.key"]
     assert settings.model_version == result.exports["modelVersion"]
     assert settings.model_name == "mnist"
     assert (settings.username, settings.password) == ("mlstack", "a-long-enough-password")
     mounts = {m["mountPath"] for m in server["volumeMounts"]}
     assert str(settings.model_dir) in mounts
     assert settings.labels_file is not None
-    assert str(settings.labels_file.parent) in mounts
+    assert settings.labels_file.parent in mounted.values(), "the labels file is not in a mounted volume"
+    assert app_settings.read_labels(settings.labels_file) == [str(i) for i in range(10)]
 
 
 def test_each_shipped_stacks_training_passes_its_own_gate(shipped: dict[str, harness.StackRun], tmp_path: Path) -> None:

@@ -219,7 +219,7 @@ def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(shared_run
         assert spec["serviceAccountName"] == meta["name"], registration.urn
         # The GCS FUSE driver gets the pod's token from the kubelet, not from the pod.
         assert spec["automountServiceAccountToken"] is False, registration.urn
-        assert pod_template_annotations(registration) == {"gke-gcsfuse/volumes": "true"}, registration.urn
+        assert pod_template_annotations(registration)["gke-gcsfuse/volumes"] == "true", registration.urn
         csi = model_volume(registration)["csi"]
         assert csi["driver"] == "gcsfuse.csi.storage.gke.io", registration.urn
         assert csi["volumeAttributes"]["bucketName"] == bucket_name, registration.urn

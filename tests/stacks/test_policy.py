@@ -233,23 +233,28 @@ def test_config_map_key_that_looks_secret_is_caught(shipped: Runs, key: str) -> 
 
 @pytest.mark.parametrize("secret_type", ["Opaque", None, "kubernetes.io/dockerconfigjson"])
 def test_secret_of_another_type_is_caught(shipped: Runs, secret_type: str | None) -> None:
-    secret = props_of(shipped["gke"], SECRET)
+    secret = props_of(shipped["gke"], SECRET, "-basic-auth")
     assert secret["type"] == "kubernetes.io/basic-auth"
     if secret_type is None:
         del secret["type"]
     else:
         secret["type"] = secret_type
     (message,) = only("secret-types", SECRET, secret)
-    assert f"is of type {secret_type or 'Opaque (no type given)'}: mlstack ships only kubernetes.io/basic-auth" in (
-        message
-    )
+    shown = secret_type or "Opaque (no type given)"
+    assert f"is of type {shown}: mlstack ships only kubernetes.io/basic-auth, kubernetes.io/tls" in message
+
+
+def test_the_tls_secret_is_of_a_type_the_pack_allows(shipped: Runs) -> None:
+    secret = props_of(shipped["gke"], SECRET, "-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert only("secret-types", SECRET, secret) == []
 
 
 # --- advisory: LoadBalancer source ranges, GPU pools from zero -----------------------------------------
 
 
 def test_load_balancer_open_to_everyone_is_advised(shipped: Runs) -> None:
-    service = props_of(shipped["dev"], SERVICE)
+    service = props_of(shipped["dev"], SERVICE, "-service")
     service["spec"]["loadBalancerSourceRanges"] = []
     (message,) = only("load-balancer-source-ranges", SERVICE, service)
     assert "set mlstack:allowedSourceRanges" in message

@@ -109,9 +109,16 @@ def test_no_secret_value_is_written(rendered: dict[str, tuple[Path, harness.Stac
         text = path.read_text(encoding="utf-8")
         for value in (harness.MOCK_GENERATED_PASSWORD, harness.FAKE_KUBECONFIG_TOKEN):
             assert value not in text, f"{path.name} holds a secret value"
-    secret = next((where / "k8s").glob("secret-*.yaml"))
-    obj = yaml.safe_load(secret.read_text(encoding="utf-8"))
-    assert obj["stringData"] == {"username": harness.REDACTED, "password": harness.REDACTED}
+    secrets = {
+        obj["type"]: obj
+        for obj in (yaml.safe_load(p.read_text(encoding="utf-8")) for p in (where / "k8s").glob("secret-*.yaml"))
+    }
+    assert secrets["kubernetes.io/basic-auth"]["stringData"] == {
+        "username": harness.REDACTED, "password": harness.REDACTED,
+    }  # fmt: skip
+    assert secrets["kubernetes.io/tls"]["stringData"]["tls.key"] == harness.REDACTED
+    for path in _files(where):
+        assert "PRIVATE KEY" not in path.read_text(encoding="utf-8"), f"{path.name} holds a private key"
 
 
 def test_renders_are_identical_run_to_run(rendered: dict[str, tuple[Path, harness.StackRun]], tmp_path: Path) -> None:

@@ -6,29 +6,16 @@ against the official schema (strict); every other test reads the same shared run
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from stack.config import ConfigError
-from tests.support import DAEMONSET, SECRET, SERVICE, STACKS, CountingMocks, RunStack, SharedRun
+from tests.support import DAEMONSET, SECRET, SERVICE, STACKS, CountingMocks, RunStack, SharedRun, plain_strings
 from tools import harness
 
 PASSWORD = "a-configured-secret-password"
 # Kinds every stack must have had validated, beyond the workloads' own (a target's objects too).
 VALIDATED_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim", "Job",
                    "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}  # fmt: skip
-
-
-def _plain_strings(value: Any) -> list[str]:
-    """Every string in a wire value that is not inside a secret marker."""
-    if harness.is_secret_value(value):
-        return []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _plain_strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _plain_strings(v)]
-    return [value] if isinstance(value, str) else []
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -65,13 +52,12 @@ def test_configured_password_never_appears_in_plain_text(shared_run: SharedRun, 
     assert result.exports["basicAuthPassword"] == PASSWORD
     assert "basicAuthPassword" in result.secret_exports
     for registration in result.registrations.values():
-        for text in _plain_strings(registration.inputs) + _plain_strings(registration.outputs):
+        for text in plain_strings(registration.inputs) + plain_strings(registration.outputs):
             assert PASSWORD not in text, f"{registration.name} carries the password in plain text"
     for name, value in result.exports.items():
         if name not in result.secret_exports:
             assert PASSWORD not in str(value), f"output {name} carries the password in plain text"
-    (secret,) = result.of_type(SECRET)
-    string_data = secret.inputs["stringData"]
+    string_data = result.one(SECRET, "-basic-auth").inputs["stringData"]
     assert harness.is_secret_value(string_data) or harness.is_secret_value(string_data["password"])
 
 
@@ -80,7 +66,7 @@ def test_generated_password_is_secret_everywhere(shipped: dict[str, harness.Stac
     result = shipped[stack]
     assert len(result.of_type("random:index/randomPassword:RandomPassword")) == 1
     for registration in result.kubernetes_objects():
-        for text in _plain_strings(registration.inputs):
+        for text in plain_strings(registration.inputs):
             assert harness.MOCK_GENERATED_PASSWORD not in text, f"{registration.name} carries it in plain text"
 
 
@@ -95,9 +81,9 @@ def test_every_resource_has_a_component_parent(shipped: dict[str, harness.StackR
 
 def test_local_stack_waits_for_no_external_ip(shipped: dict[str, harness.StackRun]) -> None:
     result = shipped["local"]
-    (service,) = result.of_type(SERVICE)
+    service = result.one(SERVICE, "-service")
     assert service.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
-    assert result.exports["url"] == "http://localhost:8080"
+    assert result.exports["url"] == "https://localhost:8443"
     assert result.exports["portForward"].startswith("kubectl --context kind-mlstack -n mlstack port-forward")
     assert result.exports["curl"].startswith("(kubectl")
 
