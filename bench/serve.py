@@ -29,6 +29,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -105,9 +107,9 @@ def ensure_kserve_venv() -> Path:
     return python
 
 
-def get(url: str, timeout: float = 1.0) -> int:
+def get(url: str, timeout: float = 1.0, context: ssl.SSLContext | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:  # noqa: S310 - loopback only
             return int(r.status)
     except urllib.error.HTTPError as e:
         return e.code
@@ -116,9 +118,14 @@ def get(url: str, timeout: float = 1.0) -> int:
 
 
 class Server:
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], port: int) -> None:
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str], port: int, context: ssl.SSLContext | None = None
+    ) -> None:
         self.name = name
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        # With a context the server speaks TLS, and readiness is checked against that context's CA.
+        self.context = context
+        self.url = f"{'https' if context else 'http'}://127.0.0.1:{port}"
         self.infer_url = f"{self.url}/v2/models/{MODEL}/infer"
         self.log_path = WORK / f"{name}-{port}.log"
         self._log = self.log_path.open("wb")
@@ -131,31 +138,41 @@ class Server:
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.log_path}")
-            if get(self.url + "/v2/health/ready", timeout=0.5) == 200:
+            if get(self.url + "/v2/health/ready", timeout=0.5, context=self.context) == 200:
                 return time.perf_counter() - self.started
             time.sleep(0.002)
         raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM, then SIGKILL if the process has not exited after ``timeout`` seconds."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
 
 
-def start_ours(store: Path, name: str = "mlapp", app_dir: Path = REPO / "app") -> Server:
+def start_ours(
+    store: Path,
+    name: str = "mlapp",
+    app_dir: Path = REPO / "app",
+    *,
+    context: ssl.SSLContext | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Server:
+    """mlapp.serve from ``app_dir`` on a free port; ``extra_env`` adds variables (TLS files, a metrics port)."""
     port = free_port()
     env = app_env(
         PYTHONPATH=str(app_dir),
         MLAPP_HOST="127.0.0.1", MLAPP_PORT=str(port), MLAPP_MODEL_DIR=str(store),
         MLAPP_MODEL_NAME=MODEL, MLAPP_MODEL_VERSION=VERSION,
         MLAPP_AUTH_USERNAME=USER, MLAPP_AUTH_PASSWORD=PASSWORD,
+        **(extra_env or {}),
     )  # fmt: skip
-    return Server(name, [sys.executable, "-m", "mlapp.serve"], env, port)
+    return Server(name, [sys.executable, "-m", "mlapp.serve"], env, port, context)
 
 
 def start_kserve(python: Path, store: Path) -> Server:
