@@ -12,6 +12,27 @@ from mlapp import contract, store
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the clients of one listener may hold, enforced by ``serve.http``; sized for a 512 Mi pod (app/README.md)."""
+
+    max_connections: int = 512
+    max_url_bytes: int = 8 * 1024
+    max_header_bytes: int = 16 * 1024  # request line and headers together
+    max_header_count: int = 100
+    max_body_bytes: int = 8 * 1024 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    keep_alive_timeout: float = 5.0
+    max_pipelined: int = 8
+    # A client that does not read its answers stops being read from at this much buffered.
+    write_buffer_bytes: int = 64 * 1024
+    # Body bytes read ahead of the handler before the connection stops being read.
+    read_ahead_bytes: int = 256 * 1024
+    # Body bytes all requests of the process hold at once; over it, 503 (retry).
+    max_body_bytes_held: int = 64 * 1024 * 1024
+
+
 class SettingsError(Exception):
     """A variable of the environment has a value the server cannot use."""
 
@@ -29,6 +50,13 @@ class Settings:
     log_level: str = "INFO"
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch: int = 64
+    metrics_port: int = contract.METRICS_PORT
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    plain_http: bool = False
+    limits: Limits = field(default_factory=Limits)
+    drain_seconds: float = contract.DRAIN_SECONDS
+    failed_login_burst: int = 20
 
     @property
     def log_level_number(self) -> int:
@@ -46,6 +74,64 @@ def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> in
     if not lo <= value <= hi:
         raise SettingsError(f"{key} must be an integer from {lo} to {hi}, got {value}")
     return value
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a number of seconds from {lo:g} to {hi:g}, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{key} must be a number of seconds from {lo:g} to {hi:g}, got {value:g}")
+    return value
+
+
+# Operators' and tests' overrides of the connection limits (http.Limits); the pods leave them unset.
+ENV_MAX_CONNECTIONS = "MLAPP_MAX_CONNECTIONS"
+ENV_HEADER_TIMEOUT = "MLAPP_HEADER_TIMEOUT"
+ENV_BODY_TIMEOUT = "MLAPP_BODY_TIMEOUT"
+ENV_KEEP_ALIVE_TIMEOUT = "MLAPP_KEEP_ALIVE_TIMEOUT"
+ENV_DRAIN_SECONDS = "MLAPP_DRAIN_SECONDS"
+ENV_FAILED_LOGIN_BURST = "MLAPP_FAILED_LOGIN_BURST"
+ENV_MAX_BODY_BYTES_HELD = "MLAPP_MAX_BODY_BYTES_HELD"
+
+
+def _limits(env: Mapping[str, str], max_body_bytes: int) -> Limits:
+    d = Limits()
+    return Limits(
+        max_connections=_int(env, ENV_MAX_CONNECTIONS, d.max_connections, 1, 65536),
+        max_body_bytes=max_body_bytes,
+        header_timeout=_seconds(env, ENV_HEADER_TIMEOUT, d.header_timeout, 0.1, 300),
+        body_timeout=_seconds(env, ENV_BODY_TIMEOUT, d.body_timeout, 0.1, 3600),
+        keep_alive_timeout=_seconds(env, ENV_KEEP_ALIVE_TIMEOUT, d.keep_alive_timeout, 0.1, 300),
+        max_body_bytes_held=_int(env, ENV_MAX_BODY_BYTES_HELD, d.max_body_bytes_held, max_body_bytes, 1 << 30),
+    )
+
+
+def _tls(env: Mapping[str, str]) -> tuple[Path | None, Path | None, bool]:
+    """The certificate and key files, or plain HTTP when (and only when) it is asked for."""
+    plain_raw = env.get(contract.ENV_PLAIN_HTTP, "").strip()
+    if plain_raw not in ("", "0", "1"):
+        raise SettingsError(f"{contract.ENV_PLAIN_HTTP} must be 1 (serve plain HTTP) or 0, got {plain_raw!r}")
+    cert = env.get(contract.ENV_TLS_CERT_FILE, "").strip()
+    key = env.get(contract.ENV_TLS_KEY_FILE, "").strip()
+    if plain_raw == "1":
+        if cert or key:
+            raise SettingsError(f"{contract.ENV_PLAIN_HTTP}=1 and a TLS certificate or key are both set: choose one")
+        return None, None, True
+    if not cert or not key:
+        missing = [k for k, v in ((contract.ENV_TLS_CERT_FILE, cert), (contract.ENV_TLS_KEY_FILE, key)) if not v]
+        raise SettingsError(
+            f"{' and '.join(missing)} must be set: the server speaks TLS "
+            f"(for plain HTTP on a laptop, set {contract.ENV_PLAIN_HTTP}=1 instead)"
+        )
+    for name, path in ((contract.ENV_TLS_CERT_FILE, cert), (contract.ENV_TLS_KEY_FILE, key)):
+        if not Path(path).is_file():
+            raise SettingsError(f"{name}: {path} is not a readable file")
+    return Path(cert), Path(key), False
 
 
 def _segment(env: Mapping[str, str], key: str, default: str) -> str:
@@ -74,6 +160,8 @@ def from_env(env: Mapping[str, str]) -> Settings:
         raise SettingsError(f"{contract.ENV_LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}, got {raw_level!r}")
 
     labels_raw = env.get(contract.ENV_LABELS_FILE, "").strip()
+    max_body_bytes = _int(env, contract.ENV_MAX_BODY_BYTES, 8 * 1024 * 1024, 1024, 64 * 1024 * 1024)
+    cert, key, plain = _tls(env)
     return Settings(
         port=_int(env, contract.ENV_PORT, contract.PORT, 1, 65535),
         host=env.get(contract.ENV_HOST, "").strip() or "0.0.0.0",  # noqa: S104
@@ -84,8 +172,15 @@ def from_env(env: Mapping[str, str]) -> Settings:
         username=username,
         password=password,
         log_level=level,
-        max_body_bytes=_int(env, contract.ENV_MAX_BODY_BYTES, 8 * 1024 * 1024, 1024, 1 << 30),
+        max_body_bytes=max_body_bytes,
         max_batch=_int(env, contract.ENV_MAX_BATCH, 64, 1, 4096),
+        metrics_port=_int(env, contract.ENV_METRICS_PORT, contract.METRICS_PORT, 1, 65535),
+        tls_cert_file=cert,
+        tls_key_file=key,
+        plain_http=plain,
+        limits=_limits(env, max_body_bytes),
+        drain_seconds=_seconds(env, ENV_DRAIN_SECONDS, contract.DRAIN_SECONDS, 0, contract.DRAIN_SECONDS),
+        failed_login_burst=_int(env, ENV_FAILED_LOGIN_BURST, 20, 1, 1_000_000),
     )
 
 

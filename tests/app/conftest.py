@@ -45,12 +45,17 @@ def labels_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(trained: TrainedModel, labels_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One ready server shared by the read-only tests; body limit lowered to test 413."""
+    """One ready server shared by the read-only tests; body limit lowered to test 413.
+
+    Its tests fail logins on purpose, all from 127.0.0.1: the failed-login
+    throttle gets a burst they never reach (test_limits.py tests the throttle).
+    """
     srv = Server(
         tmp_path_factory.mktemp("server"),
         trained.store,
         MLAPP_LABELS_FILE=str(labels_file),
         MLAPP_MAX_BODY_BYTES=str(256 * 1024),
+        MLAPP_FAILED_LOGIN_BURST="100000",
     )
     try:
         srv.wait_for("/v2/health/ready")

@@ -104,13 +104,29 @@ def free_port() -> int:
 class Server:
     """``python -m mlapp.serve`` as a real process on a free loopback port."""
 
-    def __init__(self, tmp: Path, model_dir: Path, wrapper: list[str] | None = None, **env: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        model_dir: Path,
+        wrapper: list[str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+        **env: str,
+    ) -> None:
+        """Plain HTTP unless ``tls`` gives the certificate and key files (then ``url`` is https)."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = free_port()
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.log_path = tmp / f"server-{self.port}.log"
         self.env = app_env(
             MLAPP_HOST="127.0.0.1",
             MLAPP_PORT=str(self.port),
+            MLAPP_METRICS_PORT=str(self.metrics_port),
+            **(
+                {"MLAPP_TLS_CERT_FILE": str(tls[0]), "MLAPP_TLS_KEY_FILE": str(tls[1])}
+                if tls
+                else {"MLAPP_PLAIN_HTTP": "1"}
+            ),
             MLAPP_MODEL_DIR=str(model_dir),
             MLAPP_MODEL_NAME=MODEL_NAME,
             MLAPP_MODEL_VERSION=VERSION,
@@ -136,7 +152,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log}")
             try:
-                if httpx.get(self.url + path, timeout=2).status_code == status:
+                if httpx.get(self.metrics_url + path, timeout=2).status_code == status:
                     return
             except httpx.TransportError:
                 pass

@@ -213,6 +213,23 @@ def _v2(**change: Any) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", None,
+                                          "application/octet-stream"])  # fmt: skip
+def test_infer_reads_json_and_what_protocol_clients_send(server: Server, content_type: str | None) -> None:
+    """tritonclient sends no Content-Type; its asyncio client's aiohttp says application/octet-stream."""
+    headers = {"content-type": content_type} if content_type else {}
+    response = httpx.post(infer_url(server), auth=AUTH, content=_v2(), headers=headers)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data; boundary=x",
+                                          "application/x-www-form-urlencoded"])  # fmt: skip
+def test_infer_refuses_other_content_types_415(server: Server, content_type: str) -> None:
+    response = _post_raw(server, f"/v2/models/{MODEL_NAME}/infer", _v2(), content_type)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -236,6 +253,13 @@ def _v2(**change: Any) -> bytes:
         (_v2(data=["a"] * 64), 400, "must be numbers"),
         (_v2(data=[[1, 2], [3]]), 400, "must be numbers"),
         (_v2(data="zeros"), 400, "must be a list"),
+        # Only finite JSON numbers FP32 can hold: the issue's "nan", "inf", null and 1e39.
+        (_v2(data=["nan"] * 64), 400, "numbers only (FP32); found str"),
+        (_v2(data=["inf"] + [0] * 63), 400, "numbers only (FP32); found str"),
+        (_v2(data=[None] + [0] * 63), 400, "numbers only (FP32); found null"),
+        (_v2(data=[True] + [0.5] * 63), 400, "numbers only (FP32); found bool"),
+        (_v2(data=[1e39] + [0] * 63), 400, "outside FP32's range"),
+        (_v2(data=[-1e39] + [0] * 63), 400, "outside FP32's range"),
         (json.dumps({**v2_request(GOOD), "outputs": [{"name": "logits"}]}).encode(), 400,
          "the only output is 'probabilities'"),
         (b"x" * (300 * 1024), 413, "over the limit"),
@@ -294,7 +318,9 @@ def test_bad_predict_input_is_4xx_with_a_message(
 def test_metrics(server: Server) -> None:
     httpx.post(infer_url(server), auth=AUTH, json=v2_request(GOOD))
     httpx.get(f"{server.url}/v2/models/{MODEL_NAME}")  # a 401
-    response = httpx.get(server.url + "/metrics")
+    # Off the public port: only the internal one answers it.
+    assert httpx.get(server.url + "/metrics").status_code == 404
+    response = httpx.get(server.metrics_url + "/metrics")
     assert response.status_code == 200
     text = response.text
 
@@ -428,10 +454,10 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path, trained: TrainedModel
     assert b'"probabilities"' in rest
     assert srv.proc.wait(timeout=30) == 0
     srv.stop()
-    assert "Finished server process" in srv.log
+    assert "drained in" in srv.log
 
 
-CREDS = {"MLAPP_AUTH_USERNAME": "u", "MLAPP_AUTH_PASSWORD": "p4ss"}
+CREDS = {"MLAPP_AUTH_USERNAME": "u", "MLAPP_AUTH_PASSWORD": "p4ss", "MLAPP_PLAIN_HTTP": "1"}
 
 
 @pytest.mark.parametrize(
@@ -446,6 +472,14 @@ CREDS = {"MLAPP_AUTH_USERNAME": "u", "MLAPP_AUTH_PASSWORD": "p4ss"}
         ({**CREDS, "MLAPP_LOG_LEVEL": "LOUD"}, "MLAPP_LOG_LEVEL must be one of DEBUG, INFO"),
         ({**CREDS, "MLAPP_MODEL_VERSION": "../x"}, "MLAPP_MODEL_VERSION must be"),
         ({**CREDS, "MLAPP_LABELS_FILE": "/nonexistent"}, "MLAPP_LABELS_FILE: cannot read"),
+        ({**CREDS, "MLAPP_PLAIN_HTTP": ""}, "MLAPP_TLS_CERT_FILE and MLAPP_TLS_KEY_FILE must be set"),
+        ({**CREDS, "MLAPP_PLAIN_HTTP": "yes"}, "MLAPP_PLAIN_HTTP must be 1 (serve plain HTTP) or 0, got 'yes'"),
+        ({**CREDS, "MLAPP_TLS_CERT_FILE": "/etc/hostname"}, "MLAPP_PLAIN_HTTP=1 and a TLS certificate or key"),
+        (
+            {**CREDS, "MLAPP_PLAIN_HTTP": "0", "MLAPP_TLS_CERT_FILE": "/nonexistent", "MLAPP_TLS_KEY_FILE": "/x"},
+            "MLAPP_TLS_CERT_FILE: /nonexistent is not a readable file",
+        ),
+        ({**CREDS, "MLAPP_HEADER_TIMEOUT": "0"}, "MLAPP_HEADER_TIMEOUT must be a number of seconds from 0.1 to 300"),
     ],
 )  # fmt: skip
 def test_refuses_to_start_on_bad_settings(env: dict[str, str], message: str) -> None:

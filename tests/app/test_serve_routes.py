@@ -85,9 +85,15 @@ def app() -> App:
 # ---------------------------------------------------------------- the table
 
 
-def test_only_the_probes_and_metrics_are_public() -> None:
+def test_only_the_probes_are_public() -> None:
     """Making a route public is a decision this test makes visible, never a default."""
-    assert {r.path for r in TABLE if r.public} == {contract.LIVE_PATH, contract.READY_PATH, "/metrics"}
+    assert {r.path for r in TABLE if r.public} == {contract.LIVE_PATH, contract.READY_PATH}
+
+
+def test_metrics_are_served_on_the_internal_port_only() -> None:
+    internal = routes.internal_table(Endpoints(SETTINGS))
+    assert {r.path for r in internal} == {contract.LIVE_PATH, contract.READY_PATH, contract.METRICS_PATH}
+    assert contract.METRICS_PATH not in {r.path for r in TABLE}
 
 
 @pytest.mark.parametrize("route", PROTECTED, ids=lambda r: f"{r.method} {r.path}")

@@ -1,6 +1,9 @@
-"""The model server: ONNX Runtime behind a small hand-written ASGI app under uvicorn.
+"""The model server: ONNX Runtime behind a small hand-written ASGI app, on its own bounded HTTP/1.1 layer.
 
     python -m mlapp.serve        (settings from MLAPP_* variables, see settings.py)
+
+``http`` speaks HTTP/1.1 (TLS by default) with every resource a client can hold
+bounded; ``server`` runs the public and the internal listener and drains on SIGTERM.
 
 Open Inference Protocol v2 REST plus /predict for people; ``routes.table`` lists
 every endpoint and which need basic auth. No framework: every request walks one

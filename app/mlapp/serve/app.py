@@ -16,7 +16,7 @@ from typing import Final
 from mlapp import store
 from mlapp.serve import errors, routes
 from mlapp.serve.asgi import JSON, Receive, Scope, Send, dumps
-from mlapp.serve.auth import BasicAuth
+from mlapp.serve.auth import BasicAuth, FailedLogins
 from mlapp.serve.batching import Batcher
 from mlapp.serve.handlers import Endpoints
 from mlapp.serve.logs import AccessLog
@@ -33,7 +33,7 @@ INTERNAL_ERROR: Final = dumps({"error": errors.INTERNAL_MESSAGE})
 
 
 class App:
-    """The ASGI application. One instance per process; settings fixed at construction."""
+    """The ASGI application of the public port; ``internal`` is the internal port's. One per process."""
 
     def __init__(self, settings: Settings, labels: list[str] | None) -> None:
         self.settings = settings
@@ -42,7 +42,13 @@ class App:
         self.routes = routes.table(self.endpoints)
         self.router = routes.Router(
             self.routes,
-            BasicAuth(settings.username, settings.password),
+            BasicAuth(settings.username, settings.password, FailedLogins(burst=settings.failed_login_burst)),
+            settings.model_name,
+            settings.model_version,
+        )
+        self.internal_router = routes.Router(
+            routes.internal_table(self.endpoints),
+            self.router.auth,
             settings.model_name,
             settings.model_version,
         )
@@ -52,27 +58,39 @@ class App:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._http(scope, receive, send)
+            await self._http(self.router, scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
+    async def internal(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The internal port: /metrics and the health endpoints, nothing else."""
+        if scope["type"] == "http":
+            await self._http(self.internal_router, scope, receive, send)
+
+    async def startup(self) -> None:
+        """Start loading the model behind the open socket: liveness answers while readiness waits."""
+        self._loader = asyncio.get_running_loop().create_task(self._load_forever())
+        if self.access is not None:
+            self.access.start()
+
+    async def shutdown(self) -> None:
+        if self._loader is not None:
+            self._loader.cancel()
+        if self.endpoints.batcher is not None:
+            await self.endpoints.batcher.close()
+        self.endpoints.close()
+        if self.access is not None:
+            await self.access.close()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        # For any ASGI server; ``server.serve`` calls startup and shutdown itself.
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # The socket opens right after this returns; the model loads
-                # behind it, so liveness answers while readiness waits.
-                self._loader = asyncio.get_running_loop().create_task(self._load_forever())
-                if self.access is not None:
-                    self.access.start()
+                await self.startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._loader is not None:
-                    self._loader.cancel()
-                if self.endpoints.batcher is not None:
-                    await self.endpoints.batcher.close()
-                if self.access is not None:
-                    await self.access.close()
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -109,7 +127,7 @@ class App:
                 return
             await asyncio.sleep(delay)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, router: routes.Router, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
@@ -117,10 +135,10 @@ class App:
         label = "other"
         headers: Sequence[errors.Header] = ()
         try:
-            found = self.router.match(method, path)
+            found = router.match(method, path)
             route = found[0]
             label = route.path
-            self.router.admit(found, scope)
+            router.admit(found, scope)
             status, body, content_type = await route.handler(scope, receive)
         except Exception as e:
             content_type = JSON

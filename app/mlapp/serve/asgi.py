@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import orjson
 
-from mlapp.serve.errors import BadRequest, TooLarge
+from mlapp.serve.errors import BadRequest, Busy, TooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,8 +33,33 @@ def header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+class BodyBudget:
+    """The body bytes every request of the process holds at once, bounded: past it, 503 and retry.
+
+    Only requests that were admitted (credentials checked) read a body, so a
+    stranger cannot fill it.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        if self.held + size > self.total:
+            raise Busy(
+                f"the server is holding {self.total} bytes of request bodies already; retry shortly",
+                [(b"retry-after", b"1")],
+            )
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+@asynccontextmanager
+async def held_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudget) -> AsyncIterator[bytes]:
+    """The whole body, held against ``budget`` until the block ends; 413 as soon as it is known to exceed ``limit``."""
+    declared = -1
     for key, value in scope["headers"]:
         if key == b"content-length":
             try:
@@ -42,18 +68,28 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
                 raise BadRequest("bad Content-Length") from e
             if declared > limit:
                 raise TooLarge(f"request body over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BadRequest("client went away")
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        # A chunked body declares no length: counted as it arrives.
-        if size > limit:
-            raise TooLarge(f"request body over the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    held = 0
+    try:
+        if declared > 0:
+            budget.take(declared)
+            held = declared
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("client went away")
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            # A chunked body declares no length: counted, and held, as it arrives.
+            if size > limit:
+                raise TooLarge(f"request body over the limit of {limit} bytes")
+            if size > held:
+                budget.take(size - held)
+                held = size
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        budget.give(held)

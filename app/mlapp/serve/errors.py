@@ -51,6 +51,14 @@ class UnsupportedMediaType(HTTPError):
     """A body of a type the endpoint does not read."""
 
 
+class TooManyRequests(HTTPError):
+    """Too many failed logins from the caller's address (``auth.FailedLogins``)."""
+
+
+class Busy(HTTPError):
+    """A shared bound (the bodies held at once) is full; the caller may retry."""
+
+
 class NotReady(HTTPError):
     """The model is not loaded yet."""
 
@@ -65,7 +73,9 @@ STATUS: Final[Mapping[type[Exception], int]] = MappingProxyType(
         MethodNotAllowed: 405,
         TooLarge: 413,
         UnsupportedMediaType: 415,
+        TooManyRequests: 429,
         NotReady: 503,
+        Busy: 503,
     }
 )
 INTERNAL_STATUS: Final = 500

@@ -8,13 +8,15 @@ them runs (``routes.Router``); they never check credentials themselves.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 import prometheus_client as prom
 
-from mlapp import contract
+from mlapp import contract, preprocess
 from mlapp.serve import protocol
-from mlapp.serve.asgi import JSON, Answer, Receive, Scope, dumps, header, read_body
+from mlapp.serve.asgi import JSON, Answer, BodyBudget, Receive, Scope, dumps, header, held_body
 from mlapp.serve.batching import Batcher
 from mlapp.serve.errors import NotReady
 from mlapp.serve.model import Model
@@ -28,6 +30,8 @@ SERVER_METADATA: Final = dumps(protocol.SERVER_METADATA)
 METRICS_TYPE: Final = prom.CONTENT_TYPE_LATEST.encode()
 # The clients' batches may be larger than one run's; this bounds what one request can queue.
 ROWS_PER_MAX_BATCH: Final = 16
+# A body this large is parsed on a worker thread, so the event loop (and the probes) never wait on it.
+PARSE_OFF_LOOP_BYTES: Final = 64 * 1024
 
 
 class Endpoints:
@@ -38,6 +42,13 @@ class Endpoints:
         # The router has already refused any other name, so the answer is fixed.
         self._model_ready = dumps({"name": settings.model_name, "ready": True})
         self._model_not_ready = dumps({"name": settings.model_name, "ready": False})
+        self.bodies = BodyBudget(settings.limits.max_body_bytes_held)
+        # Pictures are decoded here, never on the event loop; the pool's size bounds
+        # the decodes in memory at once (preprocess.py derives the bound).
+        self._parsers = ThreadPoolExecutor(getattr(preprocess, "MAX_CONCURRENT_DECODES", 2), thread_name_prefix="parse")
+
+    def close(self) -> None:
+        self._parsers.shutdown(wait=False, cancel_futures=True)
 
     def set_model(self, model: Model, batcher: Batcher) -> None:
         """From now on, answer with ``model``, batched by ``batcher``."""
@@ -77,14 +88,26 @@ class Endpoints:
 
     async def infer(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
-        body = await read_body(scope, receive, self.settings.max_body_bytes)
-        x, request_id = protocol.parse_infer(body, model, self._max_rows)
+        protocol.check_infer_type(header(scope, b"content-type"))
+        async with held_body(scope, receive, self.settings.max_body_bytes, self.bodies) as body:
+            if len(body) < PARSE_OFF_LOOP_BYTES:
+                x, request_id = protocol.parse_infer(body, model, self._max_rows)
+            else:
+                loop = asyncio.get_running_loop()
+                x, request_id = await loop.run_in_executor(
+                    self._parsers, protocol.parse_infer, body, model, self._max_rows
+                )
         probs = await batcher.infer(x)
         return 200, dumps(protocol.infer_answer(model, probs, request_id)), JSON
 
     async def predict(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
-        body = await read_body(scope, receive, self.settings.max_body_bytes)
-        x = protocol.parse_predict(body, header(scope, b"content-type"), model.preprocessing)
+        content_type = header(scope, b"content-type")
+        protocol.check_predict_type(content_type)
+        async with held_body(scope, receive, self.settings.max_body_bytes, self.bodies) as body:
+            loop = asyncio.get_running_loop()
+            x = await loop.run_in_executor(
+                self._parsers, protocol.parse_predict, body, content_type, model.preprocessing
+            )
         probs = (await batcher.infer(x))[0]
         return 200, dumps(protocol.predict_answer(model, probs)), JSON

@@ -19,6 +19,34 @@ from mlapp.serve.model import Model
 from mlapp.serve.multipart import parse_multipart, parse_params
 
 SERVER_METADATA: Final = {"name": "mlapp", "version": "1", "extensions": []}
+# The largest finite FP32 value; a number past it would become inf in the tensor.
+FP32_MAX: Final = float(np.finfo(np.float32).max)
+# What /infer reads as its JSON body. No Content-Type at all is read as JSON too:
+# tritonclient's HTTP client sends none (tritonclient/http/_client.py posts the
+# body with only Inference-Header-Content-Length), and its asyncio client's
+# aiohttp labels any bytes body application/octet-stream
+# (https://docs.aiohttp.org/en/stable/client_reference.html, ClientSession.request: data).
+INFER_TYPES: Final = ("application/json", "application/octet-stream")
+PREDICT_TYPES: Final = ("multipart/form-data", "application/json")
+
+
+def check_infer_type(content_type: str) -> None:
+    kind, _ = parse_params(content_type) if content_type else ("", {})
+    if kind and kind not in INFER_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {kind!r} is not read here: send the inference request as {INFER_TYPES[0]}"
+        )
+
+
+def check_predict_type(content_type: str) -> str:
+    """The media type of a /predict body, if it is one /predict reads; 415 otherwise."""
+    kind, _ = parse_params(content_type) if content_type else ("", {})
+    if kind not in PREDICT_TYPES:
+        raise UnsupportedMediaType(
+            "send multipart/form-data with an 'image' field, or application/json with 'pixels'"
+            + (f" (got Content-Type {kind!r})" if kind else " (no Content-Type was sent)")
+        )
+    return kind
 
 
 def _loads(body: bytes) -> Any:
@@ -101,16 +129,43 @@ def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int) -> npt.NDAr
     data = tensor["data"]
     if not isinstance(data, list):
         raise BadRequest("input data must be a list of numbers")
-    try:
-        arr = np.asarray(data, dtype=np.float32)
-    except (ValueError, TypeError) as e:
-        raise BadRequest("input data must be numbers (flat or nested row-major)") from e
+    arr = fp32_numbers(data)
     expected = shape[0] * model.height * model.width
     if arr.size != expected:
         raise BadRequest(f"input data holds {arr.size} values but shape {shape} needs {expected}")
     if shape[0] > max_rows:
         raise TooLarge(f"at most {max_rows} rows per request")
     return arr.reshape(shape)
+
+
+_NUMBER_TYPES: Final = frozenset((int, float))
+
+
+def fp32_numbers(data: list[Any]) -> npt.NDArray[np.float32]:
+    """``data`` (flat or nested row-major) as FP32, if every value is a finite JSON number FP32 can hold.
+
+    Refused: strings ("nan", "inf", "1"), null, true/false, and numbers past
+    FP32's range (1e39 would become inf). The element types are read from an
+    object array, which numpy builds without converting anything, so a bool
+    mixed among numbers is caught (np.asarray would make it 1.0).
+    """
+    try:
+        objects = np.asarray(data, dtype=object)
+    except ValueError as e:  # ragged nesting
+        raise BadRequest("input data must be numbers, flat or nested row-major with equal rows") from e
+    kinds = set(map(type, objects.ravel()))
+    if not kinds <= _NUMBER_TYPES:
+        names = sorted(
+            "null" if k is type(None) else "list" if k is list else k.__name__ for k in kinds - _NUMBER_TYPES
+        )
+        raise BadRequest(f"input data must be numbers only (FP32); found {', '.join(names)}")
+    try:
+        wide = objects.astype(np.float64)
+    except OverflowError as e:
+        raise BadRequest(f"input data holds a number outside FP32's range (+-{FP32_MAX:.7g})") from e
+    if wide.size and not (np.isfinite(wide).all() and float(np.abs(wide).max()) <= FP32_MAX):
+        raise BadRequest(f"input data holds a number outside FP32's range (+-{FP32_MAX:.7g})")
+    return wide.astype(np.float32)
 
 
 def infer_answer(model: Model, probs: npt.NDArray[np.float32], request_id: Any) -> dict[str, Any]:
@@ -134,18 +189,15 @@ def infer_answer(model: Model, probs: npt.NDArray[np.float32], request_id: Any) 
 
 def parse_predict(body: bytes, content_type: str, pre: preprocess.Preprocessing) -> npt.NDArray[np.float32]:
     """The one input row of a /predict body: a multipart ``image`` field, or JSON ``pixels``."""
-    kind, _ = parse_params(content_type)
-    if kind == "multipart/form-data":
+    if check_predict_type(content_type) == "multipart/form-data":
         fields = parse_multipart(body, content_type)
         if "image" not in fields:
             raise BadRequest("multipart form has no 'image' field")
         return preprocess.image_bytes_to_input(fields["image"], pre)
-    if kind == "application/json":
-        request = _loads(body)
-        if not isinstance(request, dict) or "pixels" not in request:
-            raise BadRequest("JSON body must be an object with 'pixels'")
-        return preprocess.pixels_to_input(request["pixels"], pre)
-    raise UnsupportedMediaType("send multipart/form-data with an 'image' field, or application/json with 'pixels'")
+    request = _loads(body)
+    if not isinstance(request, dict) or "pixels" not in request:
+        raise BadRequest("JSON body must be an object with 'pixels'")
+    return preprocess.pixels_to_input(request["pixels"], pre)
 
 
 def predict_answer(model: Model, probs: npt.NDArray[np.float32]) -> dict[str, Any]:

@@ -46,13 +46,12 @@ Match = tuple[Route, str | None, str | None]
 
 
 def table(endpoints: Endpoints) -> tuple[Route, ...]:
-    """Every route the server answers."""
+    """Every route the public port (``contract.PORT``) answers."""
     e = endpoints
     return (
-        # The kubelet's probes and Prometheus' scrapes carry no credentials.
+        # The kubelet's probes carry no credentials; the protocol's clients ask them too.
         Route("GET", contract.LIVE_PATH, e.live, public=True),
         Route("GET", contract.READY_PATH, e.ready, public=True),
-        Route("GET", "/metrics", e.metrics, public=True),
         Route("GET", "/v2", e.server_metadata),
         Route("GET", MODEL_PATH, e.model_metadata),
         Route("GET", MODEL_PATH + "/ready", e.model_ready),
@@ -61,9 +60,19 @@ def table(endpoints: Endpoints) -> tuple[Route, ...]:
     )
 
 
+def internal_table(endpoints: Endpoints) -> tuple[Route, ...]:
+    """The internal port (``contract.METRICS_PORT``): what scrapers and the kubelet ask, and nothing else."""
+    e = endpoints
+    return (
+        Route("GET", contract.LIVE_PATH, e.live, public=True),
+        Route("GET", contract.READY_PATH, e.ready, public=True),
+        Route("GET", contract.METRICS_PATH, e.metrics, public=True),
+    )
+
+
 class Router:
     def __init__(self, routes: Iterable[Route], auth: BasicAuth, model_name: str, model_version: str) -> None:
-        self._auth = auth
+        self.auth = auth
         self._model_name = model_name
         self._model_version = model_version
         # Exact paths map to a ready Match: nothing is built per request.
@@ -106,7 +115,8 @@ class Router:
         """
         route, name, version = found
         if not route.public:
-            self._auth.check(scope["headers"])
+            client = scope.get("client")
+            self.auth.check(scope["headers"], client[0] if client else None)
         if name is not None:
             self._check_model(name, version)
 

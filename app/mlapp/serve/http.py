@@ -1,0 +1,677 @@
+"""HTTP/1.1 on asyncio and httptools, with every resource a client can hold bounded.
+
+Why not uvicorn: its httptools protocol has no limit on the size of a header or
+a URL, no time limit on reading headers or a body, parses every pipelined
+request a read brings in before it answers one, and takes one TLS setting for
+all its sockets. Each of those let a client without credentials grow the
+process past its pod's memory limit (issue 12's measurements). Here each bound
+is a field of ``Limits``, checked where the bytes arrive:
+
+=====================  ==========================================  ========================
+bound                  where                                       over it
+=====================  ==========================================  ========================
+max_connections        accept, before any TLS state exists          the connection idle
+                                                                    longest is closed to make
+                                                                    room; if none is idle,
+                                                                    the new one is
+header bytes / count   fed to the parser in slices of what is left  431, closed
+URL bytes              ``on_url``                                   414, closed
+header_timeout         first byte of a request to its blank line    408, closed
+                       (the TLS handshake shares it)
+body bytes             Content-Length at the headers, or counted    413, closed
+body_timeout           end of headers to end of body                408, closed
+keep_alive_timeout     idle between requests, and before the first  closed
+max_pipelined          requests read and not yet answered           reading stops, closed
+                                                                    after those are answered
+write buffer           a client that does not read its answers      reading stops until it
+                                                                    reads
+unread body buffer     a body the handler has not read yet          reading stops
+=====================  ==========================================  ========================
+
+A closed connection under RFC 9112 section 9.6 ("Tear-down") is what a server
+does when it will not read more; a pipelining client retries what was not
+answered (section 9.3.2). Requests already read are always answered.
+
+The application is called ASGI-style (``scope``, ``receive``, ``send``) at the
+end of the headers, so it can refuse a request (no credentials) before any of
+its body is buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any, Final, cast
+from urllib.parse import unquote
+
+import httptools
+
+from mlapp.settings import Limits
+
+log = logging.getLogger("mlapp.serve")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+AsgiApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+
+class _Refused(Exception):
+    """A bound was crossed while parsing; the connection answers ``status`` (if it still may) and closes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+def _status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
+
+
+_STATUS_LINES: Final = {s: _status_line(s) for s in _REASONS}
+
+
+class _Clock:
+    """The Date header (RFC 9110 section 6.6.1: an origin server with a clock sends it), formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._header = b""
+
+    def date_header(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._header = b"date: " + email.utils.formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self._header
+
+
+def plain_response(status: int, message: str, keep_alive: bool = False) -> bytes:
+    """A whole JSON error response, for refusals made below the application."""
+    body = b'{"error":"' + message.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"}'
+    return b"".join(
+        (
+            _STATUS_LINES.get(status) or _status_line(status),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"" if keep_alive else b"connection: close\r\n",
+            b"\r\n",
+            body,
+        )
+    )
+
+
+class HttpServer:
+    """What every connection of one listener shares: the app, the limits, the TLS context, the open connections."""
+
+    def __init__(
+        self, app: AsgiApp, limits: Limits, tls: ssl.SSLContext | None, server_address: tuple[str, int]
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.tls = tls
+        self.scheme = "https" if tls is not None else "http"
+        self.server_address = server_address
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.clock = _Clock()
+        self.refused_connections = 0
+        self.handshakes = 0  # accepted, TLS handshake under way
+        self._adopting: set[asyncio.Task[None]] = set()
+        self.evicted_connections = 0
+
+    def protocol(self) -> asyncio.Protocol:
+        return Connection(self)
+
+    async def accept_forever(self, listener: socket.socket) -> None:
+        """Accept connections on ``listener``, admitting at most ``max_connections`` (handshakes included).
+
+        The limit is checked on the bare socket, before any TLS state exists (the
+        TLS layer of asyncio and uvloop allocates a 256 KiB read buffer per
+        connection, sslproto.py ``SSLProtocol.__init__``), so a refused connection
+        costs a file descriptor for a moment and nothing else.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            sock, _ = await loop.sock_accept(listener)
+            if self.draining or (
+                len(self.connections) + self.handshakes >= self.limits.max_connections and not self.evict_one()
+            ):
+                self.refused_connections += 1
+                sock.close()
+                continue
+            self.handshakes += 1
+            task = loop.create_task(self._adopt(sock))
+            # The loop keeps only weak references to tasks.
+            self._adopting.add(task)
+            task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if self.tls is None:
+                await loop.connect_accepted_socket(self.protocol, sock)
+            else:
+                await loop.connect_accepted_socket(
+                    self.protocol, sock, ssl=self.tls, ssl_handshake_timeout=self.limits.header_timeout
+                )
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            log.debug("connection not established: %s", e)
+            sock.close()
+        finally:
+            self.handshakes -= 1
+
+    def evict_one(self) -> bool:
+        """At the connection limit, close the connection idle longest (waiting for a request, or for the
+        rest of one's headers) so that a new client (the kubelet's probe among them) gets in; False if
+        every connection has a request under way."""
+        waiting = [c for c in self.connections if c.active is None and not c.queue]
+        if not waiting:
+            return False
+        min(waiting, key=lambda c: c.idle_since).abort()
+        self.evicted_connections += 1
+        return True
+
+    def drain(self) -> None:
+        """Stop reading new requests: idle connections close now, busy ones after what they have already read."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.drain()
+
+    def abort_all(self) -> None:
+        for conn in list(self.connections):
+            conn.abort()
+
+
+class _Cycle:
+    """One request: its scope, its unread body, and how its response is going."""
+
+    __slots__ = (
+        "body",
+        "body_size",
+        "chunked",
+        "complete",
+        "disconnected",
+        "expect_continue",
+        "finished",
+        "head",
+        "keep_alive",
+        "scope",
+        "started",
+        "wake",
+    )
+
+    def __init__(self, scope: Scope, keep_alive: bool, head: bool, expect_continue: bool) -> None:
+        self.scope = scope
+        self.body: deque[bytes] = deque()
+        self.body_size = 0  # buffered, not yet handed to the application
+        self.complete = False
+        self.disconnected = False
+        self.wake: asyncio.Event | None = None
+        self.keep_alive = keep_alive
+        self.head = head
+        self.expect_continue = expect_continue
+        self.started = False
+        self.finished = False
+        self.chunked = False
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parses requests in order, runs one at a time, answers in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client: tuple[str, int] | None = None
+        # Reading state of the message being parsed.
+        self.in_head = True  # before the end of the headers (or before a message starts)
+        self.begun = False  # a message has started and not finished
+        self.head_fed = 0
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reading: _Cycle | None = None
+        self.body_expected = 0  # Content-Length, or -1 for chunked
+        self.body_received = 0
+        # Requests read and not yet answered; the first one is running.
+        self.queue: deque[_Cycle] = deque()
+        self.active: _Cycle | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.read_paused = False
+        self.write_paused = False
+        self.write_ready: asyncio.Event | None = None
+        self.closing = False  # no more requests are read; close once the queue is answered
+        self.refused = False  # a bound was crossed: nothing more is read at all
+        self.closed = False
+        self.idle_since = 0.0  # when it last had no request under way
+        self.task: asyncio.Task[None] | None = None  # the running request's (the loop holds tasks weakly)
+        self._pending_head = b""
+
+    # --- the connection ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports quack like asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        server = self.server
+        self.idle_since = self.loop.time()
+        server.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:  # noqa: PLR2004 - (host, port[, flow, scope])
+            self.client = (str(peer[0]), int(peer[1]))
+        transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
+        self._arm(self.limits.keep_alive_timeout, self._on_idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+        for cycle in (self.active, self.reading, *self.queue):
+            if cycle is not None:
+                cycle.disconnected = True
+                if cycle.wake is not None:
+                    cycle.wake.set()
+        if self.write_ready is not None:
+            self.write_ready.set()
+
+    def _forget(self) -> None:
+        self.closed = True
+        self._disarm()
+        self.server.connections.discard(self)
+
+    def eof_received(self) -> bool | None:
+        # The client has finished sending: answer what was read, then close. A body
+        # still being read will never complete: its handler hears the client went away.
+        self.closing = True
+        reading = self.reading
+        if reading is not None and not reading.complete:
+            reading.disconnected = True
+            if reading.wake is not None:
+                reading.wake.set()
+        if self.active is None and not self.queue:
+            self._close()
+        return True  # keep the write side open for those answers
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.write_ready is not None:
+            self.write_ready.set()
+        self._maybe_resume_reading()
+
+    def drain(self) -> None:
+        """Shutdown: read no more requests; close now if nothing read is waiting for its answer."""
+        self.closing = True
+        if self.active is None and not self.queue:
+            self._close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self._forget()
+
+    def _close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.close()
+        self._forget()
+
+    # --- timers --------------------------------------------------------------------
+
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self.timer = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _on_idle_timeout(self) -> None:
+        self.timer = None
+        if self.active is None and not self.queue and not self.begun:
+            self._close()
+
+    def _on_read_timeout(self) -> None:
+        self.timer = None
+        what = "headers" if self.in_head else "body"
+        seconds = self.limits.header_timeout if self.in_head else self.limits.body_timeout
+        self._refuse(_Refused(408, f"the request's {what} did not arrive within {seconds:g} s"))
+
+    # --- reading -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self.refused or (self.closing and self.reading is None):
+            # Closing: the body of a request already begun is still read; a new request is not.
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                if self.in_head:
+                    # httptools keeps a header it has not finished in memory, so
+                    # the head is fed no further than what is left of its allowance.
+                    room = self.limits.max_header_bytes - self.head_fed
+                    if room <= 0:
+                        raise _Refused(431, f"request line and headers over {self.limits.max_header_bytes} bytes")
+                    piece, view = view[:room], view[room:]
+                    self.head_fed += len(piece)
+                    self.parser.feed_data(piece)
+                else:
+                    # The body goes in no further than its end, so a head that follows
+                    # it is fed under its own allowance; a chunked one in head-sized slices.
+                    left = self.body_expected - self.body_received
+                    size = left if left > 0 else self.limits.max_header_bytes
+                    piece, view = view[:size], view[size:]
+                    self.parser.feed_data(piece)
+                if self.refused or (self.closing and self.reading is None):
+                    return
+        except _Refused as e:
+            self._refuse(e)
+        except httptools.HttpParserUpgrade:
+            # No protocol upgrades: the request is answered, then the connection closes.
+            self.closing = True
+            self._pause_reading()
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, _PipelineFull):
+                self._pause_reading()  # closing: what was read is answered, then the connection closes
+                return
+            self._refuse(cause if isinstance(cause, _Refused) else _Refused(400, "malformed request"))
+        except httptools.HttpParserError as e:
+            self._refuse(_Refused(400, f"malformed request: {e}"))
+
+    def on_message_begin(self) -> None:
+        if self.closing or len(self.queue) >= self.limits.max_pipelined:
+            # Enough read ahead: what was read is answered, the rest is not read.
+            self.closing = True
+            raise _PipelineFull
+        self.begun = True
+        self.url = b""
+        self.headers = []
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(self.limits.header_timeout, self._on_read_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.limits.max_url_bytes:
+            raise _Refused(414, f"URL over {self.limits.max_url_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+        if len(self.headers) > self.limits.max_header_count:
+            raise _Refused(431, f"more than {self.limits.max_header_count} header fields")
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self.in_head = False
+        parser = self.parser
+        method = parser.get_method().decode("ascii")
+        raw = self.url
+        query = b""
+        if b"?" in raw or b"#" in raw or not raw.startswith(b"/"):
+            try:
+                parsed = httptools.parse_url(raw)
+            except httptools.HttpParserInvalidURLError:
+                raise _Refused(400, "malformed request target") from None
+            raw = parsed.path or b"/"
+            query = parsed.query or b""
+        path = raw.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        length = 0
+        expect_continue = False
+        for name, value in self.headers:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise _Refused(400, "bad Content-Length") from None
+                if length > self.limits.max_body_bytes:
+                    raise _Refused(413, f"request body over the limit of {self.limits.max_body_bytes} bytes")
+            elif name == b"transfer-encoding":
+                length = -1
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expect_continue = True
+        server = self.server
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": parser.get_http_version(),
+            "server": server.server_address,
+            "client": self.client,
+            "scheme": server.scheme,
+            "method": method,
+            "root_path": "",
+            "path": path,
+            "raw_path": raw,
+            "query_string": query,
+            "headers": self.headers,
+        }
+        keep_alive = parser.should_keep_alive() and not server.draining
+        cycle = _Cycle(scope, keep_alive, method == "HEAD", expect_continue)
+        self.reading = cycle
+        self.body_expected = length
+        self.body_received = 0
+        if length:
+            self._arm(self.limits.body_timeout, self._on_read_timeout)
+        self.queue.append(cycle)
+        if self.active is None:
+            self._start_next()
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.reading
+        if cycle is None:
+            return
+        self.body_received += len(body)
+        if self.body_received > self.limits.max_body_bytes:  # chunked: counted as it comes
+            raise _Refused(413, f"request body over the limit of {self.limits.max_body_bytes} bytes")
+        if cycle.finished:
+            return  # answered without reading it; the connection closes after it
+        cycle.body.append(body)
+        cycle.body_size += len(body)
+        if cycle.wake is not None:
+            cycle.wake.set()
+        if cycle.body_size > self.limits.read_ahead_bytes:
+            self._pause_reading()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        cycle = self.reading
+        self.reading = None
+        self.in_head = True
+        self.begun = False
+        self.head_fed = 0
+        if cycle is not None:
+            cycle.complete = True
+            if cycle.wake is not None:
+                cycle.wake.set()
+            if not cycle.keep_alive:
+                self.closing = True
+
+    def _refuse(self, refusal: _Refused) -> None:
+        """A bound was crossed: answer it if no response is under way, then close."""
+        self.closing = True
+        self.refused = True
+        self._disarm()
+        log.debug("refused %s: %s %s", self.client, refusal.status, refusal)
+        reading = self.reading
+        if reading is not None and reading is not self.active and reading in self.queue:
+            self.queue.remove(reading)  # read only in part: it is not answered
+        if reading is not None:
+            reading.disconnected = True
+            if reading.wake is not None:
+                reading.wake.set()
+        if self.active is None or (self.active is reading and not reading.started):
+            if self.transport is not None and not self.closed:
+                self.transport.write(plain_response(refusal.status, str(refusal)))
+            if reading is not None:
+                reading.finished = True
+            self._close()
+        # else: the running request finishes, its answer goes out, then the connection closes.
+
+    # --- flow control --------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = True
+            with contextlib.suppress(RuntimeError):
+                self.transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if not self.read_paused or self.write_paused or self.closing:
+            return
+        reading = self.reading
+        if reading is not None and reading.body_size > self.limits.read_ahead_bytes:
+            return
+        self.read_paused = False
+        if self.transport is not None and not self.closed:
+            with contextlib.suppress(RuntimeError):
+                self.transport.resume_reading()
+
+    # --- running requests ----------------------------------------------------------
+
+    def _start_next(self) -> None:
+        if not self.queue:
+            self.active = None
+            self.idle_since = self.loop.time()
+            if self.closing:
+                self._close()
+            elif not self.begun:
+                self._arm(self.limits.keep_alive_timeout, self._on_idle_timeout)
+            return
+        cycle = self.queue[0]
+        self.active = cycle
+        self.task = self.loop.create_task(self._run(cycle))
+
+    async def _run(self, cycle: _Cycle) -> None:
+        try:
+            await self.server.app(cycle.scope, lambda: self._receive(cycle), lambda m: self._send(cycle, m))
+        except Exception:
+            log.exception("unexpected error in the application")
+            if not cycle.started and not self.closed and not cycle.disconnected:
+                self._write(plain_response(500, "internal error"))
+            cycle.keep_alive = False
+            cycle.finished = True
+        if not cycle.finished and not self.closed and not cycle.disconnected:
+            # The application returned without finishing its answer: the connection cannot go on.
+            cycle.keep_alive = False
+            if not cycle.started:
+                self._write(plain_response(500, "internal error"))
+            cycle.finished = True
+        self._done(cycle)
+
+    def _done(self, cycle: _Cycle) -> None:
+        if self.queue and self.queue[0] is cycle:
+            self.queue.popleft()
+        if not cycle.complete:
+            # Answered before its body was all read: the rest of it is not read.
+            self.closing = True
+        elif not cycle.keep_alive:
+            self.closing = True
+        if self.closed:
+            return
+        if self.closing and not self.queue:
+            self.active = None
+            self._close()
+            return
+        self._start_next()
+        self._maybe_resume_reading()
+
+    async def _receive(self, cycle: _Cycle) -> Message:
+        while True:
+            if cycle.disconnected:
+                return {"type": "http.disconnect"}
+            if cycle.body:
+                chunk = cycle.body.popleft() if len(cycle.body) == 1 else b"".join(cycle.body)
+                cycle.body.clear()
+                cycle.body_size = 0
+                self._maybe_resume_reading()
+                return {"type": "http.request", "body": chunk, "more_body": not cycle.complete}
+            if cycle.complete:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if cycle.expect_continue:
+                cycle.expect_continue = False
+                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if cycle.wake is None:
+                cycle.wake = asyncio.Event()
+            cycle.wake.clear()
+            await cycle.wake.wait()
+
+    async def _send(self, cycle: _Cycle, message: Message) -> None:
+        if self.closed or (cycle.disconnected and not cycle.complete):
+            return
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._start_response(cycle, message)
+        elif kind == "http.response.body":
+            await self._response_body(cycle, message)
+
+    def _start_response(self, cycle: _Cycle, message: Message) -> None:
+        if cycle.started:
+            raise RuntimeError("http.response.start sent twice")
+        cycle.started = True
+        status = int(message["status"])
+        parts = [_STATUS_LINES.get(status) or _status_line(status), self.server.clock.date_header()]
+        has_length = False
+        for name, value in message.get("headers", ()):
+            lname = bytes(name).lower()
+            if lname == b"content-length":
+                has_length = True
+            elif lname == b"connection" and bytes(value).lower() == b"close":
+                cycle.keep_alive = False
+            parts.append(b"%s: %s\r\n" % (bytes(name), bytes(value)))
+        if not has_length and not cycle.head:
+            cycle.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if self.closing or self.server.draining or not cycle.complete:
+            cycle.keep_alive = False
+        if not cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        self._pending_head = b"".join(parts)
+
+    async def _response_body(self, cycle: _Cycle, message: Message) -> None:
+        if not cycle.started or cycle.finished:
+            raise RuntimeError("http.response.body outside a response")
+        body: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        head, self._pending_head = self._pending_head, b""
+        if cycle.head:
+            out = head
+        elif cycle.chunked:
+            out = head + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (b"" if more else b"0\r\n\r\n")
+        else:
+            out = head + body if head else body
+        if out:
+            self._write(out)
+        if not more:
+            cycle.finished = True
+        elif self.write_paused:
+            if self.write_ready is None:
+                self.write_ready = asyncio.Event()
+            self.write_ready.clear()
+            await self.write_ready.wait()
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+
+class _PipelineFull(_Refused):
+    """Not an error to answer: the connection has read as many requests ahead as it holds."""
+
+    def __init__(self) -> None:
+        super().__init__(0, "pipeline full")

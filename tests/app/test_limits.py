@@ -1,0 +1,390 @@
+"""Every bound of the server's HTTP layer, broken on loopback by a client that would grow it without one.
+
+Each test is written so that, with its bound removed, it fails instead of
+hanging: every loop stops by itself (a byte budget, a deadline) and the
+assertion names what an unbounded server did. The servers here run with small
+limits (a second, a few connections) so the suite stays fast; the defaults are
+in ``mlapp.settings.Limits``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlapp import contract
+from mlapp.settings import Limits
+
+from .helpers import MODEL_NAME, PASSWORD, USER, Server, TrainedModel
+from .tls import Certificates, make_certificates
+
+TOKEN = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+BODY_LIMIT = 64 * 1024
+TIGHT = {
+    "MLAPP_HEADER_TIMEOUT": "1",
+    "MLAPP_BODY_TIMEOUT": "1",
+    "MLAPP_KEEP_ALIVE_TIMEOUT": "1",
+    "MLAPP_MAX_CONNECTIONS": "20",
+    "MLAPP_MAX_BODY_BYTES": str(BODY_LIMIT),
+    "MLAPP_MAX_BODY_BYTES_HELD": str(3 * BODY_LIMIT),
+    "MLAPP_FAILED_LOGIN_BURST": "100000",
+}
+DEFAULTS = Limits()
+
+
+@pytest.fixture(scope="module")
+def tight(trained: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("tight"), trained.store, None, None, **TIGHT)
+    try:
+        srv.wait_for("/v2/health/ready")
+        yield srv
+    finally:
+        srv.stop()
+
+
+@contextlib.contextmanager
+def connect(srv: Server, timeout: float = 5, source: str = "127.0.0.1") -> Iterator[socket.socket]:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout, source_address=(source, 0)) as conn:
+        yield conn
+
+
+def read_all(conn: socket.socket, limit: int = 4 << 20) -> bytes:
+    """What the server sends until it closes (or the socket's timeout), at most ``limit`` bytes."""
+    out = b""
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
+        while len(out) < limit and (chunk := conn.recv(65536)):
+            out += chunk
+    return out
+
+
+def status_of(response: bytes) -> int:
+    assert response.startswith(b"HTTP/1.1 "), response[:200]
+    return int(response[9:12])
+
+
+def send_until_refused(conn: socket.socket, first: bytes, piece: bytes, budget: int) -> int:
+    """Send ``first`` then ``piece`` repeatedly, up to ``budget`` bytes; the bytes sent before the server stopped us."""
+    sent = 0
+    try:
+        conn.sendall(first)
+        sent += len(first)
+        while sent < budget:
+            conn.sendall(piece)
+            sent += len(piece)
+    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        pass
+    return sent
+
+
+def live(srv: Server) -> None:
+    assert httpx.get(srv.url + contract.LIVE_PATH, timeout=5).status_code == 200
+
+
+# --- the head ---------------------------------------------------------------------------
+
+
+def test_endless_header_lines_are_refused_431_without_reading_on(tight: Server) -> None:
+    with connect(tight) as conn:
+        sent = send_until_refused(
+            conn, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n", b"X-a: " + b"a" * 1000 + b"\r\n", 8 << 20
+        )
+        response = read_all(conn)
+    assert status_of(response) == 431, response
+    assert sent < 4 << 20, f"the server read {sent} bytes of headers before refusing"
+    live(tight)
+
+
+def test_one_header_value_without_end_is_refused_431(tight: Server) -> None:
+    with connect(tight) as conn:
+        first = b"GET /v2/health/live HTTP/1.1\r\nX-big: "
+        sent = send_until_refused(conn, first, b"v" * 16384, 32 << 20)
+        response = read_all(conn)
+    assert status_of(response) == 431, response
+    assert sent < 16 << 20, f"the server read {sent} bytes of one header value before refusing"
+
+
+def test_too_many_header_fields_are_431(tight: Server) -> None:
+    head = b"GET /v2/health/live HTTP/1.1\r\n" + b"".join(
+        b"X-%d: 1\r\n" % i for i in range(DEFAULTS.max_header_count + 1)
+    )
+    with connect(tight) as conn:
+        conn.sendall(head + b"\r\n")
+        assert status_of(read_all(conn)) == 431
+
+
+def test_a_long_url_is_414(tight: Server) -> None:
+    with connect(tight) as conn:
+        conn.sendall(b"GET /" + b"a" * (DEFAULTS.max_url_bytes + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(read_all(conn)) == 414
+
+
+def test_headers_that_never_finish_are_408_after_the_header_timeout(tight: Server) -> None:
+    with connect(tight, timeout=10) as conn:
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        response = read_all(conn)
+    assert response, "the server kept a connection whose headers never finished"
+    assert status_of(response) == 408
+    assert time.monotonic() - started < 9  # the socket's own timeout is 10 s
+
+
+def test_a_slow_drip_of_header_bytes_is_cut_at_the_header_timeout(tight: Server) -> None:
+    """Bytes that keep arriving do not extend the deadline: it runs from the request's first byte."""
+    with connect(tight, timeout=10) as conn:
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
+        deadline = time.monotonic() + 8
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            try:
+                conn.sendall(b"X: 1\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            time.sleep(0.2)
+        assert closed or status_of(read_all(conn)) == 408, "a slow drip kept the request open for 8 s"
+
+
+def test_a_connection_that_sends_nothing_is_closed(tight: Server) -> None:
+    with connect(tight, timeout=10) as conn:
+        started = time.monotonic()
+        assert read_all(conn) == b""
+        assert time.monotonic() - started < 9, "an idle connection stayed open"
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_its_answer(tight: Server) -> None:
+    with connect(tight, timeout=10) as conn:
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = read_all(conn)  # the answer, then the close after the keep-alive timeout
+    assert status_of(response) == 200
+    assert response.count(b"HTTP/1.1 ") == 1
+
+
+def test_malformed_requests_are_400(tight: Server) -> None:
+    with connect(tight) as conn:
+        conn.sendall(b"NOT-HTTP\r\n\r\n")
+        assert status_of(read_all(conn)) == 400
+
+
+# --- bodies -----------------------------------------------------------------------------
+
+
+def _post_head(length: int | None, path: str = f"/v2/models/{MODEL_NAME}/infer") -> bytes:
+    size = f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {TOKEN}\r\n"
+        f"Content-Type: application/json\r\n{size}\r\n"
+    ).encode()
+
+
+def test_a_declared_body_over_the_limit_is_413_before_it_is_read(tight: Server) -> None:
+    with connect(tight) as conn:
+        conn.sendall(_post_head(BODY_LIMIT + 1))
+        assert status_of(read_all(conn)) == 413
+
+
+def test_a_chunked_body_over_the_limit_is_413(tight: Server) -> None:
+    chunk = b"%x\r\n%s\r\n" % (16384, b" " * 16384)
+    with connect(tight) as conn:
+        sent = send_until_refused(conn, _post_head(None), chunk, 32 << 20)
+        response = read_all(conn)
+    assert status_of(response) == 413, response
+    # Loopback's socket buffers take a few MiB the server never reads.
+    assert sent < 16 << 20, f"the server read {sent} bytes of a chunked body over a {BODY_LIMIT}-byte limit"
+
+
+def test_a_body_that_never_completes_is_408_after_the_body_timeout(tight: Server) -> None:
+    with connect(tight, timeout=10) as conn:
+        conn.sendall(_post_head(1000) + b"{")
+        started = time.monotonic()
+        response = read_all(conn)
+    assert response, "the server waited for the rest of the body for 10 s"
+    assert status_of(response) == 408
+    assert time.monotonic() - started < 9
+
+
+def test_bodies_held_at_once_are_bounded_503(tight: Server) -> None:
+    """Three bodies fill the budget (3 x the body limit): the fourth is told to retry, not buffered."""
+    conns = [socket.create_connection(("127.0.0.1", tight.port), timeout=5) for _ in range(4)]
+    try:
+        for conn in conns[:3]:
+            conn.sendall(_post_head(BODY_LIMIT) + b"[")
+        time.sleep(0.3)  # the three are admitted and hold their share
+        conns[3].sendall(_post_head(BODY_LIMIT) + b"[")
+        response = read_all(conns[3])
+        assert status_of(response) == 503, response
+        assert b"retry-after: 1" in response.lower()
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_a_stranger_cannot_hold_a_body_without_credentials(tight: Server) -> None:
+    head = (f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {BODY_LIMIT}\r\n\r\n").encode()
+    with connect(tight) as conn:
+        conn.sendall(head + b"{")
+        response = read_all(conn)
+    assert status_of(response) == 401  # answered at once, and the connection closed: the body is never read
+
+
+# --- connections and pipelining -------------------------------------------------------
+
+
+def test_pipelined_requests_are_answered_up_to_the_cap_then_the_connection_closes(tight: Server) -> None:
+    requests = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n" * 7000
+    with connect(tight, timeout=5) as conn:
+        send_until_refused(conn, requests, b"", len(requests))
+        answers = read_all(conn, limit=16 << 20).count(b"HTTP/1.1 200")
+    assert 1 <= answers <= DEFAULTS.max_pipelined, f"{answers} pipelined requests were read ahead and answered"
+    live(tight)
+
+
+def test_connections_are_capped_and_the_idle_longest_make_room(tight: Server) -> None:
+    cap = int(TIGHT["MLAPP_MAX_CONNECTIONS"])
+    conns = []
+    try:
+        for _ in range(cap * 3):
+            conns.append(socket.create_connection(("127.0.0.1", tight.port), timeout=2))
+            time.sleep(0.005)
+        time.sleep(0.3)
+        open_ = 0
+        for conn in conns:
+            conn.setblocking(False)
+            try:
+                open_ += conn.recv(1) != b""
+            except BlockingIOError:
+                open_ += 1  # nothing to read and not closed: still open
+            except ConnectionResetError:
+                pass
+        assert open_ <= cap, f"{open_} idle connections held open with a cap of {cap}"
+        # A newcomer (a probe) still gets in: the idle longest made room for it.
+        live(tight)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_expect_100_continue_and_head(tight: Server) -> None:
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0] * 64}]})
+    head = _post_head(len(body)).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+    with connect(tight) as conn:
+        conn.sendall(head)
+        assert conn.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.sendall(body.encode() + b"HEAD /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = read_all(conn)
+    first, _, rest = response.partition(b"\r\n\r\n")
+    assert status_of(first) == 200
+    second = rest[rest.index(b"HTTP/1.1 ") :]
+    assert status_of(second) == 200
+    assert second.endswith(b"\r\n\r\n"), "a HEAD answer carried a body"
+
+
+# --- failed logins --------------------------------------------------------------------
+
+
+def test_failed_logins_are_throttled_per_client_without_locking_out_others(
+    trained: TrainedModel, tmp_path: Path
+) -> None:
+    srv = Server(tmp_path, trained.store, MLAPP_FAILED_LOGIN_BURST="3")
+    try:
+        srv.wait_for("/v2/health/ready")
+        url = f"/v2/models/{MODEL_NAME}"
+        guesser = httpx.Client(base_url=srv.url, transport=httpx.HTTPTransport(local_address="127.0.0.1"))
+        user = httpx.Client(base_url=srv.url, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        statuses = [guesser.get(url, auth=(USER, f"guess-{i}")).status_code for i in range(6)]
+        assert statuses[:3] == [401, 401, 401]
+        assert set(statuses[3:]) == {429}, statuses
+        throttled = guesser.get(url, auth=(USER, PASSWORD))
+        assert throttled.status_code == 429  # not even checked: a guess would learn nothing
+        assert int(throttled.headers["retry-after"]) >= 1
+        # The real user, from another address, is neither slowed nor locked out.
+        assert user.get(url, auth=(USER, PASSWORD)).status_code == 200
+        assert user.get(url, auth=(USER, "typo")).status_code == 401
+        # No credentials at all is a challenge, not a failed login.
+        assert guesser.get(url).status_code == 401
+    finally:
+        srv.stop()
+
+
+# --- shutdown --------------------------------------------------------------------------
+
+
+def test_shutdown_finishes_inside_the_grace_period_even_with_a_request_held(
+    trained: TrainedModel, tmp_path: Path
+) -> None:
+    """A request whose body never completes cannot hold the process past the drain."""
+    srv = Server(tmp_path, trained.store, MLAPP_DRAIN_SECONDS="2", MLAPP_BODY_TIMEOUT="600")
+    srv.wait_for("/v2/health/ready")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as held:
+        held.sendall(_post_head(1000) + b"{")
+        time.sleep(0.3)
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        code = srv.proc.wait(timeout=15)
+        took = time.monotonic() - started
+    srv.stop()
+    assert code == 0
+    assert took < 2 + 3, f"shutdown took {took:.1f} s with a 2 s drain"
+    assert "still open after the 2 s drain" in srv.log
+
+
+def test_the_drain_fits_the_grace_period_with_its_margin() -> None:
+    assert (
+        contract.PRESTOP_SECONDS + contract.DRAIN_SECONDS + contract.SHUTDOWN_MARGIN_SECONDS <= contract.GRACE_SECONDS
+    )
+    assert Limits().header_timeout < contract.DRAIN_SECONDS  # a request being read can finish arriving
+
+
+# --- TLS -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(
+    trained: TrainedModel, certificates: Certificates, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("tls-server"), trained.store, tls=(certificates.cert, certificates.key))
+    try:
+        srv.wait_for("/v2/health/ready")
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_tls_end_to_end_verified_against_the_ca(tls_server: Server, certificates: Certificates) -> None:
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    body = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0] * 64}]}
+    with httpx.Client(verify=context) as client:
+        for host in ("127.0.0.1", "localhost"):
+            url = tls_server.url.replace("127.0.0.1", host)
+            response = client.post(f"{url}/v2/models/{MODEL_NAME}/infer", json=body, auth=(USER, PASSWORD))
+            assert response.status_code == 200, response.text
+            assert len(response.json()["outputs"][0]["data"]) == 10
+    # The metrics port stays plain HTTP, inside the cluster.
+    assert httpx.get(tls_server.metrics_url + contract.METRICS_PATH).status_code == 200
+
+
+def test_tls_refuses_clients_that_do_not_trust_the_ca_and_plain_http(tls_server: Server) -> None:
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(tls_server.url + contract.LIVE_PATH)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(tls_server.url.replace("https://", "http://") + contract.LIVE_PATH, timeout=5)
+
+
+def test_a_tls_client_that_never_says_hello_is_closed(tls_server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=20) as conn:
+        started = time.monotonic()
+        assert read_all(conn) == b""
+        assert time.monotonic() - started < DEFAULTS.header_timeout + 5
