@@ -22,7 +22,8 @@ help:
 	@echo "make destroy STACK=local  pulumi destroy for a stack"
 	@echo "make docs                 regenerate the README's config reference from Pulumi.yaml"
 	@echo "make train                train the model on this machine into build/models (CPU is fine)"
-	@echo "make serve                serve it on http://localhost:8080 (set MLAPP_AUTH_PASSWORD first)"
+	@echo "make serve                serve it on https://localhost:8080, CA in build/tls/ca.crt (set MLAPP_AUTH_PASSWORD first)"
+	@echo "make serve PLAIN_HTTP=1   the same over plain HTTP, on a laptop only"
 	@echo "make render STACK=local   render a stack offline into render/<stack>/ (objects, graph), validated"
 
 # What `pulumi up` runs needs only requirements.txt; the tests need the rest too.
@@ -63,10 +64,19 @@ train: venv
 	PYTHONPATH=app $(PY) -m mlapp.train --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME) --version local \
 		--epochs 10 --batch-size 32 --learning-rate 0.003 --min-accuracy 0.9
 
+# HTTPS with a throwaway CA in build/tls (curl --cacert build/tls/ca.crt); PLAIN_HTTP=1 serves plain HTTP instead.
+TLS_DIR ?= build/tls
 serve: venv
 	@test -n "$$MLAPP_AUTH_PASSWORD" || { echo "make serve: export MLAPP_AUTH_PASSWORD (and MLAPP_AUTH_USERNAME, default mlstack) first"; exit 2; }
-	MLAPP_MODEL_DIR=$(MODEL_DIR) MLAPP_MODEL_NAME=$(MODEL_NAME) MLAPP_MODEL_VERSION=local \
+ifeq ($(PLAIN_HTTP),1)
+	MLAPP_PLAIN_HTTP=1 MLAPP_MODEL_DIR=$(MODEL_DIR) MLAPP_MODEL_NAME=$(MODEL_NAME) MLAPP_MODEL_VERSION=local \
 		MLAPP_AUTH_USERNAME=$${MLAPP_AUTH_USERNAME:-mlstack} PYTHONPATH=app $(PY) -m mlapp.serve
+else
+	$(PY) -m tools.devcert $(TLS_DIR)
+	MLAPP_TLS_CERT_FILE=$(TLS_DIR)/tls.crt MLAPP_TLS_KEY_FILE=$(TLS_DIR)/tls.key \
+		MLAPP_MODEL_DIR=$(MODEL_DIR) MLAPP_MODEL_NAME=$(MODEL_NAME) MLAPP_MODEL_VERSION=local \
+		MLAPP_AUTH_USERNAME=$${MLAPP_AUTH_USERNAME:-mlstack} PYTHONPATH=app $(PY) -m mlapp.serve
+endif
 
 docs: venv
 	$(PY) -m tools.config_doc --write README.md

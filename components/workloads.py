@@ -542,6 +542,12 @@ def service_spec(app: App, serving: Serving) -> k8s.core.v1.ServiceSpecArgs:
             )
         ],
         load_balancer_source_ranges=list(serving.allowed_source_ranges) or None,
+        # The server throttles failed logins per client address (app/mlapp/serve/auth.py).
+        # With the default "Cluster" policy every packet is SNATed to a node's address, so
+        # one stranger's guesses would throttle everyone behind that node; "Local" keeps the
+        # client's address and sends traffic only to nodes running a serving pod:
+        # https://kubernetes.io/docs/tasks/access-application-cluster/create-external-load-balancer/#preserving-the-client-source-ip
+        external_traffic_policy="Local",
     )
 
 

@@ -14,6 +14,7 @@ import json
 import mimetypes
 import os
 import secrets
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -39,7 +40,9 @@ def encode_multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def predict(url: str, image: Path, username: str, password: str, timeout: float) -> dict[str, object]:
+def predict(
+    url: str, image: Path, credentials: tuple[str, str], timeout: float, *, cacert: Path | None = None
+) -> dict[str, object]:
     if not url.startswith(("http://", "https://")):
         raise ClientError(f"URL must start with http:// or https://, got {url!r}")
     try:
@@ -47,7 +50,7 @@ def predict(url: str, image: Path, username: str, password: str, timeout: float)
     except OSError as e:
         raise ClientError(f"cannot read {image}: {e}") from e
     body, ctype = encode_multipart("image", image.name, data)
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    token = base64.b64encode("{}:{}".format(*credentials).encode()).decode()
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         url.rstrip("/") + "/predict",
         data=body,
@@ -55,7 +58,9 @@ def predict(url: str, image: Path, username: str, password: str, timeout: float)
         headers={"Content-Type": ctype, "Authorization": f"Basic {token}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        # The server's certificate is verified: against cacert (a stack's caCertificate), else the system's CAs.
+        context = ssl.create_default_context(cafile=str(cacert) if cacert else None)
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
             answer = json.loads(response.read())
     except urllib.error.HTTPError as e:
         detail = e.read().decode("utf-8", "replace")[:500]
@@ -71,9 +76,10 @@ def predict(url: str, image: Path, username: str, password: str, timeout: float)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlapp.client", description=__doc__.split("\n\n")[0])
-    parser.add_argument("url", help="server base URL, e.g. http://localhost:8080")
+    parser.add_argument("url", help="server base URL, e.g. https://localhost:8080")
     parser.add_argument("image", type=Path, help="PNG or JPEG of a digit")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    parser.add_argument("--cacert", type=Path, help="CA certificate (PEM) to verify the server with")
     args = parser.parse_args(argv)
     username = os.environ.get(contract.ENV_AUTH_USERNAME, "")
     password = os.environ.get(contract.ENV_AUTH_PASSWORD, "")
@@ -81,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlapp.client: set {contract.ENV_AUTH_USERNAME} and {contract.ENV_AUTH_PASSWORD}", file=sys.stderr)
         return 1
     try:
-        answer = predict(args.url, args.image, username, password, args.timeout)
+        answer = predict(args.url, args.image, (username, password), args.timeout, cacert=args.cacert)
     except ClientError as e:
         print(f"mlapp.client: {e}", file=sys.stderr)
         return 1

@@ -42,9 +42,11 @@ def test_home_is_the_writable_scratch_directory() -> None:
 
 
 def test_the_server_defaults_to_the_contracts_port_and_model_mount() -> None:
-    env = {contract.ENV_AUTH_USERNAME: "u", contract.ENV_AUTH_PASSWORD: "p" * 12}
+    env = {contract.ENV_AUTH_USERNAME: "u", contract.ENV_AUTH_PASSWORD: "p" * 12, contract.ENV_PLAIN_HTTP: "1"}
     read = settings.from_env(env)
     assert read.port == contract.PORT
+    assert read.metrics_port == contract.METRICS_PORT
+    assert read.drain_seconds == contract.DRAIN_SECONDS
     assert str(read.model_dir) == contract.MODEL_MOUNT
 
 

@@ -15,6 +15,8 @@ import json
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +26,9 @@ import pytest
 
 from mlapp import contract
 from mlapp.settings import Limits
+from tools.devcert import Certificates, make_certificates
 
-from .helpers import MODEL_NAME, PASSWORD, USER, Server, TrainedModel
-from .tls import Certificates, make_certificates
+from .helpers import MODEL_NAME, PASSWORD, USER, Server, TrainedModel, app_env
 
 TOKEN = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 BODY_LIMIT = 64 * 1024
@@ -388,3 +390,27 @@ def test_a_tls_client_that_never_says_hello_is_closed(tls_server: Server) -> Non
         started = time.monotonic()
         assert read_all(conn) == b""
         assert time.monotonic() - started < DEFAULTS.header_timeout + 5
+
+
+def test_the_client_verifies_the_server_against_the_ca(
+    tls_server: Server, certificates: Certificates, tmp_path: Path
+) -> None:
+    digit = tmp_path / "digit.png"
+    run = subprocess.run(
+        [sys.executable, "-m", "mlapp.sample", str(digit)],
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    env = app_env(MLAPP_AUTH_USERNAME=USER, MLAPP_AUTH_PASSWORD=PASSWORD)
+    ask = [sys.executable, "-m", "mlapp.client", tls_server.url, str(digit)]
+    trusted = subprocess.run(
+        [*ask, "--cacert", str(certificates.ca)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert trusted.returncode == 0, trusted.stderr
+    untrusted = subprocess.run(ask, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert untrusted.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr

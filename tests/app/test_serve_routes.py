@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 
 from mlapp import contract
-from mlapp.serve import App, errors, routes
+from mlapp.serve import App, errors, protocol, routes
 from mlapp.serve.asgi import Message, Receive, Scope
 from mlapp.serve.auth import REALM, BasicAuth
 from mlapp.serve.handlers import Endpoints
@@ -232,3 +235,42 @@ def test_an_unmapped_error_is_500_logged_and_never_shown(
     assert (answer.status, answer.json()) == (500, {"error": "internal error"})
     assert "secret-path" not in answer.body.decode()
     assert any(r.name == "mlapp.serve" and r.exc_info and "GET /fail" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- off the event loop
+
+
+def test_pictures_are_decoded_on_a_worker_thread_never_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decode of the largest picture allowed takes long enough to stall probes if it ran on the loop."""
+    threads: list[int] = []
+
+    def parse_predict(body: bytes, content_type: str, pre: object) -> np.ndarray:
+        threads.append(threading.get_ident())
+        return np.zeros((1, 1, 8, 8), dtype=np.float32)
+
+    class Model:
+        preprocessing = None
+        labels: ClassVar[list[str]] = [str(i) for i in range(10)]
+        name, version = MODEL_NAME, VERSION
+
+    class Batcher:
+        async def infer(self, x: np.ndarray) -> np.ndarray:
+            return np.full((1, 10), 0.1, dtype=np.float32)
+
+    monkeypatch.setattr(protocol, "parse_predict", parse_predict)
+    endpoints = Endpoints(SETTINGS)
+    endpoints.set_model(Model(), Batcher())  # type: ignore[arg-type]
+
+    async def run() -> tuple[int, int]:
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"\x89PNG", "more_body": False}
+
+        scope = {"type": "http", "headers": [(b"content-type", b"multipart/form-data; boundary=x")]}
+        status, _, _ = await endpoints.predict(scope, receive)
+        return status, threading.get_ident()
+
+    status, loop_thread = asyncio.run(run())
+    endpoints.close()
+    assert status == 200
+    assert threads
+    assert threads[0] != loop_thread

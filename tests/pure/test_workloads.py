@@ -218,6 +218,11 @@ def test_the_public_service_exposes_the_tls_port_and_never_the_metrics_port() ->
     assert all(p.port != contract.METRICS_PORT and p.name != contract.METRICS_PORT_NAME for p in service.ports)
 
 
+def test_the_public_service_keeps_the_clients_address_for_the_login_throttle() -> None:
+    """With "Cluster", every client would share a node's address and one guesser would throttle them all."""
+    assert workloads.service_spec(APP, SERVING).external_traffic_policy == "Local"
+
+
 def test_the_metrics_service_stays_inside_the_cluster_on_the_metrics_port() -> None:
     service = workloads.metrics_service_spec(APP)
     assert service.type == "ClusterIP"

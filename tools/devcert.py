@@ -1,9 +1,16 @@
-"""Throwaway certificates for the TLS tests: a CA, and a server certificate it signs for loopback."""
+"""Throwaway certificates for `make serve` and the TLS tests: a CA, and a server certificate it signs for loopback.
+
+    python -m tools.devcert DIR      writes DIR/ca.crt, DIR/tls.crt, DIR/tls.key (valid one day)
+
+Only for a laptop and tests: a stack makes its own CA with pulumi-tls, or serves
+the certificate its user brings (README.md, "TLS").
+"""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +79,8 @@ def make_certificates(
     )
     out.key.chmod(0o600)
     return out
+
+
+if __name__ == "__main__":
+    made = make_certificates(Path(sys.argv[1]))
+    print(f"wrote {made.ca}, {made.cert} and {made.key}; a client trusts {made.ca}")
