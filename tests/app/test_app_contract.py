@@ -32,8 +32,9 @@ def test_both_images_run_as_the_contracts_numeric_user(stage: str) -> None:
 
 def test_the_server_image_listens_where_the_pod_sends_traffic() -> None:
     server = _stage("server")
-    assert re.search(rf"^EXPOSE\s+{contract.PORT}\s*$", server, flags=re.M), "EXPOSE"
-    assert re.search(rf"^ENV\s+{contract.ENV_PORT}={contract.PORT}\s*$", server, flags=re.M), contract.ENV_PORT
+    assert re.search(rf"^EXPOSE\s+{contract.PORT}\s+{contract.METRICS_PORT}\s*$", server, flags=re.M), "EXPOSE"
+    assert re.search(rf"^ENV\s+{contract.ENV_PORT}={contract.PORT}\s*\\$", server, flags=re.M), contract.ENV_PORT
+    assert re.search(rf"^\s+{contract.ENV_METRICS_PORT}={contract.METRICS_PORT}\s*$", server, flags=re.M)
 
 
 def test_home_is_the_writable_scratch_directory() -> None:
