@@ -10,6 +10,7 @@ import logging
 import os
 import ssl
 import sys
+import warnings
 
 import uvloop
 
@@ -30,6 +31,10 @@ def main() -> int:
         print(f"mlapp.serve: refusing to start: {e}", file=sys.stderr)
         return 1
     configure_logging(settings.log_level_number)
+    # Pillow warns with the upload's own details in the text ("Corrupt EXIF data ... N bytes");
+    # each distinct text would be kept in a __warningregistry__ for good and logged once,
+    # so a caller could grow both. A damaged picture is answered 400 anyway.
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     log.info(
         "serving model %s version %s from %s as user %r",
         settings.model_name,

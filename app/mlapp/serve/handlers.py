@@ -45,7 +45,7 @@ class Endpoints:
         self.bodies = BodyBudget(settings.limits.max_body_bytes_held)
         # Pictures are decoded here, never on the event loop; the pool's size bounds
         # the decodes in memory at once (preprocess.py derives the bound).
-        self._parsers = ThreadPoolExecutor(getattr(preprocess, "MAX_CONCURRENT_DECODES", 2), thread_name_prefix="parse")
+        self._parsers = ThreadPoolExecutor(preprocess.MAX_CONCURRENT_DECODES, thread_name_prefix="parse")
 
     def close(self) -> None:
         self._parsers.shutdown(wait=False, cancel_futures=True)
