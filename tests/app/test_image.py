@@ -67,7 +67,7 @@ def test_targets_run_as_numeric_non_root_with_the_right_command() -> None:
         assert int(uid) != 0, f"{name} runs as root"
     assert 'ENTRYPOINT ["python", "-m", "mlapp.train"]' in trainer
     assert 'CMD ["python", "-m", "mlapp.serve"]' in server
-    assert "EXPOSE 8080" in server
+    assert "EXPOSE 8080 9090" in server
     base = " ".join(s["base"])
     assert "PYTHONDONTWRITEBYTECODE=1" in base
     assert "PYTHONUNBUFFERED=1" in base

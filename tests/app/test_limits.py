@@ -414,3 +414,34 @@ def test_the_client_verifies_the_server_against_the_ca(
     untrusted = subprocess.run(ask, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert untrusted.returncode == 1
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+
+
+def test_connections_that_never_start_tls_cannot_starve_the_probes(
+    trained: TrainedModel, certificates: Certificates, tmp_path: Path
+) -> None:
+    """Half-open connections in their handshake hold slots too; the oldest make room for a newcomer."""
+    cap = 20
+    srv = Server(tmp_path, trained.store, None, (certificates.cert, certificates.key), MLAPP_MAX_CONNECTIONS=str(cap))
+    conns: list[socket.socket] = []
+    try:
+        srv.wait_for("/v2/health/ready")
+        for _ in range(cap * 3):
+            conns.append(socket.create_connection(("127.0.0.1", srv.port), timeout=2))
+        time.sleep(0.3)
+        context = ssl.create_default_context(cafile=str(certificates.ca))
+        for _ in range(5):  # the kubelet's probes, each a new connection
+            assert httpx.get(srv.url + contract.LIVE_PATH, verify=context, timeout=5).status_code == 200
+        open_ = 0
+        for conn in conns:
+            conn.setblocking(False)
+            try:
+                open_ += conn.recv(1) != b""
+            except BlockingIOError:
+                open_ += 1
+            except ConnectionResetError:
+                pass
+        assert open_ <= cap, f"{open_} silent connections held open with a cap of {cap}"
+    finally:
+        for conn in conns:
+            conn.close()
+        srv.stop()

@@ -126,8 +126,9 @@ class HttpServer:
         self.draining = False
         self.clock = _Clock()
         self.refused_connections = 0
-        self.handshakes = 0  # accepted, TLS handshake under way
-        self._adopting: set[asyncio.Task[None]] = set()
+        # Accepted and not yet a Connection (the TLS handshake under way), with when each was accepted.
+        # The loop keeps only weak references to tasks: this dict holds them.
+        self._adopting: dict[asyncio.Task[None], float] = {}
         self.evicted_connections = 0
 
     def protocol(self) -> asyncio.Protocol:
@@ -145,16 +146,17 @@ class HttpServer:
         while True:
             sock, _ = await loop.sock_accept(listener)
             if self.draining or (
-                len(self.connections) + self.handshakes >= self.limits.max_connections and not self.evict_one()
+                len(self.connections) + len(self._adopting) >= self.limits.max_connections and not self.evict_one()
             ):
                 self.refused_connections += 1
                 sock.close()
                 continue
-            self.handshakes += 1
             task = loop.create_task(self._adopt(sock))
-            # The loop keeps only weak references to tasks.
-            self._adopting.add(task)
-            task.add_done_callback(self._adopting.discard)
+            self._adopting[task] = loop.time()
+            task.add_done_callback(self._forget_adoption)
+
+    def _forget_adoption(self, task: asyncio.Task[None]) -> None:
+        self._adopting.pop(task, None)
 
     async def _adopt(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -168,17 +170,28 @@ class HttpServer:
         except (OSError, ssl.SSLError, TimeoutError) as e:
             log.debug("connection not established: %s", e)
             sock.close()
-        finally:
-            self.handshakes -= 1
+        except asyncio.CancelledError:
+            sock.close()  # evicted before its handshake finished
 
     def evict_one(self) -> bool:
-        """At the connection limit, close the connection idle longest (waiting for a request, or for the
-        rest of one's headers) so that a new client (the kubelet's probe among them) gets in; False if
-        every connection has a request under way."""
-        waiting = [c for c in self.connections if c.active is None and not c.queue]
-        if not waiting:
+        """At the connection limit, close the connection idle longest so that a new client (the kubelet's
+        probe among them) gets in; False if every connection has a request under way.
+
+        Idle: still in its TLS handshake (since it was accepted), waiting for a request, or
+        for the rest of one's headers (since its last answer). A flood of connections that
+        never say anything only ever evicts itself.
+        """
+        waiting = [(c.idle_since, c) for c in self.connections if c.active is None and not c.queue]
+        oldest = min(waiting, key=lambda w: w[0], default=None)
+        handshake = min(self._adopting.items(), key=lambda a: a[1], default=None)
+        if handshake is not None and (oldest is None or handshake[1] <= oldest[0]):
+            task = handshake[0]
+            del self._adopting[task]
+            task.cancel()
+        elif oldest is not None:
+            oldest[1].abort()
+        else:
             return False
-        min(waiting, key=lambda c: c.idle_since).abort()
         self.evicted_connections += 1
         return True
 
@@ -531,8 +544,8 @@ class Connection(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def _maybe_resume_reading(self) -> None:
-        if not self.read_paused or self.write_paused or self.closing:
-            return
+        if not self.read_paused or self.write_paused or self.refused or (self.closing and self.reading is None):
+            return  # closing still reads the rest of a body already begun
         reading = self.reading
         if reading is not None and reading.body_size > self.limits.read_ahead_bytes:
             return
