@@ -42,6 +42,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script, bench/ is on the path but not the repository (tools.devcert).
+sys.path.insert(0, str(REPO))
+from tools.devcert import make_certificates  # noqa: E402
+
 BENCH = REPO / "bench"
 WORK = BENCH / ".work"
 KSERVE_VENV = BENCH / ".venv-kserve"
@@ -251,7 +255,7 @@ def check_answer(server: Server, body: str, auth: bool) -> None:
     )  # fmt: skip
     if auth:
         request.add_header("Authorization", BASIC_AUTH)
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=10, context=server.context) as response:  # noqa: S310
         answer = json.loads(response.read())
     scores = next(o for o in answer["outputs"] if o["datatype"] == "FP32")["data"]
     best = max(range(len(scores)), key=scores.__getitem__)
@@ -324,10 +328,20 @@ def main() -> int:
     body = v2_body()
     results: dict[str, object] = {"concurrency": levels, "duration_s": args.duration}
 
-    servers: list[tuple[str, object, bool]] = [("mlapp", lambda: start_ours(store), True)]
+    # mlapp as a pod runs it (HTTPS, a certificate from a throwaway CA: tools/devcert.py), and
+    # mlapp-plain, the same server over plain HTTP like the peers, so TLS's own cost shows.
+    tls = make_certificates(WORK / "tls")
+    tls_env = {"MLAPP_TLS_CERT_FILE": str(tls.cert), "MLAPP_TLS_KEY_FILE": str(tls.key)}
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    plain = {"MLAPP_PLAIN_HTTP": "1"}
+    servers: list[tuple[str, object, bool]] = [
+        ("mlapp", lambda: start_ours(store, context=context, extra_env=tls_env), True),
+        ("mlapp-plain", lambda: start_ours(store, "mlapp-plain", extra_env=plain), True),
+    ]
     if args.baseline_app:
         baseline = args.baseline_app.resolve()
-        servers.append(("mlapp-baseline", lambda: start_ours(store, "mlapp-baseline", baseline), True))
+        # An app from before TLS ignores the variable and serves plain HTTP.
+        servers.append(("mlapp-baseline", lambda: start_ours(store, "mlapp-baseline", baseline, extra_env=plain), True))
     if not args.skip_kserve:
         python = ensure_kserve_venv()
         servers.append(("kserve", lambda: start_kserve(python, store), False))
@@ -363,10 +377,11 @@ def main() -> int:
         print(f"| {r.server} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
               f"| {r.requests} | {r.errors} |")  # fmt: skip
     by = {(r.server, r.concurrency): r.rps for r in runs}
-    for peer in ("kserve", "mlapp-baseline"):
+    for ours, peer in (("mlapp", "kserve"), ("mlapp-plain", "kserve"), ("mlapp-plain", "mlapp-baseline"),
+                       ("mlapp", "mlapp-plain")):  # fmt: skip
         for c in levels:
             if by.get((peer, c), 0) > 0:
-                print(f"\nthroughput ratio mlapp/{peer} at c={c}: {by[('mlapp', c)] / by[(peer, c)]:.2f}x", end="")
+                print(f"\nthroughput ratio {ours}/{peer} at c={c}: {by[(ours, c)] / by[(peer, c)]:.2f}x", end="")
     print()
     for name, times in startup.items():
         print(f"\nstart to ready, {name}: median {statistics.median(times):.3f}s, "
