@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 import orjson
@@ -56,9 +55,11 @@ class BodyBudget:
         self.held -= size
 
 
-@asynccontextmanager
-async def held_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudget) -> AsyncIterator[bytes]:
-    """The whole body, held against ``budget`` until the block ends; 413 as soon as it is known to exceed ``limit``."""
+async def held_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudget) -> tuple[bytes, int]:
+    """The whole body, and the bytes of ``budget`` it holds: the caller gives them back when done with it.
+
+    413 as soon as the body is known to exceed ``limit``; 503 if ``budget`` cannot hold it.
+    """
     declared = -1
     for key, value in scope["headers"]:
         if key == b"content-length":
@@ -69,11 +70,11 @@ async def held_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudg
             if declared > limit:
                 raise TooLarge(f"request body over the limit of {limit} bytes")
     held = 0
+    chunks: list[bytes] = []
     try:
         if declared > 0:
             budget.take(declared)
             held = declared
-        chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
@@ -90,6 +91,7 @@ async def held_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudg
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    finally:
+    except BaseException:
         budget.give(held)
+        raise
+    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), held

@@ -89,7 +89,8 @@ class Endpoints:
     async def infer(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
         protocol.check_infer_type(header(scope, b"content-type"))
-        async with held_body(scope, receive, self.settings.max_body_bytes, self.bodies) as body:
+        body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
+        try:
             if len(body) < PARSE_OFF_LOOP_BYTES:
                 x, request_id = protocol.parse_infer(body, model, self._max_rows)
             else:
@@ -97,6 +98,8 @@ class Endpoints:
                 x, request_id = await loop.run_in_executor(
                     self._parsers, protocol.parse_infer, body, model, self._max_rows
                 )
+        finally:
+            self.bodies.give(held)
         probs = await batcher.infer(x)
         return 200, dumps(protocol.infer_answer(model, probs, request_id)), JSON
 
@@ -104,10 +107,13 @@ class Endpoints:
         model, batcher = self._require()
         content_type = header(scope, b"content-type")
         protocol.check_predict_type(content_type)
-        async with held_body(scope, receive, self.settings.max_body_bytes, self.bodies) as body:
+        body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
+        try:
             loop = asyncio.get_running_loop()
             x = await loop.run_in_executor(
                 self._parsers, protocol.parse_predict, body, content_type, model.preprocessing
             )
+        finally:
+            self.bodies.give(held)
         probs = (await batcher.infer(x))[0]
         return 200, dumps(protocol.predict_answer(model, probs)), JSON

@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import email.utils
 import logging
+import math
 import socket
 import ssl
 import time
@@ -69,6 +70,14 @@ class _Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+# How often connection deadlines are checked: each fires at most this late.
+SWEEP_SECONDS: Final = 0.25
+
+
+def _nothing() -> None:
+    pass
 
 
 _REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -126,6 +135,7 @@ class HttpServer:
         self.draining = False
         self.clock = _Clock()
         self.refused_connections = 0
+        self._sweeper: asyncio.TimerHandle | None = None
         # Accepted and not yet a Connection (the TLS handshake under way), with when each was accepted.
         # The loop keeps only weak references to tasks: this dict holds them.
         self._adopting: dict[asyncio.Task[None], float] = {}
@@ -133,6 +143,20 @@ class HttpServer:
 
     def protocol(self) -> asyncio.Protocol:
         return Connection(self)
+
+    def sweep_soon(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        """Fire every connection deadline that has passed; run again while any connection is open."""
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for conn in [c for c in self.connections if c.deadline <= now]:
+            conn.deadline = math.inf
+            conn.on_deadline()
+        if self.connections:
+            self.sweep_soon()
 
     async def accept_forever(self, listener: socket.socket) -> None:
         """Accept connections on ``listener``, admitting at most ``max_connections`` (handshakes included).
@@ -261,7 +285,10 @@ class Connection(asyncio.Protocol):
         # Requests read and not yet answered; the first one is running.
         self.queue: deque[_Cycle] = deque()
         self.active: _Cycle | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        # One deadline at a time (idle, headers, body), checked by the server's sweep: setting
+        # it costs a float per request where a loop timer would cost a heap push and a cancel.
+        self.deadline = math.inf
+        self.on_deadline: Callable[[], None] = _nothing
         self.read_paused = False
         self.write_paused = False
         self.write_ready: asyncio.Event | None = None
@@ -344,21 +371,18 @@ class Connection(asyncio.Protocol):
     # --- timers --------------------------------------------------------------------
 
     def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(seconds, callback)
+        self.deadline = self.loop.time() + seconds
+        self.on_deadline = callback
+        self.server.sweep_soon()
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = math.inf
 
     def _on_idle_timeout(self) -> None:
-        self.timer = None
         if self.active is None and not self.queue and not self.begun:
             self._close()
 
     def _on_read_timeout(self) -> None:
-        self.timer = None
         what = "headers" if self.in_head else "body"
         seconds = self.limits.header_timeout if self.in_head else self.limits.body_timeout
         self._refuse(_Refused(408, f"the request's {what} did not arrive within {seconds:g} s"))
@@ -413,9 +437,7 @@ class Connection(asyncio.Protocol):
         self.begun = True
         self.url = b""
         self.headers = []
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(self.limits.header_timeout, self._on_read_timeout)
+        self._arm(self.limits.header_timeout, self._on_read_timeout)
 
     def on_url(self, url: bytes) -> None:
         self.url += url

@@ -31,7 +31,9 @@ PREDICT_TYPES: Final = ("multipart/form-data", "application/json")
 
 
 def check_infer_type(content_type: str) -> None:
-    kind, _ = parse_params(content_type) if content_type else ("", {})
+    if not content_type or content_type == INFER_TYPES[0]:
+        return  # the common cases, without parsing
+    kind, _ = parse_params(content_type)
     if kind and kind not in INFER_TYPES:
         raise UnsupportedMediaType(
             f"Content-Type {kind!r} is not read here: send the inference request as {INFER_TYPES[0]}"
@@ -145,27 +147,32 @@ def fp32_numbers(data: list[Any]) -> npt.NDArray[np.float32]:
     """``data`` (flat or nested row-major) as FP32, if every value is a finite JSON number FP32 can hold.
 
     Refused: strings ("nan", "inf", "1"), null, true/false, and numbers past
-    FP32's range (1e39 would become inf). The element types are read from an
-    object array, which numpy builds without converting anything, so a bool
-    mixed among numbers is caught (np.asarray would make it 1.0).
+    FP32's range (1e39 would become inf). numpy would convert every one of those
+    (a string parsed, null to nan, true to 1.0), so the element types are read
+    first: straight from a flat list, or from an object array (which converts
+    nothing) for nested rows.
     """
-    try:
-        objects = np.asarray(data, dtype=object)
-    except ValueError as e:  # ragged nesting
-        raise BadRequest("input data must be numbers, flat or nested row-major with equal rows") from e
-    kinds = set(map(type, objects.ravel()))
+    if data and isinstance(data[0], list):
+        try:
+            elements: Any = np.asarray(data, dtype=object).ravel()
+        except ValueError as e:  # ragged nesting
+            raise BadRequest("input data must be numbers, flat or nested row-major with equal rows") from e
+    else:
+        elements = data
+    kinds = set(map(type, elements))
     if not kinds <= _NUMBER_TYPES:
         names = sorted(
             "null" if k is type(None) else "list" if k is list else k.__name__ for k in kinds - _NUMBER_TYPES
         )
         raise BadRequest(f"input data must be numbers only (FP32); found {', '.join(names)}")
     try:
-        wide = objects.astype(np.float64)
-    except OverflowError as e:
-        raise BadRequest(f"input data holds a number outside FP32's range (+-{FP32_MAX:.7g})") from e
-    if wide.size and not (np.isfinite(wide).all() and float(np.abs(wide).max()) <= FP32_MAX):
+        with np.errstate(over="ignore"):  # past FP32's range becomes inf, refused below
+            arr = np.asarray(data, dtype=np.float32)
+    except (OverflowError, ValueError) as e:  # an int past float's range; ragged nesting
+        raise BadRequest(f"input data must be numbers FP32 can hold, in equal rows: {e}") from e
+    if not np.isfinite(arr).all():
         raise BadRequest(f"input data holds a number outside FP32's range (+-{FP32_MAX:.7g})")
-    return wide.astype(np.float32)
+    return arr
 
 
 def infer_answer(model: Model, probs: npt.NDArray[np.float32], request_id: Any) -> dict[str, Any]:
