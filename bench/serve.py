@@ -174,7 +174,7 @@ def start_ours(
         MLAPP_HOST="127.0.0.1", MLAPP_PORT=str(port), MLAPP_MODEL_DIR=str(store),
         MLAPP_MODEL_NAME=MODEL, MLAPP_MODEL_VERSION=VERSION,
         MLAPP_AUTH_USERNAME=USER, MLAPP_AUTH_PASSWORD=PASSWORD,
-        **(extra_env or {}),
+        **{"MLAPP_METRICS_PORT": str(free_port()), **(extra_env or {})},  # several servers side by side
     )  # fmt: skip
     return Server(name, [sys.executable, "-m", "mlapp.serve"], env, port, context)
 
