@@ -10,6 +10,9 @@ from pathlib import Path
 from mlapp import contract, store
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_BODY_BYTES = 8 * 1024 * 1024
+# Failed logins per client address before 429 (serve/auth.py, which refills them).
+FAILED_LOGIN_BURST = 20
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class Limits:
     max_url_bytes: int = 8 * 1024
     max_header_bytes: int = 16 * 1024  # request line and headers together
     max_header_count: int = 100
-    max_body_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     keep_alive_timeout: float = 5.0
@@ -48,15 +51,21 @@ class Settings:
     host: str = "0.0.0.0"  # noqa: S104 - a container serves on every interface
     labels_file: Path | None = None
     log_level: str = "INFO"
-    max_body_bytes: int = 8 * 1024 * 1024
     max_batch: int = 64
     metrics_port: int = contract.METRICS_PORT
     tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    plain_http: bool = False
+    tls_key_file: Path | None = None  # both set, or neither (plain HTTP)
     limits: Limits = field(default_factory=Limits)
     drain_seconds: float = contract.DRAIN_SECONDS
-    failed_login_burst: int = 20
+    failed_login_burst: int = FAILED_LOGIN_BURST
+
+    @property
+    def plain_http(self) -> bool:
+        return self.tls_cert_file is None
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.limits.max_body_bytes
 
     @property
     def log_level_number(self) -> int:
@@ -111,7 +120,7 @@ def _limits(env: Mapping[str, str], max_body_bytes: int) -> Limits:
     )
 
 
-def _tls(env: Mapping[str, str]) -> tuple[Path | None, Path | None, bool]:
+def _tls(env: Mapping[str, str]) -> tuple[Path, Path] | tuple[None, None]:
     """The certificate and key files, or plain HTTP when (and only when) it is asked for."""
     plain_raw = env.get(contract.ENV_PLAIN_HTTP, "").strip()
     if plain_raw not in ("", "0", "1"):
@@ -121,7 +130,7 @@ def _tls(env: Mapping[str, str]) -> tuple[Path | None, Path | None, bool]:
     if plain_raw == "1":
         if cert or key:
             raise SettingsError(f"{contract.ENV_PLAIN_HTTP}=1 and a TLS certificate or key are both set: choose one")
-        return None, None, True
+        return None, None
     if not cert or not key:
         missing = [k for k, v in ((contract.ENV_TLS_CERT_FILE, cert), (contract.ENV_TLS_KEY_FILE, key)) if not v]
         raise SettingsError(
@@ -131,7 +140,7 @@ def _tls(env: Mapping[str, str]) -> tuple[Path | None, Path | None, bool]:
     for name, path in ((contract.ENV_TLS_CERT_FILE, cert), (contract.ENV_TLS_KEY_FILE, key)):
         if not Path(path).is_file():
             raise SettingsError(f"{name}: {path} is not a readable file")
-    return Path(cert), Path(key), False
+    return Path(cert), Path(key)
 
 
 def _segment(env: Mapping[str, str], key: str, default: str) -> str:
@@ -160,8 +169,8 @@ def from_env(env: Mapping[str, str]) -> Settings:
         raise SettingsError(f"{contract.ENV_LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}, got {raw_level!r}")
 
     labels_raw = env.get(contract.ENV_LABELS_FILE, "").strip()
-    max_body_bytes = _int(env, contract.ENV_MAX_BODY_BYTES, 8 * 1024 * 1024, 1024, 64 * 1024 * 1024)
-    cert, key, plain = _tls(env)
+    max_body_bytes = _int(env, contract.ENV_MAX_BODY_BYTES, MAX_BODY_BYTES, 1024, 64 * 1024 * 1024)
+    cert, key = _tls(env)
     return Settings(
         port=_int(env, contract.ENV_PORT, contract.PORT, 1, 65535),
         host=env.get(contract.ENV_HOST, "").strip() or "0.0.0.0",  # noqa: S104
@@ -172,15 +181,13 @@ def from_env(env: Mapping[str, str]) -> Settings:
         username=username,
         password=password,
         log_level=level,
-        max_body_bytes=max_body_bytes,
         max_batch=_int(env, contract.ENV_MAX_BATCH, 64, 1, 4096),
         metrics_port=_int(env, contract.ENV_METRICS_PORT, contract.METRICS_PORT, 1, 65535),
         tls_cert_file=cert,
         tls_key_file=key,
-        plain_http=plain,
         limits=_limits(env, max_body_bytes),
         drain_seconds=_seconds(env, ENV_DRAIN_SECONDS, contract.DRAIN_SECONDS, 0, contract.DRAIN_SECONDS),
-        failed_login_burst=_int(env, ENV_FAILED_LOGIN_BURST, 20, 1, 1_000_000),
+        failed_login_burst=_int(env, ENV_FAILED_LOGIN_BURST, FAILED_LOGIN_BURST, 1, 1_000_000),
     )
 
 

@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from mlapp.serve.errors import TooManyRequests, Unauthorized
+from mlapp.settings import FAILED_LOGIN_BURST
 
 REALM: Final = b'Basic realm="mlapp", charset="UTF-8"'
-FAILED_LOGIN_BURST: Final = 20
 FAILED_LOGINS_PER_SECOND: Final = 1.0
 MAX_THROTTLED_CLIENTS: Final = 10_000
 

@@ -51,7 +51,7 @@ class Servers:
         self.settings = settings
         self.app = app
         tls = None
-        if settings.tls_cert_file is not None and settings.tls_key_file is not None:  # else plain_http
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:  # else plain HTTP
             tls = tls_context(str(settings.tls_cert_file), str(settings.tls_key_file))
         limits = settings.limits
         self.public = HttpServer(app, limits, tls, (settings.host, settings.port))
