@@ -54,6 +54,7 @@ from typing import Any, Final, cast
 from urllib.parse import unquote
 
 import httptools
+import orjson
 
 from mlapp.settings import Limits
 
@@ -105,16 +106,15 @@ class _Clock:
         return self._header
 
 
-def plain_response(status: int, message: str, keep_alive: bool = False) -> bytes:
-    """A whole JSON error response, for refusals made below the application."""
-    body = b'{"error":"' + message.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"}'
+def plain_response(status: int, message: str) -> bytes:
+    """A whole JSON error response that closes the connection, for refusals made below the application."""
+    body = orjson.dumps({"error": message})
     return b"".join(
         (
             _STATUS_LINES.get(status) or _status_line(status),
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
-            b"" if keep_alive else b"connection: close\r\n",
-            b"\r\n",
+            b"connection: close\r\n\r\n",
             body,
         )
     )
@@ -596,12 +596,8 @@ class Connection(asyncio.Protocol):
             await self.server.app(cycle.scope, lambda: self._receive(cycle), lambda m: self._send(cycle, m))
         except Exception:
             log.exception("unexpected error in the application")
-            if not cycle.started and not self.closed and not cycle.disconnected:
-                self._write(plain_response(500, "internal error"))
-            cycle.keep_alive = False
-            cycle.finished = True
         if not cycle.finished and not self.closed and not cycle.disconnected:
-            # The application returned without finishing its answer: the connection cannot go on.
+            # The application failed, or returned without finishing its answer: the connection cannot go on.
             cycle.keep_alive = False
             if not cycle.started:
                 self._write(plain_response(500, "internal error"))
@@ -705,8 +701,5 @@ class Connection(asyncio.Protocol):
             self.transport.write(data)
 
 
-class _PipelineFull(_Refused):
+class _PipelineFull(Exception):
     """Not an error to answer: the connection has read as many requests ahead as it holds."""
-
-    def __init__(self) -> None:
-        super().__init__(0, "pipeline full")
