@@ -9,8 +9,9 @@ them runs (``routes.Router``); they never check credentials themselves.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import Final, TypeVar
 
 import prometheus_client as prom
 
@@ -30,6 +31,7 @@ SERVER_METADATA: Final = dumps(protocol.SERVER_METADATA)
 METRICS_TYPE: Final = prom.CONTENT_TYPE_LATEST.encode()
 # The clients' batches may be larger than one run's; this bounds what one request can queue.
 ROWS_PER_MAX_BATCH: Final = 16
+_Parsed = TypeVar("_Parsed")
 # A body this large is parsed on a worker thread, so the event loop (and the probes) never wait on it.
 PARSE_OFF_LOOP_BYTES: Final = 64 * 1024
 
@@ -89,31 +91,30 @@ class Endpoints:
     async def infer(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
         protocol.check_infer_type(header(scope, b"content-type"))
-        body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
-        try:
-            if len(body) < PARSE_OFF_LOOP_BYTES:
-                x, request_id = protocol.parse_infer(body, model, self._max_rows)
-            else:
-                loop = asyncio.get_running_loop()
-                x, request_id = await loop.run_in_executor(
-                    self._parsers, protocol.parse_infer, body, model, self._max_rows
-                )
-        finally:
-            self.bodies.give(held)
+        x, request_id = await self._parse(
+            scope, receive, PARSE_OFF_LOOP_BYTES, protocol.parse_infer, model, self._max_rows
+        )
         probs = await batcher.infer(x)
         return 200, dumps(protocol.infer_answer(model, probs, request_id)), JSON
 
     async def predict(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
         content_type = header(scope, b"content-type")
-        protocol.check_predict_type(content_type)
-        body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
-        try:
-            loop = asyncio.get_running_loop()
-            x = await loop.run_in_executor(
-                self._parsers, protocol.parse_predict, body, content_type, model.preprocessing
-            )
-        finally:
-            self.bodies.give(held)
+        protocol.check_predict_type(content_type)  # 415 before the body is read
+        # Pictures are always decoded off the loop: a small file can still be a large decode.
+        x = await self._parse(scope, receive, 0, protocol.parse_predict, content_type, model.preprocessing)
         probs = (await batcher.infer(x))[0]
         return 200, dumps(protocol.predict_answer(model, probs)), JSON
+
+    async def _parse(
+        self, scope: Scope, receive: Receive, on_loop_below: int, parse: Callable[..., _Parsed], *args: object
+    ) -> _Parsed:
+        """``parse(body, *args)`` with the body held against the budget: on the event loop for a body under
+        ``on_loop_below`` bytes, else on the parsing pool."""
+        body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
+        try:
+            if len(body) < on_loop_below:
+                return parse(body, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._parsers, parse, body, *args)
+        finally:
+            self.bodies.give(held)
