@@ -88,6 +88,20 @@ def send_until_refused(conn: socket.socket, first: bytes, piece: bytes, budget: 
     return sent
 
 
+def still_open(conns: list[socket.socket]) -> int:
+    """How many of ``conns`` the server has not closed (nothing to read and no EOF: still open)."""
+    count = 0
+    for conn in conns:
+        conn.setblocking(False)
+        try:
+            count += conn.recv(1) != b""
+        except BlockingIOError:
+            count += 1
+        except ConnectionResetError:
+            pass
+    return count
+
+
 def live(srv: Server) -> None:
     assert httpx.get(srv.url + contract.LIVE_PATH, timeout=5).status_code == 200
 
@@ -257,15 +271,7 @@ def test_connections_are_capped_and_the_idle_longest_make_room(tight: Server) ->
             conns.append(socket.create_connection(("127.0.0.1", tight.port), timeout=2))
             time.sleep(0.005)
         time.sleep(0.3)
-        open_ = 0
-        for conn in conns:
-            conn.setblocking(False)
-            try:
-                open_ += conn.recv(1) != b""
-            except BlockingIOError:
-                open_ += 1  # nothing to read and not closed: still open
-            except ConnectionResetError:
-                pass
+        open_ = still_open(conns)
         assert open_ <= cap, f"{open_} idle connections held open with a cap of {cap}"
         # A newcomer (a probe) still gets in: the idle longest made room for it.
         live(tight)
@@ -431,15 +437,7 @@ def test_connections_that_never_start_tls_cannot_starve_the_probes(
         context = ssl.create_default_context(cafile=str(certificates.ca))
         for _ in range(5):  # the kubelet's probes, each a new connection
             assert httpx.get(srv.url + contract.LIVE_PATH, verify=context, timeout=5).status_code == 200
-        open_ = 0
-        for conn in conns:
-            conn.setblocking(False)
-            try:
-                open_ += conn.recv(1) != b""
-            except BlockingIOError:
-                open_ += 1
-            except ConnectionResetError:
-                pass
+        open_ = still_open(conns)
         assert open_ <= cap, f"{open_} silent connections held open with a cap of {cap}"
     finally:
         for conn in conns:
