@@ -911,12 +911,7 @@ class MlWorkloads(pulumi.ComponentResource):
             return self._args.server_certificate, None
         names = self._certificate_names(service)
         ca_key, ca = self._certificate_authority()
-        key = tls.PrivateKey(
-            f"{self._name}-server-key",
-            algorithm=KEY_ALGORITHM,
-            ecdsa_curve=KEY_CURVE,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        key = self._private_key("server-key")
         request = tls.CertRequest(
             f"{self._name}-server-csr",
             private_key_pem=key.private_key_pem,
@@ -944,14 +939,17 @@ class MlWorkloads(pulumi.ComponentResource):
         )
         return served, ca.cert_pem
 
-    def _certificate_authority(self) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
-        """The stack's own CA: its key, and its self-signed certificate, which the stack exports."""
-        key = tls.PrivateKey(
-            f"{self._name}-ca-key",
+    def _private_key(self, suffix: str) -> tls.PrivateKey:
+        return tls.PrivateKey(
+            f"{self._name}-{suffix}",
             algorithm=KEY_ALGORITHM,
             ecdsa_curve=KEY_CURVE,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _certificate_authority(self) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+        """The stack's own CA: its key, and its self-signed certificate, which the stack exports."""
+        key = self._private_key("ca-key")
         ca = tls.SelfSignedCert(
             f"{self._name}-ca",
             private_key_pem=key.private_key_pem,
