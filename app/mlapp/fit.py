@@ -79,6 +79,15 @@ class Params:
 
 
 @dataclass(frozen=True)
+class _Trainee:
+    """What training changes and a checkpoint restores, besides the RNG."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+
+@dataclass(frozen=True)
 class Result:
     net: nn.Module
     accuracy: float
@@ -113,24 +122,109 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     store.write_file_atomic(path, buf.getvalue())
 
 
-def _load_checkpoint(path: Path, params: Params) -> dict[str, Any] | None:
+# What a checkpoint holds (fit's ``checkpoint``), and the type each entry must have.
+_CHECKPOINT_TYPES: dict[str, type] = {
+    "params": dict,
+    "model": dict,
+    "optimizer": dict,
+    "scaler": dict,
+    "rng": torch.Tensor,
+    "epoch": int,
+    "batch": int,
+    "step": int,
+}
+
+
+def _checkpoint_problem(state: object, params: Params, steps_per_epoch: int) -> str | None:
+    """Why ``state`` cannot resume this run, or None: its parameters, keys, types and position."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a dict of training state"
+    if state.get("params") != params.as_dict():
+        return f"it was made with {state.get('params')}, this run is {params.as_dict()}"
+    return _type_problem(state) or _position_problem(state, params, steps_per_epoch)
+
+
+def _type_problem(state: dict[str, Any]) -> str | None:
+    for key, kind in _CHECKPOINT_TYPES.items():
+        if key not in state:
+            return f"it has no {key!r}"
+        # bool is an int to Python, never a position to us.
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            return f"its {key!r} is {type(state[key]).__name__}, not {kind.__name__}"
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
+        return "'model' is not a state dict of named tensors"
+    optimizer = state["optimizer"]
+    if not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list):
+        return "'optimizer' is not an optimizer state dict (no 'state' and 'param_groups')"
+    if state["rng"].dtype != torch.uint8:
+        return f"'rng' is a {state['rng'].dtype} tensor, not a uint8 generator state"
+    return None
+
+
+def _position_problem(state: dict[str, Any], params: Params, steps_per_epoch: int) -> str | None:
+    epoch, batch, step = state["epoch"], state["batch"], state["step"]
+    # Every step trains one batch, so a checkpoint at (epoch, batch) has taken
+    # epoch x steps_per_epoch + batch steps; after the last epoch, batch is 0.
+    if (
+        0 <= epoch <= params.epochs
+        and 0 <= batch <= (0 if epoch == params.epochs else steps_per_epoch)
+        and step == epoch * steps_per_epoch + batch
+    ):
+        return None
+    return (
+        f"its position (epoch {epoch}, batch {batch}, step {step}) is not one this run reaches: "
+        f"epoch 0-{params.epochs}, batch 0-{steps_per_epoch}, step = epoch x {steps_per_epoch} + batch"
+    )
+
+
+def _load_checkpoint(path: Path, params: Params, steps_per_epoch: int) -> dict[str, Any] | None:
+    """The checkpoint's state if it can resume this run; else None, with a warning naming the file and why.
+
+    A checkpoint that loads but cannot resume must not fail the run: the Job
+    would retry, load it again and fail again until its retries are spent.
+    """
     if not path.is_file():
         return None
     try:
         # weights_only: a checkpoint is data, never code to run.
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a foreign or damaged file must not block training from scratch
         log.warning("ignoring unreadable checkpoint %s: %s", path, e)
         return None
-    if state.get("params") != params.as_dict():
-        log.warning(
-            "ignoring checkpoint %s: it was made with %s, this run is %s",
-            path,
-            state.get("params"),
-            params.as_dict(),
-        )
+    problem = _checkpoint_problem(state, params, steps_per_epoch)
+    if problem is not None:
+        log.warning("ignoring checkpoint %s: %s; training from scratch", path, problem)
         return None
-    return state
+    checked: dict[str, Any] = state
+    return checked
+
+
+def _fresh(params: Params, dataset: Dataset, device: torch.device) -> _Trainee:
+    """The untrained net and its optimizer and scaler, the same for a seed on every run."""
+    torch.manual_seed(params.seed)
+    h, w = dataset.image_shape
+    net = DigitCNN(h, w, dataset.num_classes).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    return _Trainee(net, optimizer, scaler)
+
+
+def _restore(trainee: _Trainee, state: dict[str, Any]) -> None:
+    """Load ``state`` into ``trainee``; raises if it does not fit, possibly after loading part of it."""
+    trainee.net.load_state_dict(state["model"])
+    trainee.optimizer.load_state_dict(state["optimizer"])
+    # Adam takes moment tensors of any shape here and fails only at its first step.
+    for group in trainee.optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in trainee.optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(
+                        f"optimizer state {name!r} has shape {tuple(value.shape)}, its parameter {tuple(param.shape)}"
+                    )
+    # A disabled scaler (CPU) saves {}; an enabled one then keeps its fresh state.
+    if state["scaler"]:
+        trainee.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"])
 
 
 def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its knobs are its parameters
@@ -145,13 +239,9 @@ def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its 
     on_gpu = device.type == "cuda"
     name = f" {torch.cuda.get_device_name(device)}" if on_gpu else ""
     log.info("device %s%s%s", device.type, name, " (mixed precision)" if on_gpu else "")
-    h, w = dataset.image_shape
-    torch.manual_seed(params.seed)
     if not on_gpu:
         torch.use_deterministic_algorithms(True)
-    net = DigitCNN(h, w, dataset.num_classes).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
-    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu)
+    trainee = _fresh(params, dataset, device)
     loss_fn = nn.CrossEntropyLoss()
 
     x_train = torch.from_numpy(dataset.x_train)
@@ -161,14 +251,20 @@ def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its 
     steps_per_epoch = math.ceil(len(x_train) / params.batch_size)
 
     start_epoch, start_batch, step = 0, 0, 0
-    state = _load_checkpoint(checkpoint_path, params)
+    state = _load_checkpoint(checkpoint_path, params, steps_per_epoch)
     if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
-        log.info("resuming from checkpoint %s at step %d", checkpoint_path, step)
+        try:
+            _restore(trainee, state)
+        except Exception as e:  # any misfit means "not this model's state", and it may be half loaded
+            log.warning(
+                "ignoring checkpoint %s: its state does not fit this model (%s); training from scratch",
+                checkpoint_path, " ".join(str(e).split()),
+            )  # fmt: skip
+            trainee = _fresh(params, dataset, device)
+        else:
+            start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
+            log.info("resuming from checkpoint %s at step %d", checkpoint_path, step)
+    net, optimizer, scaler = trainee.net, trainee.optimizer, trainee.scaler
 
     def checkpoint(epoch: int, batch: int) -> None:
         _save_checkpoint(

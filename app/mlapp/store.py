@@ -24,6 +24,10 @@ takes a version as published only when ``metadata.json`` parses and the model
 file it names matches it byte for byte, so a reader never loads a half-written
 version, whatever the filesystem does between the two renames, and a truncated
 or damaged model never counts as published.
+
+Each file is written to a staging file beside it (``.<file>.<random>.tmp``)
+and renamed over it. A writer killed in between leaves its staging file; the
+next trainer of that version removes them (``remove_staging``) before it starts.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
@@ -60,6 +65,10 @@ class NotPublished(Exception):
     """The version is not (or not yet) completely in the store; the message says what is missing."""
 
 
+class Damaged(NotPublished):
+    """metadata.json is a valid commit record, but the model file does not match the size or SHA-256 it names."""
+
+
 class StoreError(Exception):
     """Something in the store contradicts what was just written (e.g. a concurrent writer)."""
 
@@ -72,6 +81,23 @@ def check_segment(what: str, value: str) -> str:
             f"starting with a letter or digit and without '..'; got {value!r}"
         )
     return value
+
+
+def check_root(what: str, value: str) -> Path:
+    """Return ``value`` as the store's root if it is safe, else raise ValueError naming ``what``.
+
+    An empty path is the current directory, "/" the whole filesystem, and a
+    ".." component leaves the directory the operator named; none of them is
+    ever meant as a model store. A NUL byte no filesystem call accepts.
+    Relative paths are allowed (``make train`` uses build/models).
+    """
+    path = Path(value)
+    if not value or "\0" in value or str(path) == path.anchor or ".." in path.parts:
+        raise ValueError(
+            f"{what} must be a directory path that is not empty, not the filesystem root, "
+            f"without a NUL byte and without a '..' component; got {value!r}"
+        )
+    return path
 
 
 def version_dir(root: Path, name: str, version: str) -> Path:
@@ -136,9 +162,10 @@ def read_published(directory: Path) -> tuple[dict[str, Any], bytes]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise NotPublished(f"{path} does not exist") from None
-    if len(data) != record.size or hashlib.sha256(data).hexdigest() != record.sha256:
-        raise NotPublished(
-            f"{path} ({len(data)} bytes) does not match {METADATA_FILE} "
+    sha256 = hashlib.sha256(data).hexdigest()
+    if len(data) != record.size or sha256 != record.sha256:
+        raise Damaged(
+            f"{path} ({len(data)} bytes, sha256 {sha256[:12]}…) does not match {METADATA_FILE} "
             f"({record.size} bytes, sha256 {record.sha256[:12]}…): incomplete or damaged"
         )
     return meta, data
@@ -210,21 +237,85 @@ def publish(
     return True
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a (file) rename."""
+# The staging files of write_file_atomic, named here and recognised here only:
+# ``.<target>.<16 hex digits>.tmp`` beside the target. A dotfile, and no model
+# name or version can start with "." (_SEGMENT), so none is ever taken for one.
+STAGING_SUFFIX: Final = ".tmp"
+_STAGING = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{16}" + re.escape(STAGING_SUFFIX) + "$")
+# The write probe of trainers before this one: ``.probe-<pid>`` in the checkpoint directory.
+_OLD_PROBE = re.compile(r"^\.probe-[0-9]+$")
+
+
+def _create_staging(path: Path) -> tuple[int, Path]:
+    """Create and open (O_EXCL) a new staging file for ``path``, mode 0600 as mkstemp makes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{STAGING_SUFFIX}"
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:  # 64 random bits: practically never
+            continue
+
+
+def staging_target(name: str) -> str | None:
+    """The file name a staging file of ours stands for (``.model.onnx.<hex>.tmp``: ``model.onnx``), else None."""
+    match = _STAGING.match(name)
+    return match.group("target") if match else None
+
+
+def check_writable(path: Path) -> None:
+    """Create and remove a staging file for ``path``; OSError if its directory cannot be written.
+
+    A staging file rather than a fixed probe name: a kill in between leaves
+    what ``remove_staging`` removes, and runs of other versions never share it.
+    """
+    fd, tmp = _create_staging(path)
+    os.close(fd)
+    tmp.unlink()
+
+
+def remove_staging(root: Path, name: str, version: str) -> int:
+    """Remove the staging files that killed runs of this version left behind; return how many.
+
+    Only this version's: staging files of its model, metadata and checkpoint
+    (plus old trainers' ``.probe-<pid>``). The checkpoint directory is shared
+    by every version of the model, and a trainer of another version may be
+    writing there right now. Nothing else is touched, whatever its name.
+    """
+    final = version_dir(root, name, version)
+    checkpoint = checkpoint_path(root, name, version)
+    ours = {final: {MODEL_FILE, METADATA_FILE}, checkpoint.parent: {checkpoint.name}}
+    removed = 0
+    for directory, targets in ours.items():
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            leftover = staging_target(entry.name) in targets or (
+                directory == checkpoint.parent and _OLD_PROBE.match(entry.name) is not None
+            )
+            if leftover and not entry.is_dir(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a staging file and a (file) rename."""
+    fd, tmp = _create_staging(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp makes it 0600; the server may run as another uid and only reads.
+        # Created 0600; the server may run as another uid and only reads.
         # Mounts that fix modes themselves (gcsfuse, azurefile) may ignore this.
         with contextlib.suppress(OSError):
             os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)

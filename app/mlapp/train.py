@@ -79,9 +79,16 @@ def _segment(what: str) -> Any:
     return parse
 
 
+def _store_root(text: str) -> Path:
+    try:
+        return store.check_root("--model-dir", text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m mlapp.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model-dir", type=Path, required=True, help="root of the model store")
+    p.add_argument("--model-dir", type=_store_root, required=True, help="root of the model store")
     p.add_argument("--model-name", type=_segment("--model-name"), required=True)
     p.add_argument("--version", type=_segment("--version"), required=True)
     p.add_argument("--epochs", type=_positive_int, required=True)
@@ -159,13 +166,18 @@ def train(args: argparse.Namespace) -> int:
 
     ckpt_path = store.checkpoint_path(args.model_dir, args.model_name, args.version)
     try:
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        probe = ckpt_path.parent / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        store.check_writable(ckpt_path)
+        # No earlier run of this version is still writing: with a podFailurePolicy
+        # the Job creates a replacement pod only once the previous one is fully
+        # terminated (podReplacementPolicy "Failed", the only value allowed then:
+        # https://kubernetes.io/docs/concepts/workloads/controllers/job/#pod-replacement-policy).
+        # So staging files of this version are a killed run's leftovers.
+        removed = store.remove_staging(args.model_dir, args.model_name, args.version)
     except OSError as e:
         log.error("cannot write to the model store %s: %s", args.model_dir, e)
         return contract.EXIT_ERROR
+    if removed:
+        log.info("removed %d staging file(s) that an interrupted run of version %s left", removed, args.version)
 
     dataset = load_idx_dataset(args.data_dir) if args.data_dir else load_digits_dataset(args.seed)
     h, w = dataset.image_shape

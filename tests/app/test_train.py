@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -127,6 +128,12 @@ def test_unwritable_store_exits_1(tmp_path: Path) -> None:
     assert "cannot write to the model store" in result.stdout
 
 
+MODEL_DIR_RULE = (
+    "argument --model-dir: --model-dir must be a directory path that is not empty, not the filesystem root, "
+    "without a NUL byte and without a '..' component"
+)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -134,18 +141,35 @@ def test_unwritable_store_exits_1(tmp_path: Path) -> None:
         (["--learning-rate", "-1"], "argument --learning-rate: must be a positive number"),
         (["--min-accuracy", "1.5"], "argument --min-accuracy: must be a number in [0, 1]"),
         (["--version", "../escape"], "argument --version: --version must be"),
+        # Bug: --model-dir "" published into the current directory with exit 0.
+        (["--model-dir", ""], f"{MODEL_DIR_RULE}; got ''"),
+        (["--model-dir", "store/../elsewhere"], f"{MODEL_DIR_RULE}; got 'store/../elsewhere'"),
     ],
 )
 def test_bad_arguments_exit_1_with_a_message(tmp_path: Path, args: list[str], message: str) -> None:
-    base = {"--epochs": "1", "--batch-size": "8", "--learning-rate": "0.1", "--min-accuracy": "0",
-            "--version": "v"}  # fmt: skip
+    base = {"--model-dir": str(tmp_path), "--epochs": "1", "--batch-size": "8", "--learning-rate": "0.1",
+            "--min-accuracy": "0", "--version": "v"}  # fmt: skip
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
-    cmd = [sys.executable, "-m", "mlapp.train", "--model-dir", str(tmp_path),
-           "--model-name", MODEL_NAME, *[x for kv in base.items() for x in kv]]  # fmt: skip
-    result = subprocess.run(cmd, env=app_env(), capture_output=True, text=True, check=False)
-    assert result.returncode == contract.EXIT_ERROR
+    cmd = [sys.executable, "-m", "mlapp.train", "--model-name", MODEL_NAME,
+           *[x for kv in base.items() for x in kv]]  # fmt: skip
+    # In tmp_path, so that a relative --model-dir that is not refused lands where the test looks.
+    result = subprocess.run(cmd, env=app_env(), capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert result.returncode == contract.EXIT_ERROR, result.stdout + result.stderr
     assert message in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("model_dir", ["/", "//", "/.", "models\0"])
+def test_model_dir_root_or_with_a_nul_byte_exits_1(capsys: pytest.CaptureFixture[str], model_dir: str) -> None:
+    """Parsed in-process: no process can be given a NUL, and a trainer run on "/" would write there."""
+    from mlapp import train
+
+    parser = train.build_parser()
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--model-dir", model_dir, "--model-name", MODEL_NAME, "--version", "v", "--epochs", "1",
+                           "--batch-size", "8", "--learning-rate", "0.1", "--min-accuracy", "0"])  # fmt: skip
+    assert exited.value.code == contract.EXIT_ERROR
+    assert f"{MODEL_DIR_RULE}; got {model_dir!r}" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- IDX files
@@ -300,8 +324,10 @@ def test_a_half_written_or_damaged_version_is_not_published(tmp_path: Path, trai
     elif damage != "no metadata":
         (directory / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
     assert not store.is_complete(directory), damage
-    with pytest.raises(store.NotPublished):
+    with pytest.raises(store.NotPublished) as refused:
         store.read_published(directory)
+    # Only a model that contradicts a valid commit record is damaged; the rest is not there yet.
+    assert isinstance(refused.value, store.Damaged) == (damage in {"truncated model", "one byte changed"}), damage
 
 
 def test_a_damaged_published_version_is_trained_again(tmp_path: Path, trained: TrainedModel) -> None:
@@ -410,13 +436,187 @@ def test_sigterm_saves_a_checkpoint_and_exits_1(tmp_path: Path) -> None:
     assert not (tmp_path / MODEL_NAME / "t").exists()
 
 
+# One quick epoch (23 steps of 64), seed 0: for the checkpoint tests, where the model's quality does not matter.
+QUICK_ARGS = ["--epochs", "1", "--batch-size", "64", "--learning-rate", "0.01", "--min-accuracy", "0"]
+
+
 def test_damaged_or_foreign_checkpoint_is_ignored(tmp_path: Path) -> None:
     ckpt = store.checkpoint_path(tmp_path, MODEL_NAME, "d")
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"\x80\x04 torn write")
-    result = run_trainer(tmp_path, "d", "--epochs", "1", "--batch-size", "64",
-                         "--learning-rate", "0.01", "--min-accuracy", "0")  # fmt: skip
+    result = run_trainer(tmp_path, "d", *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     assert "ignoring unreadable checkpoint" in result.stdout
     assert "resuming" not in result.stdout
     assert (tmp_path / MODEL_NAME / "d" / "model.onnx").is_file()
+
+
+@pytest.fixture(scope="module")
+def quick_from_scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The version a QUICK_ARGS run publishes with no checkpoint: what an ignored checkpoint must end in."""
+    model_store = tmp_path_factory.mktemp("scratch")
+    result = run_trainer(model_store, "s", *QUICK_ARGS)
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
+    return model_store / MODEL_NAME / "s"
+
+
+def quick_checkpoint(defect: str) -> dict[str, Any]:
+    """What a QUICK_ARGS run saves after step 5, but with weights of another seed, and with ``defect``."""
+    import torch
+
+    from mlapp.fit import Params
+    from mlapp.model import DigitCNN
+
+    def trained_one_step(net: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+        net(torch.zeros(2, 1, 8, 8)).sum().backward()
+        optimizer.step()  # Adam keeps its moments only once it has stepped
+        return net, optimizer
+
+    torch.manual_seed(SEED)  # not the run's seed 0: a resumed net differs from a fresh one
+    net, optimizer = trained_one_step(DigitCNN(8, 8, 10))
+    state: dict[str, Any] = {
+        "params": Params(1, 64, 0.01, 0, "sklearn-digits").as_dict(),
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": {},  # what a disabled (CPU) GradScaler saves
+        "rng": torch.get_rng_state(),
+        "epoch": 0,
+        "batch": 5,
+        "step": 5,
+    }
+    if defect == "no optimizer":
+        del state["optimizer"]
+    elif defect == "step a string":
+        state["step"] = "5"
+    elif defect == "step not at its batch":
+        state["step"] = 6
+    elif defect == "model of another architecture":
+        state["model"] = torch.nn.Linear(64, 10).state_dict()
+    elif defect == "model of 3 classes":
+        state["model"] = DigitCNN(8, 8, 3).state_dict()  # all but the last layer fit, and load
+    elif defect == "optimizer of 3 classes":
+        state["optimizer"] = trained_one_step(DigitCNN(8, 8, 3))[1].state_dict()
+    elif defect == "rng of another generator":
+        state["rng"] = torch.zeros(16, dtype=torch.uint8)  # fails after model and optimizer loaded
+    else:
+        assert defect == "none"
+    return state
+
+
+@pytest.mark.parametrize(
+    ("defect", "reason"),
+    [
+        ("no optimizer", "it has no 'optimizer'"),
+        ("step a string", "its 'step' is str, not int"),
+        ("step not at its batch", "its position (epoch 0, batch 5, step 6) is not one this run reaches"),
+        ("model of another architecture", "its state does not fit this model (Error(s) in loading state_dict"),
+        ("model of 3 classes", "size mismatch for head.4.weight"),
+        ("optimizer of 3 classes", "optimizer state 'exp_avg' has shape (3, 64), its parameter (10, 64)"),
+        ("rng of another generator", "its state does not fit this model"),
+    ],
+)
+def test_a_checkpoint_that_loads_but_cannot_resume_is_ignored(
+    tmp_path: Path, quick_from_scratch: Path, held_out: HeldOut, defect: str, reason: str
+) -> None:
+    """Bug: a checkpoint with this run's params but missing or misfit state failed every retry of the Job."""
+    import torch
+
+    ckpt = store.checkpoint_path(tmp_path, MODEL_NAME, "c")
+    ckpt.parent.mkdir(parents=True)
+    torch.save(quick_checkpoint(defect), ckpt)
+    result = run_trainer(tmp_path, "c", *QUICK_ARGS)
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
+    warnings = [
+        line for line in result.stdout.splitlines() if f"WARNING mlapp.train ignoring checkpoint {ckpt}" in line
+    ]
+    assert len(warnings) == 1, result.stdout
+    assert reason in warnings[0]
+    assert warnings[0].endswith("training from scratch")
+    assert "resuming" not in result.stdout
+    directory = tmp_path / MODEL_NAME / "c"
+    assert store.is_complete(directory)
+    # From scratch means from scratch: nothing of a half-loaded checkpoint is kept.
+    x = held_out.images[:32]
+    got = session(directory / "model.onnx").run(None, {"input": x})[0]
+    want = session(quick_from_scratch / "model.onnx").run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_the_checkpoint_of_the_unusable_checkpoint_tests_resumes_when_whole(tmp_path: Path) -> None:
+    """quick_checkpoint without a defect is one a run resumes from: the tests above fail on their defect only."""
+    import torch
+
+    ckpt = store.checkpoint_path(tmp_path, MODEL_NAME, "c")
+    ckpt.parent.mkdir(parents=True)
+    torch.save(quick_checkpoint("none"), ckpt)
+    result = run_trainer(tmp_path, "c", *QUICK_ARGS)
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
+    assert f"resuming from checkpoint {ckpt} at step 5" in result.stdout
+    assert "WARNING" not in result.stdout
+
+
+# ---------------------------------------------------------------- staging leftovers
+
+
+def killed_run_leftovers(model_store: Path, version: str) -> tuple[list[Path], list[Path]]:
+    """What runs of ``version`` killed between writing and renaming leave, and files beside them that are not that."""
+    final = model_store / MODEL_NAME / version
+    checkpoints = model_store / MODEL_NAME / ".checkpoints"
+    final.mkdir(parents=True)
+    checkpoints.mkdir(parents=True)
+    leftovers = [
+        final / ".model.onnx.0f1e2d3c4b5a6978.tmp",
+        final / ".metadata.json.00112233aabbccdd.tmp",
+        checkpoints / f".{version}.pt.9a8b7c6d5e4f3021.tmp",
+        checkpoints / ".probe-1",  # the write probe of trainers before staging files
+    ]
+    others = [
+        final / "notes.txt",
+        final / ".model.onnx.tmp",
+        final / "model.onnx.0f1e2d3c4b5a6978.tmp",
+        final / ".model.onnx.0f1e2d3c4b5a6978.tmp.keep",
+        final / ".other.onnx.0f1e2d3c4b5a6978.tmp",
+        checkpoints / f".{version}.pt.x.pt.0f1e2d3c4b5a6978.tmp",  # the checkpoint of version "<version>.pt.x"
+        checkpoints / ".v2.pt.0f1e2d3c4b5a6978.tmp",  # a trainer of v2 may be writing it right now
+        checkpoints / ".probe-x",
+        checkpoints / "v2.pt",
+    ]
+    for path in leftovers + others:
+        path.write_bytes(b"half")
+    return leftovers, others
+
+
+def test_remove_staging_removes_only_this_versions_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    leftovers, others = killed_run_leftovers(tmp_path, "v1")
+    (tmp_path / MODEL_NAME / "v1" / ".model.onnx.aaaaaaaaaaaaaaaa.tmp").mkdir()  # named so, but a directory
+    assert store.remove_staging(tmp_path, MODEL_NAME, "v1") == len(leftovers)
+    assert [p for p in leftovers if p.exists()] == []
+    assert [p for p in others if not p.exists()] == []
+    assert (tmp_path / MODEL_NAME / "v1" / ".model.onnx.aaaaaaaaaaaaaaaa.tmp").is_dir()
+    assert store.remove_staging(tmp_path, MODEL_NAME, "v1") == 0
+    assert store.remove_staging(tmp_path / "empty", MODEL_NAME, "v1") == 0
+
+    # The names write_file_atomic stages under are the ones remove_staging recognises.
+    staged: list[str] = []
+
+    def killed(src: str, dst: str) -> None:
+        staged.append(Path(src).name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    for path in (tmp_path / MODEL_NAME / "v1" / "model.onnx", store.checkpoint_path(tmp_path, MODEL_NAME, "v1")):
+        with pytest.raises(KeyboardInterrupt):
+            store.write_file_atomic(path, b"data")
+    assert [store.staging_target(name) for name in staged] == ["model.onnx", "v1.pt"], staged
+
+
+def test_staging_files_of_a_killed_run_are_removed_before_training(tmp_path: Path) -> None:
+    """Bug: staging files of a publish or checkpoint killed before its rename stayed in the store forever."""
+    leftovers, others = killed_run_leftovers(tmp_path, "k")
+    result = run_trainer(tmp_path, "k", *QUICK_ARGS)
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
+    assert f"removed {len(leftovers)} staging file(s) that an interrupted run of version k left" in result.stdout
+    assert [p for p in leftovers if p.exists()] == []
+    assert [p for p in others if not p.exists()] == []
+    assert store.is_complete(tmp_path / MODEL_NAME / "k")
