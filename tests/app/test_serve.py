@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import re
 import socket
@@ -408,23 +409,54 @@ def test_train_then_serve_on_a_store_that_refuses_directory_renames(tmp_path: Pa
         assert srv.stop() == 0
 
 
-def test_a_half_published_version_is_never_loaded(tmp_path: Path, trained: TrainedModel, held_out: HeldOut) -> None:
-    """The model file landed but its commit record did not (or names other bytes): not ready."""
+def damage(model: bytes, how: str) -> bytes:
+    if how == "truncated":  # half a copy landed
+        return model[: len(model) // 2]
+    middle = len(model) // 2
+    return model[:middle] + bytes([model[middle] ^ 0x01]) + model[middle + 1 :]  # one bit flipped
+
+
+@pytest.mark.parametrize("how", ["truncated", "one bit flipped"])
+def test_a_model_not_matching_its_metadata_is_refused_with_a_warning(
+    tmp_path: Path, trained: TrainedModel, held_out: HeldOut, how: str
+) -> None:
+    """Bug: a damaged model was logged at INFO as "waiting for the model", like one not published yet.
+
+    metadata.json is valid and names the model's size and SHA-256; the file
+    beside it is another: the server refuses it, says so, and is not ready
+    until the file is the one metadata.json names.
+    """
     store = tmp_path / "store"
-    directory = store / MODEL_NAME / VERSION
-    directory.mkdir(parents=True)
-    model = (trained.directory / "model.onnx").read_bytes()
-    (directory / "model.onnx").write_bytes(model[: len(model) // 2])
-    (directory / "metadata.json").write_bytes((trained.directory / "metadata.json").read_bytes())
+    copy_model_into(store, trained.directory)
+    model_file = store / MODEL_NAME / VERSION / "model.onnx"
+    model = model_file.read_bytes()
+    damaged = damage(model, how)
+    model_file.write_bytes(damaged)
     srv = Server(tmp_path, store)
     try:
         srv.wait_for("/v2/health/live")
-        srv.wait_for_log("does not match metadata.json")
-        assert httpx.get(srv.url + "/v2/health/ready").status_code == 503
-        (directory / "model.onnx").write_bytes(model)  # the rest of the copy lands
+        srv.wait_for_log("refusing to load the model")
+        ready = httpx.get(srv.url + "/v2/health/ready")
+        assert (ready.status_code, ready.json()) == (503, {"ready": False})
+        infer = httpx.post(infer_url(srv), auth=AUTH, json=v2_request(held_out.images[:1]))
+        assert infer.status_code == 503, infer.text
+        predict = httpx.post(srv.url + "/predict", auth=AUTH, files={"image": ("d.png", png_of(held_out.images[0]))})
+        assert predict.status_code == 503, predict.text
+
+        entries = [json.loads(line) for line in srv.log.splitlines() if line.startswith("{")]
+        refusals = [e for e in entries if "refusing to load the model" in e["message"]]
+        assert len(refusals) == 1, refusals  # once, though every retry finds the same file
+        assert refusals[0]["level"] == "WARNING"
+        message = refusals[0]["message"]
+        assert str(model_file) in message
+        assert f"({len(damaged)} bytes, sha256 {hashlib.sha256(damaged).hexdigest()[:12]}…)" in message
+        assert f"({len(model)} bytes, sha256 {hashlib.sha256(model).hexdigest()[:12]}…)" in message
+        assert not [e for e in entries if "waiting for the model" in e["message"]]
+
+        model_file.write_bytes(model)  # repaired: the file metadata.json names
         srv.wait_for("/v2/health/ready", 200, timeout=20)
         infer = httpx.post(infer_url(srv), auth=AUTH, json=v2_request(held_out.images[:1]))
-        assert infer.status_code == 200
+        assert infer.status_code == 200, infer.text
     finally:
         assert srv.stop() == 0
 

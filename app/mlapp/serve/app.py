@@ -21,7 +21,7 @@ from mlapp.serve.batching import Batcher
 from mlapp.serve.handlers import Endpoints
 from mlapp.serve.logs import AccessLog
 from mlapp.serve.metrics import MODEL_INFO, READY, RequestMetrics
-from mlapp.serve.model import ModelNotThere, load_model
+from mlapp.serve.model import ModelDamaged, ModelNotThere, load_model
 from mlapp.settings import Settings
 
 # The logger's name is part of every line's shape (its "logger" field).
@@ -101,6 +101,14 @@ class App:
         while True:
             try:
                 model = await asyncio.to_thread(load_model, self.settings, self.labels)
+            except ModelDamaged as e:
+                # Not a version still arriving (the trainer writes metadata.json
+                # last): its model file was truncated or changed after publishing,
+                # or copied in by hand. Each try reads and hashes the whole file.
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                if str(e) != last_error:
+                    log.warning("refusing to load the model at %s: %s", where, e)
+                    last_error = str(e)
             except ModelNotThere as e:
                 delay = RETRY_SECONDS
                 if str(e) != last_error:

@@ -41,10 +41,16 @@ class ModelNotThere(Exception):
     """The version directory is not (yet) complete: keep waiting quietly."""
 
 
+class ModelDamaged(ModelNotThere):
+    """metadata.json names a model file that is not the one in the store: refuse it, and say so."""
+
+
 def load_model(settings: Settings, labels: list[str] | None) -> Model:
     directory = store.version_dir(settings.model_dir, settings.model_name, settings.model_version)
     try:
         meta, model_bytes = store.read_published(directory)
+    except store.Damaged as e:
+        raise ModelDamaged(str(e)) from e
     except store.NotPublished as e:
         raise ModelNotThere(str(e)) from e
     options = ort.SessionOptions()
