@@ -20,14 +20,17 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
+from components import network
 from components.target import (
     GPU_POOL,
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
     POOL_LABEL_KEY,
     SYSTEM_POOL,
+    Destination,
     GpuScheduling,
     ModelStore,
+    Peer,
     Registry,
     StorageClaim,
     Toleration,
@@ -43,9 +46,36 @@ SPOT_TAINT_KEY = "kubernetes.azure.com/scalesetpriority"
 SPOT_TAINT_VALUE = "spot"
 # The class AKS ships for Azure Files through its CSI driver: ReadWriteMany.
 MODEL_STORAGE_CLASS = "azurefile-csi"
-DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
+# Pinned by digest: a tag can be moved, the digest names these bytes. The digest is the one NVIDIA's
+# own GPU Operator pins for v0.17.4 (NVIDIA/gpu-operator, commit bbbd44f "Bump k8s-device-plugin to
+# v0.17.4", bundle/manifests/gpu-operator-certified.clusterserviceversion.yaml, released in v25.3.3 and
+# v25.3.4). Beware the Renovate-written sha256:964847cc…, which several public manifests pin as "the"
+# plugin: it is the old v0.9.0/latest image. To move on: take the new release's digest from the same
+# file at the Operator release that bumps it, or `crane digest nvcr.io/nvidia/k8s-device-plugin:vX.Y.Z`.
+DEVICE_PLUGIN_IMAGE = (
+    "nvcr.io/nvidia/k8s-device-plugin:v0.17.4@sha256:3c54348fe5a57e5700e7d8068e7531d2ef2d5f3ccb70c8f6bac0953432527abd"
+)
 # Where the kubelet listens for device plugins to register.
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
+# Azure CNI Powered by Cilium enforces NetworkPolicy: "We recommend using Cilium, which provides robust
+# support for Kubernetes-native policies" (https://learn.microsoft.com/azure/aks/use-network-policies);
+# Azure Network Policy Manager leaves Linux nodes on 2028-09-30 and kubenet on 2028-03-31 (same docs).
+# Cilium needs Azure CNI (overlay: pods take addresses from a private range, not the VNet), and
+# networkPolicy "cilium" requires networkDataplane "cilium" (the API's NetworkPolicy enum). All four are
+# set, none left to a default that moves with the Kubernetes version (Azure/azure-rest-api-specs#30844).
+# pulumi-azure-native replaces the cluster when any of them changes (provider/pkg/gen/replacement.go,
+# forceNewMap: "only along a specific one-way migration ... Force-new to stay conservative"), so on a
+# cluster made before 2026-11 `pulumi up` replaces it; docs/aks.md says how to migrate in place instead.
+NETWORK_PROFILE = containerservice.ContainerServiceNetworkProfileArgs(
+    network_plugin=containerservice.NetworkPlugin.AZURE,
+    network_plugin_mode=containerservice.NetworkPluginMode.OVERLAY,
+    network_dataplane=containerservice.NetworkDataplane.CILIUM,
+    network_policy=containerservice.NetworkPolicy.CILIUM,
+)
+# Azure Monitor managed Prometheus: its replica set (service and pod-annotation scrapes) and its node
+# DaemonSet, both in kube-system (Azure/prometheus-collector, otelcollector/deploy/addon-chart/
+# azure-monitor-metrics-addon/templates: pod labels rsName: ama-metrics and dsName: ama-metrics-node).
+METRICS_SCRAPERS = (Peer("kube-system", {"rsName": "ama-metrics"}), Peer("kube-system", {"dsName": "ama-metrics-node"}))
 # AKS pool names: lower-case letters and digits, at most 12.
 SYSTEM_POOL_NAME = SYSTEM_POOL
 GPU_POOL_NAME = GPU_POOL
@@ -151,6 +181,8 @@ class AksGpuCluster(pulumi.ComponentResource):
     gpu: GpuScheduling | None
     model_store: ModelStore
     external_load_balancer: bool
+    metrics_scrapers: tuple[Peer, ...]
+    pod_egress: tuple[Destination, ...]
     kube_context: str | None
     cluster_name: pulumi.Output[str]
     resource_group_name: pulumi.Output[str]
@@ -176,12 +208,7 @@ class AksGpuCluster(pulumi.ComponentResource):
         self._kubernetes(group, cluster, depends_on=[acr_pull, gpu_pool])
 
         self.gpu = gpu_scheduling(args)
-        k8s.apps.v1.DaemonSet(
-            f"{name}-nvidia-device-plugin",
-            metadata=device_plugin_meta(),
-            spec=device_plugin_spec(args.device_plugin_image, self.gpu),
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
-        )
+        self._device_plugin(self.gpu)
         username, password = _push_credentials(args, acr, group, client.tenant_id, self)
         self.registry = Registry(server=acr.login_server, username=username, password=password)
         # ReadWriteMany: the Job writes the model on a GPU node, the servers read it elsewhere.
@@ -189,6 +216,8 @@ class AksGpuCluster(pulumi.ComponentResource):
             claim=StorageClaim(access_mode="ReadWriteMany", storage_class=MODEL_STORAGE_CLASS)
         )
         self.external_load_balancer = True
+        self.metrics_scrapers = METRICS_SCRAPERS
+        self.pod_egress: tuple[Destination, ...] = ()  # the cluster's DNS pods answer every lookup
         self.kube_context = None  # the kubeconfig names its own context
         self.cluster_name = cluster.name
         self.resource_group_name = group.name
@@ -238,6 +267,8 @@ class AksGpuCluster(pulumi.ComponentResource):
             auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
                 upgrade_channel=args.upgrade_channel
             ),
+            # Enforces the workloads' NetworkPolicies (NETWORK_PROFILE says why this one).
+            network_profile=NETWORK_PROFILE,
             # Only the system pool lives inline: a pool both inline and a separate
             # AgentPool would be fought over by the two resources on every update.
             agent_pool_profiles=[
@@ -251,6 +282,24 @@ class AksGpuCluster(pulumi.ComponentResource):
                 )
             ],
             opts=self._child,
+        )
+
+    def _device_plugin(self, gpu: GpuScheduling) -> None:
+        """NVIDIA's device plugin on the GPU nodes, fenced off the network it never uses."""
+        opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        isolation = k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-nvidia-device-plugin-network",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="nvidia-device-plugin", namespace=DEVICE_PLUGIN_NAMESPACE, labels=DEVICE_PLUGIN_LABELS
+            ),
+            spec=network.isolated(DEVICE_PLUGIN_MATCH),
+            opts=opts,
+        )
+        k8s.apps.v1.DaemonSet(
+            f"{self._name}-nvidia-device-plugin",
+            metadata=device_plugin_meta(),
+            spec=device_plugin_spec(self._args.device_plugin_image, gpu),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[isolation])),
         )
 
     def _gpu_pool(
@@ -387,22 +436,43 @@ def _push_credentials(
 
 
 DEVICE_PLUGIN_MATCH = {"app.kubernetes.io/name": "nvidia-device-plugin"}
+DEVICE_PLUGIN_LABELS = {**DEVICE_PLUGIN_MATCH, "app.kubernetes.io/part-of": "mlstack"}
+# Beside the cluster's own node agents: a hostPath pod has no place in a namespace that enforces a
+# Pod Security level, and kube-system enforces none.
+DEVICE_PLUGIN_NAMESPACE = "kube-system"
 
 
 def device_plugin_meta() -> k8s.meta.v1.ObjectMetaArgs:
     return k8s.meta.v1.ObjectMetaArgs(
         name="nvidia-device-plugin",
-        namespace="kube-system",
-        labels={**DEVICE_PLUGIN_MATCH, "app.kubernetes.io/part-of": "mlstack"},
+        namespace=DEVICE_PLUGIN_NAMESPACE,
+        labels=DEVICE_PLUGIN_LABELS,
         # Exemptions from the policy pack (policy/rules.py), said where reviewers see them.
         annotations={
-            "mlstack.io/policy-exempt": "non-root,image-digest",
+            "mlstack.io/policy-exempt": "non-root,pod-security-restricted",
             "mlstack.io/policy-exempt-reason": (
-                "the plugin creates its socket in the kubelet's root-owned device-plugin directory, "
-                "so it runs as root (without escalation, all capabilities dropped); NVIDIA's image "
-                "is pinned by release tag until its digest is verified and pinned here"
+                "the plugin creates its socket in the kubelet's device-plugin directory, a root-owned "
+                "hostPath (kubelet: os.MkdirAll(socketDir, 0750)), so it runs as root with a hostPath "
+                "volume, which no Pod Security level but privileged allows; it runs in kube-system, "
+                "without escalation, capabilities, token or network, on a read-only root filesystem"
             ),
         },
+    )
+
+
+def device_plugin_security() -> k8s.core.v1.SecurityContextArgs:
+    """Root (see device_plugin_meta) and nothing more: no escalation, no capability, read-only root.
+
+    With default flags the plugin writes only its socket, in the device-plugin hostPath: CDI specs
+    only with a cdi-* device-list strategy (internal/cdi/cdi.go), MPS files only with the MPS sharing
+    strategy (internal/plugin/mps.go), a config file only read, and klog logs to stderr
+    (NVIDIA/k8s-device-plugin v0.17.4). So its root filesystem can be read-only.
+    """
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        read_only_root_filesystem=True,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
 
 
@@ -419,6 +489,14 @@ def device_plugin_spec(image: str, scheduling: GpuScheduling) -> k8s.apps.v1.Dae
                 tolerations=placement.tolerations,
                 # Evicting it under node pressure would take every GPU off the node.
                 priority_class_name="system-node-critical",
+                # The plugin alone never calls the Kubernetes API: client-go is used only by its
+                # feature discovery and config manager (NVIDIA/k8s-device-plugin v0.17.4,
+                # internal/flags/kubeclient.go, cmd/config-manager), and NVIDIA's chart makes a
+                # ServiceAccount only for those. No token to steal.
+                automount_service_account_token=False,
+                security_context=k8s.core.v1.PodSecurityContextArgs(
+                    seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
+                ),
                 containers=[
                     k8s.core.v1.ContainerArgs(
                         name="nvidia-device-plugin",
@@ -429,10 +507,7 @@ def device_plugin_spec(image: str, scheduling: GpuScheduling) -> k8s.apps.v1.Dae
                             requests={"cpu": "10m", "memory": "32Mi"},
                             limits={"memory": "128Mi"},
                         ),
-                        security_context=k8s.core.v1.SecurityContextArgs(
-                            allow_privilege_escalation=False,
-                            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                        ),
+                        security_context=device_plugin_security(),
                         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="device-plugin", mount_path=DEVICE_PLUGIN_DIR)],
                     )
                 ],

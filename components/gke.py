@@ -22,8 +22,10 @@ from components.target import (
     POOL_LABEL_KEY,
     SYSTEM_POOL,
     CsiVolume,
+    Destination,
     GpuScheduling,
     ModelStore,
+    Peer,
     Registry,
     Toleration,
 )
@@ -50,8 +52,55 @@ NODE_PROJECT_ROLES = (
     "roles/stackdriver.resourceMetadata.writer",
 )
 REGISTRY_READER_ROLE = "roles/artifactregistry.reader"
-# Read and write objects, no bucket administration: the training Job writes the model.
-MODEL_BUCKET_ROLE = "roles/storage.objectUser"
+# The trainer reads, writes and deletes objects (publishing replaces files; gcsfuse renames a file as
+# copy then delete on a flat bucket), with no bucket administration: "Storage Object User"
+# (storage.objects.*, no bucket IAM). The internet-facing server only reads and lists: "Storage Object
+# Viewer" (storage.objects.get and .list), so a compromised server cannot poison a model. A read-only
+# mount would not stop it: the mount option binds gcsfuse, not the identity behind it. Roles:
+# https://cloud.google.com/storage/docs/access-control/iam-roles; the roles the GCS FUSE CSI driver
+# needs for read-write and read-only mounts:
+# https://cloud.google.com/kubernetes-engine/docs/how-to/cloud-storage-fuse-csi-driver-setup#authentication
+TRAINER_BUCKET_ROLE = "roles/storage.objectUser"
+SERVER_BUCKET_ROLE = "roles/storage.objectViewer"
+# GKE Dataplane V2 (Cilium) enforces NetworkPolicy itself: "Kubernetes Network policy is always on in
+# clusters with GKE Dataplane V2" (https://cloud.google.com/kubernetes-engine/docs/concepts/dataplane-v2),
+# and Calico's policy add-on may not be turned on beside it (the API refuses "Enabling NetworkPolicy for
+# clusters with DatapathProvider=ADVANCED_DATAPATH"). It can only be chosen when a cluster is created:
+# datapath_provider is ForceNew (hashicorp/terraform-provider-google,
+# google/services/container/resource_container_cluster.go), so on an existing cluster `pulumi up`
+# replaces the cluster (docs/gke.md says so).
+DATAPATH_PROVIDER = "ADVANCED_DATAPATH"
+# Where the pods' NetworkPolicy lets the GCS FUSE sidecar (in the pod's network) get credentials and
+# data. "If you have a strict cluster network policy in place, you must allow egress to ...
+# 169.254.169.252/32 on port 988. For clusters running GKE Dataplane V2, ensure that you allowed egress
+# to 169.254.169.254/32 on port 80" (https://cloud.google.com/kubernetes-engine/docs/concepts/workload-identity);
+# the driver "queries the GKE Metadata Server twice in a mounting lifecycle" and reads the bucket
+# through https://storage.googleapis.com (GoogleCloudPlatform/gcs-fuse-csi-driver, docs/troubleshooting.md).
+# Google's API addresses are many and change, and a NetworkPolicy names no host: port 443 to any
+# public address, never to the private ranges (where cluster services would be; Dataplane V2's ipBlock
+# matches no pod or node anyway).
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
+GCS_FUSE_EGRESS = (
+    Destination("169.254.169.252/32", (988,), "the GKE metadata server (Workload Identity tokens)"),
+    Destination("169.254.169.254/32", (80,), "the GKE metadata server under Dataplane V2"),
+    Destination("0.0.0.0/0", (443,), "Cloud Storage's API (storage.googleapis.com)", except_cidrs=PRIVATE_RANGES),
+)
+# DNS the node answers, beside the kube-dns pods, which no pod selector can match (an ipBlock must):
+# NodeLocal DNSCache, "enabled by default" on Standard clusters from 1.34.1-gke.3720000
+# (https://cloud.google.com/kubernetes-engine/docs/how-to/nodelocal-dns-cache), listens on
+# 169.254.20.10 (kubernetes cluster/addons/dns/nodelocaldns/README.md); with Cloud DNS for GKE the
+# kubelet writes nameserver 169.254.169.254 into the pods' resolv.conf, and a policy that allows only
+# the kube-dns pods drops every lookup on Dataplane V2 (tektoncd/operator#4000, fixed in #4001 the same
+# way). Either may be turned on after the cluster is made; the pods' lookups must keep working.
+NODE_DNS = tuple(
+    Destination(cidr, (53,), why, protocol=protocol)
+    for cidr, why in (("169.254.169.254/32", "Cloud DNS for GKE"), ("169.254.20.10/32", "NodeLocal DNSCache"))
+    for protocol in ("UDP", "TCP")
+)
+# Google Cloud Managed Service for Prometheus: its collectors (a DaemonSet in gmp-system) scrape pods
+# directly (GoogleCloudPlatform/prometheus-engine, manifests/operator.yaml: DaemonSet "collector",
+# pod label app.kubernetes.io/name: collector).
+METRICS_SCRAPERS = (Peer("gmp-system", {"app.kubernetes.io/name": "collector"}),)
 REGISTRY_USERNAME = "oauth2accesstoken"  # Artifact Registry's user name for an OAuth access token
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,9}$")  # short: it prefixes account and bucket names
@@ -79,10 +128,11 @@ class GkeGpuClusterArgs:
     gpu_max_nodes: int
     gpu_spot: bool
     repository_id: str  # the Artifact Registry repository, e.g. the app's name
-    # The Kubernetes service account the workloads run as: Workload Identity
-    # maps it to the principal allowed on the model bucket.
+    # The Kubernetes service accounts the workloads run as: Workload Identity maps each to the
+    # principal granted on the model bucket, the trainer's to write, the server's to read.
     workload_namespace: str
-    workload_service_account: str
+    trainer_service_account: str
+    server_service_account: str
     bucket_force_destroy: bool = False
 
 
@@ -239,6 +289,8 @@ def gcs_model_store(bucket_name: pulumi.Input[str]) -> ModelStore:
         # Google credentials; the app never calls Google APIs, so the pods
         # keep no token of their own.
         needs_service_account_token=False,
+        # The sidecar runs in the pod's network: the pod's NetworkPolicy must let it out.
+        egress=GCS_FUSE_EGRESS,
     )
 
 
@@ -258,6 +310,8 @@ class GkeGpuCluster(pulumi.ComponentResource):
     gpu: GpuScheduling | None
     model_store: ModelStore
     external_load_balancer: bool
+    metrics_scrapers: tuple[Peer, ...]
+    pod_egress: tuple[Destination, ...]
     kube_context: str | None
     cluster_name: pulumi.Output[str]
     location: str
@@ -287,11 +341,13 @@ class GkeGpuCluster(pulumi.ComponentResource):
         cluster = self._cluster()
         system_pool, gpu_pool = self._node_pools(cluster, node_account.email)
         bucket_access = self._bucket_access(bucket, cluster)
-        self._kubernetes(cluster, depends_on=[system_pool, gpu_pool, bucket_access, registry_reader])
+        self._kubernetes(cluster, depends_on=[system_pool, gpu_pool, *bucket_access, registry_reader])
 
         self.gpu = gpu_scheduling(args.gpu_type, args.gpu_count)
         self.model_store = gcs_model_store(bucket.name)
         self.external_load_balancer = True
+        self.metrics_scrapers = METRICS_SCRAPERS
+        self.pod_egress = NODE_DNS
         self.kube_context = None  # the kubeconfig names its own context
         self.location = args.location
         self.bucket_name = bucket.name
@@ -406,6 +462,8 @@ class GkeGpuCluster(pulumi.ComponentResource):
             workload_identity_config=container.ClusterWorkloadIdentityConfigArgs(
                 workload_pool=f"{args.project}.svc.id.goog"
             ),
+            # Enforces the workloads' NetworkPolicies (DATAPATH_PROVIDER says why this one).
+            datapath_provider=DATAPATH_PROVIDER,
             addons_config=container.ClusterAddonsConfigArgs(
                 gcs_fuse_csi_driver_config=container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
             ),
@@ -447,31 +505,33 @@ class GkeGpuCluster(pulumi.ComponentResource):
         )
         return system_pool, gpu_pool
 
-    def _bucket_access(self, bucket: storage.Bucket, cluster: container.Cluster) -> storage.BucketIAMMember:
+    def _bucket_access(self, bucket: storage.Bucket, cluster: container.Cluster) -> list[storage.BucketIAMMember]:
+        """The trainer's principal may write the bucket, the server's only read it."""
         args = self._args
         project_number = organizations.get_project_output(
             project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
         ).number
-        principal = project_number.apply(
-            lambda number: workload_principal(
-                number, args.project, args.workload_namespace, args.workload_service_account
+
+        def grant(who: str, service_account: str, role: str) -> storage.BucketIAMMember:
+            principal = project_number.apply(
+                lambda number: workload_principal(number, args.project, args.workload_namespace, service_account)
             )
-        )
-        # One identity for the Job (writes) and the servers (read-only mount): the
-        # workloads run both as one service account. The servers' volume is mounted
-        # read-only, but IAM would let them write; a second service account with
-        # objectViewer would close that.
-        # The principal names the Workload Identity pool PROJECT.svc.id.goog, which
-        # exists only once a cluster with Workload Identity does; granted earlier, IAM
-        # answers "Identity Pool does not exist" (terraform-google-modules/
-        # terraform-google-kubernetes-engine#916, googleforgames/global-multiplayer-demo#39).
-        return storage.BucketIAMMember(
-            f"{self._name}-models-workload",
-            bucket=bucket.name,
-            role=MODEL_BUCKET_ROLE,
-            member=principal,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
-        )
+            # The principal names the Workload Identity pool PROJECT.svc.id.goog, which exists only
+            # once a cluster with Workload Identity does; granted earlier, IAM answers "Identity Pool
+            # does not exist" (terraform-google-modules/terraform-google-kubernetes-engine#916,
+            # googleforgames/global-multiplayer-demo#39).
+            return storage.BucketIAMMember(
+                f"{self._name}-models-{who}",
+                bucket=bucket.name,
+                role=role,
+                member=principal,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+            )
+
+        return [
+            grant("trainer", args.trainer_service_account, TRAINER_BUCKET_ROLE),
+            grant("server", args.server_service_account, SERVER_BUCKET_ROLE),
+        ]
 
     def _kubernetes(self, cluster: container.Cluster, depends_on: list[pulumi.Resource]) -> None:
         """The kubeconfig and the provider the workloads use; set as ``kubeconfig`` and ``provider``."""

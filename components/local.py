@@ -12,7 +12,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.target import GpuScheduling, ModelStore, Registry, StorageClaim
+from components.target import Destination, GpuScheduling, ModelStore, Peer, Registry, StorageClaim
+
+# Where a local Prometheus is expected to run (kube-prometheus-stack's usual namespace): the only
+# pods the server's NetworkPolicy lets reach its metrics port on a local cluster.
+METRICS_NAMESPACE = "monitoring"
 
 
 class KubeconfigError(pulumi.RunError):
@@ -115,6 +119,12 @@ class LocalCluster(pulumi.ComponentResource):
         # One node: ReadWriteOnce lets the Job and the serving pods share the volume.
         self.model_store = ModelStore(claim=StorageClaim(access_mode="ReadWriteOnce", storage_class=None))
         self.external_load_balancer = False
+        self.metrics_scrapers: tuple[Peer, ...] = (Peer(METRICS_NAMESPACE),)
+        # NetworkPolicies are enforced only by a network plugin that implements them: kind's kindnetd does
+        # since kind v0.24.0 ("Out-of-the-box support for network policy via
+        # sigs.k8s.io/kube-network-policies", release notes); minikube's default does not ("--cni calico",
+        # minikube handbook, network_policy.md). The README says how to check.
+        self.pod_egress: tuple[Destination, ...] = ()
         # Nothing a kind or minikube user needs beyond the workloads' own outputs.
         self.stack_outputs: dict[str, pulumi.Input[str]] = {}
 

@@ -100,20 +100,46 @@ class CsiVolume:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """Pods of another namespace a NetworkPolicy lets in or out: the namespace by name, the pods by labels
+    (empty: every pod of that namespace)."""
+
+    namespace: str
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Addresses outside the cluster a pod may connect to, on these ports, and why (with its source)."""
+
+    cidr: str
+    ports: tuple[int, ...]
+    why: str
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    except_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelStore:
     """How the training Job and the serving pods share the model artifact.
 
-    Exactly one of ``claim`` and ``csi``. The pods run as a ServiceAccount the
-    workloads create with ``service_account_annotations``; it gets a token
-    only when ``needs_service_account_token`` (a store reached through
-    workload identity).
+    Exactly one of ``claim`` and ``csi``. The trainer and the servers run as two
+    ServiceAccounts the workloads create (the app's ``trainer_service_account``
+    and ``server_service_account``), each with its own annotations, so that a
+    cloud can give the trainer write access and the servers read access only;
+    they get a token only when ``needs_service_account_token`` (a store the app
+    itself reaches through workload identity).
     """
 
     claim: StorageClaim | None = None
     csi: CsiVolume | None = None
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
-    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    trainer_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    server_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     needs_service_account_token: bool = False
+    # What the pods themselves must reach for the store: a driver that runs inside the pod (GKE's
+    # gcsfuse sidecar) talks to its cloud from the pod's network; a volume the node mounts needs nothing.
+    egress: tuple[Destination, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.claim is None) == (self.csi is None):
@@ -159,4 +185,14 @@ class ClusterTarget(Protocol):
     @property
     def external_load_balancer(self) -> bool:
         """Whether LoadBalancer Services get an external address (kind never gives one)."""
+        ...
+
+    @property
+    def metrics_scrapers(self) -> tuple[Peer, ...]:
+        """The cluster's monitoring: the only pods a NetworkPolicy lets reach the server's metrics port."""
+        ...
+
+    @property
+    def pod_egress(self) -> tuple[Destination, ...]:
+        """What every pod of this cluster must reach beyond the cluster's DNS pods (e.g. DNS the node answers)."""
         ...

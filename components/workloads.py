@@ -27,6 +27,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 
+from components import network
 from components.target import ClusterTarget, GpuScheduling, ModelStore, pod_placement
 from mlapp import contract
 from mlstack import rules
@@ -72,6 +73,14 @@ PROMETHEUS_SCRAPE = "prometheus.io/scrape"
 PROMETHEUS_PORT = "prometheus.io/port"
 PROMETHEUS_PATH = "prometheus.io/path"
 PROMETHEUS_SCHEME = "prometheus.io/scheme"
+# Pod Security Admission: the API server refuses, in this namespace, any pod that breaks the
+# "restricted" Pod Security Standard (https://kubernetes.io/docs/concepts/security/pod-security-admission/,
+# "Pod Security Admission labels for namespaces"). Enforced as of the Kubernetes version the manifests are
+# validated against, so a cluster upgrade cannot tighten it under running pods; warned and audited as of
+# the latest, so a coming change shows in `kubectl apply` warnings and the audit log first (the pinning
+# the same page recommends).
+PSA_PREFIX = "pod-security.kubernetes.io"
+PSA_LEVEL = "restricted"
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class MlWorkloadsArgs:
     basic_auth_username: str
     basic_auth_password: pulumi.Output[str] | None  # None: generate one
     model_store_size: str
+    kubernetes_version: str  # the minor version Pod Security Admission enforces as of, e.g. "1.33"
     storage_class: str | None = None  # overrides the target's choice
     kube_context: str | None = None  # for the port-forward hint where there is no external IP
     # The user's own certificate and key; None: the stack makes its own CA and server certificate.
@@ -121,6 +131,19 @@ def selector(app: App, component: str) -> dict[str, str]:
     """The immutable subset of labels a Deployment, Service and PDB select on."""
     full = labels(app, component)
     return {k: full[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")}
+
+
+def namespace_labels(app: App, kubernetes_version: str) -> dict[str, str]:
+    """The app's labels, and Pod Security Admission's "restricted" enforced as of ``kubernetes_version``."""
+    return {
+        **labels(app, "namespace"),
+        f"{PSA_PREFIX}/enforce": PSA_LEVEL,
+        f"{PSA_PREFIX}/enforce-version": f"v{kubernetes_version}",
+        f"{PSA_PREFIX}/warn": PSA_LEVEL,
+        f"{PSA_PREFIX}/warn-version": "latest",
+        f"{PSA_PREFIX}/audit": PSA_LEVEL,
+        f"{PSA_PREFIX}/audit-version": "latest",
+    }
 
 
 def object_meta(
@@ -360,7 +383,8 @@ def gate_failure_policy() -> k8s.batch.v1.PodFailurePolicyArgs:
 class PodRefs:
     """The objects a pod refers to by name, created before it."""
 
-    service_account: pulumi.Input[str]
+    trainer_account: pulumi.Input[str]
+    server_account: pulumi.Input[str]
     env_config: pulumi.Input[str]
     model_claim: pulumi.Input[str] | None  # None: the store is an inline CSI volume
     model_version: pulumi.Input[str]
@@ -423,7 +447,7 @@ def training_job_spec(
                 restart_policy="Never",
                 containers=[trainer],
                 volumes=[model_volume(store, refs.model_claim, read_only=False), scratch_volume()],
-                service_account_name=refs.service_account,
+                service_account_name=refs.trainer_account,
                 automount_service_account_token=store.needs_service_account_token,
                 security_context=pod_security(),
                 node_selector=placement.node_selector,
@@ -523,7 +547,7 @@ def server_deployment_spec(
                     tls_volume(tls_refs.secret_name),
                     scratch_volume(),
                 ],
-                service_account_name=refs.service_account,
+                service_account_name=refs.server_account,
                 automount_service_account_token=store.needs_service_account_token,
                 security_context=pod_security(),
             ),
@@ -712,7 +736,7 @@ class MlWorkloads(pulumi.ComponentResource):
         self._k8s = pulumi.ResourceOptions(parent=self, provider=args.target.provider)
 
         self.namespace = self._namespace()
-        service_account = self._service_account()
+        trainer_account, server_account = self._service_accounts()
         env_config, labels_config = self._config_maps()
         self.basic_auth_username = args.basic_auth_username
         self.basic_auth_password = self._password()
@@ -721,12 +745,14 @@ class MlWorkloads(pulumi.ComponentResource):
             lambda image: model_version(image, args.training)
         )
         refs = PodRefs(
-            service_account=service_account.metadata.name,
+            trainer_account=trainer_account.metadata.name,
+            server_account=server_account.metadata.name,
             env_config=env_config.metadata.name,
             model_claim=self._model_claim(),
             model_version=self.model_version,
         )
-        job = self._training_job(refs)
+        isolation = self._network_policies()
+        job = self._training_job(refs, isolation)
         # Service, then certificate, then Secret, then Deployment: the certificate names the address
         # the Service was given, and the Service does not wait for the Deployment's pods (see _service).
         service = self._service()
@@ -737,7 +763,9 @@ class MlWorkloads(pulumi.ComponentResource):
             # The digest of a certificate that came in secret config is no secret: keep it readable in diffs.
             certificate_sha256=pulumi.Output.unsecret(certificate.certificate.apply(certificate_sha256)),
         )
-        deployment = self._deployment(refs, labels_config.metadata.name, auth_secret.metadata.name, tls_refs, job)
+        deployment = self._deployment(
+            refs, labels_config.metadata.name, auth_secret.metadata.name, tls_refs, [job, *isolation]
+        )
         self._autoscaling(deployment)
 
         self.job_name = job.metadata.name
@@ -771,19 +799,31 @@ class MlWorkloads(pulumi.ComponentResource):
         app = self._args.app
         ns = k8s.core.v1.Namespace(
             f"{self._name}-namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=app.namespace, labels=labels(app, "namespace")),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=app.namespace, labels=namespace_labels(app, self._args.kubernetes_version)
+            ),
             opts=self._k8s,
         )
         name: pulumi.Output[str] = ns.metadata.name
         return name
 
-    def _service_account(self) -> k8s.core.v1.ServiceAccount:
+    def _service_accounts(self) -> tuple[k8s.core.v1.ServiceAccount, k8s.core.v1.ServiceAccount]:
+        """The trainer's and the servers' identities: two, so that a cloud grants each only what it needs."""
         app, store = self._args.app, self._args.target.model_store
-        return k8s.core.v1.ServiceAccount(
-            f"{self._name}-service-account",
-            metadata=self._meta("workload", app.workload_service_account, store.service_account_annotations),
-            automount_service_account_token=store.needs_service_account_token,
-            opts=self._k8s,
+
+        def account(
+            component: str, name: str, annotations: Mapping[str, pulumi.Input[str]]
+        ) -> k8s.core.v1.ServiceAccount:
+            return k8s.core.v1.ServiceAccount(
+                f"{self._name}-{component}-account",
+                metadata=self._meta(component, name, annotations),
+                automount_service_account_token=store.needs_service_account_token,
+                opts=self._k8s,
+            )
+
+        return (
+            account("trainer", app.trainer_service_account, store.trainer_account_annotations),
+            account("server", app.server_service_account, store.server_account_annotations),
         )
 
     def _config_maps(self) -> tuple[k8s.core.v1.ConfigMap, k8s.core.v1.ConfigMap]:
@@ -829,7 +869,7 @@ class MlWorkloads(pulumi.ComponentResource):
         claim_name: pulumi.Output[str] = claim.metadata.name
         return claim_name
 
-    def _training_job(self, refs: PodRefs) -> k8s.batch.v1.Job:
+    def _training_job(self, refs: PodRefs, isolation: list[k8s.networking.v1.NetworkPolicy]) -> k8s.batch.v1.Job:
         args = self._args
         on_gpu = args.target.gpu is not None
         command = pulumi.Output.from_input(refs.model_version).apply(
@@ -844,7 +884,9 @@ class MlWorkloads(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     # pulumi-kubernetes waits for the Job to complete: allow for a GPU
                     # node to scale up from zero and for the whole training run.
-                    custom_timeouts=pulumi.CustomTimeouts(create=args.training.timeout, update=args.training.timeout)
+                    custom_timeouts=pulumi.CustomTimeouts(create=args.training.timeout, update=args.training.timeout),
+                    # Its pod starts fenced in: no moment without the namespace's NetworkPolicies.
+                    depends_on=isolation,
                 ),
             ),
         )
@@ -855,18 +897,43 @@ class MlWorkloads(pulumi.ComponentResource):
         labels_config: pulumi.Input[str],
         auth_secret: pulumi.Input[str],
         tls_refs: TlsRefs,
-        job: k8s.batch.v1.Job,
+        after: list[pulumi.Resource],
     ) -> k8s.apps.v1.Deployment:
         return k8s.apps.v1.Deployment(
             f"{self._name}-server",
             metadata=self._meta("server", f"{self._args.app.app_name}-server"),
             spec=server_deployment_spec(self._args, refs, labels_config, auth_secret, tls_refs),
-            # Roll out only a model that trained and passed its gate; after creation the
-            # autoscaler owns the replica count, so an update must not reset it.
+            # Roll out only a model that trained and passed its gate (``after``: the Job, and the
+            # NetworkPolicies its pods start under); after creation the autoscaler owns the replica
+            # count, so an update must not reset it.
             opts=pulumi.ResourceOptions(
-                parent=self, provider=self._args.target.provider, depends_on=[job], ignore_changes=["spec.replicas"]
+                parent=self, provider=self._args.target.provider, depends_on=after, ignore_changes=["spec.replicas"]
             ),
         )
+
+    def _network_policies(self) -> list[k8s.networking.v1.NetworkPolicy]:
+        """Nothing in or out of the namespace's pods but what each role needs (components/network.py)."""
+        app, serving, target = self._args.app, self._args.serving, self._args.target
+        egress = (*target.pod_egress, *target.model_store.egress)
+        specs = {
+            "default-deny": ("namespace", network.default_deny()),
+            "server": (
+                "server",
+                network.server_policy(
+                    selector(app, "server"), serving.allowed_source_ranges, target.metrics_scrapers, egress
+                ),
+            ),
+            "trainer": ("trainer", network.trainer_policy(selector(app, "trainer"), egress)),
+        }
+        return [
+            k8s.networking.v1.NetworkPolicy(
+                f"{self._name}-{role}-network",
+                metadata=self._meta(component, f"{app.app_name}-{role}"),
+                spec=spec,
+                opts=self._k8s,
+            )
+            for role, (component, spec) in specs.items()
+        ]
 
     def _service(self) -> k8s.core.v1.Service:
         """The public Service. With a cloud load balancer, `pulumi up` waits for its address, which the

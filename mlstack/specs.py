@@ -17,10 +17,17 @@ class App:
     model_labels: tuple[str, ...]  # class i's name on line i of the labels file
     log_level: str
 
+    # One ServiceAccount per role, so that a cloud target can grant each only what it needs: the
+    # trainer writes the model store, the internet-facing server only reads it.
     @property
-    def workload_service_account(self) -> str:
-        """The ServiceAccount the Job and the servers run as; a cloud target grants it access by name."""
-        return f"{self.app_name}-workload"
+    def trainer_service_account(self) -> str:
+        """The ServiceAccount the training Job runs as; a cloud target grants it write access to the store."""
+        return f"{self.app_name}-trainer"
+
+    @property
+    def server_service_account(self) -> str:
+        """The ServiceAccount the serving pods run as; a cloud target grants it read access to the store only."""
+        return f"{self.app_name}-server"
 
 
 @dataclass(frozen=True)

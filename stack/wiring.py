@@ -70,7 +70,8 @@ def gke_args(cfg: StackConfig, gcp: GcpConfig) -> GkeGpuClusterArgs:
         gpu_spot=gcp.pools.gpu_spot,
         repository_id=cfg.app.app_name,
         workload_namespace=cfg.app.namespace,
-        workload_service_account=cfg.app.workload_service_account,
+        trainer_service_account=cfg.app.trainer_service_account,
+        server_service_account=cfg.app.server_service_account,
         bucket_force_destroy=gcp.bucket_force_destroy,
     )
 
@@ -131,6 +132,7 @@ def workloads(
             basic_auth_username=cfg.basic_auth_username,
             basic_auth_password=cfg.basic_auth_password,
             model_store_size=cfg.model_store_size,
+            kubernetes_version=cfg.kubernetes_version,
             storage_class=cfg.storage_class,
             kube_context=target.kube_context,
             server_certificate=own_certificate(cfg),

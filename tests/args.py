@@ -19,8 +19,10 @@ from components.target import (
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
     POOL_LABEL_KEY,
+    Destination,
     GpuScheduling,
     ModelStore,
+    Peer,
     Registry,
     StorageClaim,
     Toleration,
@@ -51,7 +53,8 @@ def gke_args(**changes: Any) -> GkeGpuClusterArgs:
         "gpu_spot": True,
         "repository_id": "mlstack",
         "workload_namespace": "mlstack",
-        "workload_service_account": "mlstack-workload",
+        "trainer_service_account": "mlstack-trainer",
+        "server_service_account": "mlstack-server",
         **changes,
     }
     return GkeGpuClusterArgs(**values)
@@ -136,11 +139,14 @@ class FakeTarget:
     external_load_balancer: bool = True
     kube_context: str | None = None
     stack_outputs: Mapping[str, Any] = field(default_factory=dict)
+    metrics_scrapers: tuple[Peer, ...] = (Peer("monitoring", {"app.kubernetes.io/name": "prometheus"}),)
+    pod_egress: tuple[Destination, ...] = ()
 
 
 def workloads_args(target: FakeTarget, **changes: Any) -> MlWorkloadsArgs:
     args = MlWorkloadsArgs(
         target=target, app=APP, training=TRAINING, serving=SERVING, trainer_image=TRAINER_IMAGE,
         server_image=SERVER_IMAGE, basic_auth_username="alice", basic_auth_password=None, model_store_size="5Gi",
+        kubernetes_version="1.33",
     )  # fmt: skip
     return dataclasses.replace(args, **changes)

@@ -219,8 +219,10 @@ def test_autoscaler_and_disruption_budget_cover_the_deployment(cpu_run: harness.
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-@pytest.mark.parametrize("type_", [JOB, DEPLOYMENT])
-def test_pods_are_locked_down_and_run_as_the_workload_service_account(cpu_run: harness.StackRun, type_: str) -> None:
+@pytest.mark.parametrize(("type_", "account"), [(JOB, "digits-trainer"), (DEPLOYMENT, "digits-server")])
+def test_pods_are_locked_down_and_run_as_their_role_s_service_account(
+    cpu_run: harness.StackRun, type_: str, account: str
+) -> None:
     spec = pod_spec(cpu_run.one(type_))
     context = spec["containers"][0]["securityContext"]
     assert context["runAsNonRoot"] is True
@@ -232,8 +234,10 @@ def test_pods_are_locked_down_and_run_as_the_workload_service_account(cpu_run: h
     assert context["seccompProfile"]["type"] == "RuntimeDefault"
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["automountServiceAccountToken"] is False, "the store needs no token, so the pod gets none"
-    sa = manifest(cpu_run, SERVICE_ACCOUNT)
-    assert spec["serviceAccountName"] == sa["metadata"]["name"] == "digits-workload"
+    accounts = {harness.manifest(r)["metadata"]["name"]: r for r in cpu_run.of_type(SERVICE_ACCOUNT)}
+    assert set(accounts) == {"digits-trainer", "digits-server"}
+    assert spec["serviceAccountName"] == account
+    assert harness.manifest(accounts[account])["automountServiceAccountToken"] is False
 
 
 def test_every_object_carries_the_recommended_labels(cpu_run: harness.StackRun) -> None:
@@ -461,20 +465,21 @@ def test_a_certificate_the_user_brings_is_served_and_no_ca_is_made() -> None:
 # --- a CSI store (GCS FUSE) reached through workload identity --------------------------
 
 
-def test_csi_store_creates_no_claim_and_annotates_the_service_account() -> None:
+def test_csi_store_creates_no_claim_and_annotates_each_role_s_service_account() -> None:
     store = ModelStore(
         csi=CsiVolume(driver="gcsfuse.csi.storage.gke.io", volume_attributes={"bucketName": "models-bucket"}),
         pod_annotations={"gke-gcsfuse/volumes": "true"},
-        service_account_annotations={"example.com/identity": "reader"},
+        trainer_account_annotations={"example.com/identity": "writer"},
+        server_account_annotations={"example.com/identity": "reader"},
         needs_service_account_token=True,
     )
     result = run_workloads(store=store)
     assert result.of_type(PVC) == [], "a CSI store needs no claim"
-    sa = manifest(result, SERVICE_ACCOUNT)
-    assert sa["metadata"]["annotations"] == {"example.com/identity": "reader"}
-    for type_ in (JOB, DEPLOYMENT):
+    accounts = {harness.manifest(r)["metadata"]["name"]: harness.manifest(r) for r in result.of_type(SERVICE_ACCOUNT)}
+    for type_, identity in ((JOB, "writer"), (DEPLOYMENT, "reader")):
         spec = pod_spec(result.one(type_))
         volume = next(v for v in spec["volumes"] if v["name"] == "models")
         assert volume["csi"]["volumeAttributes"] == {"bucketName": "models-bucket"}
         assert spec["automountServiceAccountToken"] is True
-        assert spec["serviceAccountName"] == sa["metadata"]["name"]
+        account = accounts[spec["serviceAccountName"]]
+        assert account["metadata"]["annotations"] == {"example.com/identity": identity}, type_

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 
 from components import aks
 from components.target import GPU_POOL, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, POOL_LABEL_KEY
@@ -45,17 +46,34 @@ def test_device_plugin_runs_on_the_gpu_pool_only_as_a_critical_pod() -> None:
     assert pod.priority_class_name == "system-node-critical"
     assert spec.selector.match_labels == spec.template.metadata.labels == aks.DEVICE_PLUGIN_MATCH
     (plugin,) = pod.containers
-    assert plugin.image.startswith("nvcr.io/nvidia/k8s-device-plugin:v"), plugin.image
-    assert plugin.security_context.allow_privilege_escalation is False
     (mount,) = plugin.volume_mounts
     assert mount.mount_path == aks.DEVICE_PLUGIN_DIR == pod.volumes[0].host_path.path
+
+
+def test_device_plugin_is_locked_down_as_far_as_its_socket_allows() -> None:
+    """Finding: mutable tag, a service-account token, no seccomp profile, a writable root filesystem."""
+    spec = aks.device_plugin_spec(aks.DEVICE_PLUGIN_IMAGE, aks.gpu_scheduling(AKS_ARGS))
+    pod = spec.template.spec
+    (plugin,) = pod.containers
+    context = plugin.security_context
+    assert re.fullmatch(r"nvcr\.io/nvidia/k8s-device-plugin:v0\.17\.4@sha256:[0-9a-f]{64}", plugin.image)
+    assert pod.automount_service_account_token is False, "the plugin never calls the API: no token"
+    assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert context.seccomp_profile.type == "RuntimeDefault"
+    assert context.read_only_root_filesystem is True
+    assert context.allow_privilege_escalation is False
+    assert context.capabilities.drop == ["ALL"]
+    assert context.privileged is None
+    assert context.capabilities.add is None
+    # Nothing writable but the kubelet's socket directory.
+    assert [v.name for v in pod.volumes] == ["device-plugin"]
 
 
 def test_device_plugin_exemptions_say_why() -> None:
     meta = aks.device_plugin_meta()
     assert meta.namespace == "kube-system"
-    assert meta.annotations["mlstack.io/policy-exempt"] == "non-root,image-digest"
-    assert "runs as root" in meta.annotations["mlstack.io/policy-exempt-reason"]
+    assert meta.annotations["mlstack.io/policy-exempt"] == "non-root,pod-security-restricted"
+    assert "runs as root with a hostPath" in meta.annotations["mlstack.io/policy-exempt-reason"]
 
 
 def test_registry_name_is_letters_and_digits() -> None:

@@ -18,7 +18,7 @@ SDKS = (
     "pulumi_tls",
 )  # fmt: skip
 # Modules of components/ that are shared by every component rather than being one.
-SHARED_COMPONENT_MODULES = {"components.target"}
+SHARED_COMPONENT_MODULES = {"components.target", "components.network"}
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str]]:

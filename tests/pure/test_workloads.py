@@ -18,7 +18,11 @@ from tests.args import APP, GPU, SERVING, SPOT_TOLERATION, TRAINER_IMAGE, TRAINI
 from tests.support import tolerates_gpu_taint
 
 REFS = workloads.PodRefs(
-    service_account="digits-workload", env_config="digits-env-1", model_claim="digits-models", model_version="v1"
+    trainer_account="digits-trainer",
+    server_account="digits-server",
+    env_config="digits-env-1",
+    model_claim="digits-models",
+    model_version="v1",
 )
 TLS_REFS = workloads.TlsRefs(secret_name="digits-tls-1", certificate_sha256="ab" * 32)
 CSI_STORE = ModelStore(
@@ -77,8 +81,17 @@ def test_the_env_points_the_app_at_its_port_model_store_and_labels_file() -> Non
     assert workloads.labels_file(APP) == "zero\none\n"
 
 
-def test_the_workloads_run_as_the_service_account_a_cloud_target_grants() -> None:
-    assert APP.workload_service_account == "digits-workload"
+def test_trainer_and_server_run_as_two_service_accounts_a_cloud_target_grants_apart() -> None:
+    assert (APP.trainer_service_account, APP.server_service_account) == ("digits-trainer", "digits-server")
+
+
+def test_each_pod_runs_as_its_role_s_service_account() -> None:
+    """Finding: on GKE one identity served both, so the internet-facing server could write models."""
+    args = workloads_args(FakeTarget())
+    job = workloads.training_job_spec(args, REFS, ["--epochs", "1"])
+    deployment = workloads.server_deployment_spec(args, REFS, "labels", "auth", TLS_REFS)
+    assert job.template.spec.service_account_name == "digits-trainer"
+    assert deployment.template.spec.service_account_name == "digits-server"
 
 
 @pytest.mark.parametrize(("gpu", "device"), [(True, "cuda"), (False, "cpu")])

@@ -126,6 +126,15 @@ def test_cluster_identity_rbac_workload_identity_and_upgrades(dev: harness.Stack
     assert spec["location"] == "eastus", cluster.name
 
 
+def test_the_cluster_enforces_network_policies_with_cilium(dev: harness.StackRun) -> None:
+    """Finding: no network-policy engine, so the workloads' NetworkPolicies would be stored and ignored."""
+    profile = harness.plain(dev.one(CLUSTER).inputs)["networkProfile"]
+    expected = {"networkPlugin": "azure", "networkPluginMode": "overlay", "networkDataplane": "cilium"}
+    assert {key: profile[key] for key in expected} == expected
+    # Cilium policy needs the Cilium dataplane (the API's NetworkPolicy enum says so).
+    assert profile["networkPolicy"] == "cilium"
+
+
 # --- the device plugin -------------------------------------------------------------
 
 

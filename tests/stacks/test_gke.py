@@ -142,6 +142,15 @@ def test_cluster_removes_default_pool_and_enables_workload_identity_and_gcs_fuse
         assert pool.inputs["location"] == "us-central1-a", pool.urn
 
 
+def test_the_cluster_enforces_network_policies_with_dataplane_v2(stack: harness.StackRun) -> None:
+    """Finding: no network-policy engine, so the workloads' NetworkPolicies would be stored and ignored."""
+    inputs = harness.plain(stack.one(CLUSTER).inputs)
+    assert inputs["datapathProvider"] == "ADVANCED_DATAPATH"
+    # Calico's policy add-on may not be turned on beside Dataplane V2 (the API refuses it).
+    assert "networkPolicy" not in inputs
+    assert "networkPolicyConfig" not in inputs["addonsConfig"]
+
+
 def test_regional_cluster_with_deletion_protection(shared_run: SharedRun) -> None:
     result = shared_run("gke", overrides={"gcpZone": "", "gkeDeletionProtection": True})
     cluster = result.one(CLUSTER)
@@ -176,47 +185,60 @@ def test_node_service_account_runs_both_pools_with_only_node_roles(stack: harnes
     assert {repository.urn, account.urn} <= set(reader.dependencies), reader.dependencies
 
 
-def test_model_bucket_is_private_and_granted_only_to_the_workload_principal(
+PRINCIPAL_PREFIX = (
+    f"principal://iam.googleapis.com/projects/{mocks_gcp.MOCK_PROJECT_NUMBER}/locations/global/"
+    "workloadIdentityPools/my-ml-project.svc.id.goog/subject/ns/mlstack/sa/"
+)
+
+
+def bucket_grants(stack: harness.StackRun) -> dict[str, harness.Registration]:
+    """The model bucket's grants by the Kubernetes service account each names."""
+    return {grant.inputs["member"].rsplit("/sa/", 1)[1]: grant for grant in stack.of_type(BUCKET_MEMBER)}
+
+
+def test_model_bucket_is_private_and_granted_only_to_the_two_workload_principals(
     stack: harness.StackRun,
 ) -> None:
+    """Finding: one identity served both, so the internet-facing server could write (poison) models."""
     bucket = stack.one(BUCKET)
     assert bucket.inputs["uniformBucketLevelAccess"] is True, bucket.urn
     assert bucket.inputs["publicAccessPrevention"] == "enforced", bucket.urn
     assert bucket.inputs["forceDestroy"] is False, bucket.urn
 
-    grants = stack.of_type(BUCKET_MEMBER)
-    assert len(grants) == 1, [g.urn for g in grants]
-    grant = grants[0]
-    assert grant.inputs["bucket"] == bucket.outputs["name"], grant.urn
-    assert bucket.urn in grant.dependencies, grant.dependencies
-    assert grant.inputs["role"] == "roles/storage.objectUser", grant.urn
-    assert grant.inputs["member"] == (
-        f"principal://iam.googleapis.com/projects/{mocks_gcp.MOCK_PROJECT_NUMBER}/locations/global/"
-        "workloadIdentityPools/my-ml-project.svc.id.goog/subject/ns/mlstack/sa/mlstack-workload"
-    ), grant.urn
+    grants = bucket_grants(stack)
+    roles = {account: grant.inputs["role"] for account, grant in grants.items()}
+    assert roles == {"mlstack-trainer": "roles/storage.objectUser", "mlstack-server": "roles/storage.objectViewer"}
+    for account, grant in grants.items():
+        assert grant.inputs["bucket"] == bucket.outputs["name"], grant.urn
+        assert bucket.urn in grant.dependencies, grant.dependencies
+        assert grant.inputs["member"] == PRINCIPAL_PREFIX + account, grant.urn
 
 
-def test_bucket_grant_waits_for_the_workload_identity_cluster(stack: harness.StackRun) -> None:
-    """Bug: the grant could run before the pool PROJECT.svc.id.goog existed ("Identity Pool does not exist")."""
-    grant = stack.one(BUCKET_MEMBER)
+def test_bucket_grants_wait_for_the_workload_identity_cluster(stack: harness.StackRun) -> None:
+    """Bug: a grant could run before the pool PROJECT.svc.id.goog existed ("Identity Pool does not exist")."""
     cluster = stack.one(CLUSTER)
-    assert cluster.inputs["workloadIdentityConfig"]["workloadPool"] in grant.inputs["member"], grant.urn
-    assert cluster.urn in grant.dependencies, grant.dependencies
+    for grant in stack.of_type(BUCKET_MEMBER):
+        assert cluster.inputs["workloadIdentityConfig"]["workloadPool"] in grant.inputs["member"], grant.urn
+        assert cluster.urn in grant.dependencies, grant.dependencies
 
 
-def test_job_and_servers_run_as_the_service_account_the_bucket_trusts(shared_run: SharedRun) -> None:
+def test_the_trainer_writes_and_the_servers_only_read_through_their_own_identity(shared_run: SharedRun) -> None:
     result = shared_run("gke", overrides={"namespace": "ml-team", "appName": "digits"})
-    grant = result.one(BUCKET_MEMBER)
+    grants = {grant.inputs["member"]: grant.inputs["role"] for grant in result.of_type(BUCKET_MEMBER)}
     bucket_name = result.one(BUCKET).outputs["name"]
+    accounts = {harness.manifest(a)["metadata"]["name"]: harness.manifest(a) for a in result.of_type(SERVICE_ACCOUNT)}
+    assert set(accounts) == {"digits-trainer", "digits-server"}
 
-    account = result.one(SERVICE_ACCOUNT)
-    meta = harness.manifest(account)["metadata"]
-    assert (meta["namespace"], meta["name"]) == ("ml-team", "digits-workload")
-    assert grant.inputs["member"].endswith(f"/subject/ns/{meta['namespace']}/sa/{meta['name']}"), grant.urn
-
-    for registration, read_only in ((result.one(JOB), False), (result.one(DEPLOYMENT), True)):
+    expected = (
+        (result.one(JOB), False, "roles/storage.objectUser"),
+        (result.one(DEPLOYMENT), True, "roles/storage.objectViewer"),
+    )
+    for registration, read_only, role in expected:
         spec = pod_spec(registration)
-        assert spec["serviceAccountName"] == meta["name"], registration.urn
+        meta = accounts[spec["serviceAccountName"]]["metadata"]
+        member = next(m for m in grants if m.endswith(f"/subject/ns/{meta['namespace']}/sa/{meta['name']}"))
+        assert meta["namespace"] == "ml-team", registration.urn
+        assert grants[member] == role, registration.urn
         # The GCS FUSE driver gets the pod's token from the kubelet, not from the pod.
         assert spec["automountServiceAccountToken"] is False, registration.urn
         assert pod_template_annotations(registration)["gke-gcsfuse/volumes"] == "true", registration.urn
@@ -246,7 +268,7 @@ def test_every_kubernetes_object_uses_the_provider_built_from_this_cluster(
     needed = {
         stack.one(NODE_POOL, "-gpu").urn,
         stack.one(NODE_POOL, "-system").urn,
-        stack.one(BUCKET_MEMBER).urn,
+        *(grant.urn for grant in stack.of_type(BUCKET_MEMBER)),
     }
     assert needed <= set(provider.dependencies), provider.dependencies
 

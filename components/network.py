@@ -1,0 +1,138 @@
+"""Who may talk to the workloads' pods, and whom they may talk to: the NetworkPolicies, as pure builders.
+
+The app's namespace denies every connection in and out (``default_deny``); each role then gets
+exactly what it needs:
+
+- the server: its TLS port from the load balancer's allowed callers (anyone, when
+  ``allowedSourceRanges`` is empty), its metrics port from the cluster's monitoring only;
+- the trainer: nothing in;
+- both: DNS (the cluster's DNS pods, and what the target answers on the node), and what the
+  model store's driver reaches from inside the pod (GKE's gcsfuse sidecar: Google's APIs and the
+  metadata server; nothing for a volume the node mounts).
+
+Nothing else leaves the pods. Images are pulled by the node's container runtime at the kubelet's
+request (https://kubernetes.io/docs/concepts/containers/images/), from the node's network, never
+the pod's, so the registry needs no egress rule; and the kubelet's probes come from the node,
+which a NetworkPolicy never blocks ("traffic to and from the node where a Pod is running is always
+allowed, regardless of the IP address of the Pod or the node":
+https://kubernetes.io/docs/concepts/services-networking/network-policies/).
+
+A NetworkPolicy is enforced only by a network plugin that implements it; the cloud targets turn
+one on (components/aks.py, components/gke.py), and docs/ says what enforces it on kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import pulumi_kubernetes as k8s
+
+from components.target import Destination, Peer
+from mlapp import contract
+
+INGRESS: Final = "Ingress"
+EGRESS: Final = "Egress"
+# Every namespace carries its own name as this label, set by the API server (Kubernetes >= 1.22):
+# https://kubernetes.io/docs/reference/labels-annotations-taints/#kubernetes-io-metadata-name
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+# The cluster's DNS: CoreDNS (AKS, kind) and kube-dns (GKE) pods both carry k8s-app=kube-dns in
+# kube-system, the label the kube-dns Service selects on
+# (https://kubernetes.io/docs/tasks/administer-cluster/dns-debugging-resolution/, "Check if the DNS pod is running").
+CLUSTER_DNS: Final = Peer(namespace="kube-system", pod_labels={"k8s-app": "kube-dns"})
+DNS_PORT: Final = 53
+
+
+def _selector(labels: Mapping[str, str]) -> k8s.meta.v1.LabelSelectorArgs:
+    return k8s.meta.v1.LabelSelectorArgs(match_labels=dict(labels))
+
+
+def _in_namespace(peer: Peer) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """Pods of ``peer.namespace`` (those with ``peer.pod_labels``): both selectors in one peer, so both must match."""
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=_selector({NAMESPACE_NAME_LABEL: peer.namespace}),
+        pod_selector=_selector(peer.pod_labels),
+    )
+
+
+def _ports(protocol: str, *ports: int | str) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+    return [k8s.networking.v1.NetworkPolicyPortArgs(protocol=protocol, port=port) for port in ports]
+
+
+def dns_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
+    """Name lookups through the cluster's DNS, over UDP and (for long answers) TCP."""
+    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[_in_namespace(CLUSTER_DNS)], ports=[*_ports("UDP", DNS_PORT), *_ports("TCP", DNS_PORT)]
+    )
+
+
+def destination_egress(destination: Destination) -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
+    block = k8s.networking.v1.IPBlockArgs(cidr=destination.cidr, except_=list(destination.except_cidrs) or None)
+    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=block)],
+        ports=_ports(destination.protocol, *destination.ports),
+    )
+
+
+def workload_egress(egress: Sequence[Destination]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """What the trainer and the servers may connect to: the cluster's DNS pods, and ``egress`` (the target's
+    node-local DNS, what the model store's driver needs)."""
+    return [dns_egress(), *(destination_egress(d) for d in egress)]
+
+
+def default_deny() -> k8s.networking.v1.NetworkPolicySpecArgs:
+    """Every pod of the namespace: nothing in, nothing out, unless another policy allows it."""
+    return k8s.networking.v1.NetworkPolicySpecArgs(
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=[INGRESS, EGRESS]
+    )
+
+
+def server_policy(
+    pod_labels: Mapping[str, str],
+    allowed_source_ranges: Sequence[str],
+    scrapers: Sequence[Peer],
+    egress: Sequence[Destination],
+) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    """The servers: the TLS port from the load balancer's callers, the metrics port from monitoring.
+
+    The public Service keeps the client's address (``externalTrafficPolicy: Local``), so the
+    policy sees the same callers ``loadBalancerSourceRanges`` admits and holds them to those
+    ranges inside the cluster too: a pod cannot go around the load balancer's list. With no
+    ranges the TLS port is open to all, as the load balancer is.
+    """
+    callers = [
+        k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
+        for cidr in allowed_source_ranges
+    ]
+    ingress = [
+        # No `from`: every source. A list of ipBlocks: those ranges only.
+        k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=callers or None, ports=_ports("TCP", contract.PORT_NAME))
+    ]
+    if scrapers:  # no monitoring named: the metrics port stays closed
+        ingress.append(
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[_in_namespace(peer) for peer in scrapers], ports=_ports("TCP", contract.METRICS_PORT_NAME)
+            )
+        )
+    return k8s.networking.v1.NetworkPolicySpecArgs(
+        pod_selector=_selector(pod_labels),
+        policy_types=[INGRESS, EGRESS],
+        ingress=ingress,
+        egress=workload_egress(egress),
+    )
+
+
+def trainer_policy(
+    pod_labels: Mapping[str, str], egress: Sequence[Destination]
+) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    """The trainer: nothing in (an Ingress policy without rules); out, only what it needs."""
+    return k8s.networking.v1.NetworkPolicySpecArgs(
+        pod_selector=_selector(pod_labels),
+        policy_types=[INGRESS, EGRESS],
+        egress=workload_egress(egress),
+    )
+
+
+def isolated(pod_labels: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    """Pods that use no network at all (the device plugin speaks to the kubelet over a Unix socket)."""
+    return k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=_selector(pod_labels), policy_types=[INGRESS, EGRESS])
