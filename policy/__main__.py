@@ -1,8 +1,9 @@
 """mlstack's policy pack: ``pulumi preview --policy-pack policy``.
 
-Each rule of ``policy/rules.py`` becomes one ResourceValidationPolicy with its
-enforcement level. The rules are pure functions over plain data; this file only
-turns what the engine sends into plain data and reports what the rules find.
+Each resource rule of ``policy/rules.py`` becomes one ResourceValidationPolicy,
+each stack rule one StackValidationPolicy, with its enforcement level. The rules
+are pure functions over plain data; this file only turns what the engine sends
+into plain data and reports what the rules find.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.proxy import UnknownValueError
 
@@ -61,8 +64,18 @@ def validation(rule: rules.Rule) -> Any:
     return validate
 
 
-def policies() -> list[ResourceValidationPolicy]:
-    return [
+def stack_validation(rule: rules.StackRule) -> Any:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        # The stack's resources as plain data; each message names the resource it is about.
+        resources = [(resource.resource_type, plain(resource.props)) for resource in args.resources]
+        for message in rule(resources):
+            report_violation(message, None)
+
+    return validate
+
+
+def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    resource_policies: list[ResourceValidationPolicy | StackValidationPolicy] = [
         ResourceValidationPolicy(
             name=rule.name,
             description=rule.description,
@@ -71,6 +84,16 @@ def policies() -> list[ResourceValidationPolicy]:
         )
         for rule in rules.RULES
     ]
+    stack_policies = [
+        StackValidationPolicy(
+            name=rule.name,
+            description=rule.description,
+            validate=stack_validation(rule),
+            enforcement_level=LEVELS[rule.level],
+        )
+        for rule in rules.STACK_RULES
+    ]
+    return [*resource_policies, *stack_policies]
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ both required, so that every exemption is explained where reviewers see it:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -65,6 +65,40 @@ _POD_SPEC_PATHS: Final[dict[str, tuple[str, ...]]] = {
     "Job": ("spec", "template", "spec"),
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
+
+# --- Pod Security Standards, as the built-in admission plugin checks them for Kubernetes v1.33
+# (kubernetes/pod-security-admission v0.33.9, policy/check_*.go; the controls and their allowed
+# values: https://kubernetes.io/docs/concepts/security/pod-security-standards/).
+PSA_ENFORCE_LABEL: Final = "pod-security.kubernetes.io/enforce"
+# Baseline, "Capabilities": what a container may add. Restricted narrows it to NET_BIND_SERVICE.
+BASELINE_CAPABILITIES: Final = frozenset({
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+})  # fmt: skip
+RESTRICTED_CAPABILITIES: Final = frozenset({"NET_BIND_SERVICE"})
+# Restricted, "Volume Types" ("image" from v1.33: check_restrictedVolumes.go).
+RESTRICTED_VOLUME_TYPES: Final = frozenset({
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+    "image",
+})  # fmt: skip
+# Baseline, "Sysctls": the safe set, as of v1.33.
+SAFE_SYSCTLS: Final = frozenset({
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
+})  # fmt: skip
+SELINUX_TYPES: Final = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+SECCOMP_CONFINED: Final = frozenset({"RuntimeDefault", "Localhost"})
+APPARMOR_ANNOTATION_PREFIX: Final = "container.apparmor.security.beta.kubernetes.io/"
+
+# --- the model store: roles that read a GCS bucket and cannot change it
+# (https://cloud.google.com/storage/docs/access-control/iam-roles).
+GCS_BUCKET_MEMBER: Final = "gcp:storage/bucketIAMMember:BucketIAMMember"
+GCS_BUCKET_BINDING: Final = "gcp:storage/bucketIAMBinding:BucketIAMBinding"
+GCS_READ_ONLY_ROLES: Final = frozenset(
+    {"roles/storage.objectViewer", "roles/storage.legacyObjectReader", "roles/storage.legacyBucketReader"}
+)
 
 AKS_AGENT_POOL: Final = "azure-native:containerservice:AgentPool"
 AKS_MANAGED_CLUSTER: Final = "azure-native:containerservice:ManagedCluster"
@@ -307,6 +341,133 @@ def load_balancers_restrict_sources(resource_type: str, props: Mapping[str, Any]
     ]
 
 
+# --- Pod Security Standards ----------------------------------------------------------
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not is_unknown(value)
+
+
+def _context_checks(where: str, context: Mapping[str, Any]) -> list[str]:
+    """The baseline controls a pod's or a container's securityContext can break."""
+    found = []
+    if _get(context, "windowsOptions", "hostProcess") is True:
+        found.append(f"{where}: windowsOptions.hostProcess must be unset or false (HostProcess)")
+    apparmor = _get(context, "appArmorProfile", "type")
+    if _known(apparmor) and apparmor not in SECCOMP_CONFINED:
+        found.append(f"{where}: appArmorProfile.type {apparmor} is not RuntimeDefault or Localhost (AppArmor)")
+    selinux = _dict(context.get("seLinuxOptions"))
+    if _known(selinux.get("type")) and selinux.get("type") not in SELINUX_TYPES:
+        found.append(f"{where}: seLinuxOptions.type {selinux['type']} is not allowed (SELinux)")
+    for field in ("user", "role"):
+        if selinux.get(field) not in (None, "") and not is_unknown(selinux.get(field)):
+            found.append(f"{where}: seLinuxOptions.{field} must be unset (SELinux)")
+    if _get(context, "seccompProfile", "type") == "Unconfined":
+        found.append(f"{where}: seccompProfile.type must not be Unconfined (Seccomp)")
+    if _known(context.get("runAsUser")) and context.get("runAsUser") == 0:
+        found.append(f"{where}: runAsUser must not be 0 (Running as Non-root user)")
+    return found
+
+
+def _container_checks(container: Mapping[str, Any], pod: Mapping[str, Any]) -> list[str]:
+    """The baseline and restricted controls of one container, given its pod's securityContext."""
+    where = f"container {container.get('name')}"
+    context = _dict(container.get("securityContext"))
+    found = _context_checks(where, context)
+    if context.get("privileged") is True:
+        found.append(f"{where}: privileged must be unset or false (Privileged Containers)")
+    if context.get("procMount") not in (None, "Default") and not is_unknown(context.get("procMount")):
+        found.append(f"{where}: procMount must be Default (/proc Mount Type)")
+    if context.get("allowPrivilegeEscalation") is not False and not is_unknown(context.get("allowPrivilegeEscalation")):
+        found.append(f"{where}: allowPrivilegeEscalation must be false (Privilege Escalation)")
+    non_root = context.get("runAsNonRoot", pod.get("runAsNonRoot"))
+    if context.get("runAsNonRoot") is False or (non_root is not True and not is_unknown(non_root)):
+        found.append(f"{where}: runAsNonRoot must be true, on the container or the pod (Running as Non-root)")
+    seccomp = _get(context, "seccompProfile", "type") or _get(pod, "seccompProfile", "type")
+    if seccomp not in SECCOMP_CONFINED and not is_unknown(seccomp):
+        found.append(
+            f"{where}: seccompProfile.type must be RuntimeDefault or Localhost, on the container or the pod (Seccomp)"
+        )
+    capabilities = _dict(context.get("capabilities"))
+    drop, add = capabilities.get("drop"), capabilities.get("add")
+    if not is_unknown(drop) and "ALL" not in _list(drop):
+        found.append(f"{where}: capabilities.drop must include ALL (Capabilities)")
+    extra = sorted(str(c) for c in _list(add) if c not in RESTRICTED_CAPABILITIES)
+    if extra:
+        found.append(f"{where}: capabilities.add may hold only NET_BIND_SERVICE, not {', '.join(extra)} (Capabilities)")
+    ports = [p.get("hostPort") for p in _list(container.get("ports")) if isinstance(p, Mapping)]
+    if any(_known(port) and port != 0 for port in ports):
+        found.append(f"{where}: hostPort must be unset or 0 (Host Ports)")
+    return found
+
+
+def _volume_type(volume: Mapping[str, Any]) -> str:
+    sources = [key for key in volume if key != "name"]
+    return sources[0] if len(sources) == 1 else "/".join(sorted(sources)) or "none"
+
+
+def pod_security_restricted(spec: Mapping[str, Any], annotations: Mapping[str, Any] | None = None) -> list[str]:
+    """Every way a pod spec breaks the "restricted" Pod Security Standard (v1.33), as the admission
+    plugin would refuse it; empty when it passes. ``annotations``: the pod template's (AppArmor's old form)."""
+    context = _dict(spec.get("securityContext"))
+    found = _context_checks("pod", context)
+    for namespace in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(namespace) is True:
+            found.append(f"pod: {namespace} must be unset or false (Host Namespaces)")
+    for sysctl in _list(context.get("sysctls")):
+        name = _dict(sysctl).get("name")
+        if _known(name) and name not in SAFE_SYSCTLS:
+            found.append(f"pod: sysctl {name} is not in the safe set (Sysctls)")
+    for volume in _list(spec.get("volumes")):
+        kind = _volume_type(_dict(volume))
+        if kind not in RESTRICTED_VOLUME_TYPES:
+            found.append(
+                f"volume {_dict(volume).get('name')}: type {kind} is not allowed; only "
+                f"{', '.join(sorted(RESTRICTED_VOLUME_TYPES))} (Volume Types)"
+            )
+    for key, value in _dict(annotations).items():
+        if not key.startswith(APPARMOR_ANNOTATION_PREFIX) or not isinstance(value, str):
+            continue
+        if value and value != "runtime/default" and not value.startswith("localhost/"):
+            found.append(f"annotation {key}: {value} is not runtime/default or localhost/* (AppArmor)")
+    for container in containers(spec):
+        found.extend(_container_checks(container, context))
+    return found
+
+
+def _pod_template_annotations(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+    kind = kubernetes_kind(resource_type)
+    if kind == "Pod":
+        return _dict(_get(props, "metadata", "annotations"))
+    path = _POD_SPEC_PATHS.get(kind or "", ())[:-1]  # the template, whose spec holds the pod spec
+    return _dict(_get(props, *path, "metadata", "annotations"))
+
+
+def pods_pass_pod_security_restricted(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    spec = pod_spec(resource_type, props)
+    if spec is None:
+        return []
+    broken = pod_security_restricted(spec, _pod_template_annotations(resource_type, props))
+    if not broken:
+        return []
+    return [
+        f"{_describe(resource_type, props)} breaks the restricted Pod Security Standard, so a namespace that "
+        f"enforces it refuses its pods: {'; '.join(broken)}"
+    ]
+
+
+def namespaces_enforce_restricted(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    if kubernetes_kind(resource_type) != "Namespace":
+        return []
+    level = _dict(_get(props, "metadata", "labels")).get(PSA_ENFORCE_LABEL)
+    if is_unknown(level) or level == "restricted":
+        return []
+    return [
+        f"{_describe(resource_type, props)} enforces Pod Security level {level or 'none'}: label it "
+        f"{PSA_ENFORCE_LABEL}: restricted, so the API server refuses any pod that could escalate"
+    ]
+
+
 # --- GPU node pools ------------------------------------------------------------------
 
 
@@ -396,6 +557,143 @@ def gpu_pools_scale_to_zero(resource_type: str, props: Mapping[str, Any]) -> lis
     return messages
 
 
+# --- rules over the whole stack ---------------------------------------------------------
+#
+# A stack rule sees every resource at once, as (type, props) pairs; it returns each offender's
+# props (whose exemption annotations it may carry) with the message.
+
+Resources = Sequence[tuple[str, Mapping[str, Any]]]
+Offence = tuple[Mapping[str, Any], str]
+
+
+def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
+    """Whether a Kubernetes label selector selects ``labels``: an empty selector selects everything
+    (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors)."""
+    selector = _dict(selector)
+    if any(labels.get(key) != value for key, value in _dict(selector.get("matchLabels")).items()):
+        return False
+    for expression in _list(selector.get("matchExpressions")):
+        key, operator = str(_dict(expression).get("key")), _dict(expression).get("operator")
+        values = _list(_dict(expression).get("values"))
+        present = key in labels
+        holds = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(str(operator), False)
+        if not holds:
+            return False
+    return True
+
+
+def _namespace(props: Mapping[str, Any]) -> Any:
+    return _get(props, "metadata", "namespace") or "default"
+
+
+def _pod_labels(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+    kind = kubernetes_kind(resource_type)
+    if kind == "Pod":
+        return _dict(_get(props, "metadata", "labels"))
+    path = _POD_SPEC_PATHS.get(kind or "", ())[:-1]
+    return _dict(_get(props, *path, "metadata", "labels"))
+
+
+def _policy_types(policy: Mapping[str, Any]) -> set[str]:
+    """The directions a NetworkPolicy isolates; unset: Ingress, and Egress when it has egress rules
+    (https://kubernetes.io/docs/reference/kubernetes-api/policy-resources/network-policy-v1/)."""
+    spec = _dict(policy.get("spec"))
+    declared = spec.get("policyTypes")
+    if isinstance(declared, list):
+        return {str(t) for t in declared}
+    return {"Ingress", "Egress"} if spec.get("egress") else {"Ingress"}
+
+
+def pods_are_selected_by_network_policies(resources: Resources) -> list[Offence]:
+    policies = [props for type_, props in resources if kubernetes_kind(type_) == "NetworkPolicy"]
+    offences: list[Offence] = []
+    for type_, props in resources:
+        if pod_spec(type_, props) is None:
+            continue
+        namespace, labels = _namespace(props), _pod_labels(type_, props)
+        if is_unknown(namespace) or any(is_unknown(v) for v in labels.values()):
+            continue
+        isolated: set[str] = set()
+        for policy in policies:
+            selects = _get(policy, "spec", "podSelector")
+            if _namespace(policy) == namespace and not is_unknown(selects) and selector_matches(selects, labels):
+                isolated |= _policy_types(policy)
+        missing = sorted({"Ingress", "Egress"} - isolated)
+        if missing:
+            pods = ", ".join(f"{key}={value}" for key, value in sorted(labels.items())) or "without labels"
+            offences.append((
+                props,
+                f"{_describe(type_, props)} (pods {pods}): no NetworkPolicy in namespace {namespace} isolates "
+                f"them for {' and '.join(missing)}, so any pod in the cluster reaches them and they reach "
+                "anything: select them with a NetworkPolicy (components/network.py) that allows only what they need",
+            ))  # fmt: skip
+    return offences
+
+
+def _store_volumes(spec: Mapping[str, Any]) -> dict[str, bool]:
+    """The pod's shared-storage volumes (a claim or a CSI volume), each with whether the volume itself is read-only."""
+    found = {}
+    for entry in _list(spec.get("volumes")):
+        volume = _dict(entry)
+        for source in ("persistentVolumeClaim", "csi"):
+            if source in volume:
+                found[str(volume.get("name"))] = _dict(volume[source]).get("readOnly") is True
+    return found
+
+
+def _principal_names(member: str, namespace: str, account: str) -> bool:
+    """Whether an IAM member is a Kubernetes service account's Workload Identity principal, in either form:
+    principal://…/subject/ns/NS/sa/SA, or serviceAccount:PROJECT.svc.id.goog[NS/SA]
+    (https://cloud.google.com/kubernetes-engine/docs/concepts/workload-identity)."""
+    return member.endswith(f"/subject/ns/{namespace}/sa/{account}") or member.endswith(f"[{namespace}/{account}]")
+
+
+def servers_only_read_the_store(resources: Resources) -> list[Offence]:
+    """Servers (Deployments) mount shared storage read-only and hold no role that writes a bucket."""
+    grants = []
+    for type_, props in resources:
+        if type_ == GCS_BUCKET_MEMBER:
+            grants.append((props.get("member"), props.get("role")))
+        elif type_ == GCS_BUCKET_BINDING:
+            grants.extend((member, props.get("role")) for member in _list(props.get("members")))
+    offences: list[Offence] = []
+    for type_, props in resources:
+        if kubernetes_kind(type_) != "Deployment":
+            continue
+        spec = pod_spec(type_, props) or {}
+        where = _describe(type_, props)
+        store = _store_volumes(spec)
+        for container in containers(spec):
+            for entry in _list(container.get("volumeMounts")):
+                mount = _dict(entry)
+                name = mount.get("name")
+                if name in store and not store[name] and mount.get("readOnly") is not True:
+                    offences.append((
+                        props,
+                        f"{where}: container {container.get('name')} mounts the store volume {name} writable: "
+                        "mount it readOnly, so that a compromised server cannot change the models it serves",
+                    ))  # fmt: skip
+        namespace, account = _namespace(props), spec.get("serviceAccountName") or "default"
+        if is_unknown(namespace) or is_unknown(account):
+            continue
+        for member, role in grants:
+            if not isinstance(member, str) or is_unknown(role) or role in GCS_READ_ONLY_ROLES:
+                continue
+            if _principal_names(member, str(namespace), str(account)):
+                offences.append((
+                    props,
+                    f"{where}: its service account {namespace}/{account} holds {role} on a bucket, which can "
+                    f"write objects: grant the servers only {', '.join(sorted(GCS_READ_ONLY_ROLES))}, and the "
+                    "trainer's own service account the role that writes",
+                ))  # fmt: skip
+    return offences
+
+
 # --- the pack's contents ---------------------------------------------------------------
 
 
@@ -418,6 +716,28 @@ class Rule:
         exempt, problems = exemptions(props)
         # A malformed exemption exempts nothing, and says why next to what it failed to exempt.
         return [] if self.name in exempt else [*problems, *found]
+
+
+StackCheck = Callable[[Resources], list[Offence]]
+
+
+@dataclass(frozen=True)
+class StackRule:
+    """A rule over the whole stack; each offender may be exempted like any Kubernetes object."""
+
+    name: str
+    description: str
+    level: Literal["mandatory", "advisory"]
+    check: StackCheck
+
+    def __call__(self, resources: Resources) -> list[str]:
+        """The violations in ``resources``, after each offender's exemptions."""
+        messages = []
+        for props, message in self.check(resources):
+            exempt, problems = exemptions(props)
+            if self.name not in exempt:
+                messages.extend([*problems, message])
+        return messages
 
 
 RULES: Final[tuple[Rule, ...]] = (
@@ -471,6 +791,20 @@ RULES: Final[tuple[Rule, ...]] = (
         kubernetes=True,
     ),
     Rule(
+        "pod-security-restricted",
+        "Pods pass the restricted Pod Security Standard (Kubernetes v1.33), which the app's namespace enforces.",
+        "mandatory",
+        pods_pass_pod_security_restricted,
+        kubernetes=True,
+    ),
+    Rule(
+        "namespaces-enforce-restricted",
+        "Namespaces enforce the restricted Pod Security Standard (pod-security.kubernetes.io/enforce: restricted).",
+        "mandatory",
+        namespaces_enforce_restricted,
+        kubernetes=True,
+    ),
+    Rule(
         "load-balancer-source-ranges",
         "A LoadBalancer Service restricts its callers with loadBalancerSourceRanges.",
         "advisory",
@@ -486,10 +820,34 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
 )
 
-RULES_BY_NAME: Final[dict[str, Rule]] = {rule.name: rule for rule in RULES}
+STACK_RULES: Final[tuple[StackRule, ...]] = (
+    StackRule(
+        "network-policy-selects-every-pod",
+        "Every pod is isolated for ingress and egress by a NetworkPolicy of its namespace.",
+        "mandatory",
+        pods_are_selected_by_network_policies,
+    ),
+    StackRule(
+        "servers-only-read-the-store",
+        "Serving pods mount the model store read-only and their identity holds no role that writes a bucket.",
+        "mandatory",
+        servers_only_read_the_store,
+    ),
+)
+
+RULES_BY_NAME: Final[dict[str, Rule | StackRule]] = {
+    **{rule.name: rule for rule in RULES},
+    **{rule.name: rule for rule in STACK_RULES},
+}
 
 
 def violations(resource_type: str, props: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Every rule's violations for one resource, keyed by rule name (rules without any left out)."""
+    """Every resource rule's violations for one resource, keyed by rule name (rules without any left out)."""
     found = {rule.name: rule(resource_type, props) for rule in RULES}
+    return {name: messages for name, messages in found.items() if messages}
+
+
+def stack_violations(resources: Resources) -> dict[str, list[str]]:
+    """Every stack rule's violations for a stack's resources, keyed by rule name (rules without any left out)."""
+    found = {rule.name: rule(resources) for rule in STACK_RULES}
     return {name: messages for name, messages in found.items() if messages}

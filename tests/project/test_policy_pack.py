@@ -22,23 +22,27 @@ def test_the_pack_declares_every_rule_with_its_level() -> None:
     declared = in_pack_venv(
         """
         import json
-        from pulumi_policy import ResourceValidationPolicy
+        from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
         from policy import __main__ as pack
         policies = pack.policies()
-        assert all(isinstance(p, ResourceValidationPolicy) for p in policies)
-        print(json.dumps({p.name: [p.enforcement_level.value, bool(p.description)] for p in policies}))
+        kinds = {ResourceValidationPolicy: "resource", StackValidationPolicy: "stack"}
+        print(json.dumps({p.name: [p.enforcement_level.value, bool(p.description), kinds[type(p)]] for p in policies}))
         """
     )
     assert declared == {
-        "gpu-pods-tolerate-gpu-taint": ["mandatory", True],
-        "gpu-pools-carry-gpu-taint": ["mandatory", True],
-        "deployments-have-probes-and-limits": ["mandatory", True],
-        "non-root": ["mandatory", True],
-        "image-digest": ["mandatory", True],
-        "configmaps-hold-no-secrets": ["mandatory", True],
-        "secret-types": ["mandatory", True],
-        "load-balancer-source-ranges": ["advisory", True],
-        "gpu-pools-scale-to-zero": ["advisory", True],
+        "gpu-pods-tolerate-gpu-taint": ["mandatory", True, "resource"],
+        "gpu-pools-carry-gpu-taint": ["mandatory", True, "resource"],
+        "deployments-have-probes-and-limits": ["mandatory", True, "resource"],
+        "non-root": ["mandatory", True, "resource"],
+        "image-digest": ["mandatory", True, "resource"],
+        "configmaps-hold-no-secrets": ["mandatory", True, "resource"],
+        "secret-types": ["mandatory", True, "resource"],
+        "pod-security-restricted": ["mandatory", True, "resource"],
+        "namespaces-enforce-restricted": ["mandatory", True, "resource"],
+        "load-balancer-source-ranges": ["advisory", True, "resource"],
+        "gpu-pools-scale-to-zero": ["advisory", True, "resource"],
+        "network-policy-selects-every-pod": ["mandatory", True, "stack"],
+        "servers-only-read-the-store": ["mandatory", True, "stack"],
     }
 
 
@@ -66,7 +70,7 @@ def test_the_pack_serves_the_engine_on_its_own(tmp_path: Path) -> None:
             info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
             levels = {p.name: analyzer_pb2.EnforcementLevel.Name(p.enforcementLevel) for p in info.policies}
             assert info.name == "mlstack"
-            assert levels == {r.name: r.level.upper() for r in rules.RULES}
+            assert levels == {name: r.level.upper() for name, r in rules.RULES_BY_NAME.items()}
             job = struct_pb2.Struct()
             job.update({
                 "metadata": {"name": "train"},
@@ -78,13 +82,21 @@ def test_the_pack_serves_the_engine_on_its_own(tmp_path: Path) -> None:
                 type="kubernetes:batch/v1:Job", properties=job, urn="urn:pulumi:s::p::kubernetes:batch/v1:Job::t"
             )
             response = stub.Analyze(request, timeout=30)
+            # The same Job as the whole stack, without a NetworkPolicy: the stack rules judge it.
+            resource = analyzer_pb2.AnalyzerResource(type=request.type, properties=job, urn=request.urn, name="t")
+            stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[resource]), timeout=30)
         found = {(d.policyName, analyzer_pb2.EnforcementLevel.Name(d.enforcementLevel)) for d in response.diagnostics}
         assert found == {
             ("gpu-pods-tolerate-gpu-taint", "MANDATORY"),
             ("non-root", "MANDATORY"),
             ("image-digest", "MANDATORY"),
+            ("pod-security-restricted", "MANDATORY"),
         }
         assert any("add the toleration {key: nvidia.com/gpu" in d.message for d in response.diagnostics)
+        assert {d.policyName for d in stack.diagnostics} == {"network-policy-selects-every-pod"}
+        assert "Job train (pods without labels): no NetworkPolicy in namespace default isolates them" in (
+            stack.diagnostics[0].message
+        )
     finally:
         server.kill()
         server.wait()

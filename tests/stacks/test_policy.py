@@ -43,19 +43,44 @@ def props_of(run: harness.StackRun, type_: str, name_suffix: str = "") -> dict[s
 
 
 def findings(run: harness.StackRun) -> list[tuple[str, str, str, str]]:
-    """(level, rule, resource name, message) for every violation in a stack."""
-    return [
+    """(level, rule, resource name, message) for every violation in a stack; "stack" names a stack rule's."""
+    per_resource = [
         (rules.RULES_BY_NAME[rule].level, rule, registration.name, message)
         for registration in run.registrations.values()
         for rule, messages in rules.violations(registration.type, harness.plain(registration.inputs)).items()
         for message in messages
     ]
+    whole = [
+        (rules.RULES_BY_NAME[rule].level, rule, "stack", message)
+        for rule, messages in rules.stack_violations(resources(run)).items()
+        for message in messages
+    ]
+    return [*per_resource, *whole]
 
 
-def only(rule: str, type_: str, props: dict[str, Any]) -> list[str]:
-    """The messages of ``rule``, after checking that no other rule fired on the crafted resource."""
+def resources(run: harness.StackRun, drop: tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """The stack's resources as a stack rule sees them, (type, props) copies free to break; ``drop``: names
+    (registration names ending so) of resources to leave out."""
+    return [
+        (registration.type, copy.deepcopy(harness.plain(registration.inputs)))
+        for registration in run.registrations.values()
+        if not any(registration.name.endswith(suffix) for suffix in drop)
+    ]
+
+
+def of_kind(found: list[tuple[str, dict[str, Any]]], kind: str) -> list[dict[str, Any]]:
+    return [props for type_, props in found if rules.kubernetes_kind(type_) == kind]
+
+
+# What the restricted Pod Security Standard forbids overlaps the non-root rule: a breach of one is
+# a breach of both, each in its own words.
+PSA = "pod-security-restricted"
+
+
+def only(rule: str, type_: str, props: dict[str, Any], also: tuple[str, ...] = ()) -> list[str]:
+    """The messages of ``rule``, after checking that no other rule (but those ``also`` named) fired."""
     found = rules.violations(type_, props)
-    assert set(found) <= {rule}, f"{type_}: other rules fired too: {found}"
+    assert set(found) <= {rule, *also}, f"{type_}: other rules fired too: {found}"
     return found.get(rule, [])
 
 
@@ -175,7 +200,8 @@ def test_pod_that_may_run_as_root_is_caught(shipped: Runs) -> None:
     del spec["securityContext"]["runAsNonRoot"]
     assert only("non-root", DEPLOYMENT, deployment) == [], "the container's own runAsNonRoot is enough"
     del spec["containers"][0]["securityContext"]["runAsNonRoot"]
-    (message,) = only("non-root", DEPLOYMENT, deployment)
+    (message,) = only("non-root", DEPLOYMENT, deployment, also=(PSA,))
+    assert "container server: runAsNonRoot must be true" in rules.violations(DEPLOYMENT, deployment)[PSA][0]
     assert "container server may run as root: set securityContext.runAsNonRoot: true" in message
 
 
@@ -183,7 +209,7 @@ def test_container_that_overrides_the_pods_non_root_is_caught(shipped: Runs) -> 
     job = props_of(shipped["dev"], JOB)
     assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonRoot"] = False
-    (message,) = only("non-root", JOB, job)
+    (message,) = only("non-root", JOB, job, also=(PSA,))
     assert "container trainer may run as root" in message
 
 
@@ -191,11 +217,11 @@ def test_privilege_escalation_is_caught(shipped: Runs) -> None:
     job = props_of(shipped["gke"], JOB)
     context = job["spec"]["template"]["spec"]["containers"][0]["securityContext"]
     del context["allowPrivilegeEscalation"]
-    (message,) = only("non-root", JOB, job)
+    (message,) = only("non-root", JOB, job, also=(PSA,))
     assert "may gain privileges: set securityContext.allowPrivilegeEscalation: false" in message
     context["allowPrivilegeEscalation"] = False
     context["privileged"] = True
-    (message,) = only("non-root", JOB, job)
+    (message,) = only("non-root", JOB, job, also=(PSA,))
     assert "is privileged" in message
 
 
@@ -297,25 +323,144 @@ def test_the_config_that_keeps_a_gpu_node_is_advised(shared_run: SharedRun, stac
 
 def test_device_plugin_exemptions_are_explained_and_limited(shipped: Runs) -> None:
     plugin = props_of(shipped["dev"], DAEMONSET)
-    assert plugin["metadata"]["annotations"][rules.EXEMPT_ANNOTATION] == "non-root,image-digest"
+    assert plugin["metadata"]["annotations"][rules.EXEMPT_ANNOTATION] == f"non-root,{PSA}"
     assert rules.violations(DAEMONSET, plugin) == {}
-    # Only the named rules: a GPU request without the toleration would still be caught.
+    # Only the named rules: a GPU request without the toleration, or a tag for a digest, would still be caught.
     plugin["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "1"
     plugin["spec"]["template"]["spec"]["tolerations"] = []
-    assert set(rules.violations(DAEMONSET, plugin)) == {"gpu-pods-tolerate-gpu-taint"}
+    plugin["spec"]["template"]["spec"]["containers"][0]["image"] = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
+    assert set(rules.violations(DAEMONSET, plugin)) == {"gpu-pods-tolerate-gpu-taint", "image-digest"}
     plugin = props_of(shipped["dev"], DAEMONSET)
     del plugin["metadata"]["annotations"][rules.EXEMPT_REASON_ANNOTATION]
     found = rules.violations(DAEMONSET, plugin)
-    assert set(found) == {"non-root", "image-digest"}
-    assert found["image-digest"][0].startswith("exemption from image-digest, non-root has no reason")
+    assert set(found) == {"non-root", PSA}
+    assert found[PSA][0].startswith(f"exemption from non-root, {PSA} has no reason")
+    assert "volume device-plugin: type hostPath is not allowed" in found[PSA][1]
 
 
 def test_exemption_naming_an_unknown_rule_exempts_nothing(shipped: Runs) -> None:
     plugin = props_of(shipped["dev"], DAEMONSET)
-    plugin["metadata"]["annotations"][rules.EXEMPT_ANNOTATION] = "non-root,image-digests"
+    plugin["metadata"]["annotations"][rules.EXEMPT_ANNOTATION] = "non-root,pod-security-restrictd"
     found = rules.violations(DAEMONSET, plugin)
-    assert set(found) == {"non-root", "image-digest"}
-    assert "names unknown rules image-digests" in found["non-root"][0]
+    assert set(found) == {"non-root", PSA}
+    assert "names unknown rules pod-security-restrictd" in found["non-root"][0]
+
+
+# --- Pod Security: restricted pods, in namespaces that enforce it -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("volumes",), [{"name": "host", "hostPath": {"path": "/var/run"}}], "type hostPath is not allowed"),
+        (("securityContext", "seccompProfile"), {"type": "Unconfined"}, "must not be Unconfined"),
+        (("hostNetwork",), True, "hostNetwork must be unset or false"),
+    ],
+)
+def test_a_pod_the_restricted_standard_refuses_is_caught(
+    shipped: Runs, path: tuple[str, ...], value: object, expected: str
+) -> None:
+    """Caught at preview, instead of a ReplicaSet that the API server refuses pods at rollout."""
+    deployment = props_of(shipped["gke"], DEPLOYMENT)
+    spec = deployment["spec"]["template"]["spec"]
+    *parents, last = path
+    for part in parents:
+        spec = spec[part]
+    spec[last] = value
+    (message,) = only(PSA, DEPLOYMENT, deployment)
+    assert message.startswith("Deployment mlstack-server breaks the restricted Pod Security Standard")
+    assert expected in message
+
+
+def test_a_container_that_adds_a_capability_is_caught(shipped: Runs) -> None:
+    job = props_of(shipped["dev"], JOB)
+    job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+    (message,) = only(PSA, JOB, job)
+    assert "capabilities.add may hold only NET_BIND_SERVICE, not NET_ADMIN" in message
+
+
+@pytest.mark.parametrize("level", [None, "baseline", "privileged"])
+def test_a_namespace_that_does_not_enforce_restricted_is_caught(shipped: Runs, level: str | None) -> None:
+    """Finding: no Pod Security Admission label on the Namespace."""
+    namespace = props_of(shipped["local"], "kubernetes:core/v1:Namespace")
+    labels = namespace["metadata"]["labels"]
+    if level is None:
+        del labels[rules.PSA_ENFORCE_LABEL]
+    else:
+        labels[rules.PSA_ENFORCE_LABEL] = level
+    (message,) = only("namespaces-enforce-restricted", "kubernetes:core/v1:Namespace", namespace)
+    assert f"enforces Pod Security level {level or 'none'}: label it {rules.PSA_ENFORCE_LABEL}: restricted" in message
+
+
+# --- a NetworkPolicy selects every pod --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_pods_that_no_network_policy_selects_are_caught(shipped: Runs, stack: str) -> None:
+    """Finding: no NetworkPolicy, so any pod in the cluster reached the server and the trainer reached anything."""
+    run = shipped[stack]
+    found = [(t, p) for t, p in resources(run) if rules.kubernetes_kind(t) != "NetworkPolicy"]
+    messages = rules.stack_violations(found)["network-policy-selects-every-pod"]
+    workloads = [str(rules.kubernetes_kind(t)) for t, p in found if rules.pod_spec(t, p) is not None]
+    assert sorted(m.split(" ", 1)[0] for m in messages) == sorted(workloads), messages
+    assert all("isolates them for Egress and Ingress" in m for m in messages), messages
+
+
+def test_a_pod_isolated_one_way_only_is_caught(shipped: Runs) -> None:
+    """The namespace's default-deny holds both ways; turned into ingress-only, the trainer may send anywhere."""
+    found = resources(shipped["dev"], drop=("-trainer-network",))
+    assert rules.stack_violations(found) == {}, "the default-deny alone still isolates the trainer"
+    for policy in of_kind(found, "NetworkPolicy"):
+        if policy["metadata"]["name"].endswith("-default-deny"):
+            policy["spec"]["policyTypes"] = ["Ingress"]
+    (message,) = rules.stack_violations(found)["network-policy-selects-every-pod"]
+    assert message.startswith("Job (pods app.kubernetes.io/component=trainer,")
+    assert "for Egress," in message
+
+
+def test_a_pod_moved_out_of_the_policies_namespace_is_caught(shipped: Runs) -> None:
+    found = resources(shipped["gke"])
+    (deployment,) = of_kind(found, "Deployment")
+    deployment["metadata"]["namespace"] = "elsewhere"
+    (message,) = rules.stack_violations(found)["network-policy-selects-every-pod"]
+    assert "no NetworkPolicy in namespace elsewhere isolates them" in message
+
+
+# --- servers only read the model store ----------------------------------------------------------------
+
+
+def test_a_server_identity_that_can_write_the_bucket_is_caught(shipped: Runs) -> None:
+    """Finding: on GKE one identity served both, so a compromised server could poison models."""
+    found = resources(shipped["gke"])
+    for type_, props in found:
+        if type_ == rules.GCS_BUCKET_MEMBER and props["member"].endswith("/sa/mlstack-server"):
+            props["role"] = "roles/storage.objectUser"
+    (message,) = rules.stack_violations(found)["servers-only-read-the-store"]
+    assert "service account mlstack/mlstack-server holds roles/storage.objectUser on a bucket" in message
+
+
+def test_a_server_running_as_the_trainers_identity_is_caught(shipped: Runs) -> None:
+    found = resources(shipped["gke"])
+    (deployment,) = of_kind(found, "Deployment")
+    deployment["spec"]["template"]["spec"]["serviceAccountName"] = "mlstack-trainer"
+    (message,) = rules.stack_violations(found)["servers-only-read-the-store"]
+    assert "mlstack/mlstack-trainer holds roles/storage.objectUser" in message
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "gke"])
+def test_a_server_that_mounts_the_store_writable_is_caught(shipped: Runs, stack: str) -> None:
+    """Where no cloud identity reaches the store (AKS's Azure Files, kind's volume), the mount is the boundary."""
+    found = resources(shipped[stack])
+    (deployment,) = of_kind(found, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    for volume in spec["volumes"]:
+        for source in ("persistentVolumeClaim", "csi"):
+            volume.get(source, {}).pop("readOnly", None)
+    for mount in spec["containers"][0]["volumeMounts"]:
+        if mount["name"] == "models":
+            mount.pop("readOnly", None)
+    (message,) = rules.stack_violations(found)["servers-only-read-the-store"]
+    assert "mounts the store volume models writable" in message
 
 
 # --- a stack's resource, through the pack's SDK --------------------------------------------------------
