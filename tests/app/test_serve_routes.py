@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from mlapp import contract
-from mlapp.serve import App, errors, protocol, routes
+from mlapp.serve import App, asgi, errors, protocol, routes
 from mlapp.serve.asgi import Message, Receive, Scope
 from mlapp.serve.auth import REALM, BasicAuth
 from mlapp.serve.handlers import Endpoints
@@ -179,8 +179,8 @@ def test_model_paths_match_their_route_and_carry_name_and_version(
     ["/v2/models/{name}/infer/{version}", "/v2/models/{name}//x", "/v2/things/{id}", "/v2/models/{name}x"],
 )
 def test_the_router_refuses_a_table_it_could_not_serve(path: str) -> None:
-    async def handler(scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
-        return 200, b"", b""
+    async def handler(scope: Scope, receive: Receive) -> asgi.Answer:
+        return 200, b"", b"", ()
 
     with pytest.raises(ValueError, match="path"):
         routes.Router([routes.Route("GET", path, handler)], BasicAuth(USER, PASSWORD), MODEL_NAME, VERSION)
@@ -201,7 +201,7 @@ def test_every_http_error_type_has_a_status() -> None:
 
 
 def _failing_router(error: Exception) -> routes.Router:
-    async def fail(scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
+    async def fail(scope: Scope, receive: Receive) -> asgi.Answer:
         raise error
 
     return routes.Router([routes.Route("GET", "/fail", fail, public=True)], BasicAuth(USER, PASSWORD), "m", "1")
@@ -266,7 +266,7 @@ def test_pictures_are_decoded_on_a_worker_thread_never_the_event_loop(monkeypatc
             return {"type": "http.request", "body": b"\x89PNG", "more_body": False}
 
         scope = {"type": "http", "headers": [(b"content-type", b"multipart/form-data; boundary=x")]}
-        status, _, _ = await endpoints.predict(scope, receive)
+        status, _, _, _ = await endpoints.predict(scope, receive)
         return status, threading.get_ident()
 
     status, loop_thread = asyncio.run(run())

@@ -147,7 +147,7 @@ class App:
             route = found[0]
             label = route.path
             router.admit(found, scope)
-            status, body, content_type = await route.handler(scope, receive)
+            status, body, content_type, headers = await route.handler(scope, receive)
         except Exception as e:
             content_type = JSON
             mapped = errors.status_of(e)

@@ -7,15 +7,16 @@ from typing import Any, Final
 
 import orjson
 
-from mlapp.serve.errors import BadRequest, Busy, TooLarge
+from mlapp.serve.errors import BadRequest, Busy, Header, TooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# What a handler returns: status, body, content type.
-Answer = tuple[int, bytes, bytes]
+# What a handler returns: status, body, content type, and any headers of its own.
+Answer = tuple[int, bytes, bytes, tuple[Header, ...]]
+NO_HEADERS: Final[tuple[Header, ...]] = ()
 
 JSON: Final = b"application/json"
 

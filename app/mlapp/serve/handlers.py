@@ -17,7 +17,7 @@ import prometheus_client as prom
 
 from mlapp import contract, preprocess
 from mlapp.serve import protocol
-from mlapp.serve.asgi import JSON, Answer, BodyBudget, Receive, Scope, dumps, header, held_body
+from mlapp.serve.asgi import JSON, NO_HEADERS, Answer, BodyBudget, Receive, Scope, dumps, header, held_body
 from mlapp.serve.batching import Batcher
 from mlapp.serve.errors import NotReady
 from mlapp.serve.model import Model
@@ -66,36 +66,45 @@ class Endpoints:
         return self._loaded
 
     async def live(self, scope: Scope, receive: Receive) -> Answer:
-        return 200, LIVE, JSON
+        return 200, LIVE, JSON, NO_HEADERS
 
     async def ready(self, scope: Scope, receive: Receive) -> Answer:
         if self._loaded is None:
-            return 503, NOT_READY, JSON
-        return 200, READY, JSON
+            return 503, NOT_READY, JSON, NO_HEADERS
+        return 200, READY, JSON, NO_HEADERS
 
     async def metrics(self, scope: Scope, receive: Receive) -> Answer:
-        return 200, prom.generate_latest(), METRICS_TYPE
+        return 200, prom.generate_latest(), METRICS_TYPE, NO_HEADERS
 
     async def server_metadata(self, scope: Scope, receive: Receive) -> Answer:
-        return 200, SERVER_METADATA, JSON
+        return 200, SERVER_METADATA, JSON, NO_HEADERS
 
     async def model_metadata(self, scope: Scope, receive: Receive) -> Answer:
         model, _ = self._require()
-        return 200, dumps(protocol.model_metadata(model)), JSON
+        return 200, dumps(protocol.model_metadata(model)), JSON, NO_HEADERS
 
     async def model_ready(self, scope: Scope, receive: Receive) -> Answer:
         if self._loaded is None:
-            return 503, self._model_not_ready, JSON
-        return 200, self._model_ready, JSON
+            return 503, self._model_not_ready, JSON, NO_HEADERS
+        return 200, self._model_ready, JSON, NO_HEADERS
 
     async def infer(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
         protocol.check_infer_type(header(scope, b"content-type"))
-        x, request_id = await self._parse(
-            scope, receive, PARSE_OFF_LOOP_BYTES, protocol.parse_infer, model, self._max_rows
+        request = await self._parse(
+            scope,
+            receive,
+            PARSE_OFF_LOOP_BYTES,
+            protocol.parse_infer,
+            model,
+            self._max_rows,
+            header(scope, protocol.BINARY_HEADER),
         )
-        probs = await batcher.infer(x)
-        return 200, dumps(protocol.infer_answer(model, probs, request_id)), JSON
+        probs = await batcher.infer(request.rows)
+        body, content_type, json_length = protocol.infer_answer(model, probs, request)
+        if json_length is None:
+            return 200, body, content_type, NO_HEADERS
+        return 200, body, content_type, ((protocol.BINARY_HEADER, str(json_length).encode()),)
 
     async def predict(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
@@ -104,7 +113,7 @@ class Endpoints:
         # Pictures are always decoded off the loop: a small file can still be a large decode.
         x = await self._parse(scope, receive, 0, protocol.parse_predict, content_type, model.preprocessing)
         probs = (await batcher.infer(x))[0]
-        return 200, dumps(protocol.predict_answer(model, probs)), JSON
+        return 200, dumps(protocol.predict_answer(model, probs)), JSON, NO_HEADERS
 
     async def _parse(
         self, scope: Scope, receive: Receive, on_loop_below: int, parse: Callable[..., _Parsed], *args: object

@@ -7,6 +7,7 @@ carrying the message the caller sees.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -18,7 +19,33 @@ from mlapp.serve.errors import BadRequest, TooLarge, UnsupportedMediaType
 from mlapp.serve.model import Model
 from mlapp.serve.multipart import parse_multipart, parse_params
 
-SERVER_METADATA: Final = {"name": "mlapp", "version": "1", "extensions": []}
+# The binary tensor data extension (Triton's docs/protocol/extension_binary_data.md, which KServe's
+# model server implements too): the request's first Inference-Header-Content-Length bytes are the JSON
+# inference header, and the raw tensors follow, each input with parameters.binary_data_size; an output is
+# sent raw after the JSON answer when asked (its parameters.binary_data, or the request's
+# binary_data_output), the answer then carrying its own Inference-Header-Content-Length. "This extension
+# is identified by the name binary_tensor_data" in the server metadata's extensions.
+BINARY_EXTENSION: Final = "binary_tensor_data"
+BINARY_HEADER: Final = b"inference-header-content-length"
+OCTET_STREAM: Final = b"application/octet-stream"
+MAX_LENGTH_DIGITS: Final = 19  # a byte count past any body this server accepts, before int() parses it
+SERVER_METADATA: Final = {"name": "mlapp", "version": "1", "extensions": [BINARY_EXTENSION]}
+# Tensors travel little-endian, row-major (the extension: "the tensor data ... in row-major order" and
+# FP32 as its IEEE 754 4 bytes, as numpy's '<f4').
+FP32_WIRE: Final = np.dtype("<f4")
+# Parameters that belong to extensions this server does not implement, so that a request using one is
+# refused naming it rather than half-served (Triton's extension names: docs/protocol/).
+UNSUPPORTED_PARAMETERS: Final = {
+    "shared_memory_region": "system_shared_memory / cuda_shared_memory",
+    "shared_memory_byte_size": "system_shared_memory / cuda_shared_memory",
+    "shared_memory_offset": "system_shared_memory / cuda_shared_memory",
+    "classification": "classification",
+    "sequence_id": "sequence",
+    "sequence_start": "sequence",
+    "sequence_end": "sequence",
+    "priority": "schedule_policy",
+    "timeout": "schedule_policy",
+}
 # The largest finite FP32 value; a number past it would become inf in the tensor.
 FP32_MAX: Final = float(np.finfo(np.float32).max)
 # What /infer reads as its JSON body. No Content-Type at all is read as JSON too:
@@ -83,19 +110,100 @@ def model_metadata(model: Model) -> dict[str, Any]:
     }
 
 
-def parse_infer(body: bytes, model: Model, max_rows: int) -> tuple[npt.NDArray[np.float32], Any]:
-    """The input rows of a v2 inference request, and its ``id`` (any JSON value, or None)."""
-    request = _loads(body)
+@dataclass(frozen=True)
+class InferRequest:
+    """A v2 inference request as the server runs it: the input rows, the caller's id, how to answer."""
+
+    rows: npt.NDArray[np.float32]
+    request_id: Any
+    binary_output: bool
+
+
+def json_header_length(value: str, body_size: int) -> int | None:
+    """The Inference-Header-Content-Length of a request (None: the body is all JSON), checked against the body."""
+    if not value:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
+        raise BadRequest(f"Inference-Header-Content-Length must be a byte count, got {value[:40]!r}")
+    length = int(value)
+    if not 0 < length <= body_size:
+        raise BadRequest(
+            f"Inference-Header-Content-Length {length} does not fit the body of {body_size} bytes: "
+            "it counts the JSON header at the body's start"
+        )
+    return length
+
+
+def _refuse_unsupported(parameters: Any, where: str, known: frozenset[str]) -> dict[str, Any]:
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise BadRequest(f"{where} parameters must be an object")
+    for key in parameters:
+        if key in known:
+            continue
+        if key in UNSUPPORTED_PARAMETERS:
+            raise BadRequest(
+                f"{where} parameter {key!r} belongs to the {UNSUPPORTED_PARAMETERS[key]} extension, which this "
+                f"server does not support (GET /v2 lists the extensions it does: {BINARY_EXTENSION})"
+            )
+        raise BadRequest(f"{where} parameter {key!r} is not understood here; known: {', '.join(sorted(known))}")
+    return parameters
+
+
+def parse_infer(body: bytes, model: Model, max_rows: int, header_value: str = "") -> InferRequest:
+    """A v2 inference request: all JSON, or (``header_value``: its Inference-Header-Content-Length) a JSON
+    header followed by binary tensors."""
+    header_length = json_header_length(header_value, len(body))
+    head, binary = (body, b"") if header_length is None else (body[:header_length], body[header_length:])
+    try:
+        request = orjson.loads(head)
+    except orjson.JSONDecodeError as e:
+        what = "the body is not JSON text" if not _is_utf8(head) else str(e)
+        hint = (
+            "; raw tensors after a JSON header (the binary_tensor_data extension) need the header "
+            "Inference-Header-Content-Length saying where the JSON ends"
+            if header_length is None
+            else ""
+        )
+        raise BadRequest(f"malformed JSON: {what}{hint}") from e
     if not isinstance(request, dict):
         raise BadRequest("the request must be a JSON object with 'inputs'")
-    x = _input_rows(_input_tensor(request, model), model, max_rows)
-    outputs = request.get("outputs")
-    if outputs is not None and (
-        not isinstance(outputs, list)
-        or not all(isinstance(o, dict) and o.get("name") == model.output_name for o in outputs)
+    parameters = _refuse_unsupported(request.get("parameters"), "request", frozenset({"binary_data_output"}))
+    rows = _input_rows(_input_tensor(request, model), model, max_rows, binary)
+    binary_output = _binary_output(request.get("outputs"), parameters.get("binary_data_output"), model)
+    return InferRequest(rows, request.get("id"), binary_output)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def _binary_output(outputs: Any, binary_data_output: Any, model: Model) -> bool:
+    """Whether the answer carries the output raw: its own binary_data, else the request's binary_data_output."""
+    default = False if binary_data_output is None else _flag(binary_data_output, "binary_data_output")
+    if outputs is None:
+        return default
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and o.get("name") == model.output_name for o in outputs
     ):
         raise BadRequest(f"the only output is {model.output_name!r}")
-    return x, request.get("id")
+    binary = default
+    for output in outputs:
+        parameters = _refuse_unsupported(output.get("parameters"), "output", frozenset({"binary_data"}))
+        if "binary_data" in parameters:
+            binary = _flag(parameters["binary_data"], "output parameter binary_data")
+    return binary
 
 
 def _input_tensor(request: dict[str, Any], model: Model) -> dict[str, Any]:
@@ -107,7 +215,7 @@ def _input_tensor(request: dict[str, Any], model: Model) -> dict[str, Any]:
     tensor = inputs[0]
     if not isinstance(tensor, dict):
         raise BadRequest("each input must be an object with name, shape, datatype, data")
-    for key in ("name", "shape", "datatype", "data"):
+    for key in ("name", "shape", "datatype"):
         if key not in tensor:
             raise BadRequest(f"input is missing {key!r}")
     if tensor["name"] != model.input_name:
@@ -117,7 +225,7 @@ def _input_tensor(request: dict[str, Any], model: Model) -> dict[str, Any]:
     return tensor
 
 
-def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int) -> npt.NDArray[np.float32]:
+def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int, binary: bytes = b"") -> npt.NDArray[np.float32]:
     shape = tensor["shape"]
     # shape[1:] is compared first: equal, it proves the length, so shape[0] exists.
     # The int check comes before the comparison with 1 (and refuses True, which equals 1).
@@ -128,16 +236,43 @@ def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int) -> npt.NDAr
         or shape[0] < 1
     ):
         raise BadRequest(f"input shape must be [N, 1, {model.height}, {model.width}] with N >= 1, got {shape!r}")
-    data = tensor["data"]
-    if not isinstance(data, list):
-        raise BadRequest("input data must be a list of numbers")
-    arr = fp32_numbers(data)
-    expected = shape[0] * model.height * model.width
-    if arr.size != expected:
-        raise BadRequest(f"input data holds {arr.size} values but shape {shape} needs {expected}")
     if shape[0] > max_rows:
         raise TooLarge(f"at most {max_rows} rows per request")
+    expected = shape[0] * model.height * model.width
+    parameters = _refuse_unsupported(tensor.get("parameters"), "input", frozenset({"binary_data_size"}))
+    if "binary_data_size" in parameters:
+        arr = _binary_rows(tensor, parameters["binary_data_size"], binary, expected)
+    else:
+        if binary:
+            raise BadRequest(
+                f"{len(binary)} bytes follow the JSON header but no input declares parameters.binary_data_size"
+            )
+        if "data" not in tensor:
+            raise BadRequest("input is missing 'data' (or parameters.binary_data_size for raw bytes)")
+        data = tensor["data"]
+        if not isinstance(data, list):
+            raise BadRequest("input data must be a list of numbers")
+        arr = fp32_numbers(data)
+        if arr.size != expected:
+            raise BadRequest(f"input data holds {arr.size} values but shape {shape} needs {expected}")
     return arr.reshape(shape)
+
+
+def _binary_rows(tensor: dict[str, Any], declared: Any, binary: bytes, values: int) -> npt.NDArray[np.float32]:
+    """An input sent raw: its declared size must be what its shape needs and exactly what followed the header."""
+    if "data" in tensor:
+        raise BadRequest("an input with parameters.binary_data_size carries no 'data'")
+    if not isinstance(declared, int) or isinstance(declared, bool) or declared < 0:
+        raise BadRequest(f"parameters.binary_data_size must be a byte count, got {declared!r}")
+    needed = values * FP32_WIRE.itemsize
+    if declared != needed:
+        raise BadRequest(f"binary_data_size is {declared} bytes but the shape needs {needed} (FP32, 4 bytes each)")
+    if len(binary) != declared:
+        raise BadRequest(f"binary_data_size declares {declared} bytes but {len(binary)} follow the JSON header")
+    arr = np.frombuffer(binary, dtype=FP32_WIRE).astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise BadRequest("input data holds NaN or infinity")
+    return arr
 
 
 _NUMBER_TYPES: Final = frozenset((int, float))
@@ -175,23 +310,29 @@ def fp32_numbers(data: list[Any]) -> npt.NDArray[np.float32]:
     return arr
 
 
-def infer_answer(model: Model, probs: npt.NDArray[np.float32], request_id: Any) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "model_name": model.name,
-        "model_version": model.version,
-        "outputs": [
-            {
-                "name": model.output_name,
-                "datatype": "FP32",
-                "shape": [len(probs), model.num_classes],
-                "data": probs.ravel(),
-            }
-        ],
+def infer_answer(
+    model: Model, probs: npt.NDArray[np.float32], request: InferRequest
+) -> tuple[bytes, bytes, int | None]:
+    """The answer's body, its content type, and (binary output) the length of its JSON header."""
+    output: dict[str, Any] = {
+        "name": model.output_name,
+        "datatype": "FP32",
+        "shape": [len(probs), model.num_classes],
     }
+    raw = b""
+    if request.binary_output:
+        raw = np.ascontiguousarray(probs, dtype=FP32_WIRE).tobytes()
+        output["parameters"] = {"binary_data_size": len(raw)}
+    else:
+        output["data"] = probs.ravel()
+    answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": [output]}
     # The protocol's id is a string; anything else the caller sent is not echoed.
-    if isinstance(request_id, str):
-        answer["id"] = request_id
-    return answer
+    if isinstance(request.request_id, str):
+        answer["id"] = request.request_id
+    head = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not request.binary_output:
+        return head, b"application/json", None
+    return head + raw, OCTET_STREAM, len(head)
 
 
 def parse_predict(body: bytes, content_type: str, pre: preprocess.Preprocessing) -> npt.NDArray[np.float32]:
