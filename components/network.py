@@ -44,7 +44,8 @@ DNS_PORT: Final = 53
 
 
 def _selector(labels: Mapping[str, str]) -> k8s.meta.v1.LabelSelectorArgs:
-    return k8s.meta.v1.LabelSelectorArgs(match_labels=dict(labels))
+    """Pods with all of ``labels``; no labels: every pod (the empty selector)."""
+    return k8s.meta.v1.LabelSelectorArgs(match_labels=dict(labels) or None)
 
 
 def _in_namespace(peer: Peer) -> k8s.networking.v1.NetworkPolicyPeerArgs:
@@ -82,9 +83,7 @@ def workload_egress(egress: Sequence[Destination]) -> list[k8s.networking.v1.Net
 
 def default_deny() -> k8s.networking.v1.NetworkPolicySpecArgs:
     """Every pod of the namespace: nothing in, nothing out, unless another policy allows it."""
-    return k8s.networking.v1.NetworkPolicySpecArgs(
-        pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=[INGRESS, EGRESS]
-    )
+    return isolated({})
 
 
 def server_policy(

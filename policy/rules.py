@@ -435,19 +435,20 @@ def pod_security_restricted(spec: Mapping[str, Any], annotations: Mapping[str, A
     return found
 
 
-def _pod_template_annotations(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+def pod_template_metadata(resource_type: str, props: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+    """A field (``labels``, ``annotations``) of the pods' metadata: a Pod's own, else its template's."""
     kind = kubernetes_kind(resource_type)
     if kind == "Pod":
-        return _dict(_get(props, "metadata", "annotations"))
+        return _dict(_get(props, "metadata", field))
     path = _POD_SPEC_PATHS.get(kind or "", ())[:-1]  # the template, whose spec holds the pod spec
-    return _dict(_get(props, *path, "metadata", "annotations"))
+    return _dict(_get(props, *path, "metadata", field))
 
 
 def pods_pass_pod_security_restricted(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     spec = pod_spec(resource_type, props)
     if spec is None:
         return []
-    broken = pod_security_restricted(spec, _pod_template_annotations(resource_type, props))
+    broken = pod_security_restricted(spec, pod_template_metadata(resource_type, props, "annotations"))
     if not broken:
         return []
     return [
@@ -591,15 +592,7 @@ def _namespace(props: Mapping[str, Any]) -> Any:
     return _get(props, "metadata", "namespace") or "default"
 
 
-def _pod_labels(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
-    kind = kubernetes_kind(resource_type)
-    if kind == "Pod":
-        return _dict(_get(props, "metadata", "labels"))
-    path = _POD_SPEC_PATHS.get(kind or "", ())[:-1]
-    return _dict(_get(props, *path, "metadata", "labels"))
-
-
-def _policy_types(policy: Mapping[str, Any]) -> set[str]:
+def policy_types(policy: Mapping[str, Any]) -> set[str]:
     """The directions a NetworkPolicy isolates; unset: Ingress, and Egress when it has egress rules
     (https://kubernetes.io/docs/reference/kubernetes-api/policy-resources/network-policy-v1/)."""
     spec = _dict(policy.get("spec"))
@@ -615,14 +608,14 @@ def pods_are_selected_by_network_policies(resources: Resources) -> list[Offence]
     for type_, props in resources:
         if pod_spec(type_, props) is None:
             continue
-        namespace, labels = _namespace(props), _pod_labels(type_, props)
+        namespace, labels = _namespace(props), pod_template_metadata(type_, props, "labels")
         if is_unknown(namespace) or any(is_unknown(v) for v in labels.values()):
             continue
         isolated: set[str] = set()
         for policy in policies:
             selects = _get(policy, "spec", "podSelector")
             if _namespace(policy) == namespace and not is_unknown(selects) and selector_matches(selects, labels):
-                isolated |= _policy_types(policy)
+                isolated |= policy_types(policy)
         missing = sorted({"Ingress", "Egress"} - isolated)
         if missing:
             pods = ", ".join(f"{key}={value}" for key, value in sorted(labels.items())) or "without labels"

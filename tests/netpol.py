@@ -8,7 +8,7 @@ policies add up); a peer with both a namespaceSelector and a podSelector matches
 an ipBlock matches addresses in its CIDR outside its exceptions; a rule without peers matches every
 peer and one without ports every port; a named port is the pod's container port of that name. A
 connection needs the sender's egress and the receiver's ingress to allow it. The selector matching
-is the policy pack's own (policy/rules.py), so the two cannot disagree.
+and the default policyTypes are the policy pack's own (policy/rules.py), so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from policy.rules import selector_matches
+from policy.rules import policy_types, selector_matches
 from tools import harness
 
 Direction = Literal["Ingress", "Egress"]
@@ -103,12 +103,10 @@ class Policies:
     def _selecting(self, pod: Pod, direction: Direction) -> list[Mapping[str, Any]]:
         selecting = []
         for policy in self.manifests:
-            spec = policy["spec"]
-            types = spec.get("policyTypes") or (["Ingress", "Egress"] if spec.get("egress") else ["Ingress"])
             if (
                 policy["metadata"].get("namespace", "default") == pod.namespace
-                and direction in types
-                and selector_matches(spec.get("podSelector") or {}, pod.labels)
+                and direction in policy_types(policy)
+                and selector_matches(policy["spec"].get("podSelector") or {}, pod.labels)
             ):
                 selecting.append(policy)
         return selecting

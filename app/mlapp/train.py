@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -69,28 +69,25 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _segment(what: str) -> Any:
-    def parse(text: str) -> str:
+def _checked(check: Callable[[str, str], Any], what: str) -> Callable[[str], Any]:
+    """An argparse type from one of the store's checks, ``check(what, text)``: its refusal is a usage error."""
+
+    def parse(text: str) -> Any:
         try:
-            return store.check_segment(what, text)
+            return check(what, text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
     return parse
 
 
-def _store_root(text: str) -> Path:
-    try:
-        return store.check_root("--model-dir", text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m mlapp.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model-dir", type=_store_root, required=True, help="root of the model store")
-    p.add_argument("--model-name", type=_segment("--model-name"), required=True)
-    p.add_argument("--version", type=_segment("--version"), required=True)
+    p.add_argument(
+        "--model-dir", type=_checked(store.check_root, "--model-dir"), required=True, help="root of the model store"
+    )
+    p.add_argument("--model-name", type=_checked(store.check_segment, "--model-name"), required=True)
+    p.add_argument("--version", type=_checked(store.check_segment, "--version"), required=True)
     p.add_argument("--epochs", type=_positive_int, required=True)
     p.add_argument("--batch-size", type=_positive_int, required=True)
     p.add_argument("--learning-rate", type=_positive_float, required=True)

@@ -48,8 +48,12 @@ PORTS: Final = tuple(
 
 
 def workload_pod(run: harness.StackRun, type_: str) -> Pod:
+    """The stack's one workload of ``type_``, as its pods: see ``pod_of``."""
+    return pod_of(run.one(type_))
+
+
+def pod_of(registration: harness.Registration) -> Pod:
     """A workload's pods as policies see them: namespace, template labels, named container ports."""
-    registration = run.one(type_)
     obj = harness.manifest(registration)
     template = obj["spec"]["template"]
     ports = {p["name"]: p["containerPort"] for c in pod_spec(registration)["containers"] for p in c.get("ports", [])}
@@ -129,9 +133,7 @@ def test_every_pod_of_a_stack_is_isolated_both_ways(shipped: Runs, stack: str) -
     policies = Policies.of(run)
     for type_ in (JOB, DEPLOYMENT, DAEMONSET):
         for registration in run.of_type(type_):
-            obj = harness.manifest(registration)
-            pod = Pod(obj["metadata"]["namespace"], obj["spec"]["template"]["metadata"]["labels"])
-            assert policies.isolates(pod) == {"Ingress", "Egress"}, registration.urn
+            assert policies.isolates(pod_of(registration)) == {"Ingress", "Egress"}, registration.urn
 
 
 def test_the_device_plugin_reaches_nothing_and_nothing_reaches_it(shipped: Runs) -> None:

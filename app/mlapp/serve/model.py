@@ -41,7 +41,7 @@ class ModelNotThere(Exception):
     """The version directory is not (yet) complete: keep waiting quietly."""
 
 
-class ModelDamaged(ModelNotThere):
+class ModelDamaged(Exception):
     """metadata.json names a model file that is not the one in the store: refuse it, and say so."""
 
 

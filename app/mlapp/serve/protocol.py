@@ -15,6 +15,7 @@ import numpy.typing as npt
 import orjson
 
 from mlapp import preprocess
+from mlapp.serve.asgi import JSON, dumps
 from mlapp.serve.errors import BadRequest, TooLarge, UnsupportedMediaType
 from mlapp.serve.model import Model
 from mlapp.serve.multipart import parse_multipart, parse_params
@@ -28,6 +29,10 @@ from mlapp.serve.multipart import parse_multipart, parse_params
 BINARY_EXTENSION: Final = "binary_tensor_data"
 BINARY_HEADER: Final = b"inference-header-content-length"
 OCTET_STREAM: Final = b"application/octet-stream"
+BINARY_HINT: Final = (
+    "; raw tensors after a JSON header (the binary_tensor_data extension) need the header "
+    "Inference-Header-Content-Length saying where the JSON ends"
+)
 MAX_LENGTH_DIGITS: Final = 19  # a byte count past any body this server accepts, before int() parses it
 SERVER_METADATA: Final = {"name": "mlapp", "version": "1", "extensions": [BINARY_EXTENSION]}
 # Tensors travel little-endian, row-major (the extension: "the tensor data ... in row-major order" and
@@ -78,11 +83,14 @@ def check_predict_type(content_type: str) -> str:
     return kind
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes, hint: str = "") -> Any:
+    """``body`` as JSON, or 400. With a ``hint`` (what the caller may have meant), a body that is not
+    even text is said to be so, and the hint follows."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
-        raise BadRequest(f"malformed JSON: {e}") from e
+        what = "the body is not JSON text" if hint and not _is_utf8(body) else str(e)
+        raise BadRequest(f"malformed JSON: {what}{hint}") from e
 
 
 def model_metadata(model: Model) -> dict[str, Any]:
@@ -156,17 +164,7 @@ def parse_infer(body: bytes, model: Model, max_rows: int, header_value: str = ""
     header followed by binary tensors."""
     header_length = json_header_length(header_value, len(body))
     head, binary = (body, b"") if header_length is None else (body[:header_length], body[header_length:])
-    try:
-        request = orjson.loads(head)
-    except orjson.JSONDecodeError as e:
-        what = "the body is not JSON text" if not _is_utf8(head) else str(e)
-        hint = (
-            "; raw tensors after a JSON header (the binary_tensor_data extension) need the header "
-            "Inference-Header-Content-Length saying where the JSON ends"
-            if header_length is None
-            else ""
-        )
-        raise BadRequest(f"malformed JSON: {what}{hint}") from e
+    request = _loads(head, BINARY_HINT if header_length is None else "")
     if not isinstance(request, dict):
         raise BadRequest("the request must be a JSON object with 'inputs'")
     parameters = _refuse_unsupported(request.get("parameters"), "request", frozenset({"binary_data_output"}))
@@ -329,9 +327,9 @@ def infer_answer(
     # The protocol's id is a string; anything else the caller sent is not echoed.
     if isinstance(request.request_id, str):
         answer["id"] = request.request_id
-    head = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+    head = dumps(answer)
     if not request.binary_output:
-        return head, b"application/json", None
+        return head, JSON, None
     return head + raw, OCTET_STREAM, len(head)
 
 
