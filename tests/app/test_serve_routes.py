@@ -150,6 +150,63 @@ def test_unknown_paths_are_404_with_or_without_credentials(app: App, path: str) 
 
 
 @pytest.mark.parametrize(
+    ("path", "extension"),
+    [
+        ("/v2/repository/index", "model_repository"),
+        ("/v2/repository/models/digits/load", "model_repository"),
+        ("/v2/models/digits/config", "model_configuration"),
+        ("/v2/models/digits/versions/t1/config", "model_configuration"),
+        ("/v2/models/digits/stats", "statistics"),
+        ("/v2/models/digits/trace/setting", "trace"),
+        ("/v2/trace/setting", "trace"),
+        ("/v2/logging", "logging"),
+        ("/v2/systemsharedmemory/status", "system_shared_memory"),
+        ("/v2/cudasharedmemory/region/x/register", "cuda_shared_memory"),
+    ],
+)
+def test_a_triton_extension_path_is_404_naming_the_extension(app: App, path: str, extension: str) -> None:
+    for method in ("GET", "POST"):
+        answer = call(app, method, path, basic(USER, PASSWORD))
+        assert answer.status == 404
+        assert answer.json() == {
+            "error": f"no such endpoint: {path} belongs to Triton's {extension} extension, which this server does not "
+            "implement; GET /v2 lists the extensions it does"
+        }
+        assert extension not in protocol.SERVER_METADATA["extensions"]
+
+
+def test_statistics_for_every_model_is_named_too_after_the_credentials(app: App) -> None:
+    assert call(app, "GET", "/v2/models/stats").status == 401  # the model check waits for credentials
+    answer = call(app, "GET", "/v2/models/stats", basic(USER, PASSWORD))
+    assert answer.status == 404
+    message = str(orjson.loads(answer.body)["error"])
+    assert message.startswith(f"unknown model 'stats'; this server serves {MODEL_NAME!r} (")
+    assert "Triton's statistics extension" in message
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "GZIP"])
+def test_a_compressed_body_is_415_naming_the_coding_before_it_is_read(coding: str) -> None:
+    budget = asgi.BodyBudget(1024)
+
+    async def receive() -> Message:
+        raise AssertionError("the body was read")
+
+    scope: Scope = {"headers": [(b"content-encoding", coding.encode()), (b"content-length", b"10")]}
+    with pytest.raises(errors.UnsupportedMediaType, match=f"Content-Encoding '{coding}' is not supported"):
+        asyncio.run(asgi.held_body(scope, receive, 100, budget))
+    assert budget.held == 0
+
+
+@pytest.mark.parametrize("coding", ["identity", "Identity", ""])
+def test_an_identity_coding_is_read_as_it_is(coding: str) -> None:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"x" * 10, "more_body": False}
+
+    scope: Scope = {"headers": [(b"content-encoding", coding.encode()), (b"content-length", b"10")]}
+    assert asyncio.run(asgi.held_body(scope, receive, 100, asgi.BodyBudget(1024))) == (b"x" * 10, 10)
+
+
+@pytest.mark.parametrize(
     ("path", "label", "name", "version"),
     [
         ("/v2/models/digits", "/v2/models/{name}", "digits", None),

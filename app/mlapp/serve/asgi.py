@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import orjson
 
-from mlapp.serve.errors import BadRequest, Busy, Header, TooLarge
+from mlapp.serve.errors import BadRequest, Busy, Header, TooLarge, UnsupportedMediaType
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -59,10 +59,17 @@ class BodyBudget:
 async def held_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudget) -> tuple[bytes, int]:
     """The whole body, and the bytes of ``budget`` it holds: the caller gives them back when done with it.
 
-    413 as soon as the body is known to exceed ``limit``; 503 if ``budget`` cannot hold it.
+    413 as soon as the body is known to exceed ``limit``; 503 if ``budget`` cannot hold it; 415 for a
+    compressed body (``Content-Encoding``), which this server does not inflate: RFC 9110 section 15.5.16
+    gives 415 to "a content coding ... not supported". tritonclient sends gzip or deflate when its caller
+    asks (``request_compression_algorithm``); its ``response_compression_algorithm`` only asks, and an
+    uncompressed answer is what the client then reads (tritonclient/http/_infer_result.py).
     """
     declared = -1
     for key, value in scope["headers"]:
+        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            coding = bytes(value).decode("latin-1")
+            raise UnsupportedMediaType(f"Content-Encoding {coding!r} is not supported: send the body uncompressed")
         if key == b"content-length":
             try:
                 declared = int(value)

@@ -31,6 +31,34 @@ MODEL_PATH: Final = "/v2/models/{name}"
 # names version "". fullmatch, since "$" would also match before a final "\n".
 _MODEL_PATTERN: Final = re.compile(r"/v2/models/([^/]*)(?:/versions/([^/]*))?(?:/([^/]*))?")
 
+# Paths of Triton's protocol extensions this server does not implement, and the extension's name as
+# Triton's server metadata lists it (triton-inference-server/server docs/protocol/extension_*.md), so a
+# client that calls one, as tritonclient's get_model_config or get_model_repository_index do, is told
+# what is missing rather than only "no such endpoint". Only looked at once a path has no route.
+TRITON_PATHS: Final = (
+    ("/v2/repository", "model_repository"),
+    ("/v2/systemsharedmemory", "system_shared_memory"),
+    ("/v2/cudasharedmemory", "cuda_shared_memory"),
+    ("/v2/trace", "trace"),
+    ("/v2/logging", "logging"),
+    ("/v2/models/stats", "statistics"),
+)
+TRITON_MODEL_ACTIONS: Final = {"config": "model_configuration", "stats": "statistics", "trace": "trace"}
+_TRITON_MODEL_PATH: Final = re.compile(r"/v2/models/[^/]*(?:/versions/[^/]*)?/([^/]*)(?:/.*)?", re.DOTALL)
+
+
+def not_served(path: str) -> str:
+    """The 404 message for ``path``, naming the Triton extension it belongs to when it is one."""
+    extension = next((e for p, e in TRITON_PATHS if path == p or path.startswith(p + "/")), None)
+    if extension is None and (m := _TRITON_MODEL_PATH.fullmatch(path)):
+        extension = TRITON_MODEL_ACTIONS.get(m.group(1))
+    if extension is None:
+        return f"no such endpoint: {path}"
+    return (
+        f"no such endpoint: {path} belongs to Triton's {extension} extension, which this server does not "
+        "implement; GET /v2 lists the extensions it does"
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -100,7 +128,7 @@ class Router:
             m = _MODEL_PATTERN.fullmatch(path)
             route = None if m is None else self._actions.get(m.group(3) or "")
             if route is None or m is None:
-                raise NotFound(f"no such endpoint: {path}")
+                raise NotFound(not_served(path))
             found = (route, m.group(1), m.group(2))
         want = found[0].method
         if method != want and not (want == "GET" and method == "HEAD"):
@@ -122,7 +150,10 @@ class Router:
 
     def _check_model(self, name: str, version: str | None) -> None:
         if name != self._model_name:
-            raise NotFound(f"unknown model {name!r}; this server serves {self._model_name!r}")
+            # GET /v2/models/stats (tritonclient's get_inference_statistics() for every model) has the
+            # shape of a model's metadata path.
+            hint = f" ({not_served('/v2/models/stats')})" if name == "stats" and version is None else ""
+            raise NotFound(f"unknown model {name!r}; this server serves {self._model_name!r}{hint}")
         if version is not None and version != self._model_version:
             raise NotFound(
                 f"unknown version {version!r} of model {name!r}; this server serves version {self._model_version!r}"
