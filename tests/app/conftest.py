@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlapp.data import load_digits_dataset
+from tools.devcert import Certificates, make_certificates
 
 from .helpers import (
     LABELS,
@@ -57,6 +58,25 @@ def server(trained: TrainedModel, labels_file: Path, tmp_path_factory: pytest.Te
         MLAPP_MAX_BODY_BYTES=str(256 * 1024),
         MLAPP_FAILED_LOGIN_BURST="100000",
     )
+    try:
+        srv.wait_for("/v2/health/ready")
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A throwaway CA and the server certificate it signs for loopback, as a stack's own CA would."""
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_server(
+    trained: TrainedModel, certificates: Certificates, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The server as its image starts it in a pod: ``python -m mlapp.serve``, HTTPS, basic auth."""
+    srv = Server(tmp_path_factory.mktemp("tls-server"), trained.store, tls=(certificates.cert, certificates.key))
     try:
         srv.wait_for("/v2/health/ready")
         yield srv

@@ -26,7 +26,7 @@ import pytest
 
 from mlapp import contract
 from mlapp.settings import Limits
-from tools.devcert import Certificates, make_certificates
+from tools.devcert import Certificates
 
 from .helpers import MODEL_NAME, PASSWORD, USER, Server, TrainedModel, app_env
 
@@ -352,23 +352,6 @@ def test_the_drain_fits_the_grace_period_with_its_margin() -> None:
 
 
 # --- TLS -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_server(
-    trained: TrainedModel, certificates: Certificates, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("tls-server"), trained.store, tls=(certificates.cert, certificates.key))
-    try:
-        srv.wait_for("/v2/health/ready")
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_tls_end_to_end_verified_against_the_ca(tls_server: Server, certificates: Certificates) -> None:
