@@ -906,7 +906,7 @@ def shutdown(t: Target) -> Finding:
 
     Liveness probes after SIGTERM are refused once the listener closes, and count as failed.
     """
-    body = serve.v2_body().encode()
+    body = serve.json_body().data
     head = request_head(
         "POST", INFER,
         f"Authorization: {serve.BASIC_AUTH}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n",

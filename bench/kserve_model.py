@@ -53,8 +53,17 @@ class OnnxDigits(Model):  # type: ignore[misc]
         x = payload.inputs[0].as_numpy().astype(np.float32, copy=False)
         probs = self.session.run(None, {"input": x})[0]
         output = InferOutput(name="probabilities", shape=list(probs.shape), datatype="FP32")
-        output.set_data_from_numpy(probs, binary_data=False)
-        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
+        # Raw bytes when the request asks (binary_data_output, or an output's binary_data), as KServe's own
+        # get_predict_response does (kserve/utils/utils.py); JSON otherwise.
+        binary = payload.use_binary_outputs
+        output.set_data_from_numpy(probs, binary_data=binary)
+        return InferResponse(
+            response_id=payload.id or "",
+            model_name=self.name,
+            infer_outputs=[output],
+            use_binary_outputs=binary,
+            requested_outputs=payload.request_outputs,
+        )
 
 
 def main() -> None:

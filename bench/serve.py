@@ -5,8 +5,11 @@
     venv/bin/python bench/serve.py --baseline-app ../old/app --skip-kserve --rounds 3   # before/after a change
 
 Both servers get the same ONNX model (trained here once, into bench/.work) and
-the same Open Inference Protocol v2 request (one 8x8 digit, JSON), over
-loopback only, one worker process each. Every server's answer is checked (the
+the same Open Inference Protocol v2 request (one 8x8 digit), over loopback
+only, one worker process each, in two bodies: `json` (the tensor as JSON
+numbers, the answer as JSON) and `binary` (the binary tensor data extension
+both ways, as tritonclient's defaults send it: the JSON header, then the 256
+raw bytes of the FP32 tensor, and the answer's 40 bytes raw after its header). Every server's answer is checked (the
 digit is a zero) before anything is timed; then the servers run side by side
 and the load runs interleave: each round visits every concurrency level, and at
 each level every server in turn, so drift on the machine hits them alike.
@@ -31,6 +34,7 @@ import signal
 import socket
 import ssl
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -40,6 +44,7 @@ from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Final
 
 REPO = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ is on the path but not the repository (tools.devcert).
@@ -52,12 +57,16 @@ KSERVE_VENV = BENCH / ".venv-kserve"
 MODEL = "digits"
 VERSION = "bench"
 USER, PASSWORD = "bench", "bench-password"
+# The rows one request may carry on our server's defaults (mlapp/settings.py max_batch 64 times
+# mlapp/serve/handlers.py ROWS_PER_MAX_BATCH 16).
+MAX_ROWS = 64 * 16
 BASIC_AUTH = "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
 @dataclass
 class Run:
     server: str
+    body: str
     concurrency: int
     rps: float
     p50_ms: float
@@ -201,12 +210,18 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(url: str, body: str, auth: bool, concurrency: int, duration: float) -> tuple[float, ...]:
+def lua_string(data: bytes) -> str:
+    """``data`` as a Lua string literal, every byte a three-digit decimal escape (wrk's LuaJIT reads
+    "\\ddd"), so raw tensor bytes arrive exactly."""
+    return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
+
+
+def wrk(url: str, body: Body, auth: bool, concurrency: int, duration: float) -> tuple[float, ...]:
     script = WORK / "request.lua"
-    headers = {"Content-Type": "application/json"}
+    headers = dict(body.headers)
     if auth:
         headers["Authorization"] = BASIC_AUTH
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
+    lines = ['wrk.method = "POST"', f"wrk.body = {lua_string(body.data)}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
     seconds = max(1, round(duration))
@@ -230,10 +245,33 @@ DIGIT = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11
          0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]  # fmt: skip
 
 
-def v2_body() -> str:
-    tensor = {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
-              "data": [v / 16 for v in DIGIT]}  # fmt: skip
-    return json.dumps({"inputs": [tensor]})
+@dataclass(frozen=True)
+class Body:
+    name: str
+    data: bytes
+    headers: Mapping[str, str]
+
+
+def json_body(rows: int = 1) -> Body:
+    """``rows`` copies of the digit as JSON numbers, answered as JSON."""
+    tensor = {"name": "input", "shape": [rows, 1, 8, 8], "datatype": "FP32",
+              "data": [v / 16 for v in DIGIT] * rows}  # fmt: skip
+    return Body("json", json.dumps({"inputs": [tensor]}).encode(), {"Content-Type": "application/json"})
+
+
+def binary_body(rows: int = 1) -> Body:
+    """The same rows as tritonclient sends them by default: ``set_data_from_numpy`` puts the tensor's
+    little-endian FP32 bytes after the JSON header, and an ``infer`` naming no outputs asks for all of
+    them raw (``binary_data_output``). The header length travels in Inference-Header-Content-Length."""
+    raw = struct.pack(f"<{len(DIGIT) * rows}f", *(v / 16 for v in DIGIT * rows))
+    tensor = {"name": "input", "shape": [rows, 1, 8, 8], "datatype": "FP32",
+              "parameters": {"binary_data_size": len(raw)}}  # fmt: skip
+    head = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}}).encode()
+    headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
+    return Body("binary", head + raw, headers)
+
+
+BODIES: Final = {"json": json_body, "binary": binary_body}
 
 
 def measure_startup(start: object, runs: int) -> list[float]:
@@ -247,43 +285,71 @@ def measure_startup(start: object, runs: int) -> list[float]:
     return times
 
 
-def check_answer(server: Server, body: str, auth: bool) -> None:
-    """The server answers the benchmark's request correctly (class 0) before it is timed."""
+def scores_of(data: bytes, header_length: str | None) -> list[float]:
+    """The FP32 scores of an answer: JSON ``data``, or raw bytes after a header of ``header_length``."""
+    if header_length is None:
+        answer = json.loads(data)
+        return [float(v) for v in next(o for o in answer["outputs"] if o["datatype"] == "FP32")["data"]]
+    answer = json.loads(data[: int(header_length)])
+    (output,) = answer["outputs"]
+    raw = data[int(header_length) :]
+    if output["datatype"] != "FP32" or output["parameters"]["binary_data_size"] != len(raw):
+        raise RuntimeError(f"unexpected binary answer {answer} with {len(raw)} raw bytes")
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def check_answer(server: Server, body: Body, auth: bool, rows: int) -> None:
+    """The server answers the benchmark's request correctly (every row class 0, in the form asked) before it
+    is timed."""
     request = urllib.request.Request(  # noqa: S310 - loopback only
-        server.infer_url, data=body.encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+        server.infer_url, data=body.data, method="POST", headers=dict(body.headers)
+    )
     if auth:
         request.add_header("Authorization", BASIC_AUTH)
     with urllib.request.urlopen(request, timeout=10, context=server.context) as response:  # noqa: S310
-        answer = json.loads(response.read())
-    scores = next(o for o in answer["outputs"] if o["datatype"] == "FP32")["data"]
-    best = max(range(len(scores)), key=scores.__getitem__)
-    if best != 0:
-        raise RuntimeError(f"{server.name} classifies the benchmark's zero as {best}: {answer}")
+        data, header_length = response.read(), response.headers.get("Inference-Header-Content-Length")
+    if (header_length is not None) != (body.name == "binary"):
+        raise RuntimeError(f"{server.name} answered the {body.name} request with header length {header_length}")
+    scores = scores_of(data, header_length)
+    if len(scores) != 10 * rows:
+        raise RuntimeError(f"{server.name} answered {len(scores)} scores for {rows} rows ({body.name})")
+    for row in range(rows):
+        row_scores = scores[10 * row : 10 * row + 10]
+        best = max(range(10), key=row_scores.__getitem__)
+        if best != 0:
+            raise RuntimeError(f"{server.name} classifies the benchmark's zero as {best} ({body.name}): {row_scores}")
 
 
 def load_runs(
-    servers: list[tuple[Server, bool]], body: str, *, levels: list[int], duration: float, warmup: float, rounds: int
+    servers: list[tuple[Server, bool]],
+    bodies: list[Body],
+    *,
+    levels: list[int],
+    duration: float,
+    warmup: float,
+    rounds: int,
+    rows: int,
 ) -> list[Run]:
-    """Every (server, level) pair ``rounds`` times, interleaved; one Run each, the median round's figures."""
+    """Every (server, body, level) ``rounds`` times, interleaved; one Run each, the median round's figures."""
     for server, auth in servers:
-        check_answer(server, body, auth)
-        wrk(server.infer_url, body, auth, max(levels), warmup)  # warm caches, allocator
-    samples: dict[tuple[str, int], list[Run]] = {}
+        for body in bodies:
+            check_answer(server, body, auth, rows)
+            wrk(server.infer_url, body, auth, max(levels), warmup)  # warm caches, allocator
+    samples: dict[tuple[str, str, int], list[Run]] = {}
     for round_ in range(rounds):
         for c in levels:
-            for server, auth in servers:
-                rps, p50, p99, total, errors = wrk(server.infer_url, body, auth, c, duration)
-                samples.setdefault((server.name, c), []).append(
-                    Run(server.name, c, rps, p50, p99, int(total), int(errors))
-                )
-                log(f"round {round_ + 1} {server.name} c={c}: {rps:.0f} req/s p50 {p50:.2f} ms "
-                    f"p99 {p99:.2f} ms errors {int(errors)}")  # fmt: skip
+            for body in bodies:
+                for server, auth in servers:
+                    rps, p50, p99, total, errors = wrk(server.infer_url, body, auth, c, duration)
+                    samples.setdefault((server.name, body.name, c), []).append(
+                        Run(server.name, body.name, c, rps, p50, p99, int(total), int(errors))
+                    )
+                    log(f"round {round_ + 1} {server.name} {body.name} c={c}: {rps:.0f} req/s p50 {p50:.2f} ms "
+                        f"p99 {p99:.2f} ms errors {int(errors)}")  # fmt: skip
     runs = []
-    for (name, c), rs in samples.items():
+    for (name, body_name, c), rs in samples.items():
         runs.append(Run(
-            name, c, statistics.median(r.rps for r in rs), statistics.median(r.p50_ms for r in rs),
+            name, body_name, c, statistics.median(r.rps for r in rs), statistics.median(r.p50_ms for r in rs),
             statistics.median(r.p99_ms for r in rs), sum(r.requests for r in rs), sum(r.errors for r in rs),
         ))  # fmt: skip
     return runs
@@ -317,16 +383,23 @@ def main() -> int:
     parser.add_argument("--skip-sizes", action="store_true")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; figures are medians")
     parser.add_argument("--baseline-app", type=Path, help="also serve from this app/ directory, as mlapp-baseline")
+    parser.add_argument("--bodies", default="json,binary", help=f"request bodies, of {', '.join(BODIES)}")
+    parser.add_argument("--rows", type=int, default=1, help="digits per request (the tensor's first dimension)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench/serve.py needs wrk: apt-get install wrk", file=sys.stderr)
         return 1
     levels = [int(c) for c in args.concurrency.split(",")]
+    unknown = [b for b in args.bodies.split(",") if b not in BODIES]
+    if unknown:
+        parser.error(f"--bodies: unknown {', '.join(unknown)}; choose from {', '.join(BODIES)}")
+    if not 1 <= args.rows <= MAX_ROWS:
+        parser.error(f"--rows must be between 1 and {MAX_ROWS}, got {args.rows}")
+    bodies = [BODIES[b](args.rows) for b in args.bodies.split(",")]
     WORK.mkdir(exist_ok=True)
     store = ensure_model()
-    body = v2_body()
-    results: dict[str, object] = {"concurrency": levels, "duration_s": args.duration}
+    results: dict[str, object] = {"concurrency": levels, "duration_s": args.duration, "rows": args.rows}
 
     # mlapp as a pod runs it (HTTPS, a certificate from a throwaway CA: tools/devcert.py), and
     # mlapp-plain, the same server over plain HTTP like the peers, so TLS's own cost shows.
@@ -356,7 +429,15 @@ def main() -> int:
             server: Server = start()  # type: ignore[operator]
             running.append((server, auth))
             server.wait_ready()
-        runs = load_runs(running, body, levels=levels, duration=args.duration, warmup=args.warmup, rounds=args.rounds)
+        runs = load_runs(
+            running,
+            bodies,
+            levels=levels,
+            duration=args.duration,
+            warmup=args.warmup,
+            rounds=args.rounds,
+            rows=args.rows,
+        )
     finally:
         for server, _auth in running:
             server.stop()
@@ -371,17 +452,21 @@ def main() -> int:
         sizes["torch==2.13.0"] = venv_size_mb("size-torch", ["torch==2.13.0"])
         results["sizes_mb"] = sizes
 
-    print("| server | concurrency | req/s | p50 ms | p99 ms | requests | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| server | body | concurrency | req/s | p50 ms | p99 ms | requests | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in runs:
-        print(f"| {r.server} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+        print(f"| {r.server} | {r.body} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
               f"| {r.requests} | {r.errors} |")  # fmt: skip
-    by = {(r.server, r.concurrency): r.rps for r in runs}
-    for ours, peer in (("mlapp", "kserve"), ("mlapp-plain", "kserve"), ("mlapp-plain", "mlapp-baseline"),
-                       ("mlapp", "mlapp-plain")):  # fmt: skip
+    by = {(r.server, r.body, r.concurrency): r.rps for r in runs}
+    pairs = [((ours, b), (peer, b)) for b in (x.name for x in bodies)
+             for ours, peer in (("mlapp", "kserve"), ("mlapp-plain", "kserve"), ("mlapp-plain", "mlapp-baseline"),
+                                ("mlapp", "mlapp-plain"))]  # fmt: skip
+    pairs += [((name, "binary"), (name, "json")) for name, _start, _auth in servers]
+    for (ours, ours_body), (peer, peer_body) in pairs:
         for c in levels:
-            if by.get((peer, c), 0) > 0:
-                print(f"\nthroughput ratio {ours}/{peer} at c={c}: {by[(ours, c)] / by[(peer, c)]:.2f}x", end="")
+            if by.get((peer, peer_body, c), 0) > 0 and (ours, ours_body, c) in by:
+                ratio = by[(ours, ours_body, c)] / by[(peer, peer_body, c)]
+                print(f"\nthroughput ratio {ours} {ours_body} / {peer} {peer_body} at c={c}: {ratio:.2f}x", end="")
     print()
     for name, times in startup.items():
         print(f"\nstart to ready, {name}: median {statistics.median(times):.3f}s, "
