@@ -14,12 +14,15 @@ STAMP := $(VENV)/.installed-$(shell cat $(DEV_REQUIREMENTS) | sha256sum | cut -c
 MODEL_DIR ?= build/models
 MODEL_NAME ?= mnist
 
-.PHONY: help venv runtime test lint typecheck unit docs render preview up destroy stack train serve
+.PHONY: help venv runtime test lint typecheck unit docs render preview up down smoke destroy stack train serve
 help:
 	@echo "make test                 lint, type-check and run every test (offline)"
 	@echo "make preview STACK=local  pulumi preview for a stack (needs the Pulumi CLI)"
-	@echo "make up STACK=local       pulumi up for a stack (needs the Pulumi CLI)"
-	@echo "make destroy STACK=local  pulumi destroy for a stack"
+	@echo "make up                   the local stack on kind, from nothing to a served prediction (Docker, kind, kubectl, Pulumi CLI)"
+	@echo "make smoke                call the local stack's served model with a sample digit"
+	@echo "make down                 destroy the local stack, and the kind cluster and registry make up created"
+	@echo "make up STACK=dev         pulumi up for a cloud stack (needs the Pulumi CLI)"
+	@echo "make destroy STACK=dev    pulumi destroy for a stack"
 	@echo "make docs                 regenerate the README's config reference from Pulumi.yaml"
 	@echo "make train                train the model on this machine into build/models (CPU is fine)"
 	@echo "make serve                serve it on https://localhost:8080, CA in build/tls/ca.crt (set MLAPP_AUTH_PASSWORD first)"
@@ -92,8 +95,31 @@ stack: runtime
 preview: stack
 	pulumi preview --stack $(STACK) --diff
 
-up: stack
+# The local stack (the default): tools/localup.py checks Docker, kind, kubectl and the Pulumi CLI
+# before anything is made, creates the kind cluster and registry when missing, keeps the state
+# and passphrase in .mlstack/ unless you have your own, deploys, and calls the served model.
+up:
+ifeq ($(STACK),local)
+	$(PYTHON) -m tools.localup preflight
+	$(MAKE) runtime
+	$(PY) -m tools.localup up
+else
+	$(MAKE) stack STACK=$(STACK)
 	pulumi up --stack $(STACK)
+endif
+
+# The local stack: pulumi destroy, then the kind cluster and registry `make up` created, and only those.
+down:
+ifeq ($(STACK),local)
+	$(MAKE) runtime
+	$(PY) -m tools.localup down
+else
+	$(MAKE) destroy STACK=$(STACK)
+endif
+
+# The served model, called through the stack's port-forward with a sample digit.
+smoke:
+	$(PYTHON) -m tools.localup smoke
 
 destroy: stack
 	pulumi destroy --stack $(STACK)

@@ -1,0 +1,583 @@
+"""One command from a fresh clone to a served prediction on kind: what `make up`, `make smoke` and `make down` run.
+
+    python -m tools.localup preflight   check the tools and ports; create nothing
+    python -m tools.localup up          preflight, then what is missing (kind cluster, local registry,
+                                        state, passphrase), `pulumi up` of the local stack, and the smoke call
+    python -m tools.localup smoke       call the served model through the port-forward with a sample digit
+    python -m tools.localup down        `pulumi destroy`, then delete the cluster and registry `up` created
+
+It needs only Docker, kind, kubectl and the Pulumi CLI on the machine, and it
+touches only what it creates: a context it did not create is used as it is,
+never wired or deleted; a Pulumi login the user has is left alone. What it
+created is written to ``.mlstack/created.json`` as soon as it exists, so `down`
+deletes exactly that, even after an `up` that failed half-way.
+
+Everything it keeps lives in the gitignored ``.mlstack/`` (``MLSTACK_LOCAL_DIR``):
+the state when no backend was logged in (``state/``), the stack's passphrase
+when none was set (``passphrase``), the record of what it created. Standard
+library only: it runs before the project's virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+REPO: Final = Path(__file__).resolve().parents[1]
+KIND_DIR: Final = REPO / "deploy" / "kind"
+STACK: Final = "local"
+# deploy/kind/cluster.yaml's name; kind names its context kind-<name> (kind's quick start,
+# "Interacting With Your Cluster"). Pulumi.local.yaml's mlstack:kubeContext names that context.
+CLUSTER: Final = "mlstack"
+CONTEXT: Final = f"kind-{CLUSTER}"
+# kind's local-registry guide (https://kind.sigs.k8s.io/docs/user/local-registry/, its
+# kind-with-registry.sh): a registry:3 container published on 127.0.0.1:5001, joined to the
+# "kind" Docker network, and aliased for the nodes' containerd by a hosts.toml. Our own
+# container name, so a registry someone else runs is never touched.
+REGISTRY: Final = "mlstack-registry"
+REGISTRY_IMAGE: Final = "registry:3"
+REGISTRY_PORT: Final = 5001  # Pulumi.local.yaml mlstack:localRegistry is localhost:<this>
+REGISTRY_HOSTS_DIR: Final = f"/etc/containerd/certs.d/localhost:{REGISTRY_PORT}"
+KIND_NETWORK: Final = "kind"
+# components/workloads.py LOCAL_PORT: where the stack's portForward output listens.
+FORWARD_PORT: Final = 8443
+# kindnetd enforces NetworkPolicy from kind v0.24.0 ("Out-of-the-box support for network
+# policy", the v0.24.0 release notes); the stack isolates every pod with NetworkPolicies.
+MIN_KIND: Final = (0, 24, 0)
+READY_TIMEOUT_S: Final = 180.0
+REQUEST_TIMEOUT_S: Final = 10.0
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    get: str  # where to get it
+
+
+TOOLS: Final = (
+    Tool("docker", "https://docs.docker.com/get-started/get-docker/"),
+    Tool("kind", "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"),
+    Tool("kubectl", "https://kubernetes.io/docs/tasks/tools/"),
+    Tool("pulumi", "https://www.pulumi.com/docs/iac/download-install/"),
+)
+
+# sklearn's digits.images[0], a handwritten zero, 0-16 scaled to the 0-255 grey levels /predict reads.
+SAMPLE_ZERO: Final = [
+    [0, 0, 5, 13, 9, 1, 0, 0], [0, 0, 13, 15, 10, 15, 5, 0], [0, 3, 15, 2, 0, 11, 8, 0],
+    [0, 4, 12, 0, 0, 8, 8, 0], [0, 5, 8, 0, 0, 9, 8, 0], [0, 4, 11, 0, 1, 12, 7, 0],
+    [0, 2, 14, 5, 10, 12, 0, 0], [0, 0, 6, 13, 10, 0, 0, 0],
+]  # fmt: skip
+SAMPLE_CLASS: Final = 0
+
+
+class Problem(Exception):
+    """Something the user must fix; the message says what and how. Exit status 2."""
+
+
+class NotServed(Exception):
+    """The stack is up but the model does not answer (yet). Exit status 1."""
+
+
+@dataclass
+class Local:
+    """Where this machine's local-stack files live, and the environment every command runs with."""
+
+    home: Path
+    env: dict[str, str]
+    forward_port: int = FORWARD_PORT
+    registry_port: int = REGISTRY_PORT
+    ready_timeout: float = READY_TIMEOUT_S
+
+    @property
+    def created_file(self) -> Path:
+        return self.home / "created.json"
+
+    def created(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.created_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        if not isinstance(data, dict):
+            raise Problem(f"{self.created_file} is not a JSON object; delete it only if nothing it names exists")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def remember(self, what: str, name: str) -> None:
+        """Record that ``up`` created ``name`` (a cluster, context or registry), the moment it exists."""
+        record = self.created() | {what: name}
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.created_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    def forget(self, what: str) -> None:
+        record = self.created()
+        record.pop(what, None)
+        self.created_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def say(message: str) -> None:
+    print(f"[make up] {message}", flush=True)
+
+
+def run(
+    local: Local,
+    cmd: Sequence[str],
+    *,
+    stdin: str | None = None,
+    check: bool = True,
+    capture: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``cmd`` with the local environment, shown first; its output captured unless ``capture`` is off.
+
+    No command line carries a secret (the passphrase travels as a file name), so every one is shown.
+    """
+    print(f"+ {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    result = subprocess.run(  # noqa: S603 - the tools' fixed names and arguments, no shell
+        list(cmd),
+        input=stdin,
+        text=True,
+        capture_output=capture,
+        env=local.env,
+        cwd=REPO,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout or "").strip().splitlines()
+        raise Problem(f"`{shlex.join(cmd)}` failed (exit {result.returncode})" + (f": {detail[-1]}" if detail else ""))
+    return result
+
+
+# --- preflight ---------------------------------------------------------------------------
+
+
+def kind_version(text: str) -> tuple[int, int, int]:
+    """(0, 29, 0) from `kind version`'s "kind v0.29.0 go1.24.2 linux/amd64"."""
+    match = re.search(r"\bv(\d+)\.(\d+)\.(\d+)", text)
+    if not match:
+        raise Problem(f"cannot read kind's version from {text.strip()!r}")
+    return int(match[1]), int(match[2]), int(match[3])
+
+
+def port_free(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port``. SO_REUSEADDR as the listeners themselves bind (Go's
+    net.Listen, which kubectl and docker's proxy use, sets it on Linux), so the TIME_WAIT left by the
+    last smoke call does not count as in use."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def preflight(local: Local, tools: Sequence[Tool] = TOOLS, *, ports: bool = True) -> None:
+    """Every tool there and Docker running, kind new enough, the ports free: checked before anything is made."""
+    missing = [t for t in tools if shutil.which(t.name, path=local.env.get("PATH")) is None]
+    if missing:
+        raise Problem(
+            "missing: "
+            + "; ".join(f"{t.name} is not on PATH, install it from {t.get}" for t in missing)
+            + ". Nothing was created."
+        )
+    names = {t.name for t in tools}
+    if "docker" in names:
+        info = run(local, ["docker", "info", "--format", "{{.ServerVersion}}"], check=False)
+        if info.returncode != 0:
+            why = (info.stderr or info.stdout).strip().splitlines()
+            raise Problem(
+                "Docker is installed but its engine does not answer"
+                + (f" ({why[-1]})" if why else "")
+                + ": start Docker Desktop, or the docker service (`sudo systemctl start docker`). Nothing was created."
+            )
+    if "kind" in names:
+        version = kind_version(run(local, ["kind", "version"]).stdout)
+        if version < MIN_KIND:
+            raise Problem(
+                f"kind v{'.'.join(map(str, version))} is too old: the stack's NetworkPolicies need kind "
+                f"v{'.'.join(map(str, MIN_KIND))} or newer ({TOOLS[1].get}). Nothing was created."
+            )
+    if ports:
+        busy = [p for p in needed_ports(local) if not port_free(p)]
+        if busy:
+            raise Problem(
+                "in use: "
+                + ", ".join(f"127.0.0.1:{p} ({port_use(local, p)})" for p in busy)
+                + ". Free it (a `kubectl port-forward` left running? another registry?) and run again. "
+                "Nothing was created."
+            )
+
+
+def port_use(local: Local, port: int) -> str:
+    if port == local.registry_port:
+        return f"the local registry {REGISTRY} publishes it"
+    return "the port-forward to the served model listens there"
+
+
+def needed_ports(local: Local) -> list[int]:
+    """The forward port always; the registry's only when ``up`` will start the registry."""
+    ports = [local.forward_port]
+    if not registry_running(local, quiet=True):
+        ports.append(local.registry_port)
+    return ports
+
+
+def registry_running(local: Local, *, quiet: bool = False) -> bool:
+    cmd = ["docker", "inspect", "-f", "{{.State.Running}}", REGISTRY]
+    if quiet:
+        result = subprocess.run(cmd, text=True, capture_output=True, env=local.env, check=False)  # noqa: S603
+    else:
+        result = run(local, cmd, check=False)
+    return result.returncode == 0 and result.stdout.strip() == "true"
+
+
+# --- state and secrets -------------------------------------------------------------------
+
+
+def backend(local: Local) -> None:
+    """Leave a logged-in user's backend alone; with none, keep the state in ``.mlstack/state``.
+
+    `pulumi whoami` fails when no backend is logged in, and with --non-interactive it fails
+    rather than prompting (https://www.pulumi.com/docs/iac/cli/commands/pulumi_whoami/;
+    "PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions",
+    pulumi/pulumi#13293). `pulumi login file://<dir>` is the local-filesystem backend
+    (https://www.pulumi.com/docs/iac/concepts/state-and-backends/#local-filesystem).
+    """
+    who = run(local, ["pulumi", "whoami", "--non-interactive", "--verbose"], check=False)
+    if who.returncode == 0:
+        backend_url = re.search(r"Backend URL:\s*(\S+)", who.stdout)
+        say(f"Pulumi: logged in ({backend_url[1] if backend_url else who.stdout.strip()}); left as it is")
+        return
+    state = local.home / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    run(local, ["pulumi", "login", state.as_uri()])
+    say(f"Pulumi: no backend was logged in; the state is kept in {state} (gitignored)")
+
+
+def passphrase(local: Local, *, create: bool = True) -> None:
+    """With no passphrase set, make one in ``.mlstack/passphrase`` and use it through PULUMI_CONFIG_PASSPHRASE_FILE.
+
+    The passphrase secrets provider reads PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE
+    (https://www.pulumi.com/docs/iac/concepts/secrets/#passphrase). It is never printed.
+    """
+    if local.env.get("PULUMI_CONFIG_PASSPHRASE") is not None or local.env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        say("Pulumi: using the passphrase you set")
+        return
+    path = local.home / "passphrase"
+    if not path.exists() and not create:
+        return
+    if not path.exists():
+        local.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        say(f"Pulumi: made a passphrase for the local stack's secrets in {path} (gitignored, mode 600); keep it")
+    else:
+        say(f"Pulumi: using the passphrase in {path}")
+    local.env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(path)
+
+
+def kube_context(local: Local) -> str:
+    """The context the local stack deploys to (mlstack:kubeContext)."""
+    got = run(local, ["pulumi", "config", "get", "kubeContext", "--stack", STACK], check=False)
+    context = got.stdout.strip() if got.returncode == 0 else ""
+    if not context:
+        raise Problem(
+            f"mlstack:kubeContext is not set for the {STACK} stack: `make up` deploys to the context it names "
+            f"(Pulumi.local.yaml sets {CONTEXT}, the cluster it creates)"
+        )
+    return context
+
+
+# --- cluster and registry ----------------------------------------------------------------
+
+
+def cluster(local: Local, context: str) -> None:
+    """The stack's context: reused when it exists, created with the registry when it is kind-mlstack and missing."""
+    contexts = run(local, ["kubectl", "config", "get-contexts", "-o", "name"]).stdout.split()
+    ours = local.created().get("context") == context
+    if context in contexts and not ours:
+        say(f"using your context {context} as it is: make up did not create it, so it changes nothing there")
+        return
+    if context not in contexts and context != CONTEXT:
+        raise Problem(
+            f"context {context!r} (mlstack:kubeContext) does not exist, and make up only creates {CONTEXT}: "
+            f"create that cluster yourself, or `pulumi config rm kubeContext --stack {STACK}` "
+            f"and set it to {CONTEXT}"
+        )
+    registry(local)
+    if context in contexts:
+        say(f"reusing the kind cluster {CLUSTER} and the registry {REGISTRY} make up created")
+    else:
+        run(local, ["kind", "create", "cluster", "--config", str(KIND_DIR / "cluster.yaml")], capture=False)
+        local.remember("cluster", CLUSTER)
+        local.remember("context", CONTEXT)
+    wire_registry(local)
+
+
+def registry(local: Local) -> None:
+    if registry_running(local):
+        return
+    exists = run(local, ["docker", "inspect", REGISTRY], check=False).returncode == 0
+    if exists:
+        run(local, ["docker", "start", REGISTRY])
+        return
+    run(local, [
+        "docker", "run", "-d", "--restart=always", "-p", f"127.0.0.1:{local.registry_port}:5000",
+        "--network", "bridge", "--name", REGISTRY, REGISTRY_IMAGE,
+    ])  # fmt: skip
+    local.remember("registry", REGISTRY)
+
+
+def wire_registry(local: Local) -> None:
+    """kind's guide, steps 3-5: each node's containerd pulls localhost:5001 from the registry container,
+    which joins the kind network; KEP-1755's ConfigMap says where the registry is."""
+    hosts = (KIND_DIR / "registry-hosts.toml").read_text(encoding="utf-8")
+    for node in run(local, ["kind", "get", "nodes", "--name", CLUSTER]).stdout.split():
+        run(local, ["docker", "exec", node, "mkdir", "-p", REGISTRY_HOSTS_DIR])
+        run(local, ["docker", "exec", "-i", node, "cp", "/dev/stdin", f"{REGISTRY_HOSTS_DIR}/hosts.toml"], stdin=hosts)
+    networks = run(
+        local, ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks." + KIND_NETWORK + "}}", REGISTRY]
+    )
+    if networks.stdout.strip() == "null":
+        run(local, ["docker", "network", "connect", KIND_NETWORK, REGISTRY])
+    run(local, ["kubectl", "--context", CONTEXT, "apply", "-f", str(KIND_DIR / "registry-hosting.yaml")])
+
+
+# --- the smoke call ----------------------------------------------------------------------
+
+
+def stack_outputs(local: Local) -> dict[str, Any]:
+    """The stack's outputs, secrets included: held in memory for the call, never printed."""
+    got = run(local, ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", STACK])
+    try:
+        outputs = json.loads(got.stdout)
+    except json.JSONDecodeError as e:
+        raise Problem(f"`pulumi stack output --json` did not print JSON: {e}") from e
+    missing = [k for k in ("url", "portForward", "basicAuthUsername", "basicAuthPassword") if k not in outputs]
+    if missing:
+        raise NotServed(f"the {STACK} stack has no output {', '.join(missing)}: run `make up` first")
+    return dict(outputs)
+
+
+def smoke(local: Local) -> dict[str, Any]:
+    """Through the stack's own port-forward, /predict with a sample zero; the answer, or NotServed saying why."""
+    outputs = stack_outputs(local)
+    url = str(outputs["url"]).rstrip("/")
+    forward = shlex.split(str(outputs["portForward"]))
+    if not forward or forward[0] != "kubectl" or "port-forward" not in forward:
+        raise Problem(f"the portForward output is not a kubectl port-forward: {outputs['portForward']!r}")
+    context = ssl.create_default_context()
+    if "caCertificate" in outputs:
+        context.load_verify_locations(cadata=str(outputs["caCertificate"]))
+    credentials = f"{outputs['basicAuthUsername']}:{outputs['basicAuthPassword']}".encode()
+    auth = "Basic " + base64.b64encode(credentials).decode("ascii")
+    local.home.mkdir(parents=True, exist_ok=True)
+    log_path = local.home / "port-forward.log"
+    say(f"calling {url}/predict with a sample zero, through `{shlex.join(forward)}`")
+    with PortForward(forward, local, log_path) as tunnel:
+        wait_ready(url, context, tunnel, local.ready_timeout, str(outputs.get("namespace", CLUSTER)))
+        return predict(url, context, auth)
+
+
+class PortForward:
+    """The stack's `kubectl port-forward`, started again whenever it exits: it exits while no pod is ready."""
+
+    def __init__(self, cmd: list[str], local: Local, log_path: Path) -> None:
+        self.cmd = cmd
+        self.local = local
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PortForward:
+        self._log = self.log_path.open("ab")
+        self.start()
+        return self
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - the stack's own portForward output, checked to be kubectl
+            self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.local.env, cwd=REPO
+        )
+
+    def last_words(self) -> str:
+        """The port-forward's last line of output (kubectl says there why it stopped)."""
+        self._log.flush()
+        lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"no output; see {self.log_path}"
+
+    def exited(self) -> int | None:
+        """The exit status if it has exited, else None."""
+        return None if self.proc is None else self.proc.poll()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def wait_ready(url: str, context: ssl.SSLContext, tunnel: PortForward, timeout: float, namespace: str) -> None:
+    """Until /v2/health/ready answers 200 through ``tunnel``; NotServed saying why not.
+
+    The reason given is the server's own answer if one came through, else why the port-forward
+    died (kubectl's last line: no ready pod yet, say), else the connection error: a refused
+    connection only says the tunnel was not up, which its exit explains better.
+    """
+    deadline = time.monotonic() + timeout
+    answered: str | None = None
+    died: str | None = None
+    refused = "no answer yet"
+    while time.monotonic() < deadline:
+        status = tunnel.exited()
+        if status is not None:
+            died = f"the port-forward exited ({status}): {tunnel.last_words()}"
+            time.sleep(1)
+            tunnel.start()
+            continue
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - the stack's own https URL
+                f"{url}/v2/health/ready", timeout=REQUEST_TIMEOUT_S, context=context
+            ) as response:
+                if response.status == 200:  # noqa: PLR2004
+                    return
+        except urllib.error.HTTPError as e:
+            answered = f"/v2/health/ready answered {e.code}"
+        except (urllib.error.URLError, OSError) as e:
+            refused = f"{url} did not answer: {getattr(e, 'reason', e)}"
+        time.sleep(0.5)
+    raise NotServed(
+        f"the model is not served after {timeout:.0f} s: {answered or died or refused}. Look at "
+        f"`kubectl --context {forward_context(tunnel.cmd)} -n {namespace} get pods,jobs`, then run `make smoke` again"
+    )
+
+
+def forward_context(forward: Sequence[str]) -> str:
+    return next((forward[i + 1] for i, a in enumerate(forward[:-1]) if a == "--context"), CONTEXT)
+
+
+def predict(url: str, context: ssl.SSLContext, auth: str) -> dict[str, Any]:
+    body = json.dumps({"pixels": [[v * 16 for v in row] for row in SAMPLE_ZERO]}).encode()
+    request = urllib.request.Request(  # noqa: S310 - the stack's own https URL
+        f"{url}/predict",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": auth},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S, context=context) as response:  # noqa: S310
+            answer = json.loads(response.read(1 << 20))
+    except urllib.error.HTTPError as e:
+        raise NotServed(f"/predict answered {e.code}: {e.read(4096).decode('utf-8', 'replace')}") from e
+    except (urllib.error.URLError, OSError, json.JSONDecodeError) as e:
+        raise NotServed(f"/predict did not answer with JSON: {e}") from e
+    if not isinstance(answer, dict) or not isinstance(answer.get("class"), int):
+        raise NotServed(f"/predict answered without a class: {answer!r}")
+    return answer
+
+
+def report(answer: Mapping[str, Any]) -> None:
+    cls = answer["class"]
+    probabilities = answer.get("probabilities") or []
+    p = probabilities[cls] if isinstance(probabilities, list) and 0 <= cls < len(probabilities) else None
+    confidence = f", probability {p:.3f}" if isinstance(p, int | float) else ""
+    model = f" (model {answer.get('model_name')} version {answer.get('model_version')})"
+    say(f"prediction for the sample zero: class {cls}, label {answer.get('label')!r}{confidence}{model}")
+    if cls != SAMPLE_CLASS:
+        raise NotServed(f"the served model calls the sample zero a {cls}: it answers, but wrongly")
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def up(local: Local) -> None:
+    preflight(local)
+    backend(local)
+    passphrase(local)
+    run(local, ["pulumi", "stack", "select", "--create", STACK])
+    cluster(local, kube_context(local))
+    run(local, ["pulumi", "up", "--yes", "--stack", STACK], capture=False)
+    report(smoke(local))
+
+
+def down(local: Local) -> None:
+    preflight(local, [t for t in TOOLS if t.name != "kubectl"], ports=False)
+    backend(local)
+    passphrase(local, create=False)
+    created = local.created()
+    if run(local, ["pulumi", "stack", "select", STACK], check=False).returncode == 0:
+        run(local, ["pulumi", "destroy", "--yes", "--stack", STACK], capture=False)
+    else:
+        say(f"no {STACK} stack: nothing to destroy")
+    if "cluster" in created:
+        run(local, ["kind", "delete", "cluster", "--name", created["cluster"]], capture=False)
+        local.forget("cluster")
+        local.forget("context")
+    if "registry" in created:
+        run(local, ["docker", "rm", "-f", created["registry"]])
+        local.forget("registry")
+    kept = [n for n in (CONTEXT, REGISTRY) if n not in created.values()]
+    say(
+        "deleted what make up created"
+        + (f" ({', '.join(sorted(set(created.values())))})" if created else " (nothing)")
+        + (f"; left alone: {', '.join(kept)} (not created by make up)" if kept else "")
+    )
+
+
+def check(local: Local) -> None:
+    """`make smoke`: the smoke call alone, on a stack that is up."""
+    report(smoke(local))
+
+
+def local_from_env(environ: Mapping[str, str]) -> Local:
+    """The files' folder, the two local ports and the smoke call's patience; the tests point them elsewhere."""
+    home = Path(environ.get("MLSTACK_LOCAL_DIR") or REPO / ".mlstack")
+    local = Local(
+        home,
+        dict(environ),
+        int(environ.get("MLSTACK_FORWARD_PORT") or FORWARD_PORT),
+        int(environ.get("MLSTACK_REGISTRY_PORT") or REGISTRY_PORT),
+        float(environ.get("MLSTACK_READY_TIMEOUT_S") or READY_TIMEOUT_S),
+    )
+    local.env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
+    return local
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands: dict[str, Callable[[Local], None]] = {"preflight": preflight, "up": up, "down": down, "smoke": check}
+    if len(args) != 1 or args[0] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    local = local_from_env(os.environ)
+    try:
+        commands[args[0]](local)
+    except Problem as e:
+        print(f"[make {args[0]}] {e}", file=sys.stderr)
+        return 2
+    except NotServed as e:
+        print(f"[make {args[0]}] {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
