@@ -57,13 +57,18 @@ class ImageError(pulumi.RunError):
 class AppImageArgs:
     registry: Registry | None  # the cluster target's; None cannot push, so it is refused
     repository_prefix: str  # repositories are <prefix>-trainer and <prefix>-server
-    platform: str = "linux/amd64"
+    # One of catalogue.IMAGE_PLATFORMS, or None for the builder's own platform: pulumi-docker-build
+    # passes no --platform then, and BuildKit builds for the platform it runs on ("Set target
+    # platform(s) for the build. Defaults to the host's platform.": pulumi/pulumi-docker-build,
+    # provider/internal/image.go, the `platforms` input; provider/internal/client.go hands the
+    # empty list to buildx as is).
+    platform: str | None = catalogue.CLOUD_IMAGE_PLATFORM
     # A registry-backed BuildKit cache beside each repository. Off by default: the
     # `docker` driver of a stock Docker Engine refuses any cache export but inline
     # unless the containerd image store is on ("Cache export is not supported for
     # the docker driver"; docker/buildx#701, docs.docker.com/build/cache/backends/).
     build_cache: bool = False
-    # PyTorch's wheel index for the trainer's CUDA build (mlstack.catalogue.TRAINER_CUDA_BUILDS).
+    # PyTorch's wheel index for the trainer's torch build, CUDA or CPU-only (mlstack.catalogue.TRAINER_BUILDS).
     torch_index_url: str = catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA].index_url
     context: str = APP_CONTEXT
     dockerfile: str = APP_DOCKERFILE
@@ -143,10 +148,9 @@ def registry_host(server: str) -> str:
 
 def check(args: AppImageArgs) -> Registry:
     """Refuse what cannot be built, before any resource exists; the registry to push to."""
-    problems: list[Problem | str] = [
-        *rules.image_repository_prefix(args.repository_prefix),
-        *rules.one_of("imagePlatform", args.platform, catalogue.IMAGE_PLATFORMS),
-    ]
+    problems: list[Problem | str] = [*rules.image_repository_prefix(args.repository_prefix)]
+    if args.platform is not None:
+        problems += rules.one_of("imagePlatform", args.platform, catalogue.IMAGE_PLATFORMS)
     if args.registry is None:
         problems.insert(
             0,
@@ -220,7 +224,7 @@ class AppImage(pulumi.ComponentResource):
                     context=docker_build.BuildContextArgs(location=args.context),
                     dockerfile=docker_build.DockerfileArgs(location=args.dockerfile),
                     target=target,
-                    platforms=[docker_build.Platform(args.platform)],
+                    platforms=None if args.platform is None else [docker_build.Platform(args.platform)],
                     # One tag only: with several, the provider's `ref` names one at random.
                     tags=[repository.apply(lambda r: f"{r}:{self.revision}")],
                     registries=registries,
@@ -231,7 +235,7 @@ class AppImage(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-        # app/Dockerfile installs torch from this index, in the CUDA build the config chose.
+        # app/Dockerfile installs torch from this index, in the build the config chose (CUDA or CPU-only).
         trainer = image(TRAINER_TARGET, {TORCH_INDEX_ARG: args.torch_index_url})
         server_image = image(SERVER_TARGET)
         self.trainer_ref = trainer.ref

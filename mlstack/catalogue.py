@@ -14,12 +14,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-# --- the trainer's CUDA build -------------------------------------------------------
+# --- the trainer's torch build: CUDA or CPU-only --------------------------------------
 #
 # The pairing of the trainer's torch build with the GPUs and NVIDIA drivers it
 # runs on lives here, and only here: the image build takes its index URL from
 # it, the config checks the GPU and the driver against it, and a test holds
-# app/Dockerfile and app/requirements-trainer.txt to it.
+# app/Dockerfile and app/requirements-trainer.txt to it. A target without a
+# GPU gets the CPU-only build (TRAINER_CPU), which carries no CUDA at all.
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,34 @@ TRAINER_CUDA_BUILDS: dict[str, TrainerCuda] = {
 DEFAULT_TRAINER_CUDA = "12.6"
 
 
+@dataclass(frozen=True)
+class TrainerCpu:
+    """The CPU-only build of the trainer's torch: no CUDA libraries, for a target without a GPU."""
+
+    name: str  # the config value, mlstack:trainerCuda
+    index_url: str  # PyTorch's wheel index for this build
+
+
+# PyTorch's CPU-only wheel index (pytorch.org/get-started/locally, "Compute Platform: CPU").
+# torch 2.13.0 is there as 2.13.0+cpu for Linux aarch64 and x86_64, so an arm64 kind node
+# gets it too: download.pytorch.org/whl/cpu/torch-2.13.0%2Bcpu-cp311-cp311-manylinux_2_28_aarch64.whl
+# in NixOS/nixpkgs pkgs/development/python-modules/torch/bin/binary-hashes.nix; the x86_64
+# one (191.8 MB) is the torch the dev venv installs (`pip show torch`: 2.13.0+cpu). Its
+# Requires-Dist names no nvidia-* wheel and no triton: about 0.7 GB installed, against about
+# 5.6 GB for the CUDA 12.6 build with the wheels it pins (measured from the wheels, issue 15).
+TRAINER_CPU = TrainerCpu("cpu", "https://download.pytorch.org/whl/cpu")
+
+# A build of the trainer's torch: one of TRAINER_CUDA_BUILDS, or TRAINER_CPU.
+TrainerBuild = TrainerCuda | TrainerCpu
+# Every value of mlstack:trainerCuda, and the build it names.
+TRAINER_BUILDS: dict[str, TrainerBuild] = {**TRAINER_CUDA_BUILDS, TRAINER_CPU.name: TRAINER_CPU}
+
+
+def default_trainer_build(gpu: bool) -> TrainerBuild:
+    """The build a target gets when mlstack:trainerCuda is empty: CUDA where it trains on a GPU, else CPU-only."""
+    return TRAINER_CUDA_BUILDS[DEFAULT_TRAINER_CUDA] if gpu else TRAINER_CPU
+
+
 def runs_on(build: TrainerCuda, capability: tuple[int, int]) -> bool:
     """Whether ``build`` has kernels for a GPU of ``capability``.
 
@@ -78,6 +107,10 @@ def runs_on(build: TrainerCuda, capability: tuple[int, int]) -> bool:
 # What the built images run on: amd64 for every cloud GPU pool, arm64 for a
 # kind cluster on an arm64 machine (Apple silicon).
 IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
+# Every GPU machine in this catalogue (GCP N1/G2/A2/A3, Azure NC/ND) is x86-64, so a cloud
+# target's images default to amd64 wherever they are built. A local cluster's nodes run on
+# the Docker engine that builds the images, so a local target defaults to its native platform.
+CLOUD_IMAGE_PLATFORM = "linux/amd64"
 
 # --- GCP ---
 #

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from mlstack import capacity, catalogue, specs, validate
-from mlstack.catalogue import TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
+from mlstack.catalogue import TRAINER_BUILDS, TRAINER_CPU, TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
 from mlstack.problems import Problem
 
 MIN_CLASSES = 2  # a classifier tells at least two classes apart
@@ -203,6 +203,44 @@ def gcp_zone(zone: str | None, region: str) -> list[Problem]:
 
 
 # --- the GPU pool and the trainer's CUDA build ----------------------------------------
+
+
+def trainer_build(value: str, gpu: bool) -> list[Problem]:
+    """mlstack:trainerCuda names a build (empty: the target's) that fits a target with (``gpu``) or without a GPU.
+
+    The Job runs the trainer with ``--device cuda`` exactly when its pod requests a GPU
+    (components/workloads.py), and the trainer then exits 1 if CUDA cannot be used (as
+    tests/app/test_cuda.py shows with a CPU-only torch): a CPU-only build on a GPU pool
+    fails every run. Without a GPU it runs ``--device cpu``, so a CUDA build there is
+    never used and only adds gigabytes to the image.
+    """
+    if value == "":
+        return []
+    if value not in TRAINER_BUILDS:
+        choices = _choices(TRAINER_BUILDS)
+        return [Problem("trainerCuda", value, f"must be one of {choices}, or empty for the target's own")]
+    cuda = sorted(TRAINER_CUDA_BUILDS)
+    if gpu and value == TRAINER_CPU.name:
+        return [
+            Problem(
+                "trainerCuda",
+                value,
+                "is the CPU-only torch build, but this target trains on its GPU pool, where the trainer "
+                f"exits 1 without CUDA; set it to {' or '.join(cuda)}, or leave it empty for "
+                f"{catalogue.DEFAULT_TRAINER_CUDA}",
+            )
+        ]
+    if not gpu and value != TRAINER_CPU.name:
+        return [
+            Problem(
+                "trainerCuda",
+                value,
+                "is a CUDA build, but a local cluster has no GPU: the trainer trains on the CPU there, and "
+                f"CUDA would only add gigabytes to its image; leave it empty (or set {TRAINER_CPU.name}) "
+                "for the CPU-only build",
+            )
+        ]
+    return []
 
 
 def trainer_gpu(

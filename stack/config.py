@@ -25,6 +25,8 @@ from mlstack import catalogue, rules, specs, validate
 from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, format_problems
 
 CLOUDS = ("azure", "gcp", "local")
+# The targets that train on a GPU pool; a local cluster has none (components/local.py).
+GPU_CLOUDS = ("azure", "gcp")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MIN_SECRET_LENGTH = 12  # a basic-auth password a person cannot guess in a few tries
 APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
@@ -62,9 +64,9 @@ class ImageConfig:
 
     trainer: str | None  # None (with server None): build both from app/
     server: str | None
-    platform: str  # one of catalogue.IMAGE_PLATFORMS
+    platform: str | None  # one of catalogue.IMAGE_PLATFORMS; None: the builder's own (local only)
     build_cache: bool
-    trainer_cuda: catalogue.TrainerCuda  # the trainer's CUDA build, built or prebuilt
+    trainer_build: catalogue.TrainerBuild  # the trainer's torch build, built or prebuilt
 
     @property
     def prebuilt(self) -> bool:
@@ -325,9 +327,9 @@ def load() -> StackConfig:
         r.add(rules.image_repository_prefix(app.app_name))
     if cloud == "gcp":
         r.add(rules.artifact_repository_id(app.app_name))
-        target = _gcp(r, training, images.trainer_cuda)
+        target = _gcp(r, training, _gpu_build(images.trainer_build))
     elif cloud == "azure":
-        target = _azure(r, training.gpus, images.trainer_cuda)
+        target = _azure(r, training.gpus, _gpu_build(images.trainer_build))
     else:
         target = LocalConfig(kube_context=r.string("kubeContext", _optional(_context), None), registry=local_registry)
 
@@ -403,10 +405,38 @@ def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:
     return ImageConfig(
         trainer=trainer,
         server=server,
-        platform=r.choice("imagePlatform", catalogue.IMAGE_PLATFORMS),
+        platform=_image_platform(r, local=cloud == "local"),
         build_cache=r.boolean("imageBuildCache"),
-        trainer_cuda=catalogue.TRAINER_CUDA_BUILDS[r.choice("trainerCuda", tuple(catalogue.TRAINER_CUDA_BUILDS))],
+        trainer_build=_trainer_build(r, gpu=cloud in GPU_CLOUDS),
     )
+
+
+def _image_platform(r: _Reader, *, local: bool) -> str | None:
+    """mlstack:imagePlatform, or when empty the target's: the builder's own locally, else amd64 (a cloud's)."""
+    raw = r.text("imagePlatform")
+    if raw == "":
+        # None builds for the Docker engine's own platform, the one a local cluster's nodes
+        # run on ("kind is a tool for running local Kubernetes clusters using Docker container
+        # 'nodes'", kind.sigs.k8s.io): an arm64 laptop needs no setting. The provider's
+        # default (no platforms: the builder's own) is cited in components/image.py.
+        return None if local else catalogue.CLOUD_IMAGE_PLATFORM
+    return raw if r.add(rules.one_of("imagePlatform", raw, catalogue.IMAGE_PLATFORMS)) else catalogue.IMAGE_PLATFORMS[0]
+
+
+def _trainer_build(r: _Reader, *, gpu: bool) -> catalogue.TrainerBuild:
+    """mlstack:trainerCuda, or when empty the target's: CUDA 12.6 where it trains on a GPU, else CPU-only."""
+    raw = r.text("trainerCuda")
+    if raw == "" or not r.add(rules.trainer_build(raw, gpu)):
+        return catalogue.default_trainer_build(gpu)  # a refused value: a placeholder, the config fails anyway
+    return catalogue.TRAINER_BUILDS[raw]
+
+
+def _gpu_build(build: catalogue.TrainerBuild) -> catalogue.TrainerCuda:
+    """The CUDA build a GPU pool's rules judge; the CPU-only build is refused on a GPU target
+    (rules.trainer_build), and the default stands in for it so the pool is still judged."""
+    if isinstance(build, catalogue.TrainerCuda):
+        return build
+    return catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA]
 
 
 def _training(r: _Reader) -> specs.Training:

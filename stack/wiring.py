@@ -111,7 +111,7 @@ def app_images(cfg: StackConfig, target: ClusterTarget) -> tuple[pulumi.Input[st
             repository_prefix=cfg.app.app_name,
             platform=images.platform,
             build_cache=images.build_cache,
-            torch_index_url=images.trainer_cuda.index_url,
+            torch_index_url=images.trainer_build.index_url,
         ),
     )
     return built.trainer_ref, built.server_ref

@@ -73,6 +73,23 @@ def test_targets_run_as_numeric_non_root_with_the_right_command() -> None:
     assert "PYTHONUNBUFFERED=1" in base
 
 
+def test_the_trainer_takes_torch_from_the_index_arg_alone() -> None:
+    """Any build's index works, a CUDA one or PyTorch's CPU-only one (mlstack/catalogue.py; `pulumi up`
+    passes it as TORCH_INDEX_URL): the ARG is declared in the stage whose RUN installs torch (an ARG
+    declared before FROM is not seen there), and no RUN names an index, a CUDA build or nvidia-* itself."""
+    s = stages()
+    deps = s["trainer-deps"]
+    args = [i for i, line in enumerate(deps) if re.match(r"ARG TORCH_INDEX_URL(=|$)", line)]
+    installs = [
+        i for i, line in enumerate(deps) if line.startswith("RUN ") and '--index-url "$TORCH_INDEX_URL"' in line
+    ]
+    assert len(args) == 1, "trainer-deps must declare ARG TORCH_INDEX_URL once"
+    assert installs, "trainer-deps installs no torch from $TORCH_INDEX_URL"
+    assert args[0] < installs[0], "ARG TORCH_INDEX_URL must come before the RUN that uses it"
+    runs = " ".join(line for line in s["trainer-deps"] + s["trainer"] if line.startswith("RUN "))
+    assert not re.search(r"https?://|--extra-index-url|\bcu1\d\d\b|nvidia", runs), runs
+
+
 def test_server_image_installs_no_torch_and_no_compilers() -> None:
     s = stages()
     server_build = " ".join(s["server-deps"] + s["server"])

@@ -122,6 +122,17 @@ def test_build_cache_can_be_turned_off_and_the_platform_chosen() -> None:
         assert registration.inputs["platforms"] == ["linux/arm64"], registration.name
 
 
+def test_no_platform_leaves_it_to_the_builder() -> None:
+    """platform=None passes no platforms input: pulumi-docker-build then builds for the builder's own."""
+    result, exports = build(AppImageArgs(registry=Registry(server="localhost:5001"), repository_prefix="mlstack",
+                                         platform=None, revision="r1"))  # fmt: skip
+    images = images_by_target(result)
+    assert set(images) == {"trainer", "server"}
+    for target, registration in images.items():
+        assert "platforms" not in registration.inputs, f"{registration.name}: {registration.inputs.get('platforms')}"
+        assert exports[target] == registration.outputs["ref"], registration.name
+
+
 def test_revision_defaults_to_the_source_of_the_context(tmp_path: Path) -> None:
     app = write_app(tmp_path)
     local = Registry(server="localhost:5001")

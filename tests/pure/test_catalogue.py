@@ -64,3 +64,4 @@ def test_the_choices_a_cloud_accepts() -> None:
     assert catalogue.AKS_UPGRADE_CHANNELS == ("none", "patch", "stable", "rapid", "node-image")
     assert catalogue.ACR_SKUS == ("Basic", "Standard", "Premium")
     assert catalogue.IMAGE_PLATFORMS == ("linux/amd64", "linux/arm64")
+    assert catalogue.CLOUD_IMAGE_PLATFORM == "linux/amd64"  # every GPU machine in the catalogue is x86-64

@@ -1,4 +1,5 @@
-"""The trainer's CUDA build, paired with the GPUs and drivers of every target, in one place.
+"""The trainer's torch build (a CUDA one paired with the GPUs and drivers of every target, or the
+CPU-only one for a target without a GPU), in one place.
 
 mlstack/catalogue.py holds the pairing; the image (app/Dockerfile) and the
 catalogue's GPUs and drivers must honour it. Sources are cited in catalogue.py
@@ -11,9 +12,11 @@ import re
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from components.image import TORCH_INDEX_ARG
-from mlstack import catalogue
+from mlstack import catalogue, rules
 from tools import harness
 
 DOCKERFILE = (harness.ROOT / "app" / "Dockerfile").read_text(encoding="utf-8")
@@ -43,6 +46,42 @@ def test_each_build_is_pytorchs_own_index_for_its_cuda(cuda: str) -> None:
     build = catalogue.TRAINER_CUDA_BUILDS[cuda]
     assert build.index_url == "https://download.pytorch.org/whl/cu" + cuda.replace(".", "")
     assert build.min_driver_branch == int(build.min_driver.split(".")[0])
+
+
+def test_the_cpu_build_is_pytorchs_cpu_index_and_a_choice_beside_the_cuda_ones() -> None:
+    assert catalogue.TRAINER_CPU.index_url == "https://download.pytorch.org/whl/cpu"
+    assert list(catalogue.TRAINER_BUILDS) == ["12.6", "13.0", "cpu"]
+    assert catalogue.TRAINER_BUILDS["cpu"] is catalogue.TRAINER_CPU
+
+
+@pytest.mark.parametrize("name", sorted(catalogue.TRAINER_BUILDS))
+def test_each_builds_torch_meets_the_requirements_pin(name: str) -> None:
+    """app/Dockerfile installs torch from the build's index, then requirements-trainer.txt from PyPI: that
+    second install must keep the first torch, whose version carries the index's local label (2.13.0+cpu)."""
+    pins = (harness.ROOT / "app" / "requirements-trainer.txt").read_text(encoding="utf-8")
+    match = re.search(r"^torch==(\S+)$", pins, re.MULTILINE)
+    assert match, "requirements-trainer.txt pins no torch"
+    label = catalogue.TRAINER_BUILDS[name].index_url.rsplit("/", 1)[1]  # PyTorch names its indexes by label
+    installed = Version(f"{match.group(1)}+{label}")
+    assert installed in SpecifierSet(f"=={match.group(1)}"), f"{installed} does not meet torch=={match.group(1)}"
+
+
+@pytest.mark.parametrize(("gpu", "build"), [(True, "12.6"), (False, "cpu")])
+def test_a_target_without_its_own_setting_gets_cuda_with_a_gpu_and_cpu_without(gpu: bool, build: str) -> None:
+    assert catalogue.default_trainer_build(gpu) is catalogue.TRAINER_BUILDS[build]
+    assert rules.trainer_build("", gpu) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "gpu", "refused"),
+    [("12.6", True, False), ("13.0", True, False), ("cpu", True, True),
+     ("12.6", False, True), ("13.0", False, True), ("cpu", False, False),
+     ("11.8", True, True), ("11.8", False, True), ("CPU", False, True)],
+)  # fmt: skip
+def test_which_builds_fit_a_target_with_and_without_a_gpu(value: str, gpu: bool, refused: bool) -> None:
+    problems = rules.trainer_build(value, gpu)
+    assert bool(problems) == refused, problems
+    assert all(p.key == "trainerCuda" and p.value == value for p in problems)
 
 
 # --- GPUs and drivers the builds run on -------------------------------------------

@@ -103,6 +103,35 @@ def test_stack_builds_both_images_and_runs_them_by_digest(shipped: dict[str, har
     assert version_arg[version_arg.index("--version") + 1] == result.exports["modelVersion"]
 
 
+# --- the platform the images are built for ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides", "platforms"),
+    [("local", {"imagePlatform": "linux/arm64"}, ["linux/arm64"]),
+     ("local", {"imagePlatform": "linux/amd64"}, ["linux/amd64"]),
+     ("dev", {}, ["linux/amd64"]), ("gke", {}, ["linux/amd64"]),
+     ("gke", {"imagePlatform": "linux/arm64"}, ["linux/arm64"])],
+)  # fmt: skip
+def test_images_are_built_for_the_configured_platform_else_amd64_on_a_cloud(
+    shared_run: SharedRun, stack: str, overrides: dict[str, Any], platforms: list[str]
+) -> None:
+    """A set mlstack:imagePlatform is built on every target; unset, a cloud's GPU pools are amd64."""
+    images = images_by_target(shared_run(stack, overrides=overrides))
+    assert set(images) == {"trainer", "server"}, f"{stack}: {sorted(images)}"
+    for target, registration in images.items():
+        assert registration.inputs.get("platforms") == platforms, f"{stack} {overrides}: the {target} image"
+
+
+def test_local_images_are_built_for_the_docker_engines_own_platform(shipped: dict[str, harness.StackRun]) -> None:
+    """Issue 15: an arm64 laptop running kind needs no config change. With no platforms input the
+    provider passes no --platform, and BuildKit builds for the platform it runs on, kind's nodes' own."""
+    images = images_by_target(shipped["local"])
+    assert set(images) == {"trainer", "server"}
+    for target, registration in images.items():
+        assert "platforms" not in registration.inputs, f"local: the {target} image names a platform"
+
+
 def salted_mocks(salt: str) -> harness.StackMocks:
     """Default mocks whose builds give another digest for the same inputs: a code change the tag did not see."""
     mocks = harness.default_mocks()

@@ -1,27 +1,82 @@
-"""The trainer's CUDA build as the stacks' config meets it: the image built with it, GPUs and drivers refused.
+"""The trainer's torch build as the stacks' config meets it: the image built with it (CUDA on a GPU pool,
+CPU-only on a local cluster), builds that do not fit the target and GPUs and drivers refused.
 
 The pairing itself (catalogue, Dockerfile): tests/pure/test_trainer_cuda.py.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from components.image import TORCH_INDEX_ARG
 from mlstack import catalogue
-from tests.support import IMAGE, SharedRun, StackProblems
+from tests.support import IMAGE, JOB, STACKS, SharedRun, StackProblems, container
+from tools import harness
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
-@pytest.mark.parametrize(("stack", "cuda"), [("dev", "12.6"), ("gke", "12.6"), ("gke", "13.0")])
-def test_the_stack_builds_the_trainer_with_the_configured_index(shared_run: SharedRun, stack: str, cuda: str) -> None:
-    if cuda == catalogue.DEFAULT_TRAINER_CUDA:
-        result = shared_run(stack)  # the shipped stack builds the default
-    else:
-        result = shared_run(stack, overrides={"trainerCuda": cuda, "gkeGpuDriverVersion": "LATEST"})
-    trainer = result.one(IMAGE, "-trainer")
-    server = result.one(IMAGE, "-server")
-    assert trainer.inputs["buildArgs"] == {TORCH_INDEX_ARG: catalogue.TRAINER_CUDA_BUILDS[cuda].index_url}
-    assert not server.inputs.get("buildArgs"), "the server image has no torch"
+def trainer_index(result: harness.StackRun) -> str:
+    """The wheel index the stack's trainer image installs torch from."""
+    build_args: dict[str, str] = result.one(IMAGE, "-trainer").inputs["buildArgs"]
+    assert set(build_args) == {TORCH_INDEX_ARG}, build_args
+    return build_args[TORCH_INDEX_ARG]
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides", "build"),
+    [("dev", {}, "12.6"), ("gke", {}, "12.6"), ("local", {}, "cpu"),
+     ("gke", {"trainerCuda": "13.0", "gkeGpuDriverVersion": "LATEST"}, "13.0"),
+     ("dev", {"trainerCuda": "12.6"}, "12.6"), ("local", {"trainerCuda": "cpu"}, "cpu")],
+)  # fmt: skip
+def test_the_stack_builds_the_trainer_with_its_torch_build(
+    shared_run: SharedRun, stack: str, overrides: dict[str, Any], build: str
+) -> None:
+    """Unset, mlstack:trainerCuda is the target's: CUDA 12.6 on a GPU pool, the CPU-only build on kind."""
+    result = shared_run(stack, overrides=overrides)  # no overrides: the shipped stack
+    assert trainer_index(result) == catalogue.TRAINER_BUILDS[build].index_url, f"{stack} {overrides}"
+    assert not result.one(IMAGE, "-server").inputs.get("buildArgs"), "the server image has no torch"
+
+
+def test_the_local_trainer_is_pytorchs_cpu_build(shipped: dict[str, harness.StackRun]) -> None:
+    """Issue 15: the local stack built the CUDA 12.6 trainer (gigabytes) to train on a CPU-only kind node."""
+    assert trainer_index(shipped["local"]) == CPU_INDEX
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_trainer_carries_cuda_exactly_when_its_job_asks_for_a_gpu(
+    shipped: dict[str, harness.StackRun], stack: str
+) -> None:
+    """A CPU-only torch under --device cuda exits 1; a CUDA torch under --device cpu is dead weight."""
+    result = shipped[stack]
+    args = container(result.one(JOB))["args"]
+    device = args[args.index("--device") + 1]
+    index = trainer_index(result)
+    assert (device == "cuda") == (index != CPU_INDEX), f"{stack}: --device {device} with torch from {index}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "gke"])
+def test_a_gpu_target_refuses_the_cpu_build(stack_problems: StackProblems, stack: str) -> None:
+    """Refused alone: the GPU pool is still judged (against the default CUDA build), and passes."""
+    (problem,) = stack_problems(stack, trainerCuda="cpu")
+    assert problem.startswith("mlstack:trainerCuda = 'cpu': is the CPU-only torch build")
+    assert "trains on its GPU pool, where the trainer exits 1 without CUDA" in problem
+    assert "set it to 12.6 or 13.0, or leave it empty for 12.6" in problem
+
+
+@pytest.mark.parametrize("cuda", sorted(catalogue.TRAINER_CUDA_BUILDS))
+def test_a_local_stack_refuses_a_cuda_build(stack_problems: StackProblems, cuda: str) -> None:
+    (problem,) = stack_problems("local", trainerCuda=cuda)
+    assert problem.startswith(f"mlstack:trainerCuda = '{cuda}': is a CUDA build, but a local cluster has no GPU")
+    assert "leave it empty (or set cpu) for the CPU-only build" in problem
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_an_unknown_build_is_refused_with_the_choices(stack_problems: StackProblems, stack: str) -> None:
+    (problem,) = [p for p in stack_problems(stack, trainerCuda="11.8") if p.startswith("mlstack:trainerCuda ")]
+    assert problem == "mlstack:trainerCuda = '11.8': must be one of 12.6, 13.0, cpu, or empty for the target's own"
 
 
 @pytest.mark.parametrize(
