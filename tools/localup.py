@@ -120,13 +120,13 @@ class Local:
 
     def remember(self, what: str, name: str) -> None:
         """Record that ``up`` created ``name`` (a cluster, context or registry), the moment it exists."""
-        record = self.created() | {what: name}
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.created_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        self._record(self.created() | {what: name})
 
-    def forget(self, what: str) -> None:
-        record = self.created()
-        record.pop(what, None)
+    def forget(self, *what: str) -> None:
+        self._record({k: v for k, v in self.created().items() if k not in what})
+
+    def _record(self, record: Mapping[str, str]) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
         self.created_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -134,19 +134,24 @@ def say(message: str) -> None:
     print(f"[make up] {message}", flush=True)
 
 
-def run(
+def run(  # noqa: PLR0913 - keyword-only switches of the one way tools are called
     local: Local,
     cmd: Sequence[str],
     *,
     stdin: str | None = None,
     check: bool = True,
     capture: bool = True,
+    show: bool = True,
+    secret_output: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """``cmd`` with the local environment, shown first; its output captured unless ``capture`` is off.
+    """``cmd`` with the local environment, shown first unless ``show`` is off; its output captured unless
+    ``capture`` is off.
 
-    No command line carries a secret (the passphrase travels as a file name), so every one is shown.
+    No command line carries a secret (the passphrase travels as a file name), so every one may be shown.
+    With ``secret_output`` a failure quotes only the command's stderr, never what it printed on stdout.
     """
-    print(f"+ {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    if show:
+        print(f"+ {shlex.join(cmd)}", file=sys.stderr, flush=True)
     result = subprocess.run(  # noqa: S603 - the tools' fixed names and arguments, no shell
         list(cmd),
         input=stdin,
@@ -157,7 +162,7 @@ def run(
         check=False,
     )
     if check and result.returncode != 0:
-        detail = (result.stderr or result.stdout or "").strip().splitlines()
+        detail = (result.stderr if secret_output else result.stderr or result.stdout or "").strip().splitlines()
         raise Problem(f"`{shlex.join(cmd)}` failed (exit {result.returncode})" + (f": {detail[-1]}" if detail else ""))
     return result
 
@@ -175,7 +180,8 @@ def kind_version(text: str) -> tuple[int, int, int]:
 
 def port_free(port: int) -> bool:
     """Whether something listens on 127.0.0.1:``port``. SO_REUSEADDR as the listeners themselves bind (Go's
-    net.Listen, which kubectl and docker's proxy use, sets it on Linux), so the TIME_WAIT left by the
+    net.Listen, which kubectl and docker's proxy use, sets it: golang/go src/net/sockopt_linux.go,
+    setDefaultListenerSockopts, "Allow reuse of recently-used addresses"), so the TIME_WAIT left by the
     last smoke call does not count as in use."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -238,11 +244,7 @@ def needed_ports(local: Local) -> list[int]:
 
 
 def registry_running(local: Local, *, quiet: bool = False) -> bool:
-    cmd = ["docker", "inspect", "-f", "{{.State.Running}}", REGISTRY]
-    if quiet:
-        result = subprocess.run(cmd, text=True, capture_output=True, env=local.env, check=False)  # noqa: S603
-    else:
-        result = run(local, cmd, check=False)
+    result = run(local, ["docker", "inspect", "-f", "{{.State.Running}}", REGISTRY], check=False, show=not quiet)
     return result.returncode == 0 and result.stdout.strip() == "true"
 
 
@@ -364,7 +366,7 @@ def wire_registry(local: Local) -> None:
 
 def stack_outputs(local: Local) -> dict[str, Any]:
     """The stack's outputs, secrets included: held in memory for the call, never printed."""
-    got = run(local, ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", STACK])
+    got = run(local, ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", STACK], secret_output=True)
     try:
         outputs = json.loads(got.stdout)
     except json.JSONDecodeError as e:
@@ -529,8 +531,7 @@ def down(local: Local) -> None:
         say(f"no {STACK} stack: nothing to destroy")
     if "cluster" in created:
         run(local, ["kind", "delete", "cluster", "--name", created["cluster"]], capture=False)
-        local.forget("cluster")
-        local.forget("context")
+        local.forget("cluster", "context")
     if "registry" in created:
         run(local, ["docker", "rm", "-f", created["registry"]])
         local.forget("registry")

@@ -242,6 +242,9 @@ def pulumi(state: dict[str, Any], argv: list[str]) -> int:  # noqa: PLR0911, PLR
         print("Resources:\n    + 42 created")
         return 0
     if argv[:2] == ["stack", "output"]:
+        if state.get("output_fails"):  # a CLI that printed the secrets, then failed
+            print(json.dumps({"basicAuthPassword": PASSWORD}))
+            return 255
         if not state.get("deployed"):
             print("{}")
             return 0

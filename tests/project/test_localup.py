@@ -27,17 +27,11 @@ from components import workloads
 from tools import localup
 from tools.devcert import make_certificates
 
+from ..app.helpers import free_port
 from . import fake_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTING = str(ROOT / "deploy" / "kind" / "registry-hosting.yaml")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -306,6 +300,14 @@ def test_smoke_fails_when_the_model_answers_wrongly(machine: Machine) -> None:
     result = machine.run("smoke")
     assert result.returncode == 1
     assert "the served model calls the sample zero a 3" in result.stderr
+
+
+def test_a_failing_stack_output_is_reported_without_what_it_printed(machine: Machine) -> None:
+    machine.set(output_fails=True)
+    result = machine.run("smoke")
+    assert result.returncode == 2
+    assert "`pulumi stack output --json --show-secrets --stack local` failed (exit 255)" in result.stderr
+    assert fake_tools.PASSWORD not in result.stdout + result.stderr
 
 
 def test_smoke_before_up_says_to_run_up(machine: Machine) -> None:
