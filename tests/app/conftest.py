@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
 import pytest
 
 from mlapp.data import load_digits_dataset
@@ -15,6 +18,7 @@ from .helpers import (
     SEED,
     TRAIN_ARGS,
     VERSION,
+    Direct,
     HeldOut,
     Server,
     TrainedModel,
@@ -29,6 +33,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     result = run_trainer(store, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED))
     assert result.returncode == 0, result.stdout + result.stderr
     return TrainedModel(store, store / "digits" / VERSION, result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="session")
+def direct(trained: TrainedModel) -> Direct:
+    """The published model file run by ONNX Runtime itself, to compare the server's answers with."""
+    session = ort.InferenceSession(str(trained.directory / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+
+    def run(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.asarray(session.run(["probabilities"], {"input": x})[0], dtype=np.float32)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def run_trainer(
         check=False,
         cwd=cwd,
     )
+
+
+# The published model file run by ONNX Runtime itself, no server between (the ``direct`` fixture).
+Direct = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from typing import Any
 import httpx
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import pytest
 
-from .helpers import MODEL_NAME, PASSWORD, USER, HeldOut, Server, TrainedModel
+from .helpers import MODEL_NAME, PASSWORD, USER, Direct, HeldOut, Server
 
 AUTH = (USER, PASSWORD)
 HEADER = "Inference-Header-Content-Length"
@@ -47,18 +46,13 @@ def split_answer(response: httpx.Response) -> tuple[dict[str, Any], bytes]:
     return json.loads(response.content[:length]), response.content[length:]
 
 
-def direct(trained: TrainedModel, images: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    session = ort.InferenceSession(str(trained.directory / "model.onnx"))
-    return np.asarray(session.run(None, {"input": images})[0])
-
-
 def test_the_server_lists_the_binary_extension(server: Server) -> None:
     response = httpx.get(f"{server.url}/v2", auth=AUTH)
     assert response.status_code == 200
     assert response.json()["extensions"] == ["binary_tensor_data"]
 
 
-def test_binary_inputs_with_a_json_answer(server: Server, held_out: HeldOut, trained: TrainedModel) -> None:
+def test_binary_inputs_with_a_json_answer(server: Server, held_out: HeldOut, direct: Direct) -> None:
     images = held_out.images[:7]
     body, headers = binary_request(images, outputs=[{"name": "probabilities", "parameters": {"binary_data": False}}])
     response = httpx.post(infer_url(server), auth=AUTH, content=body, headers=headers)
@@ -66,7 +60,7 @@ def test_binary_inputs_with_a_json_answer(server: Server, held_out: HeldOut, tra
     assert HEADER not in response.headers
     (out,) = response.json()["outputs"]
     probs = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
-    np.testing.assert_allclose(probs, direct(trained, images), atol=1e-5)
+    np.testing.assert_allclose(probs, direct(images), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -76,9 +70,7 @@ def test_binary_inputs_with_a_json_answer(server: Server, held_out: HeldOut, tra
         {"outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]},
     ],
 )
-def test_binary_inputs_and_outputs(
-    server: Server, held_out: HeldOut, trained: TrainedModel, ask: dict[str, Any]
-) -> None:
+def test_binary_inputs_and_outputs(server: Server, held_out: HeldOut, direct: Direct, ask: dict[str, Any]) -> None:
     images = held_out.images[:5]
     body, headers = binary_request(images, id="b-1", **ask)
     response = httpx.post(infer_url(server), auth=AUTH, content=body, headers=headers)
@@ -90,10 +82,10 @@ def test_binary_inputs_and_outputs(
     assert out["parameters"] == {"binary_data_size": 5 * 10 * 4}
     assert "data" not in out
     probs = np.frombuffer(raw, dtype="<f4").reshape(out["shape"])
-    np.testing.assert_allclose(probs, direct(trained, images), atol=1e-5)
+    np.testing.assert_allclose(probs, direct(images), atol=1e-5)
 
 
-def test_json_inputs_with_a_binary_answer(server: Server, held_out: HeldOut, trained: TrainedModel) -> None:
+def test_json_inputs_with_a_binary_answer(server: Server, held_out: HeldOut, direct: Direct) -> None:
     images = held_out.images[:3]
     request = {
         "inputs": [{"name": "input", "shape": [3, 1, 8, 8], "datatype": "FP32", "data": images.ravel().tolist()}],
@@ -103,7 +95,7 @@ def test_json_inputs_with_a_binary_answer(server: Server, held_out: HeldOut, tra
     assert response.status_code == 200, response.text
     answer, raw = split_answer(response)
     np.testing.assert_allclose(
-        np.frombuffer(raw, dtype="<f4").reshape(answer["outputs"][0]["shape"]), direct(trained, images), atol=1e-5
+        np.frombuffer(raw, dtype="<f4").reshape(answer["outputs"][0]["shape"]), direct(images), atol=1e-5
     )
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import pytest
 
 from .helpers import (
@@ -28,6 +27,7 @@ from .helpers import (
     TRAIN_ARGS,
     USER,
     VERSION,
+    Direct,
     HeldOut,
     Server,
     TrainedModel,
@@ -132,7 +132,7 @@ def test_unknown_path_404_and_wrong_method_405(server: Server) -> None:
 # ---------------------------------------------------------------- inference
 
 
-def test_v2_infer_is_correct_on_held_out_digits(server: Server, held_out: HeldOut, trained: TrainedModel) -> None:
+def test_v2_infer_is_correct_on_held_out_digits(server: Server, held_out: HeldOut, direct: Direct) -> None:
     images = held_out.images[:120]
     response = httpx.post(infer_url(server), auth=AUTH, json=v2_request(images, id="req-1"))
     assert response.status_code == 200, response.text
@@ -145,16 +145,13 @@ def test_v2_infer_is_correct_on_held_out_digits(server: Server, held_out: HeldOu
     probs = np.asarray(out["data"], dtype=np.float32).reshape(120, 10)
     accuracy = float((probs.argmax(1) == held_out.labels[:120]).mean())
     assert accuracy >= 0.9
-    direct = ort.InferenceSession(str(trained.directory / "model.onnx"))
-    np.testing.assert_allclose(probs, direct.run(None, {"input": images})[0], atol=1e-5)
+    np.testing.assert_allclose(probs, direct(images), atol=1e-5)
 
 
-def test_concurrent_requests_each_get_their_own_answer(
-    server: Server, held_out: HeldOut, trained: TrainedModel
-) -> None:
+def test_concurrent_requests_each_get_their_own_answer(server: Server, held_out: HeldOut, direct: Direct) -> None:
     """Requests batched into one ORT run must be split back to the right callers."""
     images = held_out.images[:64]
-    expected = ort.InferenceSession(str(trained.directory / "model.onnx")).run(None, {"input": images})[0]
+    expected = direct(images)
 
     def one(i: int) -> npt.NDArray[np.float32]:
         n = 1 + i % 3  # mixed batch sizes inside one coalesced run

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 import tritonclient.http.aio as triton_aio
@@ -37,22 +36,9 @@ from tritonclient.utils import InferenceServerException
 from mlapp.serve import protocol
 from tools.devcert import Certificates
 
-from .helpers import MODEL_NAME, PASSWORD, USER, VERSION, HeldOut, Server, TrainedModel
+from .helpers import MODEL_NAME, PASSWORD, USER, VERSION, Direct, HeldOut, Server
 
 INPUT, OUTPUT = "input", "probabilities"
-
-
-@pytest.fixture(scope="module")
-def direct(trained: TrainedModel) -> Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]:
-    """The published model file run by ONNX Runtime itself, no server between."""
-    session = ort.InferenceSession(str(trained.directory / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == [INPUT]
-    assert [o.name for o in session.get_outputs()] == [OUTPUT]
-
-    def run(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return np.asarray(session.run([OUTPUT], {INPUT: x})[0], dtype=np.float32)
-
-    return run
 
 
 def _client(server: Server, certificates: Certificates, **kwargs: Any) -> Any:
@@ -101,9 +87,7 @@ def test_health_readiness_and_metadata(client: Any) -> None:
         assert meta["outputs"] == [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 10]}]
 
 
-def test_the_clients_defaults_binary_in_and_every_output_binary(
-    client: Any, held_out: HeldOut, direct: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
-) -> None:
+def test_the_clients_defaults_binary_in_and_every_output_binary(client: Any, held_out: HeldOut, direct: Direct) -> None:
     """The issue's reproduction: ``set_data_from_numpy(x)`` and ``infer`` with no outputs named."""
     x = rows(held_out, 1)
     inp = triton.InferInput(INPUT, list(x.shape), "FP32")
@@ -123,7 +107,7 @@ def test_the_clients_defaults_binary_in_and_every_output_binary(
 def test_inference_in_every_combination_equals_onnx_runtime(
     client: Any,
     held_out: HeldOut,
-    direct: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+    direct: Direct,
     *,
     binary_in: bool,
     binary_out: bool,
@@ -145,7 +129,7 @@ def test_a_version_path_and_the_auth_header_given_per_call(
     tls_server: Server,
     certificates: Certificates,
     held_out: HeldOut,
-    direct: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+    direct: Direct,
 ) -> None:
     """``/v2/models/<m>/versions/<v>/infer``, credentials in ``headers=`` instead of the plugin."""
     x = rows(held_out, 3)
@@ -159,9 +143,7 @@ def test_a_version_path_and_the_auth_header_given_per_call(
         assert "unknown version 'v-other'" in e.value.message()
 
 
-def test_concurrent_async_infer_each_gets_its_own_rows(
-    client: Any, held_out: HeldOut, direct: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
-) -> None:
+def test_concurrent_async_infer_each_gets_its_own_rows(client: Any, held_out: HeldOut, direct: Direct) -> None:
     """``async_infer`` on the client's greenlet pool: the server batches them, each answer is its own."""
     batches = [np.ascontiguousarray(held_out.images[i : i + 1 + i % 3]) for i in range(12)]
     pending = [client.async_infer(MODEL_NAME, [tensor(x, True)], request_id=str(i)) for i, x in enumerate(batches)]
@@ -175,7 +157,7 @@ def test_the_asyncio_client(
     tls_server: Server,
     certificates: Certificates,
     held_out: HeldOut,
-    direct: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+    direct: Direct,
 ) -> None:
     """tritonclient.http.aio (aiohttp), which labels its body application/octet-stream."""
     x = rows(held_out, 4)
@@ -212,7 +194,7 @@ def test_a_wrong_password_is_401_and_health_needs_none(
 
 
 def test_a_compressed_request_is_refused_naming_the_coding_and_compressed_answers_are_optional(
-    client: Any, held_out: HeldOut, direct: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+    client: Any, held_out: HeldOut, direct: Direct
 ) -> None:
     x = rows(held_out, 2)
     for coding in ("gzip", "deflate"):
