@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import numpy.typing as npt
@@ -96,3 +98,81 @@ def test_a_failed_run_fails_its_callers_and_the_batcher_goes_on() -> None:
             await batcher.close()
 
     np.testing.assert_array_equal(asyncio.run(scenario()), rows(2) * 2)
+
+
+class Recorder:
+    """A stand-in model that records the thread each batch ran on, taking ``seconds`` per batch."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.threads: list[int] = []
+        self.batches: list[int] = []
+
+    def run(self, batch: Rows) -> Rows:
+        self.threads.append(threading.get_ident())
+        self.batches.append(len(batch))
+        if self.seconds:
+            time.sleep(self.seconds)  # releases the GIL, as ONNX Runtime's run does
+        return batch + 1
+
+
+def test_requests_queued_in_one_loop_turn_make_one_batch() -> None:
+    model = Recorder()
+
+    async def scenario() -> None:
+        batcher = Batcher(model, max_batch=64)
+        try:
+            await asyncio.gather(*(batcher.infer(rows(1, i)) for i in range(5)))
+            await batcher.infer(rows(2))
+        finally:
+            await batcher.close()
+
+    asyncio.run(scenario())
+    assert model.batches == [5, 2]
+
+
+def test_a_fast_model_runs_on_the_loops_thread_with_no_hop() -> None:
+    model = Recorder()
+
+    async def scenario() -> int:
+        batcher = Batcher(model, max_batch=4, inline_below=1.0)
+        try:
+            await asyncio.gather(*(batcher.infer(rows(1)) for _ in range(6)))
+        finally:
+            await batcher.close()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    assert model.threads == [loop_thread, loop_thread], model.batches
+
+
+def test_a_slow_model_runs_on_the_worker_and_the_loop_keeps_turning() -> None:
+    model = Recorder(seconds=0.05)
+
+    async def scenario() -> tuple[int, int, list[Rows]]:
+        batcher = Batcher(model, max_batch=64, inline_below=0.01)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        tick = asyncio.create_task(ticker())
+        try:
+            await batcher.infer(rows(1))  # the first batch runs inline, and is found slow
+            before = ticks
+            answers = await asyncio.gather(*(batcher.infer(rows(1, i)) for i in range(3)))
+            return threading.get_ident(), ticks - before, answers
+        finally:
+            tick.cancel()
+            await batcher.close()
+
+    loop_thread, ticks, answers = asyncio.run(scenario())
+    assert model.threads[0] == loop_thread
+    assert model.threads[1] != loop_thread, "a slow model's batch blocked the event loop"
+    assert model.batches == [1, 3]
+    assert ticks >= 10, f"the loop turned only {ticks} times during a 50 ms batch on the worker"
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer, rows(1, i) + 1)

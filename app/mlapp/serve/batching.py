@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
+import time
 from collections.abc import Sequence, Sized
-from typing import Protocol
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -56,55 +56,110 @@ def split(out: Rows, inputs: Sequence[Sized]) -> list[Rows]:
     return parts
 
 
+# A batch that runs for less than this is run on the event loop's own thread. Handing it to a worker
+# thread and back costs more than that: the executor's queue and condition, a futex wake of the
+# worker, ``call_soon_threadsafe``'s write to the loop's self-pipe, and the worker then waits for the
+# GIL the busy loop holds (up to ``sys.getswitchinterval()``, 5 ms by default). Measured on the
+# digits model (BENCHMARKS.md, issue 16): one row runs in about 40 us, 64 rows in about 0.6 ms.
+# A model slower than this keeps the loop free: its batches run on the worker thread.
+INLINE_SECONDS: Final = 0.001
+
+
 class Batcher:
     """Coalesces concurrent requests into one run of ``runner``.
 
-    No timer: while one batch runs in the worker thread (ORT releases the GIL),
-    the event loop keeps parsing requests; whatever queued meanwhile is the
-    next batch. A lone request therefore waits for nothing.
+    No timer: every request queued in one turn of the event loop (all the
+    requests whose bodies arrived together) makes the next batch, run at the
+    end of that turn. A lone request therefore waits for nothing.
+
+    Where a batch runs follows how long the last one took: under
+    ``inline_below`` seconds on the loop's thread, with no thread hop at all;
+    over it on the worker thread (ONNX Runtime releases the GIL), while the
+    loop goes on parsing, and whatever queued meanwhile is the next batch.
     """
 
-    def __init__(self, runner: Runner, max_batch: int) -> None:
+    def __init__(self, runner: Runner, max_batch: int, inline_below: float = INLINE_SECONDS) -> None:
         self.runner = runner
         self.max_batch = max_batch
+        self.inline_below = inline_below
         # Two parallel lists rather than one of pairs, so ``fitting`` and
         # ``split`` read the inputs without building a list per batch.
         self._inputs: list[Rows] = []
         self._futures: list[asyncio.Future[Rows]] = []
-        self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._scheduled = False  # a flush waits at the end of this loop turn
+        self._on_worker = False  # a batch is running on the worker thread
+        self._slow = False  # the last batch took inline_below or longer
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ort")
-        self._task = asyncio.get_running_loop().create_task(self._work())
 
     async def infer(self, x: Rows) -> Rows:
-        fut: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Rows] = self._loop.create_future()
         self._inputs.append(x)
         self._futures.append(fut)
-        self._wakeup.set()
+        self._flush_soon()
         return await fut
 
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._inputs:
-                take = fitting(self._inputs, self.max_batch)
-                inputs, futures = self._inputs[:take], self._futures[:take]
-                del self._inputs[:take], self._futures[:take]
-                try:
-                    out = await loop.run_in_executor(self._executor, self.runner.run, merge(inputs))
-                except Exception as e:
-                    for fut in futures:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
-                for fut, part in zip(futures, split(out, inputs), strict=True):
-                    # A caller that went away has cancelled its future.
-                    if not fut.done():
-                        fut.set_result(part)
+    def _flush_soon(self) -> None:
+        if not self._scheduled and not self._on_worker:
+            self._scheduled = True
+            # call_soon runs after every callback already queued for this turn, so the
+            # requests parsed in this turn have all queued by then.
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Run the next batch: here if the model is fast, else on the worker thread."""
+        self._scheduled = False
+        take = fitting(self._inputs, self.max_batch)
+        if take == 0:
+            return
+        inputs, futures = self._inputs[:take], self._futures[:take]
+        del self._inputs[:take], self._futures[:take]
+        batch = merge(inputs)
+        if self._slow:
+            self._on_worker = True
+            done = self._loop.run_in_executor(self._executor, self._timed, batch)
+            done.add_done_callback(lambda d: self._answer(inputs, futures, d))
+            return
+        try:
+            out = self._timed(batch)
+        except Exception as e:
+            _fail(futures, e)
+        else:
+            _deliver(futures, split(out, inputs))
+        if self._inputs:
+            self._flush_soon()  # a batch's worth more: next turn, so the loop reads sockets in between
+
+    def _timed(self, batch: Rows) -> Rows:
+        start = time.perf_counter()
+        out = self.runner.run(batch)
+        self._slow = time.perf_counter() - start >= self.inline_below
+        return out
+
+    def _answer(self, inputs: list[Rows], futures: list[asyncio.Future[Rows]], done: asyncio.Future[Rows]) -> None:
+        self._on_worker = False
+        if done.cancelled():  # the executor was shut down under it
+            for fut in futures:
+                fut.cancel()
+        elif (e := done.exception()) is not None:
+            _fail(futures, e)
+        else:
+            _deliver(futures, split(done.result(), inputs))
+        if self._inputs:
+            self._flush_soon()
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
         self._executor.shutdown(wait=True)
+        _fail(self._futures, RuntimeError("the server is shutting down"))
+
+
+def _deliver(futures: list[asyncio.Future[Rows]], parts: list[Rows]) -> None:
+    for fut, part in zip(futures, parts, strict=True):
+        # A caller that went away has cancelled its future.
+        if not fut.done():
+            fut.set_result(part)
+
+
+def _fail(futures: list[asyncio.Future[Rows]], error: BaseException) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_exception(error)
