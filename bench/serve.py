@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -41,7 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
@@ -54,6 +55,9 @@ from tools.devcert import make_certificates  # noqa: E402
 BENCH = REPO / "bench"
 WORK = BENCH / ".work"
 KSERVE_VENV = BENCH / ".venv-kserve"
+TRITON_VENV = BENCH / ".venv-triton"
+# bench/triton_model.py's max_batch_size: Triton answers 400 to a request with more rows.
+TRITON_MAX_ROWS: Final = 64
 MODEL = "digits"
 VERSION = "bench"
 USER, PASSWORD = "bench", "bench-password"
@@ -73,6 +77,10 @@ class Run:
     p99_ms: float
     requests: int
     errors: int
+    # The server's CPU (its whole process tree) per answered request, and the cores the rest of the
+    # machine (not the server, not wrk) kept busy during the run: the noise each figure carries.
+    cpu_us: float = 0.0
+    others_cores: float = 0.0
 
 
 def log(msg: str) -> None:
@@ -84,6 +92,66 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces), or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User and system CPU of ``root`` and every live descendant (Triton runs its server and backend
+    stubs as child processes; a child's CPU only reaches its parent's counters once it is reaped)."""
+    children: dict[str, list[str]] = {}
+    fields: dict[str, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (f := _stat_fields(entry)) is not None:
+            fields[entry] = f
+            children.setdefault(f[1], []).append(entry)  # f[1] is the parent's pid
+    total, todo = 0, [str(root)]
+    while todo:
+        pid = todo.pop()
+        if pid in fields:
+            total += int(fields[pid][11]) + int(fields[pid][12])  # utime, stime (proc(5) fields 14, 15)
+            todo.extend(children.get(pid, ()))
+    return total / CLOCK_TICKS
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far (/proc/stat's first line; idle and iowait
+    count as not busy)."""
+    values = [int(v) for v in Path("/proc/stat").read_text(encoding="utf-8").split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
+
+
+def wait_quiet(max_wait: float, threshold: float) -> str:
+    """Wait (at most ``max_wait`` seconds) until the machine's busy share stays under ``threshold`` for
+    3 consecutive seconds; what was found, in words, for the report."""
+    deadline = time.monotonic() + max_wait
+    quiet = 0
+    busy_share = 1.0
+    while True:
+        busy0, total0 = machine_cpu()
+        time.sleep(1.0)
+        busy1, total1 = machine_cpu()
+        busy_share = (busy1 - busy0) / max(total1 - total0, 1e-9)
+        quiet = quiet + 1 if busy_share < threshold else 0
+        if quiet >= 3:
+            return f"quiet: under {threshold:.0%} busy for 3 s before the load runs"
+        if time.monotonic() > deadline:
+            return (
+                f"NOT quiet: after {max_wait:.0f} s the machine was still {busy_share:.0%} busy "
+                f"(threshold {threshold:.0%}); figures carry that noise (see each run's other-CPU column)"
+            )
+        log(f"waiting for a quiet machine: {busy_share:.0%} busy")
 
 
 def app_env(**extra: str) -> dict[str, str]:
@@ -105,6 +173,17 @@ def ensure_model() -> Path:
         env=app_env(OMP_NUM_THREADS="1"), check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return store
+
+
+def ensure_triton_venv() -> Path:
+    python = TRITON_VENV / "bin" / "python"
+    if not python.exists():
+        log(f"creating {TRITON_VENV} from bench/requirements-triton.txt")
+        subprocess.run([sys.executable, "-m", "venv", str(TRITON_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-r", str(BENCH / "requirements-triton.txt")], check=True
+        )
+    return python
 
 
 def ensure_kserve_venv() -> Path:
@@ -132,9 +211,17 @@ def get(url: str, timeout: float = 1.0, context: ssl.SSLContext | None = None) -
 
 class Server:
     def __init__(
-        self, name: str, cmd: list[str], env: dict[str, str], port: int, context: ssl.SSLContext | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str],
+        port: int,
+        context: ssl.SSLContext | None = None,
+        *,
+        ready_path: str = "/v2/health/ready",
     ) -> None:
         self.name = name
+        self.ready_path = ready_path
         self.port = port
         # With a context the server speaks TLS, and readiness is checked against that context's CA.
         self.context = context
@@ -146,15 +233,18 @@ class Server:
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60) -> float:
-        """Seconds from process start to the first 200 on /v2/health/ready."""
+        """Seconds from process start to the first 200 on its ready path."""
         deadline = self.started + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.log_path}")
-            if get(self.url + "/v2/health/ready", timeout=0.5, context=self.context) == 200:
+            if get(self.url + self.ready_path, timeout=0.5, context=self.context) == 200:
                 return time.perf_counter() - self.started
             time.sleep(0.002)
         raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.proc.pid)
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM, then SIGKILL if the process has not exited after ``timeout`` seconds."""
@@ -188,7 +278,17 @@ def start_ours(
     return Server(name, [sys.executable, "-m", "mlapp.serve"], env, port, context)
 
 
-def start_kserve(python: Path, store: Path) -> Server:
+def start_floor(name: str, extra: list[str], context: ssl.SSLContext | None = None) -> Server:
+    """The no-op floor (bench/noop_server.py) under the same HTTP server, limits and TLS as mlapp.serve."""
+    port = free_port()
+    cmd = [sys.executable, str(BENCH / "noop_server.py"), "--port", str(port), *extra]
+    return Server(name, cmd, app_env(), port, context)
+
+
+def start_kserve(python: Path, store: Path, name: str = "kserve", *, quiet: bool = False) -> Server:
+    """KServe's model server with its defaults, or (``quiet``) with its two per-request log lines off:
+    the latency line (``--enable_latency_logging false``) and uvicorn's access line (a logging config with
+    ``uvicorn.access`` at WARNING, bench/kserve-quiet-logging.json)."""
     port = free_port()
     env = {
         **os.environ,
@@ -197,7 +297,29 @@ def start_kserve(python: Path, store: Path) -> Server:
     }
     cmd = [str(python), str(BENCH / "kserve_model.py"), "--http_port", str(port),
            "--grpc_port", str(free_port()), "--enable_grpc", "false", "--workers", "1"]  # fmt: skip
-    return Server("kserve", cmd, env, port)
+    if quiet:
+        cmd += ["--enable_latency_logging", "false", "--log_config_file", str(BENCH / "kserve-quiet-logging.json")]
+    return Server(name, cmd, env, port)
+
+
+def start_triton(python: Path, store: Path) -> Server:
+    """Triton through PyTriton (bench/triton_model.py): ready once the model is, not the server."""
+    port = free_port()
+    libdir = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    env = {
+        **os.environ,
+        "BENCH_MODEL_NAME": MODEL,
+        "BENCH_MODEL_PATH": str(store / MODEL / VERSION / "model.onnx"),
+        # PyTriton's Python-backend stub loads the system's libpython unless pointed at this one.
+        "LD_LIBRARY_PATH": ":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if p),
+    }
+    cmd = [str(python), str(BENCH / "triton_model.py"), "--http-port", str(port),
+           "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]  # fmt: skip
+    # /v2/health/ready answers before the model is loaded.
+    return Server("triton", cmd, env, port, ready_path=f"/v2/models/{MODEL}/ready")
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -216,7 +338,8 @@ def lua_string(data: bytes) -> str:
     return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
 
 
-def wrk(url: str, body: Body, auth: bool, concurrency: int, duration: float) -> tuple[float, ...]:
+def wrk(server: Server, body: Body, auth: bool, concurrency: int, duration: float) -> Run:
+    """One load run against ``server``: wrk's figures, the server's CPU per request and the other load."""
     script = WORK / "request.lua"
     headers = dict(body.headers)
     if auth:
@@ -226,8 +349,12 @@ def wrk(url: str, body: Body, auth: bool, concurrency: int, duration: float) -> 
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
     seconds = max(1, round(duration))
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "10s",
-           "-s", str(script), url]  # fmt: skip
+           "-s", str(script), server.infer_url]  # fmt: skip
+    server_cpu0, (busy0, _), wrk0 = server.cpu_seconds(), machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
+    wall = time.monotonic() - started
+    server_cpu1, (busy1, _), wrk1 = server.cpu_seconds(), machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
     text = out.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
@@ -236,7 +363,11 @@ def wrk(url: str, body: Body, auth: bool, concurrency: int, duration: float) -> 
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return rps, p50, p99, float(total), float(errors)
+    server_cpu = server_cpu1 - server_cpu0
+    wrk_cpu = (wrk1.ru_utime + wrk1.ru_stime) - (wrk0.ru_utime + wrk0.ru_stime)
+    others = max(0.0, (busy1 - busy0) - server_cpu - wrk_cpu) / wall
+    return Run(server.name, body.name, concurrency, rps, p50, p99, total, errors,
+               cpu_us=server_cpu / max(total, 1) * 1e6, others_cores=others)  # fmt: skip
 
 
 # sklearn's digits.images[0] (a zero), values 0-16.
@@ -274,10 +405,10 @@ def binary_body(rows: int = 1) -> Body:
 BODIES: Final = {"json": json_body, "binary": binary_body}
 
 
-def measure_startup(start: object, runs: int) -> list[float]:
+def measure_startup(start: Callable[[], Server], runs: int) -> list[float]:
     times = []
     for _ in range(runs):
-        server: Server = start()  # type: ignore[operator]
+        server = start()
         try:
             times.append(server.wait_ready())
         finally:
@@ -298,9 +429,20 @@ def scores_of(data: bytes, header_length: str | None) -> list[float]:
     return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 
-def check_answer(server: Server, body: Body, auth: bool, rows: int) -> None:
-    """The server answers the benchmark's request correctly (every row class 0, in the form asked) before it
-    is timed."""
+def reference_scores(store: Path, rows: int) -> list[float]:
+    """The scores a direct ONNX Runtime call gives for the benchmark's rows: what every server must answer."""
+    import numpy as np  # noqa: PLC0415 - the dev venv has both; only this check needs them
+    import onnxruntime as ort  # noqa: PLC0415
+
+    session = ort.InferenceSession(str(store / MODEL / VERSION / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = np.array([v / 16 for v in DIGIT] * rows, dtype=np.float32).reshape(rows, 1, 8, 8)
+    (out,) = session.run(None, {session.get_inputs()[0].name: x})
+    return [float(v) for v in np.asarray(out, dtype=np.float32).ravel()]
+
+
+def check_answer(server: Server, body: Body, auth: bool, expected: list[float] | None) -> None:
+    """The server answers the benchmark's request, in the form asked, with the scores of a direct ONNX
+    Runtime call (``expected``; None for the floor, whose answer is a constant of the same shape)."""
     request = urllib.request.Request(  # noqa: S310 - loopback only
         server.infer_url, data=body.data, method="POST", headers=dict(body.headers)
     )
@@ -308,49 +450,56 @@ def check_answer(server: Server, body: Body, auth: bool, rows: int) -> None:
         request.add_header("Authorization", BASIC_AUTH)
     with urllib.request.urlopen(request, timeout=10, context=server.context) as response:  # noqa: S310
         data, header_length = response.read(), response.headers.get("Inference-Header-Content-Length")
+    if expected is None:
+        return
     if (header_length is not None) != (body.name == "binary"):
         raise RuntimeError(f"{server.name} answered the {body.name} request with header length {header_length}")
     scores = scores_of(data, header_length)
-    if len(scores) != 10 * rows:
-        raise RuntimeError(f"{server.name} answered {len(scores)} scores for {rows} rows ({body.name})")
-    for row in range(rows):
-        row_scores = scores[10 * row : 10 * row + 10]
-        best = max(range(10), key=row_scores.__getitem__)
-        if best != 0:
-            raise RuntimeError(f"{server.name} classifies the benchmark's zero as {best} ({body.name}): {row_scores}")
+    if len(scores) != len(expected) or any(abs(a - b) > 1e-5 for a, b in zip(scores, expected, strict=True)):
+        raise RuntimeError(
+            f"{server.name} answers {scores[:10]}... ({len(scores)} scores, {body.name}) where ONNX Runtime "
+            f"gives {expected[:10]}... ({len(expected)})"
+        )
+
+
+@dataclass(frozen=True)
+class Running:
+    server: Server
+    auth: bool
+    floor: bool  # answers a constant: checked for its 200, not its scores
 
 
 def load_runs(
-    servers: list[tuple[Server, bool]],
+    servers: list[Running],
     bodies: list[Body],
     *,
     levels: list[int],
     duration: float,
     warmup: float,
     rounds: int,
-    rows: int,
+    expected: list[float],
 ) -> list[Run]:
     """Every (server, body, level) ``rounds`` times, interleaved; one Run each, the median round's figures."""
-    for server, auth in servers:
+    for r in servers:
         for body in bodies:
-            check_answer(server, body, auth, rows)
-            wrk(server.infer_url, body, auth, max(levels), warmup)  # warm caches, allocator
+            check_answer(r.server, body, r.auth, None if r.floor else expected)
+            wrk(r.server, body, r.auth, max(levels), warmup)  # warm caches, allocator
     samples: dict[tuple[str, str, int], list[Run]] = {}
     for round_ in range(rounds):
         for c in levels:
             for body in bodies:
-                for server, auth in servers:
-                    rps, p50, p99, total, errors = wrk(server.infer_url, body, auth, c, duration)
-                    samples.setdefault((server.name, body.name, c), []).append(
-                        Run(server.name, body.name, c, rps, p50, p99, int(total), int(errors))
-                    )
-                    log(f"round {round_ + 1} {server.name} {body.name} c={c}: {rps:.0f} req/s p50 {p50:.2f} ms "
-                        f"p99 {p99:.2f} ms errors {int(errors)}")  # fmt: skip
+                for r in servers:
+                    run = wrk(r.server, body, r.auth, c, duration)
+                    samples.setdefault((run.server, body.name, c), []).append(run)
+                    log(f"round {round_ + 1} {run.server} {body.name} c={c}: {run.rps:.0f} req/s "
+                        f"p50 {run.p50_ms:.2f} ms p99 {run.p99_ms:.2f} ms {run.cpu_us:.0f} us CPU/req "
+                        f"others {run.others_cores:.2f} cores errors {run.errors}")  # fmt: skip
     runs = []
     for (name, body_name, c), rs in samples.items():
         runs.append(Run(
             name, body_name, c, statistics.median(r.rps for r in rs), statistics.median(r.p50_ms for r in rs),
             statistics.median(r.p99_ms for r in rs), sum(r.requests for r in rs), sum(r.errors for r in rs),
+            statistics.median(r.cpu_us for r in rs), max(r.others_cores for r in rs),
         ))  # fmt: skip
     return runs
 
@@ -373,18 +522,25 @@ def venv_size_mb(name: str, requirements: list[str]) -> float:
     return float(out.stdout.split()[0])
 
 
+SERVERS: Final = ("mlapp", "mlapp-plain", "floor", "floor-tls", "floor-uvicorn", "kserve", "kserve-quiet", "triton")
+# Each server's floor: the no-op under the same transport.
+FLOOR_OF: Final = {"mlapp": "floor-tls", "floor-tls": "floor-tls"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", default="1,4,16,64")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--startup-runs", type=int, default=5)
-    parser.add_argument("--skip-kserve", action="store_true")
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"which, of {', '.join(SERVERS)}")
     parser.add_argument("--skip-sizes", action="store_true")
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; figures are medians")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; figures are medians")
     parser.add_argument("--baseline-app", type=Path, help="also serve from this app/ directory, as mlapp-baseline")
     parser.add_argument("--bodies", default="json,binary", help=f"request bodies, of {', '.join(BODIES)}")
     parser.add_argument("--rows", type=int, default=1, help="digits per request (the tensor's first dimension)")
+    parser.add_argument("--quiet-wait", type=float, default=120.0, help="seconds to wait for a quiet machine")
+    parser.add_argument("--quiet-threshold", type=float, default=0.15, help="busy share counted as quiet")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -394,41 +550,65 @@ def main() -> int:
     unknown = [b for b in args.bodies.split(",") if b not in BODIES]
     if unknown:
         parser.error(f"--bodies: unknown {', '.join(unknown)}; choose from {', '.join(BODIES)}")
+    chosen = args.servers.split(",")
+    unknown = [name for name in chosen if name not in SERVERS]
+    if unknown:
+        parser.error(f"--servers: unknown {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
     if not 1 <= args.rows <= MAX_ROWS:
         parser.error(f"--rows must be between 1 and {MAX_ROWS}, got {args.rows}")
     bodies = [BODIES[b](args.rows) for b in args.bodies.split(",")]
     WORK.mkdir(exist_ok=True)
     store = ensure_model()
+    expected = reference_scores(store, args.rows)
     results: dict[str, object] = {"concurrency": levels, "duration_s": args.duration, "rows": args.rows}
 
     # mlapp as a pod runs it (HTTPS, a certificate from a throwaway CA: tools/devcert.py), and
     # mlapp-plain, the same server over plain HTTP like the peers, so TLS's own cost shows.
     tls = make_certificates(WORK / "tls")
     tls_env = {"MLAPP_TLS_CERT_FILE": str(tls.cert), "MLAPP_TLS_KEY_FILE": str(tls.key)}
+    tls_args = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
     context = ssl.create_default_context(cafile=str(tls.ca))
     plain = {"MLAPP_PLAIN_HTTP": "1"}
-    servers: list[tuple[str, object, bool]] = [
-        ("mlapp", lambda: start_ours(store, context=context, extra_env=tls_env), True),
-        ("mlapp-plain", lambda: start_ours(store, "mlapp-plain", extra_env=plain), True),
-    ]
+    # name -> (start, sends basic auth, is a floor)
+    available: dict[str, tuple[Callable[[], Server], bool, bool]] = {
+        "mlapp": (lambda: start_ours(store, context=context, extra_env=tls_env), True, False),
+        "mlapp-plain": (lambda: start_ours(store, "mlapp-plain", extra_env=plain), True, False),
+        "floor": (lambda: start_floor("floor", []), False, True),
+        "floor-tls": (lambda: start_floor("floor-tls", tls_args, context), False, True),
+        "floor-uvicorn": (lambda: start_floor("floor-uvicorn", ["--uvicorn"]), False, True),
+    }
+    if "kserve" in chosen or "kserve-quiet" in chosen:
+        python = ensure_kserve_venv()
+        available["kserve"] = (lambda: start_kserve(python, store), False, False)
+        available["kserve-quiet"] = (lambda: start_kserve(python, store, "kserve-quiet", quiet=True), False, False)
+    if "triton" in chosen and args.rows > TRITON_MAX_ROWS:
+        log(f"triton left out: its model takes at most {TRITON_MAX_ROWS} rows a request (bench/triton_model.py)")
+        chosen.remove("triton")
+    if "triton" in chosen:
+        triton_python = ensure_triton_venv()
+        available["triton"] = (lambda: start_triton(triton_python, store), False, False)
+    servers = [(name, *available[name]) for name in chosen]
     if args.baseline_app:
         baseline = args.baseline_app.resolve()
         # An app from before TLS ignores the variable and serves plain HTTP.
-        servers.append(("mlapp-baseline", lambda: start_ours(store, "mlapp-baseline", baseline, extra_env=plain), True))
-    if not args.skip_kserve:
-        python = ensure_kserve_venv()
-        servers.append(("kserve", lambda: start_kserve(python, store), False))
+        servers.append(
+            ("mlapp-baseline", lambda: start_ours(store, "mlapp-baseline", baseline, extra_env=plain), True, False)
+        )
 
     startup: dict[str, list[float]] = {}
-    for name, start, _auth in servers:
-        startup[name] = measure_startup(start, args.startup_runs)
-        log(f"{name} start to ready: median {statistics.median(startup[name]):.3f}s")
-    running: list[tuple[Server, bool]] = []
+    for name, start, _auth, floor in servers:
+        if not floor:
+            startup[name] = measure_startup(start, args.startup_runs)
+            log(f"{name} start to ready: median {statistics.median(startup[name]):.3f}s")
+    running: list[Running] = []
     try:
-        for _name, start, auth in servers:
-            server: Server = start()  # type: ignore[operator]
-            running.append((server, auth))
+        for _name, start, auth, floor in servers:
+            server = start()
+            running.append(Running(server, auth, floor))
             server.wait_ready()
+        quiet = wait_quiet(args.quiet_wait, args.quiet_threshold)
+        log(quiet)
+        results["machine"] = quiet
         runs = load_runs(
             running,
             bodies,
@@ -436,11 +616,11 @@ def main() -> int:
             duration=args.duration,
             warmup=args.warmup,
             rounds=args.rounds,
-            rows=args.rows,
+            expected=expected,
         )
     finally:
-        for server, _auth in running:
-            server.stop()
+        for r in running:
+            r.server.stop()
     results["runs"] = [asdict(r) for r in runs]
     results["startup_s"] = startup
 
@@ -451,33 +631,56 @@ def main() -> int:
         )
         sizes["torch==2.13.0"] = venv_size_mb("size-torch", ["torch==2.13.0"])
         results["sizes_mb"] = sizes
-
-    print("| server | body | concurrency | req/s | p50 ms | p99 ms | requests | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for r in runs:
-        print(f"| {r.server} | {r.body} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-              f"| {r.requests} | {r.errors} |")  # fmt: skip
-    by = {(r.server, r.body, r.concurrency): r.rps for r in runs}
-    pairs = [((ours, b), (peer, b)) for b in (x.name for x in bodies)
-             for ours, peer in (("mlapp", "kserve"), ("mlapp-plain", "kserve"), ("mlapp-plain", "mlapp-baseline"),
-                                ("mlapp", "mlapp-plain"))]  # fmt: skip
-    pairs += [((name, "binary"), (name, "json")) for name, _start, _auth in servers]
-    for (ours, ours_body), (peer, peer_body) in pairs:
-        for c in levels:
-            if by.get((peer, peer_body, c), 0) > 0 and (ours, ours_body, c) in by:
-                ratio = by[(ours, ours_body, c)] / by[(peer, peer_body, c)]
-                print(f"\nthroughput ratio {ours} {ours_body} / {peer} {peer_body} at c={c}: {ratio:.2f}x", end="")
-    print()
+    report(runs, [b.name for b in bodies], levels, [name for name, *_ in servers], quiet)
     for name, times in startup.items():
-        print(f"\nstart to ready, {name}: median {statistics.median(times):.3f}s, "
-              f"max {max(times):.3f}s over {len(times)} starts", end="")  # fmt: skip
-    print()
+        print(f"start to ready, {name}: median {statistics.median(times):.3f}s, "
+              f"max {max(times):.3f}s over {len(times)} starts")  # fmt: skip
     for name, mb in sizes.items():
-        print(f"\ninstalled size, {name}: {mb:.0f} MB", end="")
-    print()
+        print(f"installed size, {name}: {mb:.0f} MB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def report(runs: list[Run], bodies: list[str], levels: list[int], names: list[str], machine: str) -> None:
+    """The table, then each server's throughput against its floor (same transport) and mlapp's against
+    each peer."""
+    print(f"machine: {machine}\n")
+    print("| server | body | concurrency | req/s | p50 ms | p99 ms | CPU us/req | other cores | requests | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
+        print(f"| {r.server} | {r.body} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+              f"| {r.cpu_us:.0f} | {r.others_cores:.2f} | {r.requests} | {r.errors} |")  # fmt: skip
+    by = {(r.server, r.body, r.concurrency): r.rps for r in runs}
+    pairs: list[tuple[str, str]] = []
+    for name in names:
+        floor = FLOOR_OF.get(name, "floor")
+        if name != floor and floor in names:
+            pairs.append((name, floor))
+    for ours in ("mlapp", "mlapp-plain"):
+        peers = [p for p in names if p not in ("mlapp", "mlapp-plain") and not p.startswith("floor")]
+        pairs += [(ours, peer) for peer in peers if ours in names]
+    if "mlapp" in names and "mlapp-plain" in names:
+        pairs.append(("mlapp", "mlapp-plain"))
+    print()
+    for body in bodies:
+        for ours, peer in pairs:
+            ratios = [
+                f"c={c} {by[(ours, body, c)] / by[(peer, body, c)]:.2f}x"
+                for c in levels
+                if by.get((peer, body, c), 0) > 0 and (ours, body, c) in by
+            ]
+            if ratios:
+                print(f"throughput {ours} / {peer} ({body}): {', '.join(ratios)}")
+        if "binary" in bodies and "json" in bodies and body == "binary":
+            for name in names:
+                ratios = [
+                    f"c={c} {by[(name, 'binary', c)] / by[(name, 'json', c)]:.2f}x"
+                    for c in levels
+                    if by.get((name, "json", c), 0) > 0 and (name, "binary", c) in by
+                ]
+                if ratios:
+                    print(f"throughput {name} binary / json: {', '.join(ratios)}")
 
 
 if __name__ == "__main__":
