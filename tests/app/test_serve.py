@@ -354,6 +354,28 @@ def test_one_json_log_line_per_request_without_credentials(server: Server) -> No
     assert "authorization" not in server.log.lower()
 
 
+def test_an_access_line_is_one_json_object_whatever_the_path_holds() -> None:
+    from mlapp.serve.logs import AccessLog
+
+    access = AccessLog()
+    hostile = '/v2/"quoted"\\back\nnew\x00line\u00e9'
+    access.request('PO"ST', hostile, 404, 0.002)
+    (line,) = access._lines
+    assert line.count(b"\n") == 1
+    assert line.endswith(b"\n")
+    entry = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry.pop("time"))
+    assert entry == {
+        "level": "INFO",
+        "logger": "mlapp.access",
+        "message": "request",
+        "method": 'PO"ST',
+        "path": hostile,
+        "status": 404,
+        "duration_ms": 2.0,
+    }
+
+
 # ---------------------------------------------------------------- lifecycle
 
 

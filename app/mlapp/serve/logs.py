@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -38,6 +38,12 @@ def configure_logging(level: int) -> None:
     root.setLevel(level)
 
 
+_ACCESS_LINE: Final = (
+    b'{"time":"%s.%03dZ","level":"INFO","logger":"mlapp.access","message":"request",'
+    b'"method":%s,"path":%s,"status":%d,"duration_ms":%.3f}\n'
+)
+
+
 class AccessLog:
     """One JSON line per request, in the same shape as the other log lines.
 
@@ -51,7 +57,7 @@ class AccessLog:
     def __init__(self) -> None:
         self._lines: list[bytes] = []
         self._second = -1
-        self._stamp = ""
+        self._stamp = b""
         self._task: asyncio.Task[None] | None = None
 
     def request(self, method: str, path: str, status: int, elapsed: float) -> None:
@@ -59,18 +65,20 @@ class AccessLog:
         second = int(now)
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        entry = {
-            "time": f"{self._stamp}.{int((now - second) * 1000):03d}Z",
-            "level": "INFO",
-            "logger": "mlapp.access",
-            "message": "request",
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round(elapsed * 1000, 3),
-        }
-        self._lines.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        # The line as bytes formatting, not a dict through orjson: half the cost, the same JSON.
+        # Method and path go through orjson, which escapes them as JSON strings.
+        self._lines.append(
+            _ACCESS_LINE
+            % (
+                self._stamp,
+                int((now - second) * 1000),
+                orjson.dumps(method),
+                orjson.dumps(path),
+                status,
+                elapsed * 1000,
+            )
+        )
 
     def flush(self) -> None:
         if self._lines:

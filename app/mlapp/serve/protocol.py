@@ -7,6 +7,7 @@ carrying the message the caller sees.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -285,7 +286,8 @@ def fp32_numbers(data: list[Any]) -> npt.NDArray[np.float32]:
     first: straight from a flat list, or from an object array (which converts
     nothing) for nested rows.
     """
-    if data and isinstance(data[0], list):
+    nested = bool(data) and isinstance(data[0], list)
+    if nested:
         try:
             elements: Any = np.asarray(data, dtype=object).ravel()
         except ValueError as e:  # ragged nesting
@@ -299,8 +301,14 @@ def fp32_numbers(data: list[Any]) -> npt.NDArray[np.float32]:
         )
         raise BadRequest(f"input data must be numbers only (FP32); found {', '.join(names)}")
     try:
-        with np.errstate(over="ignore"):  # past FP32's range becomes inf, refused below
-            arr = np.asarray(data, dtype=np.float32)
+        if nested:
+            with np.errstate(over="ignore"):  # past FP32's range becomes inf, refused below
+                arr = np.asarray(data, dtype=np.float32)
+        else:
+            # The flat list (what clients send) through the array module: it converts as C does, past
+            # FP32's range to inf with no warning, so it needs no np.errstate, whose context costs more
+            # than the conversion itself (about 2.4 us of a 10 us parse, issue 16).
+            arr = np.frombuffer(array("f", data), dtype=np.float32)
     except (OverflowError, ValueError) as e:  # an int past float's range; ragged nesting
         raise BadRequest(f"input data must be numbers FP32 can hold, in equal rows: {e}") from e
     if not np.isfinite(arr).all():
