@@ -81,6 +81,8 @@ class Run:
     # machine (not the server, not wrk) kept busy during the run: the noise each figure carries.
     cpu_us: float = 0.0
     others_cores: float = 0.0
+    # Rows per ONNX Runtime run during the run, from mlapp's own mlapp_inference_batch_size (0: not mlapp).
+    avg_batch: float = 0.0
 
 
 def log(msg: str) -> None:
@@ -222,6 +224,7 @@ class Server:
     ) -> None:
         self.name = name
         self.ready_path = ready_path
+        self.metrics_url = ""  # mlapp's internal port, where it counts its batches
         self.port = port
         # With a context the server speaks TLS, and readiness is checked against that context's CA.
         self.context = context
@@ -275,7 +278,9 @@ def start_ours(
         MLAPP_AUTH_USERNAME=USER, MLAPP_AUTH_PASSWORD=PASSWORD,
         **{"MLAPP_METRICS_PORT": str(free_port()), **(extra_env or {})},  # several servers side by side
     )  # fmt: skip
-    return Server(name, [sys.executable, "-m", "mlapp.serve"], env, port, context)
+    server = Server(name, [sys.executable, "-m", "mlapp.serve"], env, port, context)
+    server.metrics_url = f"http://127.0.0.1:{env['MLAPP_METRICS_PORT']}/metrics"
+    return server
 
 
 def start_floor(name: str, extra: list[str], context: ssl.SSLContext | None = None) -> Server:
@@ -338,6 +343,19 @@ def lua_string(data: bytes) -> str:
     return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
 
 
+def batch_totals(server: Server) -> tuple[float, float]:
+    """mlapp's rows and runs so far (its mlapp_inference_batch_size sum and count); zeros for a peer."""
+    if not server.metrics_url:
+        return 0.0, 0.0
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:  # noqa: S310 - loopback only
+        text = response.read().decode()
+    rows = re.search(r"^mlapp_inference_batch_size_sum (\S+)$", text, re.M)
+    runs = re.search(r"^mlapp_inference_batch_size_count (\S+)$", text, re.M)
+    if rows is None or runs is None:
+        raise RuntimeError(f"{server.name}: no mlapp_inference_batch_size in {server.metrics_url}")
+    return float(rows.group(1)), float(runs.group(1))
+
+
 def wrk(server: Server, body: Body, auth: bool, concurrency: int, duration: float) -> Run:
     """One load run against ``server``: wrk's figures, the server's CPU per request and the other load."""
     script = WORK / "request.lua"
@@ -350,11 +368,14 @@ def wrk(server: Server, body: Body, auth: bool, concurrency: int, duration: floa
     seconds = max(1, round(duration))
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "10s",
            "-s", str(script), server.infer_url]  # fmt: skip
+    batches0 = batch_totals(server)
     server_cpu0, (busy0, _), wrk0 = server.cpu_seconds(), machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
     wall = time.monotonic() - started
     server_cpu1, (busy1, _), wrk1 = server.cpu_seconds(), machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    batches1 = batch_totals(server)
+    runs = batches1[1] - batches0[1]
     text = out.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
@@ -367,7 +388,8 @@ def wrk(server: Server, body: Body, auth: bool, concurrency: int, duration: floa
     wrk_cpu = (wrk1.ru_utime + wrk1.ru_stime) - (wrk0.ru_utime + wrk0.ru_stime)
     others = max(0.0, (busy1 - busy0) - server_cpu - wrk_cpu) / wall
     return Run(server.name, body.name, concurrency, rps, p50, p99, total, errors,
-               cpu_us=server_cpu / max(total, 1) * 1e6, others_cores=others)  # fmt: skip
+               cpu_us=server_cpu / max(total, 1) * 1e6, others_cores=others,
+               avg_batch=(batches1[0] - batches0[0]) / runs if runs else 0.0)  # fmt: skip
 
 
 # sklearn's digits.images[0] (a zero), values 0-16.
@@ -493,13 +515,15 @@ def load_runs(
                     samples.setdefault((run.server, body.name, c), []).append(run)
                     log(f"round {round_ + 1} {run.server} {body.name} c={c}: {run.rps:.0f} req/s "
                         f"p50 {run.p50_ms:.2f} ms p99 {run.p99_ms:.2f} ms {run.cpu_us:.0f} us CPU/req "
-                        f"others {run.others_cores:.2f} cores errors {run.errors}")  # fmt: skip
+                        f"others {run.others_cores:.2f} cores batch {run.avg_batch:.1f} "
+                        f"errors {run.errors}")  # fmt: skip
     runs = []
     for (name, body_name, c), rs in samples.items():
         runs.append(Run(
             name, body_name, c, statistics.median(r.rps for r in rs), statistics.median(r.p50_ms for r in rs),
             statistics.median(r.p99_ms for r in rs), sum(r.requests for r in rs), sum(r.errors for r in rs),
             statistics.median(r.cpu_us for r in rs), max(r.others_cores for r in rs),
+            statistics.median(r.avg_batch for r in rs),
         ))  # fmt: skip
     return runs
 
@@ -646,11 +670,14 @@ def report(runs: list[Run], bodies: list[str], levels: list[int], names: list[st
     """The table, then each server's throughput against its floor (same transport) and mlapp's against
     each peer."""
     print(f"machine: {machine}\n")
-    print("| server | body | concurrency | req/s | p50 ms | p99 ms | CPU us/req | other cores | requests | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| server | body | concurrency | req/s | p50 ms | p99 ms | p99/p50 | CPU us/req | avg batch "
+          "| other cores | requests | errors |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
+        batch = f"{r.avg_batch:.1f}" if r.avg_batch else "-"
         print(f"| {r.server} | {r.body} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-              f"| {r.cpu_us:.0f} | {r.others_cores:.2f} | {r.requests} | {r.errors} |")  # fmt: skip
+              f"| {r.p99_ms / r.p50_ms:.1f} | {r.cpu_us:.0f} | {batch} | {r.others_cores:.2f} | {r.requests} "
+              f"| {r.errors} |")  # fmt: skip
     by = {(r.server, r.body, r.concurrency): r.rps for r in runs}
     pairs: list[tuple[str, str]] = []
     for name in names:
