@@ -31,6 +31,7 @@ from components.target import (
 )
 from mlapp import contract
 from mlstack import catalogue, rules
+from mlstack.monitoring import ScrapeBy
 from mlstack.problems import Problem, format_problems
 
 GCS_FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
@@ -311,6 +312,7 @@ class GkeGpuCluster(pulumi.ComponentResource):
     model_store: ModelStore
     external_load_balancer: bool
     metrics_scrapers: tuple[Peer, ...]
+    scrape_by: ScrapeBy
     pod_egress: tuple[Destination, ...]
     kube_context: str | None
     cluster_name: pulumi.Output[str]
@@ -347,6 +349,7 @@ class GkeGpuCluster(pulumi.ComponentResource):
         self.model_store = gcs_model_store(bucket.name)
         self.external_load_balancer = True
         self.metrics_scrapers = METRICS_SCRAPERS
+        self.scrape_by = "gmp"
         self.pod_egress = NODE_DNS
         self.kube_context = None  # the kubeconfig names its own context
         self.location = args.location
@@ -464,6 +467,14 @@ class GkeGpuCluster(pulumi.ComponentResource):
             ),
             # Enforces the workloads' NetworkPolicies (DATAPATH_PROVIDER says why this one).
             datapath_provider=DATAPATH_PROVIDER,
+            # Managed Service for Prometheus's managed collection: the gmp-system collectors that read our
+            # PodMonitoring objects (METRICS_SCRAPERS). Said explicitly rather than left to a default that
+            # depends on the cluster's version and how it was made: the API's
+            # MonitoringConfig.managedPrometheusConfig.enabled, "Enable Managed Collection"
+            # (https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters).
+            monitoring_config=container.ClusterMonitoringConfigArgs(
+                managed_prometheus=container.ClusterMonitoringConfigManagedPrometheusArgs(enabled=True)
+            ),
             addons_config=container.ClusterAddonsConfigArgs(
                 gcs_fuse_csi_driver_config=container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
             ),

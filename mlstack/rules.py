@@ -120,6 +120,19 @@ def own_certificate(certificate_set: bool, private_key_set: bool) -> list[Proble
     ]
 
 
+def metrics_namespace(namespace: str, app_namespace: str) -> list[Problem]:
+    """The namespace whose pods may scrape the app: a DNS-1123 label, and not the app's own namespace
+    (every pod there, the internet-facing server included, would be let in)."""
+    problems = parsed("localMetricsNamespace", namespace, validate.dns1123_label)
+    if not problems and namespace == app_namespace:
+        reason = (
+            "must not be the app's own namespace (mlstack:namespace): every pod there would reach the metrics ports; "
+            "name the namespace your Prometheus runs in"
+        )
+        problems.append(Problem("localMetricsNamespace", namespace, reason))
+    return problems
+
+
 def replicas(minimum: int, maximum: int) -> list[Problem]:
     if maximum >= minimum:
         return []

@@ -79,6 +79,7 @@ class LocalConfig:
 
     kube_context: str | None  # None: the kubeconfig's current context
     registry: str | None  # None: no registry, images must already be on the nodes
+    metrics_namespace: str  # where the cluster's Prometheus runs: it alone may scrape the pods
     cloud: Literal["local"] = "local"
 
 
@@ -331,7 +332,11 @@ def load() -> StackConfig:
     elif cloud == "azure":
         target = _azure(r, training.gpus, _gpu_build(images.trainer_build))
     else:
-        target = LocalConfig(kube_context=r.string("kubeContext", _optional(_context), None), registry=local_registry)
+        target = LocalConfig(
+            kube_context=r.string("kubeContext", _optional(_context), None),
+            registry=local_registry,
+            metrics_namespace=_metrics_namespace(r, app.namespace),
+        )
 
     if not r.problems:  # judged on values that are each valid
         _capacity(r, serving, training, target)
@@ -375,6 +380,13 @@ def _own_certificate(r: _Reader) -> tuple[pulumi.Output[str] | None, pulumi.Outp
     if certificate is None or private_key is None:
         return None, None
     return certificate, private_key
+
+
+def _metrics_namespace(r: _Reader, app_namespace: str) -> str:
+    value = r.text("localMetricsNamespace")
+    if value or r.cfg.get("localMetricsNamespace") == "":
+        r.add(rules.metrics_namespace(value, app_namespace))
+    return value
 
 
 def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:

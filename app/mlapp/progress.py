@@ -58,7 +58,7 @@ GATE = prom.Gauge(
 
 ENV_RANK = "RANK"  # torchrun's global rank
 ENV_LOCAL_RANK = "LOCAL_RANK"  # torchrun's rank within the pod
-ENV_LINGER = "MLAPP_METRICS_LINGER_SECONDS"
+ENV_LINGER = contract.ENV_METRICS_LINGER_SECONDS
 MAX_LINGER_SECONDS = 600
 
 

@@ -1,0 +1,122 @@
+"""How each cluster's own collector finds the app's metrics: pure builders of the scrape objects.
+
+No monitoring stack of our own runs anywhere; each target's collector is told what to scrape in
+its own way (``ClusterTarget.scrape_by``):
+
+- ``gmp``: Google Cloud Managed Service for Prometheus on GKE reads ``PodMonitoring`` objects
+  (monitoring.googleapis.com/v1) in the pods' namespace; its collectors scrape the selected pods'
+  named port (GoogleCloudPlatform/prometheus-engine, charts/operator/crds, v0.17.2).
+- ``azure-monitor``: Azure Monitor managed Prometheus on AKS reads ``PodMonitor`` objects of its
+  own group, azmonitoring.coreos.com/v1 ("The only change required to the existing OSS CRs ... for
+  being picked up by the Managed Prometheus is the API group",
+  https://learn.microsoft.com/azure/azure-monitor/containers/prometheus-metrics-scrape-crd), and
+  asks for the label limits its pipeline accepts (Azure/prometheus-collector,
+  otelcollector/customresources/pod-monitor-template.yaml: "These ensure that the metrics don't get
+  dropped").
+- ``prometheus-annotations``: a Prometheus that discovers by annotation (the community chart's
+  ``kubernetes-service-endpoints`` and ``kubernetes-pods`` jobs, prometheus-community/helm-charts,
+  charts/prometheus/values.yaml) scrapes the annotated metrics Service and the annotated trainer pod.
+
+Each object is validated strictly against the CRD vendored in deploy/crds/ (tools/crds.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from mlapp import contract
+
+ScrapeBy = Literal["gmp", "azure-monitor", "prometheus-annotations"]
+SCRAPE_BY: Final[tuple[ScrapeBy, ...]] = ("gmp", "azure-monitor", "prometheus-annotations")
+
+GMP_API_VERSION: Final = "monitoring.googleapis.com/v1"
+GMP_KIND: Final = "PodMonitoring"
+AZURE_API_VERSION: Final = "azmonitoring.coreos.com/v1"
+AZURE_KIND: Final = "PodMonitor"
+# Azure/prometheus-collector, otelcollector/customresources/pod-monitor-template.yaml.
+AZURE_LABEL_LIMITS: Final = {"labelLimit": 63, "labelNameLengthLimit": 511, "labelValueLengthLimit": 1023}
+
+# The servers are scraped every 30 s; the trainer every 15 s, a run being minutes long.
+SERVER_SCRAPE_SECONDS: Final = 30
+TRAINER_SCRAPE_SECONDS: Final = 15
+# A Prometheus that discovers by annotation scrapes at its own global interval: the community
+# chart's default is 1m (charts/prometheus/values.yaml, server.global.scrape_interval).
+ANNOTATION_SCRAPE_SECONDS: Final = 60
+
+# The annotations the community chart's discovery jobs read (see the module docstring).
+PROMETHEUS_SCRAPE: Final = "prometheus.io/scrape"
+PROMETHEUS_PORT: Final = "prometheus.io/port"
+PROMETHEUS_PATH: Final = "prometheus.io/path"
+PROMETHEUS_SCHEME: Final = "prometheus.io/scheme"
+
+
+def scrape_annotations() -> dict[str, str]:
+    """Where a Prometheus that discovers by annotation scrapes a Service or pod: the metrics port, plain HTTP."""
+    return {
+        PROMETHEUS_SCRAPE: "true",
+        PROMETHEUS_PORT: str(contract.METRICS_PORT),
+        PROMETHEUS_PATH: contract.METRICS_PATH,
+        PROMETHEUS_SCHEME: "http",
+    }
+
+
+def trainer_linger_seconds(scrape_by: ScrapeBy) -> int:
+    """How long the trainer keeps serving its metrics after the verdict: two of the collector's intervals.
+
+    Collectors scrape running pods only (app/mlapp/progress.py says where that is written), so the
+    verdict must be up through at least one more scrape after it is set.
+    """
+    interval = ANNOTATION_SCRAPE_SECONDS if scrape_by == "prometheus-annotations" else TRAINER_SCRAPE_SECONDS
+    return 2 * interval
+
+
+@dataclass(frozen=True)
+class ScrapeObject:
+    """A custom object telling the cluster's collector to scrape one role's pods."""
+
+    api_version: str
+    kind: str
+    spec: dict[str, Any]
+
+
+def scrape_object(scrape_by: ScrapeBy, pod_labels: Mapping[str, str], interval_seconds: int) -> ScrapeObject | None:
+    """The object that has the collector scrape the pods with ``pod_labels`` on their ``metrics`` port;
+    None where annotations do it (``prometheus-annotations``)."""
+    selector = {"matchLabels": dict(pod_labels)}
+    interval = f"{interval_seconds}s"
+    if scrape_by == "gmp":
+        return ScrapeObject(
+            GMP_API_VERSION,
+            GMP_KIND,
+            {
+                "selector": selector,
+                "endpoints": [
+                    {
+                        "port": contract.METRICS_PORT_NAME,
+                        "path": contract.METRICS_PATH,
+                        "scheme": "http",
+                        "interval": interval,
+                    }
+                ],
+            },
+        )
+    if scrape_by == "azure-monitor":
+        return ScrapeObject(
+            AZURE_API_VERSION,
+            AZURE_KIND,
+            {
+                **AZURE_LABEL_LIMITS,
+                "selector": selector,
+                "podMetricsEndpoints": [
+                    {
+                        "port": contract.METRICS_PORT_NAME,
+                        "path": contract.METRICS_PATH,
+                        "scheme": "http",
+                        "interval": interval,
+                    }
+                ],
+            },
+        )
+    return None
