@@ -68,9 +68,8 @@ class Reporter:
     def __init__(self, model: str, version: str, epochs: int, min_accuracy: float, rank: int = 0) -> None:
         self.model, self.version, self.rank = model, version, rank
         run = {"model": model, "version": version}
-        ranked = {**run, "rank": str(rank)}
-        self._epoch, self._step, self._loss = EPOCH.labels(**ranked), STEP.labels(**ranked), LOSS.labels(**ranked)
-        self._accuracy = ACCURACY.labels(**ranked)
+        # The per-epoch series appear with the first epoch: a 0 before it would read as a measurement.
+        self._ranked = {**run, "rank": str(rank)}
         self._min_accuracy = min_accuracy
         EPOCHS.labels(**run).set(epochs)
         MIN_ACCURACY.labels(**run).set(min_accuracy)
@@ -78,10 +77,10 @@ class Reporter:
 
     def epoch_done(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
         """Epoch ``epoch`` (1-based) has ended at ``step`` with this mean loss and held-out accuracy."""
-        self._epoch.set(epoch)
-        self._step.set(step)
-        self._loss.set(loss)
-        self._accuracy.set(accuracy)
+        EPOCH.labels(**self._ranked).set(epoch)
+        STEP.labels(**self._ranked).set(step)
+        LOSS.labels(**self._ranked).set(loss)
+        ACCURACY.labels(**self._ranked).set(accuracy)
         log.info("%s", self._line("epoch", epoch=epoch, step=step, loss=loss, heldout_accuracy=accuracy))
 
     def verdict(self, accuracy: float) -> bool:
