@@ -468,10 +468,14 @@ class GkeGpuCluster(pulumi.ComponentResource):
             # Enforces the workloads' NetworkPolicies (DATAPATH_PROVIDER says why this one).
             datapath_provider=DATAPATH_PROVIDER,
             # Managed Service for Prometheus's managed collection: the gmp-system collectors that read our
-            # PodMonitoring objects (METRICS_SCRAPERS). Said explicitly rather than left to a default that
-            # depends on the cluster's version and how it was made: the API's
-            # MonitoringConfig.managedPrometheusConfig.enabled, "Enable Managed Collection"
-            # (https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters).
+            # PodMonitoring objects (METRICS_SCRAPERS); the API's MonitoringConfig.managedPrometheusConfig
+            # .enabled, "Enable Managed Collection" (Google.Cloud.Container.V1 ManagedPrometheusConfig). On by
+            # default on new Standard clusters from GKE 1.27 (GKE release notes, June 26 2023, as cited in
+            # GoogleCloudPlatform/kubeflow-distribution#422), as the shipped stack's 1.33 is; said explicitly
+            # all the same, for an older minVersion and so that no default change turns our scraping off unseen.
+            # monitoring_config may not be set beside the legacy monitoring_service ("Cannot specify
+            # logging_config or monitoring_config together with logging_service or monitoring_service",
+            # hashicorp/terraform-provider-google#12385), which the cluster leaves unset.
             monitoring_config=container.ClusterMonitoringConfigArgs(
                 managed_prometheus=container.ClusterMonitoringConfigManagedPrometheusArgs(enabled=True)
             ),
