@@ -37,7 +37,7 @@ from components.target import (
     pod_placement,
 )
 from mlstack import acr_token, catalogue, rules
-from mlstack.monitoring import ScrapeBy
+from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
 # Built-in role "AcrPull" (the same id in every subscription).
@@ -230,7 +230,7 @@ class AksGpuCluster(pulumi.ComponentResource):
         )
         self.external_load_balancer = True
         self.metrics_scrapers = METRICS_SCRAPERS
-        self.scrape_by = "azure-monitor"
+        self.scrape_by = CLOUD_SCRAPE_BY["azure"]
         self.pod_egress: tuple[Destination, ...] = ()  # the cluster's DNS pods answer every lookup
         self.kube_context = None  # the kubeconfig names its own context
         self.cluster_name = cluster.name

@@ -31,7 +31,7 @@ from components.target import (
 )
 from mlapp import contract
 from mlstack import catalogue, rules
-from mlstack.monitoring import ScrapeBy
+from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
 GCS_FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
@@ -349,7 +349,7 @@ class GkeGpuCluster(pulumi.ComponentResource):
         self.model_store = gcs_model_store(bucket.name)
         self.external_load_balancer = True
         self.metrics_scrapers = METRICS_SCRAPERS
-        self.scrape_by = "gmp"
+        self.scrape_by = CLOUD_SCRAPE_BY["gcp"]
         self.pod_egress = NODE_DNS
         self.kube_context = None  # the kubeconfig names its own context
         self.location = args.location

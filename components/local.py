@@ -14,7 +14,7 @@ import yaml
 
 from components.target import Destination, GpuScheduling, ModelStore, Peer, Registry, StorageClaim
 from mlstack import rules, validate
-from mlstack.monitoring import ScrapeBy
+from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import format_problems
 
 
@@ -131,7 +131,7 @@ class LocalCluster(pulumi.ComponentResource):
         self.metrics_scrapers: tuple[Peer, ...] = (Peer(args.metrics_namespace),)
         # A Prometheus of the user's own, which discovers what to scrape by annotation (docs say how to
         # run one with a single command).
-        self.scrape_by: ScrapeBy = "prometheus-annotations"
+        self.scrape_by: ScrapeBy = CLOUD_SCRAPE_BY["local"]
         # NetworkPolicies are enforced only by a network plugin that implements them: kind's kindnetd does
         # since kind v0.24.0 ("Out-of-the-box support for network policy via
         # sigs.k8s.io/kube-network-policies", release notes); minikube's default does not ("--cni calico",

@@ -593,9 +593,13 @@ def metrics_service_spec(app: App) -> k8s.core.v1.ServiceSpecArgs:
     )
 
 
+# Where the server, and the trainer while it runs, serve their metrics (mlapp.contract).
+METRICS_ENDPOINT = monitoring.Endpoint(contract.METRICS_PORT, contract.METRICS_PORT_NAME, contract.METRICS_PATH)
+
+
 def metrics_service_annotations() -> dict[str, str]:
     """Where a Prometheus that discovers Services by annotation scrapes the server: plain HTTP, in-cluster."""
-    return monitoring.scrape_annotations()
+    return monitoring.scrape_annotations(METRICS_ENDPOINT)
 
 
 def trainer_metrics(scrape_by: monitoring.ScrapeBy) -> tuple[list[k8s.core.v1.EnvVarArgs], dict[str, str]]:
@@ -605,7 +609,7 @@ def trainer_metrics(scrape_by: monitoring.ScrapeBy) -> tuple[list[k8s.core.v1.En
         contract.ENV_METRICS_PORT: str(contract.METRICS_PORT),
         contract.ENV_METRICS_LINGER_SECONDS: str(monitoring.trainer_linger_seconds(scrape_by)),
     }
-    annotations = monitoring.scrape_annotations() if scrape_by == "prometheus-annotations" else {}
+    annotations = monitoring.scrape_annotations(METRICS_ENDPOINT) if scrape_by == "prometheus-annotations" else {}
     return [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()], annotations
 
 
@@ -713,9 +717,10 @@ def curl_command(url: str, username: str, port_forward: str | None, ca_file: str
 
 def check(args: MlWorkloadsArgs) -> None:
     gpu = args.target.gpu
-    if gpu is None:
-        return
-    problems = rules.trainer_gpus_per_node(args.training.gpus, gpu.gpus_per_node, gpu.gpu_model, gpu.node_sizes)
+    linger = monitoring.trainer_linger_seconds(args.target.scrape_by)
+    problems = rules.train_deadline(args.training.deadline_seconds, linger)
+    if gpu is not None:
+        problems += rules.trainer_gpus_per_node(args.training.gpus, gpu.gpus_per_node, gpu.gpu_model, gpu.node_sizes)
     if problems:
         raise WorkloadsError(format_problems("cannot run the workloads on this cluster", problems))
 
@@ -982,7 +987,7 @@ class MlWorkloads(pulumi.ComponentResource):
             ("server", monitoring.SERVER_SCRAPE_SECONDS),
             ("trainer", monitoring.TRAINER_SCRAPE_SECONDS),
         ):
-            scrape = monitoring.scrape_object(scrape_by, selector(app, role), interval)
+            scrape = monitoring.scrape_object(scrape_by, selector(app, role), METRICS_ENDPOINT, interval)
             if scrape is None:
                 continue
             k8s.apiextensions.CustomResource(

@@ -17,7 +17,9 @@ its own way (``ClusterTarget.scrape_by``):
   ``kubernetes-service-endpoints`` and ``kubernetes-pods`` jobs, prometheus-community/helm-charts,
   charts/prometheus/values.yaml) scrapes the annotated metrics Service and the annotated trainer pod.
 
-Each object is validated strictly against the CRD vendored in deploy/crds/ (tools/crds.py).
+Each object is validated strictly against the CRD vendored in deploy/crds/ (tools/crds.py). The app's
+port and path come in as an ``Endpoint`` (the workloads build it from ``mlapp.contract``): the config
+loader reads this module before anything has put ``app/`` on the import path.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from mlapp import contract
-
 ScrapeBy = Literal["gmp", "azure-monitor", "prometheus-annotations"]
 SCRAPE_BY: Final[tuple[ScrapeBy, ...]] = ("gmp", "azure-monitor", "prometheus-annotations")
+# Each cloud's collector (mlstack:cloud -> ScrapeBy): the cluster components say theirs from here, and the
+# config judges the trainer's deadline by it before any of them exists.
+CLOUD_SCRAPE_BY: Final[dict[str, ScrapeBy]] = {
+    "gcp": "gmp",
+    "azure": "azure-monitor",
+    "local": "prometheus-annotations",
+}
 
 GMP_API_VERSION: Final = "monitoring.googleapis.com/v1"
 GMP_KIND: Final = "PodMonitoring"
@@ -52,12 +59,21 @@ PROMETHEUS_PATH: Final = "prometheus.io/path"
 PROMETHEUS_SCHEME: Final = "prometheus.io/scheme"
 
 
-def scrape_annotations() -> dict[str, str]:
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the app serves its metrics in a pod: the port, the name the pod gives it, the path (plain HTTP)."""
+
+    port: int
+    port_name: str
+    path: str
+
+
+def scrape_annotations(endpoint: Endpoint) -> dict[str, str]:
     """Where a Prometheus that discovers by annotation scrapes a Service or pod: the metrics port, plain HTTP."""
     return {
         PROMETHEUS_SCRAPE: "true",
-        PROMETHEUS_PORT: str(contract.METRICS_PORT),
-        PROMETHEUS_PATH: contract.METRICS_PATH,
+        PROMETHEUS_PORT: str(endpoint.port),
+        PROMETHEUS_PATH: endpoint.path,
         PROMETHEUS_SCHEME: "http",
     }
 
@@ -81,42 +97,23 @@ class ScrapeObject:
     spec: dict[str, Any]
 
 
-def scrape_object(scrape_by: ScrapeBy, pod_labels: Mapping[str, str], interval_seconds: int) -> ScrapeObject | None:
-    """The object that has the collector scrape the pods with ``pod_labels`` on their ``metrics`` port;
+def scrape_object(
+    scrape_by: ScrapeBy, pod_labels: Mapping[str, str], endpoint: Endpoint, interval_seconds: int
+) -> ScrapeObject | None:
+    """The object that has the collector scrape the pods with ``pod_labels`` on their named metrics port;
     None where annotations do it (``prometheus-annotations``)."""
     selector = {"matchLabels": dict(pod_labels)}
-    interval = f"{interval_seconds}s"
+    scrape = {"port": endpoint.port_name, "path": endpoint.path, "scheme": "http", "interval": f"{interval_seconds}s"}
     if scrape_by == "gmp":
         return ScrapeObject(
             GMP_API_VERSION,
             GMP_KIND,
-            {
-                "selector": selector,
-                "endpoints": [
-                    {
-                        "port": contract.METRICS_PORT_NAME,
-                        "path": contract.METRICS_PATH,
-                        "scheme": "http",
-                        "interval": interval,
-                    }
-                ],
-            },
+            {"selector": selector, "endpoints": [scrape]},
         )
     if scrape_by == "azure-monitor":
         return ScrapeObject(
             AZURE_API_VERSION,
             AZURE_KIND,
-            {
-                **AZURE_LABEL_LIMITS,
-                "selector": selector,
-                "podMetricsEndpoints": [
-                    {
-                        "port": contract.METRICS_PORT_NAME,
-                        "path": contract.METRICS_PATH,
-                        "scheme": "http",
-                        "interval": interval,
-                    }
-                ],
-            },
+            {**AZURE_LABEL_LIMITS, "selector": selector, "podMetricsEndpoints": [scrape]},
         )
     return None

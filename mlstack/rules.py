@@ -168,6 +168,23 @@ def train_timeout(timeout: str, deadline_seconds: int) -> list[Problem]:
     ]
 
 
+# What a run needs beside the trainer's metrics linger, at the least: the smallest deadline the config allows.
+MIN_TRAINING_SECONDS = 60
+
+
+def train_deadline(deadline_seconds: int, linger_seconds: int) -> list[Problem]:
+    """The Job's deadline holds the run and the time the trainer keeps its metrics up after its verdict
+    (mlstack/monitoring.py): a deadline inside the linger would fail a Job that has published its model."""
+    least = MIN_TRAINING_SECONDS + linger_seconds
+    if deadline_seconds >= least:
+        return []
+    reason = (
+        f"must be at least {least}: {MIN_TRAINING_SECONDS}s to train and the {linger_seconds}s the trainer keeps "
+        "its metrics up after its verdict, for the cluster's collector to scrape it"
+    )
+    return [Problem("trainDeadlineSeconds", deadline_seconds, reason)]
+
+
 def gpu_pool_size(min_nodes: int, max_nodes: int) -> list[Problem]:
     """An autoscaled GPU pool: from ``min_nodes`` (0 scales to zero) to ``max_nodes``."""
     problems = in_range("gpuMinNodes", min_nodes, 0, 100) + in_range("gpuMaxNodes", max_nodes, 1, 100)

@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
-from mlstack import catalogue, rules, specs, validate
+from mlstack import catalogue, monitoring, rules, specs, validate
 from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, format_problems
 
 CLOUDS = ("azure", "gcp", "local")
@@ -339,6 +339,8 @@ def load() -> StackConfig:
         )
 
     if not r.problems:  # judged on values that are each valid
+        linger = monitoring.trainer_linger_seconds(monitoring.CLOUD_SCRAPE_BY[cloud])
+        r.add(rules.train_deadline(training.deadline_seconds, linger))
         _capacity(r, serving, training, target)
     if r.problems:
         raise ConfigError(r.problems)
@@ -452,7 +454,7 @@ def _gpu_build(build: catalogue.TrainerBuild) -> catalogue.TrainerCuda:
 
 
 def _training(r: _Reader) -> specs.Training:
-    deadline = r.integer("trainDeadlineSeconds", 60)
+    deadline = r.integer("trainDeadlineSeconds", rules.MIN_TRAINING_SECONDS)
     timeout = r.text("trainTimeout")
     if timeout:
         r.add(rules.train_timeout(timeout, deadline))

@@ -15,7 +15,7 @@ LABELS = {"app.kubernetes.io/name": "mlstack", "app.kubernetes.io/component": "s
 
 
 def _object(scrape_by: monitoring.ScrapeBy) -> dict[str, Any]:
-    scrape = monitoring.scrape_object(scrape_by, LABELS, 30)
+    scrape = monitoring.scrape_object(scrape_by, LABELS, monitoring.Endpoint(9090, "metrics", "/metrics"), 30)
     assert scrape is not None
     return {
         "apiVersion": scrape.api_version,

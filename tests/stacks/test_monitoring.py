@@ -9,12 +9,15 @@ that it selects the pods it means on a port they declare, and what the clouds ne
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
+from components.workloads import WorkloadsError, check, metrics_service_annotations
 from mlapp import contract
 from mlstack import monitoring
+from tests.args import TRAINING, FakeTarget, workloads_args
 from tests.netpol import Connection, Pod, Policies
 from tests.support import DEPLOYMENT, JOB, SERVICE, STACKS, SharedRun, StackProblems, container, pod_spec
 from tools import crds, harness, mocks_azure
@@ -91,7 +94,7 @@ def test_the_trainer_serves_its_progress_on_its_metrics_port_long_enough_for_a_l
 def test_local_prometheus_discovers_the_metrics_service_and_the_trainer_pod_by_annotation(shipped: Runs) -> None:
     run = shipped["local"]
     assert scrape_objects(run) == [], "no CRD is assumed on a local cluster"
-    expected = monitoring.scrape_annotations()
+    expected = metrics_service_annotations()
     assert template(run, JOB)["metadata"]["annotations"].items() >= expected.items()
     metrics = harness.manifest(run.one(SERVICE, "-metrics"))
     assert metrics["metadata"]["annotations"].items() >= expected.items()
@@ -169,3 +172,20 @@ def test_a_bad_local_metrics_namespace_is_refused_naming_the_key(
 ) -> None:
     problems = stack_problems("local", localMetricsNamespace=value)
     assert any("mlstack:localMetricsNamespace" in p and reason in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("stack", "least"), [("local", 180), ("gke", 90), ("dev", 90)])
+def test_a_deadline_that_would_end_the_job_in_its_linger_is_refused(
+    stack_problems: StackProblems, stack: str, least: int
+) -> None:
+    """60 s to train plus the linger (two of the collector's intervals): a Job killed while it lingers
+    would fail after publishing its model."""
+    problems = stack_problems(stack, trainDeadlineSeconds=least - 1, trainTimeout="75m")
+    assert any("mlstack:trainDeadlineSeconds" in p and f"must be at least {least}" in p for p in problems), problems
+
+
+def test_the_workloads_refuse_such_a_deadline_themselves() -> None:
+    short = dataclasses.replace(TRAINING, deadline_seconds=89)
+    with pytest.raises(WorkloadsError, match="trainDeadlineSeconds"):
+        check(workloads_args(FakeTarget(scrape_by="gmp"), training=short))
+    check(workloads_args(FakeTarget(scrape_by="gmp"), training=dataclasses.replace(TRAINING, deadline_seconds=90)))
