@@ -14,7 +14,7 @@ import yaml
 
 from components.target import Destination, GpuScheduling, ModelStore, Peer, Registry, StorageClaim
 from mlstack import rules, validate
-from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
+from mlstack.monitoring import LOCAL_SCRAPE_BY, ScrapeBy
 from mlstack.problems import format_problems
 
 
@@ -85,6 +85,9 @@ class LocalClusterArgs:
     # Where the cluster's Prometheus runs (mlstack:localMetricsNamespace): its pods alone may reach the
     # server's and the trainer's metrics ports.
     metrics_namespace: str
+    # How that Prometheus finds what to scrape (mlstack:localMetricsDiscovery): annotations, or the
+    # Prometheus Operator's ServiceMonitor and PodMonitor.
+    scrape_by: ScrapeBy
     context: str | None = None  # None: the kubeconfig's current context
     registry: str | None = None  # e.g. "localhost:5001", kind's local registry
 
@@ -108,7 +111,10 @@ class LocalCluster(pulumi.ComponentResource):
                 "(`kind create cluster` or `minikube start`) or point KUBECONFIG at one"
             )
         context, minified = minify_kubeconfig(documents, args.context, sources)
-        problems = rules.parsed("localMetricsNamespace", args.metrics_namespace, validate.dns1123_label)
+        problems = [
+            *rules.parsed("localMetricsNamespace", args.metrics_namespace, validate.dns1123_label),
+            *rules.one_of("localMetricsDiscovery", args.scrape_by, LOCAL_SCRAPE_BY),
+        ]
         if problems:
             raise LocalError(format_problems("cannot build the local target", problems))
 
@@ -129,9 +135,8 @@ class LocalCluster(pulumi.ComponentResource):
         self.model_store = ModelStore(claim=StorageClaim(access_mode="ReadWriteOnce", storage_class=None))
         self.external_load_balancer = False
         self.metrics_scrapers: tuple[Peer, ...] = (Peer(args.metrics_namespace),)
-        # A Prometheus of the user's own, which discovers what to scrape by annotation (docs say how to
-        # run one with a single command).
-        self.scrape_by: ScrapeBy = CLOUD_SCRAPE_BY["local"]
+        # A Prometheus of the user's own (docs/monitoring.md says how to run one with a single command).
+        self.scrape_by: ScrapeBy = args.scrape_by
         # NetworkPolicies are enforced only by a network plugin that implements them: kind's kindnetd does
         # since kind v0.24.0 ("Out-of-the-box support for network policy via
         # sigs.k8s.io/kube-network-policies", release notes); minikube's default does not ("--cni calico",

@@ -983,11 +983,15 @@ class MlWorkloads(pulumi.ComponentResource):
         """Tell the cluster's own collector to scrape the servers and the trainer (mlstack/monitoring.py);
         nothing where it discovers them by annotation."""
         app, scrape_by = self._args.app, self._args.target.scrape_by
-        for role, interval in (
-            ("server", monitoring.SERVER_SCRAPE_SECONDS),
-            ("trainer", monitoring.TRAINER_SCRAPE_SECONDS),
-        ):
-            scrape = monitoring.scrape_object(scrape_by, selector(app, role), METRICS_ENDPOINT, interval)
+        server, trainer = monitoring.SERVER_SCRAPE_SECONDS, monitoring.TRAINER_SCRAPE_SECONDS
+        scrapes = {
+            # The servers through their metrics Service where the collector reads Services, else their pods.
+            "server": monitoring.service_scrape_object(scrape_by, selector(app, "metrics"), METRICS_ENDPOINT, server)
+            or monitoring.scrape_object(scrape_by, selector(app, "server"), METRICS_ENDPOINT, server),
+            # The trainer has no Service: its pods.
+            "trainer": monitoring.scrape_object(scrape_by, selector(app, "trainer"), METRICS_ENDPOINT, trainer),
+        }
+        for role, scrape in scrapes.items():
             if scrape is None:
                 continue
             k8s.apiextensions.CustomResource(

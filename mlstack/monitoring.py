@@ -16,6 +16,9 @@ its own way (``ClusterTarget.scrape_by``):
 - ``prometheus-annotations``: a Prometheus that discovers by annotation (the community chart's
   ``kubernetes-service-endpoints`` and ``kubernetes-pods`` jobs, prometheus-community/helm-charts,
   charts/prometheus/values.yaml) scrapes the annotated metrics Service and the annotated trainer pod.
+- ``prometheus-operator``: a Prometheus Operator (kube-prometheus-stack, say) on a local cluster that
+  has its CRDs reads a ``ServiceMonitor`` for the servers' metrics Service and a ``PodMonitor`` for
+  the trainer, which has no Service (monitoring.coreos.com/v1, prometheus-operator v0.93.0).
 
 Each object is validated strictly against the CRD vendored in deploy/crds/ (tools/crds.py). The app's
 port and path come in as an ``Endpoint`` (the workloads build it from ``mlapp.contract``): the config
@@ -28,15 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-ScrapeBy = Literal["gmp", "azure-monitor", "prometheus-annotations"]
-SCRAPE_BY: Final[tuple[ScrapeBy, ...]] = ("gmp", "azure-monitor", "prometheus-annotations")
+ScrapeBy = Literal["gmp", "azure-monitor", "prometheus-annotations", "prometheus-operator"]
+SCRAPE_BY: Final[tuple[ScrapeBy, ...]] = ("gmp", "azure-monitor", "prometheus-annotations", "prometheus-operator")
+# What a local stack may choose (mlstack:localMetricsDiscovery): its cluster brings its own Prometheus.
+LOCAL_SCRAPE_BY: Final[tuple[ScrapeBy, ...]] = ("prometheus-annotations", "prometheus-operator")
 # Each cloud's collector (mlstack:cloud -> ScrapeBy): the cluster components say theirs from here, and the
-# config judges the trainer's deadline by it before any of them exists.
-CLOUD_SCRAPE_BY: Final[dict[str, ScrapeBy]] = {
-    "gcp": "gmp",
-    "azure": "azure-monitor",
-    "local": "prometheus-annotations",
-}
+# config judges the trainer's deadline by it before any of them exists. A local stack names its own
+# (mlstack:localMetricsDiscovery, one of LOCAL_SCRAPE_BY).
+CLOUD_SCRAPE_BY: Final[dict[str, ScrapeBy]] = {"gcp": "gmp", "azure": "azure-monitor"}
 
 GMP_API_VERSION: Final = "monitoring.googleapis.com/v1"
 GMP_KIND: Final = "PodMonitoring"
@@ -44,6 +46,9 @@ AZURE_API_VERSION: Final = "azmonitoring.coreos.com/v1"
 AZURE_KIND: Final = "PodMonitor"
 # Azure/prometheus-collector, otelcollector/customresources/pod-monitor-template.yaml.
 AZURE_LABEL_LIMITS: Final = {"labelLimit": 63, "labelNameLengthLimit": 511, "labelValueLengthLimit": 1023}
+OPERATOR_API_VERSION: Final = "monitoring.coreos.com/v1"
+OPERATOR_POD_KIND: Final = "PodMonitor"
+OPERATOR_SERVICE_KIND: Final = "ServiceMonitor"
 
 # The servers are scraped every 30 s; the trainer every 15 s, a run being minutes long.
 SERVER_SCRAPE_SECONDS: Final = 30
@@ -116,4 +121,20 @@ def scrape_object(
             AZURE_KIND,
             {**AZURE_LABEL_LIMITS, "selector": selector, "podMetricsEndpoints": [scrape]},
         )
+    if scrape_by == "prometheus-operator":
+        return ScrapeObject(
+            OPERATOR_API_VERSION, OPERATOR_POD_KIND, {"selector": selector, "podMetricsEndpoints": [scrape]}
+        )
     return None
+
+
+def service_scrape_object(
+    scrape_by: ScrapeBy, service_labels: Mapping[str, str], endpoint: Endpoint, interval_seconds: int
+) -> ScrapeObject | None:
+    """The object that has the collector scrape the endpoints of the Service with ``service_labels`` on its
+    named metrics port; None where the collector scrapes pods instead (``scrape_object``)."""
+    if scrape_by != "prometheus-operator":
+        return None
+    scrape = {"port": endpoint.port_name, "path": endpoint.path, "scheme": "http", "interval": f"{interval_seconds}s"}
+    spec = {"selector": {"matchLabels": dict(service_labels)}, "endpoints": [scrape]}
+    return ScrapeObject(OPERATOR_API_VERSION, OPERATOR_SERVICE_KIND, spec)

@@ -80,6 +80,7 @@ class LocalConfig:
     kube_context: str | None  # None: the kubeconfig's current context
     registry: str | None  # None: no registry, images must already be on the nodes
     metrics_namespace: str  # where the cluster's Prometheus runs: it alone may scrape the pods
+    scrape_by: monitoring.ScrapeBy  # how that Prometheus finds the pods: annotations or the Operator's CRDs
     cloud: Literal["local"] = "local"
 
 
@@ -336,10 +337,12 @@ def load() -> StackConfig:
             kube_context=r.string("kubeContext", _optional(_context), None),
             registry=local_registry,
             metrics_namespace=_metrics_namespace(r, app.namespace),
+            scrape_by=_local_scrape_by(r),
         )
 
     if not r.problems:  # judged on values that are each valid
-        linger = monitoring.trainer_linger_seconds(monitoring.CLOUD_SCRAPE_BY[cloud])
+        scrape_by = target.scrape_by if isinstance(target, LocalConfig) else monitoring.CLOUD_SCRAPE_BY[cloud]
+        linger = monitoring.trainer_linger_seconds(scrape_by)
         r.add(rules.train_deadline(training.deadline_seconds, linger))
         _capacity(r, serving, training, target)
     if r.problems:
@@ -389,6 +392,12 @@ def _metrics_namespace(r: _Reader, app_namespace: str) -> str:
     if value or r.cfg.get("localMetricsNamespace") == "":
         r.add(rules.metrics_namespace(value, app_namespace))
     return value
+
+
+def _local_scrape_by(r: _Reader) -> monitoring.ScrapeBy:
+    """mlstack:localMetricsDiscovery, as the ScrapeBy it names (a refused value: a placeholder, reported)."""
+    raw = r.choice("localMetricsDiscovery", monitoring.LOCAL_SCRAPE_BY)
+    return next((s for s in monitoring.LOCAL_SCRAPE_BY if s == raw), monitoring.LOCAL_SCRAPE_BY[0])
 
 
 def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:

@@ -36,6 +36,7 @@ def build_target(cfg: StackConfig) -> ClusterTarget:
                 LocalClusterArgs(
                     kubeconfig_paths=default_kubeconfig_paths(),
                     metrics_namespace=target.metrics_namespace,
+                    scrape_by=target.scrape_by,
                     context=target.kube_context,
                     registry=target.registry,
                 ),

@@ -189,3 +189,36 @@ def test_the_workloads_refuse_such_a_deadline_themselves() -> None:
     with pytest.raises(WorkloadsError, match="trainDeadlineSeconds"):
         check(workloads_args(FakeTarget(scrape_by="gmp"), training=short))
     check(workloads_args(FakeTarget(scrape_by="gmp"), training=dataclasses.replace(TRAINING, deadline_seconds=90)))
+
+
+def test_a_local_prometheus_operator_gets_a_service_monitor_and_a_pod_monitor(shared_run: SharedRun) -> None:
+    """With mlstack:localMetricsDiscovery prometheus-operator: the servers through their metrics Service
+    (the port by its Service name), the trainer by its pods; every object valid against its CRD."""
+    run = shared_run("local", {"localMetricsDiscovery": "prometheus-operator"})
+    objects = {o["kind"]: o for o in scrape_objects(run)}
+    assert set(objects) == {"ServiceMonitor", "PodMonitor"}
+    for obj in objects.values():
+        assert obj["apiVersion"] == monitoring.OPERATOR_API_VERSION
+        assert crds.validate(obj) == [], obj
+    metrics = harness.manifest(run.one(SERVICE, "-metrics"))
+    service_monitor = objects["ServiceMonitor"]["spec"]
+    assert service_monitor["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
+    # It selects that Service alone among the stack's Services.
+    selected = [
+        s for s in run.of_type(SERVICE)
+        if service_monitor["selector"]["matchLabels"].items() <= harness.manifest(s)["metadata"]["labels"].items()
+    ]  # fmt: skip
+    assert [harness.manifest(s)["metadata"]["name"] for s in selected] == [metrics["metadata"]["name"]]
+    (endpoint,) = service_monitor["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in metrics["spec"]["ports"]}
+    pod_monitor = objects["PodMonitor"]["spec"]
+    assert pod_monitor["selector"]["matchLabels"].items() <= template(run, JOB)["metadata"]["labels"].items()
+    # No annotations for a Prometheus that does not read them, and a linger of two of our own intervals.
+    assert monitoring.PROMETHEUS_SCRAPE not in (template(run, JOB)["metadata"].get("annotations") or {})
+    env = {e["name"]: e.get("value") for e in container(run.one(JOB))["env"]}
+    assert int(env[contract.ENV_METRICS_LINGER_SECONDS]) == 2 * monitoring.TRAINER_SCRAPE_SECONDS
+
+
+def test_a_local_metrics_discovery_outside_the_choices_is_refused(stack_problems: StackProblems) -> None:
+    problems = stack_problems("local", localMetricsDiscovery="gmp")
+    assert any("mlstack:localMetricsDiscovery" in p and "prometheus-operator" in p for p in problems), problems
