@@ -14,13 +14,14 @@ STAMP := $(VENV)/.installed-$(shell cat $(DEV_REQUIREMENTS) | sha256sum | cut -c
 MODEL_DIR ?= build/models
 MODEL_NAME ?= mnist
 
-.PHONY: help venv runtime test lint typecheck unit docs render preview up down smoke destroy stack train serve
+.PHONY: help venv runtime test lint typecheck unit docs render preview up down smoke destroy stack train serve monitoring
 help:
 	@echo "make test                 lint, type-check and run every test (offline)"
 	@echo "make preview STACK=local  pulumi preview for a stack (needs the Pulumi CLI)"
 	@echo "make up                   the local stack on kind, from nothing to a served prediction (Docker, kind, kubectl, Pulumi CLI)"
 	@echo "make smoke                call the local stack's served model with a sample digit"
 	@echo "make down                 destroy the local stack, and the kind cluster and registry make up created"
+	@echo "make monitoring           a Prometheus on the local cluster that scrapes the app, its UI on http://localhost:9090 (Helm)"
 	@echo "make up STACK=dev         pulumi up for a cloud stack (needs the Pulumi CLI)"
 	@echo "make destroy STACK=dev    pulumi destroy for a stack"
 	@echo "make docs                 regenerate the README's config reference from Pulumi.yaml"
@@ -123,3 +124,15 @@ smoke:
 
 destroy: stack
 	pulumi destroy --stack $(STACK)
+
+# A local cluster has no collector: the Prometheus community chart, whose kubernetes-service-endpoints and
+# kubernetes-pods jobs discover the app's annotated metrics Service and trainer pod (docs/monitoring.md),
+# in the namespace the NetworkPolicies admit (mlstack:localMetricsNamespace), then its UI.
+METRICS_NAMESPACE ?= monitoring
+PROMETHEUS_CHART_VERSION ?= 27.19.0
+monitoring:
+	@command -v helm >/dev/null || { echo "make monitoring: Helm is not installed (https://helm.sh/docs/intro/install/)"; exit 2; }
+	helm upgrade --install prometheus prometheus --repo https://prometheus-community.github.io/helm-charts \
+		--version $(PROMETHEUS_CHART_VERSION) --namespace $(METRICS_NAMESPACE) --create-namespace --wait \
+		--set alertmanager.enabled=false --set prometheus-pushgateway.enabled=false
+	kubectl --namespace $(METRICS_NAMESPACE) port-forward service/prometheus-server 9090:80

@@ -18,7 +18,7 @@ from typing import Protocol
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from pulumi_azure_native import authorization, containerregistry, containerservice, resources
+from pulumi_azure_native import authorization, containerregistry, containerservice, monitor, resources
 
 from components import network
 from components.target import (
@@ -37,6 +37,7 @@ from components.target import (
     pod_placement,
 )
 from mlstack import acr_token, catalogue, rules
+from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
 # Built-in role "AcrPull" (the same id in every subscription).
@@ -76,6 +77,15 @@ NETWORK_PROFILE = containerservice.ContainerServiceNetworkProfileArgs(
 # DaemonSet, both in kube-system (Azure/prometheus-collector, otelcollector/deploy/addon-chart/
 # azure-monitor-metrics-addon/templates: pod labels rsName: ama-metrics and dsName: ama-metrics-node).
 METRICS_SCRAPERS = (Peer("kube-system", {"rsName": "ama-metrics"}), Peer("kube-system", {"dsName": "ama-metrics-node"}))
+# Azure Monitor managed Prometheus, as AKS's own add-on templates enable it (Azure/prometheus-collector,
+# AddonArmTemplate/FullAzureMonitorMetricsProfile.json and AddonTerraformTemplate/main.tf): an Azure Monitor
+# workspace stores the metrics; a data collection endpoint and a Linux data collection rule whose
+# prometheusForwarder source sends the stream Microsoft-PrometheusMetrics to that workspace; the rule
+# associated with the cluster; and the cluster's azureMonitorProfile.metrics enabled, which deploys the
+# ama-metrics pods (METRICS_SCRAPERS) and the azmonitoring.coreos.com PodMonitor CRD they read
+# (https://learn.microsoft.com/azure/azure-monitor/containers/prometheus-metrics-scrape-crd).
+PROMETHEUS_STREAM = "Microsoft-PrometheusMetrics"
+PROMETHEUS_DESTINATION = "MonitoringAccount1"  # the name the templates give the workspace in the rule
 # AKS pool names: lower-case letters and digits, at most 12.
 SYSTEM_POOL_NAME = SYSTEM_POOL
 GPU_POOL_NAME = GPU_POOL
@@ -182,10 +192,12 @@ class AksGpuCluster(pulumi.ComponentResource):
     model_store: ModelStore
     external_load_balancer: bool
     metrics_scrapers: tuple[Peer, ...]
+    scrape_by: ScrapeBy
     pod_egress: tuple[Destination, ...]
     kube_context: str | None
     cluster_name: pulumi.Output[str]
     resource_group_name: pulumi.Output[str]
+    metrics_workspace_id: pulumi.Output[str]
     registry_login_server: pulumi.Output[str]
     gpu_pool_name: pulumi.Output[str]
     get_credentials: pulumi.Output[str]
@@ -202,6 +214,7 @@ class AksGpuCluster(pulumi.ComponentResource):
         group = resources.ResourceGroup(f"{name}-rg", location=args.location, opts=self._child)
         cluster = self._cluster(group)
         gpu_pool = self._gpu_pool(group, cluster)
+        self.metrics_workspace_id = self._managed_prometheus(group, cluster)
         acr = self._registry(group)
         client = authorization.get_client_config_output(opts=invoke_opts)
         acr_pull = self._acr_pull(cluster, acr, client.subscription_id)
@@ -217,6 +230,7 @@ class AksGpuCluster(pulumi.ComponentResource):
         )
         self.external_load_balancer = True
         self.metrics_scrapers = METRICS_SCRAPERS
+        self.scrape_by = CLOUD_SCRAPE_BY["azure"]
         self.pod_egress: tuple[Destination, ...] = ()  # the cluster's DNS pods answer every lookup
         self.kube_context = None  # the kubeconfig names its own context
         self.cluster_name = cluster.name
@@ -234,6 +248,7 @@ class AksGpuCluster(pulumi.ComponentResource):
                 "kubeconfig": self.kubeconfig,
                 "getCredentials": self.get_credentials,
                 "gpuPoolName": self.gpu_pool_name,
+                "metricsWorkspaceId": self.metrics_workspace_id,
             }
         )
 
@@ -245,6 +260,7 @@ class AksGpuCluster(pulumi.ComponentResource):
             "resourceGroup": self.resource_group_name,
             "registryLoginServer": self.registry_login_server,
             "getCredentials": self.get_credentials,
+            "metricsWorkspaceId": self.metrics_workspace_id,
         }
 
     def _cluster(self, group: resources.ResourceGroup) -> containerservice.ManagedCluster:
@@ -269,6 +285,10 @@ class AksGpuCluster(pulumi.ComponentResource):
             ),
             # Enforces the workloads' NetworkPolicies (NETWORK_PROFILE says why this one).
             network_profile=NETWORK_PROFILE,
+            # Azure Monitor managed Prometheus (PROMETHEUS_STREAM says what else it needs).
+            azure_monitor_profile=containerservice.ManagedClusterAzureMonitorProfileArgs(
+                metrics=containerservice.ManagedClusterAzureMonitorProfileMetricsArgs(enabled=True)
+            ),
             # Only the system pool lives inline: a pool both inline and a separate
             # AgentPool would be fought over by the two resources on every update.
             agent_pool_profiles=[
@@ -283,6 +303,53 @@ class AksGpuCluster(pulumi.ComponentResource):
             ],
             opts=self._child,
         )
+
+    def _managed_prometheus(
+        self, group: resources.ResourceGroup, cluster: containerservice.ManagedCluster
+    ) -> pulumi.Output[str]:
+        """The workspace the cluster's Prometheus metrics go to, and the rule that sends them; its id."""
+        location = self._args.location
+        workspace = monitor.AzureMonitorWorkspace(
+            f"{self._name}-metrics", resource_group_name=group.name, location=location, opts=self._child
+        )
+        endpoint = monitor.DataCollectionEndpoint(
+            f"{self._name}-metrics-endpoint",
+            resource_group_name=group.name,
+            location=location,
+            kind="Linux",
+            opts=self._child,
+        )
+        rule = monitor.DataCollectionRule(
+            f"{self._name}-metrics-rule",
+            resource_group_name=group.name,
+            location=location,
+            kind="Linux",
+            data_collection_endpoint_id=endpoint.id,
+            data_sources=monitor.DataCollectionRuleDataSourcesArgs(
+                prometheus_forwarder=[
+                    monitor.PrometheusForwarderDataSourceArgs(name="PrometheusDataSource", streams=[PROMETHEUS_STREAM])
+                ]
+            ),
+            destinations=monitor.DataCollectionRuleDestinationsArgs(
+                monitoring_accounts=[
+                    monitor.MonitoringAccountDestinationArgs(
+                        account_resource_id=workspace.id, name=PROMETHEUS_DESTINATION
+                    )
+                ]
+            ),
+            data_flows=[monitor.DataFlowArgs(streams=[PROMETHEUS_STREAM], destinations=[PROMETHEUS_DESTINATION])],
+            description="Azure Monitor managed Prometheus of the AKS cluster (mlstack)",
+            opts=self._child,
+        )
+        monitor.DataCollectionRuleAssociation(
+            f"{self._name}-metrics-association",
+            resource_uri=cluster.id,
+            data_collection_rule_id=rule.id,
+            description="Sends the cluster's Prometheus metrics through its rule; deleting it stops collection.",
+            opts=self._child,
+        )
+        workspace_id: pulumi.Output[str] = workspace.id
+        return workspace_id
 
     def _device_plugin(self, gpu: GpuScheduling) -> None:
         """NVIDIA's device plugin on the GPU nodes, fenced off the network it never uses."""

@@ -13,14 +13,17 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.target import Destination, GpuScheduling, ModelStore, Peer, Registry, StorageClaim
-
-# Where a local Prometheus is expected to run (kube-prometheus-stack's usual namespace): the only
-# pods the server's NetworkPolicy lets reach its metrics port on a local cluster.
-METRICS_NAMESPACE = "monitoring"
+from mlstack import rules, validate
+from mlstack.monitoring import LOCAL_SCRAPE_BY, ScrapeBy
+from mlstack.problems import format_problems
 
 
 class KubeconfigError(pulumi.RunError):
     """The kubeconfig or the context asked for cannot be used."""
+
+
+class LocalError(pulumi.RunError):
+    """The local target cannot be built with these arguments."""
 
 
 def default_kubeconfig_paths() -> tuple[str, ...]:
@@ -79,6 +82,12 @@ def minify_kubeconfig(documents: Sequence[str], context: str | None, sources: st
 @dataclass(frozen=True)
 class LocalClusterArgs:
     kubeconfig_paths: tuple[str, ...]
+    # Where the cluster's Prometheus runs (mlstack:localMetricsNamespace): its pods alone may reach the
+    # server's and the trainer's metrics ports.
+    metrics_namespace: str
+    # How that Prometheus finds what to scrape (mlstack:localMetricsDiscovery): annotations, or the
+    # Prometheus Operator's ServiceMonitor and PodMonitor.
+    scrape_by: ScrapeBy
     context: str | None = None  # None: the kubeconfig's current context
     registry: str | None = None  # e.g. "localhost:5001", kind's local registry
 
@@ -102,6 +111,12 @@ class LocalCluster(pulumi.ComponentResource):
                 "(`kind create cluster` or `minikube start`) or point KUBECONFIG at one"
             )
         context, minified = minify_kubeconfig(documents, args.context, sources)
+        problems = [
+            *rules.parsed("localMetricsNamespace", args.metrics_namespace, validate.dns1123_label),
+            *rules.one_of("localMetricsDiscovery", args.scrape_by, LOCAL_SCRAPE_BY),
+        ]
+        if problems:
+            raise LocalError(format_problems("cannot build the local target", problems))
 
         super().__init__("mlstack:local:LocalCluster", name, None, opts)
 
@@ -119,7 +134,9 @@ class LocalCluster(pulumi.ComponentResource):
         # One node: ReadWriteOnce lets the Job and the serving pods share the volume.
         self.model_store = ModelStore(claim=StorageClaim(access_mode="ReadWriteOnce", storage_class=None))
         self.external_load_balancer = False
-        self.metrics_scrapers: tuple[Peer, ...] = (Peer(METRICS_NAMESPACE),)
+        self.metrics_scrapers: tuple[Peer, ...] = (Peer(args.metrics_namespace),)
+        # A Prometheus of the user's own (docs/monitoring.md says how to run one with a single command).
+        self.scrape_by: ScrapeBy = args.scrape_by
         # NetworkPolicies are enforced only by a network plugin that implements them: kind's kindnetd does
         # since kind v0.24.0 ("Out-of-the-box support for network policy via
         # sigs.k8s.io/kube-network-policies", release notes); minikube's default does not ("--cni calico",

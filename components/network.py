@@ -5,7 +5,7 @@ exactly what it needs:
 
 - the server: its TLS port from the load balancer's allowed callers (anyone, when
   ``allowedSourceRanges`` is empty), its metrics port from the cluster's monitoring only;
-- the trainer: nothing in;
+- the trainer: its metrics port from the cluster's monitoring only, while the Job runs;
 - both: DNS (the cluster's DNS pods, and what the target answers on the node), and what the
   model store's driver reaches from inside the pod (GKE's gcsfuse sidecar: Google's APIs and the
   metadata server; nothing for a volume the node mounts).
@@ -107,12 +107,7 @@ def server_policy(
         # No `from`: every source. A list of ipBlocks: those ranges only.
         k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=callers or None, ports=_ports("TCP", contract.PORT_NAME))
     ]
-    if scrapers:  # no monitoring named: the metrics port stays closed
-        ingress.append(
-            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                from_=[_in_namespace(peer) for peer in scrapers], ports=_ports("TCP", contract.METRICS_PORT_NAME)
-            )
-        )
+    ingress.extend(metrics_ingress(scrapers))
     return k8s.networking.v1.NetworkPolicySpecArgs(
         pod_selector=_selector(pod_labels),
         policy_types=[INGRESS, EGRESS],
@@ -121,13 +116,26 @@ def server_policy(
     )
 
 
+def metrics_ingress(scrapers: Sequence[Peer]) -> list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]:
+    """The metrics port (by name), from the cluster's monitoring pods only; none named: it stays closed."""
+    if not scrapers:
+        return []
+    return [
+        k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+            from_=[_in_namespace(peer) for peer in scrapers], ports=_ports("TCP", contract.METRICS_PORT_NAME)
+        )
+    ]
+
+
 def trainer_policy(
-    pod_labels: Mapping[str, str], egress: Sequence[Destination]
+    pod_labels: Mapping[str, str], scrapers: Sequence[Peer], egress: Sequence[Destination]
 ) -> k8s.networking.v1.NetworkPolicySpecArgs:
-    """The trainer: nothing in (an Ingress policy without rules); out, only what it needs."""
+    """The trainer: in, its metrics port from the cluster's monitoring (nothing else: an empty list of
+    rules admits nothing); out, only what it needs."""
     return k8s.networking.v1.NetworkPolicySpecArgs(
         pod_selector=_selector(pod_labels),
         policy_types=[INGRESS, EGRESS],
+        ingress=metrics_ingress(scrapers) or None,
         egress=workload_egress(egress),
     )
 

@@ -14,6 +14,8 @@ from typing import Final, Literal, Protocol
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlstack.monitoring import ScrapeBy
+
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 # The taint every GPU pool carries, so that only pods that ask for a GPU land there.
 GPU_TAINT_KEY: Final = "nvidia.com/gpu"
@@ -189,7 +191,13 @@ class ClusterTarget(Protocol):
 
     @property
     def metrics_scrapers(self) -> tuple[Peer, ...]:
-        """The cluster's monitoring: the only pods a NetworkPolicy lets reach the server's metrics port."""
+        """The cluster's monitoring: the only pods a NetworkPolicy lets reach the server's and the trainer's
+        metrics port."""
+        ...
+
+    @property
+    def scrape_by(self) -> ScrapeBy:
+        """How the cluster's own collector is told what to scrape (mlstack/monitoring.py)."""
         ...
 
     @property

@@ -30,7 +30,7 @@ import pulumi_tls as tls
 from components import network
 from components.target import ClusterTarget, GpuScheduling, ModelStore, pod_placement
 from mlapp import contract
-from mlstack import rules
+from mlstack import monitoring, rules
 from mlstack.capacity import ROLLOUT_MAX_SURGE
 from mlstack.problems import format_problems
 from mlstack.specs import App, Serving, Training
@@ -67,12 +67,6 @@ KEY_CURVE = "P256"
 # key in the handshake (an ECDSA key signs, it does not encipher).
 CA_USES = ("cert_signing", "crl_signing", "digital_signature")
 SERVER_USES = ("digital_signature", "server_auth")
-# The annotations the Prometheus community chart's `kubernetes-service-endpoints` job reads on a
-# Service (prometheus-community/helm-charts, charts/prometheus/values.yaml): scrape it, where, how.
-PROMETHEUS_SCRAPE = "prometheus.io/scrape"
-PROMETHEUS_PORT = "prometheus.io/port"
-PROMETHEUS_PATH = "prometheus.io/path"
-PROMETHEUS_SCHEME = "prometheus.io/scheme"
 # Pod Security Admission: the API server refuses, in this namespace, any pod that breaks the
 # "restricted" Pod Security Standard (https://kubernetes.io/docs/concepts/security/pod-security-admission/,
 # "Pod Security Admission labels for namespaces"). Enforced as of the Kubernetes version the manifests are
@@ -252,9 +246,7 @@ def server_ports() -> list[k8s.core.v1.ContainerPortArgs]:
     """The public TLS port and the in-cluster metrics port, both named as the Services target them."""
     return [
         k8s.core.v1.ContainerPortArgs(name=contract.PORT_NAME, container_port=contract.PORT, protocol="TCP"),
-        k8s.core.v1.ContainerPortArgs(
-            name=contract.METRICS_PORT_NAME, container_port=contract.METRICS_PORT, protocol="TCP"
-        ),
+        metrics_port(),
     ]
 
 
@@ -420,12 +412,18 @@ def training_job_spec(
         # Extended resources are requested through limits (requests default to them).
         limits[target.gpu.resource_name] = str(training.gpus)
     placement = pod_placement(target.gpu)
+    metrics_env, metrics_annotations = trainer_metrics(target.scrape_by)
     trainer = k8s.core.v1.ContainerArgs(
         name=contract.TRAINER_CONTAINER,
         image=args.trainer_image,
         args=trainer_args,
+        ports=[metrics_port()],
         env_from=env_from(refs),
-        env=[k8s.core.v1.EnvVarArgs(name=contract.ENV_TRAINER_IMAGE, value=args.trainer_image), *gpu_env(target.gpu)],
+        env=[
+            k8s.core.v1.EnvVarArgs(name=contract.ENV_TRAINER_IMAGE, value=args.trainer_image),
+            *gpu_env(target.gpu),
+            *metrics_env,
+        ],
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": training.cpu, "memory": training.memory}, limits=limits
         ),
@@ -442,7 +440,7 @@ def training_job_spec(
         # No ttlSecondsAfterFinished: a Job garbage-collected behind Pulumi's
         # back would be recreated, and the model retrained, on the next update.
         template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=pod_template_meta(app, "trainer", store),
+            metadata=pod_template_meta(app, "trainer", store, metrics_annotations),
             spec=k8s.core.v1.PodSpecArgs(
                 restart_policy="Never",
                 containers=[trainer],
@@ -595,14 +593,31 @@ def metrics_service_spec(app: App) -> k8s.core.v1.ServiceSpecArgs:
     )
 
 
+# Where the server, and the trainer while it runs, serve their metrics (mlapp.contract).
+METRICS_ENDPOINT = monitoring.Endpoint(contract.METRICS_PORT, contract.METRICS_PORT_NAME, contract.METRICS_PATH)
+
+
 def metrics_service_annotations() -> dict[str, str]:
     """Where a Prometheus that discovers Services by annotation scrapes the server: plain HTTP, in-cluster."""
-    return {
-        PROMETHEUS_SCRAPE: "true",
-        PROMETHEUS_PORT: str(contract.METRICS_PORT),
-        PROMETHEUS_PATH: contract.METRICS_PATH,
-        PROMETHEUS_SCHEME: "http",
+    return monitoring.scrape_annotations(METRICS_ENDPOINT)
+
+
+def trainer_metrics(scrape_by: monitoring.ScrapeBy) -> tuple[list[k8s.core.v1.EnvVarArgs], dict[str, str]]:
+    """The trainer's metrics while the Job runs: its environment (the port it serves them on, how long it
+    keeps them up after the verdict) and its pod's annotations (where a Prometheus discovers pods by them)."""
+    env = {
+        contract.ENV_METRICS_PORT: str(contract.METRICS_PORT),
+        contract.ENV_METRICS_LINGER_SECONDS: str(monitoring.trainer_linger_seconds(scrape_by)),
     }
+    annotations = monitoring.scrape_annotations(METRICS_ENDPOINT) if scrape_by == "prometheus-annotations" else {}
+    return [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()], annotations
+
+
+def metrics_port() -> k8s.core.v1.ContainerPortArgs:
+    """The in-cluster metrics port, named as the Services, PodMonitors and NetworkPolicies target it."""
+    return k8s.core.v1.ContainerPortArgs(
+        name=contract.METRICS_PORT_NAME, container_port=contract.METRICS_PORT, protocol="TCP"
+    )
 
 
 def autoscaler_spec(
@@ -702,9 +717,10 @@ def curl_command(url: str, username: str, port_forward: str | None, ca_file: str
 
 def check(args: MlWorkloadsArgs) -> None:
     gpu = args.target.gpu
-    if gpu is None:
-        return
-    problems = rules.trainer_gpus_per_node(args.training.gpus, gpu.gpus_per_node, gpu.gpu_model, gpu.node_sizes)
+    linger = monitoring.trainer_linger_seconds(args.target.scrape_by)
+    problems = rules.train_deadline(args.training.deadline_seconds, linger)
+    if gpu is not None:
+        problems += rules.trainer_gpus_per_node(args.training.gpus, gpu.gpus_per_node, gpu.gpu_model, gpu.node_sizes)
     if problems:
         raise WorkloadsError(format_problems("cannot run the workloads on this cluster", problems))
 
@@ -767,6 +783,7 @@ class MlWorkloads(pulumi.ComponentResource):
             refs, labels_config.metadata.name, auth_secret.metadata.name, tls_refs, [job, *isolation]
         )
         self._autoscaling(deployment)
+        self._scrape_objects()
 
         self.job_name = job.metadata.name
         self.deployment_name = deployment.metadata.name
@@ -923,7 +940,7 @@ class MlWorkloads(pulumi.ComponentResource):
                     selector(app, "server"), serving.allowed_source_ranges, target.metrics_scrapers, egress
                 ),
             ),
-            "trainer": ("trainer", network.trainer_policy(selector(app, "trainer"), egress)),
+            "trainer": ("trainer", network.trainer_policy(selector(app, "trainer"), target.metrics_scrapers, egress)),
         }
         return [
             k8s.networking.v1.NetworkPolicy(
@@ -961,6 +978,30 @@ class MlWorkloads(pulumi.ComponentResource):
             spec=metrics_service_spec(app),
             opts=self._k8s,
         )
+
+    def _scrape_objects(self) -> None:
+        """Tell the cluster's own collector to scrape the servers and the trainer (mlstack/monitoring.py);
+        nothing where it discovers them by annotation."""
+        app, scrape_by = self._args.app, self._args.target.scrape_by
+        server, trainer = monitoring.SERVER_SCRAPE_SECONDS, monitoring.TRAINER_SCRAPE_SECONDS
+        scrapes = {
+            # The servers through their metrics Service where the collector reads Services, else their pods.
+            "server": monitoring.service_scrape_object(scrape_by, selector(app, "metrics"), METRICS_ENDPOINT, server)
+            or monitoring.scrape_object(scrape_by, selector(app, "server"), METRICS_ENDPOINT, server),
+            # The trainer has no Service: its pods.
+            "trainer": monitoring.scrape_object(scrape_by, selector(app, "trainer"), METRICS_ENDPOINT, trainer),
+        }
+        for role, scrape in scrapes.items():
+            if scrape is None:
+                continue
+            k8s.apiextensions.CustomResource(
+                f"{self._name}-{role}-scrape",
+                api_version=scrape.api_version,
+                kind=scrape.kind,
+                metadata=self._meta("metrics", f"{app.app_name}-{role}"),
+                spec=scrape.spec,
+                opts=self._k8s,
+            )
 
     def _certificate_names(self, service: k8s.core.v1.Service) -> pulumi.Output[CertificateNames]:
         """The names the server certificate carries: the load balancer's addresses where the cloud gives

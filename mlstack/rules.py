@@ -120,6 +120,19 @@ def own_certificate(certificate_set: bool, private_key_set: bool) -> list[Proble
     ]
 
 
+def metrics_namespace(namespace: str, app_namespace: str) -> list[Problem]:
+    """The namespace whose pods may scrape the app: a DNS-1123 label, and not the app's own namespace
+    (every pod there, the internet-facing server included, would be let in)."""
+    problems = parsed("localMetricsNamespace", namespace, validate.dns1123_label)
+    if not problems and namespace == app_namespace:
+        reason = (
+            "must not be the app's own namespace (mlstack:namespace): every pod there would reach the metrics ports; "
+            "name the namespace your Prometheus runs in"
+        )
+        problems.append(Problem("localMetricsNamespace", namespace, reason))
+    return problems
+
+
 def replicas(minimum: int, maximum: int) -> list[Problem]:
     if maximum >= minimum:
         return []
@@ -153,6 +166,23 @@ def train_timeout(timeout: str, deadline_seconds: int) -> list[Problem]:
             "ends a stuck Job before `pulumi up` gives up waiting for it",
         )
     ]
+
+
+# What a run needs beside the trainer's metrics linger, at the least: the smallest deadline the config allows.
+MIN_TRAINING_SECONDS = 60
+
+
+def train_deadline(deadline_seconds: int, linger_seconds: int) -> list[Problem]:
+    """The Job's deadline holds the run and the time the trainer keeps its metrics up after its verdict
+    (mlstack/monitoring.py): a deadline inside the linger would fail a Job that has published its model."""
+    least = MIN_TRAINING_SECONDS + linger_seconds
+    if deadline_seconds >= least:
+        return []
+    reason = (
+        f"must be at least {least}: {MIN_TRAINING_SECONDS}s to train and the {linger_seconds}s the trainer keeps "
+        "its metrics up after its verdict, for the cluster's collector to scrape it"
+    )
+    return [Problem("trainDeadlineSeconds", deadline_seconds, reason)]
 
 
 def gpu_pool_size(min_nodes: int, max_nodes: int) -> list[Problem]:

@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
-from mlstack import catalogue, rules, specs, validate
+from mlstack import catalogue, monitoring, rules, specs, validate
 from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, format_problems
 
 CLOUDS = ("azure", "gcp", "local")
@@ -79,6 +79,8 @@ class LocalConfig:
 
     kube_context: str | None  # None: the kubeconfig's current context
     registry: str | None  # None: no registry, images must already be on the nodes
+    metrics_namespace: str  # where the cluster's Prometheus runs: it alone may scrape the pods
+    scrape_by: monitoring.ScrapeBy  # how that Prometheus finds the pods: annotations or the Operator's CRDs
     cloud: Literal["local"] = "local"
 
 
@@ -331,9 +333,17 @@ def load() -> StackConfig:
     elif cloud == "azure":
         target = _azure(r, training.gpus, _gpu_build(images.trainer_build))
     else:
-        target = LocalConfig(kube_context=r.string("kubeContext", _optional(_context), None), registry=local_registry)
+        target = LocalConfig(
+            kube_context=r.string("kubeContext", _optional(_context), None),
+            registry=local_registry,
+            metrics_namespace=_metrics_namespace(r, app.namespace),
+            scrape_by=_local_scrape_by(r),
+        )
 
     if not r.problems:  # judged on values that are each valid
+        scrape_by = target.scrape_by if isinstance(target, LocalConfig) else monitoring.CLOUD_SCRAPE_BY[cloud]
+        linger = monitoring.trainer_linger_seconds(scrape_by)
+        r.add(rules.train_deadline(training.deadline_seconds, linger))
         _capacity(r, serving, training, target)
     if r.problems:
         raise ConfigError(r.problems)
@@ -375,6 +385,19 @@ def _own_certificate(r: _Reader) -> tuple[pulumi.Output[str] | None, pulumi.Outp
     if certificate is None or private_key is None:
         return None, None
     return certificate, private_key
+
+
+def _metrics_namespace(r: _Reader, app_namespace: str) -> str:
+    value = r.text("localMetricsNamespace")
+    if value or r.cfg.get("localMetricsNamespace") == "":
+        r.add(rules.metrics_namespace(value, app_namespace))
+    return value
+
+
+def _local_scrape_by(r: _Reader) -> monitoring.ScrapeBy:
+    """mlstack:localMetricsDiscovery, as the ScrapeBy it names (a refused value: a placeholder, reported)."""
+    raw = r.choice("localMetricsDiscovery", monitoring.LOCAL_SCRAPE_BY)
+    return next((s for s in monitoring.LOCAL_SCRAPE_BY if s == raw), monitoring.LOCAL_SCRAPE_BY[0])
 
 
 def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:
@@ -440,7 +463,7 @@ def _gpu_build(build: catalogue.TrainerBuild) -> catalogue.TrainerCuda:
 
 
 def _training(r: _Reader) -> specs.Training:
-    deadline = r.integer("trainDeadlineSeconds", 60)
+    deadline = r.integer("trainDeadlineSeconds", rules.MIN_TRAINING_SECONDS)
     timeout = r.text("trainTimeout")
     if timeout:
         r.add(rules.train_timeout(timeout, deadline))

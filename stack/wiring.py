@@ -34,7 +34,11 @@ def build_target(cfg: StackConfig) -> ClusterTarget:
             return LocalCluster(
                 LOCAL_NAME,
                 LocalClusterArgs(
-                    kubeconfig_paths=default_kubeconfig_paths(), context=target.kube_context, registry=target.registry
+                    kubeconfig_paths=default_kubeconfig_paths(),
+                    metrics_namespace=target.metrics_namespace,
+                    scrape_by=target.scrape_by,
+                    context=target.kube_context,
+                    registry=target.registry,
                 ),
             )
         case GcpConfig():

@@ -29,6 +29,7 @@ from components.target import (
 )
 from components.workloads import MlWorkloadsArgs
 from mlstack import specs
+from mlstack.monitoring import ScrapeBy
 
 # --- the cloud targets -------------------------------------------------------------------
 
@@ -140,6 +141,7 @@ class FakeTarget:
     kube_context: str | None = None
     stack_outputs: Mapping[str, Any] = field(default_factory=dict)
     metrics_scrapers: tuple[Peer, ...] = (Peer("monitoring", {"app.kubernetes.io/name": "prometheus"}),)
+    scrape_by: ScrapeBy = "gmp"
     pod_egress: tuple[Destination, ...] = ()
 
 

@@ -128,7 +128,26 @@ def _client_config(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
     }
 
 
+def _named_arm_resource(provider: str, name_input: str) -> Any:
+    """Answers for a resource auto-named from its logical name unless ``name_input`` names it."""
+
+    def answer(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        name = _physical_name(args, name_input)
+        return {"name": name, "id": _arm_id(args, provider, name)}
+
+    return answer
+
+
 OUTPUTS: dict[str, Any] = {
+    "azure-native:monitor:AzureMonitorWorkspace": _named_arm_resource(
+        "Microsoft.Monitor/accounts", "azureMonitorWorkspaceName"
+    ),
+    "azure-native:monitor:DataCollectionEndpoint": _named_arm_resource(
+        "Microsoft.Insights/dataCollectionEndpoints", "dataCollectionEndpointName"
+    ),
+    "azure-native:monitor:DataCollectionRule": _named_arm_resource(
+        "Microsoft.Insights/dataCollectionRules", "dataCollectionRuleName"
+    ),
     "azure-native:resources:ResourceGroup": _resource_group,
     "azure-native:containerservice:ManagedCluster": _managed_cluster,
     "azure-native:containerservice:AgentPool": _agent_pool,

@@ -80,7 +80,9 @@ ENV_AUTH_USERNAME: Final = "MLAPP_AUTH_USERNAME"
 ENV_AUTH_PASSWORD: Final = "MLAPP_AUTH_PASSWORD"  # noqa: S105 - the variable's name, not a password
 ENV_MAX_BODY_BYTES: Final = "MLAPP_MAX_BODY_BYTES"
 ENV_MAX_BATCH: Final = "MLAPP_MAX_BATCH"
-ENV_METRICS_PORT: Final = "MLAPP_METRICS_PORT"
+ENV_METRICS_PORT: Final = "MLAPP_METRICS_PORT"  # the server's, and the trainer's while the Job runs
+# How long the trainer keeps serving its metrics after the verdict, for the collector's last scrape.
+ENV_METRICS_LINGER_SECONDS: Final = "MLAPP_METRICS_LINGER_SECONDS"
 ENV_TLS_CERT_FILE: Final = "MLAPP_TLS_CERT_FILE"
 ENV_TLS_KEY_FILE: Final = "MLAPP_TLS_KEY_FILE"
 # "1" serves plain HTTP on PORT: for `make serve` on a laptop only, and only when asked.

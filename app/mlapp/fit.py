@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlapp import cuda, store
+from mlapp import cuda, progress, store
 from mlapp.data import Dataset
 from mlapp.model import DigitCNN, WithSoftmax
 
@@ -322,7 +322,9 @@ def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its 
                 if stop.requested:
                     raise Stopped(f"stopped by SIGTERM at step {step}; a rerun resumes from it")
             checkpoint(epoch + 1, 0)
-            log.info("Accuracy at step %d: %.4f", step, evaluate(net, x_test, y_test, device))
+            held_out = evaluate(net, x_test, y_test, device)
+            log.info("Accuracy at step %d: %.4f", step, held_out)
+            progress.epoch_done(epoch + 1, step, loss_sum / max(seen, 1), held_out)
         accuracy = evaluate(net, x_test, y_test, device)
         log.info(
             "held-out accuracy %.4f after %d steps (%.1fs this run)",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mlapp import contract, cuda, store
+from mlapp import contract, cuda, progress, store
 from mlapp.data import DataError, Dataset, load_digits_dataset, load_idx_dataset
 
 log = logging.getLogger("mlapp.train")
@@ -196,7 +196,7 @@ def train(args: argparse.Namespace) -> int:
     except fit.Stopped as e:
         log.error("%s", e)
         return contract.EXIT_ERROR
-    if result.accuracy < args.min_accuracy:
+    if not progress.verdict(result.accuracy, args.min_accuracy):
         log.error(
             "held-out accuracy %.4f is under --min-accuracy %.4f; not publishing",
             result.accuracy, args.min_accuracy,
@@ -231,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = build_parser().parse_args(argv)
     try:
-        return train(args)
+        with progress.reporting(args.model_name, args.version, args.epochs, args.min_accuracy):
+            return train(args)
     except DataError as e:
         log.error("cannot load training data: %s", e)
         return contract.EXIT_ERROR

@@ -15,7 +15,9 @@ from tools import harness
 
 
 def test_missing_kubeconfig_says_how_to_get_a_cluster(tmp_path: Path) -> None:
-    args = LocalClusterArgs(kubeconfig_paths=(str(tmp_path / "absent"),))
+    args = LocalClusterArgs(
+        kubeconfig_paths=(str(tmp_path / "absent"),), metrics_namespace="monitoring", scrape_by="prometheus-annotations"
+    )
     with pytest.raises(KubeconfigError, match=r"no kubeconfig found.*kind create cluster"):
         harness.run(lambda: LocalCluster("local", args), {})
 
@@ -24,7 +26,12 @@ def test_local_cluster_fulfils_the_contract(tmp_path: Path) -> None:
     path = tmp_path / "config"
     path.write_text(kubeconfig_document("kind-ml", "kind-ml", "prod-aks"), encoding="utf-8")
     built: list[LocalCluster] = []
-    args = LocalClusterArgs(kubeconfig_paths=(str(path),), registry="localhost:5001")
+    args = LocalClusterArgs(
+        kubeconfig_paths=(str(path),),
+        metrics_namespace="monitoring",
+        scrape_by="prometheus-annotations",
+        registry="localhost:5001",
+    )
     result = harness.run(lambda: built.append(LocalCluster("local", args)), {})
     cluster = built[0]
     assert cluster.gpu is None
@@ -47,5 +54,15 @@ def test_without_a_registry_nothing_is_pushed(tmp_path: Path) -> None:
     path = tmp_path / "config"
     path.write_text(kubeconfig_document("kind-ml", "kind-ml"), encoding="utf-8")
     built: list[LocalCluster] = []
-    harness.run(lambda: built.append(LocalCluster("local", LocalClusterArgs(kubeconfig_paths=(str(path),)))), {})
+    harness.run(
+        lambda: built.append(
+            LocalCluster(
+                "local",
+                LocalClusterArgs(
+                    kubeconfig_paths=(str(path),), metrics_namespace="monitoring", scrape_by="prometheus-annotations"
+                ),
+            )
+        ),
+        {},
+    )
     assert built[0].registry is None

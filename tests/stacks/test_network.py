@@ -115,9 +115,10 @@ def test_the_server_takes_https_from_the_load_balancers_callers_and_metrics_from
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_trainer_accepts_nothing(shipped: Runs, stack: str) -> None:
+def test_the_trainer_accepts_its_metrics_port_from_monitoring_and_nothing_else(shipped: Runs, stack: str) -> None:
+    """The cluster's collector scrapes the trainer's progress while the Job runs; nobody else gets in."""
     run = shipped[stack]
-    assert reachable(run, stack, workload_pod(run, JOB), "in") == set(), stack
+    assert reachable(run, stack, workload_pod(run, JOB), "in") == {("scraper", contract.METRICS_PORT, "TCP")}, stack
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -10,7 +10,7 @@ import pytest
 
 from stack.config import ConfigError
 from tests.support import DAEMONSET, SECRET, SERVICE, STACKS, CountingMocks, RunStack, SharedRun, plain_strings
-from tools import harness
+from tools import crds, harness
 
 PASSWORD = "a-configured-secret-password"
 # Kinds every stack must have had validated, beyond the workloads' own (a target's objects too).
@@ -28,6 +28,9 @@ def test_every_kubernetes_object_passes_the_strict_schema(shipped: dict[str, har
     assert kinds >= expected, f"{stack}: not validated: {sorted(expected - kinds)}"
     if stack == "dev":
         assert DAEMONSET in {r.type for r, _ in objects}, "the AKS device plugin was not validated"
+    # The custom objects too, against their vendored CRDs (tools/crds.py).
+    custom = {"gke": {"PodMonitoring"}, "dev": {"PodMonitor"}, "local": set()}[stack]
+    assert {obj["kind"] for _, obj in objects if crds.is_custom(obj)} == custom, stack
     problems = [p for _, obj in objects for p in harness.validate_manifest(obj, result.kubernetes_version)]
     assert problems == [], f"{stack} against Kubernetes {result.kubernetes_version}:\n" + "\n".join(problems)
 

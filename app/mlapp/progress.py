@@ -1,0 +1,188 @@
+"""The trainer's progress, as Prometheus metrics and as one structured log line per epoch.
+
+While the Job runs, the trainer serves its own ``/metrics`` (plain HTTP on ``MLAPP_METRICS_PORT``,
+the port the Job names ``metrics``), which the cluster's collector scrapes like the servers'. The
+metric names are the trainer's interface to dashboards, as the server's are (serve/metrics.py).
+
+Collectors scrape running pods only (GKE's PodMonitoring drops Succeeded and Failed pods with
+``filterRunning``, its default; the Prometheus community chart's ``kubernetes-pods`` job drops the
+Succeeded, Failed and Completed phases), so after the verdict the trainer keeps serving for
+``MLAPP_METRICS_LINGER_SECONDS``: long enough for one more scrape to record it.
+
+Several ranks: each process reports its own epoch, step and loss, labelled with its ``rank``
+(``RANK``, which torchrun sets; 0 alone); only rank 0 reports the held-out accuracy's verdict
+against the gate, and only the first process of a pod (``LOCAL_RANK`` 0) serves ``/metrics``, as
+the pod has one metrics port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from wsgiref.simple_server import WSGIServer
+
+import prometheus_client as prom
+
+from mlapp import contract
+
+log = logging.getLogger("mlapp.progress")
+
+# The trainer's own registry: its /metrics shows its progress and nothing of the process.
+REGISTRY = prom.CollectorRegistry(auto_describe=True)
+_RUN = ["model", "version"]
+EPOCH = prom.Gauge("mlapp_train_epoch", "Epochs this rank has completed", [*_RUN, "rank"], registry=REGISTRY)
+EPOCHS = prom.Gauge("mlapp_train_epochs", "Epochs this run trains", _RUN, registry=REGISTRY)
+STEP = prom.Gauge("mlapp_train_step", "Optimizer steps this rank has taken", [*_RUN, "rank"], registry=REGISTRY)
+LOSS = prom.Gauge(
+    "mlapp_train_loss", "Mean training loss over this rank's last epoch", [*_RUN, "rank"], registry=REGISTRY
+)
+ACCURACY = prom.Gauge(
+    "mlapp_train_heldout_accuracy",
+    "Held-out accuracy after the last completed epoch",
+    [*_RUN, "rank"],
+    registry=REGISTRY,
+)
+MIN_ACCURACY = prom.Gauge("mlapp_train_min_accuracy", "The accuracy gate (--min-accuracy)", _RUN, registry=REGISTRY)
+GATE = prom.Gauge(
+    "mlapp_train_gate_passed",
+    "1 when the final held-out accuracy met the gate, 0 when it did not; absent before the verdict",
+    _RUN,
+    registry=REGISTRY,
+)
+
+ENV_RANK = "RANK"  # torchrun's global rank
+ENV_LOCAL_RANK = "LOCAL_RANK"  # torchrun's rank within the pod
+ENV_LINGER = contract.ENV_METRICS_LINGER_SECONDS
+MAX_LINGER_SECONDS = 600
+
+
+class Reporter:
+    """One training run's progress: the gauges of its labels, and the per-epoch log line."""
+
+    def __init__(self, model: str, version: str, epochs: int, min_accuracy: float, rank: int = 0) -> None:
+        self.model, self.version, self.rank = model, version, rank
+        run = {"model": model, "version": version}
+        # The per-epoch series appear with the first epoch: a 0 before it would read as a measurement.
+        self._ranked = {**run, "rank": str(rank)}
+        self._min_accuracy = min_accuracy
+        EPOCHS.labels(**run).set(epochs)
+        MIN_ACCURACY.labels(**run).set(min_accuracy)
+        self._run = run  # the verdict's child is made only with the verdict: absent until then
+
+    def epoch_done(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
+        """Epoch ``epoch`` (1-based) has ended at ``step`` with this mean loss and held-out accuracy."""
+        EPOCH.labels(**self._ranked).set(epoch)
+        STEP.labels(**self._ranked).set(step)
+        LOSS.labels(**self._ranked).set(loss)
+        ACCURACY.labels(**self._ranked).set(accuracy)
+        log.info("%s", self._line("epoch", epoch=epoch, step=step, loss=loss, heldout_accuracy=accuracy))
+
+    def verdict(self, accuracy: float) -> bool:
+        """The gate's answer on the final held-out accuracy; recorded by rank 0 alone."""
+        passed = accuracy >= self._min_accuracy
+        if self.rank == 0:
+            GATE.labels(**self._run).set(1 if passed else 0)
+            log.info(
+                "%s",
+                self._line("gate", heldout_accuracy=accuracy, min_accuracy=self._min_accuracy, passed=passed),
+            )
+        return passed
+
+    def _line(self, event: str, **fields: object) -> str:
+        """One JSON object per line, its keys in a fixed order: what a log pipeline parses."""
+        head = {"event": event, "model": self.model, "version": self.version, "rank": self.rank}
+        return json.dumps({**head, **{k: _finite(v) for k, v in fields.items()}}, separators=(",", ":"))
+
+
+def _finite(value: object) -> object:
+    # JSON has no NaN: a diverged loss is written as null, never as a token parsers refuse.
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+_current: Reporter | None = None
+_lock = threading.Lock()
+
+
+def epoch_done(epoch: int, step: int, loss: float, accuracy: float) -> None:
+    """Report an epoch to the run's reporter; nothing when no run is reporting (a test calling fit)."""
+    if _current is not None:
+        _current.epoch_done(epoch, step, loss, accuracy)
+
+
+def verdict(accuracy: float, min_accuracy: float) -> bool:
+    """The gate's answer, recorded by the run's reporter when there is one."""
+    if _current is not None:
+        return _current.verdict(accuracy)
+    return accuracy >= min_accuracy
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: must be an integer from {low} to {high}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={raw!r}: must be an integer from {low} to {high}")
+    return value
+
+
+def serve(port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104 - the pod's own port; a NetworkPolicy admits the collector only
+    """Serve ``REGISTRY`` at ``/metrics`` on ``port`` from a daemon thread; returns the server (shutdown() stops it)."""
+    server, _thread = prom.start_http_server(port, addr=host, registry=REGISTRY)
+    return server
+
+
+def _linger(seconds: int) -> None:
+    """Wait ``seconds``, or until SIGTERM: a pod deleted meanwhile exits with the run's own code at once,
+    not killed by the signal (the Job's podFailurePolicy reads that code)."""
+    ended = threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: ended.set()) if in_main else None
+    try:
+        ended.wait(seconds)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def reporting(
+    model: str, version: str, epochs: int, min_accuracy: float, env: Mapping[str, str] | None = None
+) -> Iterator[Reporter]:
+    """Report this run's progress for the duration; with ``MLAPP_METRICS_PORT`` set, serve it too.
+
+    On leaving, a served ``/metrics`` stays up ``MLAPP_METRICS_LINGER_SECONDS`` (default 0) so that
+    the collector's next scrape sees the last values and the verdict.
+    """
+    global _current  # noqa: PLW0603 - one run per process: the training loop reports without being handed it
+    env = os.environ if env is None else env
+    rank = _int_env(env, ENV_RANK, 0, 0, 2**31 - 1)
+    local_rank = _int_env(env, ENV_LOCAL_RANK, 0, 0, 2**31 - 1)
+    port = _int_env(env, contract.ENV_METRICS_PORT, 0, 0, 65535)
+    linger = _int_env(env, ENV_LINGER, 0, 0, MAX_LINGER_SECONDS)
+    reporter = Reporter(model, version, epochs, min_accuracy, rank)
+    server = serve(port) if port and local_rank == 0 else None
+    if server is not None:
+        log.info("training metrics on port %d at %s", server.server_port, contract.METRICS_PATH)
+    with _lock:
+        _current = reporter
+    try:
+        yield reporter
+    finally:
+        with _lock:
+            _current = None
+        if server is not None:
+            if linger:
+                log.info("keeping the metrics up %ds for a last scrape", linger)
+                _linger(linger)
+            server.shutdown()
+            server.server_close()

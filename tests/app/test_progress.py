@@ -1,0 +1,121 @@
+"""The trainer's progress: one JSON line per epoch, and metrics a collector scrapes while the Job runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlapp import contract, progress
+
+from .helpers import MODEL_NAME, VERSION, TrainedModel, app_env
+
+
+def _lines(log: str, event: str) -> list[dict[str, object]]:
+    found = []
+    for line in log.splitlines():
+        start = line.find('{"event":')
+        if start >= 0:
+            record = json.loads(line[start:])
+            if record["event"] == event:
+                found.append(record)
+    return found
+
+
+def test_every_epoch_logs_one_json_line_and_the_gate_one_more(trained: TrainedModel) -> None:
+    epochs = _lines(trained.log, "epoch")
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5, 6], trained.log
+    assert [e["step"] for e in epochs] == [45 * n for n in range(1, 7)]  # 45 steps an epoch (test_train)
+    for record in epochs:
+        assert record["model"] == MODEL_NAME
+        assert record["version"] == VERSION
+        assert record["rank"] == 0
+        assert isinstance(record["loss"], float)
+        assert record["loss"] > 0
+    # The logged accuracy is the one the human-readable line gives for the same step.
+    last = epochs[-1]
+    assert f"Accuracy at step {last['step']}: {last['heldout_accuracy']:.4f}" in trained.log
+    (gate,) = _lines(trained.log, "gate")
+    assert gate["passed"] is True
+    assert gate["min_accuracy"] == 0.9
+    assert gate["heldout_accuracy"] == last["heldout_accuracy"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{contract.METRICS_PATH}", timeout=2) as answer:
+        text = answer.read().decode()
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_running_trainer_serves_its_progress_and_keeps_the_verdict_up_for_a_last_scrape(tmp_path: Path) -> None:
+    """The gate fails here (1.0 is out of reach), and the verdict 0 is still scraped after training ends."""
+    port = _free_port()
+    env = app_env(**{contract.ENV_METRICS_PORT: str(port), progress.ENV_LINGER: "20"})
+    cmd = [
+        sys.executable, "-m", "mlapp.train", "--model-dir", str(tmp_path), "--model-name", MODEL_NAME,
+        "--version", "scraped", "--epochs", "2", "--batch-size", "256", "--learning-rate", "0.001",
+        "--min-accuracy", "1.0",
+    ]  # fmt: skip
+    trainer = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, samples = time.monotonic() + 120, {}
+        while time.monotonic() < deadline and "mlapp_train_gate_passed" not in samples:
+            assert trainer.poll() is None, f"the trainer ended before its verdict was scraped: {trainer.stdout}"
+            with contextlib.suppress(OSError):
+                samples = _scrape(port)
+            time.sleep(0.2)
+        assert samples.get("mlapp_train_gate_passed") == 0.0, samples
+        assert samples["mlapp_train_epoch"] == 2
+        assert samples["mlapp_train_epochs"] == 2
+        assert samples["mlapp_train_step"] == 2 * 6  # ceil(1347 / 256) steps an epoch
+        assert samples["mlapp_train_min_accuracy"] == 1.0
+        assert 0 < samples["mlapp_train_heldout_accuracy"] < 1.0
+        assert samples["mlapp_train_loss"] > 0
+    finally:
+        trainer.terminate()  # ends the linger; the exit code was decided before it
+        out, _ = trainer.communicate(timeout=30)
+    assert trainer.returncode == contract.EXIT_GATE, out
+
+
+def test_only_rank_0_records_the_verdict() -> None:
+    other = progress.Reporter("m", "rank-test", epochs=3, min_accuracy=0.5, rank=1)
+    first = progress.Reporter("m", "rank-test", epochs=3, min_accuracy=0.5, rank=0)
+    labels = {"model": "m", "version": "rank-test"}
+    assert other.verdict(0.4) is False
+    assert progress.REGISTRY.get_sample_value("mlapp_train_gate_passed", labels) is None
+    assert first.verdict(0.6) is True
+    assert progress.REGISTRY.get_sample_value("mlapp_train_gate_passed", labels) == 1.0
+    other.epoch_done(1, 10, 0.5, 0.7)
+    assert progress.REGISTRY.get_sample_value("mlapp_train_step", {**labels, "rank": "1"}) == 10
+    assert progress.REGISTRY.get_sample_value("mlapp_train_step", {**labels, "rank": "0"}) is None
+
+
+def test_a_diverged_loss_is_logged_as_null_not_nan(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="mlapp.progress"):
+        progress.Reporter("m", "nan-test", epochs=1, min_accuracy=0.5).epoch_done(1, 1, float("nan"), 0.1)
+    (line,) = [r.getMessage() for r in caplog.records if '"event":"epoch"' in r.getMessage()]
+    assert json.loads(line)["loss"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(contract.ENV_METRICS_PORT, "http"), (contract.ENV_METRICS_PORT, "70000"), (progress.ENV_LINGER, "-1")],
+)
+def test_a_bad_setting_is_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name), progress.reporting("m", "v", 1, 0.5, env={name: value}):
+        pass
