@@ -122,13 +122,24 @@ def server_policy(
 
 
 def trainer_policy(
-    pod_labels: Mapping[str, str], egress: Sequence[Destination]
+    pod_labels: Mapping[str, str], egress: Sequence[Destination], *, peers: bool = False
 ) -> k8s.networking.v1.NetworkPolicySpecArgs:
-    """The trainer: nothing in (an Ingress policy without rules); out, only what it needs."""
+    """The trainer: nothing in (an Ingress policy without rules); out, only what it needs.
+
+    ``peers`` (a multi-node Job): the training pods also reach each other, on every port: the
+    rendezvous store's port, and the ports gloo and NCCL open for their connections, which they pick
+    from the ephemeral range (tests/app/test_distributed.py's ranks connect on such ports).
+    Only pods with the trainer's labels, in this namespace (a podSelector alone selects there).
+    """
+    fellow = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=_selector(pod_labels))]
     return k8s.networking.v1.NetworkPolicySpecArgs(
         pod_selector=_selector(pod_labels),
         policy_types=[INGRESS, EGRESS],
-        egress=workload_egress(egress),
+        ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=fellow)] if peers else None,
+        egress=[
+            *workload_egress(egress),
+            *([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=fellow)] if peers else []),
+        ],
     )
 
 
