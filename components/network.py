@@ -128,7 +128,7 @@ def trainer_policy(
 
     ``peers`` (a multi-node Job): the training pods also reach each other, on every port: the
     rendezvous store's port, and the ports gloo and NCCL open for their connections, which they pick
-    from the ephemeral range (tests/app/test_distributed.py's ranks connect on such ports).
+    from the ephemeral range (tests/stacks/test_distributed_training.py's ranks connect on such ports).
     Only pods with the trainer's labels, in this namespace (a podSelector alone selects there).
     """
     fellow = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=_selector(pod_labels))]

@@ -96,7 +96,7 @@ def join_group(rank: Rank, device: torch.device, timeout_seconds: int) -> None:
 # gloo reports a peer that went away, or never answered in time, as a plain RuntimeError raised from its
 # TCP transport ("[.../gloo/transport/tcp/pair.cc:537] Read error ...: Connection reset by peer", "[.../gloo/
 # transport/tcp/unbound_buffer.cc] Timed out waiting ...ms for recv operation"), not as a DistError;
-# tests/app/test_distributed.py kills a rank's pod and holds the other to exiting EXIT_PEER on it.
+# tests/stacks/test_distributed_training.py kills a rank's pod and holds the other to exiting EXIT_PEER on it.
 _GLOO_TRANSPORT = "gloo/transport/"
 
 

@@ -10,7 +10,8 @@ temporary model store and the CPU. Then:
 - two pods: one killed mid-run (its whole process tree, as a node loss would) makes the other exit
   EXIT_PEER at once; run again, both resume from the same step and publish exactly the model of an
   uninterrupted run;
-- a gate the model cannot pass makes every pod exit EXIT_GATE, which fails the Job at once.
+- a gate the model cannot pass makes every pod exit EXIT_GATE, which fails the Job at once;
+- SIGTERM on one pod (a Spot eviction) stops every rank after the same step, checkpointed by rank 0.
 
 Every process is bounded by a timeout and killed with its whole tree on failure, so a rendezvous that
 hangs cannot hang the suite.
@@ -35,9 +36,10 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from components import workloads
-from mlapp import contract
+from mlapp import contract, store
 from mlapp.data import load_digits_dataset
 from tests.app.helpers import PASSWORD, USER, Server, app_env, free_port
 from tests.support import JOB, SERVICE, SharedRun, container
@@ -281,3 +283,26 @@ def test_a_gate_the_model_misses_fails_every_pod_with_the_gate_code(
     assert codes == [contract.EXIT_GATE, contract.EXIT_GATE], "\n".join(p.log for p in pods)
     assert "is under --min-accuracy" in pods[0].log
     assert not (tmp_path / pod.model_name / pod.version).exists()
+
+
+def test_sigterm_on_one_pod_stops_every_rank_after_the_same_step_with_rank_0s_checkpoint(
+    shared_run: SharedRun, tmp_path: Path, processes: list[Process]
+) -> None:
+    """A Spot eviction or drain of one pod: the kubelet sends its container SIGTERM."""
+    pod = job_pod(shared_run)
+    port = free_port()
+    pods = [Process(pod.as_pod(i, tmp_path, port), tmp_path / f"pod{i}.log") for i in range(2)]
+    processes.extend(pods)
+    pods[0].wait_for_log("checkpoint saved at step")
+    pods[1].proc.send_signal(signal.SIGTERM)
+    evicted, other = pods[1].wait(timeout=60), pods[0].wait(timeout=60)
+    # The evicted pod's failure is ignored for its DisruptionTarget condition, the other's for its code.
+    assert evicted == contract.EXIT_ERROR, pods[1].log
+    assert other == contract.EXIT_PEER, pods[0].log
+    stopped = re.search(r"\[rank 1/2\] stopped by SIGTERM at step (\d+)", pods[1].log)
+    told = re.search(r"\[rank 0/2\] another rank was stopped by SIGTERM at step (\d+)", pods[0].log)
+    assert stopped, pods[1].log
+    assert told, pods[0].log
+    assert stopped.group(1) == told.group(1), "the ranks stopped after different steps"
+    saved = torch.load(store.checkpoint_path(tmp_path, pod.model_name, pod.version), weights_only=True)
+    assert saved["step"] == int(told.group(1)), "rank 0 did not checkpoint the step every rank stopped at"
