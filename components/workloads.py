@@ -411,6 +411,21 @@ def scratch_mount() -> k8s.core.v1.VolumeMountArgs:
     return k8s.core.v1.VolumeMountArgs(name="tmp", mount_path=contract.SCRATCH_DIR)
 
 
+# NCCL moves data between the GPUs of one pod through /dev/shm, and the container runtime's default
+# (64 MiB, as Docker's) makes it crash at start ("segfault in ncclShmOpen": pytorch/tutorials #2475,
+# which gives its containers 2 GB). A memory-backed emptyDir there replaces it; what is written to it
+# counts against the container's memory limit (https://kubernetes.io/docs/concepts/storage/volumes/#emptydir).
+SHM_VOLUME = "dshm"
+SHM_DIR = "/dev/shm"  # noqa: S108 - the kernel's shared-memory mount, replaced by the pod's own volume
+SHM_SIZE = "1Gi"
+
+
+def shm_volume() -> k8s.core.v1.VolumeArgs:
+    return k8s.core.v1.VolumeArgs(
+        name=SHM_VOLUME, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=SHM_SIZE)
+    )
+
+
 def gate_failure_policy(multi_node: bool = False) -> k8s.batch.v1.PodFailurePolicyArgs:
     """Fail at once when the accuracy gate says no; do not count evictions as failures.
 
@@ -491,6 +506,8 @@ def training_job_spec(
     """
     app, training, target = args.app, args.training, args.target
     multi_node = training.nodes > 1
+    # Several ranks in one pod talk through shared memory (shm_volume).
+    shared_memory = multi_node and training.gpus > 1
     store = target.model_store
     limits = {"memory": training.memory}
     if target.gpu is not None:
@@ -529,6 +546,7 @@ def training_job_spec(
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT),
             scratch_mount(),
+            *([k8s.core.v1.VolumeMountArgs(name=SHM_VOLUME, mount_path=SHM_DIR)] if shared_memory else []),
         ],
     )
     return k8s.batch.v1.JobSpecArgs(
@@ -550,7 +568,11 @@ def training_job_spec(
                 restart_policy="Never",
                 subdomain=ranks_service_name(app) if multi_node else None,
                 containers=[trainer],
-                volumes=[model_volume(store, refs.model_claim, read_only=False), scratch_volume()],
+                volumes=[
+                    model_volume(store, refs.model_claim, read_only=False),
+                    scratch_volume(),
+                    *([shm_volume()] if shared_memory else []),
+                ],
                 service_account_name=refs.trainer_account,
                 automount_service_account_token=store.needs_service_account_token,
                 security_context=pod_security(),

@@ -14,6 +14,7 @@ from torch.distributed import run as torchrun
 
 from components import workloads
 from mlapp import contract, train
+from tests.stacks.test_policy import EXPECTED_ADVICE, findings
 from tests.support import JOB, SERVICE, SharedRun, StackProblems, container, pod_spec, tolerates_gpu_taint
 from tools import harness
 
@@ -215,3 +216,23 @@ def test_the_gpu_nodes_must_hold_every_training_pods_cpu_and_memory(stack_proble
     # n1-standard-4 holds one trainer of 3 CPUs, so two pods need two nodes, not one.
     problems = stack_problems("gke", trainNodes=2, gpuMaxNodes=1, gkeGpuCount=2, trainerCpu="3")
     assert any(p.startswith("mlstack:gkeGpuMachineType = 'n1-standard-4': too small") for p in problems), problems
+
+
+@pytest.mark.parametrize("stack", CLOUD_STACKS)
+def test_a_multi_node_stack_passes_the_policy_pack(shared_run: SharedRun, stack: str) -> None:
+    found = findings(multi(shared_run, stack))
+    assert [f"{name}: {message}" for level, _, name, message in found if level == "mandatory"] == []
+    assert {(rule, name) for level, rule, name, _ in found if level == "advisory"} == EXPECTED_ADVICE[stack]
+
+
+def test_several_gpus_per_pod_share_memory_for_nccl_and_one_does_not(shared_run: SharedRun) -> None:
+    result = shared_run("gke", {**MULTI, "trainerGpus": 2, "gkeGpuCount": 2})
+    job = result.one(JOB)
+    volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container(job)["volumeMounts"]}
+    assert volumes[mounts[workloads.SHM_DIR]]["emptyDir"] == {"medium": "Memory", "sizeLimit": workloads.SHM_SIZE}
+    objects = list(harness.kubernetes_manifests(result))
+    assert [p for _, obj in objects for p in harness.validate_manifest(obj, "1.33")] == []
+    assert workloads.SHM_DIR not in {
+        m["mountPath"] for m in container(multi(shared_run, "gke").one(JOB))["volumeMounts"]
+    }
