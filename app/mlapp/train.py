@@ -319,5 +319,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return contract.EXIT_ERROR
 
 
+def _exit(code: int) -> NoReturn:
+    """Exit with ``code``; a rank of a group skips the interpreter's teardown.
+
+    gloo's C++ threads can still hold work objects with Python references when the interpreter
+    finalizes, and the process then aborts (SIGABRT) after its work is done (pytorch/pytorch#179291,
+    "crashes with SIGABRT because the interpreter is being torn down"): seen here as a rank that had
+    published exiting -6, which would fail its pod. Everything the rank had to do is done and its
+    output flushed by then, so it leaves at once.
+    """
+    try:
+        distributed = Rank.from_env().distributed
+    except ValueError:
+        distributed = False
+    if distributed:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
