@@ -153,7 +153,7 @@ class Result:
 
 
 @dataclass
-class _Group:
+class RankGroup:
     """The ranks' shared view of a run: this one's place, and the collectives it takes part in."""
 
     rank: Rank = field(default_factory=Rank)
@@ -326,7 +326,7 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
     """Train; with torchrun's ranks (``rank``), data-parallel: every rank takes its shard of each
     global batch of ``params.batch_size`` and DDP averages the gradients, so the global batch, the
     order of the examples and the steps are those of one process with the same seed."""
-    group = _Group(rank or Rank(), device)
+    group = RankGroup(rank or Rank(), device)
     leader = group.rank.leader
     on_gpu = device.type == "cuda"
     name = f" {torch.cuda.get_device_name(device)}" if on_gpu else ""
