@@ -142,6 +142,7 @@ def gpu_scheduling(args: AksGpuClusterArgs) -> GpuScheduling:
         node_selector={POOL_LABEL_KEY: GPU_POOL},
         tolerations=gpu_pool_taints(args.gpu_spot),
         gpus_per_node=size.gpus,
+        max_nodes=args.gpu_max_nodes,
         gpu_model=size.gpu_model,
         node_sizes=catalogue.azure_sizes_with(size.gpu_model),
     )

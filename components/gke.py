@@ -223,13 +223,14 @@ def kubeconfig(project: str, location: str, cluster_name: str, endpoint: str, ca
 GKE_GPU_CONTAINER_ENV = {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64"}
 
 
-def gpu_scheduling(gpu_type: str, gpu_count: int) -> GpuScheduling:
+def gpu_scheduling(gpu_type: str, gpu_count: int, max_nodes: int) -> GpuScheduling:
     """Pods land on the GPU pool by its label and tolerate its taint (GPU_TAINT_*)."""
     return GpuScheduling(
         container_env=GKE_GPU_CONTAINER_ENV,
         node_selector={POOL_LABEL_KEY: GPU_POOL, ACCELERATOR_LABEL: gpu_type},
         tolerations=(Toleration(key=GPU_TAINT_KEY, operator="Equal", value=GPU_TAINT_VALUE, effect="NoSchedule"),),
         gpus_per_node=gpu_count,
+        max_nodes=max_nodes,
         gpu_model=gpu_type,
     )
 
@@ -345,7 +346,7 @@ class GkeGpuCluster(pulumi.ComponentResource):
         bucket_access = self._bucket_access(bucket, cluster)
         self._kubernetes(cluster, depends_on=[system_pool, gpu_pool, *bucket_access, registry_reader])
 
-        self.gpu = gpu_scheduling(args.gpu_type, args.gpu_count)
+        self.gpu = gpu_scheduling(args.gpu_type, args.gpu_count, args.gpu_max_nodes)
         self.model_store = gcs_model_store(bucket.name)
         self.external_load_balancer = True
         self.metrics_scrapers = METRICS_SCRAPERS

@@ -128,15 +128,33 @@ def metrics_ingress(scrapers: Sequence[Peer]) -> list[k8s.networking.v1.NetworkP
 
 
 def trainer_policy(
-    pod_labels: Mapping[str, str], scrapers: Sequence[Peer], egress: Sequence[Destination]
+    pod_labels: Mapping[str, str],
+    scrapers: Sequence[Peer],
+    egress: Sequence[Destination],
+    *,
+    peers: bool = False,
 ) -> k8s.networking.v1.NetworkPolicySpecArgs:
     """The trainer: in, its metrics port from the cluster's monitoring (nothing else: an empty list of
-    rules admits nothing); out, only what it needs."""
+    rules admits nothing); out, only what it needs.
+
+    ``peers`` (a multi-node Job): the training pods also reach each other, on every port: the
+    rendezvous store's port, and the ports gloo and NCCL open for their connections, which they pick
+    from the ephemeral range (tests/stacks/test_distributed_training.py's ranks connect on such ports).
+    Only pods with the trainer's labels, in this namespace (a podSelector alone selects there).
+    """
+    fellow = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=_selector(pod_labels))]
+    ingress = [
+        *metrics_ingress(scrapers),
+        *([k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=fellow)] if peers else []),
+    ]
     return k8s.networking.v1.NetworkPolicySpecArgs(
         pod_selector=_selector(pod_labels),
         policy_types=[INGRESS, EGRESS],
-        ingress=metrics_ingress(scrapers) or None,
-        egress=workload_egress(egress),
+        ingress=ingress or None,
+        egress=[
+            *workload_egress(egress),
+            *([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=fellow)] if peers else []),
+        ],
     )
 
 

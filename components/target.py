@@ -46,6 +46,7 @@ class GpuScheduling:
     node_selector: Mapping[str, str]
     tolerations: tuple[Toleration, ...]
     gpus_per_node: int  # the most a single pod can request
+    max_nodes: int  # the most nodes the pool scales to (gpuMaxNodes): a multi-node Job's pods must fit in them
     gpu_model: str  # e.g. "nvidia-tesla-t4", for labels and messages
     resource_name: str = GPU_RESOURCE
     # The cloud's node sizes with this GPU and the GPUs each carries, named when a pod asks for too many.

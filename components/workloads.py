@@ -75,6 +75,16 @@ SERVER_USES = ("digital_signature", "server_auth")
 # the same page recommends).
 PSA_PREFIX = "pod-security.kubernetes.io"
 PSA_LEVEL = "restricted"
+# An Indexed Job sets each pod's hostname to "<job name>-<completion index>" and hands the index to its
+# containers as JOB_COMPLETION_INDEX; with the pod template's subdomain naming a headless Service,
+# "<hostname>.<service>" resolves to that pod (https://kubernetes.io/docs/tasks/job/job-with-pod-to-pod-communication/,
+# https://kubernetes.io/docs/concepts/workloads/controllers/job/#completion-mode).
+JOB_COMPLETION_INDEX = "JOB_COMPLETION_INDEX"
+# The label the Job controller puts on its pods, naming their Job (Kubernetes >= 1.27:
+# https://kubernetes.io/docs/reference/labels-annotations-taints/#batch-kubernetes-io-job-name); the downward
+# API gives a label's value to an environment variable (https://kubernetes.io/docs/concepts/workloads/pods/downward-api/,
+# "metadata.labels['<KEY>']"). The Job is auto-named, so a pod learns index 0's name from its own Job's.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,53 @@ def trainer_args(app: App, training: Training, version: str, gpu: bool) -> list[
         "--min-accuracy", repr(training.min_accuracy),
         "--device", "cuda" if gpu else "cpu",
     ]  # fmt: skip
+
+
+def ranks_service_name(app: App) -> str:
+    """The headless Service under which a multi-node training Job's pods find each other by name."""
+    return f"{app.app_name}-trainers"
+
+
+def launch_args(training: Training, service: str, trainer: list[str]) -> list[str]:
+    """torchrun's options for one pod of a multi-node Job (``python -m mlapp.launch``), then the trainer's.
+
+    Static rendezvous (torchrun's default backend with --master-addr): this pod is node rank = its
+    completion index, and index 0's pod hosts the TCPStore the ranks meet at, under its stable DNS name.
+    Not c10d's dynamic rendezvous, which ranks the nodes by their sorted addresses
+    (torch/distributed/elastic/rendezvous/dynamic_rendezvous.py, "Assign the ranks"), not by index.
+    Kubernetes expands ``$(VAR)`` in args from the container's environment
+    (https://kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/).
+    --max-restarts 0: torchrun does not restart workers in place; when a rank fails every rank exits
+    and the Job recreates the pods, which rendezvous again and resume from rank 0's checkpoint.
+    """
+    return [
+        "--nnodes", str(training.nodes),
+        "--nproc-per-node", str(training.gpus),
+        "--node-rank", f"$({JOB_COMPLETION_INDEX})",
+        "--master-addr", f"$({contract.ENV_JOB_NAME})-0.{service}",
+        "--master-port", str(contract.RENDEZVOUS_PORT),
+        "--max-restarts", "0",
+        "-m", "mlapp.train",
+        *trainer,
+    ]  # fmt: skip
+
+
+def ranks_service_spec(app: App) -> k8s.core.v1.ServiceSpecArgs:
+    """Headless (no cluster IP, no load balancing): DNS answers each training pod's own address. Not-ready
+    addresses are published too, so a pod's name resolves from its start, before any readiness."""
+    return k8s.core.v1.ServiceSpecArgs(
+        cluster_ip="None",
+        selector=selector(app, "trainer"),
+        publish_not_ready_addresses=True,
+        ports=[
+            k8s.core.v1.ServicePortArgs(
+                name=contract.RENDEZVOUS_PORT_NAME,
+                port=contract.RENDEZVOUS_PORT,
+                target_port=contract.RENDEZVOUS_PORT_NAME,
+                protocol="TCP",
+            )
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -346,13 +403,42 @@ def scratch_mount() -> k8s.core.v1.VolumeMountArgs:
     return k8s.core.v1.VolumeMountArgs(name="tmp", mount_path=contract.SCRATCH_DIR)
 
 
-def gate_failure_policy() -> k8s.batch.v1.PodFailurePolicyArgs:
+# NCCL moves data between the GPUs of one pod through /dev/shm, and the container runtime's default
+# (64 MiB, as Docker's) makes it crash at start ("segfault in ncclShmOpen": pytorch/tutorials #2475,
+# which gives its containers 2 GB). A memory-backed emptyDir there replaces it; what is written to it
+# counts against the container's memory limit (https://kubernetes.io/docs/concepts/storage/volumes/#emptydir).
+SHM_VOLUME = "dshm"
+SHM_DIR = "/dev/shm"  # noqa: S108 - the kernel's shared-memory mount, replaced by the pod's own volume
+SHM_SIZE = "1Gi"
+
+
+def shm_volume() -> k8s.core.v1.VolumeArgs:
+    return k8s.core.v1.VolumeArgs(
+        name=SHM_VOLUME, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=SHM_SIZE)
+    )
+
+
+def gate_failure_policy(multi_node: bool = False) -> k8s.batch.v1.PodFailurePolicyArgs:
     """Fail at once when the accuracy gate says no; do not count evictions as failures.
 
     Retrying a deterministic run that missed its gate only burns GPU hours,
     while a Spot eviction or node drain (DisruptionTarget) says nothing about
     the training and should not use up ``backoffLimit``.
+
+    ``multi_node``: when one rank fails, every other rank exits EXIT_PEER (the trainer and
+    mlapp.launch); those pods are recreated without counting, so one fault costs one retry of
+    ``backoffLimit``, however many pods the group has. The rules match in order; the
+    first that matches decides (https://kubernetes.io/docs/concepts/workloads/controllers/job/#pod-failure-policy;
+    GA since Kubernetes 1.31, KEP-3329).
     """
+    peer = [
+        k8s.batch.v1.PodFailurePolicyRuleArgs(
+            action="Ignore",
+            on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
+                container_name=contract.TRAINER_CONTAINER, operator="In", values=[contract.EXIT_PEER]
+            ),
+        )
+    ]
     return k8s.batch.v1.PodFailurePolicyArgs(
         rules=[
             k8s.batch.v1.PodFailurePolicyRuleArgs(
@@ -367,6 +453,7 @@ def gate_failure_policy() -> k8s.batch.v1.PodFailurePolicyArgs:
                     k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")
                 ],
             ),
+            *(peer if multi_node else []),
         ]
     )
 
@@ -404,8 +491,15 @@ def env_from(refs: PodRefs) -> list[k8s.core.v1.EnvFromSourceArgs]:
 def training_job_spec(
     args: MlWorkloadsArgs, refs: PodRefs, trainer_args: pulumi.Input[list[str]]
 ) -> k8s.batch.v1.JobSpecArgs:
-    """The training Job: the trainer on the GPU pool, writing the model store, failing fast on the gate."""
+    """The training Job: the trainer on the GPU pool, writing the model store, failing fast on the gate.
+
+    With ``training.nodes`` > 1, ``trainer_args`` are ``launch_args``: an Indexed Job of that many pods,
+    all at once, each a torchrun node (``python -m mlapp.launch``) named under the headless Service.
+    """
     app, training, target = args.app, args.training, args.target
+    multi_node = training.nodes > 1
+    # Several ranks in one pod talk through shared memory (shm_volume).
+    shared_memory = multi_node and training.gpus > 1
     store = target.model_store
     limits = {"memory": training.memory}
     if target.gpu is not None:
@@ -413,14 +507,34 @@ def training_job_spec(
         limits[target.gpu.resource_name] = str(training.gpus)
     placement = pod_placement(target.gpu)
     metrics_env, metrics_annotations = trainer_metrics(target.scrape_by)
+    job_name = k8s.core.v1.EnvVarArgs(
+        name=contract.ENV_JOB_NAME,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path=f"metadata.labels['{JOB_NAME_LABEL}']")
+        ),
+    )
     trainer = k8s.core.v1.ContainerArgs(
         name=contract.TRAINER_CONTAINER,
         image=args.trainer_image,
+        # The image's entrypoint is the trainer (app/Dockerfile); each pod of a group starts torchrun.
+        command=["python", "-m", "mlapp.launch"] if multi_node else None,
         args=trainer_args,
-        ports=[metrics_port()],
+        ports=[
+            metrics_port(),
+            *(
+                [
+                    k8s.core.v1.ContainerPortArgs(
+                        name=contract.RENDEZVOUS_PORT_NAME, container_port=contract.RENDEZVOUS_PORT, protocol="TCP"
+                    )
+                ]
+                if multi_node
+                else []
+            ),
+        ],
         env_from=env_from(refs),
         env=[
             k8s.core.v1.EnvVarArgs(name=contract.ENV_TRAINER_IMAGE, value=args.trainer_image),
+            *([job_name] if multi_node else []),
             *gpu_env(target.gpu),
             *metrics_env,
         ],
@@ -431,20 +545,33 @@ def training_job_spec(
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT),
             scratch_mount(),
+            *([k8s.core.v1.VolumeMountArgs(name=SHM_VOLUME, mount_path=SHM_DIR)] if shared_memory else []),
         ],
     )
     return k8s.batch.v1.JobSpecArgs(
+        # Indexed: pod i is rank i and keeps its index (and name) when it is recreated; every pod at once,
+        # since the ranks rendezvous before the first step. The Job succeeds when every index has.
+        completion_mode="Indexed" if multi_node else None,
+        completions=training.nodes if multi_node else None,
+        parallelism=training.nodes if multi_node else None,
+        # One fault costs one retry whatever the group's size: the ranks that stopped for it are ignored
+        # (gate_failure_policy). Not backoffLimitPerIndex (GA in 1.33): a rank's retries are the group's.
         backoff_limit=training.backoff_limit,
         active_deadline_seconds=training.deadline_seconds,
-        pod_failure_policy=gate_failure_policy(),
+        pod_failure_policy=gate_failure_policy(multi_node),
         # No ttlSecondsAfterFinished: a Job garbage-collected behind Pulumi's
         # back would be recreated, and the model retrained, on the next update.
         template=k8s.core.v1.PodTemplateSpecArgs(
             metadata=pod_template_meta(app, "trainer", store, metrics_annotations),
             spec=k8s.core.v1.PodSpecArgs(
                 restart_policy="Never",
+                subdomain=ranks_service_name(app) if multi_node else None,
                 containers=[trainer],
-                volumes=[model_volume(store, refs.model_claim, read_only=False), scratch_volume()],
+                volumes=[
+                    model_volume(store, refs.model_claim, read_only=False),
+                    scratch_volume(),
+                    *([shm_volume()] if shared_memory else []),
+                ],
                 service_account_name=refs.trainer_account,
                 automount_service_account_token=store.needs_service_account_token,
                 security_context=pod_security(),
@@ -716,11 +843,21 @@ def curl_command(url: str, username: str, port_forward: str | None, ca_file: str
 
 
 def check(args: MlWorkloadsArgs) -> None:
-    gpu = args.target.gpu
+    gpu, training, store = args.target.gpu, args.training, args.target.model_store
     linger = monitoring.trainer_linger_seconds(args.target.scrape_by)
-    problems = rules.train_deadline(args.training.deadline_seconds, linger)
+    problems = rules.train_deadline(training.deadline_seconds, linger)
+    shared = store.csi is not None or (store.claim is not None and store.claim.access_mode == "ReadWriteMany")
+    problems += rules.train_nodes_target(training.nodes, gpu_pool=gpu is not None, shared_store=shared)
     if gpu is not None:
-        problems += rules.trainer_gpus_per_node(args.training.gpus, gpu.gpus_per_node, gpu.gpu_model, gpu.node_sizes)
+        problems += rules.trainer_gpus_per_node(training.gpus, gpu.gpus_per_node, gpu.gpu_model, gpu.node_sizes)
+        problems += rules.train_nodes(
+            nodes=training.nodes,
+            trainer_gpus=training.gpus,
+            gpus_per_node=gpu.gpus_per_node,
+            max_nodes=gpu.max_nodes,
+            gpu_model=gpu.gpu_model,
+            batch_size=training.batch_size,
+        )
     if problems:
         raise WorkloadsError(format_problems("cannot run the workloads on this cluster", problems))
 
@@ -889,9 +1026,14 @@ class MlWorkloads(pulumi.ComponentResource):
     def _training_job(self, refs: PodRefs, isolation: list[k8s.networking.v1.NetworkPolicy]) -> k8s.batch.v1.Job:
         args = self._args
         on_gpu = args.target.gpu is not None
+        ranks = self._ranks_service()
         command = pulumi.Output.from_input(refs.model_version).apply(
             lambda v: trainer_args(args.app, args.training, v, on_gpu)
         )
+        if ranks is not None:
+            command = pulumi.Output.all(ranks.metadata.name, command).apply(
+                lambda values: launch_args(args.training, values[0], values[1])
+            )
         return k8s.batch.v1.Job(
             f"{self._name}-train",
             metadata=self._meta("trainer"),
@@ -902,10 +1044,23 @@ class MlWorkloads(pulumi.ComponentResource):
                     # pulumi-kubernetes waits for the Job to complete: allow for a GPU
                     # node to scale up from zero and for the whole training run.
                     custom_timeouts=pulumi.CustomTimeouts(create=args.training.timeout, update=args.training.timeout),
-                    # Its pod starts fenced in: no moment without the namespace's NetworkPolicies.
-                    depends_on=isolation,
+                    # Its pods start fenced in: no moment without the namespace's NetworkPolicies;
+                    # a group's pods find each other under the headless Service.
+                    depends_on=[*isolation, *([ranks] if ranks is not None else [])],
                 ),
             ),
+        )
+
+    def _ranks_service(self) -> k8s.core.v1.Service | None:
+        """The headless Service that names a multi-node Job's pods; None for a single pod (nothing new)."""
+        app = self._args.app
+        if self._args.training.nodes == 1:
+            return None
+        return k8s.core.v1.Service(
+            f"{self._name}-trainers",
+            metadata=self._meta("trainer", ranks_service_name(app)),
+            spec=ranks_service_spec(app),
+            opts=self._k8s,
         )
 
     def _deployment(
@@ -940,7 +1095,12 @@ class MlWorkloads(pulumi.ComponentResource):
                     selector(app, "server"), serving.allowed_source_ranges, target.metrics_scrapers, egress
                 ),
             ),
-            "trainer": ("trainer", network.trainer_policy(selector(app, "trainer"), target.metrics_scrapers, egress)),
+            "trainer": (
+                "trainer",
+                network.trainer_policy(
+                    selector(app, "trainer"), target.metrics_scrapers, egress, peers=self._args.training.nodes > 1
+                ),
+            ),
         }
         return [
             k8s.networking.v1.NetworkPolicy(

@@ -219,6 +219,69 @@ def trainer_gpus_per_node(
     ]
 
 
+def train_nodes(  # noqa: PLR0913 - the Job's shape and the pool it must fit in, keyword-only
+    *, nodes: int, trainer_gpus: int, gpus_per_node: int, max_nodes: int, gpu_model: str, batch_size: int
+) -> list[Problem]:
+    """A multi-node training Job fits in the GPU pool at its largest, and every rank gets examples.
+
+    Each of the ``nodes`` pods requests ``trainer_gpus``, so a node holds
+    ``gpus_per_node // trainer_gpus`` of them, and all must run at once: the ranks
+    rendezvous before the first step.
+    """
+    if nodes == 1 or trainer_gpus > gpus_per_node:  # one pod; or trainer_gpus_per_node says why not
+        return []
+    problems = []
+    per_node = gpus_per_node // trainer_gpus
+    needed = -(-nodes // per_node)
+    if needed > max_nodes:
+        problems.append(
+            Problem(
+                "trainNodes",
+                nodes,
+                f"{nodes} training pods of mlstack:trainerGpus {trainer_gpus} must run at once, and a node of "
+                f"the GPU pool carries {gpus_per_node} {gpu_model} GPU(s), so {per_node} pod(s) per node: they "
+                f"need {needed} nodes but mlstack:gpuMaxNodes is {max_nodes}; raise mlstack:gpuMaxNodes to "
+                f"{needed} or lower trainNodes to {max_nodes * per_node}",
+            )
+        )
+    world = nodes * trainer_gpus
+    if batch_size < world:
+        problems.append(
+            Problem(
+                "trainBatchSize",
+                batch_size,
+                f"each batch is shared by the {world} ranks (mlstack:trainNodes {nodes} x mlstack:trainerGpus "
+                f"{trainer_gpus}), so it must be at least {world}",
+            )
+        )
+    return problems
+
+
+def train_nodes_target(nodes: int, gpu_pool: bool, shared_store: bool) -> list[Problem]:
+    """More than one training pod needs a GPU pool, and a model store that pods on different nodes share."""
+    if nodes == 1:
+        return []
+    if not gpu_pool:
+        return [
+            Problem(
+                "trainNodes",
+                nodes,
+                "more than one training pod runs on a GPU pool (mlstack:cloud azure or gcp); a local cluster "
+                "trains in one pod, so set it to 1",
+            )
+        ]
+    if not shared_store:
+        return [
+            Problem(
+                "trainNodes",
+                nodes,
+                "more than one training pod needs a model store that pods on different nodes can all mount "
+                "(ReadWriteMany or a CSI volume), and this target's is ReadWriteOnce; set it to 1",
+            )
+        ]
+    return []
+
+
 def gcp_zone(zone: str | None, region: str) -> list[Problem]:
     """A zonal cluster's zone lies in the region; None is a regional cluster."""
     if zone is None or re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
@@ -407,6 +470,7 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
     per_cluster: capacity.Resources,
     gpu_extra: capacity.Resources,
     sidecar: capacity.Resources | None,
+    gpu_nodes: int,
 ) -> tuple[list[Problem], list[Problem]]:
     """The problems, and the sizes not judged because the catalogue does not know them."""
     server = _requests(serving.cpu_request, serving.memory_request)
@@ -415,6 +479,10 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
     if sidecar is not None:  # both pods mount the bucket, so both get the sidecar
         server, trainer = server + sidecar, trainer + sidecar
     serving_pods = capacity.Pods("serving pod", server, serving.replicas + capacity.ROLLOUT_MAX_SURGE)
+    # One training pod needs one GPU node; a multi-node Job's pods all run at once, on the pool at its largest.
+    training_nodes = 1 if training.nodes == 1 else gpu_nodes
+    multi = f"mlstack:trainNodes ({training.nodes}) training pods, each" if training.nodes > 1 else "the training pod"
+    more_nodes = ", raise mlstack:gpuMaxNodes" if training.nodes > 1 else ""
     none = capacity.Resources(0, 0)
     problems: list[Problem] = []
     unchecked: list[Problem] = []
@@ -423,9 +491,9 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
          f"mlstack:replicas ({serving.replicas}) plus one rollout surge, each requesting "
          f"mlstack:serverCpuRequest {serving.cpu_request} and mlstack:serverMemoryRequest "
          f"{serving.memory_request}{with_sidecar}; choose a larger size, raise mlstack:systemNodeCount or lower those"),
-        (gpu, 1, gpu_extra, none, capacity.Pods("training pod", trainer, 1),
-         f"the training pod requests mlstack:trainerCpu {training.cpu} and mlstack:trainerMemory "
-         f"{training.memory}{with_sidecar}; choose a larger size or lower those"),
+        (gpu, training_nodes, gpu_extra, none, capacity.Pods("training pod", trainer, training.nodes),
+         f"{multi} requests mlstack:trainerCpu {training.cpu} and mlstack:trainerMemory "
+         f"{training.memory}{with_sidecar}; choose a larger size{more_nodes} or lower those"),
     ):  # fmt: skip
         if machine is None:
             reason = (
@@ -440,8 +508,14 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
     return problems, unchecked
 
 
-def gke_node_capacity(
-    system_machine_type: str, gpu_machine_type: str, system_nodes: int, serving: specs.Serving, training: specs.Training
+def gke_node_capacity(  # noqa: PLR0913 - the two pools' sizes and what runs on them
+    system_machine_type: str,
+    gpu_machine_type: str,
+    system_nodes: int,
+    serving: specs.Serving,
+    training: specs.Training,
+    *,
+    gpu_nodes: int = 1,
 ) -> tuple[list[Problem], list[Problem]]:
     """GKE's system and GPU machine types hold the serving pods and the training pod (problems, unchecked)."""
     return _node_capacity(
@@ -455,11 +529,18 @@ def gke_node_capacity(
         per_cluster=capacity.GKE_SYSTEM_PER_CLUSTER,
         gpu_extra=capacity.GKE_GPU_NODE_EXTRA,
         sidecar=capacity.GCS_FUSE_SIDECAR,
+        gpu_nodes=gpu_nodes,
     )
 
 
-def aks_node_capacity(
-    system_vm_size: str, gpu_vm_size: str, system_nodes: int, serving: specs.Serving, training: specs.Training
+def aks_node_capacity(  # noqa: PLR0913 - the two pools' sizes and what runs on them
+    system_vm_size: str,
+    gpu_vm_size: str,
+    system_nodes: int,
+    serving: specs.Serving,
+    training: specs.Training,
+    *,
+    gpu_nodes: int = 1,
 ) -> tuple[list[Problem], list[Problem]]:
     """AKS's system and GPU VM sizes hold the serving pods and the training pod (problems, unchecked)."""
     gpu_entry = catalogue.AZURE_GPU_SIZES.get(gpu_vm_size)
@@ -475,4 +556,5 @@ def aks_node_capacity(
         per_cluster=capacity.AKS_SYSTEM_PER_CLUSTER,
         gpu_extra=capacity.AKS_GPU_NODE_EXTRA,
         sidecar=None,
+        gpu_nodes=gpu_nodes,
     )

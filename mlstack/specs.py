@@ -42,7 +42,8 @@ class Training:
     timeout: str  # a Pulumi custom timeout, e.g. "75m"
     cpu: str
     memory: str
-    gpus: int
+    gpus: int  # per pod
+    nodes: int = 1  # pods of an Indexed Job, one torchrun node each; 1: the single-pod Job
 
 
 @dataclass(frozen=True)

@@ -331,7 +331,7 @@ def load() -> StackConfig:
         r.add(rules.artifact_repository_id(app.app_name))
         target = _gcp(r, training, _gpu_build(images.trainer_build))
     elif cloud == "azure":
-        target = _azure(r, training.gpus, _gpu_build(images.trainer_build))
+        target = _azure(r, training, _gpu_build(images.trainer_build))
     else:
         target = LocalConfig(
             kube_context=r.string("kubeContext", _optional(_context), None),
@@ -339,6 +339,7 @@ def load() -> StackConfig:
             metrics_namespace=_metrics_namespace(r, app.namespace),
             scrape_by=_local_scrape_by(r),
         )
+        r.add(rules.train_nodes_target(training.nodes, gpu_pool=False, shared_store=False))
 
     if not r.problems:  # judged on values that are each valid
         scrape_by = target.scrape_by if isinstance(target, LocalConfig) else monitoring.CLOUD_SCRAPE_BY[cloud]
@@ -479,6 +480,7 @@ def _training(r: _Reader) -> specs.Training:
         cpu=r.quantity("trainerCpu"),
         memory=r.quantity("trainerMemory"),
         gpus=r.integer("trainerGpus", 1, 16),
+        nodes=r.integer("trainNodes", 1, 100),
     )
 
 
@@ -565,6 +567,17 @@ def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCu
                 build=trainer_cuda,
             )
         )
+    pools = _node_pools(r)
+    r.add(
+        rules.train_nodes(
+            nodes=training.nodes,
+            trainer_gpus=training.gpus,
+            gpus_per_node=gpu_count,
+            max_nodes=pools.gpu_max_nodes,
+            gpu_model=gpu_type,
+            batch_size=training.batch_size,
+        )
+    )
     return GcpConfig(
         project=r.string("gcpProject", _gcp_project, ""),
         region=region,
@@ -577,14 +590,27 @@ def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCu
         gpu_type=gpu_type,
         gpu_count=gpu_count,
         gpu_driver_version=driver_version,
-        pools=_node_pools(r),
+        pools=pools,
     )
 
 
-def _azure(r: _Reader, trainer_gpus: int, trainer_cuda: catalogue.TrainerCuda) -> AzureConfig:
+def _azure(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCuda) -> AzureConfig:
     gpu_vm_size = r.text("aksGpuVmSize")
     if gpu_vm_size:
-        r.add(rules.aks_gpu_pool(gpu_vm_size, trainer_gpus, trainer_cuda))
+        r.add(rules.aks_gpu_pool(gpu_vm_size, training.gpus, trainer_cuda))
+    pools = _node_pools(r)
+    size = catalogue.AZURE_GPU_SIZES.get(gpu_vm_size)
+    if size is not None:  # an unknown size is reported by aks_gpu_pool
+        r.add(
+            rules.train_nodes(
+                nodes=training.nodes,
+                trainer_gpus=training.gpus,
+                gpus_per_node=size.gpus,
+                max_nodes=pools.gpu_max_nodes,
+                gpu_model=size.gpu_model,
+                batch_size=training.batch_size,
+            )
+        )
     return AzureConfig(
         location=r.string("azureLocation", catalogue.azure_location, ""),
         system_vm_size=r.string("aksSystemVmSize", catalogue.azure_vm_size, ""),
@@ -593,7 +619,7 @@ def _azure(r: _Reader, trainer_gpus: int, trainer_cuda: catalogue.TrainerCuda) -
         spot_max_price=r.string("aksSpotMaxPrice", _spot_max_price, -1.0),
         acr_sku=r.choice("acrSku", catalogue.ACR_SKUS),
         acr_admin_user=r.boolean("acrAdminUser"),
-        pools=_node_pools(r),
+        pools=pools,
     )
 
 
@@ -612,11 +638,21 @@ def _capacity(r: _Reader, serving: specs.Serving, training: specs.Training, targ
     """Refuse a system or GPU machine size whose nodes cannot hold what is scheduled there."""
     if isinstance(target, GcpConfig):
         problems, unchecked = rules.gke_node_capacity(
-            target.system_machine_type, target.gpu_machine_type, target.pools.system_node_count, serving, training
+            target.system_machine_type,
+            target.gpu_machine_type,
+            target.pools.system_node_count,
+            serving,
+            training,
+            gpu_nodes=target.pools.gpu_max_nodes,
         )
     elif isinstance(target, AzureConfig):
         problems, unchecked = rules.aks_node_capacity(
-            target.system_vm_size, target.gpu_vm_size, target.pools.system_node_count, serving, training
+            target.system_vm_size,
+            target.gpu_vm_size,
+            target.pools.system_node_count,
+            serving,
+            training,
+            gpu_nodes=target.pools.gpu_max_nodes,
         )
     else:
         return  # a local cluster: its nodes are the user's own

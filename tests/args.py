@@ -119,6 +119,7 @@ GPU: Final = GpuScheduling(
         SPOT_TOLERATION,
     ),
     gpus_per_node=1,
+    max_nodes=2,
     gpu_model="nvidia-tesla-t4",
     container_env={"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64"},
 )

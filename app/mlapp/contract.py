@@ -42,6 +42,16 @@ SERVER_CONTAINER: Final = "server"
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_GATE: Final = 2
+# A rank of a multi-node run that stopped because another rank failed, was stopped or could not be
+# reached: the fault is counted on the pod that had it, never again on every pod of the group.
+EXIT_PEER: Final = 3
+
+# --- distributed training (trainNodes > 1) -------------------------------------------
+# The port the static rendezvous's TCPStore listens on in index 0's pod (torchrun's --master-port).
+RENDEZVOUS_PORT: Final = 29500
+RENDEZVOUS_PORT_NAME: Final = "rendezvous"
+# The Job's own name, given to each of its pods by the downward API, so a pod can name index 0's pod.
+ENV_JOB_NAME: Final = "MLAPP_JOB_NAME"
 
 # --- the filesystem ----------------------------------------------------------------
 

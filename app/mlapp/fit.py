@@ -12,16 +12,19 @@ import math
 import signal
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from mlapp import cuda, progress, store
 from mlapp.data import Dataset
+from mlapp.launch import Rank
 from mlapp.model import DigitCNN, WithSoftmax
 
 log = logging.getLogger("mlapp.train")
@@ -33,6 +36,10 @@ class Stopped(Exception):
     """SIGTERM arrived; the checkpoint is saved and a rerun resumes."""
 
 
+class PeerStopped(Exception):
+    """Another rank was stopped by SIGTERM; rank 0 saved the checkpoint and every rank stops with it."""
+
+
 class DeviceError(Exception):
     """The requested device cannot train here; the message says why."""
 
@@ -42,7 +49,7 @@ def torch_build() -> cuda.TorchBuild:
     return cuda.TorchBuild(version=TORCH_VERSION, cuda=torch.version.cuda, arch_list=arch_list)
 
 
-def select_device(requested: str) -> torch.device:
+def select_device(requested: str, local_rank: int = 0) -> torch.device:
     """``cuda`` must work or fail with its cause; ``cpu`` is the CPU; ``auto`` takes CUDA if it works.
 
     The Job asks for ``cuda`` exactly when its pod requests a GPU, so a GPU
@@ -51,7 +58,7 @@ def select_device(requested: str) -> torch.device:
     if requested == "cpu":
         return torch.device("cpu")
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     build = torch_build()
     driver = cuda.probe_driver() if build.cuda else cuda.DriverProbe(loaded=False)
     available = build.cuda is not None and torch.cuda.is_available()
@@ -61,7 +68,57 @@ def select_device(requested: str) -> torch.device:
         reason = f"torch {build.version} reports CUDA unavailable although the driver loaded ({driver})"
     if reason is not None:
         raise DeviceError(reason)
-    return torch.device("cuda")
+    if local_rank >= torch.cuda.device_count():
+        raise DeviceError(f"local rank {local_rank} has no GPU: this pod sees {torch.cuda.device_count()}")
+    # torchrun starts one worker per GPU of the pod (--nproc-per-node); each takes the one its local rank names.
+    return torch.device("cuda", local_rank)
+
+
+def join_group(rank: Rank, device: torch.device, timeout_seconds: int) -> None:
+    """Join the training group torchrun started: NCCL between GPUs, gloo between CPUs.
+
+    The timeout bounds every collective, so a rank whose peer died without a word (a lost node)
+    fails instead of waiting forever (https://pytorch.org/docs/stable/distributed.html,
+    init_process_group: "timeout ... Duration of timeouts for operations executed against the
+    process group", 10 minutes for NCCL and 30 for the others by default).
+    """
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo",
+        rank=rank.rank,
+        world_size=rank.world_size,
+        timeout=timedelta(seconds=timeout_seconds),
+        device_id=device if device.type == "cuda" else None,
+    )
+
+
+# gloo reports a peer that went away, or never answered in time, as a plain RuntimeError raised from its
+# TCP transport ("[.../gloo/transport/tcp/pair.cc:537] Read error ...: Connection reset by peer", "[.../gloo/
+# transport/tcp/unbound_buffer.cc] Timed out waiting ...ms for recv operation"), not as a DistError;
+# tests/stacks/test_distributed_training.py kills a rank's pod and holds the other to exiting EXIT_PEER on it.
+_GLOO_TRANSPORT = "gloo/transport/"
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error`` says that another rank failed or went away, not that this one did.
+
+    torch raises DistError (DistBackendError from NCCL, DistNetworkError and DistStoreError from the
+    store) when the group breaks (https://pytorch.org/docs/stable/distributed.html#torch.distributed.DistError).
+    """
+    return isinstance(error, dist.DistError) or (isinstance(error, RuntimeError) and _GLOO_TRANSPORT in str(error))
+
+
+def verdict_of_leader(code: int, device: torch.device) -> int:
+    """Rank 0's exit code, on every rank."""
+    box = [code]
+    dist.broadcast_object_list(box, src=0, device=device)
+    return int(box[0])
+
+
+def leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @dataclass(frozen=True)
@@ -90,9 +147,38 @@ class _Trainee:
 @dataclass(frozen=True)
 class Result:
     net: nn.Module
-    accuracy: float
+    accuracy: float | None  # None on a rank other than 0: only rank 0 evaluates
     steps: int
     device: str
+
+
+@dataclass
+class RankGroup:
+    """The ranks' shared view of a run: this one's place, and the collectives it takes part in."""
+
+    rank: Rank = field(default_factory=Rank)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def shard(self, idx: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a global batch: every world_size-th example, starting at its rank."""
+        return idx[self.rank.rank :: self.rank.world_size] if self.rank.distributed else idx
+
+    def any_stopped(self, stopped: bool) -> bool:
+        """Whether any rank was asked to stop: every rank then stops after the same step."""
+        if not self.rank.distributed:
+            return stopped
+        flag = torch.tensor([int(stopped)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def from_leader(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Rank 0's checkpoint state on every rank, so that all resume from the same step,
+        whatever each would read from the store while an old rank 0 may still be writing."""
+        if not self.rank.distributed:
+            return state
+        box: list[dict[str, Any] | None] = [state if self.rank.leader else None]
+        dist.broadcast_object_list(box, src=0, device=self.device)
+        return box[0]
 
 
 class _StopFlag:
@@ -227,7 +313,7 @@ def _restore(trainee: _Trainee, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["rng"])
 
 
-def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its knobs are its parameters
+def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bottom; its knobs are its parameters
     dataset: Dataset,
     params: Params,
     checkpoint_path: Path,
@@ -235,7 +321,13 @@ def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its 
     log_every: int,
     *,
     device: torch.device,
+    rank: Rank | None = None,
 ) -> Result:
+    """Train; with torchrun's ranks (``rank``), data-parallel: every rank takes its shard of each
+    global batch of ``params.batch_size`` and DDP averages the gradients, so the global batch, the
+    order of the examples and the steps are those of one process with the same seed."""
+    group = RankGroup(rank or Rank(), device)
+    leader = group.rank.leader
     on_gpu = device.type == "cuda"
     name = f" {torch.cuda.get_device_name(device)}" if on_gpu else ""
     log.info("device %s%s%s", device.type, name, " (mixed precision)" if on_gpu else "")
@@ -243,6 +335,10 @@ def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its 
         torch.use_deterministic_algorithms(True)
     trainee = _fresh(params, dataset, device)
     loss_fn = nn.CrossEntropyLoss()
+    # Summed, then scaled by world_size / global batch: DDP averages the ranks' gradients
+    # (https://pytorch.org/docs/stable/notes/ddp.html), so the step is the global batch's mean,
+    # even where the last batch splits unevenly.
+    summed_loss = nn.CrossEntropyLoss(reduction="sum")
 
     x_train = torch.from_numpy(dataset.x_train)
     y_train = torch.from_numpy(dataset.y_train)
@@ -251,7 +347,7 @@ def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its 
     steps_per_epoch = math.ceil(len(x_train) / params.batch_size)
 
     start_epoch, start_batch, step = 0, 0, 0
-    state = _load_checkpoint(checkpoint_path, params, steps_per_epoch)
+    state = group.from_leader(_load_checkpoint(checkpoint_path, params, steps_per_epoch) if leader else None)
     if state is not None:
         try:
             _restore(trainee, state)
@@ -265,8 +361,16 @@ def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its 
             start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
             log.info("resuming from checkpoint %s at step %d", checkpoint_path, step)
     net, optimizer, scaler = trainee.net, trainee.optimizer, trainee.scaler
+    # DDP broadcasts rank 0's weights at construction and all-reduces gradients in backward.
+    model: nn.Module = (
+        nn.parallel.DistributedDataParallel(net, device_ids=[device] if on_gpu else None)
+        if group.rank.distributed
+        else net
+    )
 
     def checkpoint(epoch: int, batch: int) -> None:
+        if not leader:  # one writer; every rank resumes from what it wrote (from_leader)
+            return
         _save_checkpoint(
             checkpoint_path,
             {
@@ -299,36 +403,49 @@ def fit(  # noqa: PLR0913, PLR0915 - one training loop, read top to bottom; its 
             first = start_batch if epoch == start_epoch else 0
             for b in range(first, steps_per_epoch):
                 idx = order[b * params.batch_size : (b + 1) * params.batch_size]
-                xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+                mine = group.shard(idx)
+                xb, yb = x_train[mine].to(device), y_train[mine].to(device)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, enabled=on_gpu):
-                    out = net(xb)
-                    loss = loss_fn(out, yb)
+                    out = model(xb)
+                    if group.rank.distributed:
+                        loss = summed_loss(out, yb) * (group.rank.world_size / len(idx))
+                    else:
+                        loss = loss_fn(out, yb)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
                 seen += len(yb)
                 correct += int((out.argmax(1) == yb).sum())
-                loss_sum += loss.item() * len(yb)
-                if step % log_every == 0:
+                # This rank's examples' mean loss, whichever way the step's loss was scaled.
+                loss_sum += (
+                    (loss.item() * len(idx) / group.rank.world_size)
+                    if group.rank.distributed
+                    else (loss.item() * len(yb))
+                )
+                if step % log_every == 0 and seen:
                     log.info(
                         "step %d epoch %d loss %.4f running accuracy %.4f",
                         step, epoch + 1, loss_sum / seen, correct / seen,
                     )  # fmt: skip
                 last_of_epoch = b + 1 == steps_per_epoch
-                if stop.requested or (step % checkpoint_every == 0 and not last_of_epoch):
+                stopping = group.any_stopped(stop.requested)
+                if stopping or (step % checkpoint_every == 0 and not last_of_epoch):
                     checkpoint(epoch, b + 1)
                 if stop.requested:
                     raise Stopped(f"stopped by SIGTERM at step {step}; a rerun resumes from it")
+                if stopping:
+                    raise PeerStopped(f"another rank was stopped by SIGTERM at step {step}; a rerun resumes from it")
             checkpoint(epoch + 1, 0)
-            held_out = evaluate(net, x_test, y_test, device)
-            log.info("Accuracy at step %d: %.4f", step, held_out)
+            held_out = evaluate(net, x_test, y_test, device) if leader else None
+            if held_out is not None:
+                log.info("Accuracy at step %d: %.4f", step, held_out)
             progress.epoch_done(epoch + 1, step, loss_sum / max(seen, 1), held_out)
-        accuracy = evaluate(net, x_test, y_test, device)
+        accuracy = evaluate(net, x_test, y_test, device) if leader else None
         log.info(
-            "held-out accuracy %.4f after %d steps (%.1fs this run)",
-            accuracy, step, time.monotonic() - started,
+            "held-out accuracy %s after %d steps (%.1fs this run)",
+            "rank 0's to judge" if accuracy is None else f"{accuracy:.4f}", step, time.monotonic() - started,
         )  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)

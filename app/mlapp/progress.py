@@ -75,12 +75,14 @@ class Reporter:
         MIN_ACCURACY.labels(**run).set(min_accuracy)
         self._run = run  # the verdict's child is made only with the verdict: absent until then
 
-    def epoch_done(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
-        """Epoch ``epoch`` (1-based) has ended at ``step`` with this mean loss and held-out accuracy."""
+    def epoch_done(self, epoch: int, step: int, loss: float, accuracy: float | None) -> None:
+        """Epoch ``epoch`` (1-based) has ended at ``step`` with this mean loss and held-out accuracy
+        (None on a rank that does not evaluate: in a group, rank 0 alone does, fit.py)."""
         EPOCH.labels(**self._ranked).set(epoch)
         STEP.labels(**self._ranked).set(step)
         LOSS.labels(**self._ranked).set(loss)
-        ACCURACY.labels(**self._ranked).set(accuracy)
+        if accuracy is not None:
+            ACCURACY.labels(**self._ranked).set(accuracy)
         log.info("%s", self._line("epoch", epoch=epoch, step=step, loss=loss, heldout_accuracy=accuracy))
 
     def verdict(self, accuracy: float) -> bool:
@@ -109,7 +111,7 @@ _current: Reporter | None = None
 _lock = threading.Lock()
 
 
-def epoch_done(epoch: int, step: int, loss: float, accuracy: float) -> None:
+def epoch_done(epoch: int, step: int, loss: float, accuracy: float | None) -> None:
     """Report an epoch to the run's reporter; nothing when no run is reporting (a test calling fit)."""
     if _current is not None:
         _current.epoch_done(epoch, step, loss, accuracy)

@@ -6,6 +6,11 @@
 
 Exit codes (mlapp.contract; the Kubernetes Job relies on them): 0 published (or already
 published), 2 held-out accuracy under --min-accuracy, 1 anything else.
+
+Under torchrun (``torchrun --nproc-per-node G ... -m mlapp.train ...``, or ``mlapp.launch`` in a
+multi-node Job) every worker trains its shard of each batch; rank 0 alone reads and writes the
+checkpoint, evaluates the gate and publishes, and every rank exits with rank 0's verdict. A rank
+that stops because another failed or was stopped exits 3 (mlapp.contract.EXIT_PEER).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, NoReturn
 
 from mlapp import contract, cuda, progress, store
 from mlapp.data import DataError, Dataset, load_digits_dataset, load_idx_dataset
+from mlapp.launch import Rank
 
 log = logging.getLogger("mlapp.train")
 
@@ -103,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint-every", type=_positive_int, default=50, help="steps")
     p.add_argument("--log-every", type=_positive_int, default=20, help="steps")
+    p.add_argument(
+        "--collective-timeout",
+        type=_positive_int,
+        default=600,
+        help="seconds a rank waits in a collective (under torchrun) before it gives up on its peers",
+    )
     return p
 
 
@@ -152,7 +164,8 @@ def _metadata(args: argparse.Namespace, dataset: Dataset, accuracy: float, devic
     }
 
 
-def train(args: argparse.Namespace) -> int:
+def train(args: argparse.Namespace, rank: Rank | None = None) -> int:
+    rank = rank or Rank()
     final = store.version_dir(args.model_dir, args.model_name, args.version)
     if store.is_complete(final):
         log.info(
@@ -162,19 +175,15 @@ def train(args: argparse.Namespace) -> int:
         return contract.EXIT_OK
 
     ckpt_path = store.checkpoint_path(args.model_dir, args.model_name, args.version)
-    try:
-        store.check_writable(ckpt_path)
-        # No earlier run of this version is still writing: with a podFailurePolicy
-        # the Job creates a replacement pod only once the previous one is fully
-        # terminated (podReplacementPolicy "Failed", the only value allowed then:
-        # https://kubernetes.io/docs/concepts/workloads/controllers/job/#pod-replacement-policy).
-        # So staging files of this version are a killed run's leftovers.
-        removed = store.remove_staging(args.model_dir, args.model_name, args.version)
-    except OSError as e:
-        log.error("cannot write to the model store %s: %s", args.model_dir, e)
+    if rank.leader:
+        removed = _prepare_store(args, ckpt_path)
+        if removed is None:
+            return contract.EXIT_ERROR
+        if removed:
+            log.info("removed %d staging file(s) that an interrupted run of version %s left", removed, args.version)
+    if args.batch_size < rank.world_size:
+        log.error("--batch-size %d is smaller than the %d ranks sharing each batch", args.batch_size, rank.world_size)
         return contract.EXIT_ERROR
-    if removed:
-        log.info("removed %d staging file(s) that an interrupted run of version %s left", removed, args.version)
 
     dataset = load_idx_dataset(args.data_dir) if args.data_dir else load_digits_dataset(args.seed)
     h, w = dataset.image_shape
@@ -186,16 +195,77 @@ def train(args: argparse.Namespace) -> int:
     from mlapp import fit  # noqa: PLC0415 - torch takes seconds to import; errors above need not wait
 
     try:
-        device = fit.select_device(args.device)
+        device = fit.select_device(args.device, rank.local_rank)
     except fit.DeviceError as e:
         log.error("--device cuda: a GPU was requested but CUDA cannot be used: %s", e)
         return contract.EXIT_ERROR
+    if not rank.distributed:
+        return _train_and_publish(args, dataset, device, ckpt_path, rank)
+    return _train_in_group(args, dataset, device, ckpt_path, rank)
+
+
+def _train_in_group(args: argparse.Namespace, dataset: Dataset, device: Any, ckpt_path: Path, rank: Rank) -> int:
+    """Train as one rank of torchrun's group; a rank that lost its peers exits EXIT_PEER."""
+    from mlapp import fit  # noqa: PLC0415 - imported by train() before it calls this
+
+    fit.join_group(rank, device, args.collective_timeout)
+    try:
+        return _train_and_publish(args, dataset, device, ckpt_path, rank)
+    except Exception as e:
+        if not fit.lost_peer(e):
+            raise
+        log.error("lost contact with the other ranks: %s", " ".join(str(e).split()))
+        return contract.EXIT_PEER
+    finally:
+        fit.leave_group()
+
+
+def _prepare_store(args: argparse.Namespace, ckpt_path: Path) -> int | None:
+    """Check the store can be written and remove this version's staging leftovers: how many; None if it cannot."""
+    try:
+        store.check_writable(ckpt_path)
+        # No earlier run of this version is still writing: with a podFailurePolicy
+        # the Job creates a replacement pod only once the previous one is fully
+        # terminated (podReplacementPolicy "Failed", the only value allowed then:
+        # https://kubernetes.io/docs/concepts/workloads/controllers/job/#pod-replacement-policy).
+        # So staging files of this version are a killed run's leftovers.
+        return store.remove_staging(args.model_dir, args.model_name, args.version)
+    except OSError as e:
+        log.error("cannot write to the model store %s: %s", args.model_dir, e)
+        return None
+
+
+def _train_and_publish(args: argparse.Namespace, dataset: Dataset, device: Any, ckpt_path: Path, rank: Rank) -> int:
+    from mlapp import fit  # noqa: PLC0415 - imported by train() before it calls this
+
     params = fit.Params(args.epochs, args.batch_size, args.learning_rate, args.seed, dataset.name)
     try:
-        result = fit.fit(dataset, params, ckpt_path, args.checkpoint_every, args.log_every, device=device)
+        result = fit.fit(dataset, params, ckpt_path, args.checkpoint_every, args.log_every, device=device, rank=rank)
     except fit.Stopped as e:
         log.error("%s", e)
         return contract.EXIT_ERROR
+    except fit.PeerStopped as e:
+        log.error("%s", e)
+        return contract.EXIT_PEER
+    if not rank.distributed:
+        return _judge_and_publish(args, dataset, result, ckpt_path)
+    code = contract.EXIT_OK
+    if rank.leader:
+        try:
+            code = _judge_and_publish(args, dataset, result, ckpt_path)
+        except Exception:  # the other ranks wait for a verdict: they must get one
+            log.exception("publishing failed")
+            code = contract.EXIT_ERROR
+    # Every rank exits with rank 0's verdict; rank 0's own error is counted on its pod alone.
+    verdict = fit.verdict_of_leader(code, device)
+    return contract.EXIT_PEER if verdict == contract.EXIT_ERROR and not rank.leader else verdict
+
+
+def _judge_and_publish(args: argparse.Namespace, dataset: Dataset, result: Any, ckpt_path: Path) -> int:
+    from mlapp import fit  # noqa: PLC0415 - imported by train() before it calls this
+
+    h, w = dataset.image_shape
+    final = store.version_dir(args.model_dir, args.model_name, args.version)
     if not progress.verdict(result.accuracy, args.min_accuracy):
         log.error(
             "held-out accuracy %.4f is under --min-accuracy %.4f; not publishing",
@@ -223,16 +293,22 @@ def train(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        rank = Rank.from_env()
+    except ValueError as e:
+        print(f"python -m mlapp.train: {e}", file=sys.stderr)
+        return contract.EXIT_ERROR
+    where = f" [rank {rank.rank}/{rank.world_size}]" if rank.distributed else ""
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{where} %(message)s",
         stream=sys.stdout,
         force=True,
     )
     args = build_parser().parse_args(argv)
     try:
         with progress.reporting(args.model_name, args.version, args.epochs, args.min_accuracy):
-            return train(args)
+            return train(args, rank)
     except DataError as e:
         log.error("cannot load training data: %s", e)
         return contract.EXIT_ERROR
@@ -244,5 +320,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return contract.EXIT_ERROR
 
 
+def _exit(code: int) -> NoReturn:
+    """Exit with ``code``; a rank of a group skips the interpreter's teardown.
+
+    gloo's C++ threads can still hold work objects with Python references when the interpreter
+    finalizes, and the process then aborts (SIGABRT) after its work is done (pytorch/pytorch#179291,
+    "crashes with SIGABRT because the interpreter is being torn down"): seen here as a rank that had
+    published exiting -6, which would fail its pod. Everything the rank had to do is done and its
+    output flushed by then, so it leaves at once.
+    """
+    try:
+        distributed = Rank.from_env().distributed
+    except ValueError:
+        distributed = False
+    if distributed:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

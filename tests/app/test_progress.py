@@ -119,3 +119,19 @@ def test_a_diverged_loss_is_logged_as_null_not_nan(caplog: pytest.LogCaptureFixt
 def test_a_bad_setting_is_refused_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name), progress.reporting("m", "v", 1, 0.5, env={name: value}):
         pass
+
+
+def test_a_rank_that_does_not_evaluate_reports_its_epoch_and_loss_but_no_accuracy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reporter = progress.Reporter("ranked-model", "v-ranks", epochs=3, min_accuracy=0.9, rank=1)
+    with caplog.at_level("INFO", logger="mlapp.progress"):
+        reporter.epoch_done(1, 12, 0.5, None)
+    (record,) = _lines(caplog.text, "epoch")
+    assert record["rank"] == 1
+    assert record["heldout_accuracy"] is None
+    labels = {"model": "ranked-model", "version": "v-ranks", "rank": "1"}
+    assert progress.REGISTRY.get_sample_value("mlapp_train_epoch", labels) == 1
+    assert progress.REGISTRY.get_sample_value("mlapp_train_loss", labels) == 0.5
+    # No accuracy series for this rank: a 0 would read as a measurement.
+    assert progress.REGISTRY.get_sample_value("mlapp_train_heldout_accuracy", labels) is None

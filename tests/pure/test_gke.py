@@ -54,7 +54,7 @@ def test_the_app_name_must_make_an_artifact_registry_repository_id() -> None:
 
 
 def test_gpu_pods_select_the_pools_label_and_accelerator_and_tolerate_its_taint() -> None:
-    scheduling = gke.gpu_scheduling("nvidia-l4", 2)
+    scheduling = gke.gpu_scheduling("nvidia-l4", 2, 3)
     assert scheduling.node_selector == {POOL_LABEL_KEY: GPU_POOL, gke.ACCELERATOR_LABEL: "nvidia-l4"}
     assert tolerates_gpu_taint([dataclasses.asdict(t) for t in scheduling.tolerations])
     assert (scheduling.gpus_per_node, scheduling.gpu_model) == (2, "nvidia-l4")
@@ -62,7 +62,7 @@ def test_gpu_pods_select_the_pools_label_and_accelerator_and_tolerate_its_taint(
 
 def test_gpu_containers_find_the_driver_gke_mounts_at_usr_local_nvidia() -> None:
     """Bug: GKE mounts the driver at /usr/local/nvidia without a loader path; torch saw no libcuda."""
-    assert gke.gpu_scheduling("nvidia-tesla-t4", 1).container_env == {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64"}
+    assert gke.gpu_scheduling("nvidia-tesla-t4", 1, 1).container_env == {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64"}
 
 
 def test_every_pool_runs_as_the_node_account_with_the_gke_metadata_server_and_its_label() -> None:

@@ -116,7 +116,7 @@ def workloads_line(gpu: GpuScheduling, gpus: int) -> str:
 
 def test_trainer_gpus_above_a_gke_nodes_read_the_same_from_config_and_workloads(stack_problems: StackProblems) -> None:
     from_config = config_line(stack_problems("gke", trainerGpus=2), "trainerGpus")
-    assert workloads_line(gke.gpu_scheduling("nvidia-tesla-t4", 1), 2) == from_config
+    assert workloads_line(gke.gpu_scheduling("nvidia-tesla-t4", 1, 1), 2) == from_config
 
 
 def test_trainer_gpus_above_an_aks_nodes_read_the_same_from_config_and_workloads(
@@ -125,6 +125,20 @@ def test_trainer_gpus_above_an_aks_nodes_read_the_same_from_config_and_workloads
     from_config = config_line(stack_problems("dev", trainerGpus=2), "trainerGpus")
     from_workloads = workloads_line(aks.gpu_scheduling(replace(AKS_ARGS, gpu_vm_size="Standard_NC4as_T4_v3")), 2)
     assert from_workloads == from_config
+
+
+def test_a_gpu_pool_too_small_for_the_training_pods_reads_the_same_from_config_and_workloads(
+    stack_problems: StackProblems,
+) -> None:
+    from_config = config_line(stack_problems("gke", trainNodes=3, gpuMaxNodes=2), "trainNodes")
+    with pytest.raises(workloads.WorkloadsError) as caught:
+        workloads.check(
+            workloads_args(
+                FakeTarget(gpu=gke.gpu_scheduling("nvidia-tesla-t4", 1, 2)), training=replace(TRAINING, nodes=3)
+            )
+        )
+    (line,) = str(caught.value).splitlines()[1:]
+    assert line.removeprefix("  - ") == from_config
 
 
 # --- the images ------------------------------------------------------------------------------
