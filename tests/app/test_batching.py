@@ -176,3 +176,17 @@ def test_a_slow_model_runs_on_the_worker_and_the_loop_keeps_turning() -> None:
     assert ticks >= 10, f"the loop turned only {ticks} times during a 50 ms batch on the worker"
     for i, answer in enumerate(answers):
         np.testing.assert_array_equal(answer, rows(1, i) + 1)
+
+
+def test_a_batch_queued_as_the_batcher_closes_fails_its_callers_instead_of_hanging() -> None:
+    model = Recorder(seconds=0.02)
+
+    async def scenario() -> list[object]:
+        batcher = Batcher(model, max_batch=64, inline_below=0.001)
+        await batcher.infer(rows(1))  # found slow: later batches go to the worker
+        pending = asyncio.ensure_future(batcher.infer(rows(1)))
+        await batcher.close()  # before the queued batch's turn comes
+        return await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), timeout=5)
+
+    (outcome,) = asyncio.run(scenario())
+    assert isinstance(outcome, RuntimeError), outcome

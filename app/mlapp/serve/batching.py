@@ -116,8 +116,12 @@ class Batcher:
         del self._inputs[:take], self._futures[:take]
         batch = merge(inputs)
         if self._slow:
+            try:
+                done = self._loop.run_in_executor(self._executor, self._timed, batch)
+            except RuntimeError as e:  # the executor was shut down (close): nothing will run these
+                _fail(futures, e)
+                return
             self._on_worker = True
-            done = self._loop.run_in_executor(self._executor, self._timed, batch)
             done.add_done_callback(lambda d: self._answer(inputs, futures, d))
             return
         try:
