@@ -181,7 +181,7 @@ def test_a_slow_model_runs_on_the_worker_and_the_loop_keeps_turning() -> None:
 def test_a_batch_queued_as_the_batcher_closes_fails_its_callers_instead_of_hanging() -> None:
     model = Recorder(seconds=0.02)
 
-    async def scenario() -> list[object]:
+    async def scenario() -> tuple[Rows | BaseException]:
         batcher = Batcher(model, max_batch=64, inline_below=0.001)
         await batcher.infer(rows(1))  # found slow: later batches go to the worker
         pending = asyncio.ensure_future(batcher.infer(rows(1)))
