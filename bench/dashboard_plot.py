@@ -18,11 +18,11 @@ No Grafana runs here: the panels are drawn by matplotlib from the very same Prom
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -156,18 +156,20 @@ def run(app_python: str) -> None:
         body = serve.json_body()
         for seconds, connections, auth in PHASES:
             print(f"dashboard_plot: {seconds}s at {connections} connection(s) a server, auth={auth}", flush=True)
-            threads = [
-                threading.Thread(
-                    target=serve.wrk,
-                    args=(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, auth, connections, seconds),
-                )
-                for port, _ in servers
-            ]
-            for thread in threads:
-                thread.start()
-                time.sleep(1)  # serve.wrk writes its request script to one path; wrk reads it as it starts
-            for thread in threads:
-                thread.join()
+            with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:
+                loads = [
+                    pool.submit(
+                        serve.wrk_load,
+                        f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer",
+                        body,
+                        auth,
+                        connections,
+                        seconds,
+                    )
+                    for port, _ in servers
+                ]
+                for load in loads:
+                    load.result()  # a load that failed fails the run, not a thread in silence
         time.sleep(3 * SCRAPE_SECONDS)
         end = time.time()
         panels = [

@@ -38,6 +38,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -356,26 +357,37 @@ def batch_totals(server: Server) -> tuple[float, float]:
     return float(rows.group(1)), float(runs.group(1))
 
 
-def wrk(server: Server, body: Body, auth: bool, concurrency: int, duration: float) -> Run:
-    """One load run against ``server``: wrk's figures, the server's CPU per request and the other load."""
-    script = WORK / "request.lua"
+@dataclass(frozen=True)
+class Load:
+    """What one wrk run reports."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def wrk_load(url: str, body: Body, auth: bool, concurrency: int, duration: float) -> Load:
+    """``wrk -t1`` against ``url`` with ``body`` for ``duration`` seconds, and its figures.
+
+    Each call writes its own request script, so runs may go side by side (bench/dashboard_plot.py)."""
     headers = dict(body.headers)
     if auth:
         headers["Authorization"] = BASIC_AUTH
     lines = ['wrk.method = "POST"', f"wrk.body = {lua_string(body.data)}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
-    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    WORK.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=WORK, delete=False, encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    script = Path(f.name)
     seconds = max(1, round(duration))
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "10s",
-           "-s", str(script), server.infer_url]  # fmt: skip
-    batches0 = batch_totals(server)
-    server_cpu0, (busy0, _), wrk0 = server.cpu_seconds(), machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
-    wall = time.monotonic() - started
-    server_cpu1, (busy1, _), wrk1 = server.cpu_seconds(), machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    batches1 = batch_totals(server)
-    runs = batches1[1] - batches0[1]
+           "-s", str(script), url]  # fmt: skip
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
+    finally:
+        script.unlink(missing_ok=True)
     text = out.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
@@ -384,11 +396,24 @@ def wrk(server: Server, body: Body, auth: bool, concurrency: int, duration: floa
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return Load(rps, p50, p99, total, errors)
+
+
+def wrk(server: Server, body: Body, auth: bool, concurrency: int, duration: float) -> Run:
+    """One load run against ``server``: wrk's figures, the server's CPU per request and the other load."""
+    batches0 = batch_totals(server)
+    server_cpu0, (busy0, _), wrk0 = server.cpu_seconds(), machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    load = wrk_load(server.infer_url, body, auth, concurrency, duration)
+    wall = time.monotonic() - started
+    server_cpu1, (busy1, _), wrk1 = server.cpu_seconds(), machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    batches1 = batch_totals(server)
+    runs = batches1[1] - batches0[1]
     server_cpu = server_cpu1 - server_cpu0
     wrk_cpu = (wrk1.ru_utime + wrk1.ru_stime) - (wrk0.ru_utime + wrk0.ru_stime)
     others = max(0.0, (busy1 - busy0) - server_cpu - wrk_cpu) / wall
-    return Run(server.name, body.name, concurrency, rps, p50, p99, total, errors,
-               cpu_us=server_cpu / max(total, 1) * 1e6, others_cores=others,
+    return Run(server.name, body.name, concurrency, load.rps, load.p50_ms, load.p99_ms, load.requests, load.errors,
+               cpu_us=server_cpu / max(load.requests, 1) * 1e6, others_cores=others,
                avg_batch=(batches1[0] - batches0[0]) / runs if runs else 0.0)  # fmt: skip
 
 
