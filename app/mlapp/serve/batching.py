@@ -74,8 +74,9 @@ class Batcher:
 
     Where a batch runs follows how long the last one took: under
     ``inline_below`` seconds on the loop's thread, with no thread hop at all;
-    over it on the worker thread (ONNX Runtime releases the GIL), while the
-    loop goes on parsing, and whatever queued meanwhile is the next batch.
+    over it (and the first batch, before any was measured) on the worker
+    thread (ONNX Runtime releases the GIL), while the loop goes on parsing,
+    and whatever queued meanwhile is the next batch.
     """
 
     def __init__(self, runner: Runner, max_batch: int, inline_below: float = INLINE_SECONDS) -> None:
@@ -89,7 +90,9 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         self._scheduled = False  # a flush waits at the end of this loop turn
         self._on_worker = False  # a batch is running on the worker thread
-        self._slow = False  # the last batch took inline_below or longer
+        # The last batch took inline_below or longer. True to begin with: the first batch runs on the
+        # worker and its time decides, so a model not yet measured never holds the loop.
+        self._slow = True
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ort")
 
     async def infer(self, x: Rows) -> Rows:
