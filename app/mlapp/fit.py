@@ -430,10 +430,14 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
                         step, epoch + 1, loss_sum / seen, correct / seen,
                     )  # fmt: skip
                 last_of_epoch = b + 1 == steps_per_epoch
-                stopping = group.any_stopped(stop.requested)
+                # The flag is read once: a SIGTERM landing while the ranks agree is acted on at the next
+                # step, with every rank told; acting on it now would leave the others waiting on a rank
+                # that already left (they would see a lost peer, not a stop, and rank 0 no checkpoint).
+                requested = stop.requested
+                stopping = group.any_stopped(requested)
                 if stopping or (step % checkpoint_every == 0 and not last_of_epoch):
                     checkpoint(epoch, b + 1)
-                if stop.requested:
+                if requested:
                     raise Stopped(f"stopped by SIGTERM at step {step}; a rerun resumes from it")
                 if stopping:
                     raise PeerStopped(f"another rank was stopped by SIGTERM at step {step}; a rerun resumes from it")
