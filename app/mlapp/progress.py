@@ -30,6 +30,8 @@ from wsgiref.simple_server import WSGIServer
 import prometheus_client as prom
 
 from mlapp import contract
+from mlapp.launch import Rank
+from mlapp.settings import env_int
 
 log = logging.getLogger("mlapp.progress")
 
@@ -56,8 +58,6 @@ GATE = prom.Gauge(
     registry=REGISTRY,
 )
 
-ENV_RANK = "RANK"  # torchrun's global rank
-ENV_LOCAL_RANK = "LOCAL_RANK"  # torchrun's rank within the pod
 ENV_LINGER = contract.ENV_METRICS_LINGER_SECONDS
 MAX_LINGER_SECONDS = 600
 
@@ -124,19 +124,6 @@ def verdict(accuracy: float, min_accuracy: float) -> bool:
     return accuracy >= min_accuracy
 
 
-def _int_env(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: must be an integer from {low} to {high}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name}={raw!r}: must be an integer from {low} to {high}")
-    return value
-
-
 def serve(port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104 - the pod's own port; a NetworkPolicy admits the collector only
     """Serve ``REGISTRY`` at ``/metrics`` on ``port`` from a daemon thread; returns the server (shutdown() stops it)."""
     server, _thread = prom.start_http_server(port, addr=host, registry=REGISTRY)
@@ -167,12 +154,11 @@ def reporting(
     """
     global _current  # noqa: PLW0603 - one run per process: the training loop reports without being handed it
     env = os.environ if env is None else env
-    rank = _int_env(env, ENV_RANK, 0, 0, 2**31 - 1)
-    local_rank = _int_env(env, ENV_LOCAL_RANK, 0, 0, 2**31 - 1)
-    port = _int_env(env, contract.ENV_METRICS_PORT, 0, 0, 65535)
-    linger = _int_env(env, ENV_LINGER, 0, 0, MAX_LINGER_SECONDS)
-    reporter = Reporter(model, version, epochs, min_accuracy, rank)
-    server = serve(port) if port and local_rank == 0 else None
+    ranks = Rank.from_env(env)
+    port = env_int(env, contract.ENV_METRICS_PORT, 0, 0, 65535)
+    linger = env_int(env, ENV_LINGER, 0, 0, MAX_LINGER_SECONDS)
+    reporter = Reporter(model, version, epochs, min_accuracy, ranks.rank)
+    server = serve(port) if port and ranks.local_rank == 0 else None
     if server is not None:
         log.info("training metrics on port %d at %s", server.server_port, contract.METRICS_PATH)
     with _lock:

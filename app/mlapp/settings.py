@@ -36,7 +36,7 @@ class Limits:
     max_body_bytes_held: int = 64 * 1024 * 1024
 
 
-class SettingsError(Exception):
+class SettingsError(ValueError):
     """A variable of the environment has a value the server cannot use."""
 
 
@@ -72,7 +72,8 @@ class Settings:
         return int(logging.getLevelName(self.log_level))
 
 
-def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+def env_int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    """Variable ``key`` as an integer in [lo, hi]; ``default`` when unset or empty."""
     raw = env.get(key, "").strip()
     if not raw:
         return default
@@ -111,12 +112,12 @@ ENV_MAX_BODY_BYTES_HELD = "MLAPP_MAX_BODY_BYTES_HELD"
 def _limits(env: Mapping[str, str], max_body_bytes: int) -> Limits:
     d = Limits()
     return Limits(
-        max_connections=_int(env, ENV_MAX_CONNECTIONS, d.max_connections, 1, 65536),
+        max_connections=env_int(env, ENV_MAX_CONNECTIONS, d.max_connections, 1, 65536),
         max_body_bytes=max_body_bytes,
         header_timeout=_seconds(env, ENV_HEADER_TIMEOUT, d.header_timeout, 0.1, 300),
         body_timeout=_seconds(env, ENV_BODY_TIMEOUT, d.body_timeout, 0.1, 3600),
         keep_alive_timeout=_seconds(env, ENV_KEEP_ALIVE_TIMEOUT, d.keep_alive_timeout, 0.1, 300),
-        max_body_bytes_held=_int(env, ENV_MAX_BODY_BYTES_HELD, d.max_body_bytes_held, max_body_bytes, 1 << 30),
+        max_body_bytes_held=env_int(env, ENV_MAX_BODY_BYTES_HELD, d.max_body_bytes_held, max_body_bytes, 1 << 30),
     )
 
 
@@ -169,10 +170,10 @@ def from_env(env: Mapping[str, str]) -> Settings:
         raise SettingsError(f"{contract.ENV_LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}, got {raw_level!r}")
 
     labels_raw = env.get(contract.ENV_LABELS_FILE, "").strip()
-    max_body_bytes = _int(env, contract.ENV_MAX_BODY_BYTES, MAX_BODY_BYTES, 1024, 64 * 1024 * 1024)
+    max_body_bytes = env_int(env, contract.ENV_MAX_BODY_BYTES, MAX_BODY_BYTES, 1024, 64 * 1024 * 1024)
     cert, key = _tls(env)
     return Settings(
-        port=_int(env, contract.ENV_PORT, contract.PORT, 1, 65535),
+        port=env_int(env, contract.ENV_PORT, contract.PORT, 1, 65535),
         host=env.get(contract.ENV_HOST, "").strip() or "0.0.0.0",  # noqa: S104
         model_name=_segment(env, contract.ENV_MODEL_NAME, "digits"),
         model_dir=Path(env.get(contract.ENV_MODEL_DIR, "").strip() or contract.MODEL_MOUNT),
@@ -181,13 +182,13 @@ def from_env(env: Mapping[str, str]) -> Settings:
         username=username,
         password=password,
         log_level=level,
-        max_batch=_int(env, contract.ENV_MAX_BATCH, 64, 1, 4096),
-        metrics_port=_int(env, contract.ENV_METRICS_PORT, contract.METRICS_PORT, 1, 65535),
+        max_batch=env_int(env, contract.ENV_MAX_BATCH, 64, 1, 4096),
+        metrics_port=env_int(env, contract.ENV_METRICS_PORT, contract.METRICS_PORT, 1, 65535),
         tls_cert_file=cert,
         tls_key_file=key,
         limits=_limits(env, max_body_bytes),
         drain_seconds=_seconds(env, ENV_DRAIN_SECONDS, contract.DRAIN_SECONDS, 0, contract.DRAIN_SECONDS),
-        failed_login_burst=_int(env, ENV_FAILED_LOGIN_BURST, FAILED_LOGIN_BURST, 1, 1_000_000),
+        failed_login_burst=env_int(env, ENV_FAILED_LOGIN_BURST, FAILED_LOGIN_BURST, 1, 1_000_000),
     )
 
 
