@@ -1,26 +1,28 @@
-"""Serving benchmark (not a test): mlapp.serve against KServe's Python model server.
+"""Serving benchmark (not a test): mlapp.serve against its peers and against its floor.
 
-    venv/bin/python bench/serve.py                      # everything, ~3 minutes
-    venv/bin/python bench/serve.py --skip-sizes --concurrency 1,16 --duration 5
-    venv/bin/python bench/serve.py --baseline-app ../old/app --skip-kserve --rounds 3   # before/after a change
+    venv/bin/python bench/serve.py                      # everything, ~15 minutes
+    venv/bin/python bench/serve.py --servers mlapp-plain,floor --concurrency 1,16 --duration 5
+    venv/bin/python bench/serve.py --baseline-app ../old/app --servers mlapp-plain,floor --rounds 3   # before/after
 
-Both servers get the same ONNX model (trained here once, into bench/.work) and
-the same Open Inference Protocol v2 request (one 8x8 digit), over loopback
-only, one worker process each, in two bodies: `json` (the tensor as JSON
-numbers, the answer as JSON) and `binary` (the binary tensor data extension
-both ways, as tritonclient's defaults send it: the JSON header, then the 256
-raw bytes of the FP32 tensor, and the answer's 40 bytes raw after its header). Every server's answer is checked (the
-digit is a zero) before anything is timed; then the servers run side by side
-and the load runs interleave: each round visits every concurrency level, and at
-each level every server in turn, so drift on the machine hits them alike.
-Figures are medians over --rounds. --baseline-app adds a second mlapp.serve,
-run from another checkout's app/ (e.g. a git worktree of the last release). Load comes from `wrk`
-(`apt-get install wrk`), a separate C process with one thread, bounded by
---duration per run. Also measured: process start to /v2/health/ready, and the
-installed size of the server's dependencies against a torch install.
+Every model server gets the same ONNX model (trained here once, into bench/.work) and the same Open
+Inference Protocol v2 request (one 8x8 digit, or --rows of them), over loopback only, one worker
+process each, in two bodies: `json` (the tensor as JSON numbers, the answer as JSON) and `binary`
+(the binary tensor data extension both ways, as tritonclient's defaults send it). The peers
+(SERVERS): mlapp over TLS and plain HTTP; the floor, a no-op under the same HTTP server
+(bench/noop_server.py), plain, over TLS and under uvicorn; KServe with its defaults and with its
+per-request logging off; Triton through PyTriton (bench/triton_model.py).
 
-The KServe peer runs from its own venv, bench/.venv-kserve, created from
-bench/requirements-kserve.txt on first use (its protobuf pin differs from ours).
+Before anything is timed, every model server's scores must equal a direct ONNX Runtime call on the
+same rows, and the machine must be quiet (or the report says it was not). The load runs interleave:
+each round visits every concurrency level, and at each level every body and server in turn, so drift
+on the machine hits them alike; figures are medians over --rounds. Beside wrk's req/s and latencies,
+each run reports the server's CPU per request (its process tree, from /proc), mlapp's average batch
+(from its own histogram) and the cores the rest of the machine kept busy. Load comes from `wrk`
+(`apt-get install wrk`), a separate C process with one thread, bounded by --duration per run. Also
+measured: process start to ready, and the installed size of the server's dependencies against torch.
+
+KServe and Triton run from their own venvs, bench/.venv-kserve and bench/.venv-triton, created from
+bench/requirements-kserve.txt and bench/requirements-triton.txt on first use (their pins are not ours).
 """
 
 from __future__ import annotations
@@ -178,27 +180,13 @@ def ensure_model() -> Path:
     return store
 
 
-def ensure_triton_venv() -> Path:
-    python = TRITON_VENV / "bin" / "python"
+def ensure_venv(venv: Path, requirements: Path) -> Path:
+    """The python of ``venv``, created from ``requirements`` on first use: a peer whose pins are not ours."""
+    python = venv / "bin" / "python"
     if not python.exists():
-        log(f"creating {TRITON_VENV} from bench/requirements-triton.txt")
-        subprocess.run([sys.executable, "-m", "venv", str(TRITON_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "-r", str(BENCH / "requirements-triton.txt")], check=True
-        )
-    return python
-
-
-def ensure_kserve_venv() -> Path:
-    python = KSERVE_VENV / "bin" / "python"
-    if not python.exists():
-        log(f"creating {KSERVE_VENV} from bench/requirements-kserve.txt")
-        subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "-r",
-             str(BENCH / "requirements-kserve.txt")],
-            check=True,
-        )  # fmt: skip
+        log(f"creating {venv} from {requirements.relative_to(REPO)}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
     return python
 
 
@@ -627,14 +615,14 @@ def main() -> int:
         "floor-uvicorn": (lambda: start_floor("floor-uvicorn", ["--uvicorn"]), False, True),
     }
     if "kserve" in chosen or "kserve-quiet" in chosen:
-        python = ensure_kserve_venv()
+        python = ensure_venv(KSERVE_VENV, BENCH / "requirements-kserve.txt")
         available["kserve"] = (lambda: start_kserve(python, store), False, False)
         available["kserve-quiet"] = (lambda: start_kserve(python, store, "kserve-quiet", quiet=True), False, False)
     if "triton" in chosen and args.rows > TRITON_MAX_ROWS:
         log(f"triton left out: its model takes at most {TRITON_MAX_ROWS} rows a request (bench/triton_model.py)")
         chosen.remove("triton")
     if "triton" in chosen:
-        triton_python = ensure_triton_venv()
+        triton_python = ensure_venv(TRITON_VENV, BENCH / "requirements-triton.txt")
         available["triton"] = (lambda: start_triton(triton_python, store), False, False)
     servers = [(name, *available[name]) for name in chosen]
     if args.baseline_app:

@@ -519,18 +519,7 @@ def training_job_spec(
         # The image's entrypoint is the trainer (app/Dockerfile); each pod of a group starts torchrun.
         command=["python", "-m", "mlapp.launch"] if multi_node else None,
         args=trainer_args,
-        ports=[
-            metrics_port(),
-            *(
-                [
-                    k8s.core.v1.ContainerPortArgs(
-                        name=contract.RENDEZVOUS_PORT_NAME, container_port=contract.RENDEZVOUS_PORT, protocol="TCP"
-                    )
-                ]
-                if multi_node
-                else []
-            ),
-        ],
+        ports=[metrics_port(), *([rendezvous_port()] if multi_node else [])],
         env_from=env_from(refs),
         env=[
             k8s.core.v1.EnvVarArgs(name=contract.ENV_TRAINER_IMAGE, value=args.trainer_image),
@@ -738,6 +727,13 @@ def trainer_metrics(scrape_by: monitoring.ScrapeBy) -> tuple[list[k8s.core.v1.En
     }
     annotations = monitoring.scrape_annotations(METRICS_ENDPOINT) if scrape_by == "prometheus-annotations" else {}
     return [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()], annotations
+
+
+def rendezvous_port() -> k8s.core.v1.ContainerPortArgs:
+    """Where index 0's torchrun serves the group's rendezvous store, named as the headless Service targets it."""
+    return k8s.core.v1.ContainerPortArgs(
+        name=contract.RENDEZVOUS_PORT_NAME, container_port=contract.RENDEZVOUS_PORT, protocol="TCP"
+    )
 
 
 def metrics_port() -> k8s.core.v1.ContainerPortArgs:
