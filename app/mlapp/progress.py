@@ -18,14 +18,16 @@ the pod has one metrics port.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import logging
 import math
 import os
 import signal
+import socketserver
 import threading
 from collections.abc import Iterator, Mapping
-from wsgiref.simple_server import WSGIServer
+from typing import Any
 
 import prometheus_client as prom
 
@@ -124,9 +126,63 @@ def verdict(accuracy: float, min_accuracy: float) -> bool:
     return accuracy >= min_accuracy
 
 
-def serve(port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104 - the pod's own port; a NetworkPolicy admits the collector only
+# The trainer's /metrics is reachable from the network (the collector's pods, by NetworkPolicy), so
+# it is bounded like every listener of the app: connections served at once (more are closed as they
+# arrive), and the time any read or write of one may stall. The request line (64 KiB) and the headers
+# (100, 64 KiB each) are bounded by http.server itself (BaseHTTPRequestHandler.parse_request and
+# http.client.parse_headers: 414 and 431). prometheus_client's start_http_server bounds none of these.
+MAX_SCRAPERS = 4
+SCRAPE_TIMEOUT_SECONDS = 5.0
+
+
+class _MetricsHandler(http.server.BaseHTTPRequestHandler):
+    """GET /metrics: the trainer's registry in Prometheus's text format; anything else 404."""
+
+    timeout = SCRAPE_TIMEOUT_SECONDS  # StreamRequestHandler.setup: the socket's timeout
+
+    def do_GET(self) -> None:
+        if self.path.partition("?")[0] != contract.METRICS_PATH:
+            self.send_error(404)
+            return
+        body = prom.generate_latest(REGISTRY)
+        self.send_response(200)
+        self.send_header("Content-Type", prom.CONTENT_TYPE_LATEST)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # a scrape every 15 s is not worth a log line
+
+
+class _MetricsServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPERS)
+        super().__init__(address, _MetricsHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # MAX_SCRAPERS already served: closed, not queued
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve(port: int, host: str = "0.0.0.0") -> http.server.HTTPServer:  # noqa: S104 - the pod's own port; a NetworkPolicy admits the collector only
     """Serve ``REGISTRY`` at ``/metrics`` on ``port`` from a daemon thread; returns the server (shutdown() stops it)."""
-    server, _thread = prom.start_http_server(port, addr=host, registry=REGISTRY)
+    server = _MetricsServer((host, port))
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -135,3 +136,36 @@ def test_a_rank_that_does_not_evaluate_reports_its_epoch_and_loss_but_no_accurac
     assert progress.REGISTRY.get_sample_value("mlapp_train_loss", labels) == 0.5
     # No accuracy series for this rank: a 0 would read as a measurement.
     assert progress.REGISTRY.get_sample_value("mlapp_train_heldout_accuracy", labels) is None
+
+
+def test_the_trainers_metrics_port_bounds_its_connections_their_stalls_and_their_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress, "MAX_SCRAPERS", 2)
+    monkeypatch.setattr(progress._MetricsHandler, "timeout", 2.0)
+    server = progress.serve(0, "127.0.0.1")
+    port = server.server_port
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        time.sleep(0.1)  # both accepted and holding their slots, sending nothing
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as third:
+            started = time.monotonic()
+            assert third.recv(1) == b"", "a connection past MAX_SCRAPERS was served"
+            assert time.monotonic() - started < 1.0, "a connection past MAX_SCRAPERS waited instead of closing"
+        for conn in idle:  # a client that stalls is dropped after the timeout, freeing its slot
+            started = time.monotonic()
+            assert conn.recv(1) == b""
+            assert time.monotonic() - started < 4
+            conn.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as flood:
+            headers = b"".join(b"X-%d: y\r\n" % i for i in range(101))
+            flood.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n" + headers + b"\r\n")
+            assert flood.recv(64).startswith(b"HTTP/1.0 431"), "101 headers were accepted"
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=2)
+        assert missing.value.code == 404
+        progress.Reporter("bounded", "v1", epochs=1, min_accuracy=0.5).epoch_done(1, 3, 0.25, 0.75)
+        assert _scrape(port)["mlapp_train_epochs"] >= 1
+    finally:
+        server.shutdown()
+        server.server_close()
