@@ -173,10 +173,15 @@ class _MetricsServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # ThreadingMixIn's own, with the slot given back before the socket closes: a client that
+        # sees the connection end can connect again at once.
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
             self._slots.release()
+            self.shutdown_request(request)
 
 
 def serve(port: int, host: str = "0.0.0.0") -> http.server.HTTPServer:  # noqa: S104 - the pod's own port; a NetworkPolicy admits the collector only
