@@ -5,19 +5,26 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from array import array
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from mlapp.serve.batching import Batcher, fitting, merge, split
+from mlapp.serve.batching import Batcher, Flat, fitting, merge, split
 
 Rows = npt.NDArray[np.float32]
+ROW = (2,)  # the stand-in model's row: 2 values
 
 
-def rows(n: int, first: float = 0.0) -> Rows:
-    """``n`` rows of 2 values, numbered from ``first`` so each row says where it came from."""
-    return (first + np.arange(n * 2, dtype=np.float32)).reshape(n, 2)
+def rows(n: int, first: float = 0.0) -> Flat:
+    """``n`` rows of 2 values, flat as a request carries them, numbered from ``first`` so each row says
+    where it came from."""
+    return array("f", [first + i for i in range(n * 2)])
+
+
+def shaped(x: Flat) -> Rows:
+    return np.frombuffer(x, dtype=np.float32).reshape(-1, *ROW)
 
 
 @pytest.mark.parametrize(
@@ -33,21 +40,27 @@ def rows(n: int, first: float = 0.0) -> Rows:
     ],
 )
 def test_fitting_takes_whole_requests_in_order_up_to_max_batch(sizes: list[int], max_batch: int, take: int) -> None:
-    assert fitting([rows(n) for n in sizes], max_batch) == take
+    assert fitting([rows(n) for n in sizes], max_batch, 2) == take
 
 
-def test_merge_passes_a_lone_request_through_uncopied() -> None:
+def test_merge_views_a_lone_request_uncopied_in_the_rows_shape() -> None:
     x = rows(3)
-    assert merge([x]) is x
+    merged = merge([x], ROW)
+    assert merged.shape == (3, 2)
+    assert merged.dtype == np.float32
+    x[0] = 42.0
+    assert merged[0, 0] == 42.0, "merge copied a lone request"
 
 
 def test_merge_then_split_gives_each_request_its_own_rows_as_views() -> None:
     inputs = [rows(1, 0), rows(3, 100), rows(2, 200)]
-    out = merge(inputs) + 0.5  # what a model would answer, row for row
-    parts = split(out, inputs)
+    merged = merge(inputs, ROW)
+    assert merged.shape == (6, 2)
+    out = merged + 0.5  # what a model would answer, row for row
+    parts = split(out, inputs, 2)
     assert [len(p) for p in parts] == [1, 3, 2]
     for x, part in zip(inputs, parts, strict=True):
-        np.testing.assert_array_equal(part, x + 0.5)
+        np.testing.assert_array_equal(part, shaped(x) + 0.5)
         assert np.shares_memory(part, out), "split copied a request's rows"
 
 
@@ -69,7 +82,7 @@ def test_batcher_coalesces_concurrent_requests_and_answers_each_caller() -> None
     model = Doubler()
 
     async def scenario() -> list[Rows]:
-        batcher = Batcher(model, max_batch=4)
+        batcher = Batcher(model, max_batch=4, row_shape=ROW)
         try:
             return await asyncio.gather(*(batcher.infer(rows(1 + i % 2, 10 * i)) for i in range(10)))
         finally:
@@ -77,7 +90,7 @@ def test_batcher_coalesces_concurrent_requests_and_answers_each_caller() -> None
 
     answers = asyncio.run(scenario())
     for i, answer in enumerate(answers):
-        np.testing.assert_array_equal(answer, rows(1 + i % 2, 10 * i) * 2, err_msg=f"request {i}")
+        np.testing.assert_array_equal(answer, shaped(rows(1 + i % 2, 10 * i)) * 2, err_msg=f"request {i}")
     assert sum(model.batches) == 15
     assert max(model.batches) <= 4
     assert len(model.batches) < 10, f"nothing was coalesced: {model.batches}"
@@ -87,7 +100,7 @@ def test_a_failed_run_fails_its_callers_and_the_batcher_goes_on() -> None:
     model = Doubler()
 
     async def scenario() -> Rows:
-        batcher = Batcher(model, max_batch=4)
+        batcher = Batcher(model, max_batch=4, row_shape=ROW)
         try:
             model.broken = True
             failed = await asyncio.gather(*(batcher.infer(rows(1)) for _ in range(3)), return_exceptions=True)
@@ -97,7 +110,7 @@ def test_a_failed_run_fails_its_callers_and_the_batcher_goes_on() -> None:
         finally:
             await batcher.close()
 
-    np.testing.assert_array_equal(asyncio.run(scenario()), rows(2) * 2)
+    np.testing.assert_array_equal(asyncio.run(scenario()), shaped(rows(2)) * 2)
 
 
 class Recorder:
@@ -120,7 +133,7 @@ def test_requests_queued_in_one_loop_turn_make_one_batch() -> None:
     model = Recorder()
 
     async def scenario() -> None:
-        batcher = Batcher(model, max_batch=64)
+        batcher = Batcher(model, max_batch=64, row_shape=ROW)
         try:
             await asyncio.gather(*(batcher.infer(rows(1, i)) for i in range(5)))
             await batcher.infer(rows(2))
@@ -135,7 +148,7 @@ def test_a_fast_model_runs_on_the_loops_thread_with_no_hop() -> None:
     model = Recorder()
 
     async def scenario() -> int:
-        batcher = Batcher(model, max_batch=4, inline_below=1.0)
+        batcher = Batcher(model, max_batch=4, row_shape=ROW, inline_below=1.0)
         try:
             await batcher.infer(rows(1))
             await asyncio.gather(*(batcher.infer(rows(1)) for _ in range(6)))
@@ -153,7 +166,7 @@ def test_a_slow_model_runs_on_the_worker_and_the_loop_keeps_turning() -> None:
     model = Recorder(seconds=0.05)
 
     async def scenario() -> tuple[int, int, list[Rows]]:
-        batcher = Batcher(model, max_batch=64, inline_below=0.01)
+        batcher = Batcher(model, max_batch=64, row_shape=ROW, inline_below=0.01)
         ticks = 0
 
         async def ticker() -> None:
@@ -177,14 +190,14 @@ def test_a_slow_model_runs_on_the_worker_and_the_loop_keeps_turning() -> None:
     assert model.batches == [1, 3]
     assert ticks >= 10, f"the loop turned only {ticks} times during a 50 ms batch on the worker"
     for i, answer in enumerate(answers):
-        np.testing.assert_array_equal(answer, rows(1, i) + 1)
+        np.testing.assert_array_equal(answer, shaped(rows(1, i)) + 1)
 
 
 def test_a_batch_queued_as_the_batcher_closes_fails_its_callers_instead_of_hanging() -> None:
     model = Recorder(seconds=0.02)
 
     async def scenario() -> tuple[Rows | BaseException]:
-        batcher = Batcher(model, max_batch=64, inline_below=0.001)
+        batcher = Batcher(model, max_batch=64, row_shape=ROW, inline_below=0.001)
         await batcher.infer(rows(1))  # measured on the worker, and slow: later batches go there too
         pending = asyncio.ensure_future(batcher.infer(rows(1)))
         await batcher.close()  # before the queued batch's turn comes

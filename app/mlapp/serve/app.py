@@ -150,7 +150,7 @@ class App:
                         log.error("cannot load the model at %s: %s", where, e)
                     last_error = str(e)
             else:
-                self.endpoints.set_model(model, Batcher(model, self.settings.max_batch))
+                self.endpoints.set_model(model, Batcher(model, self.settings.max_batch, (1, model.height, model.width)))
                 settle_heap()
                 MODEL_INFO.labels(model.name, model.version).set(1)
                 READY.set(1)

@@ -1,0 +1,89 @@
+"""Request values to FP32 without numpy: what is refused, and that what is kept equals numpy's conversion.
+
+``protocol`` turns a request's numbers (JSON or raw bytes) into a flat array('f') and checks them
+finite by their sum (issue 16: no numpy call per request). These tests hold that shortcut to what
+numpy would have said, at the edges where it could differ: FP32's largest value, the first number
+past it, an integer too large for a double, +inf and -inf together (whose sum is NaN), and the most
+large values a request may carry (whose sum must not overflow).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from array import array
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlapp.serve import protocol
+from mlapp.serve.batching import merge
+from mlapp.serve.errors import BadRequest
+
+FP32_MAX = float(np.finfo(np.float32).max)
+# The most values one request can carry on the default settings (64 rows a batch, 16 batches a request).
+MOST_VALUES = 64 * 16 * 64
+
+
+def test_numbers_convert_exactly_as_numpy_converts_them() -> None:
+    data: list[Any] = [0, 1, -1, 0.1, 1 / 3, 1e-45, -2.5e-38, 16, 3.4e38, -FP32_MAX, FP32_MAX, 2**24 + 1]
+    values = protocol.fp32_numbers(data)
+    assert values.typecode == "f"
+    np.testing.assert_array_equal(np.frombuffer(values, dtype=np.float32), np.asarray(data, dtype=np.float32))
+
+
+def test_nested_rows_are_flattened_row_major() -> None:
+    values = protocol.fp32_numbers([[1, 2, 3], [4.5, 5, 6]])
+    assert list(values) == [1, 2, 3, 4.5, 5, 6]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1e39, 0], "outside FP32's range"),
+        ([0, -1e39], "outside FP32's range"),
+        ([FP32_MAX * (1 + 2**-23)], "outside FP32's range"),  # rounds past the largest FP32
+        ([10**400], "numbers FP32 can hold"),  # past a double: OverflowError, not inf
+        ([True, 0.5], "found bool"),
+        ([None], "found null"),
+        (["1"], "found str"),
+        ([[1, 2], [3]], "must be numbers"),  # ragged
+        ([[1, [2]], [3, [4]]], "found list"),
+    ],
+)
+def test_what_fp32_cannot_hold_is_refused(data: list[Any], message: str) -> None:
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        protocol.fp32_numbers(data)
+
+
+def test_the_largest_values_a_request_may_carry_do_not_overflow_the_check() -> None:
+    # MOST_VALUES times FP32's largest value is 2.2e44 as a double: finite, so accepted.
+    values = protocol.fp32_numbers([FP32_MAX] * MOST_VALUES)
+    assert len(values) == MOST_VALUES
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[float("nan")], [float("inf")], [float("-inf")], [float("inf"), float("-inf")], [1.0, float("nan"), -1.0]],
+)
+def test_raw_bytes_holding_nan_or_infinity_are_refused(bad: list[float]) -> None:
+    raw = struct.pack(f"<{len(bad) + 2}f", 0.5, *bad, 0.25)
+    tensor = {"name": "input", "shape": [1, 1, 1, len(bad) + 2]}
+    with pytest.raises(BadRequest, match="NaN or infinity"):
+        protocol._binary_rows(tensor, len(raw), raw, len(bad) + 2)
+
+
+def test_raw_bytes_are_read_little_endian_as_the_extension_sends_them() -> None:
+    want = np.asarray([0.5, -2.0, 3.25e-5, FP32_MAX], dtype="<f4")
+    raw = want.tobytes()
+    values = protocol._binary_rows({}, len(raw), raw, len(want))
+    np.testing.assert_array_equal(np.frombuffer(values, dtype=np.float32), want.astype(np.float32))
+
+
+def test_the_rows_reach_the_model_in_its_input_shape() -> None:
+    a, b = array("f", range(64)), array("f", range(100, 228))
+    batch = merge([a, b], (1, 8, 8))
+    assert batch.shape == (3, 1, 8, 8)
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch.ravel(), np.concatenate([np.arange(64), np.arange(100, 228)]))
