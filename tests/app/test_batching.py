@@ -144,6 +144,33 @@ def test_requests_queued_in_one_loop_turn_make_one_batch() -> None:
     assert model.batches == [5, 2]
 
 
+def test_requests_parsed_in_the_next_turn_join_the_batch_and_later_ones_wait_for_the_next() -> None:
+    """What a poll reads in the turn after a batch opened joins it; a turn later is the next batch."""
+    model = Recorder()
+
+    async def scenario() -> None:
+        batcher = Batcher(model, max_batch=64, row_shape=ROW, inline_below=1.0)
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.Future[Rows]] = []
+
+        def arrive(count: int) -> None:  # as data_received does: requests parsed and queued in a callback
+            pending.extend(asyncio.ensure_future(batcher.infer(rows(1))) for _ in range(count))
+
+        try:
+            await batcher.infer(rows(1))  # the first batch, measured (fast) on the worker
+            loop.call_soon(arrive, 2)  # this turn
+            loop.call_soon(loop.call_soon, arrive, 3)  # the next turn
+            loop.call_soon(loop.call_soon, loop.call_soon, arrive, 4)  # the turn after that
+            while len(pending) < 9:
+                await asyncio.sleep(0)
+            await asyncio.gather(*pending)
+        finally:
+            await batcher.close()
+
+    asyncio.run(scenario())
+    assert model.batches == [1, 5, 4]
+
+
 def test_a_fast_model_runs_on_the_loops_thread_with_no_hop() -> None:
     model = Recorder()
 

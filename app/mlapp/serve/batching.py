@@ -90,9 +90,11 @@ INLINE_SECONDS: Final = 0.001
 class Batcher:
     """Coalesces concurrent requests into one run of ``runner``.
 
-    No timer: every request queued in one turn of the event loop (all the
-    requests whose bodies arrived together) makes the next batch, run at the
-    end of that turn. A lone request therefore waits for nothing.
+    No timer: a batch holds every request queued in the loop turn its first
+    one came in and in the turn after it, then runs. Between those two turns
+    the loop polls its sockets once, with a zero timeout, so the requests whose
+    bytes arrived while the previous batch ran join this one, and a lone
+    request waits for one empty poll, never for a clock (see ``_flush_soon``).
 
     Where a batch runs follows how long the last one took: under
     ``inline_below`` seconds on the loop's thread, with no thread hop at all;
@@ -130,11 +132,23 @@ class Batcher:
         return await fut
 
     def _flush_soon(self) -> None:
+        """Run the next batch after this loop turn, one I/O poll and the turn after it.
+
+        A callback queued with call_soon runs in the next turn, after the loop has
+        polled its sockets; the poll does not block while callbacks are ready
+        (libuv, which uvloop runs on: "If there are any idle handles active, the
+        timeout is 0", https://docs.libuv.org/en/v1.x/design.html, and uvloop runs
+        ready callbacks from an idle handle, uvloop/loop.pyx ``_call_soon``/
+        ``_on_idle``; asyncio's own loop polls with timeout 0 whenever ``_ready`` is
+        not empty, asyncio/base_events.py ``_run_once``). So the flush queued from
+        the next turn runs after everything that poll read has been parsed and
+        queued too. At 16 connections the batch grew from 6.9 to 14.9 requests and
+        the server's CPU per request fell 12 % (issue 16); at one connection the
+        extra empty poll was within the noise (3139 and 3088 requests/s).
+        """
         if not self._scheduled and not self._on_worker:
             self._scheduled = True
-            # call_soon runs after every callback already queued for this turn, so the
-            # requests parsed in this turn have all queued by then.
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._loop.call_soon, self._flush)
 
     def _flush(self) -> None:
         """Run the next batch: here if the model is fast, else on the worker thread."""
