@@ -30,11 +30,12 @@ SUFFIXES = {
 }
 
 
-def app_metrics() -> Iterator[prom.metrics.MetricWrapperBase]:
-    """Every metric object the server's and the trainer's metric modules define."""
+def app_metrics() -> Iterator[prom.metrics.MetricWrapperBase | server_metrics.Counts | server_metrics.Histograms]:
+    """Every metric object the server's and the trainer's metric modules define: prometheus_client's, and
+    the server's own lock-free families."""
     for module in (server_metrics, progress):
         for value in vars(module).values():
-            if isinstance(value, prom.metrics.MetricWrapperBase):
+            if isinstance(value, prom.metrics.MetricWrapperBase | server_metrics.Counts | server_metrics.Histograms):
                 yield value
 
 
@@ -124,7 +125,7 @@ def test_every_query_names_a_metric(dashboard: dict[str, Any]) -> None:
 def test_the_dashboard_shows_what_the_issue_asks_for(dashboard: dict[str, Any]) -> None:
     """Request and error rates, latency quantiles, batch size, version served, replicas, accuracy against the gate."""
     used = {name for _, expr in expressions(dashboard) for name in metric_names(expr)}
-    families = {
+    families: dict[prom.metrics.MetricWrapperBase | server_metrics.Counts | server_metrics.Histograms, str] = {
         server_metrics.REQUESTS: "_total",
         server_metrics.LATENCY: "_bucket",
         server_metrics.BATCH: "_bucket",
