@@ -65,3 +65,24 @@ def test_an_ipv6_client_is_counted_per_64() -> None:
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
     assert client_key("192.0.2.1") == "192.0.2.1"
     assert client_key(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("header", "admitted"),
+    [
+        (b"Basic " + base64.b64encode(b"u:right"), True),  # as clients write it: one comparison, no decoding
+        (b"basic " + base64.b64encode(b"u:right"), True),  # the scheme is case-insensitive (RFC 7617 section 2)
+        (b"BASIC  " + base64.b64encode(b"u:right") + b" ", True),
+        (b"Basic " + base64.b64encode(b"u:right") + b"x", False),  # the canonical header and more
+        (b"Basic " + base64.b64encode(b"u:righ"), False),
+        (b"Basic " + base64.b64encode(b"U:right"), False),
+        (b"Bearer " + base64.b64encode(b"u:right"), False),
+    ],
+)
+def test_credentials_are_admitted_in_any_spelling_and_nothing_else_is(header: bytes, admitted: bool) -> None:
+    auth = BasicAuth("u", "right")
+    if admitted:
+        auth.check([(b"authorization", header)], "203.0.113.7")
+    else:
+        with pytest.raises(Unauthorized):
+            auth.check([(b"authorization", header)], "203.0.113.7")
