@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -229,6 +230,21 @@ def test_model_paths_match_their_route_and_carry_name_and_version(
     method = "POST" if path.endswith("/infer") else "GET"
     route, found_name, found_version = router.match(method, path)
     assert (route.path, found_name, found_version) == (label, name, version)
+
+
+def test_the_router_remembers_the_served_models_paths_only_so_no_caller_can_grow_it() -> None:
+    router = routes.Router(TABLE, BasicAuth(USER, PASSWORD), MODEL_NAME, VERSION)
+    known = len(router._exact)  # the exact paths, plus what match() has remembered
+    actions = ["", "/", "/ready", "/infer", "/predict", "/x"]
+    for i in range(5000):
+        for version in ("", f"/versions/v{i}", f"/versions/{VERSION}"):
+            for action in actions:
+                for name in (f"m{i}", MODEL_NAME):
+                    with contextlib.suppress(errors.NotFound, errors.MethodNotAllowed):
+                        router.match("GET", f"/v2/models/{name}{version}{action}")
+    remembered = len(router._exact) - known
+    assert 0 < remembered <= 2 * len(actions), f"the router remembered {remembered} paths"
+    assert router.match("POST", f"/v2/models/{MODEL_NAME}/infer")[1:] == (MODEL_NAME, None)
 
 
 @pytest.mark.parametrize(

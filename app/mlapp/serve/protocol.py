@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -122,9 +121,11 @@ def model_metadata(model: Model) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class InferRequest:
-    """A v2 inference request as the server runs it: the input rows, the caller's id, how to answer."""
+class InferRequest(NamedTuple):
+    """A v2 inference request as the server runs it: the input rows, the caller's id, how to answer.
+
+    A NamedTuple, not a frozen dataclass, whose ``__init__`` sets each field through
+    ``object.__setattr__``: one is built per request (issue 16)."""
 
     rows: Flat  # shape[0] rows of the model's input, flat (batching.Flat)
     request_id: Any
@@ -144,6 +145,12 @@ def json_header_length(value: str, body_size: int) -> int | None:
             "it counts the JSON header at the body's start"
         )
     return length
+
+
+# The parameters each part of a request may carry (the binary tensor data extension's).
+_REQUEST_PARAMETERS: Final = frozenset({"binary_data_output"})
+_INPUT_PARAMETERS: Final = frozenset({"binary_data_size"})
+_OUTPUT_PARAMETERS: Final = frozenset({"binary_data"})
 
 
 def _refuse_unsupported(parameters: Any, where: str, known: frozenset[str]) -> dict[str, Any]:
@@ -171,7 +178,7 @@ def parse_infer(body: bytes, model: Model, max_rows: int, header_value: str = ""
     request = _loads(head, BINARY_HINT if header_length is None else "")
     if not isinstance(request, dict):
         raise BadRequest("the request must be a JSON object with 'inputs'")
-    parameters = _refuse_unsupported(request.get("parameters"), "request", frozenset({"binary_data_output"}))
+    parameters = _refuse_unsupported(request.get("parameters"), "request", _REQUEST_PARAMETERS)
     rows = _input_rows(_input_tensor(request, model), model, max_rows, binary)
     binary_output = _binary_output(request.get("outputs"), parameters.get("binary_data_output"), model)
     return InferRequest(rows, request.get("id"), binary_output)
@@ -202,7 +209,7 @@ def _binary_output(outputs: Any, binary_data_output: Any, model: Model) -> bool:
         raise BadRequest(f"the only output is {model.output_name!r}")
     binary = default
     for output in outputs:
-        parameters = _refuse_unsupported(output.get("parameters"), "output", frozenset({"binary_data"}))
+        parameters = _refuse_unsupported(output.get("parameters"), "output", _OUTPUT_PARAMETERS)
         if "binary_data" in parameters:
             binary = _flag(parameters["binary_data"], "output parameter binary_data")
     return binary
@@ -241,7 +248,7 @@ def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int, binary: byt
     if shape[0] > max_rows:
         raise TooLarge(f"at most {max_rows} rows per request")
     expected = shape[0] * model.height * model.width
-    parameters = _refuse_unsupported(tensor.get("parameters"), "input", frozenset({"binary_data_size"}))
+    parameters = _refuse_unsupported(tensor.get("parameters"), "input", _INPUT_PARAMETERS)
     if "binary_data_size" in parameters:
         return _binary_rows(tensor, parameters["binary_data_size"], binary, expected)
     if binary:

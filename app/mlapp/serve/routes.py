@@ -130,6 +130,10 @@ class Router:
             if route is None or m is None:
                 raise NotFound(not_served(path))
             found = (route, m.group(1), m.group(2))
+            if found[1] == self._model_name and found[2] in (None, self._model_version):
+                # The served model's paths (at most two per action: with and without its version)
+                # are matched once, not per request; any other name is matched, and refused, each time.
+                self._exact[path] = found
         want = found[0].method
         if method != want and not (want == "GET" and method == "HEAD"):
             raise MethodNotAllowed(f"use {want} here", [(b"allow", want.encode())])
