@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from array import array
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -144,31 +146,59 @@ def test_requests_queued_in_one_loop_turn_make_one_batch() -> None:
     assert model.batches == [5, 2]
 
 
-def test_requests_parsed_in_the_next_turn_join_the_batch_and_later_ones_wait_for_the_next() -> None:
+def arrivals(batcher: Batcher, waves: list[int]) -> list[asyncio.Future[Rows]]:
+    """Queue ``waves[k]`` requests k loop turns from now, as data_received does: parsed and queued in a callback."""
+    loop = asyncio.get_running_loop()
+    pending: list[asyncio.Future[Rows]] = []
+
+    def arrive(count: int) -> None:
+        pending.extend(asyncio.ensure_future(batcher.infer(rows(1))) for _ in range(count))
+
+    for turns, count in enumerate(waves):
+        callback: Any = functools.partial(arrive, count)
+        for _ in range(turns):
+            callback = functools.partial(loop.call_soon, callback)
+        loop.call_soon(callback)
+    return pending
+
+
+async def answered(pending: list[asyncio.Future[Rows]], count: int) -> None:
+    while len(pending) < count:
+        await asyncio.sleep(0)
+    await asyncio.gather(*pending)
+
+
+def test_with_concurrent_callers_a_batch_takes_in_the_next_turns_requests_and_no_later_ones() -> None:
     """What a poll reads in the turn after a batch opened joins it; a turn later is the next batch."""
     model = Recorder()
 
     async def scenario() -> None:
         batcher = Batcher(model, max_batch=64, row_shape=ROW, inline_below=1.0)
-        loop = asyncio.get_running_loop()
-        pending: list[asyncio.Future[Rows]] = []
-
-        def arrive(count: int) -> None:  # as data_received does: requests parsed and queued in a callback
-            pending.extend(asyncio.ensure_future(batcher.infer(rows(1))) for _ in range(count))
-
         try:
             await batcher.infer(rows(1))  # the first batch, measured (fast) on the worker
-            loop.call_soon(arrive, 2)  # this turn
-            loop.call_soon(loop.call_soon, arrive, 3)  # the next turn
-            loop.call_soon(loop.call_soon, loop.call_soon, arrive, 4)  # the turn after that
-            while len(pending) < 9:
-                await asyncio.sleep(0)
-            await asyncio.gather(*pending)
+            await answered(arrivals(batcher, [2]), 2)  # two at once: callers are concurrent
+            await answered(arrivals(batcher, [2, 3, 4]), 9)
         finally:
             await batcher.close()
 
     asyncio.run(scenario())
-    assert model.batches == [1, 5, 4]
+    assert model.batches == [1, 2, 5, 4]
+
+
+def test_a_lone_callers_batch_runs_at_the_end_of_its_turn() -> None:
+    model = Recorder()
+
+    async def scenario() -> None:
+        batcher = Batcher(model, max_batch=64, row_shape=ROW, inline_below=1.0)
+        try:
+            await batcher.infer(rows(1))
+            await batcher.infer(rows(1))  # a lone caller's batch: no poll waited for
+            await answered(arrivals(batcher, [1, 1]), 2)
+        finally:
+            await batcher.close()
+
+    asyncio.run(scenario())
+    assert model.batches == [1, 1, 1, 1]
 
 
 def test_a_fast_model_runs_on_the_loops_thread_with_no_hop() -> None:

@@ -47,21 +47,29 @@ class Recording:
         pass
 
 
-def answering(body: bytes, marks: list[int], after: list[Any] | None = None) -> Any:
-    """An application answering ``body``, noting (in ``marks``) how many writes had reached the transports
-    when each of its answers was sent, then calling what ``after`` holds (in the same turn)."""
-    log_ref: list[list[tuple[str, int, bytes]]] = []
+class Answering:
+    """An application answering ``body`` once ``gate`` opens (as a batch's requests resume together),
+    noting in ``marks`` how many calls had reached the transports when each answer was sent, then calling
+    what ``after`` holds, in the same turn."""
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, body: bytes, log: list[tuple[str, int, bytes]]) -> None:
+        self.body = body
+        self.log = log
+        self.marks: list[int] = []
+        self.after: list[Any] = []
+        self.gate: asyncio.Event | None = None
+        self.conns: list[Connection] = []  # the connections ``run`` opened, in order
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
-        await send({"type": "http.response.body", "body": body})
-        marks.append(len(log_ref[0]))
-        for call in after or ():
+        if self.gate is not None:
+            await self.gate.wait()
+        length = b"%d" % len(self.body)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]})
+        await send({"type": "http.response.body", "body": self.body})
+        self.marks.append(len(self.log))
+        for call in self.after:
             call()
-
-    app.log_ref = log_ref  # type: ignore[attr-defined]
-    return app
 
 
 def open_connections(server: HttpServer, count: int, log: list[tuple[str, int, bytes]]) -> list[Connection]:
@@ -73,67 +81,64 @@ def open_connections(server: HttpServer, count: int, log: list[tuple[str, int, b
     return conns
 
 
-def test_the_answers_of_one_turn_reach_the_transports_together_each_in_one_write() -> None:
-    log: list[tuple[str, int, bytes]] = []
-    marks: list[int] = []
-    app = answering(b"hello", marks)
-    app.log_ref.append(log)
+def run(app: Answering, connections: int, limits: Limits | None = None, gated: bool = True) -> None:
+    """Each connection sends one request; with ``gated``, every application runs, then all answer in one turn."""
 
     async def scenario() -> None:
-        server = HttpServer(app, Limits(), None, ("127.0.0.1", 8080))
-        conns = open_connections(server, 4, log)
-        for conn in conns:
+        server = HttpServer(app, limits or Limits(), None, ("127.0.0.1", 8080))
+        app.gate = asyncio.Event() if gated else None
+        app.conns = open_connections(server, connections, app.log)
+        for conn in app.conns:
             conn.data_received(REQUEST)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        if app.gate is not None:
+            assert server.running == connections
+            app.gate.set()
         for _ in range(5):
             await asyncio.sleep(0)
 
     asyncio.run(scenario())
-    assert marks == [0, 0, 0, 0], f"an answer reached its transport before the turn ended: {marks}"
-    writes = [entry for entry in log if entry[0] == "write"]
+
+
+def test_the_answers_of_one_turn_reach_the_transports_together_each_in_one_write() -> None:
+    app = Answering(b"hello", [])
+    run(app, 4)
+    assert app.marks == [0, 0, 0, 0], f"an answer reached its transport before the turn ended: {app.marks}"
+    writes = [entry for entry in app.log if entry[0] == "write"]
     assert [n for _, n, _ in writes] == [0, 1, 2, 3]
     for _, _, data in writes:
         assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
         assert data.endswith(b"\r\n\r\nhello"), data
 
 
+def test_a_lone_request_is_answered_at_once() -> None:
+    app = Answering(b"hello", [])
+    run(app, 1, gated=False)
+    assert app.marks == [1], "a lone answer waited for the turn's end, with nothing to join it"
+
+
 def test_a_connection_over_its_write_buffer_in_one_turn_hands_it_over_at_once() -> None:
-    log: list[tuple[str, int, bytes]] = []
-    marks: list[int] = []
     limits = Limits()
-    app = answering(b"x" * (limits.write_buffer_bytes + 1), marks)
-    app.log_ref.append(log)
-
-    async def scenario() -> None:
-        server = HttpServer(app, limits, None, ("127.0.0.1", 8080))
-        (conn,) = open_connections(server, 1, log)
-        conn.data_received(REQUEST)
-        for _ in range(5):
-            await asyncio.sleep(0)
-
-    asyncio.run(scenario())
-    assert marks == [1], "a turn held more than write_buffer_bytes of one connection's answers"
-    assert [kind for kind, _, _ in log] == ["write"]
+    app = Answering(b"x" * (limits.write_buffer_bytes + 1), [])
+    run(app, 2, limits)
+    assert app.marks[0] == 1, "a turn held more than write_buffer_bytes of one connection's answers"
+    assert [kind for kind, _, _ in app.log] == ["write", "write"]
 
 
 def test_a_close_in_the_turn_an_answer_was_written_comes_after_that_answer() -> None:
-    log: list[tuple[str, int, bytes]] = []
-    marks: list[int] = []
-    after: list[Any] = []
-    app = answering(b"first", marks, after)
-    app.log_ref.append(log)
+    app = Answering(b"first", [])
 
-    async def scenario() -> None:
-        server = HttpServer(app, Limits(), None, ("127.0.0.1", 8080))
-        (conn,) = open_connections(server, 1, log)
+    def malformed() -> None:
         # Bytes that arrive in the turn the answer was written (uvloop calls data_received from its
         # poll phase, between two runs of the ready callbacks): malformed, so the connection closes
         # once the answer under way is out.
-        after.append(lambda: conn.data_received(b"NOT HTTP\r\n\r\n"))
-        conn.data_received(REQUEST)
-        for _ in range(5):
-            await asyncio.sleep(0)
+        if len(app.marks) == 1:
+            app.conns[0].data_received(b"NOT HTTP\r\n\r\n")
 
-    asyncio.run(scenario())
-    assert marks == [0]
-    assert [kind for kind, _, _ in log] == ["write", "close"], f"the close overtook the answer: {log}"
-    assert log[0][2].endswith(b"first")
+    app.after.append(malformed)
+    run(app, 2)
+    assert app.marks[0] == 0
+    first = [(kind, data) for kind, n, data in app.log if n == 0]
+    assert [kind for kind, _ in first] == ["write", "close"], f"the close overtook the answer: {app.log}"
+    assert first[0][1].endswith(b"first")

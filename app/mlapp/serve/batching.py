@@ -121,18 +121,25 @@ class Batcher:
         # The last batch took inline_below or longer. True to begin with: the first batch runs on the
         # worker and its time decides, so a model not yet measured never holds the loop.
         self._slow = True
+        # The last batch held more than one request: callers are concurrent, and one more poll will
+        # likely bring more of them (see _flush_soon).
+        self._crowd = False
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ort")
 
-    async def infer(self, x: Flat) -> Rows:
-        """The model's output rows for ``x``, a whole number of rows of ``row_shape``."""
+    def infer(self, x: Flat) -> asyncio.Future[Rows]:
+        """The model's output rows for ``x`` (a whole number of rows of ``row_shape``), to await.
+
+        The future itself, not a coroutine around it: one frame less to create and to
+        resume for every request."""
         fut: asyncio.Future[Rows] = self._loop.create_future()
         self._inputs.append(x)
         self._futures.append(fut)
         self._flush_soon()
-        return await fut
+        return fut
 
     def _flush_soon(self) -> None:
-        """Run the next batch after this loop turn, one I/O poll and the turn after it.
+        """Run the next batch at the end of this loop turn or, when callers are concurrent, after one more
+        I/O poll and the turn after it.
 
         A callback queued with call_soon runs in the next turn, after the loop has
         polled its sockets; the poll does not block while callbacks are ready
@@ -140,15 +147,19 @@ class Batcher:
         timeout is 0", https://docs.libuv.org/en/v1.x/design.html, and uvloop runs
         ready callbacks from an idle handle, uvloop/loop.pyx ``_call_soon``/
         ``_on_idle``; asyncio's own loop polls with timeout 0 whenever ``_ready`` is
-        not empty, asyncio/base_events.py ``_run_once``). So the flush queued from
-        the next turn runs after everything that poll read has been parsed and
-        queued too. At 16 connections the batch grew from 6.9 to 14.9 requests and
-        the server's CPU per request fell 12 % (issue 16); at one connection the
-        extra empty poll was within the noise (3139 and 3088 requests/s).
+        not empty, asyncio/base_events.py ``_run_once``). So a flush queued from the
+        next turn runs after everything that poll read has been parsed and queued
+        too. At 16 connections the batch grew from 6.9 to 14.9 requests and the
+        server's CPU per request fell 12 % (issue 16). A lone caller (the last batch
+        held one request) gains nothing from the poll and would wait for it, so its
+        batch runs at the end of this turn, as before.
         """
         if not self._scheduled and not self._on_worker:
             self._scheduled = True
-            self._loop.call_soon(self._loop.call_soon, self._flush)
+            if self._crowd:
+                self._loop.call_soon(self._loop.call_soon, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Run the next batch: here if the model is fast, else on the worker thread."""
@@ -156,6 +167,7 @@ class Batcher:
         take = fitting(self._inputs, self.max_batch, self.row_size)
         if take == 0:
             return
+        self._crowd = take > 1
         inputs, futures = self._inputs[:take], self._futures[:take]
         del self._inputs[:take], self._futures[:take]
         batch = merge(inputs, self.row_shape)
