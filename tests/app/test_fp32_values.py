@@ -22,6 +22,16 @@ from mlapp.serve.batching import merge
 from mlapp.serve.errors import BadRequest
 
 FP32_MAX = float(np.finfo(np.float32).max)
+
+
+class DIGITS:
+    """What parse_infer reads of a model: its tensors' names and its input's geometry."""
+
+    input_name = "input"
+    output_name = "probabilities"
+    height = width = 8
+
+
 # The most values one request can carry on the default settings (64 rows a batch, 16 batches a request).
 MOST_VALUES = 64 * 16 * 64
 
@@ -55,6 +65,27 @@ def test_nested_rows_are_flattened_row_major() -> None:
 def test_what_fp32_cannot_hold_is_refused(data: list[Any], message: str) -> None:
     with pytest.raises(BadRequest, match=re.escape(message)):
         protocol.fp32_numbers(data)
+    if message != "found bool":
+        # The same answer when the JSON text held no true/false and the array module checks the types.
+        with pytest.raises(BadRequest, match=re.escape(message)):
+            protocol.fp32_numbers(data, bools=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [true'
+        + b", 0" * 63
+        + b"]}]}",
+        # A true elsewhere (a string that holds the word): the types are still read, the bool still refused.
+        b'{"id": "true", "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [false'
+        + b", 0" * 63
+        + b"]}]}",
+    ],
+)
+def test_a_bool_among_the_values_is_refused_wherever_true_or_false_appear(text: bytes) -> None:
+    with pytest.raises(BadRequest, match="found bool"):
+        protocol.parse_infer(text, DIGITS, 16)  # type: ignore[arg-type]
 
 
 def test_the_largest_values_a_request_may_carry_do_not_overflow_the_check() -> None:

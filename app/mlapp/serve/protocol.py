@@ -179,7 +179,9 @@ def parse_infer(body: bytes, model: Model, max_rows: int, header_value: str = ""
     if not isinstance(request, dict):
         raise BadRequest("the request must be a JSON object with 'inputs'")
     parameters = _refuse_unsupported(request.get("parameters"), "request", _REQUEST_PARAMETERS)
-    rows = _input_rows(_input_tensor(request, model), model, max_rows, binary)
+    # JSON's true and false are these bytes wherever they occur; without them no value is a bool.
+    bools = b"true" in head or b"false" in head
+    rows = _input_rows(_input_tensor(request, model), model, max_rows, binary, bools)
     binary_output = _binary_output(request.get("outputs"), parameters.get("binary_data_output"), model)
     return InferRequest(rows, request.get("id"), binary_output)
 
@@ -234,14 +236,14 @@ def _input_tensor(request: dict[str, Any], model: Model) -> dict[str, Any]:
     return tensor
 
 
-def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int, binary: bytes = b"") -> Flat:
+def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int, binary: bytes = b"", bools: bool = True) -> Flat:
     shape = tensor["shape"]
     # shape[1:] is compared first: equal, it proves the length, so shape[0] exists.
     # The int check comes before the comparison with 1 (and refuses True, which equals 1).
     if (
         not isinstance(shape, list)
         or shape[1:] != [1, model.height, model.width]
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or not set(map(type, shape)) <= _INT_ONLY  # exactly int: not bool, not 8.0
         or shape[0] < 1
     ):
         raise BadRequest(f"input shape must be [N, 1, {model.height}, {model.width}] with N >= 1, got {shape!r}")
@@ -260,7 +262,7 @@ def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int, binary: byt
     data = tensor["data"]
     if not isinstance(data, list):
         raise BadRequest("input data must be a list of numbers")
-    values = fp32_numbers(data)
+    values = fp32_numbers(data, bools)
     if len(values) != expected:
         raise BadRequest(f"input data holds {len(values)} values but shape {shape} needs {expected}")
     return values
@@ -298,9 +300,10 @@ def _finite(values: Flat) -> bool:
 
 
 _NUMBER_TYPES: Final = frozenset((int, float))
+_INT_ONLY: Final = frozenset((int,))
 
 
-def fp32_numbers(data: list[Any]) -> Flat:
+def fp32_numbers(data: list[Any], bools: bool = True) -> Flat:
     """``data`` (flat or nested row-major) as FP32 values, flat, if every value is a finite JSON number FP32
     can hold.
 
@@ -308,9 +311,17 @@ def fp32_numbers(data: list[Any]) -> Flat:
     FP32's range (1e39 would become inf). numpy would convert every one of those
     (a string parsed, null to nan, true to 1.0), so the element types are read
     first: straight from a flat list, or from an object array (which converts
-    nothing) for nested rows.
+    nothing) for nested rows. ``bools`` False says the JSON text held no true or
+    false: then the array module's own conversion is the type check (it refuses
+    a string, null, a list or an object with TypeError, and takes only numbers
+    and bools), and the types are read only to name what it refused.
     """
     nested = bool(data) and isinstance(data[0], list)
+    if not nested and not bools:
+        try:
+            return _fp32_checked(data)
+        except TypeError:
+            pass  # a non-number: named below
     if nested:
         try:
             elements: Any = np.asarray(data, dtype=object).ravel()
@@ -324,12 +335,18 @@ def fp32_numbers(data: list[Any]) -> Flat:
             "null" if k is type(None) else "list" if k is list else k.__name__ for k in kinds - _NUMBER_TYPES
         )
         raise BadRequest(f"input data must be numbers only (FP32); found {', '.join(names)}")
+    return _fp32_checked(elements.tolist() if nested else data)
+
+
+def _fp32_checked(numbers: list[Any]) -> Flat:
+    """``numbers`` as FP32, refusing any past FP32's range; TypeError for an element that is not a number.
+
+    Through the array module: it converts as C does, past FP32's range to inf with no warning
+    (CPython Modules/arraymodule.c f_setitem parses with the "f" format, Python/getargs.c:
+    ``*p = (float) dval``, no range check); ``_finite`` then refuses those.
+    """
     try:
-        # Through the array module: it converts as C does, past FP32's range to inf with no warning
-        # (CPython Modules/arraymodule.c f_setitem parses with the "f" format, Python/getargs.c:
-        # ``*p = (float) dval``, no range check); the check below refuses those. Nested rows were
-        # proved rectangular above and are flattened in row-major order.
-        values = array("f", data if not nested else elements.tolist())
+        values = array("f", numbers)
     except OverflowError as e:  # an int past float's range
         raise BadRequest(f"input data must be numbers FP32 can hold, in equal rows: {e}") from e
     if not _finite(values):
