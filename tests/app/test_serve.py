@@ -376,6 +376,16 @@ def test_an_access_line_is_one_json_object_whatever_the_path_holds() -> None:
     }
 
 
+def test_each_access_line_names_its_own_request_when_requests_alternate() -> None:
+    from mlapp.serve.logs import AccessLog
+
+    access = AccessLog()
+    sent = [("POST", "/a"), ("POST", "/a"), ("GET", "/a"), ("GET", "/b"), ("POST", "/a")]
+    for method, path in sent:
+        access.request(method, path, 200, 0.001)
+    assert [(e["method"], e["path"]) for e in map(json.loads, access._lines)] == sent
+
+
 # ---------------------------------------------------------------- lifecycle
 
 
