@@ -91,10 +91,11 @@ class Batcher:
     """Coalesces concurrent requests into one run of ``runner``.
 
     No timer: a batch holds every request queued in the loop turn its first
-    one came in and in the turn after it, then runs. Between those two turns
-    the loop polls its sockets once, with a zero timeout, so the requests whose
-    bytes arrived while the previous batch ran join this one, and a lone
-    request waits for one empty poll, never for a clock (see ``_flush_soon``).
+    one came in, then runs at the end of that turn. When callers are concurrent
+    (the last batch held more than one request) it also holds the next turn's:
+    between the two the loop polls its sockets once, with a zero timeout, so the
+    requests whose bytes arrived while the previous batch ran join this one. No
+    request ever waits for a clock (see ``_flush_soon``).
 
     Where a batch runs follows how long the last one took: under
     ``inline_below`` seconds on the loop's thread, with no thread hop at all;
