@@ -53,7 +53,7 @@ def test_counts_export_what_prometheus_clients_counter_exports() -> None:
     mine = Counts("t_requests_total", "help", ("route", "status"), registry=ours)
     reference = prom.Counter("t_requests_total", "help", ["route", "status"], registry=theirs)
     for route, status in [("/a", "200"), ("/a", "200"), ("/b", "404"), ("/a", "500")]:
-        mine.values[(route, status)] = mine.values.get((route, status), 0) + 1
+        mine.inc((route, status))
         reference.labels(route, status).inc()
     assert samples(ours) == samples(theirs)
     assert [f.name for f in mine.describe()] == [f.name for f in reference.describe()]

@@ -45,6 +45,9 @@ class Counts:
         if registry is not None:
             registry.register(self)
 
+    def inc(self, labels: tuple[str, ...]) -> None:
+        self.values[labels] = self.values.get(labels, 0) + 1
+
     def describe(self) -> list[Metric]:
         return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
 
@@ -55,13 +58,30 @@ class Counts:
         yield family
 
 
+class Series:
+    """One histogram series: a count per bucket (the last one past every bound) and the sum.
+
+    A bucket is "le", as Prometheus defines it: a value equal to a bound counts in that
+    bound's bucket (``bisect_left``)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
 class Histograms:
-    """A histogram family, one series per label values, counted as plain ints (see ``Counts``).
+    """A histogram family, one ``Series`` per label values, counted as plain ints (see ``Counts``).
 
     ``observe`` is called by one thread at a time: the event loop's for requests;
     for inference, whichever thread runs the batch, and batches never overlap
-    (``batching.Batcher``). A bucket is "le", as Prometheus defines it: a value
-    equal to a bound counts in that bound's bucket (``bisect_left``).
+    (``batching.Batcher``).
     """
 
     def __init__(
@@ -77,30 +97,28 @@ class Histograms:
         self.labelnames = labelnames
         self.bounds = buckets
         self._labels = [_bound_label(b) for b in buckets] + ["+Inf"]
-        self.series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+        self.series: dict[tuple[str, ...], Series] = {}
         if registry is not None:
             registry.register(self)
 
-    def child(self, labels: tuple[str, ...] = ()) -> tuple[list[int], list[float]]:
-        """The bucket counts (the last one past every bound) and the one-element sum of ``labels``' series."""
+    def child(self, labels: tuple[str, ...] = ()) -> Series:
+        """The series of ``labels``, made on first use."""
         found = self.series.get(labels)
         if found is None:
-            found = self.series[labels] = ([0] * (len(self.bounds) + 1), [0.0])
+            found = self.series[labels] = Series(self.bounds)
         return found
 
     def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
-        counts, total = self.child(labels)
-        counts[bisect_left(self.bounds, value)] += 1
-        total[0] += value
+        self.child(labels).observe(value)
 
     def describe(self) -> list[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for labels, (counts, total) in list(self.series.items()):
-            cumulative = list(accumulate(counts))
-            family.add_metric(labels, list(zip(self._labels, cumulative, strict=True)), total[0])
+        for labels, series in list(self.series.items()):
+            cumulative = list(accumulate(series.counts))
+            family.add_metric(labels, list(zip(self._labels, cumulative, strict=True)), series.total)
         yield family
 
 
@@ -131,17 +149,15 @@ class RequestMetrics:
     def __init__(self) -> None:
         # Each label set's series is looked up once, then reused.
         self._counted: dict[tuple[str, str, int], tuple[str, str, str]] = {}
-        self._timed: dict[str, tuple[list[int], list[float]]] = {}
+        self._timed: dict[str, Series] = {}
 
     def observe(self, route: str, method: str, status: int, elapsed: float) -> None:
         key = (route, method, status)
         labels = self._counted.get(key)
         if labels is None:
             labels = self._counted[key] = (route, method, str(status))
-        counts = REQUESTS.values
-        counts[labels] = counts.get(labels, 0) + 1
+        REQUESTS.inc(labels)
         series = self._timed.get(route)
         if series is None:
             series = self._timed[route] = LATENCY.child((route,))
-        series[0][bisect_left(LATENCY_BUCKETS, elapsed)] += 1
-        series[1][0] += elapsed
+        series.observe(elapsed)
