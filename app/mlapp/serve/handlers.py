@@ -90,15 +90,15 @@ class Endpoints:
 
     async def infer(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
-        media_type = header_length = ""
-        for key, value in scope["headers"]:  # the two this handler reads, in one pass; the first of each
-            if key == b"content-type" and not media_type:
-                media_type = bytes(value).decode("latin-1")
-            elif key == protocol.BINARY_HEADER and not header_length:
-                header_length = bytes(value).decode("latin-1")
-        protocol.check_infer_type(media_type)
+        protocol.check_infer_type(header(scope, b"content-type"))
         request = await self._parse(
-            scope, receive, PARSE_OFF_LOOP_BYTES, protocol.parse_infer, model, self._max_rows, header_length
+            scope,
+            receive,
+            PARSE_OFF_LOOP_BYTES,
+            protocol.parse_infer,
+            model,
+            self._max_rows,
+            header(scope, protocol.BINARY_HEADER),
         )
         probs = await batcher.infer(request.rows)
         body, content_type, json_length = protocol.infer_answer(model, probs, request)

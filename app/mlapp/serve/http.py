@@ -569,8 +569,7 @@ class Connection(asyncio.Protocol):
             if reading.wake is not None:
                 reading.wake.set()
         if self.active is None or (self.active is reading and not reading.started):
-            if self.transport is not None and not self.closed:
-                self._write(plain_response(refusal.status, str(refusal)))
+            self._write(plain_response(refusal.status, str(refusal)))
             if reading is not None:
                 reading.finished = True
             self._close()
