@@ -174,6 +174,14 @@ def job_pod(shared_run: SharedRun, overrides: dict[str, Any] | None = None) -> J
     )
 
 
+def start_pods(pod: JobPod, store: Path, processes: list[Process], run: str = "") -> list[Process]:
+    """Both pods of the Job, on a fresh rendezvous port, logging to ``pod<i><run>.log`` under ``store``."""
+    port = free_port()
+    pods = [Process(pod.as_pod(i, store, port), store / f"pod{i}{run}.log") for i in range(2)]
+    processes.extend(pods)
+    return pods
+
+
 @dataclass(frozen=True)
 class Published:
     directory: Path
@@ -236,9 +244,7 @@ def test_a_killed_pod_stops_the_other_and_every_rank_resumes_from_the_same_step(
     two_process_model: Published, shared_run: SharedRun, tmp_path: Path, processes: list[Process]
 ) -> None:
     pod = job_pod(shared_run)
-    port = free_port()
-    first = [Process(pod.as_pod(i, tmp_path, port), tmp_path / f"pod{i}-1.log") for i in range(2)]
-    processes.extend(first)
+    first = start_pods(pod, tmp_path, processes, "-1")
     first[0].wait_for_log("checkpoint saved at step")
     first[1].kill()
     # The survivor does not wait for the lost rank: it exits at once, saying its peer failed, so the
@@ -247,9 +253,7 @@ def test_a_killed_pod_stops_the_other_and_every_rank_resumes_from_the_same_step(
     assert "lost contact with the other ranks" in first[0].log
     assert not (tmp_path / pod.model_name / pod.version).exists()
 
-    port = free_port()
-    again = [Process(pod.as_pod(i, tmp_path, port), tmp_path / f"pod{i}-2.log") for i in range(2)]
-    processes.extend(again)
+    again = start_pods(pod, tmp_path, processes, "-2")
     codes = [p.wait() for p in again]
     assert codes == [contract.EXIT_OK, contract.EXIT_OK], "\n".join(p.log for p in again)
     resumed = [re.search(r"resuming from checkpoint \S+ at step (\d+)", p.log) for p in again]
@@ -276,9 +280,7 @@ def test_a_gate_the_model_misses_fails_every_pod_with_the_gate_code(
     shared_run: SharedRun, tmp_path: Path, processes: list[Process]
 ) -> None:
     pod = job_pod(shared_run, {"trainEpochs": 1, "minAccuracy": "1"})
-    port = free_port()
-    pods = [Process(pod.as_pod(i, tmp_path, port), tmp_path / f"pod{i}.log") for i in range(2)]
-    processes.extend(pods)
+    pods = start_pods(pod, tmp_path, processes)
     codes = [p.wait() for p in pods]
     assert codes == [contract.EXIT_GATE, contract.EXIT_GATE], "\n".join(p.log for p in pods)
     assert "is under --min-accuracy" in pods[0].log
@@ -290,9 +292,7 @@ def test_sigterm_on_one_pod_stops_every_rank_after_the_same_step_with_rank_0s_ch
 ) -> None:
     """A Spot eviction or drain of one pod: the kubelet sends its container SIGTERM."""
     pod = job_pod(shared_run)
-    port = free_port()
-    pods = [Process(pod.as_pod(i, tmp_path, port), tmp_path / f"pod{i}.log") for i in range(2)]
-    processes.extend(pods)
+    pods = start_pods(pod, tmp_path, processes)
     pods[0].wait_for_log("checkpoint saved at step")
     pods[1].proc.send_signal(signal.SIGTERM)
     evicted, other = pods[1].wait(timeout=60), pods[0].wait(timeout=60)
