@@ -1,7 +1,7 @@
 """Every failure a caller can cause, and the one table that gives each its HTTP status.
 
 Code below the HTTP layer raises what went wrong (``BadRequest``,
-``preprocess.InputError``, ``MultipartError``...) with a message meant for the
+``image.InputError``, ``MultipartError``...) with a message meant for the
 caller; the dispatcher in ``app.py`` looks the status up in ``STATUS``. An
 exception the table does not know is a bug of ours: it answers 500 with a fixed
 message, and its text goes to the log, never to the caller.
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
 
-from mlapp import preprocess
+from mlapp.plugins import image
 from mlapp.serve.multipart import MultipartError
 
 Header = tuple[bytes, bytes]
@@ -66,7 +66,7 @@ class NotReady(HTTPError):
 STATUS: Final[Mapping[type[Exception], int]] = MappingProxyType(
     {
         BadRequest: 400,
-        preprocess.InputError: 400,
+        image.InputError: 400,
         MultipartError: 400,
         Unauthorized: 401,
         NotFound: 404,

@@ -1,8 +1,10 @@
-"""Turn a picture of a digit into the model's input, the way the training data looked.
+"""Turn a picture into an image classifier's input, the way its training images looked.
 
-The training images are a light digit on a dark ground, scaled to [0, 1]
-(``metadata.json`` -> ``input.preprocessing``). People mostly send dark ink on
-light paper, so a picture whose border is light on average is inverted first.
+The image-classifier plug-in (``image_classifier.py``) feeds a model grey pictures of its input's
+height and width, scaled to [0, 1], then ``(x - mean) / std``. Its published ``foreground`` says
+how the training images looked: ``light`` (a light subject on a dark ground, as the digits
+example's) or ``dark``. People photograph dark ink on light paper and the like, so a picture whose
+border says its ground is the other way round is inverted first; ``as-is`` never inverts.
 
 What decoding a stranger's picture may cost
 -------------------------------------------
@@ -24,7 +26,7 @@ Bytes per pixel, Pillow 13 (``src/libImaging/Storage.c``,
 decodes to 1, L, P, I;16, LA, RGB or RGBA (16-bit colour is narrowed to 8 bits,
 ``PngImagePlugin._MODES``); JPEG to L, RGB or CMYK. So at most 4 B/px.
 
-One decode holds at most (model inputs up to 28 x 28; input bytes aside):
+One decode holds at most (model inputs up to ``MAX_MODEL_SIDE``, 28 x 28; input bytes aside):
 
 - PNG: the decoded picture, 4 B/px, and its grey copy, 1 B/px: 60 MiB at the
   pixel cap. Greying runs one band of rows at a time (``_gray_in_bands``), so
@@ -70,13 +72,18 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 ACCEPTED_FORMATS: Final = ("PNG", "JPEG")
+# The largest model input side the decode bounds below are derived for (a JPEG is drafted to at least
+# OVERSAMPLE times it): a larger input makes libjpeg decode larger pictures at full scale, past
+# DECODE_PEAK_BYTES.
+MAX_MODEL_SIDE: Final = 28
+FOREGROUNDS: Final = ("light", "dark", "as-is")
 MAX_SIDE: Final = 8192
 MAX_PIXELS: Final = 4096 * 3072
 # What libjpeg may hold for a multi-scan JPEG: a 12 MP progressive 4:2:0 photo
@@ -148,13 +155,13 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class Preprocessing:
+    """How a picture becomes one row of the model's input: its size, which way round, and its scaling."""
+
     height: int
     width: int
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, Any]) -> Preprocessing:
-        pre = meta["input"]["preprocessing"]
-        return cls(height=int(pre["height"]), width=int(pre["width"]))
+    foreground: str = "light"  # one of FOREGROUNDS
+    mean: float = 0.0
+    std: float = 1.0
 
 
 def _damaged(why: str) -> InputError:
@@ -359,9 +366,13 @@ def _to_input(
 ) -> npt.NDArray[np.float32]:
     resized = gray.resize((pre.width, pre.height), Image.Resampling.BOX, box=extent)
     arr = np.asarray(resized, dtype=np.float32)
-    if border_mean > 127.5:
+    light_ground = border_mean > 127.5
+    if (pre.foreground == "light" and light_ground) or (pre.foreground == "dark" and not light_ground):
         arr = 255.0 - arr
-    return (arr / 255.0).reshape(1, 1, pre.height, pre.width)
+    x = arr / 255.0
+    if pre.mean != 0.0 or pre.std != 1.0:
+        x = (x - np.float32(pre.mean)) / np.float32(pre.std)
+    return x.reshape(1, 1, pre.height, pre.width)
 
 
 def image_bytes_to_input(data: bytes, pre: Preprocessing) -> npt.NDArray[np.float32]:
