@@ -34,6 +34,9 @@ class Limits:
     read_ahead_bytes: int = 256 * 1024
     # Body bytes all requests of the process hold at once; over it, 503 (retry).
     max_body_bytes_held: int = 64 * 1024 * 1024
+    # The outputs one answer may carry (about: JSON text is estimated), whatever the model makes of its
+    # inputs; over it, 413 naming the way out (fewer rows or outputs).
+    max_answer_bytes: int = 64 * 1024 * 1024
 
 
 class SettingsError(ValueError):
@@ -58,6 +61,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     drain_seconds: float = contract.DRAIN_SECONDS
     failed_login_burst: int = FAILED_LOGIN_BURST
+    intra_op_threads: int = 1  # ONNX Runtime's threads for one run (serve/model.py)
 
     @property
     def plain_http(self) -> bool:
@@ -107,6 +111,10 @@ ENV_KEEP_ALIVE_TIMEOUT = "MLAPP_KEEP_ALIVE_TIMEOUT"
 ENV_DRAIN_SECONDS = "MLAPP_DRAIN_SECONDS"
 ENV_FAILED_LOGIN_BURST = "MLAPP_FAILED_LOGIN_BURST"
 ENV_MAX_BODY_BYTES_HELD = "MLAPP_MAX_BODY_BYTES_HELD"
+ENV_MAX_ANSWER_BYTES = "MLAPP_MAX_ANSWER_BYTES"
+# ONNX Runtime's intra-op threads: 1 suits the pod's default CPU limit and small models; a large model on
+# a pod given more CPUs runs faster with as many threads.
+ENV_INTRA_OP_THREADS = "MLAPP_INTRA_OP_THREADS"
 
 
 def _limits(env: Mapping[str, str], max_body_bytes: int) -> Limits:
@@ -118,6 +126,7 @@ def _limits(env: Mapping[str, str], max_body_bytes: int) -> Limits:
         body_timeout=_seconds(env, ENV_BODY_TIMEOUT, d.body_timeout, 0.1, 3600),
         keep_alive_timeout=_seconds(env, ENV_KEEP_ALIVE_TIMEOUT, d.keep_alive_timeout, 0.1, 300),
         max_body_bytes_held=env_int(env, ENV_MAX_BODY_BYTES_HELD, d.max_body_bytes_held, max_body_bytes, 1 << 30),
+        max_answer_bytes=env_int(env, ENV_MAX_ANSWER_BYTES, d.max_answer_bytes, 1024, 1 << 30),
     )
 
 
@@ -189,6 +198,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         limits=_limits(env, max_body_bytes),
         drain_seconds=_seconds(env, ENV_DRAIN_SECONDS, contract.DRAIN_SECONDS, 0, contract.DRAIN_SECONDS),
         failed_login_burst=env_int(env, ENV_FAILED_LOGIN_BURST, FAILED_LOGIN_BURST, 1, 1_000_000),
+        intra_op_threads=env_int(env, ENV_INTRA_OP_THREADS, 1, 1, 256),
     )
 
 

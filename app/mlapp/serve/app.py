@@ -35,7 +35,7 @@ INTERNAL_ERROR: Final = dumps({"error": errors.INTERNAL_MESSAGE})
 
 # Container allocations between two young-generation collections (CPython's default is 700).
 # A request allocates a few dozen containers (its parsed JSON, scope, messages) that reference
-# counting frees on its own; at the default a collection ran every ~20 requests (issue 16).
+# counting frees on its own; at the default a collection ran every ~20 requests (BENCHMARKS.md).
 GC_YOUNG_THRESHOLD: Final = 20_000
 
 
@@ -150,16 +150,19 @@ class App:
                         log.error("cannot load the model at %s: %s", where, e)
                     last_error = str(e)
             else:
-                self.endpoints.set_model(model, Batcher(model, self.settings.max_batch, (1, model.height, model.width)))
+                self.endpoints.set_model(model, Batcher(model, self.settings.max_batch))
                 settle_heap()
                 MODEL_INFO.labels(model.name, model.version).set(1)
                 READY.set(1)
                 log.info(
-                    "model %s version %s loaded from %s (held-out accuracy %s); ready",
+                    "model %s version %s loaded from %s (inputs %s; outputs %s; %s; gate %s); ready",
                     model.name,
                     model.version,
                     where,
-                    model.metadata.get("accuracy"),
+                    ", ".join(spec.describe() for spec in model.signature.inputs),
+                    ", ".join(spec.describe() for spec in model.signature.outputs),
+                    "batched across callers" if model.batchable else "one request per run",
+                    model.metadata.get("gate"),
                 )
                 return
             await asyncio.sleep(delay)

@@ -1,139 +1,177 @@
-"""Coalescing concurrent inference requests into one model run, and splitting the result back.
+"""Running requests through the model: one at a time, or, for a batchable model, several callers per run.
 
-The decisions are plain functions (``fitting``, ``merge``, ``split``) that a
-test calls on arrays; ``Batcher`` is the asyncio queue and worker thread
-around them.
+A request becomes a ``Job``: its inputs' values flat (an ``array('f')`` for FP32, a numpy array
+otherwise), their shapes, and the outputs it asks for. The decisions are plain functions
+(``fitting``, ``merge``, ``split``) that a test calls on jobs; ``Batcher`` is the asyncio queue and
+worker thread around them.
 
-A request's rows arrive as one flat ``array('f')`` (what ``protocol`` builds
-from the JSON numbers or the raw bytes, with no numpy call per request) and
-become numpy only here, once per batch: each numpy call costs about a
-microsecond of dispatch however few values it touches, several times that on
-a busy event loop (issue 16 measured 10 us per request for the three calls
-a request used to make).
+Callers share a run only when the model was published batchable (``mlapp.publish`` checked it:
+every input and output's first dimension is the batch, and no row's answer depends on another's),
+and only with callers whose jobs fit together: the same shape after the first dimension for every
+input and the same outputs asked (``Job.key``). Each caller then gets exactly its own rows of
+every output back. Any other model runs one job per run. If a shared run fails (one caller's
+input an embedding cannot index, say), each of its jobs is run again alone, so only the job at
+fault is refused.
+
+FP32 values become numpy only here, once per run: each numpy call costs about a microsecond of
+dispatch however few values it touches, several times that on a busy event loop (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import math
 import time
 from array import array
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
+from collections.abc import Hashable, Sequence
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-Rows = npt.NDArray[np.float32]
-# A request's input: its rows' FP32 values one after another, row-major, in an array('f').
-# (array is generic to type checkers only: subscripting it at run time needs Python 3.12.)
-if TYPE_CHECKING:
-    Flat: TypeAlias = array[float]
-else:
-    Flat = array
+from mlapp.serve.tensors import Flat
+
+Outputs = list[npt.NDArray[Any]]
+
+
+class Job(NamedTuple):
+    """One request's run: its inputs (in the model's order) flat, their shapes, the outputs it asks for.
+
+    A NamedTuple, not a frozen dataclass, whose ``__init__`` sets each field through
+    ``object.__setattr__``: one is built per request."""
+
+    feeds: tuple[Flat, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    outputs: tuple[str, ...]  # in the signature's order
+    # Jobs with equal keys may share a run: the inputs' shapes after their first dimension, and the
+    # outputs asked. None: the job runs alone (a model that is not batchable).
+    key: Hashable | None
+
+    @property
+    def rows(self) -> int:
+        return self.shapes[0][0]
 
 
 class Runner(Protocol):
-    def run(self, batch: Rows) -> Rows: ...
+    def run(
+        self, feeds: Sequence[Flat], shapes: Sequence[tuple[int, ...]], outputs: Sequence[str]
+    ) -> list[npt.NDArray[Any]]: ...
 
 
-def fitting(pending: Sequence[Flat], max_batch: int, row_size: int) -> int:
-    """How many of the queued requests, taken in order, make the next batch (``row_size`` values a row).
+class RowsMismatch(Exception):
+    """A shared run's output has not one row per input row: the model is not batchable after all."""
 
-    Whole requests only, and never fewer than one: a request with more rows
-    than ``max_batch`` runs alone rather than waiting forever. The first request
-    that would overflow the batch ends it, so no request is overtaken.
+
+def fitting(pending: Sequence[Job], max_batch: int) -> int:
+    """How many of the queued jobs, taken in order, make the next run.
+
+    Whole jobs only, and never fewer than one: a job with more rows than ``max_batch`` runs alone
+    rather than waiting forever. The first job that does not fit (too many rows, another key, or a
+    job that runs alone) ends the run, so no job is overtaken.
     """
+    first = pending[0] if pending else None
+    if first is None:
+        return 0
+    if first.key is None:
+        return 1
     take = rows = 0
-    for x in pending:
-        n = len(x) // row_size
-        if take and rows + n > max_batch:
+    for job in pending:
+        n = job.shapes[0][0]
+        if take and (job.key != first.key or rows + n > max_batch):
             break
         rows += n
         take += 1
     return take
 
 
-def merge(inputs: Sequence[Flat], row_shape: tuple[int, ...]) -> Rows:
-    """One array of all the requests' rows, in order, shaped ``(rows, *row_shape)``; a lone request is
-    viewed, not copied."""
-    if len(inputs) == 1:
-        flat = inputs[0]
-    else:
-        flat = array("f")
-        for x in inputs:
-            flat.extend(x)
-    return np.frombuffer(flat, dtype=np.float32).reshape(-1, *row_shape)
+def merge(jobs: Sequence[Job]) -> tuple[list[Flat], list[tuple[int, ...]]]:
+    """Every input's values of all ``jobs``, in order, and the shared shapes; a lone job's are its own."""
+    if len(jobs) == 1:
+        return list(jobs[0].feeds), list(jobs[0].shapes)
+    rows = sum(job.shapes[0][0] for job in jobs)
+    feeds: list[Flat] = []
+    shapes: list[tuple[int, ...]] = []
+    for index, first in enumerate(jobs[0].feeds):
+        parts = [job.feeds[index] for job in jobs]
+        if isinstance(first, array) and all(isinstance(p, array) for p in parts):
+            merged = array("f")
+            for part in parts:
+                merged.extend(part)
+            feeds.append(merged)
+        else:
+            feeds.append(
+                np.concatenate([p if isinstance(p, np.ndarray) else np.frombuffer(p, np.float32) for p in parts])
+            )
+        shapes.append((rows, *jobs[0].shapes[index][1:]))
+    return feeds, shapes
 
 
-def split(out: Rows, inputs: Sequence[Flat], row_size: int) -> list[Rows]:
-    """The rows of ``out`` belonging to each request of ``inputs``, as views (no copy)."""
-    parts: list[Rows] = []
+def split(outputs: Outputs, jobs: Sequence[Job]) -> list[Outputs]:
+    """Each job's rows of every output (views, no copy); RowsMismatch if an output's rows are not the inputs'."""
+    if len(jobs) == 1:
+        return [outputs]
+    total = sum(job.shapes[0][0] for job in jobs)
+    if any(out.ndim == 0 or len(out) != total for out in outputs):
+        raise RowsMismatch(f"a run of {total} rows gave outputs of shapes {[o.shape for o in outputs]}")
+    parts: list[Outputs] = []
     start = 0
-    for x in inputs:
-        n = len(x) // row_size
-        parts.append(out[start : start + n])
+    for job in jobs:
+        n = job.shapes[0][0]
+        parts.append([out[start : start + n] for out in outputs])
         start += n
     return parts
 
 
-# A batch that runs for less than this is run on the event loop's own thread. Handing it to a worker
+# A run that takes less than this is run on the event loop's own thread. Handing it to a worker
 # thread and back costs more than that: the executor's queue and condition, a futex wake of the
 # worker, ``call_soon_threadsafe``'s write to the loop's self-pipe, and the worker then waits for the
 # GIL the busy loop holds (up to ``sys.getswitchinterval()``, 5 ms by default). Measured on the
-# digits model (BENCHMARKS.md, issue 16): one row runs in about 40 us, 64 rows in about 0.6 ms.
-# A model slower than this keeps the loop free: its batches run on the worker thread.
+# digits model (BENCHMARKS.md): one row runs in about 40 us, 64 rows in about 0.6 ms. A model
+# slower than this keeps the loop free: its runs are on the worker thread.
 INLINE_SECONDS: Final = 0.001
 
 
 class Batcher:
-    """Coalesces concurrent requests into one run of ``runner``.
+    """Runs the queued jobs through ``runner``, several per run where ``fitting`` allows.
 
-    No timer: a batch holds every request queued in the loop turn its first
-    one came in, then runs at the end of that turn. When callers are concurrent
-    (the last batch held more than one request) it also holds the next turn's:
-    between the two the loop polls its sockets once, with a zero timeout, so the
-    requests whose bytes arrived while the previous batch ran join this one. No
+    No timer: a run holds every job queued in the loop turn its first one came in, then runs at
+    the end of that turn. When callers are concurrent (the last run held more than one job) it
+    also holds the next turn's: between the two the loop polls its sockets once, with a zero
+    timeout, so the requests whose bytes arrived while the previous run ran join this one. No
     request ever waits for a clock (see ``_flush_soon``).
 
-    Where a batch runs follows how long the last one took: under
-    ``inline_below`` seconds on the loop's thread, with no thread hop at all;
-    over it (and the first batch, before any was measured) on the worker
-    thread (ONNX Runtime releases the GIL), while the loop goes on parsing,
-    and whatever queued meanwhile is the next batch.
+    Where a run happens follows how long the last one took: under ``inline_below`` seconds on the
+    loop's thread, with no thread hop at all; over it (and the first run, before any was measured)
+    on the worker thread (ONNX Runtime releases the GIL), while the loop goes on parsing, and
+    whatever queued meanwhile is the next run.
     """
 
-    def __init__(
-        self, runner: Runner, max_batch: int, row_shape: tuple[int, ...], inline_below: float = INLINE_SECONDS
-    ) -> None:
+    def __init__(self, runner: Runner, max_batch: int, inline_below: float = INLINE_SECONDS) -> None:
         self.runner = runner
         self.max_batch = max_batch
-        self.row_shape = row_shape
-        self.row_size = math.prod(row_shape)
         self.inline_below = inline_below
-        # Two parallel lists rather than one of pairs, so ``fitting`` and
-        # ``split`` read the inputs without building a list per batch.
-        self._inputs: list[Flat] = []
-        self._futures: list[asyncio.Future[Rows]] = []
+        # Two parallel lists rather than one of pairs, so ``fitting`` reads the jobs without building
+        # a list per run.
+        self._jobs: list[Job] = []
+        self._futures: list[asyncio.Future[Outputs]] = []
         self._loop = asyncio.get_running_loop()
         self._scheduled = False  # a flush waits at the end of this loop turn
-        self._on_worker = False  # a batch is running on the worker thread
-        # The last batch took inline_below or longer. True to begin with: the first batch runs on the
+        self._on_worker = False  # a run is on the worker thread
+        # The last run took inline_below or longer. True to begin with: the first run is on the
         # worker and its time decides, so a model not yet measured never holds the loop.
         self._slow = True
-        # The last batch held more than one request: callers are concurrent, and one more poll will
+        # The last run held more than one job: callers are concurrent, and one more poll will
         # likely bring more of them (see _flush_soon).
         self._crowd = False
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ort")
 
-    def infer(self, x: Flat) -> asyncio.Future[Rows]:
-        """The model's output rows for ``x`` (a whole number of rows of ``row_shape``), to await.
+    def infer(self, job: Job) -> asyncio.Future[Outputs]:
+        """The outputs ``job`` asks for (its own rows of each), to await.
 
-        The future itself, not a coroutine around it: one frame less to create and to
-        resume for every request."""
-        fut: asyncio.Future[Rows] = self._loop.create_future()
-        self._inputs.append(x)
+        The future itself, not a coroutine around it: one frame less to create and to resume for
+        every request."""
+        fut: asyncio.Future[Outputs] = self._loop.create_future()
+        self._jobs.append(job)
         self._futures.append(fut)
         self._flush_soon()
         return fut
@@ -142,18 +180,16 @@ class Batcher:
         """Run the next batch at the end of this loop turn or, when callers are concurrent, after one more
         I/O poll and the turn after it.
 
-        A callback queued with call_soon runs in the next turn, after the loop has
-        polled its sockets; the poll does not block while callbacks are ready
-        (libuv, which uvloop runs on: "If there are any idle handles active, the
-        timeout is 0", https://docs.libuv.org/en/v1.x/design.html, and uvloop runs
-        ready callbacks from an idle handle, uvloop/loop.pyx ``_call_soon``/
-        ``_on_idle``; asyncio's own loop polls with timeout 0 whenever ``_ready`` is
-        not empty, asyncio/base_events.py ``_run_once``). So a flush queued from the
-        next turn runs after everything that poll read has been parsed and queued
-        too. At 16 connections the batch grew from 6.9 to 14.9 requests and the
-        server's CPU per request fell 12 % (issue 16). A lone caller (the last batch
-        held one request) gains nothing from the poll and would wait for it, so its
-        batch runs at the end of this turn, as before.
+        A callback queued with call_soon runs in the next turn, after the loop has polled its
+        sockets; the poll does not block while callbacks are ready (libuv, which uvloop runs on:
+        "If there are any idle handles active, the timeout is 0",
+        https://docs.libuv.org/en/v1.x/design.html, and uvloop runs ready callbacks from an idle
+        handle, uvloop/loop.pyx ``_call_soon``/``_on_idle``; asyncio's own loop polls with timeout
+        0 whenever ``_ready`` is not empty, asyncio/base_events.py ``_run_once``). So a flush
+        queued from the next turn runs after everything that poll read has been parsed and queued
+        too. At 16 connections the batch grew from 6.9 to 14.9 requests and the server's CPU per
+        request fell 12 % (BENCHMARKS.md). A lone caller (the last run held one job) gains nothing
+        from the poll and would wait for it, so its run is at the end of this turn.
         """
         if not self._scheduled and not self._on_worker:
             self._scheduled = True
@@ -163,40 +199,54 @@ class Batcher:
                 self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Run the next batch: here if the model is fast, else on the worker thread."""
+        """Start the next run: here if the model is fast, else on the worker thread."""
         self._scheduled = False
-        take = fitting(self._inputs, self.max_batch, self.row_size)
+        take = fitting(self._jobs, self.max_batch)
         if take == 0:
             return
         self._crowd = take > 1
-        inputs, futures = self._inputs[:take], self._futures[:take]
-        del self._inputs[:take], self._futures[:take]
-        batch = merge(inputs, self.row_shape)
+        jobs, futures = self._jobs[:take], self._futures[:take]
+        del self._jobs[:take], self._futures[:take]
         if self._slow:
             try:
-                done = self._loop.run_in_executor(self._executor, self._timed, batch)
+                done = self._loop.run_in_executor(self._executor, self._timed, jobs)
             except RuntimeError as e:  # the executor was shut down (close): nothing will run these
                 _fail(futures, e)
                 return
             self._on_worker = True
-            done.add_done_callback(lambda d: self._answer(inputs, futures, d))
+            done.add_done_callback(lambda d: self._answer(futures, d))
             return
-        try:
-            out = self._timed(batch)
-        except Exception as e:
-            _fail(futures, e)
-        else:
-            _deliver(futures, split(out, inputs, self.row_size))
-        if self._inputs:
+        _deliver(futures, self._timed(jobs))
+        if self._jobs:
             self._flush_soon()  # a batch's worth more: next turn, so the loop reads sockets in between
 
-    def _timed(self, batch: Rows) -> Rows:
+    def _timed(self, jobs: list[Job]) -> list[Outputs | BaseException]:
+        """Each job's outputs (or its error), and whether that took long enough to run elsewhere next time."""
         start = time.perf_counter()
-        out = self.runner.run(batch)
+        answers = self._run(jobs)
         self._slow = time.perf_counter() - start >= self.inline_below
-        return out
+        return answers
 
-    def _answer(self, inputs: list[Flat], futures: list[asyncio.Future[Rows]], done: asyncio.Future[Rows]) -> None:
+    def _run(self, jobs: list[Job]) -> list[Outputs | BaseException]:
+        first = jobs[0]
+        try:
+            feeds, shapes = merge(jobs)
+            return list(split(self.runner.run(feeds, shapes, first.outputs), jobs))
+        except Exception as e:
+            if len(jobs) == 1:
+                return [e]
+        # A shared run failed: each job alone, so that only the one at fault fails.
+        answers: list[Outputs | BaseException] = []
+        for job in jobs:
+            try:
+                answers.append(self.runner.run(job.feeds, job.shapes, job.outputs))
+            except Exception as e:
+                answers.append(e)
+        return answers
+
+    def _answer(
+        self, futures: list[asyncio.Future[Outputs]], done: asyncio.Future[list[Outputs | BaseException]]
+    ) -> None:
         self._on_worker = False
         if done.cancelled():  # the executor was shut down under it
             for fut in futures:
@@ -204,8 +254,8 @@ class Batcher:
         elif (e := done.exception()) is not None:
             _fail(futures, e)
         else:
-            _deliver(futures, split(done.result(), inputs, self.row_size))
-        if self._inputs:
+            _deliver(futures, done.result())
+        if self._jobs:
             self._flush_soon()
 
     async def close(self) -> None:
@@ -213,14 +263,18 @@ class Batcher:
         _fail(self._futures, RuntimeError("the server is shutting down"))
 
 
-def _deliver(futures: list[asyncio.Future[Rows]], parts: list[Rows]) -> None:
-    for fut, part in zip(futures, parts, strict=True):
+def _deliver(futures: list[asyncio.Future[Outputs]], answers: list[Outputs | BaseException]) -> None:
+    for fut, answer in zip(futures, answers, strict=True):
         # A caller that went away has cancelled its future.
-        if not fut.done():
-            fut.set_result(part)
+        if fut.done():
+            continue
+        if isinstance(answer, BaseException):
+            fut.set_exception(answer)
+        else:
+            fut.set_result(answer)
 
 
-def _fail(futures: list[asyncio.Future[Rows]], error: BaseException) -> None:
+def _fail(futures: list[asyncio.Future[Outputs]], error: BaseException) -> None:
     for fut in futures:
         if not fut.done():
             fut.set_exception(error)

@@ -15,11 +15,12 @@ from typing import Final, TypeVar
 
 import prometheus_client as prom
 
-from mlapp import contract, preprocess
+from mlapp import contract
+from mlapp.plugins import image
 from mlapp.serve import protocol
 from mlapp.serve.asgi import JSON, NO_HEADERS, Answer, BodyBudget, Receive, Scope, dumps, header, held_body
 from mlapp.serve.batching import Batcher
-from mlapp.serve.errors import NotReady
+from mlapp.serve.errors import NotFound, NotReady
 from mlapp.serve.model import Model
 from mlapp.settings import Settings
 
@@ -45,9 +46,9 @@ class Endpoints:
         self._model_ready = dumps({"name": settings.model_name, "ready": True})
         self._model_not_ready = dumps({"name": settings.model_name, "ready": False})
         self.bodies = BodyBudget(settings.limits.max_body_bytes_held)
-        # Pictures are decoded here, never on the event loop; the pool's size bounds
-        # the decodes in memory at once (preprocess.py derives the bound).
-        self._parsers = ThreadPoolExecutor(preprocess.MAX_CONCURRENT_DECODES, thread_name_prefix="parse")
+        # Large bodies and pictures are parsed here, never on the event loop; the pool's size bounds
+        # the decodes in memory at once (plugins/image.py derives the bound).
+        self._parsers = ThreadPoolExecutor(image.MAX_CONCURRENT_DECODES, thread_name_prefix="parse")
 
     def close(self) -> None:
         self._parsers.shutdown(wait=False, cancel_futures=True)
@@ -100,20 +101,32 @@ class Endpoints:
             self._max_rows,
             header(scope, protocol.BINARY_HEADER),
         )
-        probs = await batcher.infer(request.rows)
-        body, content_type, json_length = protocol.infer_answer(model, probs, request)
+        results = await batcher.infer(request.job)
+        body, content_type, json_length = protocol.infer_answer(
+            model, results, request, self.settings.limits.max_answer_bytes
+        )
         if json_length is None:
             return 200, body, content_type, NO_HEADERS
         return 200, body, content_type, ((protocol.BINARY_HEADER, str(json_length).encode()),)
 
     async def predict(self, scope: Scope, receive: Receive) -> Answer:
+        """``POST /predict``: the model's plug-in route (an image classifier's picture upload)."""
         model, batcher = self._require()
+        plugin = model.plugin
+        if plugin is None:
+            raise NotFound(
+                f"/predict is the route of a model's plug-in, and model {model.name!r} declares none "
+                f"(GET /v2/models/{model.name} shows its inputs): call POST /v2/models/{model.name}/infer, "
+                "the Open Inference Protocol"
+            )
         content_type = header(scope, b"content-type")
-        protocol.check_predict_type(content_type)  # 415 before the body is read
+        plugin.check_type(content_type)  # 415 before the body is read
         # Pictures are always decoded off the loop: a small file can still be a large decode.
-        x = await self._parse(scope, receive, 0, protocol.parse_predict, content_type, model.preprocessing)
-        probs = (await batcher.infer(x))[0]
-        return 200, dumps(protocol.predict_answer(model, probs)), JSON, NO_HEADERS
+        rows = await self._parse(scope, receive, 0, plugin.parse, content_type)
+        results = await batcher.infer(protocol.plugin_job(model, rows, plugin.output))
+        answer = plugin.answer(results[0][0], model.labels)
+        answer["model_name"], answer["model_version"] = model.name, model.version
+        return 200, dumps(answer), JSON, NO_HEADERS
 
     async def _parse(
         self, scope: Scope, receive: Receive, on_loop_below: int, parse: Callable[..., _Parsed], *args: object

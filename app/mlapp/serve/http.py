@@ -4,7 +4,7 @@ Why not uvicorn: its httptools protocol has no limit on the size of a header or
 a URL, no time limit on reading headers or a body, parses every pipelined
 request a read brings in before it answers one, and takes one TLS setting for
 all its sockets. Each of those let a client without credentials grow the
-process past its pod's memory limit (issue 12's measurements). Here each bound
+process past its pod's memory limit (BENCHMARKS.md's measurements). Here each bound
 is a field of ``Limits``, checked where the bytes arrive:
 
 =====================  ==========================================  ========================
@@ -726,7 +726,7 @@ class Connection(asyncio.Protocol):
         the kernel together, the client (woken on its socket by the first) finds the
         rest there; handed over one by one between the others' Python, each answer
         woke it alone, and a wake-up of a task on another CPU was 6 % of the server's
-        CPU time at 16 connections (``perf``: ``sock_def_readable``, issue 16). With
+        CPU time at 16 connections (``perf``: ``sock_def_readable``, BENCHMARKS.md). With
         nothing else running no answer can join this one, and waiting for the turn's
         end cost a lone client 12 % of its requests a second, so it goes at once. One
         turn holds at most ``write_buffer_bytes`` of a connection's answers: past that

@@ -28,7 +28,7 @@ class Counts:
     prometheus_client's ``Counter.inc`` and ``Histogram.observe`` take a
     ``threading.Lock`` per value they change, and ``observe`` walks the buckets
     in Python: 1.5 us a request for these two families in a tight loop, 3-4 us
-    on the busy server (issue 16). Every request is counted on the event loop's
+    on the busy server (BENCHMARKS.md). Every request is counted on the event loop's
     thread, so no lock is needed; Prometheus reads the same series through
     ``collect`` (a custom collector, https://prometheus.github.io/client_python/collector/custom/).
     Unlike prometheus_client's own counters these export no ``_created`` series,

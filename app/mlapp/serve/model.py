@@ -1,40 +1,32 @@
-"""Loading a published model version into an ONNX Runtime session, and running one batch through it."""
+"""Loading a published model version into an ONNX Runtime session, and running batches through it.
+
+Nothing here knows what the model is: its inputs and outputs come from the model itself
+(``mlapp.signature``), how to serve it (batchable, a plug-in, labels) from the metadata its
+publisher wrote (``mlapp.publish``), both checked again here before the model is served.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from mlapp import contract, preprocess, store
+from mlapp import plugins, store
+from mlapp.serve.errors import BadRequest
 from mlapp.serve.metrics import BATCH, INFERENCE
+from mlapp.serve.tensors import Flat
 from mlapp.settings import Settings
+from mlapp.signature import Signature, SignatureError, TensorSpec, batch_problem, example_shape, signature_of, zeros
 
-
-@dataclass(frozen=True)
-class Model:
-    name: str
-    version: str
-    session: ort.InferenceSession
-    input_name: str
-    output_name: str
-    height: int
-    width: int
-    num_classes: int
-    labels: list[str]
-    metadata: dict[str, Any]
-    preprocessing: preprocess.Preprocessing
-
-    def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        start = time.perf_counter()
-        out = self.session.run([self.output_name], {self.input_name: batch})[0]
-        INFERENCE.observe(time.perf_counter() - start)
-        BATCH.observe(len(batch))
-        return np.asarray(out, dtype=np.float32)
+log = logging.getLogger("mlapp.serve")
+# What ONNX Runtime said, as much of it as a caller is shown.
+MAX_ERROR_CHARS = 500
 
 
 class ModelNotThere(Exception):
@@ -45,46 +37,143 @@ class ModelDamaged(Exception):
     """metadata.json names a model file that is not the one in the store: refuse it, and say so."""
 
 
-def load_model(settings: Settings, labels: list[str] | None) -> Model:
-    directory = store.version_dir(settings.model_dir, settings.model_name, settings.model_version)
-    try:
-        meta, model_bytes = store.read_published(directory)
-    except store.Damaged as e:
-        raise ModelDamaged(str(e)) from e
-    except store.NotPublished as e:
-        raise ModelNotThere(str(e)) from e
+class ModelFailed(BadRequest):
+    """ONNX Runtime could not run the model on a request's input, which passed every check of the signature
+    (an index past an embedding's end, say): the caller's input, refused with what ONNX Runtime said."""
+
+
+class Ask(NamedTuple):
+    """One output a request asks for, in the request's order: its name, where it is among the outputs the
+    job computes, and whether it is answered raw (the binary tensor data extension) or in JSON."""
+
+    name: str
+    position: int
+    binary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InputSlot:
+    """What parsing needs of one input, worked out once."""
+
+    spec: TensorSpec
+    index: int  # its place in the signature: feeds are in this order
+    # dims[1:] when every one is fixed, as a list a request's shape[1:] is compared with at once; else None.
+    tail: list[int] | None
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    version: str
+    session: ort.InferenceSession
+    signature: Signature
+    metadata: dict[str, Any]
+    batchable: bool
+    plugin: plugins.Plugin | None
+    labels: list[str] | None
+    inputs: Mapping[str, InputSlot] = field(init=False)
+    outputs: Mapping[str, TensorSpec] = field(init=False)
+    # Every output, in the signature's order: what a request that names none is answered with, in JSON
+    # (every_output[False]) or raw (every_output[True]).
+    all_outputs: tuple[str, ...] = field(init=False)
+    every_output: Mapping[bool, tuple[Ask, ...]] = field(init=False)
+    # Every input's dimensions after the first are fixed: jobs of one shape always fit together.
+    fixed_tails: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        slots = {}
+        for index, spec in enumerate(self.signature.inputs):
+            tail = list(spec.dims[1:])
+            fixed = all(isinstance(d, int) for d in tail)
+            slots[spec.name] = InputSlot(spec, index, [int(d) for d in tail if isinstance(d, int)] if fixed else None)
+        object.__setattr__(self, "inputs", slots)
+        object.__setattr__(self, "outputs", {o.name: o for o in self.signature.outputs})
+        names = tuple(o.name for o in self.signature.outputs)
+        object.__setattr__(self, "all_outputs", names)
+        every = {binary: tuple(Ask(n, i, binary) for i, n in enumerate(names)) for binary in (False, True)}
+        object.__setattr__(self, "every_output", every)
+        object.__setattr__(self, "fixed_tails", all(slot.tail is not None for slot in slots.values()))
+
+    def run(
+        self, feeds: Sequence[Flat], shapes: Sequence[tuple[int, ...]], outputs: Sequence[str]
+    ) -> list[npt.NDArray[Any]]:
+        """The ``outputs`` for one run: ``feeds[i]`` holds input i's values, flat, shaped ``shapes[i]``."""
+        arrays = {}
+        for spec, values, shape in zip(self.signature.inputs, feeds, shapes, strict=True):
+            flat = values if isinstance(values, np.ndarray) else np.frombuffer(values, dtype=np.float32)
+            arrays[spec.name] = flat.reshape(shape)
+        start = time.perf_counter()
+        try:
+            results = self.session.run(list(outputs), arrays)
+        except Exception as e:  # ONNX Runtime's own types (InvalidArgument, Fail, RuntimeException...)
+            text = " ".join(str(e).split())[:MAX_ERROR_CHARS]
+            raise ModelFailed(f"the model could not run on this input: {text}") from e
+        INFERENCE.observe(time.perf_counter() - start)
+        BATCH.observe(shapes[0][0] if shapes and shapes[0] else 1)
+        return [np.asarray(r) for r in results]
+
+
+def session_options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    # One request of this model is microseconds of arithmetic: thread hand-offs
-    # inside ORT would cost more than they save, and batching gives the width.
-    options.intra_op_num_threads = 1
+    # One thread by default: the pod's CPU limit is what it has, and a request of a small model is
+    # microseconds of arithmetic that batching gives width to; a large model is given more threads
+    # with MLAPP_INTRA_OP_THREADS (settings.py).
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    # The very bytes whose checksum was verified, not a second read of the file.
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    pre = preprocess.Preprocessing.from_metadata(meta)
-    num_classes = int(meta["num_classes"])
-    (inp,) = session.get_inputs()
-    (out,) = session.get_outputs()
-    if list(inp.shape[1:]) != [1, pre.height, pre.width]:
-        raise ValueError(f"model input shape {inp.shape} disagrees with metadata.json")
+    return options
+
+
+def _published_labels(meta: Mapping[str, Any]) -> list[str] | None:
+    labels = meta.get("labels")
     if labels is None:
-        labels = [str(i) for i in range(num_classes)]
-    elif len(labels) != num_classes:
-        raise ValueError(f"{contract.ENV_LABELS_FILE} has {len(labels)} labels but the model has {num_classes} classes")
-    model = Model(
-        name=settings.model_name,
-        version=settings.model_version,
-        session=session,
-        input_name=inp.name,
-        output_name=out.name,
-        height=pre.height,
-        width=pre.width,
-        num_classes=num_classes,
-        labels=labels,
-        metadata=meta,
-        preprocessing=pre,
-    )
-    model.run(np.zeros((1, 1, pre.height, pre.width), dtype=np.float32))  # warm-up
+        return None
+    if not isinstance(labels, list) or not all(isinstance(label, str) and label for label in labels):
+        raise ValueError("metadata.json's labels are not a list of names")
+    return labels
+
+
+def load_model(settings: Settings, labels: list[str] | None) -> Model:
+    """The published version ``settings`` names, ready to serve; ``labels`` (the stack's) replace the model's."""
+    directory = store.version_dir(settings.model_dir, settings.model_name, settings.model_version)
+    try:
+        meta, model_bytes = store.load(directory)
+    except store.Damaged as e:
+        raise ModelDamaged(str(e)) from e
+    except store.NotPublished as e:
+        raise ModelNotThere(str(e)) from e
+    with model_bytes:
+        # The very bytes whose checksum was verified, not a second read of the file.
+        session = ort.InferenceSession(
+            model_bytes.source, session_options(settings.intra_op_threads), providers=["CPUExecutionProvider"]
+        )
+    try:
+        signature = signature_of(session)
+    except SignatureError as e:
+        raise ValueError(f"the model cannot be served: {e}") from e
+    batchable = meta.get("batchable") is True
+    if batchable and (problem := batch_problem(signature)) is not None:
+        raise ValueError(f"metadata.json declares the model batchable, but {problem}")
+    labels = labels if labels is not None else _published_labels(meta)
+    try:
+        plugin = plugins.configure(meta.get("plugin"), signature, labels)
+    except plugins.PluginError as e:
+        raise ValueError(f"the model's plug-in does not fit: {e}") from e
+    model = Model(settings.model_name, settings.model_version, session, signature, meta, batchable, plugin, labels)
+    warm_up(model)
     return model
+
+
+def warm_up(model: Model) -> None:
+    """Run the model once on zeros, so the first caller does not pay ONNX Runtime's first-run costs.
+
+    A model that cannot run on zeros (a graph that divides by an input, say) is still served: the
+    warm-up is an optimisation, and its failure is logged, not fatal.
+    """
+    feeds = {spec.name: zeros(spec, example_shape(spec)) for spec in model.signature.inputs}
+    try:
+        model.session.run(None, feeds)
+    except Exception as e:  # the model's own failure on zeros
+        log.warning("the warm-up run on zeros failed (the model is served anyway): %s", " ".join(str(e).split()))

@@ -1,14 +1,19 @@
-"""The bodies the server reads and writes: Open Inference Protocol v2 tensors, and /predict's picture or pixels.
+"""The Open Inference Protocol v2 bodies the server reads and writes, for any model.
 
-Plain functions from bytes to arrays and from arrays to answers, so a test can
-feed them anything without a server. Each refusal raises an ``errors`` type
-carrying the message the caller sees.
+Plain functions from bytes to a ``Job`` and from outputs to an answer, so a test can feed them
+anything without a server. A request is checked against the model's signature before any of it
+reaches ONNX Runtime: every input the model takes, once, by name, of its datatype, of a shape that
+fits (fixed dimensions equal, named dynamic dimensions equal across inputs, the batch dimension
+within bounds), with exactly as many values (or bytes) as the shape needs. Each refusal raises an
+``errors`` type carrying the message the caller sees, naming the input, what was sent and what the
+model takes.
+
+Protocol: https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from array import array
 from typing import Any, Final, NamedTuple
 
@@ -16,19 +21,20 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from mlapp import preprocess
 from mlapp.serve.asgi import JSON, dumps
-from mlapp.serve.batching import Flat
+from mlapp.serve.batching import Job
 from mlapp.serve.errors import BadRequest, TooLarge, UnsupportedMediaType
-from mlapp.serve.model import Model
-from mlapp.serve.multipart import parse_multipart, parse_params
+from mlapp.serve.model import Ask, InputSlot, Model
+from mlapp.serve.multipart import parse_params
+from mlapp.serve.tensors import Flat, binary_data, binary_size, binary_values, json_data, json_values, wire_bytes
 
 # The binary tensor data extension (Triton's docs/protocol/extension_binary_data.md, which KServe's
 # model server implements too): the request's first Inference-Header-Content-Length bytes are the JSON
-# inference header, and the raw tensors follow, each input with parameters.binary_data_size; an output is
-# sent raw after the JSON answer when asked (its parameters.binary_data, or the request's
-# binary_data_output), the answer then carrying its own Inference-Header-Content-Length. "This extension
-# is identified by the name binary_tensor_data" in the server metadata's extensions.
+# inference header, and the raw tensors follow, each input with parameters.binary_data_size, in the
+# order of the request's inputs; an output is sent raw after the JSON answer when asked (its
+# parameters.binary_data, or the request's binary_data_output), the answer then carrying its own
+# Inference-Header-Content-Length. "This extension is identified by the name binary_tensor_data" in
+# the server metadata's extensions.
 BINARY_EXTENSION: Final = "binary_tensor_data"
 BINARY_HEADER: Final = b"inference-header-content-length"
 OCTET_STREAM: Final = b"application/octet-stream"
@@ -37,10 +43,8 @@ BINARY_HINT: Final = (
     "Inference-Header-Content-Length saying where the JSON ends"
 )
 MAX_LENGTH_DIGITS: Final = 19  # a byte count past any body this server accepts, before int() parses it
-SERVER_METADATA: Final = {"name": "mlapp", "version": "1", "extensions": [BINARY_EXTENSION]}
-# Tensors travel little-endian, row-major (the extension: "the tensor data ... in row-major order" and
-# FP32 as its IEEE 754 4 bytes, as numpy's '<f4').
-FP32_WIRE: Final = np.dtype("<f4")
+SERVER_METADATA: Final = {"name": "mlapp", "version": "2", "extensions": [BINARY_EXTENSION]}
+PLATFORM: Final = "onnxruntime_onnx"
 # Parameters that belong to extensions this server does not implement, so that a request using one is
 # refused naming it rather than half-served (Triton's extension names: docs/protocol/).
 UNSUPPORTED_PARAMETERS: Final = {
@@ -54,15 +58,26 @@ UNSUPPORTED_PARAMETERS: Final = {
     "priority": "schedule_policy",
     "timeout": "schedule_policy",
 }
-# The largest finite FP32 value; a number past it would become inf in the tensor.
-FP32_MAX: Final = float(np.finfo(np.float32).max)
 # What /infer reads as its JSON body. No Content-Type at all is read as JSON too:
 # tritonclient's HTTP client sends none (tritonclient/http/_client.py posts the
 # body with only Inference-Header-Content-Length), and its asyncio client's
 # aiohttp labels any bytes body application/octet-stream
 # (https://docs.aiohttp.org/en/stable/client_reference.html, ClientSession.request: data).
 INFER_TYPES: Final = ("application/json", "application/octet-stream")
-PREDICT_TYPES: Final = ("multipart/form-data", "application/json")
+
+_INT_ONLY: Final = frozenset((int,))
+# The parameters each part of a request may carry (the binary tensor data extension's).
+_REQUEST_PARAMETERS: Final = frozenset({"binary_data_output"})
+_INPUT_PARAMETERS: Final = frozenset({"binary_data_size"})
+_OUTPUT_PARAMETERS: Final = frozenset({"binary_data"})
+
+
+class InferRequest(NamedTuple):
+    """A v2 inference request as the server runs it: the job, the caller's id, how to answer."""
+
+    job: Job
+    request_id: Any
+    asks: tuple[Ask, ...]
 
 
 def check_infer_type(content_type: str) -> None:
@@ -75,17 +90,6 @@ def check_infer_type(content_type: str) -> None:
         )
 
 
-def check_predict_type(content_type: str) -> str:
-    """The media type of a /predict body, if it is one /predict reads; 415 otherwise."""
-    kind, _ = parse_params(content_type) if content_type else ("", {})
-    if kind not in PREDICT_TYPES:
-        raise UnsupportedMediaType(
-            "send multipart/form-data with an 'image' field, or application/json with 'pixels'"
-            + (f" (got Content-Type {kind!r})" if kind else " (no Content-Type was sent)")
-        )
-    return kind
-
-
 def _loads(body: bytes, hint: str = "") -> Any:
     """``body`` as JSON, or 400. With a ``hint`` (what the caller may have meant), a body that is not
     even text is said to be so, and the hint follows."""
@@ -96,40 +100,35 @@ def _loads(body: bytes, hint: str = "") -> Any:
         raise BadRequest(f"malformed JSON: {what}{hint}") from e
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def model_metadata(model: Model) -> dict[str, Any]:
+    """``GET /v2/models/<name>``: the model's inputs and outputs exactly as the model states them (-1 for a
+    dynamic dimension), and what its publisher recorded."""
     meta = model.metadata
+    producer = meta.get("producer") if isinstance(meta.get("producer"), dict) else {}
     return {
         "name": model.name,
         "versions": [model.version],
-        "platform": "onnxruntime_onnx",
-        "inputs": [
-            {
-                "name": model.input_name,
-                "datatype": "FP32",
-                "shape": [-1, 1, model.height, model.width],
-            }
-        ],
-        "outputs": [{"name": model.output_name, "datatype": "FP32", "shape": [-1, model.num_classes]}],
+        "platform": PLATFORM,
+        "inputs": [spec.as_dict() for spec in model.signature.inputs],
+        "outputs": [spec.as_dict() for spec in model.signature.outputs],
         "parameters": {
-            "accuracy": meta.get("accuracy"),
-            "dataset": meta.get("dataset"),
-            "trainer_image": meta.get("trainer_image"),
-            "created_at": meta.get("created_at"),
+            "batchable": model.batchable,
+            "plugin": model.plugin.describe() if model.plugin is not None else None,
             "labels": model.labels,
-            "preprocessing": meta["input"]["preprocessing"],
+            "metrics": meta.get("metrics"),
+            "gate": meta.get("gate"),
+            "created_at": meta.get("created_at"),
+            **(producer or {}),
         },
     }
-
-
-class InferRequest(NamedTuple):
-    """A v2 inference request as the server runs it: the input rows, the caller's id, how to answer.
-
-    A NamedTuple, not a frozen dataclass, whose ``__init__`` sets each field through
-    ``object.__setattr__``: one is built per request (issue 16)."""
-
-    rows: Flat  # shape[0] rows of the model's input, flat (batching.Flat)
-    request_id: Any
-    binary_output: bool
 
 
 def json_header_length(value: str, body_size: int) -> int | None:
@@ -145,12 +144,6 @@ def json_header_length(value: str, body_size: int) -> int | None:
             "it counts the JSON header at the body's start"
         )
     return length
-
-
-# The parameters each part of a request may carry (the binary tensor data extension's).
-_REQUEST_PARAMETERS: Final = frozenset({"binary_data_output"})
-_INPUT_PARAMETERS: Final = frozenset({"binary_data_size"})
-_OUTPUT_PARAMETERS: Final = frozenset({"binary_data"})
 
 
 def _refuse_unsupported(parameters: Any, where: str, known: frozenset[str]) -> dict[str, Any]:
@@ -170,236 +163,262 @@ def _refuse_unsupported(parameters: Any, where: str, known: frozenset[str]) -> d
     return parameters
 
 
-def parse_infer(body: bytes, model: Model, max_rows: int, header_value: str = "") -> InferRequest:
-    """A v2 inference request: all JSON, or (``header_value``: its Inference-Header-Content-Length) a JSON
-    header followed by binary tensors."""
-    header_length = json_header_length(header_value, len(body))
-    head, binary = (body, b"") if header_length is None else (body[:header_length], body[header_length:])
-    request = _loads(head, BINARY_HINT if header_length is None else "")
-    if not isinstance(request, dict):
-        raise BadRequest("the request must be a JSON object with 'inputs'")
-    parameters = _refuse_unsupported(request.get("parameters"), "request", _REQUEST_PARAMETERS)
-    # JSON's true and false are these bytes wherever they occur; without them no value is a bool.
-    bools = b"true" in head or b"false" in head
-    rows = _input_rows(_input_tensor(request, model), model, max_rows, binary, bools)
-    binary_output = _binary_output(request.get("outputs"), parameters.get("binary_data_output"), model)
-    return InferRequest(rows, request.get("id"), binary_output)
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise BadRequest(f"{what} must be true or false, got {value!r}")
     return value
 
 
-def _binary_output(outputs: Any, binary_data_output: Any, model: Model) -> bool:
-    """Whether the answer carries the output raw: its own binary_data, else the request's binary_data_output."""
-    default = False if binary_data_output is None else _flag(binary_data_output, "binary_data_output")
-    if outputs is None:
-        return default
-    if not isinstance(outputs, list) or not all(
-        isinstance(o, dict) and o.get("name") == model.output_name for o in outputs
-    ):
-        raise BadRequest(f"the only output is {model.output_name!r}")
-    binary = default
-    for output in outputs:
-        parameters = _refuse_unsupported(output.get("parameters"), "output", _OUTPUT_PARAMETERS)
-        if "binary_data" in parameters:
-            binary = _flag(parameters["binary_data"], "output parameter binary_data")
-    return binary
+def job_key(model: Model, shapes: tuple[tuple[int, ...], ...], outputs: tuple[str, ...]) -> Any:
+    """What jobs must share to share a run (``batching.Job.key``): the outputs asked and, where an input's
+    dimensions after the first are not all fixed, every input's; None when the model runs jobs alone."""
+    if not model.batchable:
+        return None
+    if model.fixed_tails:
+        return outputs
+    return (outputs, tuple(shape[1:] for shape in shapes))
 
 
-def _input_tensor(request: dict[str, Any], model: Model) -> dict[str, Any]:
-    inputs = request.get("inputs")
+def parse_infer(body: bytes, model: Model, max_rows: int, header_value: str = "") -> InferRequest:
+    """A v2 inference request: all JSON, or (``header_value``: its Inference-Header-Content-Length) a JSON
+    header followed by binary tensors."""
+    header_length = json_header_length(header_value, len(body))
+    if header_length is None:
+        head, binary = body, memoryview(b"")
+    else:
+        head, binary = body[:header_length], memoryview(body)[header_length:]
+    request = _loads(head, BINARY_HINT if header_length is None else "")
+    if not isinstance(request, dict):
+        raise BadRequest("the request must be a JSON object with 'inputs'")
+    parameters = _refuse_unsupported(request.get("parameters"), "request", _REQUEST_PARAMETERS)
+    # JSON's true and false are these bytes wherever they occur; without them no value is a bool.
+    bools = b"true" in head or b"false" in head
+    feeds, shapes = _inputs(request.get("inputs"), model, max_rows, binary, bools)
+    outputs, asks = _outputs(request.get("outputs"), parameters.get("binary_data_output"), model)
+    return InferRequest(Job(feeds, shapes, outputs, job_key(model, shapes, outputs)), request.get("id"), asks)
+
+
+def _inputs(
+    inputs: Any, model: Model, max_rows: int, binary: memoryview, bools: bool
+) -> tuple[tuple[Flat, ...], tuple[tuple[int, ...], ...]]:
+    """Every input's values, flat, and its shape, in the model's order; each checked against the signature."""
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
-    if len(inputs) != 1:
-        raise BadRequest(f"this model takes exactly one input, {model.input_name!r}")
-    tensor = inputs[0]
-    if not isinstance(tensor, dict):
-        raise BadRequest("each input must be an object with name, shape, datatype, data")
-    for key in ("name", "shape", "datatype"):
-        if key not in tensor:
-            raise BadRequest(f"input is missing {key!r}")
-    if tensor["name"] != model.input_name:
-        raise BadRequest(f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}")
-    if tensor["datatype"] != "FP32":
-        raise BadRequest(f"input datatype must be FP32, got {tensor['datatype']!r}")
-    return tensor
+    slots = model.inputs
+    if len(inputs) == 1 and len(slots) == 1:  # the common case, without the bookkeeping of several
+        values, shape, used = _tensor(inputs[0], model, binary, 0, bools)
+        if used != len(binary):
+            raise BadRequest(_unused(len(binary), used))
+        if model.batchable:
+            _check_rows(shape[0], max_rows)
+        return (values,), (shape,)
+    feeds: list[Flat | None] = [None] * len(slots)
+    shapes: list[tuple[int, ...]] = [()] * len(slots)
+    offset = 0
+    for tensor in inputs:
+        values, shape, used = _tensor(tensor, model, binary, offset, bools)
+        index = model.inputs[tensor["name"]].index
+        if feeds[index] is not None:
+            raise BadRequest(f"input {tensor['name']!r} is given twice")
+        feeds[index], shapes[index] = values, shape
+        offset += used
+    missing = [spec.name for spec, values in zip(model.signature.inputs, feeds, strict=True) if values is None]
+    if missing:
+        takes = ", ".join(spec.describe() for spec in model.signature.inputs)
+        raise BadRequest(f"missing input(s) {', '.join(map(repr, missing))}: the model takes {takes}")
+    if offset != len(binary):
+        raise BadRequest(_unused(len(binary), offset))
+    _check_shared_dims(model, shapes)
+    if model.batchable:
+        rows = {shape[0] for shape in shapes}
+        if len(rows) > 1:
+            raise BadRequest(f"the inputs' first dimensions differ ({sorted(rows)}): it is the batch, one size for all")
+        _check_rows(shapes[0][0], max_rows)
+    return tuple(f for f in feeds if f is not None), tuple(shapes)
 
 
-def _input_rows(tensor: dict[str, Any], model: Model, max_rows: int, binary: bytes = b"", bools: bool = True) -> Flat:
-    shape = tensor["shape"]
-    # shape[1:] is compared first: equal, it proves the length, so shape[0] exists.
-    # The int check comes before the comparison with 1 (and refuses True, which equals 1).
-    if (
-        not isinstance(shape, list)
-        or shape[1:] != [1, model.height, model.width]
-        or not set(map(type, shape)) <= _INT_ONLY  # exactly int: not bool, not 8.0
-        or shape[0] < 1
-    ):
-        raise BadRequest(f"input shape must be [N, 1, {model.height}, {model.width}] with N >= 1, got {shape!r}")
-    if shape[0] > max_rows:
+def _unused(sent: int, used: int) -> str:
+    if used == 0:
+        return f"{sent} bytes follow the JSON header but no input declares parameters.binary_data_size"
+    return f"{sent} bytes follow the JSON header but the inputs declare {used} (parameters.binary_data_size)"
+
+
+def _check_rows(rows: int, max_rows: int) -> None:
+    if rows < 1:
+        raise BadRequest("the batch dimension (the first) must be at least 1")
+    if rows > max_rows:
         raise TooLarge(f"at most {max_rows} rows per request")
-    expected = shape[0] * model.height * model.width
-    parameters = _refuse_unsupported(tensor.get("parameters"), "input", _INPUT_PARAMETERS)
+
+
+def _check_shared_dims(model: Model, shapes: list[tuple[int, ...]]) -> None:
+    """Dynamic dimensions the graph names alike hold one size across the inputs (a sequence length, say)."""
+    seen: dict[str, tuple[int, str]] = {}
+    for spec, shape in zip(model.signature.inputs, shapes, strict=True):
+        for dim, size in zip(spec.dims, shape, strict=True):
+            if isinstance(dim, str):
+                first = seen.setdefault(dim, (size, spec.name))
+                if first[0] != size:
+                    raise BadRequest(
+                        f"input {spec.name!r} has {size} for the model's dimension {dim!r}, but input {first[1]!r} "
+                        f"has {first[0]}: the model takes one size there"
+                    )
+
+
+def _tensor(
+    tensor: Any, model: Model, binary: memoryview, offset: int, bools: bool
+) -> tuple[Flat, tuple[int, ...], int]:
+    """One input tensor's values, shape and the raw bytes it used, checked against its place in the signature."""
+    if not isinstance(tensor, dict):
+        raise BadRequest("each input must be an object with name, shape, datatype and data")
+    name = tensor.get("name")
+    slot = model.inputs.get(name) if isinstance(name, str) else None
+    if slot is None:
+        takes = ", ".join(spec.describe() for spec in model.signature.inputs)
+        raise BadRequest(f"unknown input {name!r}; the model takes {takes}")
+    spec = slot.spec
+    for key in ("shape", "datatype"):
+        if key not in tensor:
+            raise BadRequest(f"input {name!r} is missing {key!r}")
+    if tensor["datatype"] != spec.datatype:
+        raise BadRequest(f"input {name!r} is sent as {tensor['datatype']!r}, but the model takes {spec.describe()}")
+    shape = _shape(tensor["shape"], slot)
+    count = math.prod(shape)
+    parameters = _refuse_unsupported(tensor.get("parameters"), f"input {name!r}", _INPUT_PARAMETERS)
     if "binary_data_size" in parameters:
-        return _binary_rows(tensor, parameters["binary_data_size"], binary, expected)
-    if binary:
-        raise BadRequest(
-            f"{len(binary)} bytes follow the JSON header but no input declares parameters.binary_data_size"
-        )
+        raw = _raw(tensor, slot, parameters["binary_data_size"], binary[offset:], count)
+        return binary_values(spec, raw, count), shape, len(raw)
     if "data" not in tensor:
-        raise BadRequest("input is missing 'data' (or parameters.binary_data_size for raw bytes)")
+        raise BadRequest(f"input {name!r} is missing 'data' (or parameters.binary_data_size for raw bytes)")
     data = tensor["data"]
     if not isinstance(data, list):
-        raise BadRequest("input data must be a list of numbers")
-    values = fp32_numbers(data, bools)
-    if len(values) != expected:
-        raise BadRequest(f"input data holds {len(values)} values but shape {shape} needs {expected}")
-    return values
-
-
-def _binary_rows(tensor: dict[str, Any], declared: Any, binary: bytes, values: int) -> Flat:
-    """An input sent raw: its declared size must be what its shape needs and exactly what followed the header."""
-    if "data" in tensor:
-        raise BadRequest("an input with parameters.binary_data_size carries no 'data'")
-    if not isinstance(declared, int) or isinstance(declared, bool) or declared < 0:
-        raise BadRequest(f"parameters.binary_data_size must be a byte count, got {declared!r}")
-    needed = values * FP32_WIRE.itemsize
-    if declared != needed:
-        raise BadRequest(f"binary_data_size is {declared} bytes but the shape needs {needed} (FP32, 4 bytes each)")
-    if len(binary) != declared:
-        raise BadRequest(f"binary_data_size declares {declared} bytes but {len(binary)} follow the JSON header")
-    arr = array("f", binary)  # the 4-byte IEEE 754 values in this machine's byte order
-    if sys.byteorder != "little":
-        arr.byteswap()  # the wire is little-endian
-    if not _finite(arr):
-        raise BadRequest("input data holds NaN or infinity")
-    return arr
-
-
-def _finite(values: Flat) -> bool:
-    """Whether every value is finite: their sum is, exactly then.
-
-    An inf or a NaN anywhere makes the sum inf or NaN (inf + -inf is NaN); finite
-    FP32 values, each under 3.5e38, summed as doubles (up to 1.8e308) cannot
-    overflow for any count a request can hold. ``sum`` over an array('f') is one
-    C loop with no numpy dispatch (0.7 us for 64 values, where ``np.isfinite(a).all()``
-    took 1.7 us alone and several times that on the busy loop, issue 16).
-    """
-    return math.isfinite(sum(values))
-
-
-_NUMBER_TYPES: Final = frozenset((int, float))
-_INT_ONLY: Final = frozenset((int,))
-
-
-def fp32_numbers(data: list[Any], bools: bool = True) -> Flat:
-    """``data`` (flat or nested row-major) as FP32 values, flat, if every value is a finite JSON number FP32
-    can hold.
-
-    Refused: strings ("nan", "inf", "1"), null, true/false, and numbers past
-    FP32's range (1e39 would become inf). numpy would convert every one of those
-    (a string parsed, null to nan, true to 1.0), so the element types are read
-    first: straight from a flat list, or from an object array (which converts
-    nothing) for nested rows. ``bools`` False says the JSON text held no true or
-    false: then the array module's own conversion is the type check (it refuses
-    a string, null, a list or an object with TypeError, and takes only numbers
-    and bools), and the types are read only to name what it refused.
-    """
-    nested = bool(data) and isinstance(data[0], list)
-    if not nested and not bools:
-        try:
-            return _fp32_checked(data)
-        except TypeError:
-            pass  # a non-number: named below
-    if nested:
-        try:
-            elements: Any = np.asarray(data, dtype=object).ravel()
-        except ValueError as e:  # ragged nesting
-            raise BadRequest("input data must be numbers, flat or nested row-major with equal rows") from e
-    else:
-        elements = data
-    kinds = set(map(type, elements))
-    if not kinds <= _NUMBER_TYPES:
-        names = sorted(
-            "null" if k is type(None) else "list" if k is list else k.__name__ for k in kinds - _NUMBER_TYPES
-        )
-        raise BadRequest(f"input data must be numbers only (FP32); found {', '.join(names)}")
-    return _fp32_checked(elements.tolist() if nested else data)
-
-
-def _fp32_checked(numbers: list[Any]) -> Flat:
-    """``numbers`` as FP32, refusing any past FP32's range; TypeError for an element that is not a number.
-
-    Through the array module: it converts as C does, past FP32's range to inf with no warning
-    (CPython Modules/arraymodule.c f_setitem parses with the "f" format, Python/getargs.c:
-    ``*p = (float) dval``, no range check); ``_finite`` then refuses those.
-    """
+        raise BadRequest(f"input {name!r}: data must be a list of values")
     try:
-        values = array("f", numbers)
-    except OverflowError as e:  # an int past float's range
-        raise BadRequest(f"input data must be numbers FP32 can hold, in equal rows: {e}") from e
-    if not _finite(values):
-        raise BadRequest(f"input data holds a number outside FP32's range (+-{FP32_MAX:.7g})")
-    return values
+        values = json_values(spec, data, bools)
+    except BadRequest as e:
+        raise BadRequest(f"input {name!r}: {e}") from None
+    if len(values) != count:
+        raise BadRequest(f"input {name!r} holds {len(values)} values but its shape {list(shape)} needs {count}")
+    return values, shape, 0
+
+
+def _shape(shape: Any, slot: InputSlot) -> tuple[int, ...]:
+    """``shape`` if it fits the input: whole numbers (not bools, not 8.0), at least 0, its rank, its fixed sizes."""
+    tail = slot.tail
+    # Fixed dimensions after the first: one list comparison proves the rank and those sizes, and
+    # shape[0] exists. The int check comes before the comparison with 0 (and refuses True, an int).
+    if tail is not None:
+        if (
+            isinstance(shape, list)
+            and shape[1:] == tail
+            and len(shape) == len(tail) + 1
+            and set(map(type, shape)) <= _INT_ONLY
+            and shape[0] >= 0
+            and (not isinstance(slot.spec.dims[0], int) or shape[0] == slot.spec.dims[0])
+        ):
+            return tuple(shape)
+    elif (
+        isinstance(shape, list)
+        and len(shape) == slot.spec.rank
+        and set(map(type, shape)) <= _INT_ONLY
+        and all(s >= 0 and (not isinstance(d, int) or s == d) for s, d in zip(shape, slot.spec.dims, strict=True))
+    ):
+        return tuple(shape)
+    raise BadRequest(
+        f"input {slot.spec.name!r} has shape {shape!r}, which does not fit the model's {slot.spec.describe()}: "
+        f"{slot.spec.rank} whole numbers, each fixed one as given (-1 means any size)"
+    )
+
+
+def _raw(tensor: dict[str, Any], slot: InputSlot, declared: Any, rest: memoryview, count: int) -> memoryview:
+    """An input's raw bytes from ``rest`` (what follows the JSON header and the inputs before it): its declared
+    size must be what its shape needs, and there."""
+    name = slot.spec.name
+    if "data" in tensor:
+        raise BadRequest(f"input {name!r} has parameters.binary_data_size, so it carries no 'data'")
+    if not isinstance(declared, int) or isinstance(declared, bool) or declared < 0:
+        raise BadRequest(f"input {name!r}: parameters.binary_data_size must be a byte count, got {declared!r}")
+    needed = binary_size(slot.spec, count)
+    if needed is not None and declared != needed:
+        size = slot.spec.dtype.itemsize
+        raise BadRequest(
+            f"input {name!r}: binary_data_size is {declared} bytes but its shape needs {needed} "
+            f"({slot.spec.datatype}, {size} byte{'s' if size > 1 else ''} each)"
+        )
+    if declared > len(rest):
+        raise BadRequest(
+            f"input {name!r}: binary_data_size declares {declared} bytes but {len(rest)} follow for it after the "
+            "JSON header"
+        )
+    return rest[:declared]
+
+
+def _outputs(outputs: Any, binary_data_output: Any, model: Model) -> tuple[tuple[str, ...], tuple[Ask, ...]]:
+    """The outputs to compute (in the signature's order) and to answer (in the request's, raw or JSON)."""
+    default = False if binary_data_output is None else _flag(binary_data_output, "binary_data_output")
+    if outputs is None:
+        return model.all_outputs, model.every_output[default]
+    if not isinstance(outputs, list) or not outputs:
+        raise BadRequest("'outputs' must be a non-empty list of objects naming an output")
+    asked: dict[str, bool] = {}
+    for output in outputs:
+        name = output.get("name") if isinstance(output, dict) else None
+        if not isinstance(name, str) or name not in model.outputs:
+            gives = ", ".join(spec.describe() for spec in model.signature.outputs)
+            raise BadRequest(f"unknown output {name!r}; the model gives {gives}")
+        if name in asked:
+            raise BadRequest(f"output {name!r} is asked for twice")
+        parameters = _refuse_unsupported(output.get("parameters"), f"output {name!r}", _OUTPUT_PARAMETERS)
+        binary = default
+        if "binary_data" in parameters:
+            binary = _flag(parameters["binary_data"], f"output {name!r} parameter binary_data")
+        asked[name] = binary
+    names = tuple(name for name in model.all_outputs if name in asked)
+    return names, tuple(Ask(name, names.index(name), binary) for name, binary in asked.items())
 
 
 def infer_answer(
-    model: Model, probs: npt.NDArray[np.float32], request: InferRequest
+    model: Model, results: list[npt.NDArray[Any]], request: InferRequest, max_bytes: int
 ) -> tuple[bytes, bytes, int | None]:
-    """The answer's body, its content type, and (binary output) the length of its JSON header."""
-    output: dict[str, Any] = {
-        "name": model.output_name,
-        "datatype": "FP32",
-        "shape": [len(probs), model.num_classes],
-    }
-    raw = b""
-    if request.binary_output:
-        raw = np.ascontiguousarray(probs, dtype=FP32_WIRE).tobytes()
-        output["parameters"] = {"binary_data_size": len(raw)}
-    else:
-        output["data"] = probs.ravel()
-    answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": [output]}
+    """The answer's body, its content type, and (some output raw) the length of its JSON header.
+
+    TooLarge when the outputs asked would make an answer over ``max_bytes``: a model's outputs can
+    be far larger than its inputs, and the server holds the answer whole."""
+    size = 0
+    for ask in request.asks:
+        size += wire_bytes(results[ask.position], model.outputs[ask.name].datatype, ask.binary)
+    if size > max_bytes:
+        raise TooLarge(
+            f"the answer would hold about {size} bytes of outputs, over the server's limit of {max_bytes}: "
+            "send fewer rows, or ask for fewer outputs ('outputs')"
+        )
+    entries: list[dict[str, Any]] = []
+    raws: list[bytes] = []
+    for ask in request.asks:
+        values = results[ask.position]
+        spec = model.outputs[ask.name]
+        entry: dict[str, Any] = {"name": ask.name, "datatype": spec.datatype, "shape": list(values.shape)}
+        if ask.binary:
+            raw = binary_data(values, spec.datatype, spec.dtype)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            raws.append(raw)
+        else:
+            entry["data"] = json_data(values, spec.datatype)
+        entries.append(entry)
+    answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": entries}
     # The protocol's id is a string; anything else the caller sent is not echoed.
     if isinstance(request.request_id, str):
         answer["id"] = request.request_id
     head = dumps(answer)
-    if not request.binary_output:
+    if not raws:
         return head, JSON, None
-    return head + raw, OCTET_STREAM, len(head)
+    return head + b"".join(raws), OCTET_STREAM, len(head)
 
 
-def parse_predict(body: bytes, content_type: str, pre: preprocess.Preprocessing) -> Flat:
-    """The one input row of a /predict body (a multipart ``image`` field, or JSON ``pixels``), flat."""
-    if check_predict_type(content_type) == "multipart/form-data":
-        fields = parse_multipart(body, content_type)
-        if "image" not in fields:
-            raise BadRequest("multipart form has no 'image' field")
-        x = preprocess.image_bytes_to_input(fields["image"], pre)
-    else:
-        request = _loads(body)
-        if not isinstance(request, dict) or "pixels" not in request:
-            raise BadRequest("JSON body must be an object with 'pixels'")
-        x = preprocess.pixels_to_input(request["pixels"], pre)
-    return array("f", np.ascontiguousarray(x, dtype=np.float32).tobytes())
-
-
-def predict_answer(model: Model, probs: npt.NDArray[np.float32]) -> dict[str, Any]:
-    cls = int(probs.argmax())
-    return {
-        "label": model.labels[cls],
-        "class": cls,
-        "probabilities": probs,
-        "model_name": model.name,
-        "model_version": model.version,
-    }
+def plugin_job(model: Model, rows: npt.NDArray[np.float32], output: str) -> Job:
+    """A plug-in's rows (of the model's one FP32 input) as a job asking for one output: its values in an
+    array('f'), as every FP32 job's, so that it shares a run with the protocol's requests."""
+    feed = array("f")
+    feed.frombytes(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+    shapes = (tuple(int(d) for d in rows.shape),)
+    outputs = (output,)
+    return Job((feed,), shapes, outputs, job_key(model, shapes, outputs))
