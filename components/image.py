@@ -1,17 +1,21 @@
-"""AppImage: the trainer and server images, built from ``app/`` and pushed, pinned by digest.
+"""AppImage: the trainer and server images, built and pushed, pinned by digest.
 
-Both targets of ``app/Dockerfile`` are built with pulumi-docker-build (BuildKit)
-and pushed to the cluster target's registry. What the pods run is the ``ref``
-output, ``<registry>/<repository>:<revision>@sha256:<digest>``: a digest never
-moves, so the training Job, the model version and the serving Deployment all
-name exactly the bytes that were built.
+The server is the ``server`` target of ``app/Dockerfile``; the trainer is the team's own, the
+Dockerfile at the root of its build context (mlstack:trainerContext; the digits example by
+default), built as it stands, with no target. Either may be prebuilt instead, and is then not
+built here. Both are built with pulumi-docker-build (BuildKit) and pushed to the cluster target's
+registry. What the pods run is the ``ref`` output,
+``<registry>/<repository>:<revision>@sha256:<digest>``: a digest never moves, so the training Job,
+the model version, the publish Job and the serving Deployment all name exactly the bytes that were
+built.
 
 The images depend on the registry (and its credentials) only, never on the
 cluster, so they build while the cluster is being created.
 
-The source revision (the tag) is pure data computed here: the git commit that
-last touched ``app/`` when ``app/`` is clean, otherwise a hash of its files,
-so an unchanged tree gives an unchanged tag and an unchanged ``pulumi up``.
+Each image's source revision (its tag) is pure data computed here, from its own context: the git
+commit that last touched the directory when it is clean, otherwise a hash of its files, so an
+unchanged tree gives an unchanged tag and an unchanged ``pulumi up``, and a change to one image's
+source leaves the other's tag alone.
 """
 
 from __future__ import annotations
@@ -32,16 +36,25 @@ import pulumi_docker_build as docker_build
 from components.target import Registry
 from mlstack import catalogue, rules
 from mlstack.problems import Problem, format_problems
+from mlstack.specs import DIGITS_CONTEXT
 
 # Where the app lives, relative to the project root (the directory `pulumi up` runs in).
 # Relative on purpose: the paths are resource inputs, and an absolute path would
 # show as a change whenever the stack is deployed from another checkout.
 APP_CONTEXT: Final = "app"
-APP_DOCKERFILE: Final = "app/Dockerfile"
-TRAINER_TARGET: Final = "trainer"
-SERVER_TARGET: Final = "server"
+DOCKERFILE: Final = "Dockerfile"  # at the root of each build context
+# The images' roles: each names its repository (<prefix>-<role>) and its child resource (<name>-<role>),
+# both permanent once deployed (a child's name is in its URN).
+TRAINER: Final = "trainer"
+SERVER: Final = "server"
+SERVER_TARGET: Final = "server"  # the stage of app/Dockerfile the server is
 CACHE_TAG: Final = "buildcache"
-TORCH_INDEX_ARG: Final = "TORCH_INDEX_URL"  # the trainer stage's ARG in app/Dockerfile
+# PyTorch's wheel index for the trainerCuda build, passed to every trainer build: a trainer's Dockerfile
+# declares `ARG TORCH_INDEX_URL` to use it, or ignores it (docs/trainer-contract.md, "Mounts and the
+# container"). A build argument the Dockerfile does not declare is not used: "If a user specifies a build
+# argument that was not defined in the Dockerfile, the build outputs a warning" (Dockerfile reference,
+# ARG: https://docs.docker.com/reference/dockerfile/#arg).
+TORCH_INDEX_ARG: Final = "TORCH_INDEX_URL"
 GIT_REVISION_LENGTH: Final = 12
 CONTENT_PREFIX: Final = "src-"
 CONTENT_HASH_LENGTH: Final = 16
@@ -70,9 +83,12 @@ class AppImageArgs:
     build_cache: bool = False
     # PyTorch's wheel index for the trainer's torch build, CUDA or CPU-only (mlstack.catalogue.TRAINER_BUILDS).
     torch_index_url: str = catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA].index_url
-    context: str = APP_CONTEXT
-    dockerfile: str = APP_DOCKERFILE
-    revision: str | None = None  # None: source_revision(context)
+    # The build contexts, relative to the project; None: that image is prebuilt, not built here.
+    trainer_context: str | None = DIGITS_CONTEXT
+    server_context: str | None = APP_CONTEXT
+    # The tags; None: source_revision() of the image's own context.
+    trainer_revision: str | None = None
+    server_revision: str | None = None
 
 
 # --- pure helpers ------------------------------------------------------------
@@ -146,22 +162,30 @@ def registry_host(server: str) -> str:
     return server.split("/", 1)[0]
 
 
+def dockerfile(context: str) -> str:
+    """The Dockerfile an image is built from: the one at the root of its context."""
+    return f"{context}/{DOCKERFILE}"
+
+
 def check(args: AppImageArgs) -> Registry:
     """Refuse what cannot be built, before any resource exists; the registry to push to."""
     problems: list[Problem | str] = [*rules.image_repository_prefix(args.repository_prefix)]
     if args.platform is not None:
         problems += rules.one_of("imagePlatform", args.platform, catalogue.IMAGE_PLATFORMS)
+    if args.trainer_context is None and args.server_context is None:
+        problems.append("both images are prebuilt: there is nothing to build")
     if args.registry is None:
         problems.insert(
             0,
-            "the images are built from app/ and pushed, but this cluster target has no registry: "
+            "images are built and pushed, but this cluster target has no registry: "
             "set mlstack:localRegistry (kind's local registry is localhost:5001), or set "
             "mlstack:trainerImage and mlstack:serverImage to prebuilt images",
         )
     if not args.torch_index_url.startswith("https://"):
         problems.append(f"trainer torch index {args.torch_index_url!r}: must be an https:// wheel index")
-    if args.revision is not None and not re.fullmatch(r"[\w][\w.-]{0,127}", args.revision):
-        problems.append(f"image revision {args.revision!r}: must be a valid image tag")
+    for revision in (args.trainer_revision, args.server_revision):
+        if revision is not None and not re.fullmatch(r"[\w][\w.-]{0,127}", revision):
+            problems.append(f"image revision {revision!r}: must be a valid image tag")
     if problems or args.registry is None:
         raise ImageError(format_problems("cannot build the app images", problems))
     return args.registry
@@ -171,73 +195,95 @@ def check(args: AppImageArgs) -> Registry:
 
 
 class AppImage(pulumi.ComponentResource):
-    """The trainer and server images of app/Dockerfile, pushed to the target's registry."""
+    """The trainer image from its own context and the server image from app/, each unless prebuilt, pushed
+    to the target's registry."""
 
-    trainer_ref: pulumi.Output[str]
-    server_ref: pulumi.Output[str]
-    revision: str
+    trainer_ref: pulumi.Output[str] | None  # None: the trainer is prebuilt
+    server_ref: pulumi.Output[str] | None  # None: the server is prebuilt
+    trainer_revision: str | None
+    server_revision: str | None
 
     def __init__(self, name: str, args: AppImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         registry = check(args)
         super().__init__("mlstack:image:AppImage", name, None, opts)
+        self._name, self._args = name, args
+        self._server = pulumi.Output.from_input(registry.server)
+        self._registries = self._logins(registry)
 
-        self.revision = args.revision or source_revision(Path(args.context))
-        server = pulumi.Output.from_input(registry.server)
-        registries = None
-        if registry.username is not None and registry.password is not None:
-            # Without credentials the push uses the user's own docker login
-            # (`az acr login`, a gcloud helper); with them, the provider logs in.
-            registries = [
-                docker_build.RegistryArgs(
-                    address=server.apply(registry_host),
-                    username=registry.username,
-                    password=pulumi.Output.secret(registry.password),
+        self.trainer_ref, self.trainer_revision = None, None
+        if args.trainer_context is not None:
+            self.trainer_revision = args.trainer_revision or source_revision(Path(args.trainer_context))
+            # Built as the team's Dockerfile stands (no target), with the torch build the config chose.
+            trainer = self._image(
+                TRAINER, args.trainer_context, None, self.trainer_revision, {TORCH_INDEX_ARG: args.torch_index_url}
+            )
+            self.trainer_ref = trainer.ref
+        self.server_ref, self.server_revision = None, None
+        if args.server_context is not None:
+            self.server_revision = args.server_revision or source_revision(Path(args.server_context))
+            self.server_ref = self._image(SERVER, args.server_context, SERVER_TARGET, self.server_revision, None).ref
+        outputs: dict[str, pulumi.Input[str]] = {}
+        for key, value in (
+            ("trainerRef", self.trainer_ref),
+            ("trainerRevision", self.trainer_revision),
+            ("serverRef", self.server_ref),
+            ("serverRevision", self.server_revision),
+        ):
+            if value is not None:
+                outputs[key] = value
+        self.register_outputs(outputs)
+
+    def _logins(self, registry: Registry) -> list[docker_build.RegistryArgs] | None:
+        """The provider's own login; None: the push uses the user's docker login (`az acr login`, a gcloud helper)."""
+        if registry.username is None or registry.password is None:
+            return None
+        return [
+            docker_build.RegistryArgs(
+                address=self._server.apply(registry_host),
+                username=registry.username,
+                password=pulumi.Output.secret(registry.password),
+            )
+        ]
+
+    def _image(
+        self, role: str, context: str, target: str | None, revision: str, build_args: dict[str, str] | None
+    ) -> docker_build.Image:
+        args = self._args
+        repository = self._server.apply(lambda s: f"{s}/{args.repository_prefix}-{role}")
+        cache_from, cache_to = None, None
+        if args.build_cache:
+            cache_ref = repository.apply(lambda r: f"{r}:{CACHE_TAG}")
+            cache_from = [docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))]
+            cache_to = [
+                docker_build.CacheToArgs(
+                    registry=docker_build.CacheToRegistryArgs(
+                        ref=cache_ref,
+                        # Every stage, not just the last: a trainer's CUDA and pip layers are the
+                        # slow ones and live in earlier stages.
+                        mode=docker_build.CacheMode.MAX,
+                        # An OCI image manifest rather than Docker's default, a
+                        # manifest list holding layers, which several registries refuse.
+                        image_manifest=True,
+                        oci_media_types=True,
+                        # A failed cache export must not fail a deploy whose image was pushed.
+                        ignore_error=True,
+                    )
                 )
             ]
-
-        def image(target: str, build_args: dict[str, str] | None = None) -> docker_build.Image:
-            repository = server.apply(lambda s: f"{s}/{args.repository_prefix}-{target}")
-            cache_from, cache_to = None, None
-            if args.build_cache:
-                cache_ref = repository.apply(lambda r: f"{r}:{CACHE_TAG}")
-                cache_from = [docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))]
-                cache_to = [
-                    docker_build.CacheToArgs(
-                        registry=docker_build.CacheToRegistryArgs(
-                            ref=cache_ref,
-                            # Every stage, not just the last: the trainer's CUDA and
-                            # pip layers are the slow ones and live in earlier stages.
-                            mode=docker_build.CacheMode.MAX,
-                            # An OCI image manifest rather than Docker's default, a
-                            # manifest list holding layers, which several registries refuse.
-                            image_manifest=True,
-                            oci_media_types=True,
-                            # A failed cache export must not fail a deploy whose image was pushed.
-                            ignore_error=True,
-                        )
-                    )
-                ]
-            return docker_build.Image(
-                f"{name}-{target}",
-                docker_build.ImageArgs(
-                    push=True,
-                    context=docker_build.BuildContextArgs(location=args.context),
-                    dockerfile=docker_build.DockerfileArgs(location=args.dockerfile),
-                    target=target,
-                    platforms=None if args.platform is None else [docker_build.Platform(args.platform)],
-                    # One tag only: with several, the provider's `ref` names one at random.
-                    tags=[repository.apply(lambda r: f"{r}:{self.revision}")],
-                    registries=registries,
-                    build_args=build_args,
-                    cache_from=cache_from,
-                    cache_to=cache_to,
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-
-        # app/Dockerfile installs torch from this index, in the build the config chose (CUDA or CPU-only).
-        trainer = image(TRAINER_TARGET, {TORCH_INDEX_ARG: args.torch_index_url})
-        server_image = image(SERVER_TARGET)
-        self.trainer_ref = trainer.ref
-        self.server_ref = server_image.ref
-        self.register_outputs({"trainerRef": self.trainer_ref, "serverRef": self.server_ref, "revision": self.revision})
+        return docker_build.Image(
+            f"{self._name}-{role}",
+            docker_build.ImageArgs(
+                push=True,
+                context=docker_build.BuildContextArgs(location=context),
+                dockerfile=docker_build.DockerfileArgs(location=dockerfile(context)),
+                target=target,
+                platforms=None if args.platform is None else [docker_build.Platform(args.platform)],
+                # One tag only: with several, the provider's `ref` names one at random.
+                tags=[repository.apply(lambda r: f"{r}:{revision}")],
+                registries=self._registries,
+                build_args=build_args,
+                cache_from=cache_from,
+                cache_to=cache_to,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )

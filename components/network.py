@@ -6,7 +6,8 @@ exactly what it needs:
 - the server: its TLS port from the load balancer's allowed callers (anyone, when
   ``allowedSourceRanges`` is empty), its metrics port from the cluster's monitoring only;
 - the trainer: its metrics port from the cluster's monitoring only, while the Job runs;
-- both: DNS (the cluster's DNS pods, and what the target answers on the node), and what the
+- the publisher: nothing in;
+- all three: DNS (the cluster's DNS pods, and what the target answers on the node), and what the
   model store's driver reaches from inside the pod (GKE's gcsfuse sidecar: Google's APIs and the
   metadata server; nothing for a volume the node mounts).
 
@@ -76,8 +77,8 @@ def destination_egress(destination: Destination) -> k8s.networking.v1.NetworkPol
 
 
 def workload_egress(egress: Sequence[Destination]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
-    """What the trainer and the servers may connect to: the cluster's DNS pods, and ``egress`` (the target's
-    node-local DNS, what the model store's driver needs)."""
+    """What the trainer, the publisher and the servers may connect to: the cluster's DNS pods, and ``egress``
+    (the target's node-local DNS, what the model store's driver needs)."""
     return [dns_egress(), *(destination_egress(d) for d in egress)]
 
 
@@ -155,6 +156,16 @@ def trainer_policy(
             *workload_egress(egress),
             *([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=fellow)] if peers else []),
         ],
+    )
+
+
+def publisher_policy(
+    pod_labels: Mapping[str, str], egress: Sequence[Destination]
+) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    """The publish step: nothing in (it serves nothing, not even metrics); out, only what the store needs,
+    as the trainer's."""
+    return k8s.networking.v1.NetworkPolicySpecArgs(
+        pod_selector=_selector(pod_labels), policy_types=[INGRESS, EGRESS], egress=workload_egress(egress)
     )
 
 

@@ -1,9 +1,11 @@
 """MlWorkloads: everything that runs inside the cluster.
 
-Namespace, the app's ConfigMaps and basic-auth Secret, the model store, the
-training Job, then (only once the Job has trained a model that passed its
-gate) the serving Deployment, its LoadBalancer Service (HTTPS only), the
-in-cluster metrics Service, autoscaler and disruption budget.
+Namespace, the server's ConfigMaps and basic-auth Secret, the model store, the
+training Job (the team's trainer, under the trainer contract: docs/trainer-contract.md),
+the publish Job (the server image's publisher judges what the trainer wrote
+against the gate and publishes it), then (only once a model passed its gate
+and was published) the serving Deployment, its LoadBalancer Service (HTTPS
+only), the in-cluster metrics Service, autoscaler and disruption budget.
 
 The server terminates TLS with a certificate from a ``kubernetes.io/tls``
 Secret: the user's own (secret config), or one the stack signs with a CA it
@@ -11,15 +13,15 @@ makes (pulumi-tls), naming the load balancer's address, ``localhost`` and the
 Service's in-cluster names. The order is Service, certificate, Secret,
 Deployment: the certificate names the address the Service was given.
 
-The pure builders (labels, env, probes, scheduling, the model version) are
-module functions so tests can call them without mocks.
+The pure builders (labels, env, probes, scheduling, the model version, the
+publish command) are module functions so tests can call them without mocks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -75,16 +77,34 @@ SERVER_USES = ("digital_signature", "server_auth")
 # the same page recommends).
 PSA_PREFIX = "pod-security.kubernetes.io"
 PSA_LEVEL = "restricted"
-# An Indexed Job sets each pod's hostname to "<job name>-<completion index>" and hands the index to its
-# containers as JOB_COMPLETION_INDEX; with the pod template's subdomain naming a headless Service,
-# "<hostname>.<service>" resolves to that pod (https://kubernetes.io/docs/tasks/job/job-with-pod-to-pod-communication/,
-# https://kubernetes.io/docs/concepts/workloads/controllers/job/#completion-mode).
-JOB_COMPLETION_INDEX = "JOB_COMPLETION_INDEX"
+# An Indexed Job sets each pod's hostname to "<job name>-<completion index>"; with the pod template's
+# subdomain naming a headless Service, "<hostname>.<service>" resolves to that pod
+# (https://kubernetes.io/docs/tasks/job/job-with-pod-to-pod-communication/). The index is "available in
+# the pod annotation batch.kubernetes.io/job-completion-index" (Kubernetes >= 1.24; also as the
+# JOB_COMPLETION_INDEX variable, which a container's own env cannot name before it is set):
+# https://kubernetes.io/docs/concepts/workloads/controllers/job/#completion-mode. The downward API hands
+# an annotation's value to a variable ("metadata.annotations['<KEY>']",
+# https://kubernetes.io/docs/concepts/workloads/pods/downward-api/).
+JOB_COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 # The label the Job controller puts on its pods, naming their Job (Kubernetes >= 1.27:
 # https://kubernetes.io/docs/reference/labels-annotations-taints/#batch-kubernetes-io-job-name); the downward
 # API gives a label's value to an environment variable (https://kubernetes.io/docs/concepts/workloads/pods/downward-api/,
 # "metadata.labels['<KEY>']"). The Job is auto-named, so a pod learns index 0's name from its own Job's.
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+# The trainer contract's table gives HOME too (docs/trainer-contract.md, "Environment"): the root
+# filesystem is read-only and the user has no home directory, so HOME is the scratch emptyDir, whatever
+# the team's image sets.
+HOME = "HOME"
+# The publish step: the server image's publisher (mlapp.publish) on what the trainer wrote.
+PUBLISH_MODULE = "mlapp.publish"
+PUBLISH_BACKOFF_LIMIT = 2  # a store's passing fault retried; the gate and a broken contract are not retried
+# Hashing a model (SHA-256) and copying it into its version through a network store (GCS FUSE, Azure
+# Files) runs at tens of MiB/s: a model of several GiB takes minutes. 15 minutes bounds the Job, its
+# retries included, and a mount that hangs.
+PUBLISH_DEADLINE_SECONDS = 15 * 60
+# `pulumi up` waits five minutes past the Job's own deadline, so that what it reports is the Job's
+# verdict (its failure and the reason), never its own timeout.
+PUBLISH_TIMEOUT = f"{PUBLISH_DEADLINE_SECONDS // 60 + 5}m"
 
 
 @dataclass(frozen=True)
@@ -172,13 +192,15 @@ def object_meta(
 
 
 def model_version(trainer_image: str, training: Training) -> str:
-    """A version derived from what produced the model: trainer image and training parameters.
+    """A version derived from what produced the model: the trainer image, its command and the training
+    parameters.
 
-    The accuracy gate, retries and deadlines are left out: they decide whether
-    a model is accepted, not what it is.
+    The gate, retries and deadlines are left out: they decide whether a model
+    is accepted, not what it is.
     """
     produced_by = {
         "trainerImage": trainer_image,
+        "trainerCommand": list(training.command),
         "epochs": training.epochs,
         "batchSize": training.batch_size,
         "learningRate": training.learning_rate,
@@ -188,35 +210,22 @@ def model_version(trainer_image: str, training: Training) -> str:
     return f"v{digest[:12]}"
 
 
-def app_env(app: App) -> dict[str, str]:
-    """The ConfigMap data both trainer and server read through envFrom."""
-    return {
+def server_config(app: App) -> dict[str, str]:
+    """The server's ConfigMap data (envFrom). The labels file only where the stack's modelLabels replace
+    the model's own labels: without it the server serves the labels published with the model."""
+    data = {
         contract.ENV_PORT: str(contract.PORT),
         contract.ENV_MODEL_NAME: app.model_name,
         contract.ENV_MODEL_DIR: contract.MODEL_MOUNT,
-        contract.ENV_LABELS_FILE: f"{contract.LABELS_DIR}/{contract.LABELS_FILE_NAME}",
         contract.ENV_LOG_LEVEL: app.log_level,
     }
+    if app.model_labels:
+        data[contract.ENV_LABELS_FILE] = f"{contract.LABELS_DIR}/{contract.LABELS_FILE_NAME}"
+    return data
 
 
 def labels_file(app: App) -> str:
     return "".join(f"{label}\n" for label in app.model_labels)
-
-
-def trainer_args(app: App, training: Training, version: str, gpu: bool) -> list[str]:
-    """The trainer's command line. ``--device cuda`` exactly when the pod requests a GPU: the
-    trainer then fails, naming the cause, instead of training on the CPU of a GPU node."""
-    return [
-        "--model-dir", contract.MODEL_MOUNT,
-        "--model-name", app.model_name,
-        "--version", version,
-        "--epochs", str(training.epochs),
-        "--batch-size", str(training.batch_size),
-        "--learning-rate", repr(training.learning_rate),
-        "--seed", str(training.seed),
-        "--min-accuracy", repr(training.min_accuracy),
-        "--device", "cuda" if gpu else "cpu",
-    ]  # fmt: skip
 
 
 def ranks_service_name(app: App) -> str:
@@ -224,27 +233,95 @@ def ranks_service_name(app: App) -> str:
     return f"{app.app_name}-trainers"
 
 
-def launch_args(training: Training, service: str, trainer: list[str]) -> list[str]:
-    """torchrun's options for one pod of a multi-node Job (``python -m mlapp.launch``), then the trainer's.
+def _var(name: str, source: str | k8s.core.v1.EnvVarSourceArgs) -> k8s.core.v1.EnvVarArgs:
+    """A variable with a value, or one the downward API fills in."""
+    if isinstance(source, str):
+        return k8s.core.v1.EnvVarArgs(name=name, value=source)
+    return k8s.core.v1.EnvVarArgs(name=name, value_from=source)
 
-    Static rendezvous (torchrun's default backend with --master-addr): this pod is node rank = its
+
+def _pod_field(path: str) -> k8s.core.v1.EnvVarSourceArgs:
+    return k8s.core.v1.EnvVarSourceArgs(field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path=path))
+
+
+def trainer_env(args: MlWorkloadsArgs, version: str, trainer_image: str) -> list[k8s.core.v1.EnvVarArgs]:
+    """The trainer container's whole environment: the trainer contract's table (docs/trainer-contract.md,
+    "Environment"), the GPU runtime's variables the target needs, and a multi-node group's (group_env).
+
+    MLAPP_DEVICE is ``cuda`` exactly when the pod requests a GPU: the trainer then trains on it or fails
+    saying why, instead of training on the CPU of a GPU node.
+    """
+    app, training, target = args.app, args.training, args.target
+    store, name, gate = contract.MODEL_MOUNT, app.model_name, training.gate
+    values = {
+        contract.ENV_OUTPUT_DIR: contract.run_path(store, name, version),
+        contract.ENV_CHECKPOINT_DIR: contract.checkpoint_path(store, name, version),
+        contract.ENV_MODEL_RECORD: contract.record_path(store, name, version),
+        contract.ENV_MODEL_NAME: name,
+        contract.ENV_MODEL_VERSION: version,
+        contract.ENV_DEVICE: "cuda" if target.gpu is not None else "cpu",
+        contract.ENV_EPOCHS: str(training.epochs),
+        contract.ENV_BATCH_SIZE: str(training.batch_size),
+        contract.ENV_LEARNING_RATE: repr(training.learning_rate),
+        contract.ENV_SEED: str(training.seed),
+        contract.ENV_GATE_METRIC: gate.metric,
+        contract.ENV_GATE_DIRECTION: gate.direction,
+        contract.ENV_GATE_THRESHOLD: repr(gate.threshold),
+        **trainer_metrics(target.scrape_by)[0],
+        contract.ENV_LOG_LEVEL: app.log_level,
+        contract.ENV_TRAINER_IMAGE: trainer_image,
+        HOME: contract.SCRATCH_DIR,
+    }
+    return [
+        *(_var(key, value) for key, value in values.items()),
+        *gpu_env(target.gpu),
+        *(group_env(app, training) if training.nodes > 1 else []),
+    ]
+
+
+def group_env(app: App, training: Training) -> list[k8s.core.v1.EnvVarArgs]:
+    """What each pod of a multi-node Job learns of its group (docs/trainer-contract.md, "Several nodes"),
+    under the contract's names and, the same values, torchrun's (contract.TORCHRUN_ENV), so that
+    ``torchrun train.py`` needs no flags.
+
+    Static rendezvous (torchrun's default backend with a master address): this pod is node rank = its
     completion index, and index 0's pod hosts the TCPStore the ranks meet at, under its stable DNS name.
     Not c10d's dynamic rendezvous, which ranks the nodes by their sorted addresses
     (torch/distributed/elastic/rendezvous/dynamic_rendezvous.py, "Assign the ranks"), not by index.
-    Kubernetes expands ``$(VAR)`` in args from the container's environment
-    (https://kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/).
-    --max-restarts 0: torchrun does not restart workers in place; when a rank fails every rank exits
-    and the Job recreates the pods, which rendezvous again and resume from rank 0's checkpoint.
+    The master address names index 0's pod through the Job's own name, which the controller gives every
+    pod as a label; Kubernetes expands ``$(VAR)`` in a variable's value from the variables listed before
+    it, and from those only ("an environment variable can reference another only if it is defined
+    earlier in the list": https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/),
+    so the Job's name comes first. ``PET_MAX_RESTARTS`` 0: torchrun does not restart workers in place;
+    when a rank fails every rank exits and the Job recreates the pods, which resume from the checkpoint.
     """
+    sources: dict[str, str | k8s.core.v1.EnvVarSourceArgs] = {
+        contract.ENV_NUM_NODES: str(training.nodes),
+        contract.ENV_NODE_RANK: _pod_field(f"metadata.annotations['{JOB_COMPLETION_INDEX_ANNOTATION}']"),
+        contract.ENV_GPUS_PER_NODE: str(training.gpus),
+        contract.ENV_MASTER_ADDR: f"$({contract.ENV_JOB_NAME})-0.{ranks_service_name(app)}",
+        contract.ENV_MASTER_PORT: str(contract.RENDEZVOUS_PORT),
+    }
+    restarts_name, restarts = contract.TORCHRUN_MAX_RESTARTS
     return [
-        "--nnodes", str(training.nodes),
-        "--nproc-per-node", str(training.gpus),
-        "--node-rank", f"$({JOB_COMPLETION_INDEX})",
-        "--master-addr", f"$({contract.ENV_JOB_NAME})-0.{service}",
-        "--master-port", str(contract.RENDEZVOUS_PORT),
-        "--max-restarts", "0",
-        "-m", "mlapp.train",
-        *trainer,
+        _var(contract.ENV_JOB_NAME, _pod_field(f"metadata.labels['{JOB_NAME_LABEL}']")),
+        *(_var(name, source) for name, source in sources.items()),
+        *(_var(contract.TORCHRUN_ENV[name], source) for name, source in sources.items()),
+        _var(restarts_name, restarts),
+    ]
+
+
+def publish_command(app: App, training: Training, version: str) -> list[str]:
+    """The publish step's command: the server image's publisher on the run's outputs (docs/trainer-contract.md,
+    "What runs, and when"). It judges the gate, publishes the version into the store and removes the run's
+    outputs and checkpoints; a version already published is a success."""
+    return [
+        "python", "-m", PUBLISH_MODULE,
+        "--run", contract.run_path(contract.MODEL_MOUNT, app.model_name, version),
+        "--model-dir", contract.MODEL_MOUNT,
+        "--model-name", app.model_name,
+        "--version", version,
+        "--gate", str(training.gate),
     ]  # fmt: skip
 
 
@@ -418,42 +495,53 @@ def shm_volume() -> k8s.core.v1.VolumeArgs:
     )
 
 
+def _on_exit(action: str, container: str, *codes: int) -> k8s.batch.v1.PodFailurePolicyRuleArgs:
+    return k8s.batch.v1.PodFailurePolicyRuleArgs(
+        action=action,
+        on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
+            container_name=container, operator="In", values=list(codes)
+        ),
+    )
+
+
+def _ignore_disruptions() -> k8s.batch.v1.PodFailurePolicyRuleArgs:
+    """A Spot eviction or node drain (the DisruptionTarget condition) says nothing about the run: not counted."""
+    return k8s.batch.v1.PodFailurePolicyRuleArgs(
+        action="Ignore",
+        on_pod_conditions=[
+            k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")
+        ],
+    )
+
+
 def gate_failure_policy(multi_node: bool = False) -> k8s.batch.v1.PodFailurePolicyArgs:
-    """Fail at once when the accuracy gate says no; do not count evictions as failures.
+    """The training Job: fail at once when the trainer judged its model under the gate; do not count
+    evictions as failures.
 
     Retrying a deterministic run that missed its gate only burns GPU hours,
     while a Spot eviction or node drain (DisruptionTarget) says nothing about
     the training and should not use up ``backoffLimit``.
 
-    ``multi_node``: when one rank fails, every other rank exits EXIT_PEER (the trainer and
-    mlapp.launch); those pods are recreated without counting, so one fault costs one retry of
+    ``multi_node``: a rank that stopped because another failed exits EXIT_PEER (docs/trainer-contract.md,
+    "Exit codes"); those pods are recreated without counting, so one fault costs one retry of
     ``backoffLimit``, however many pods the group has. The rules match in order; the
     first that matches decides (https://kubernetes.io/docs/concepts/workloads/controllers/job/#pod-failure-policy;
     GA since Kubernetes 1.31, KEP-3329).
     """
-    peer = [
-        k8s.batch.v1.PodFailurePolicyRuleArgs(
-            action="Ignore",
-            on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
-                container_name=contract.TRAINER_CONTAINER, operator="In", values=[contract.EXIT_PEER]
-            ),
-        )
-    ]
+    trainer = contract.TRAINER_CONTAINER
+    peer = [_on_exit("Ignore", trainer, contract.EXIT_PEER)] if multi_node else []
+    return k8s.batch.v1.PodFailurePolicyArgs(
+        rules=[_on_exit("FailJob", trainer, contract.EXIT_GATE), _ignore_disruptions(), *peer]
+    )
+
+
+def publish_failure_policy() -> k8s.batch.v1.PodFailurePolicyArgs:
+    """The publish Job: fail at once on the publisher's verdicts a retry would only repeat, a model under the
+    gate and outputs that break the contract; retry anything else (the store, say), evictions uncounted."""
     return k8s.batch.v1.PodFailurePolicyArgs(
         rules=[
-            k8s.batch.v1.PodFailurePolicyRuleArgs(
-                action="FailJob",
-                on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
-                    container_name=contract.TRAINER_CONTAINER, operator="In", values=[contract.EXIT_GATE]
-                ),
-            ),
-            k8s.batch.v1.PodFailurePolicyRuleArgs(
-                action="Ignore",
-                on_pod_conditions=[
-                    k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")
-                ],
-            ),
-            *(peer if multi_node else []),
+            _on_exit("FailJob", contract.PUBLISHER_CONTAINER, contract.EXIT_GATE, contract.EXIT_CONTRACT),
+            _ignore_disruptions(),
         ]
     )
 
@@ -488,13 +576,18 @@ def env_from(refs: PodRefs) -> list[k8s.core.v1.EnvFromSourceArgs]:
     return [k8s.core.v1.EnvFromSourceArgs(config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=refs.env_config))]
 
 
-def training_job_spec(
-    args: MlWorkloadsArgs, refs: PodRefs, trainer_args: pulumi.Input[list[str]]
-) -> k8s.batch.v1.JobSpecArgs:
-    """The training Job: the trainer on the GPU pool, writing the model store, failing fast on the gate.
+def store_mount(read_only: bool = False) -> k8s.core.v1.VolumeMountArgs:
+    return k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT, read_only=read_only or None)
 
-    With ``training.nodes`` > 1, ``trainer_args`` are ``launch_args``: an Indexed Job of that many pods,
-    all at once, each a torchrun node (``python -m mlapp.launch``) named under the headless Service.
+
+def training_job_spec(
+    args: MlWorkloadsArgs, refs: PodRefs, env: pulumi.Input[Sequence[k8s.core.v1.EnvVarArgs]]
+) -> k8s.batch.v1.JobSpecArgs:
+    """The training Job: the team's trainer on the GPU pool, writing the model store, failing fast on the gate.
+
+    The container runs the image's ENTRYPOINT/CMD, or mlstack:trainerCommand; ``env`` is ``trainer_env``'s.
+    With ``training.nodes`` > 1, an Indexed Job of that many pods, all at once, each learning its rank and
+    index 0's address from its environment (group_env), named under the headless Service.
     """
     app, training, target = args.app, args.training, args.target
     multi_node = training.nodes > 1
@@ -506,33 +599,19 @@ def training_job_spec(
         # Extended resources are requested through limits (requests default to them).
         limits[target.gpu.resource_name] = str(training.gpus)
     placement = pod_placement(target.gpu)
-    metrics_env, metrics_annotations = trainer_metrics(target.scrape_by)
-    job_name = k8s.core.v1.EnvVarArgs(
-        name=contract.ENV_JOB_NAME,
-        value_from=k8s.core.v1.EnvVarSourceArgs(
-            field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path=f"metadata.labels['{JOB_NAME_LABEL}']")
-        ),
-    )
     trainer = k8s.core.v1.ContainerArgs(
         name=contract.TRAINER_CONTAINER,
         image=args.trainer_image,
-        # The image's entrypoint is the trainer (app/Dockerfile); each pod of a group starts torchrun.
-        command=["python", "-m", "mlapp.launch"] if multi_node else None,
-        args=trainer_args,
+        # None: the image's own ENTRYPOINT/CMD. Never args: the contract speaks through the environment.
+        command=list(training.command) or None,
         ports=[metrics_port(), *([rendezvous_port()] if multi_node else [])],
-        env_from=env_from(refs),
-        env=[
-            k8s.core.v1.EnvVarArgs(name=contract.ENV_TRAINER_IMAGE, value=args.trainer_image),
-            *([job_name] if multi_node else []),
-            *gpu_env(target.gpu),
-            *metrics_env,
-        ],
+        env=env,
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": training.cpu, "memory": training.memory}, limits=limits
         ),
         security_context=container_security(),
         volume_mounts=[
-            k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT),
+            store_mount(),
             scratch_mount(),
             *([k8s.core.v1.VolumeMountArgs(name=SHM_VOLUME, mount_path=SHM_DIR)] if shared_memory else []),
         ],
@@ -551,7 +630,7 @@ def training_job_spec(
         # No ttlSecondsAfterFinished: a Job garbage-collected behind Pulumi's
         # back would be recreated, and the model retrained, on the next update.
         template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=pod_template_meta(app, "trainer", store, metrics_annotations),
+            metadata=pod_template_meta(app, "trainer", store, trainer_metrics(target.scrape_by)[1]),
             spec=k8s.core.v1.PodSpecArgs(
                 restart_policy="Never",
                 subdomain=ranks_service_name(app) if multi_node else None,
@@ -571,15 +650,64 @@ def training_job_spec(
     )
 
 
+def publish_job_spec(
+    args: MlWorkloadsArgs, refs: PodRefs, command: pulumi.Input[list[str]]
+) -> k8s.batch.v1.JobSpecArgs:
+    """The publish Job: the server image's publisher (``publish_command``) on what the trainer wrote.
+
+    It runs as the trainer's ServiceAccount (a cloud target grants that one alone write access to the
+    store), with the store mounted read-write. No GPU and no toleration: it runs on the system pool,
+    with the serving pod's requests and limits, since it loads the model as the server does. The
+    publisher's verdicts a retry would repeat (under the gate, a broken contract) fail it at once.
+    """
+    app, serving, store = args.app, args.serving, args.target.model_store
+    publisher = k8s.core.v1.ContainerArgs(
+        name=contract.PUBLISHER_CONTAINER,
+        image=args.server_image,
+        command=command,
+        env=[
+            # Recorded in the published model's metadata.
+            k8s.core.v1.EnvVarArgs(name=contract.ENV_TRAINER_IMAGE, value=args.trainer_image),
+            k8s.core.v1.EnvVarArgs(name=contract.ENV_LOG_LEVEL, value=app.log_level),
+        ],
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": serving.cpu_request, "memory": serving.memory_request},
+            limits={"cpu": serving.cpu_limit, "memory": serving.memory_limit},
+        ),
+        security_context=container_security(),
+        volume_mounts=[store_mount(), scratch_mount()],
+    )
+    return k8s.batch.v1.JobSpecArgs(
+        backoff_limit=PUBLISH_BACKOFF_LIMIT,
+        active_deadline_seconds=PUBLISH_DEADLINE_SECONDS,
+        pod_failure_policy=publish_failure_policy(),
+        # No ttlSecondsAfterFinished, as for the training Job: Pulumi owns the Job.
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=pod_template_meta(app, "publisher", store),
+            spec=k8s.core.v1.PodSpecArgs(
+                restart_policy="Never",
+                containers=[publisher],
+                volumes=[model_volume(store, refs.model_claim, read_only=False), scratch_volume()],
+                service_account_name=refs.trainer_account,
+                automount_service_account_token=store.needs_service_account_token,
+                security_context=pod_security(),
+            ),
+        ),
+    )
+
+
 def server_deployment_spec(
     args: MlWorkloadsArgs,
     refs: PodRefs,
-    labels_config: pulumi.Input[str],
+    labels_config: pulumi.Input[str] | None,
     auth_secret: pulumi.Input[str],
     tls_refs: TlsRefs,
 ) -> k8s.apps.v1.DeploymentSpecArgs:
     """The serving Deployment: rolls one pod at a time, never below the replica count, probes on the model,
-    TLS from the Secret, and a shutdown inside the grace period the app's contract states."""
+    TLS from the Secret, and a shutdown inside the grace period the app's contract states.
+
+    ``labels_config``: the ConfigMap of the stack's modelLabels, mounted where the server's ConfigMap
+    points; None: the model's own published labels are served, and nothing is mounted."""
     app, serving, store = args.app, args.serving, args.target.model_store
     probe = probes()
 
@@ -618,19 +746,24 @@ def server_deployment_spec(
         ),
         security_context=container_security(),
         volume_mounts=[
-            k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT, read_only=True),
-            k8s.core.v1.VolumeMountArgs(name="labels", mount_path=contract.LABELS_DIR, read_only=True),
+            store_mount(read_only=True),
+            *([k8s.core.v1.VolumeMountArgs(name="labels", mount_path=contract.LABELS_DIR, read_only=True)]
+              if labels_config is not None else []),
             tls_mount(),
             scratch_mount(),
         ],
-    )
-    labels_volume = k8s.core.v1.VolumeArgs(
-        name="labels",
-        config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-            name=labels_config,
-            items=[k8s.core.v1.KeyToPathArgs(key=contract.LABELS_FILE_NAME, path=contract.LABELS_FILE_NAME)],
-        ),
-    )
+    )  # fmt: skip
+    labels_volumes = []
+    if labels_config is not None:
+        labels_volumes.append(
+            k8s.core.v1.VolumeArgs(
+                name="labels",
+                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                    name=labels_config,
+                    items=[k8s.core.v1.KeyToPathArgs(key=contract.LABELS_FILE_NAME, path=contract.LABELS_FILE_NAME)],
+                ),
+            )
+        )
     return k8s.apps.v1.DeploymentSpecArgs(
         # The autoscaler owns the replica count after creation (ignore_changes).
         replicas=serving.replicas,
@@ -657,7 +790,7 @@ def server_deployment_spec(
                 ],
                 volumes=[
                     model_volume(store, refs.model_claim, read_only=True),
-                    labels_volume,
+                    *labels_volumes,
                     tls_volume(tls_refs.secret_name),
                     scratch_volume(),
                 ],
@@ -718,15 +851,16 @@ def metrics_service_annotations() -> dict[str, str]:
     return monitoring.scrape_annotations(METRICS_ENDPOINT)
 
 
-def trainer_metrics(scrape_by: monitoring.ScrapeBy) -> tuple[list[k8s.core.v1.EnvVarArgs], dict[str, str]]:
-    """The trainer's metrics while the Job runs: its environment (the port it serves them on, how long it
-    keeps them up after the verdict) and its pod's annotations (where a Prometheus discovers pods by them)."""
+def trainer_metrics(scrape_by: monitoring.ScrapeBy) -> tuple[dict[str, str], dict[str, str]]:
+    """The trainer's metrics while the Job runs, should it serve any: its environment (the port to serve them
+    on, how long to keep them up after its last value) and its pod's annotations (where a Prometheus
+    discovers pods by them)."""
     env = {
         contract.ENV_METRICS_PORT: str(contract.METRICS_PORT),
         contract.ENV_METRICS_LINGER_SECONDS: str(monitoring.trainer_linger_seconds(scrape_by)),
     }
     annotations = monitoring.scrape_annotations(METRICS_ENDPOINT) if scrape_by == "prometheus-annotations" else {}
-    return [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()], annotations
+    return env, annotations
 
 
 def rendezvous_port() -> k8s.core.v1.ContainerPortArgs:
@@ -820,8 +954,10 @@ def ca_file_name(app: App) -> str:
     return f"{app.app_name}-ca.pem"
 
 
-def curl_command(url: str, username: str, port_forward: str | None, ca_file: str | None) -> str:
-    """A prediction request ready to paste: the password is fetched by the CLI, never written out.
+def curl_command(url: str, username: str, port_forward: str | None, ca_file: str | None, model_name: str) -> str:
+    """A request ready to paste, for the served model's metadata (Open Inference Protocol v2, GET
+    /v2/models/<name>: its inputs and outputs, whatever the model): the password is fetched by the CLI,
+    never written out.
 
     ``ca_file``: where to write the stack's CA certificate (the caCertificate output) for curl to
     trust; None where the user brought a certificate, which curl trusts as the system does.
@@ -833,7 +969,7 @@ def curl_command(url: str, username: str, port_forward: str | None, ca_file: str
         trust = f"--cacert {ca_file} "
     steps.append(
         f'curl {trust}-u "{username}:$(pulumi stack output basicAuthPassword --show-secrets)" '
-        f"-F image=@digit.png {url}/predict"
+        f"{url}/v2/models/{model_name}"
     )
     return " && ".join(steps)
 
@@ -871,7 +1007,8 @@ class MlWorkloads(pulumi.ComponentResource):
     curl: pulumi.Output[str]
     basic_auth_username: str
     basic_auth_password: pulumi.Output[str]
-    job_name: pulumi.Output[str]
+    job_name: pulumi.Output[str]  # the training Job's
+    publish_job_name: pulumi.Output[str]
     deployment_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
     metrics_service_name: pulumi.Output[str]
@@ -902,6 +1039,8 @@ class MlWorkloads(pulumi.ComponentResource):
         )
         isolation = self._network_policies()
         job = self._training_job(refs, isolation)
+        # Judged and published only once the Job has trained, each under its NetworkPolicies.
+        publish = self._publish_job(refs, [job, *isolation])
         # Service, then certificate, then Secret, then Deployment: the certificate names the address
         # the Service was given, and the Service does not wait for the Deployment's pods (see _service).
         service = self._service()
@@ -912,19 +1051,21 @@ class MlWorkloads(pulumi.ComponentResource):
             # The digest of a certificate that came in secret config is no secret: keep it readable in diffs.
             certificate_sha256=pulumi.Output.unsecret(certificate.certificate.apply(certificate_sha256)),
         )
-        deployment = self._deployment(
-            refs, labels_config.metadata.name, auth_secret.metadata.name, tls_refs, [job, *isolation]
-        )
+        labels_name = labels_config.metadata.name if labels_config is not None else None
+        deployment = self._deployment(refs, labels_name, auth_secret.metadata.name, tls_refs, [publish, *isolation])
         self._autoscaling(deployment)
         self._scrape_objects()
 
         self.job_name = job.metadata.name
+        self.publish_job_name = publish.metadata.name
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
         self.metrics_service_name = metrics_service.metadata.name
         self.url, self.port_forward = self._url(service)
         ca_file = ca_file_name(args.app) if self.ca_certificate is not None else None
-        self.curl = self.url.apply(lambda url: curl_command(url, args.basic_auth_username, self.port_forward, ca_file))
+        self.curl = self.url.apply(
+            lambda url: curl_command(url, args.basic_auth_username, self.port_forward, ca_file, args.app.model_name)
+        )
         outputs: dict[str, pulumi.Input[str]] = {
             "namespace": self.namespace,
             "modelVersion": self.model_version,
@@ -932,6 +1073,7 @@ class MlWorkloads(pulumi.ComponentResource):
             "basicAuthUsername": self.basic_auth_username,
             "basicAuthPassword": self.basic_auth_password,
             "jobName": self.job_name,
+            "publishJobName": self.publish_job_name,
             "deploymentName": self.deployment_name,
             "serviceName": self.service_name,
             "metricsServiceName": self.metrics_service_name,
@@ -976,11 +1118,14 @@ class MlWorkloads(pulumi.ComponentResource):
             account("server", app.server_service_account, store.server_account_annotations),
         )
 
-    def _config_maps(self) -> tuple[k8s.core.v1.ConfigMap, k8s.core.v1.ConfigMap]:
+    def _config_maps(self) -> tuple[k8s.core.v1.ConfigMap, k8s.core.v1.ConfigMap | None]:
+        """The server's environment, and the stack's class labels where they replace the model's own."""
         app = self._args.app
         env = k8s.core.v1.ConfigMap(
-            f"{self._name}-env", metadata=self._meta("config"), data=app_env(app), opts=self._k8s
+            f"{self._name}-env", metadata=self._meta("config"), data=server_config(app), opts=self._k8s
         )
+        if not app.model_labels:
+            return env, None
         class_names = k8s.core.v1.ConfigMap(
             f"{self._name}-labels",
             metadata=self._meta("config"),
@@ -1021,19 +1166,14 @@ class MlWorkloads(pulumi.ComponentResource):
 
     def _training_job(self, refs: PodRefs, isolation: list[k8s.networking.v1.NetworkPolicy]) -> k8s.batch.v1.Job:
         args = self._args
-        on_gpu = args.target.gpu is not None
         ranks = self._ranks_service()
-        command = pulumi.Output.from_input(refs.model_version).apply(
-            lambda v: trainer_args(args.app, args.training, v, on_gpu)
+        env = pulumi.Output.all(refs.model_version, args.trainer_image).apply(
+            lambda values: trainer_env(args, version=values[0], trainer_image=values[1])
         )
-        if ranks is not None:
-            command = pulumi.Output.all(ranks.metadata.name, command).apply(
-                lambda values: launch_args(args.training, values[0], values[1])
-            )
         return k8s.batch.v1.Job(
             f"{self._name}-train",
             metadata=self._meta("trainer"),
-            spec=training_job_spec(args, refs, command),
+            spec=training_job_spec(args, refs, env),
             opts=pulumi.ResourceOptions.merge(
                 self._k8s,
                 pulumi.ResourceOptions(
@@ -1043,6 +1183,25 @@ class MlWorkloads(pulumi.ComponentResource):
                     # Its pods start fenced in: no moment without the namespace's NetworkPolicies;
                     # a group's pods find each other under the headless Service.
                     depends_on=[*isolation, *([ranks] if ranks is not None else [])],
+                ),
+            ),
+        )
+
+    def _publish_job(self, refs: PodRefs, after: list[pulumi.Resource]) -> k8s.batch.v1.Job:
+        """The publish step, once the training Job has succeeded (``after``: it, and the NetworkPolicies)."""
+        args = self._args
+        command = pulumi.Output.from_input(refs.model_version).apply(
+            lambda version: publish_command(args.app, args.training, version)
+        )
+        return k8s.batch.v1.Job(
+            f"{self._name}-publish",
+            metadata=self._meta("publisher"),
+            spec=publish_job_spec(args, refs, command),
+            opts=pulumi.ResourceOptions.merge(
+                self._k8s,
+                pulumi.ResourceOptions(
+                    custom_timeouts=pulumi.CustomTimeouts(create=PUBLISH_TIMEOUT, update=PUBLISH_TIMEOUT),
+                    depends_on=after,
                 ),
             ),
         )
@@ -1062,7 +1221,7 @@ class MlWorkloads(pulumi.ComponentResource):
     def _deployment(
         self,
         refs: PodRefs,
-        labels_config: pulumi.Input[str],
+        labels_config: pulumi.Input[str] | None,
         auth_secret: pulumi.Input[str],
         tls_refs: TlsRefs,
         after: list[pulumi.Resource],
@@ -1071,9 +1230,9 @@ class MlWorkloads(pulumi.ComponentResource):
             f"{self._name}-server",
             metadata=self._meta("server", f"{self._args.app.app_name}-server"),
             spec=server_deployment_spec(self._args, refs, labels_config, auth_secret, tls_refs),
-            # Roll out only a model that trained and passed its gate (``after``: the Job, and the
-            # NetworkPolicies its pods start under); after creation the autoscaler owns the replica
-            # count, so an update must not reset it.
+            # Roll out only a model that passed its gate and was published (``after``: the publish Job,
+            # and the NetworkPolicies its pods start under); after creation the autoscaler owns the
+            # replica count, so an update must not reset it.
             opts=pulumi.ResourceOptions(
                 parent=self, provider=self._args.target.provider, depends_on=after, ignore_changes=["spec.replicas"]
             ),
@@ -1097,6 +1256,7 @@ class MlWorkloads(pulumi.ComponentResource):
                     selector(app, "trainer"), target.metrics_scrapers, egress, peers=self._args.training.nodes > 1
                 ),
             ),
+            "publisher": ("publisher", network.publisher_policy(selector(app, "publisher"), egress)),
         }
         return [
             k8s.networking.v1.NetworkPolicy(

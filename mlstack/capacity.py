@@ -5,8 +5,9 @@ fail at `pulumi up` time with a clear message: its pods sit Pending until a
 timeout. So the config refuses it up front, naming the machine-size key:
 
 - the system pool holds the serving pods (replicas plus the one extra pod a
-  rolling update surges), each with its requests plus any sidecar the
-  platform injects, next to the cluster's own system pods;
+  rolling update surges) and the publish step's pod, each with a serving pod's
+  requests plus any sidecar the platform injects, next to the cluster's own
+  system pods;
 - one GPU node holds the training pod, its sidecar and the node's system pods.
 
 What a node offers pods is its *allocatable* resources: capacity minus what
@@ -27,6 +28,16 @@ MIB_PER_GIB = 1024
 # The serving Deployment's rollingUpdate.maxSurge (components/workloads.py uses this):
 # during a rollout one pod more than the replicas runs.
 ROLLOUT_MAX_SURGE = 1
+# The publish Job's pod (components/workloads.py): on the system pool, with a serving pod's requests, since it
+# loads the model as the server does, while the serving pods of the version before still run. The rollout
+# starts only once it has succeeded; it is counted beside the surge pod all the same, a margin of one pod
+# that needs no assumption about when a finished pod's requests are released to the scheduler.
+PUBLISH_PODS = 1
+
+
+def system_pool_pods(replicas: int) -> int:
+    """The serving-sized pods the system pool holds at once: the replicas, the rollout's surge and the publish pod."""
+    return replicas + ROLLOUT_MAX_SURGE + PUBLISH_PODS
 
 
 @dataclass(frozen=True)

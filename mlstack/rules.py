@@ -11,12 +11,22 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path, PurePosixPath
+from typing import Final
 
+from mlapp import contract
+from mlapp.gate import Gate, GateError, check_metric_name
 from mlstack import capacity, catalogue, specs, validate
 from mlstack.catalogue import TRAINER_BUILDS, TRAINER_CPU, TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
 from mlstack.problems import Problem
 
 MIN_CLASSES = 2  # a classifier tells at least two classes apart
+# The trainer's command (mlstack:trainerCommand): it lands in the Job's pod template, whose whole object
+# the API server stores in etcd, so its size is bounded; a command line holds a few dozen words.
+MAX_COMMAND_ENTRIES: Final = 100
+MAX_COMMAND_ENTRY_LENGTH: Final = 1024
+# The gate that needs no gateThreshold: the digits example's, whose threshold is mlstack:minAccuracy.
+ACCURACY_GATE: Final = ("accuracy", "maximize")
 # Artifact Registry repository ids: a lower-case letter, then letters, digits and hyphens.
 _ARTIFACT_REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 # The repository path components of an image reference (distribution/reference).
@@ -95,12 +105,105 @@ def image_repository_prefix(app_name: str) -> list[Problem]:
 
 
 def class_names(labels: Sequence[str]) -> list[Problem]:
-    """The model's class labels (mlstack:modelLabels): at least two, none repeated."""
+    """The class labels that replace the model's own (mlstack:modelLabels): none (the model's own are
+    served), or at least two, none repeated."""
+    if not labels:
+        return []
     if len(labels) < MIN_CLASSES:
         return [Problem("modelLabels", list(labels), "must list at least two class labels")]
     if len(set(labels)) != len(labels):
         return [Problem("modelLabels", list(labels), "must not repeat a label")]
     return []
+
+
+# --- the trainer and its gate ------------------------------------------------------------
+
+
+def trainer_context(context: str, project: Path, *, trainer_image_set: bool) -> list[Problem]:
+    """mlstack:trainerContext: a directory of the project holding a Dockerfile, and not beside a prebuilt trainer.
+
+    ``context`` as configured ("" is the digits example, specs.DIGITS_CONTEXT, judged the same way).
+    Relative, and inside the project: the build's context is a resource input, and an absolute path or
+    one that climbs out would change with the checkout it is deployed from.
+    """
+    if trainer_image_set:
+        if not context:
+            return []
+        reason = "must be empty when mlstack:trainerImage is set: a prebuilt trainer is not built; set one or the other"
+        return [Problem("trainerContext", context, reason)]
+    path = PurePosixPath(context or specs.DIGITS_CONTEXT)
+    directory = project / path
+    if path.is_absolute() or "\\" in context:
+        reason = "must be a directory relative to the project, e.g. examples/digits"
+    elif ".." in path.parts:
+        reason = "must stay inside the project: no '..'"
+    elif not directory.is_dir():
+        reason = f"names no directory of the project ({directory} does not exist)"
+    elif not (directory / "Dockerfile").is_file():
+        reason = f"must hold a Dockerfile ({directory / 'Dockerfile'} does not exist): the trainer is built from it"
+    else:
+        return []
+    return [Problem("trainerContext", context, reason)]
+
+
+def trainer_command(command: Sequence[str]) -> list[Problem]:
+    """mlstack:trainerCommand: empty (the image's ENTRYPOINT/CMD), or a bounded list of non-empty words."""
+    if len(command) > MAX_COMMAND_ENTRIES:
+        return [Problem("trainerCommand", f"{len(command)} entries", f"must hold at most {MAX_COMMAND_ENTRIES}")]
+    problems = []
+    for index, word in enumerate(command):
+        if not word:
+            problems.append(Problem(f"trainerCommand[{index}]", word, "must not be empty"))
+        elif len(word) > MAX_COMMAND_ENTRY_LENGTH:
+            problems.append(
+                Problem(
+                    f"trainerCommand[{index}]",
+                    word[:40] + "...",
+                    f"must be at most {MAX_COMMAND_ENTRY_LENGTH} characters",
+                )
+            )
+        elif "\0" in word:  # execve(2) takes NUL-terminated strings: no argument can carry one
+            problems.append(Problem(f"trainerCommand[{index}]", word, "must not contain a NUL character"))
+    return problems
+
+
+def gate(metric: str, direction: str, threshold: str, min_accuracy: float) -> tuple[Gate | None, list[Problem]]:
+    """The stack's gate (mlstack:gateMetric, gateDirection, gateThreshold) and its problems.
+
+    Judged by ``mlapp.gate``, the module the publisher judges with, so a metric's name has one rule and
+    one wording. An empty gateThreshold is mlstack:minAccuracy for the accuracy gate (maximize), the
+    digits example's, and refused for any other. The gate must survive its written form (``str``, how
+    the publish Job's command carries it) unchanged, or the trainer and the publisher would be told two
+    thresholds.
+    """
+    problems = one_of("gateDirection", direction, contract.GATE_DIRECTIONS)
+    try:
+        check_metric_name(metric)
+    except GateError as e:
+        problems.append(Problem("gateMetric", metric, str(e)))
+    if problems:
+        return None, problems
+    key, value = ("gateThreshold", threshold) if threshold else ("minAccuracy", repr(min_accuracy))
+    if not threshold and (metric, direction) != ACCURACY_GATE:
+        reason = (
+            f"must be set for the gate on {metric} ({direction}): set gateThreshold; only the accuracy gate "
+            "(maximize) takes mlstack:minAccuracy as its threshold"
+        )
+        return None, [Problem("gateThreshold", threshold, reason)]
+    try:
+        # The reader the trainer and the publisher share: the three variables as the Job sets them.
+        judged = Gate.from_env(
+            {
+                contract.ENV_GATE_METRIC: metric,
+                contract.ENV_GATE_DIRECTION: direction,
+                contract.ENV_GATE_THRESHOLD: value,
+            }
+        )
+    except GateError as e:
+        return None, [Problem(key, value, str(e))]
+    if judged is None or Gate.parse(str(judged)) != judged:
+        return None, [Problem(key, value, f"has more digits than the gate's written form keeps ({judged}): round it")]
+    return judged, []
 
 
 def own_certificate(certificate_set: bool, private_key_set: bool) -> list[Problem]:
@@ -478,7 +581,7 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
     with_sidecar = " plus the GCS FUSE sidecar" if sidecar else ""
     if sidecar is not None:  # both pods mount the bucket, so both get the sidecar
         server, trainer = server + sidecar, trainer + sidecar
-    serving_pods = capacity.Pods("serving pod", server, serving.replicas + capacity.ROLLOUT_MAX_SURGE)
+    serving_pods = capacity.Pods("serving-sized pod", server, capacity.system_pool_pods(serving.replicas))
     # One training pod needs one GPU node; a multi-node Job's pods all run at once, on the pool at its largest.
     training_nodes = 1 if training.nodes == 1 else gpu_nodes
     multi = f"mlstack:trainNodes ({training.nodes}) training pods, each" if training.nodes > 1 else "the training pod"
@@ -488,7 +591,7 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
     unchecked: list[Problem] = []
     for (key, size, machine), nodes, node_extra, once, pods, advice in (
         (system, system_nodes, none, per_cluster, serving_pods,
-         f"mlstack:replicas ({serving.replicas}) plus one rollout surge, each requesting "
+         f"mlstack:replicas ({serving.replicas}) plus one rollout surge and the publish pod, each requesting "
          f"mlstack:serverCpuRequest {serving.cpu_request} and mlstack:serverMemoryRequest "
          f"{serving.memory_request}{with_sidecar}; choose a larger size, raise mlstack:systemNodeCount or lower those"),
         (gpu, training_nodes, gpu_extra, none, capacity.Pods("training pod", trainer, training.nodes),

@@ -7,6 +7,12 @@ them as they are, so neither depends on the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+from mlapp.gate import Gate
+
+# The trainer built when mlstack:trainerContext is empty: the digits example, relative to the project.
+DIGITS_CONTEXT: Final = "examples/digits"
 
 
 @dataclass(frozen=True)
@@ -14,7 +20,9 @@ class App:
     namespace: str
     app_name: str
     model_name: str
-    model_labels: tuple[str, ...]  # class i's name on line i of the labels file
+    # Class i's name on line i of the labels file, replacing the model's own published labels when
+    # serving; empty: the model's own are used.
+    model_labels: tuple[str, ...]
     log_level: str
 
     # One ServiceAccount per role, so that a cloud target can grant each only what it needs: the
@@ -32,11 +40,13 @@ class App:
 
 @dataclass(frozen=True)
 class Training:
+    """What the training Job runs and how the publish step judges it (docs/trainer-contract.md)."""
+
     epochs: int
     batch_size: int
     learning_rate: float
     seed: int
-    min_accuracy: float
+    gate: Gate  # the publisher judges the trainer's metrics.json with it; the trainer is told it too
     backoff_limit: int
     deadline_seconds: int
     timeout: str  # a Pulumi custom timeout, e.g. "75m"
@@ -44,6 +54,8 @@ class Training:
     memory: str
     gpus: int  # per pod
     nodes: int = 1  # pods of an Indexed Job, one torchrun node each; 1: the single-pod Job
+    # The trainer container's command; empty: the image's ENTRYPOINT/CMD. Part of the model version.
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,18 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
+from mlapp.gate import Gate
 from mlstack import catalogue, monitoring, rules, specs, validate
 from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, format_problems
 
+# The project's root, where Pulumi.yaml lies and `pulumi up` runs: mlstack:trainerContext is relative to it.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLOUDS = ("azure", "gcp", "local")
 # The targets that train on a GPU pool; a local cluster has none (components/local.py).
 GPU_CLOUDS = ("azure", "gcp")
@@ -60,16 +64,18 @@ class NodePoolConfig:
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """Prebuilt images, or how to build them from app/."""
+    """Each image prebuilt, or how to build it: the server from app/, the trainer from its own context."""
 
-    trainer: str | None  # None (with server None): build both from app/
-    server: str | None
+    trainer: str | None  # None: built from trainer_context
+    server: str | None  # None: built from app/
+    trainer_context: str  # relative to the project; read only when the trainer is built
     platform: str | None  # one of catalogue.IMAGE_PLATFORMS; None: the builder's own (local only)
     build_cache: bool
     trainer_build: catalogue.TrainerBuild  # the trainer's torch build, built or prebuilt
 
     @property
     def prebuilt(self) -> bool:
+        """Both images prebuilt: nothing is built."""
         return self.trainer is not None and self.server is not None
 
 
@@ -404,31 +410,27 @@ def _local_scrape_by(r: _Reader) -> monitoring.ScrapeBy:
 def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:
     trainer = r.string("trainerImage", _optional(validate.image_reference), None)
     server = r.string("serverImage", _optional(validate.image_reference), None)
-    raw_trainer, raw_server = r.cfg.get("trainerImage"), r.cfg.get("serverImage")
-    # A pair or neither: a half-built pair would train with one source and serve another.
-    for key, other, raw, other_raw in (
-        ("trainerImage", "serverImage", raw_trainer, raw_server),
-        ("serverImage", "trainerImage", raw_server, raw_trainer),
-    ):
-        if raw == "" and other_raw:
-            r.fail(
-                key,
-                raw,
-                f"must be set when {r.key(other)} is (prebuilt images come as a pair); "
-                "leave both empty to build them from app/",
-            )
-    building = raw_trainer == "" and raw_server == ""
-    if building and cloud == "local" and local_registry is None and r.cfg.get("localRegistry") == "":
+    # Each image independently prebuilt or built: the trainer and the server share no source.
+    context = r.text("trainerContext")
+    r.add(rules.trainer_context(context, PROJECT_ROOT, trainer_image_set=bool(r.cfg.get("trainerImage"))))
+    built = [name for name in ("trainer", "server") if r.cfg.get(f"{name}Image") == ""]
+    if built and cloud == "local" and local_registry is None and r.cfg.get("localRegistry") == "":
+        keys = " and ".join(r.key(f"{name}Image") for name in built)
+        images, prebuilt = (
+            ("the trainer and server images are built and need", "prebuilt images")
+            if len(built) > 1
+            else (f"the {built[0]} image is built and needs", "a prebuilt image")
+        )
         r.fail(
             "localRegistry",
             "",
-            "the images are built from app/ and need a registry to push to: set "
-            f"{r.key('localRegistry')} (kind's local registry is localhost:5001), or set "
-            f"{r.key('trainerImage')} and {r.key('serverImage')} to prebuilt images",
+            f"{images} a registry to push to: set {r.key('localRegistry')} (kind's local "
+            f"registry is localhost:5001), or set {keys} to {prebuilt}",
         )
     return ImageConfig(
         trainer=trainer,
         server=server,
+        trainer_context=context or specs.DIGITS_CONTEXT,
         platform=_image_platform(r, local=cloud == "local"),
         build_cache=r.boolean("imageBuildCache"),
         trainer_build=_trainer_build(r, gpu=cloud in GPU_CLOUDS),
@@ -468,12 +470,14 @@ def _training(r: _Reader) -> specs.Training:
     timeout = r.text("trainTimeout")
     if timeout:
         r.add(rules.train_timeout(timeout, deadline))
+    command = r.strings("trainerCommand", str)
+    r.add(rules.trainer_command(command))
     return specs.Training(
         epochs=r.integer("trainEpochs", 1, 1000),
         batch_size=r.integer("trainBatchSize", 1, 65536),
         learning_rate=r.string("trainLearningRate", lambda v: validate.unit_interval(v, open_low=True), 0.0),
         seed=r.integer("trainSeed", 0, 2**31 - 1),
-        min_accuracy=r.string("minAccuracy", validate.unit_interval, 0.0),
+        gate=_gate(r),
         backoff_limit=r.integer("trainBackoffLimit", 0, 20),
         deadline_seconds=deadline,
         timeout=timeout,
@@ -481,7 +485,24 @@ def _training(r: _Reader) -> specs.Training:
         memory=r.quantity("trainerMemory"),
         gpus=r.integer("trainerGpus", 1, 16),
         nodes=r.integer("trainNodes", 1, 100),
+        command=command,
     )
+
+
+# What stands in for a gate the config refused (the configuration fails anyway).
+_PLACEHOLDER_GATE = Gate(*rules.ACCURACY_GATE, threshold=0.0)
+
+
+def _gate(r: _Reader) -> Gate:
+    """mlstack:gateMetric, gateDirection and gateThreshold (or minAccuracy), judged as the publisher judges."""
+    before = len(r.problems)
+    min_accuracy = r.string("minAccuracy", validate.unit_interval, 0.0)
+    metric, direction, threshold = r.text("gateMetric"), r.text("gateDirection"), r.text("gateThreshold")
+    if len(r.problems) != before:  # a key missing, or minAccuracy refused: reported already
+        return _PLACEHOLDER_GATE
+    judged, problems = rules.gate(metric, direction, threshold, min_accuracy)
+    r.add(problems)
+    return judged or _PLACEHOLDER_GATE
 
 
 def _serving(r: _Reader) -> specs.Serving:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 import pulumi
 
-from components.image import AppImage, AppImageArgs
+from components.image import APP_CONTEXT, AppImage, AppImageArgs
 from components.target import ClusterTarget
 from components.workloads import MlWorkloads, MlWorkloadsArgs, ServerCertificate
 from stack.config import AzureConfig, GcpConfig, LocalConfig, StackConfig
@@ -100,7 +100,8 @@ def aks_args(cfg: StackConfig, azure: AzureConfig) -> AksGpuClusterArgs:
 
 
 def app_images(cfg: StackConfig, target: ClusterTarget) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
-    """The trainer and server images the pods run: the prebuilt pair, or both built and pushed.
+    """The trainer and server images the pods run: each prebuilt, or built and pushed (no AppImage when
+    both are prebuilt). The trainer is built from mlstack:trainerContext, the server from app/.
 
     Built images take the registry alone from the target (never the cluster),
     so they build while the cluster is being created.
@@ -116,9 +117,19 @@ def app_images(cfg: StackConfig, target: ClusterTarget) -> tuple[pulumi.Input[st
             platform=images.platform,
             build_cache=images.build_cache,
             torch_index_url=images.trainer_build.index_url,
+            trainer_context=images.trainer_context if images.trainer is None else None,
+            server_context=APP_CONTEXT if images.server is None else None,
         ),
     )
-    return built.trainer_ref, built.server_ref
+    return _either(images.trainer, built.trainer_ref), _either(images.server, built.server_ref)
+
+
+def _either(prebuilt: str | None, built: pulumi.Output[str] | None) -> pulumi.Input[str]:
+    """The prebuilt image, else the one AppImage built (it builds every image that is not prebuilt)."""
+    image = prebuilt or built
+    if image is None:
+        raise pulumi.RunError("an image is neither prebuilt nor built")
+    return image
 
 
 def workloads(

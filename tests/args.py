@@ -28,6 +28,7 @@ from components.target import (
     Toleration,
 )
 from components.workloads import MlWorkloadsArgs
+from mlapp.gate import Gate
 from mlstack import specs
 from mlstack.monitoring import ScrapeBy
 
@@ -82,7 +83,9 @@ IMAGE_BAD_ARGUMENTS: Final = [
     ({"registry": None}, "set mlstack:localRegistry"),
     ({"platform": "linux/s390x"}, "mlstack:imagePlatform = 'linux/s390x': must be one of linux/amd64, linux/arm64"),
     ({"repository_prefix": "ML Stack"}, "mlstack:appName = 'ML Stack'"),
-    ({"revision": "not a tag"}, "must be a valid image tag"),
+    ({"server_revision": "not a tag"}, "must be a valid image tag"),
+    ({"trainer_revision": "not:a tag"}, "must be a valid image tag"),
+    ({"trainer_context": None, "server_context": None}, "both images are prebuilt: there is nothing to build"),
     ({"torch_index_url": "http://download.pytorch.org/whl/cu126"}, "must be an https:// wheel index"),
 ]
 
@@ -96,13 +99,22 @@ def write_app(root: Path) -> Path:
     return app
 
 
+def write_trainer(root: Path, name: str = "trainer") -> Path:
+    """A minimal trainer build context under ``root``: a Dockerfile and the script it runs."""
+    context = root / name
+    context.mkdir(parents=True)
+    (context / "Dockerfile").write_text('FROM python:3.11-slim\nCOPY train.py /\nCMD ["python", "/train.py"]\n')
+    (context / "train.py").write_text("print('train')\n", encoding="utf-8")
+    return context
+
+
 # --- the workloads' arguments, for the pure builders and the component under mocks ------
 
 APP: Final = specs.App(
-    namespace="ml", app_name="digits", model_name="mnist", model_labels=("zero", "one"), log_level="info"
+    namespace="ml", app_name="digits", model_name="digits", model_labels=("zero", "one"), log_level="info"
 )
 TRAINING: Final = specs.Training(
-    epochs=3, batch_size=32, learning_rate=0.01, seed=7, min_accuracy=0.9, backoff_limit=2,
+    epochs=3, batch_size=32, learning_rate=0.01, seed=7, gate=Gate("accuracy", "maximize", 0.9), backoff_limit=2,
     deadline_seconds=1800, timeout="40m", cpu="1", memory="2Gi", gpus=1,
 )  # fmt: skip
 SERVING: Final = specs.Serving(

@@ -25,6 +25,10 @@ from tools import harness
 STACKS: Final = ("local", "dev", "gke")  # every shipped Pulumi.<stack>.yaml
 
 JOB: Final = "kubernetes:batch/v1:Job"
+# The two Jobs by their names' ends: the training Job, then the publish Job.
+TRAIN: Final = "-train"
+PUBLISH: Final = "-publish"
+NETWORK_POLICY: Final = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 DEPLOYMENT: Final = "kubernetes:apps/v1:Deployment"
 DAEMONSET: Final = "kubernetes:apps/v1:DaemonSet"
 SERVICE: Final = "kubernetes:core/v1:Service"

@@ -1,4 +1,5 @@
-"""AppImage under mocks: both targets built and pushed, tagged by revision, run by digest.
+"""AppImage under mocks: the trainer from its own context and the server from app/, each unless prebuilt,
+pushed, tagged by its own context's revision, run by digest.
 
 The revision and the argument check alone: tests/pure/test_image.py; images in
 whole stacks (wired into the pods, built in parallel with the cluster):
@@ -7,6 +8,7 @@ tests/stacks/test_image.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from components import image
 from components.image import AppImage, AppImageArgs
 from components.target import Registry
-from tests.args import IMAGE_BAD_ARGUMENTS, write_app
+from tests.args import IMAGE_BAD_ARGUMENTS, write_app, write_trainer
 from tests.support import IMAGE, CountingMocks
 from tools import harness
 
@@ -27,48 +29,78 @@ SECRET_PASSWORD = "registry-push-token-0123456789"
 def build(args: AppImageArgs) -> tuple[harness.StackRun, dict[str, Any]]:
     def program() -> None:
         built = AppImage("mlstack", args)
-        pulumi.export("trainer", built.trainer_ref)
-        pulumi.export("server", built.server_ref)
+        for role, ref in (("trainer", built.trainer_ref), ("server", built.server_ref)):
+            if ref is not None:
+                pulumi.export(role, ref)
 
     result = harness.run(program, {})
     return result, result.exports
 
 
-def images_by_target(result: harness.StackRun) -> dict[str, harness.Registration]:
-    return {r.inputs["target"]: r for r in result.of_type(IMAGE)}
+def images_by_role(result: harness.StackRun) -> dict[str, harness.Registration]:
+    """The built images by role, from their names (<name>-trainer, <name>-server: part of their URNs)."""
+    return {r.name.rsplit("-", 1)[1]: r for r in result.of_type(IMAGE)}
 
 
 def registry_with_credentials() -> Registry:
     return Registry(server="registry.example.com/ml", username="pusher", password=pulumi.Output.secret(SECRET_PASSWORD))
 
 
-def test_both_targets_are_built_for_amd64_pushed_and_tagged_with_the_revision() -> None:
+def test_the_trainer_is_built_from_its_context_and_the_server_from_app() -> None:
     result, exports = build(
-        AppImageArgs(registry=registry_with_credentials(), repository_prefix="mlstack", revision="0123456789ab")
-    )
-    images = images_by_target(result)
+        AppImageArgs(
+            registry=registry_with_credentials(), repository_prefix="mlstack", trainer_context="examples/iris-forest",
+            trainer_revision="fedcba987654", server_revision="0123456789ab",
+        )
+    )  # fmt: skip
+    images = images_by_role(result)
     assert set(images) == {"trainer", "server"}
     (component,) = result.of_type("mlstack:image:AppImage")
-    for target, registration in images.items():
+    assert component.name == "mlstack"
+    assert {r.name for r in images.values()} == {"mlstack-trainer", "mlstack-server"}, "the children's URNs moved"
+    built_from = {
+        "trainer": ("examples/iris-forest", "fedcba987654", None),
+        "server": ("app", "0123456789ab", image.SERVER_TARGET),
+    }
+    for role, registration in images.items():
         inputs = registration.inputs
-        where = f"{registration.name} ({target})"
+        context, revision, target = built_from[role]
+        where = f"{registration.name} ({role})"
         assert registration.parent == component.urn, f"{where}: not a child of AppImage"
         assert inputs["push"] is True, where
         assert inputs["platforms"] == ["linux/amd64"], where
-        assert inputs["context"] == {"location": "app"}, where
-        assert inputs["dockerfile"] == {"location": "app/Dockerfile"}, where
-        repository = f"registry.example.com/ml/mlstack-{target}"
-        assert inputs["tags"] == [f"{repository}:0123456789ab"], where
-        ref = exports[target]
-        assert ref == f"{repository}:0123456789ab@{registration.outputs['digest']}", f"{where}: ref {ref}"
+        assert inputs["context"] == {"location": context}, where
+        assert inputs["dockerfile"] == {"location": f"{context}/Dockerfile"}, where
+        assert inputs.get("target") == target, f"{where}: the trainer's Dockerfile is built as it stands"
+        repository = f"registry.example.com/ml/mlstack-{role}"
+        assert inputs["tags"] == [f"{repository}:{revision}"], where
+        ref = exports[role]
+        assert ref == f"{repository}:{revision}@{registration.outputs['digest']}", f"{where}: ref {ref}"
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", ref.split("@")[1]), ref
     assert exports["trainer"] != exports["server"]
     assert images["trainer"].inputs["buildArgs"] == {image.TORCH_INDEX_ARG: AppImageArgs.torch_index_url}
     assert not images["server"].inputs.get("buildArgs"), "the server image has no torch"
 
 
+@pytest.mark.parametrize(("prebuilt", "built"), [("trainer", "server"), ("server", "trainer")])
+def test_a_prebuilt_image_is_not_built_and_the_other_is(prebuilt: str, built: str) -> None:
+    args = AppImageArgs(
+        registry=registry_with_credentials(), repository_prefix="mlstack", trainer_revision="t1", server_revision="s1"
+    )
+    result, exports = build(dataclasses.replace(args, **{f"{prebuilt}_context": None}))
+    assert set(images_by_role(result)) == {built}
+    assert set(exports) == {built}, f"the prebuilt {prebuilt} has no ref here"
+
+
 def test_registry_credentials_reach_the_build_with_the_password_secret() -> None:
-    result, _ = build(AppImageArgs(registry=registry_with_credentials(), repository_prefix="mlstack", revision="r1"))
+    result, _ = build(
+        AppImageArgs(
+            registry=registry_with_credentials(),
+            repository_prefix="mlstack",
+            trainer_revision="r1",
+            server_revision="r1",
+        )
+    )
     for registration in result.of_type(IMAGE):
         registries = registration.inputs["registries"]
         # The secret marker sits on the password or on the whole list that holds it.
@@ -85,7 +117,9 @@ def test_registry_credentials_reach_the_build_with_the_password_secret() -> None
 
 def test_without_credentials_the_push_uses_the_users_docker_login() -> None:
     local = Registry(server="localhost:5001")
-    result, _ = build(AppImageArgs(registry=local, repository_prefix="mlstack", revision="r1"))
+    result, _ = build(
+        AppImageArgs(registry=local, repository_prefix="mlstack", trainer_revision="r1", server_revision="r1")
+    )
     for registration in result.of_type(IMAGE):
         assert not registration.inputs.get("registries"), f"{registration.name}: an empty login was configured"
         assert registration.inputs["tags"][0].startswith("localhost:5001/mlstack-"), registration.name
@@ -93,10 +127,16 @@ def test_without_credentials_the_push_uses_the_users_docker_login() -> None:
 
 def test_build_cache_lives_in_the_registry_beside_each_image() -> None:
     result, _ = build(
-        AppImageArgs(registry=registry_with_credentials(), repository_prefix="mlstack", revision="r1", build_cache=True)
+        AppImageArgs(
+            registry=registry_with_credentials(),
+            repository_prefix="mlstack",
+            trainer_revision="r1",
+            server_revision="r1",
+            build_cache=True,
+        )
     )
-    for target, registration in images_by_target(result).items():
-        cache_ref = f"registry.example.com/ml/mlstack-{target}:buildcache"
+    for role, registration in images_by_role(result).items():
+        cache_ref = f"registry.example.com/ml/mlstack-{role}:buildcache"
         assert registration.inputs["cacheFrom"] == [{"registry": {"ref": cache_ref}}], registration.name
         (cache_to,) = registration.inputs["cacheTo"]
         exported = cache_to["registry"]
@@ -113,7 +153,8 @@ def test_build_cache_can_be_turned_off_and_the_platform_chosen() -> None:
             registry=Registry(server="localhost:5001"),
             repository_prefix="mlstack",
             platform="linux/arm64",
-            revision="r1",
+            trainer_revision="r1",
+            server_revision="r1",
         )
     )
     for registration in result.of_type(IMAGE):
@@ -125,21 +166,33 @@ def test_build_cache_can_be_turned_off_and_the_platform_chosen() -> None:
 def test_no_platform_leaves_it_to_the_builder() -> None:
     """platform=None passes no platforms input: pulumi-docker-build then builds for the builder's own."""
     result, exports = build(AppImageArgs(registry=Registry(server="localhost:5001"), repository_prefix="mlstack",
-                                         platform=None, revision="r1"))  # fmt: skip
-    images = images_by_target(result)
+                                         platform=None, trainer_revision="r1", server_revision="r1"))  # fmt: skip
+    images = images_by_role(result)
     assert set(images) == {"trainer", "server"}
-    for target, registration in images.items():
+    for role, registration in images.items():
         assert "platforms" not in registration.inputs, f"{registration.name}: {registration.inputs.get('platforms')}"
-        assert exports[target] == registration.outputs["ref"], registration.name
+        assert exports[role] == registration.outputs["ref"], registration.name
 
 
-def test_revision_defaults_to_the_source_of_the_context(tmp_path: Path) -> None:
-    app = write_app(tmp_path)
+def test_each_revision_defaults_to_the_source_of_its_own_context(tmp_path: Path) -> None:
+    app, trainer = write_app(tmp_path), write_trainer(tmp_path)
     local = Registry(server="localhost:5001")
-    result, _ = build(AppImageArgs(registry=local, repository_prefix="ml", context=str(app)))
-    for registration in result.of_type(IMAGE):
-        assert registration.inputs["tags"][0].endswith(":" + image.content_hash(app)), registration.name
-        assert registration.inputs["context"] == {"location": str(app)}, registration.name
+
+    def tags() -> dict[str, str]:
+        result, _ = build(
+            AppImageArgs(registry=local, repository_prefix="ml", trainer_context=str(trainer), server_context=str(app))
+        )
+        images = images_by_role(result)
+        assert images["trainer"].inputs["context"] == {"location": str(trainer)}
+        assert images["server"].inputs["context"] == {"location": str(app)}
+        return {role: registration.inputs["tags"][0].rsplit(":", 1)[1] for role, registration in images.items()}
+
+    first = tags()
+    assert first == {"trainer": image.content_hash(trainer), "server": image.content_hash(app)}
+    (trainer / "train.py").write_text("print('trained')\n", encoding="utf-8")
+    second = tags()
+    assert second["trainer"] == image.content_hash(trainer) != first["trainer"], "the trainer's edit missed its tag"
+    assert second["server"] == first["server"], "a trainer's edit changed the server's tag, and rebuilt it"
 
 
 @pytest.mark.parametrize(("changes", "message"), IMAGE_BAD_ARGUMENTS)

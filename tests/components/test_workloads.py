@@ -17,15 +17,18 @@ import pytest
 from components import workloads
 from components.target import GPU_RESOURCE, CsiVolume, GpuScheduling, ModelStore
 from mlapp import contract
-from tests.args import GPU, SERVING, TRAINER_IMAGE, TRAINING, FakeTarget, workloads_args
+from tests.args import APP, GPU, SERVER_IMAGE, SERVING, TRAINER_IMAGE, TRAINING, FakeTarget, workloads_args
 from tests.support import (
     CONFIGMAP,
     DEPLOYMENT,
     JOB,
+    NETWORK_POLICY,
+    PUBLISH,
     PVC,
     SECRET,
     SERVICE,
     SERVICE_ACCOUNT,
+    TRAIN,
     CountingMocks,
     container,
     plain_strings,
@@ -90,7 +93,7 @@ def test_service_selects_exactly_the_serving_pods(cpu_run: harness.StackRun) -> 
     selector = service["spec"]["selector"]
     assert selector == deployment["spec"]["selector"]["matchLabels"], "Service and Deployment select differently"
     assert selector.items() <= pod_labels.items(), f"Service selector {selector} does not match pods {pod_labels}"
-    trainer_labels = manifest(cpu_run, JOB)["spec"]["template"]["metadata"]["labels"]
+    trainer_labels = manifest(cpu_run, JOB, TRAIN)["spec"]["template"]["metadata"]["labels"]
     assert not selector.items() <= trainer_labels.items(), "the Service would also select the training pod"
 
 
@@ -130,18 +133,25 @@ def test_env_and_secret_references_name_objects_and_keys_that_exist(cpu_run: har
     objects = [m for _, m in harness.kubernetes_manifests(cpu_run)]
     configmaps = {m["metadata"]["name"]: m for m in objects if m["kind"] == "ConfigMap"}
     secrets = {m["metadata"]["name"]: m for m in objects if m["kind"] == "Secret"}
-    for type_ in (DEPLOYMENT, JOB):
-        c = container(cpu_run.one(type_))
-        for source in c["envFrom"]:
-            assert source["configMapRef"]["name"] in configmaps, f"{type_} envFrom names a missing ConfigMap"
+    for registration in (cpu_run.one(DEPLOYMENT), cpu_run.one(JOB, TRAIN), cpu_run.one(JOB, PUBLISH)):
+        c = container(registration)
+        for source in c.get("envFrom", []):
+            assert source["configMapRef"]["name"] in configmaps, (
+                f"{registration.name} envFrom names a missing ConfigMap"
+            )
         for var in c.get("env", []):
             ref = (var.get("valueFrom") or {}).get("secretKeyRef")
             if ref:
-                assert ref["name"] in secrets, f"{type_} {var['name']} names a missing Secret {ref['name']}"
-                assert ref["key"] in secrets[ref["name"]]["stringData"], f"{type_} {var['name']}: no key {ref['key']}"
+                where = f"{registration.name} {var['name']}"
+                assert ref["name"] in secrets, f"{where} names a missing Secret {ref['name']}"
+                assert ref["key"] in secrets[ref["name"]]["stringData"], f"{where}: no key {ref['key']}"
     server_env = {v["name"]: v for v in container(cpu_run.one(DEPLOYMENT))["env"]}
     assert server_env[contract.ENV_AUTH_USERNAME]["valueFrom"]["secretKeyRef"]["key"] == "username"
     assert server_env[contract.ENV_AUTH_PASSWORD]["valueFrom"]["secretKeyRef"]["key"] == "password"
+    # The trainer's environment is the contract's alone: none of the server's ConfigMap, no Secret.
+    trainer = container(cpu_run.one(JOB, TRAIN))
+    assert "envFrom" not in trainer
+    assert all("value" in var or "fieldRef" in var.get("valueFrom", {}) for var in trainer["env"])
 
 
 def test_labels_file_is_mounted_from_the_labels_config_map(cpu_run: harness.StackRun) -> None:
@@ -158,6 +168,15 @@ def test_labels_file_is_mounted_from_the_labels_config_map(cpu_run: harness.Stac
     assert contract.LABELS_FILE_NAME not in env_config["data"], "the labels file must not become an env var"
 
 
+def test_without_the_stacks_labels_the_model_s_own_are_served() -> None:
+    result = run_workloads(app=replace(APP, model_labels=()))
+    assert [r.name for r in result.of_type(CONFIGMAP)] == ["digits-env"], "no labels ConfigMap"
+    assert contract.ENV_LABELS_FILE not in manifest(result, CONFIGMAP, "-env")["data"]
+    spec = pod_spec(result.one(DEPLOYMENT))
+    assert "labels" not in {v["name"] for v in spec["volumes"]}
+    assert contract.LABELS_DIR not in {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+
+
 def test_basic_auth_secret_has_the_standard_type_and_keys(cpu_run: harness.StackRun) -> None:
     secret = manifest(cpu_run, SECRET, "-basic-auth")
     assert secret["type"] == "kubernetes.io/basic-auth"
@@ -165,42 +184,70 @@ def test_basic_auth_secret_has_the_standard_type_and_keys(cpu_run: harness.Stack
     assert secret["stringData"]["password"] == harness.MOCK_GENERATED_PASSWORD
 
 
-def test_config_secret_and_job_are_auto_named_so_changes_roll(cpu_run: harness.StackRun) -> None:
+def test_config_secret_and_jobs_are_auto_named_so_changes_roll(cpu_run: harness.StackRun) -> None:
+    assert {r.name for r in cpu_run.of_type(JOB)} == {"digits-train", "digits-publish"}
     for type_ in (CONFIGMAP, SECRET, JOB):
         for registration in cpu_run.of_type(type_):
             assert not registration.inputs["metadata"].get("name"), f"{registration.name} has a fixed name"
 
 
-def test_deployment_waits_for_the_training_job(cpu_run: harness.StackRun) -> None:
-    job = cpu_run.one(JOB)
-    deployment = cpu_run.one(DEPLOYMENT)
-    assert job.urn in deployment.dependencies, "the Deployment must depend on the Job (roll out only gated models)"
+def test_training_then_publishing_then_serving(cpu_run: harness.StackRun) -> None:
+    train, publish, deployment = cpu_run.one(JOB, TRAIN), cpu_run.one(JOB, PUBLISH), cpu_run.one(DEPLOYMENT)
+    assert train.urn in publish.dependencies, "the publish step must wait for the training Job to succeed"
+    assert publish.urn in deployment.dependencies, "the Deployment must wait for a published model"
+    policies = {r.urn for r in cpu_run.of_type(NETWORK_POLICY)}
+    assert len(policies) == 4, "default-deny, server, trainer, publisher"
+    for job in (train, publish):
+        assert policies <= set(job.dependencies), f"{job.name}'s pods must start fenced in"
 
 
-def test_job_and_deployment_share_the_model_store(cpu_run: harness.StackRun) -> None:
+def test_the_publisher_reads_the_trainers_outputs_and_publishes_the_version_served(cpu_run: harness.StackRun) -> None:
+    publisher = container(cpu_run.one(JOB, PUBLISH))
+    env = {v["name"]: v["value"] for v in container(cpu_run.one(JOB, TRAIN))["env"]}
+    command = publisher["command"]
+    options = dict(zip(command[3::2], command[4::2], strict=True))
+    assert options["--run"] == env[contract.ENV_OUTPUT_DIR], "the publisher reads where the trainer wrote"
+    assert options["--version"] == env[contract.ENV_MODEL_VERSION]
+    assert options["--model-name"] == env[contract.ENV_MODEL_NAME]
+    server_env = {v["name"]: v.get("value") for v in container(cpu_run.one(DEPLOYMENT))["env"]}
+    assert server_env[contract.ENV_MODEL_VERSION] == options["--version"], "the server loads what was published"
+    assert publisher["image"] == SERVER_IMAGE
+    assert {v["name"]: v["value"] for v in publisher["env"]}[contract.ENV_TRAINER_IMAGE] == TRAINER_IMAGE
+
+
+def test_the_publish_job_runs_on_the_system_pool_as_the_trainers_account(gpu_run: harness.StackRun) -> None:
+    spec = pod_spec(gpu_run.one(JOB, PUBLISH))
+    assert "nodeSelector" not in spec
+    assert "tolerations" not in spec, "it would land on, and hold, a GPU node"
+    assert GPU_RESOURCE not in spec["containers"][0]["resources"]["limits"]
+    assert spec["serviceAccountName"] == pod_spec(gpu_run.one(JOB, TRAIN))["serviceAccountName"]
+    timeout = workloads.PUBLISH_TIMEOUT
+    assert gpu_run.one(JOB, PUBLISH).custom_timeouts == {"create": timeout, "update": timeout}
+
+
+def test_jobs_and_deployment_share_the_model_store(cpu_run: harness.StackRun) -> None:
     claim = manifest(cpu_run, PVC)
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["spec"]["storageClassName"] == "fast"
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
-    for type_, read_only in ((JOB, False), (DEPLOYMENT, True)):
-        spec = pod_spec(cpu_run.one(type_))
+    for (type_, suffix), read_only in (((JOB, TRAIN), False), ((JOB, PUBLISH), False), ((DEPLOYMENT, ""), True)):
+        spec = pod_spec(cpu_run.one(type_, suffix))
         volume = next(v for v in spec["volumes"] if v["name"] == "models")
         assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
         mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "models")
         assert mount["mountPath"] == contract.MODEL_MOUNT
-        assert bool(mount.get("readOnly")) is read_only, f"{type_} mounts the store read_only={mount.get('readOnly')}"
+        assert bool(mount.get("readOnly")) is read_only, f"{type_}{suffix} mounts the store {mount.get('readOnly')=}"
 
 
 def test_serving_reads_the_version_the_job_trains(cpu_run: harness.StackRun) -> None:
-    args = container(cpu_run.one(JOB))["args"]
-    version = args[args.index("--version") + 1]
+    version = {v["name"]: v["value"] for v in container(cpu_run.one(JOB, TRAIN))["env"]}[contract.ENV_MODEL_VERSION]
     server_env = {v["name"]: v.get("value") for v in container(cpu_run.one(DEPLOYMENT))["env"]}
     assert server_env[contract.ENV_MODEL_VERSION] == version
     assert version == workloads.model_version(TRAINER_IMAGE, TRAINING)
 
 
 def test_pulumi_up_waits_long_enough_for_training(cpu_run: harness.StackRun) -> None:
-    job = cpu_run.one(JOB)
+    job = cpu_run.one(JOB, TRAIN)
     assert job.custom_timeouts == {"create": "40m", "update": "40m"}, "pulumi up must wait for the whole training"
 
 
@@ -219,11 +266,14 @@ def test_autoscaler_and_disruption_budget_cover_the_deployment(cpu_run: harness.
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-@pytest.mark.parametrize(("type_", "account"), [(JOB, "digits-trainer"), (DEPLOYMENT, "digits-server")])
+@pytest.mark.parametrize(
+    ("type_", "suffix", "account"),
+    [(JOB, TRAIN, "digits-trainer"), (JOB, PUBLISH, "digits-trainer"), (DEPLOYMENT, "", "digits-server")],
+)
 def test_pods_are_locked_down_and_run_as_their_role_s_service_account(
-    cpu_run: harness.StackRun, type_: str, account: str
+    cpu_run: harness.StackRun, type_: str, suffix: str, account: str
 ) -> None:
-    spec = pod_spec(cpu_run.one(type_))
+    spec = pod_spec(cpu_run.one(type_, suffix))
     context = spec["containers"][0]["securityContext"]
     assert context["runAsNonRoot"] is True
     assert context["runAsUser"] == contract.APP_UID
@@ -267,7 +317,7 @@ def test_every_child_is_parented_to_the_component(cpu_run: harness.StackRun) -> 
 
 
 def test_on_a_gpu_target_only_the_job_asks_for_the_gpu_pool(gpu_run: harness.StackRun) -> None:
-    job = pod_spec(gpu_run.one(JOB))
+    job = pod_spec(gpu_run.one(JOB, TRAIN))
     assert job["nodeSelector"] == dict(GPU.node_selector)
     assert tolerates_gpu_taint(job["tolerations"]), job["tolerations"]
     assert job["containers"][0]["resources"]["limits"][GPU_RESOURCE] == "1"
@@ -278,7 +328,7 @@ def test_on_a_gpu_target_only_the_job_asks_for_the_gpu_pool(gpu_run: harness.Sta
 
 
 def test_cpu_target_asks_for_no_gpu(cpu_run: harness.StackRun) -> None:
-    spec = pod_spec(cpu_run.one(JOB))
+    spec = pod_spec(cpu_run.one(JOB, TRAIN))
     assert "nodeSelector" not in spec
     assert "tolerations" not in spec
     assert GPU_RESOURCE not in spec["containers"][0]["resources"]["limits"]
@@ -302,7 +352,7 @@ def test_external_load_balancer_gives_its_address() -> None:
     assert harness.resolve(built[0].url) == f"https://{harness.MOCK_LB_IP}", "a URL on 443 needs no port"
     assert built[0].port_forward is None
     curl = harness.resolve(built[0].curl)
-    assert curl.endswith(f"https://{harness.MOCK_LB_IP}/predict")
+    assert curl.endswith(f"https://{harness.MOCK_LB_IP}/v2/models/digits")
     assert "pulumi stack output caCertificate > digits-ca.pem && curl --cacert digits-ca.pem " in curl
 
 
@@ -316,7 +366,7 @@ def test_cluster_without_external_ip_does_not_wait_for_one() -> None:
     curl = harness.resolve(built[0].curl)
     assert curl.startswith(f"({built[0].port_forward} &)")
     assert "--cacert digits-ca.pem" in curl
-    assert curl.endswith("https://localhost:8443/predict")
+    assert curl.endswith("https://localhost:8443/v2/models/digits")
 
 
 # --- TLS: the stack's own CA and certificate, in a kubernetes.io/tls Secret ----------------
@@ -476,8 +526,12 @@ def test_csi_store_creates_no_claim_and_annotates_each_role_s_service_account() 
     result = run_workloads(store=store)
     assert result.of_type(PVC) == [], "a CSI store needs no claim"
     accounts = {harness.manifest(r)["metadata"]["name"]: harness.manifest(r) for r in result.of_type(SERVICE_ACCOUNT)}
-    for type_, identity in ((JOB, "writer"), (DEPLOYMENT, "reader")):
-        spec = pod_spec(result.one(type_))
+    for (type_, suffix), identity in (
+        ((JOB, TRAIN), "writer"),
+        ((JOB, PUBLISH), "writer"),
+        ((DEPLOYMENT, ""), "reader"),
+    ):
+        spec = pod_spec(result.one(type_, suffix))
         volume = next(v for v in spec["volumes"] if v["name"] == "models")
         assert volume["csi"]["volumeAttributes"] == {"bucketName": "models-bucket"}
         assert spec["automountServiceAccountToken"] is True

@@ -8,12 +8,14 @@ print the same message.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from mlstack import catalogue, rules
+from mlapp.gate import Gate
+from mlstack import capacity, catalogue, rules, specs
 from mlstack.problems import Problem, format_problem
-from tests.args import SERVING, TRAINING
+from tests.args import SERVING, TRAINING, write_trainer
 
 DEFAULT_BUILD = catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA]
 CU130 = catalogue.TRAINER_CUDA_BUILDS["13.0"]
@@ -59,6 +61,7 @@ def test_app_name_as_repository_id_and_image_prefix(name: str, repository: bool,
 
 def test_class_names_need_two_distinct_labels() -> None:
     assert rules.class_names(["cat", "dog"]) == []
+    assert rules.class_names([]) == [], "none: the model's own published labels are served"
     assert messages(rules.class_names(["cat"])) == [
         "mlstack:modelLabels = ['cat']: must list at least two class labels"
     ]
@@ -248,8 +251,9 @@ def test_gke_system_nodes_must_hold_the_serving_pods_and_their_sidecars() -> Non
     assert unchecked == []
     (problem,) = problems
     assert (problem.key, problem.value) == ("gkeSystemMachineType", "e2-standard-2")
-    assert problem.reason.startswith("too small: 1 node(s) of it hold 1 serving pod(s) of 500m CPU and 512 MiB")
-    assert "but 3 must run" in problem.reason, "the replicas plus one rollout surge"
+    assert problem.reason.startswith("too small: 1 node(s) of it hold 1 serving-sized pod(s) of 500m CPU and 512 MiB")
+    assert "but 4 must run" in problem.reason, "the replicas, one rollout surge and the publish pod"
+    assert "mlstack:replicas (2) plus one rollout surge and the publish pod" in problem.reason
     assert "plus the GCS FUSE sidecar" in problem.reason
     assert rules.gke_node_capacity("e2-standard-2", "n1-standard-4", 3, SERVING, TRAINING) == ([], [])
 
@@ -272,3 +276,108 @@ def test_aks_gpu_nodes_must_hold_the_training_pod() -> None:
     assert problem.key == "aksGpuVmSize"
     assert "the training pod requests mlstack:trainerCpu 4" in problem.reason
     assert "GCS FUSE" not in problem.reason, "AKS pods have no sidecar"
+
+
+def test_the_system_pool_holds_the_replicas_the_surge_and_the_publish_pod() -> None:
+    assert capacity.system_pool_pods(2) == 2 + capacity.ROLLOUT_MAX_SURGE + capacity.PUBLISH_PODS == 4
+    # Exactly four serving-sized pods fit: three of the system pool's nodes hold them, but none fewer.
+    tight = replace(SERVING, replicas=2, cpu_request="1", memory_request="256Mi", memory_limit="256Mi")
+    assert rules.aks_node_capacity("Standard_D8s_v5", "Standard_NC4as_T4_v3", 1, tight, TRAINING) == ([], [])
+    (problem,), _ = rules.aks_node_capacity("Standard_D4s_v5", "Standard_NC4as_T4_v3", 1, tight, TRAINING)
+    assert "hold 2 serving-sized pod(s) of 1000m CPU and 256 MiB but 4 must run" in problem.reason
+
+
+# --- the trainer and its gate -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metric", "direction", "threshold", "gate"),
+    [
+        ("accuracy", "maximize", "", Gate("accuracy", "maximize", 0.9)),  # minAccuracy, the digits example's gate
+        ("accuracy", "maximize", "0.97", Gate("accuracy", "maximize", 0.97)),
+        ("rmse", "minimize", "0.3", Gate("rmse", "minimize", 0.3)),
+        ("val/f1", "maximize", "1e-1", Gate("val/f1", "maximize", 0.1)),
+    ],
+)
+def test_a_gate_is_its_metric_direction_and_threshold(metric: str, direction: str, threshold: str, gate: Gate) -> None:
+    assert rules.gate(metric, direction, threshold, 0.9) == (gate, [])
+    assert Gate.parse(str(gate)) == gate, "the publish Job's command carries the same gate"
+
+
+@pytest.mark.parametrize(
+    ("metric", "direction", "threshold", "message"),
+    [
+        ("rmse", "minimize", "", "mlstack:gateThreshold = '': must be set for the gate on rmse (minimize): set "
+         "gateThreshold; only the accuracy gate (maximize) takes mlstack:minAccuracy as its threshold"),
+        ("accuracy", "minimize", "", "mlstack:gateThreshold = '': must be set for the gate on accuracy (minimize)"),
+        ("accuracy", "up", "0.9", "mlstack:gateDirection = 'up': must be one of maximize, minimize"),
+        ("9lives", "maximize", "1", "mlstack:gateMetric = '9lives': metric name '9lives' must be 1-128 characters"),
+        ("acc uracy", "maximize", "1", "mlstack:gateMetric = 'acc uracy': metric name"),
+        ("accuracy", "maximize", "high", "mlstack:gateThreshold = 'high': gate threshold 'high' is not a number"),
+        ("accuracy", "maximize", "nan", "mlstack:gateThreshold = 'nan': gate threshold 'nan' must be a finite number"),
+        ("accuracy", "maximize", "0.123456789", "mlstack:gateThreshold = '0.123456789': has more digits than the "
+         "gate's written form keeps"),
+    ],
+)  # fmt: skip
+def test_a_gate_that_cannot_be_judged_is_refused_naming_its_key(
+    metric: str, direction: str, threshold: str, message: str
+) -> None:
+    gate, problems = rules.gate(metric, direction, threshold, 0.9)
+    assert gate is None
+    (found,) = messages(problems)
+    assert found.startswith(message), found
+
+
+def test_the_metric_name_rule_is_the_apps_own_wording() -> None:
+    """One rule, one wording: the config says what mlapp.gate says to the publisher."""
+    from mlapp.gate import GateError, check_metric_name
+
+    with pytest.raises(GateError) as caught:
+        check_metric_name("bad metric")
+    (problem,) = rules.gate("bad metric", "maximize", "1", 0.9)[1]
+    assert problem.reason == str(caught.value)
+
+
+def test_a_trainer_command_is_empty_or_bounded_non_empty_words() -> None:
+    assert rules.trainer_command([]) == []
+    assert rules.trainer_command(["python", "train.py", "--trees", "200"]) == []
+    assert messages(rules.trainer_command(["python", ""])) == ["mlstack:trainerCommand[1] = '': must not be empty"]
+    assert messages(rules.trainer_command(["x"] * (rules.MAX_COMMAND_ENTRIES + 1))) == [
+        f"mlstack:trainerCommand = '{rules.MAX_COMMAND_ENTRIES + 1} entries': must hold at most 100"
+    ]
+    (long,) = rules.trainer_command(["python", "y" * (rules.MAX_COMMAND_ENTRY_LENGTH + 1)])
+    assert (long.key, long.reason) == ("trainerCommand[1]", "must be at most 1024 characters")
+    assert messages(rules.trainer_command(["a\0b"])) == [
+        "mlstack:trainerCommand[0] = 'a\\x00b': must not contain a NUL character"
+    ]
+    assert rules.trainer_command(["y" * rules.MAX_COMMAND_ENTRY_LENGTH] * rules.MAX_COMMAND_ENTRIES) == []
+
+
+def test_a_trainer_context_is_a_directory_of_the_project_with_a_dockerfile(tmp_path: Path) -> None:
+    write_trainer(tmp_path / "examples", "mine")
+    (tmp_path / "examples" / "empty").mkdir()
+    write_trainer(tmp_path / "examples", "digits")  # specs.DIGITS_CONTEXT, the default
+
+    def judged(context: str, image: bool = False) -> list[str]:
+        return messages(rules.trainer_context(context, tmp_path, trainer_image_set=image))
+
+    assert judged("examples/mine") == []
+    assert judged("") == [], f"the default, {specs.DIGITS_CONTEXT}"
+    assert judged("", image=True) == []
+    assert judged("examples/mine", image=True) == [
+        "mlstack:trainerContext = 'examples/mine': must be empty when mlstack:trainerImage is set: a prebuilt "
+        "trainer is not built; set one or the other"
+    ]
+    assert judged("/srv/trainer") == [
+        "mlstack:trainerContext = '/srv/trainer': must be a directory relative to the project, e.g. examples/digits"
+    ]
+    assert judged("examples/../../outside") == [
+        "mlstack:trainerContext = 'examples/../../outside': must stay inside the project: no '..'"
+    ]
+    (missing,) = judged("examples/nowhere")
+    assert missing.startswith("mlstack:trainerContext = 'examples/nowhere': names no directory of the project")
+    (no_dockerfile,) = judged("examples/empty")
+    assert no_dockerfile.startswith("mlstack:trainerContext = 'examples/empty': must hold a Dockerfile")
+    (tmp_path / "examples" / "digits" / "Dockerfile").unlink()
+    (default_broken,) = judged("")
+    assert default_broken.startswith("mlstack:trainerContext = '': must hold a Dockerfile")

@@ -21,6 +21,7 @@ from tests.support import (
     K8S_PROVIDER,
     PVC,
     SERVICE,
+    TRAIN,
     SharedRun,
     pod_spec,
     tolerates_gpu_taint,
@@ -204,7 +205,7 @@ def test_nothing_runs_in_the_cluster_before_acr_pull_and_the_gpu_pool_exist(dev:
     provider = dev.one(K8S_PROVIDER)
     needed = {dev.one(ROLE_ASSIGNMENT).urn, dev.one(POOL).urn}
     assert needed <= set(provider.dependencies), provider.dependencies
-    job = dev.one(JOB)
+    job = dev.one(JOB, TRAIN)
     assert job.provider_urn == provider.urn, job.urn
 
 
@@ -229,7 +230,7 @@ def test_every_kubernetes_object_uses_the_provider_built_from_this_cluster(
 def test_training_job_selects_the_gpu_pool_tolerates_it_and_requests_a_gpu(
     dev: harness.StackRun,
 ) -> None:
-    job, pool = dev.one(JOB), inputs(dev.one(POOL))
+    job, pool = dev.one(JOB, TRAIN), inputs(dev.one(POOL))
     spec = pod_spec(job)
     assert spec["nodeSelector"] == pool["nodeLabels"], f"{job.name}: {spec.get('nodeSelector')}"
     assert tolerates_pool(spec["tolerations"], pool["nodeTaints"]) == [], job.name

@@ -15,7 +15,8 @@ def test_gke_default_system_machine_holds_the_serving_pods(
     """Bug: Pulumi.yaml's default, e2-standard-2, could not hold 3 serving pods with their sidecars."""
     (problem,) = stack_problems("gke", gkeSystemMachineType="e2-standard-2")
     assert problem.startswith("mlstack:gkeSystemMachineType = 'e2-standard-2': too small")
-    assert "hold 1 serving pod(s) of 500m CPU and 512 MiB but 3 must run" in problem
+    # Two replicas, the rollout's surge and the publish pod, each a serving pod's requests plus its sidecar.
+    assert "hold 1 serving-sized pod(s) of 500m CPU and 512 MiB but 4 must run" in problem
     declared = harness.project_declarations()["mlstack:gkeSystemMachineType"]["default"]
     shared_run("gke", overrides={"gkeSystemMachineType": declared})  # the default itself passes
 
@@ -24,7 +25,10 @@ def test_the_gcs_fuse_sidecar_counts(shared_run: SharedRun, stack_problems: Stac
     """Two 250m servers fit an e2-standard-2 beside GKE's pods; with their 250m sidecars they do not."""
     problems = stack_problems("gke", gkeSystemMachineType="e2-standard-2", replicas=1)
     assert any("plus the GCS FUSE sidecar" in p for p in problems), problems
-    shared_run("gke", overrides={"gkeSystemMachineType": "e2-standard-2", "replicas": 1, "serverCpuRequest": "100m"})
+    # Three pods of 100m (plus 250m each for the sidecar) do not fit beside GKE's own; of 50m they do.
+    (problem,) = stack_problems("gke", gkeSystemMachineType="e2-standard-2", replicas=1, serverCpuRequest="100m")
+    assert "hold 2 serving-sized pod(s) of 350m CPU and 512 MiB but 3 must run" in problem
+    shared_run("gke", overrides={"gkeSystemMachineType": "e2-standard-2", "replicas": 1, "serverCpuRequest": "50m"})
 
 
 def test_more_system_nodes_make_room(shared_run: SharedRun) -> None:

@@ -18,6 +18,7 @@ from tests.support import (
     JOB,
     K8S_PROVIDER,
     SERVICE_ACCOUNT,
+    TRAIN,
     SharedRun,
     container,
     pod_spec,
@@ -106,7 +107,7 @@ def test_gpu_pool_follows_config_without_spot(shared_run: SharedRun) -> None:
         "totalMinNodeCount": 1,
         "totalMaxNodeCount": 3,
     }, pool.urn
-    job = result.one(JOB)
+    job = result.one(JOB, TRAIN)
     assert container(job)["resources"]["limits"]["nvidia.com/gpu"] == "2", job.urn
     assert pod_spec(job)["nodeSelector"][gke.ACCELERATOR_LABEL] == "nvidia-l4", job.urn
 
@@ -230,7 +231,7 @@ def test_the_trainer_writes_and_the_servers_only_read_through_their_own_identity
     assert set(accounts) == {"digits-trainer", "digits-server"}
 
     expected = (
-        (result.one(JOB), False, "roles/storage.objectUser"),
+        (result.one(JOB, TRAIN), False, "roles/storage.objectUser"),
         (result.one(DEPLOYMENT), True, "roles/storage.objectViewer"),
     )
     for registration, read_only, role in expected:
@@ -288,7 +289,7 @@ def test_kubeconfig_export_is_secret_and_uses_the_gke_auth_plugin(stack: harness
 def test_training_job_selects_the_gpu_pool_tolerates_its_taint_and_requests_gpus(
     stack: harness.StackRun,
 ) -> None:
-    job = stack.one(JOB)
+    job = stack.one(JOB, TRAIN)
     pool = harness.plain(stack.one(NODE_POOL, "-gpu").inputs["nodeConfig"])
     spec = pod_spec(job)
     # Every label the Job selects on is one the GPU nodes carry.
@@ -303,10 +304,10 @@ def test_training_job_selects_the_gpu_pool_tolerates_its_taint_and_requests_gpus
 
 def test_trainer_finds_the_driver_gke_mounts_at_usr_local_nvidia(stack: harness.StackRun) -> None:
     """Bug: GKE mounts the driver at /usr/local/nvidia without a loader path; torch saw no libcuda."""
-    trainer = container(stack.one(JOB))
+    trainer = container(stack.one(JOB, TRAIN))
     env = {e["name"]: e.get("value") for e in trainer["env"]}
     assert env["LD_LIBRARY_PATH"] == "/usr/local/nvidia/lib64", trainer["env"]
-    assert trainer["args"][trainer["args"].index("--device") + 1] == "cuda"
+    assert env[contract.ENV_DEVICE] == "cuda"
     server = container(stack.one(DEPLOYMENT))
     assert "LD_LIBRARY_PATH" not in {e["name"] for e in server["env"]}, "the server has no CUDA"
 

@@ -13,7 +13,20 @@ import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
 from components import image
-from tests.support import DEPLOYMENT, IMAGE, JOB, STACKS, RunStack, SharedRun, StackProblems
+from mlapp import contract
+from mlstack import specs
+from tests.support import (
+    DEPLOYMENT,
+    IMAGE,
+    JOB,
+    PUBLISH,
+    STACKS,
+    TRAIN,
+    RunStack,
+    SharedRun,
+    StackProblems,
+    container,
+)
 from tools import harness, mocks_image
 
 DIGEST = "sha256:" + "ab" * 32
@@ -63,7 +76,8 @@ def container_image(registration: harness.Registration) -> Any:
 
 
 def images_by_target(result: harness.StackRun) -> dict[str, harness.Registration]:
-    return {r.inputs["target"]: r for r in result.of_type(IMAGE)}
+    """The built images by role, from their names (<app>-trainer, <app>-server: part of their URNs)."""
+    return {r.name.rsplit("-", 1)[1]: r for r in result.of_type(IMAGE)}
 
 
 # --- built images --------------------------------------------------------------------
@@ -83,24 +97,32 @@ def test_default_build_exports_no_cache_so_a_stock_docker_engine_builds_it(
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_builds_both_images_and_runs_them_by_digest(shipped: dict[str, harness.StackRun], stack: str) -> None:
+    """The digits example's trainer from examples/digits, the server from app/, each tagged by its own source."""
     result = shipped[stack]
     images = images_by_target(result)
     assert set(images) == {"trainer", "server"}, f"{stack}: {sorted(images)}"
-    revision = image.source_revision(harness.ROOT / "app")
-    for target, registration in images.items():
+    sources = {"trainer": specs.DIGITS_CONTEXT, "server": image.APP_CONTEXT}
+    for role, registration in images.items():
         (tag,) = registration.inputs["tags"]
-        assert tag.endswith(f"/mlstack-{target}:{revision}"), f"{stack}: {registration.name} tagged {tag}"
+        revision = image.source_revision(harness.ROOT / sources[role])
+        assert tag.endswith(f"/mlstack-{role}:{revision}"), f"{stack}: {registration.name} tagged {tag}"
+        assert registration.inputs["context"] == {"location": sources[role]}, registration.name
+        assert registration.inputs["dockerfile"] == {"location": f"{sources[role]}/Dockerfile"}, registration.name
         assert registration.outputs["ref"] == f"{tag}@{registration.outputs['digest']}", registration.name
+    assert "target" not in images["trainer"].inputs, "the team's Dockerfile is built as it stands"
+    assert images["server"].inputs["target"] == image.SERVER_TARGET
     trainer_ref, server_ref = images["trainer"].outputs["ref"], images["server"].outputs["ref"]
-    (job,) = result.of_type(JOB)
+    job, publish = result.one(JOB, TRAIN), result.one(JOB, PUBLISH)
     (deployment,) = result.of_type(DEPLOYMENT)
     assert container_image(job) == trainer_ref, f"{stack}: the Job does not run the built trainer by digest"
+    assert container_image(publish) == server_ref, f"{stack}: the publisher is the server image's"
     assert container_image(deployment) == server_ref, f"{stack}: the Deployment does not run the built server"
     assert result.exports["trainerImage"] == trainer_ref
     assert result.exports["serverImage"] == server_ref
     assert not result.secret_exports & {"trainerImage", "serverImage"}
-    version_arg = job.inputs["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert version_arg[version_arg.index("--version") + 1] == result.exports["modelVersion"]
+    env = {v["name"]: v.get("value") for v in container(job)["env"]}
+    assert env[contract.ENV_MODEL_VERSION] == result.exports["modelVersion"]
+    assert env[contract.ENV_TRAINER_IMAGE] == trainer_ref
 
 
 # --- the platform the images are built for ----------------------------------------------------
@@ -119,8 +141,8 @@ def test_images_are_built_for_the_configured_platform_else_amd64_on_a_cloud(
     """A set mlstack:imagePlatform is built on every target; unset, a cloud's GPU pools are amd64."""
     images = images_by_target(shared_run(stack, overrides=overrides))
     assert set(images) == {"trainer", "server"}, f"{stack}: {sorted(images)}"
-    for target, registration in images.items():
-        assert registration.inputs.get("platforms") == platforms, f"{stack} {overrides}: the {target} image"
+    for role, registration in images.items():
+        assert registration.inputs.get("platforms") == platforms, f"{stack} {overrides}: the {role} image"
 
 
 def test_local_images_are_built_for_the_docker_engines_own_platform(shipped: dict[str, harness.StackRun]) -> None:
@@ -128,8 +150,8 @@ def test_local_images_are_built_for_the_docker_engines_own_platform(shipped: dic
     provider passes no --platform, and BuildKit builds for the platform it runs on, kind's nodes' own."""
     images = images_by_target(shipped["local"])
     assert set(images) == {"trainer", "server"}
-    for target, registration in images.items():
-        assert "platforms" not in registration.inputs, f"local: the {target} image names a platform"
+    for role, registration in images.items():
+        assert "platforms" not in registration.inputs, f"local: the {role} image names a platform"
 
 
 def salted_mocks(salt: str) -> harness.StackMocks:
@@ -150,7 +172,9 @@ def test_model_version_follows_the_trainer_digest(
 ) -> None:
     first, again = shipped[stack], run_stack(stack)  # a second, fresh run of the same stack
     assert first.exports["modelVersion"] == again.exports["modelVersion"], "an unchanged up changes the model"
-    assert container_image(first.one(JOB)) == container_image(again.one(JOB)), "an unchanged up replaces the Job"
+    assert container_image(first.one(JOB, TRAIN)) == container_image(again.one(JOB, TRAIN)), (
+        "an unchanged up replaces the Job"
+    )
     rebuilt = run_stack(stack, mocks=salted_mocks("new trainer code"))
     assert rebuilt.exports["trainerImage"] != first.exports["trainerImage"]
     assert rebuilt.exports["modelVersion"] != first.exports["modelVersion"], (
@@ -158,6 +182,8 @@ def test_model_version_follows_the_trainer_digest(
     )
     retrained = shared_run(stack, overrides={"trainSeed": 7})
     assert retrained.exports["modelVersion"] != first.exports["modelVersion"], "training params left out"
+    commanded = shared_run(stack, overrides={"trainerCommand": ["python", "-m", "digits"]})
+    assert commanded.exports["modelVersion"] != first.exports["modelVersion"], "the command left out"
 
 
 # --- prebuilt images -------------------------------------------------------------------
@@ -168,22 +194,64 @@ def test_prebuilt_images_create_no_image_resource(shared_run: SharedRun, stack: 
     result = shared_run(stack, overrides=PREBUILT)
     assert result.of_type(IMAGE) == [], f"{stack}: prebuilt images were built anyway"
     assert result.of_type("mlstack:image:AppImage") == []
-    assert container_image(result.one(JOB)) == PREBUILT["trainerImage"]
+    assert container_image(result.one(JOB, TRAIN)) == PREBUILT["trainerImage"]
+    assert container_image(result.one(JOB, PUBLISH)) == PREBUILT["serverImage"]
     assert container_image(result.one(DEPLOYMENT)) == PREBUILT["serverImage"]
     assert result.exports["trainerImage"] == PREBUILT["trainerImage"]
     assert result.exports["serverImage"] == PREBUILT["serverImage"]
 
 
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize(("prebuilt", "built"), [("trainer", "server"), ("server", "trainer")])
+def test_either_image_may_be_prebuilt_while_the_other_is_built(
+    shared_run: SharedRun, stack: str, prebuilt: str, built: str
+) -> None:
+    """The trainer and the server share no source: one prebuilt does not make the other."""
+    key = f"{prebuilt}Image"
+    result = shared_run(stack, overrides={key: PREBUILT[key]})
+    images = images_by_target(result)
+    assert set(images) == {built}, f"{stack}: built {sorted(images)}"
+    assert result.exports[key] == PREBUILT[key]
+    assert result.exports[f"{built}Image"] == images[built].outputs["ref"]
+    (trainer, publish, deployment) = (result.one(JOB, TRAIN), result.one(JOB, PUBLISH), result.one(DEPLOYMENT))
+    assert container_image(trainer) == result.exports["trainerImage"]
+    assert container_image(publish) == container_image(deployment) == result.exports["serverImage"]
+
+
+def test_a_trainer_context_beside_a_prebuilt_trainer_is_refused(stack_problems: StackProblems) -> None:
+    (problem,) = stack_problems("gke", trainerImage=PREBUILT["trainerImage"], trainerContext="examples/digits")
+    assert problem.startswith("mlstack:trainerContext = 'examples/digits': must be empty when mlstack:trainerImage")
+
+
+@pytest.mark.parametrize(
+    ("context", "reason"),
+    [("/opt/trainer", "must be a directory relative to the project"),
+     ("../elsewhere", "must stay inside the project: no '..'"),
+     ("examples/no-such-trainer", "names no directory of the project"), ("docs", "must hold a Dockerfile")],
+)  # fmt: skip
+def test_a_trainer_context_that_cannot_be_built_is_refused(
+    stack_problems: StackProblems, context: str, reason: str
+) -> None:
+    (problem,) = stack_problems("local", trainerContext=context)
+    assert problem.startswith(f"mlstack:trainerContext = {context!r}: {reason}"), problem
+
+
 def test_local_stack_without_a_registry_runs_prebuilt_images(shared_run: SharedRun) -> None:
     result = shared_run("local", overrides={**PREBUILT, "localRegistry": ""})
     assert result.of_type(IMAGE) == []
-    assert container_image(result.one(JOB)) == PREBUILT["trainerImage"]
+    assert container_image(result.one(JOB, TRAIN)) == PREBUILT["trainerImage"]
 
 
 def test_local_stack_without_a_registry_or_images_fails_at_start(stack_problems: StackProblems) -> None:
     (problem,) = stack_problems("local", localRegistry="")
     for key in ("mlstack:localRegistry", "mlstack:trainerImage", "mlstack:serverImage"):
         assert key in problem, f"{key} not named in: {problem}"
+    (problem,) = stack_problems("local", localRegistry="", serverImage=PREBUILT["serverImage"])
+    assert problem == (
+        "mlstack:localRegistry = '': the trainer image is built and needs a registry to push to: set "
+        "mlstack:localRegistry (kind's local registry is localhost:5001), or set mlstack:trainerImage to a prebuilt "
+        "image"
+    )
 
 
 # --- the graph stays parallel ------------------------------------------------------------
@@ -204,7 +272,7 @@ def test_images_wait_for_the_registry_only_never_the_cluster(shipped: dict[str, 
                 result, path
             )
     # Positive control: the same walk does see the cluster behind the Job.
-    job_upstream = upstream(result, result.one(JOB).urn)
+    job_upstream = upstream(result, result.one(JOB, TRAIN).urn)
     assert any(result.by_urn(u).type == "pulumi:providers:kubernetes" for u in job_upstream), stack
 
 
@@ -212,9 +280,12 @@ def test_images_wait_for_the_registry_only_never_the_cluster(shipped: dict[str, 
 def test_job_and_deployment_wait_for_their_images(shipped: dict[str, harness.StackRun], stack: str) -> None:
     result = shipped[stack]
     images = images_by_target(result)
-    job_upstream = upstream(result, result.one(JOB).urn)
+    job_upstream = upstream(result, result.one(JOB, TRAIN).urn)
     deployment_upstream = upstream(result, result.one(DEPLOYMENT).urn)
     assert images["trainer"].urn in job_upstream, f"{stack}: the Job does not wait for the trainer image"
+    publish_upstream = upstream(result, result.one(JOB, PUBLISH).urn)
+    assert images["server"].urn in publish_upstream, f"{stack}: the publisher runs the server image"
+    assert result.one(JOB, TRAIN).urn in publish_upstream, f"{stack}: the publisher does not wait for training"
     assert images["server"].urn in deployment_upstream, f"{stack}: the Deployment does not wait for the server image"
     assert images["trainer"].urn in deployment_upstream, f"{stack}: the Deployment does not wait for training"
 

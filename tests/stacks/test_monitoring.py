@@ -19,7 +19,18 @@ from mlapp import contract
 from mlstack import monitoring
 from tests.args import TRAINING, FakeTarget, workloads_args
 from tests.netpol import Connection, Pod, Policies
-from tests.support import DEPLOYMENT, JOB, SERVICE, STACKS, SharedRun, StackProblems, container, pod_spec
+from tests.support import (
+    DEPLOYMENT,
+    JOB,
+    PUBLISH,
+    SERVICE,
+    STACKS,
+    TRAIN,
+    SharedRun,
+    StackProblems,
+    container,
+    pod_spec,
+)
 from tools import crds, harness, mocks_azure
 
 Runs = dict[str, harness.StackRun]
@@ -34,8 +45,13 @@ def scrape_objects(run: harness.StackRun) -> list[dict[str, Any]]:
     return [harness.manifest(r) for r in run.kubernetes_objects() if crds.is_custom(harness.manifest(r))]
 
 
+def workload(run: harness.StackRun, type_: str) -> harness.Registration:
+    """The serving Deployment, or the training Job (the publish Job serves no metrics)."""
+    return run.one(type_, TRAIN if type_ == JOB else "")
+
+
 def template(run: harness.StackRun, type_: str) -> dict[str, Any]:
-    found: dict[str, Any] = harness.manifest(run.one(type_))["spec"]["template"]
+    found: dict[str, Any] = harness.manifest(workload(run, type_))["spec"]["template"]
     return found
 
 
@@ -49,18 +65,20 @@ def test_the_collector_is_told_to_scrape_the_servers_and_the_trainer_on_their_me
     by_selector = {tuple(sorted(o["spec"]["selector"]["matchLabels"].items())): o for o in objects}
     for type_, interval in ((DEPLOYMENT, monitoring.SERVER_SCRAPE_SECONDS), (JOB, monitoring.TRAINER_SCRAPE_SECONDS)):
         pods = template(run, type_)
-        namespace = harness.manifest(run.one(type_))["metadata"]["namespace"]
+        namespace = harness.manifest(workload(run, type_))["metadata"]["namespace"]
         # The selector picks exactly these pods: every label it names is on them (and it names some).
         matching = [o for key, o in by_selector.items() if key and set(key) <= set(pods["metadata"]["labels"].items())]
         assert len(matching) == 1, f"{stack}: {type_} pods are selected by {len(matching)} scrape objects"
         (scrape,) = matching
         assert scrape["metadata"]["namespace"] == namespace, "a PodMonitor selects pods of its own namespace only"
         (endpoint,) = scrape["spec"][ENDPOINTS[stack]]
-        ports = {p["name"]: p["containerPort"] for p in container(run.one(type_)).get("ports", [])}
+        ports = {p["name"]: p["containerPort"] for p in container(workload(run, type_)).get("ports", [])}
         assert ports.get(endpoint["port"]) == contract.METRICS_PORT, f"{stack} {type_}: {endpoint['port']} not declared"
         assert (endpoint["path"], endpoint["scheme"], endpoint["interval"]) == (
             contract.METRICS_PATH, "http", f"{interval}s",
         )  # fmt: skip
+    publisher = harness.manifest(run.one(JOB, PUBLISH))["spec"]["template"]["metadata"]["labels"]
+    assert not [key for key in by_selector if key and set(key) <= set(publisher.items())], "the publisher serves none"
     assert len(objects) == 2, stack
 
 
@@ -74,7 +92,7 @@ def test_the_trainer_serves_its_progress_on_its_metrics_port_long_enough_for_a_l
     shipped: Runs, stack: str
 ) -> None:
     run = shipped[stack]
-    trainer = container(run.one(JOB))
+    trainer = container(run.one(JOB, TRAIN))
     env = {e["name"]: e.get("value") for e in trainer["env"]}
     ports = {p["name"]: p["containerPort"] for p in trainer["ports"]}
     assert int(env[contract.ENV_METRICS_PORT]) == ports[contract.METRICS_PORT_NAME] == contract.METRICS_PORT
@@ -155,8 +173,9 @@ def test_local_metrics_namespace_names_the_only_scrapers(shared_run: SharedRun) 
     run = shared_run("local", {"localMetricsNamespace": "observability"})
     policies = Policies.of(run)
     for type_ in (JOB, DEPLOYMENT):
-        obj = harness.manifest(run.one(type_))
-        ports = {p["name"]: p["containerPort"] for c in pod_spec(run.one(type_))["containers"] for p in c["ports"]}
+        obj = harness.manifest(workload(run, type_))
+        spec = pod_spec(workload(run, type_))
+        ports = {p["name"]: p["containerPort"] for c in spec["containers"] for p in c["ports"]}
         pod = Pod(obj["metadata"]["namespace"], obj["spec"]["template"]["metadata"]["labels"], ports)
         scrape = Connection(contract.METRICS_PORT, "TCP")
         assert policies.allows(Pod("observability", {"app": "prometheus"}), pod, scrape), type_
@@ -215,7 +234,7 @@ def test_a_local_prometheus_operator_gets_a_service_monitor_and_a_pod_monitor(sh
     assert pod_monitor["selector"]["matchLabels"].items() <= template(run, JOB)["metadata"]["labels"].items()
     # No annotations for a Prometheus that does not read them, and a linger of two of our own intervals.
     assert monitoring.PROMETHEUS_SCRAPE not in (template(run, JOB)["metadata"].get("annotations") or {})
-    env = {e["name"]: e.get("value") for e in container(run.one(JOB))["env"]}
+    env = {e["name"]: e.get("value") for e in container(run.one(JOB, TRAIN))["env"]}
     assert int(env[contract.ENV_METRICS_LINGER_SECONDS]) == 2 * monitoring.TRAINER_SCRAPE_SECONDS
 
 

@@ -17,7 +17,7 @@ import pytest
 from components import aks
 from mlapp import contract
 from tests.netpol import Address, Connection, Peer, Pod, Policies
-from tests.support import DAEMONSET, DEPLOYMENT, JOB, STACKS, SharedRun, pod_spec
+from tests.support import DAEMONSET, DEPLOYMENT, JOB, PUBLISH, STACKS, TRAIN, SharedRun, pod_spec
 from tools import harness
 
 Runs = dict[str, harness.StackRun]
@@ -47,9 +47,9 @@ PORTS: Final = tuple(
 )  # fmt: skip
 
 
-def workload_pod(run: harness.StackRun, type_: str) -> Pod:
-    """The stack's one workload of ``type_``, as its pods: see ``pod_of``."""
-    return pod_of(run.one(type_))
+def workload_pod(run: harness.StackRun, type_: str, name_suffix: str = "") -> Pod:
+    """The stack's one workload of ``type_`` (named ``*name_suffix``), as its pods: see ``pod_of``."""
+    return pod_of(run.one(type_, name_suffix))
 
 
 def pod_of(registration: harness.Registration) -> Pod:
@@ -61,13 +61,14 @@ def pod_of(registration: harness.Registration) -> Pod:
 
 
 def peers(stack: str, run: harness.StackRun) -> dict[str, Peer]:
-    server, trainer = workload_pod(run, DEPLOYMENT), workload_pod(run, JOB)
+    server, trainer = workload_pod(run, DEPLOYMENT), workload_pod(run, JOB, TRAIN)
+    publisher = workload_pod(run, JOB, PUBLISH)
     neighbour = Pod(server.namespace, {"app": "neighbour"})
     return {
         "client": CLIENT, "stranger address": STRANGER_ADDRESS, "google api": GOOGLE_API, "private": PRIVATE,
         "metadata": METADATA, "metadata wi": METADATA_WI, "node-local dns": NODE_LOCAL_DNS,
         "cluster dns": CLUSTER_DNS, "stranger pod": STRANGER_POD, "neighbour": neighbour,
-        "scraper": SCRAPERS[stack], "server": server, "trainer": trainer,
+        "scraper": SCRAPERS[stack], "server": server, "trainer": trainer, "publisher": publisher,
     }  # fmt: skip
 
 
@@ -107,7 +108,7 @@ def test_the_server_takes_https_from_the_load_balancers_callers_and_metrics_from
     allowed = reachable(run, stack, workload_pod(run, DEPLOYMENT), "in")
     if stack == "local":  # no allowedSourceRanges: the TLS port is open to all, like the load balancer,
         # but for the app's own namespace, whose pods may not send it anything (default-deny egress)
-        own = {"server", "trainer", "neighbour"}
+        own = {"server", "trainer", "publisher", "neighbour"}
         https = {(name, contract.PORT, "TCP") for name in peers(stack, run) if name not in own}
     else:  # the ranges hold inside the cluster too: no pod goes around them
         https = {("client", contract.PORT, "TCP")}
@@ -118,14 +119,24 @@ def test_the_server_takes_https_from_the_load_balancers_callers_and_metrics_from
 def test_the_trainer_accepts_its_metrics_port_from_monitoring_and_nothing_else(shipped: Runs, stack: str) -> None:
     """The cluster's collector scrapes the trainer's progress while the Job runs; nobody else gets in."""
     run = shipped[stack]
-    assert reachable(run, stack, workload_pod(run, JOB), "in") == {("scraper", contract.METRICS_PORT, "TCP")}, stack
+    trainer = workload_pod(run, JOB, TRAIN)
+    assert reachable(run, stack, trainer, "in") == {("scraper", contract.METRICS_PORT, "TCP")}, stack
 
 
 @pytest.mark.parametrize("stack", STACKS)
-@pytest.mark.parametrize("type_", [JOB, DEPLOYMENT])
-def test_pods_reach_only_what_they_need(shipped: Runs, stack: str, type_: str) -> None:
+def test_the_publisher_accepts_nothing(shipped: Runs, stack: str) -> None:
+    """It serves nothing, not even metrics: no connection reaches it, the collector's included."""
     run = shipped[stack]
-    assert reachable(run, stack, workload_pod(run, type_), "out") == NEEDED_OUT[stack], (stack, type_)
+    assert reachable(run, stack, workload_pod(run, JOB, PUBLISH), "in") == set(), stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize(("type_", "name_suffix"), [(JOB, TRAIN), (JOB, PUBLISH), (DEPLOYMENT, "")])
+def test_pods_reach_only_what_they_need(shipped: Runs, stack: str, type_: str, name_suffix: str) -> None:
+    """The store is all the trainer and the publisher reach, as the servers: what its driver needs from the pod."""
+    run = shipped[stack]
+    pod = workload_pod(run, type_, name_suffix)
+    assert reachable(run, stack, pod, "out") == NEEDED_OUT[stack], (stack, type_, name_suffix)
 
 
 @pytest.mark.parametrize("stack", STACKS)

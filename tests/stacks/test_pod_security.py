@@ -14,7 +14,7 @@ from typing import Any, Final
 import pytest
 
 from policy import rules
-from tests.support import DAEMONSET, DEPLOYMENT, JOB, STACKS, pod_spec
+from tests.support import DAEMONSET, DEPLOYMENT, JOB, PUBLISH, STACKS, TRAIN, pod_spec
 from tools import harness
 
 Runs = dict[str, harness.StackRun]
@@ -46,7 +46,7 @@ def test_every_pod_in_the_app_namespace_passes_restricted(shipped: Runs, stack: 
             annotations = obj["spec"]["template"]["metadata"].get("annotations")
             assert rules.pod_security_restricted(pod_spec(registration), annotations) == [], registration.urn
             judged += 1
-    assert judged == 2, "the Job and the Deployment"
+    assert judged == 3, "the training Job, the publish Job and the Deployment"
 
 
 def test_the_device_plugin_runs_outside_any_namespace_that_enforces_a_level(shipped: Runs) -> None:
@@ -92,9 +92,11 @@ def with_gcsfuse_sidecar(spec: dict[str, Any]) -> dict[str, Any]:
     return injected
 
 
-@pytest.mark.parametrize("type_", [JOB, DEPLOYMENT])
-def test_gke_pods_pass_restricted_with_the_sidecar_the_gcs_fuse_webhook_injects(shipped: Runs, type_: str) -> None:
-    spec = pod_spec(shipped["gke"].one(type_))
+@pytest.mark.parametrize(("type_", "name_suffix"), [(JOB, TRAIN), (JOB, PUBLISH), (DEPLOYMENT, "")])
+def test_gke_pods_pass_restricted_with_the_sidecar_the_gcs_fuse_webhook_injects(
+    shipped: Runs, type_: str, name_suffix: str
+) -> None:
+    spec = pod_spec(shipped["gke"].one(type_, name_suffix))
     assert rules.pod_security_restricted(with_gcsfuse_sidecar(spec)) == []
     # Not vacuous: the sidecar of the NUMA-pinning option (seccomp Unconfined, CAP_SYS_NICE) would be refused.
     pinned = with_gcsfuse_sidecar(spec)

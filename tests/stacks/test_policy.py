@@ -21,9 +21,11 @@ from tests.support import (
     DAEMONSET,
     DEPLOYMENT,
     JOB,
+    PUBLISH,
     SECRET,
     SERVICE,
     STACKS,
+    TRAIN,
     SharedRun,
     in_pack_venv,
 )
@@ -98,19 +100,24 @@ def test_every_shipped_stack_passes_the_pack(shipped: Runs, stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_pack_judges_every_workload_of_a_stack(shipped: Runs, stack: str) -> None:
-    """Not vacuous: the Job and the Deployment hold a pod spec the rules read, with containers."""
+    """Not vacuous: the two Jobs and the Deployment hold a pod spec the rules read, with containers."""
     run = shipped[stack]
-    for type_ in (JOB, DEPLOYMENT):
-        spec = rules.pod_spec(type_, props_of(run, type_))
-        assert spec is not None, f"{stack}: no pod spec found in the {type_}"
-        assert [c["image"] for c in rules.containers(spec)], f"{stack}: no containers in the {type_}"
+    for type_, suffix in ((JOB, TRAIN), (JOB, PUBLISH), (DEPLOYMENT, "")):
+        spec = rules.pod_spec(type_, props_of(run, type_, suffix))
+        assert spec is not None, f"{stack}: no pod spec found in the {type_}{suffix}"
+        assert [c["image"] for c in rules.containers(spec)], f"{stack}: no containers in the {type_}{suffix}"
 
 
 def test_tag_only_prebuilt_images_are_caught(shared_run: SharedRun) -> None:
     """Prebuilt images named by a tag the registry can move: the digest rule must see them."""
     found = findings(shared_run("dev", overrides=TAG_ONLY))
     caught = {(rule, name) for _, rule, name, _ in found}
-    assert caught == {("image-digest", "mlstack-train"), ("image-digest", "mlstack-server")}
+    # The publish Job runs the server image: it is caught there too.
+    assert caught == {
+        ("image-digest", "mlstack-train"),
+        ("image-digest", "mlstack-publish"),
+        ("image-digest", "mlstack-server"),
+    }
 
 
 # --- GPU pods tolerate the GPU taint ------------------------------------------------------
@@ -118,7 +125,7 @@ def test_tag_only_prebuilt_images_are_caught(shared_run: SharedRun) -> None:
 
 @pytest.mark.parametrize("stack", ["dev", "gke"])
 def test_gpu_pod_without_the_gpu_toleration_is_caught(shipped: Runs, stack: str) -> None:
-    job = props_of(shipped[stack], JOB)
+    job = props_of(shipped[stack], JOB, TRAIN)
     spec = job["spec"]["template"]["spec"]
     assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
     spec["tolerations"] = [t for t in spec["tolerations"] if t["key"] != target.GPU_TAINT_KEY]
@@ -128,7 +135,7 @@ def test_gpu_pod_without_the_gpu_toleration_is_caught(shipped: Runs, stack: str)
 
 
 def test_pod_without_a_gpu_needs_no_gpu_toleration(shipped: Runs) -> None:
-    job = props_of(shipped["local"], JOB)
+    job = props_of(shipped["local"], JOB, TRAIN)
     assert "tolerations" not in job["spec"]["template"]["spec"]
     assert only("gpu-pods-tolerate-gpu-taint", JOB, job) == []
 
@@ -206,7 +213,7 @@ def test_pod_that_may_run_as_root_is_caught(shipped: Runs) -> None:
 
 
 def test_container_that_overrides_the_pods_non_root_is_caught(shipped: Runs) -> None:
-    job = props_of(shipped["dev"], JOB)
+    job = props_of(shipped["dev"], JOB, TRAIN)
     assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonRoot"] = False
     (message,) = only("non-root", JOB, job, also=(PSA,))
@@ -214,7 +221,7 @@ def test_container_that_overrides_the_pods_non_root_is_caught(shipped: Runs) -> 
 
 
 def test_privilege_escalation_is_caught(shipped: Runs) -> None:
-    job = props_of(shipped["gke"], JOB)
+    job = props_of(shipped["gke"], JOB, TRAIN)
     context = job["spec"]["template"]["spec"]["containers"][0]["securityContext"]
     del context["allowPrivilegeEscalation"]
     (message,) = only("non-root", JOB, job, also=(PSA,))
@@ -373,7 +380,7 @@ def test_a_pod_the_restricted_standard_refuses_is_caught(
 
 
 def test_a_container_that_adds_a_capability_is_caught(shipped: Runs) -> None:
-    job = props_of(shipped["dev"], JOB)
+    job = props_of(shipped["dev"], JOB, TRAIN)
     job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
     (message,) = only(PSA, JOB, job)
     assert "capabilities.add may hold only NET_BIND_SERVICE, not NET_ADMIN" in message

@@ -97,9 +97,12 @@ def test_graphs_name_every_resource_its_parent_and_dependencies(
         for dependency in registration.dependencies:
             assert f'"{registration.urn}" -> "{dependency}" [style=dashed];' in dot
     deployment = run.one(DEPLOYMENT)
-    assert any(d.endswith("::mlstack-train") for d in deployment.dependencies)  # the graph is not empty
+    assert any(d.endswith("::mlstack-publish") for d in deployment.dependencies)  # the graph is not empty
+    # The order the render shows: train, then publish, then serve.
     deployment_row = "| `mlstack-server` | `kubernetes:apps/v1:Deployment`"
-    assert "`mlstack-train`" in next(line for line in markdown.splitlines() if line.startswith(deployment_row))
+    assert "`mlstack-publish`" in next(line for line in markdown.splitlines() if line.startswith(deployment_row))
+    publish_row = "| `mlstack-publish` | `kubernetes:batch/v1:Job`"
+    assert "`mlstack-train`" in next(line for line in markdown.splitlines() if line.startswith(publish_row))
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -44,7 +44,8 @@ def test_stack_exports(shipped: dict[str, harness.StackRun], stack: str) -> None
     assert not result.secret_exports & {"url", "curl", "namespace", "modelVersion"}, "plain outputs turned secret"
     curl = result.exports["curl"]
     assert "pulumi stack output basicAuthPassword --show-secrets" in curl
-    assert result.exports["url"] + "/predict" in curl
+    # The served model's metadata, which any model answers (Open Inference Protocol v2).
+    assert curl.endswith(" " + result.exports["url"] + "/v2/models/digits")
     assert result.exports["modelVersion"].startswith("v")
 
 

@@ -50,7 +50,7 @@ def test_the_ca_is_exported_in_the_clear_and_the_curl_trusts_it(
     curl = result.exports["curl"]
     assert "pulumi stack output caCertificate > mlstack-ca.pem" in curl
     assert "curl --cacert mlstack-ca.pem " in curl
-    assert curl.endswith(f"{result.exports['url']}/predict")
+    assert curl.endswith(f"{result.exports['url']}/v2/models/digits")
     assert "--insecure" not in curl, "the curl must verify the server"
     assert "-k " not in curl, "the curl must verify the server"
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from components.image import TORCH_INDEX_ARG
+from mlapp import contract
 from mlstack import catalogue
-from tests.support import IMAGE, JOB, STACKS, SharedRun, StackProblems, container
+from tests.support import IMAGE, JOB, STACKS, TRAIN, SharedRun, StackProblems, container
 from tools import harness
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -49,12 +50,12 @@ def test_the_local_trainer_is_pytorchs_cpu_build(shipped: dict[str, harness.Stac
 def test_the_trainer_carries_cuda_exactly_when_its_job_asks_for_a_gpu(
     shipped: dict[str, harness.StackRun], stack: str
 ) -> None:
-    """A CPU-only torch under --device cuda exits 1; a CUDA torch under --device cpu is dead weight."""
+    """A CPU-only torch told MLAPP_DEVICE=cuda exits 1; a CUDA torch told cpu is dead weight."""
     result = shipped[stack]
-    args = container(result.one(JOB))["args"]
-    device = args[args.index("--device") + 1]
+    env = {var["name"]: var.get("value") for var in container(result.one(JOB, TRAIN))["env"]}
+    device = env[contract.ENV_DEVICE]
     index = trainer_index(result)
-    assert (device == "cuda") == (index != CPU_INDEX), f"{stack}: --device {device} with torch from {index}"
+    assert (device == "cuda") == (index != CPU_INDEX), f"{stack}: {contract.ENV_DEVICE}={device}, torch from {index}"
 
 
 @pytest.mark.parametrize("stack", ["dev", "gke"])
