@@ -6,13 +6,14 @@ PYTHON ?= python3
 VENV ?= venv
 PY := $(VENV)/bin/python
 STACK ?= local
-DEV_REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard app/requirements-*.txt)
+DEV_REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard app/requirements-*.txt) \
+	$(wildcard examples/*/requirements.txt)
 # Stamps named by a hash of the requirements: an edited file reinstalls.
 RUNTIME_STAMP := $(VENV)/.runtime-$(shell cat requirements.txt | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(shell cat $(DEV_REQUIREMENTS) | sha256sum | cut -c1-12)
 
 MODEL_DIR ?= build/models
-MODEL_NAME ?= mnist
+MODEL_NAME ?= digits
 
 .PHONY: help venv runtime test lint typecheck unit docs render preview up down smoke destroy stack train serve monitoring
 help:
@@ -25,7 +26,7 @@ help:
 	@echo "make up STACK=dev         pulumi up for a cloud stack (needs the Pulumi CLI)"
 	@echo "make destroy STACK=dev    pulumi destroy for a stack"
 	@echo "make docs                 regenerate the README's config reference from Pulumi.yaml"
-	@echo "make train                train the model on this machine into build/models (CPU is fine)"
+	@echo "make train                train the digits example on this machine and publish it into build/models (CPU is fine)"
 	@echo "make serve                serve it on https://localhost:8080, CA in build/tls/ca.crt (set MLAPP_AUTH_PASSWORD first)"
 	@echo "make serve PLAIN_HTTP=1   the same over plain HTTP, on a laptop only"
 	@echo "make render STACK=local   render a stack offline into render/<stack>/ (objects, graph), validated"
@@ -55,18 +56,25 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
+# The examples' trainers too: examples/digits/digits is a package (on mypy_path); the others are
+# standalone scripts in directories whose names are no package's, so they are passed as files.
 typecheck: venv
-	$(VENV)/bin/mypy mlstack components stack tools tests __main__.py app/mlapp policy bench
+	$(VENV)/bin/mypy mlstack components stack tools tests __main__.py app/mlapp policy bench examples/digits/digits
+	for script in $(wildcard examples/*/train.py); do $(VENV)/bin/mypy "$$script" || exit 1; done
 
 unit: venv $(POLICY_STAMP)
 	MLSTACK_POLICY_PYTHON=$(POLICY_VENV)/bin/python $(PY) -m pytest
 
 test: lint typecheck unit
 
-# The app on this machine, no cluster: the same trainer and server the images run.
+# The app on this machine, no cluster: the digits example's trainer writes its outputs into a run
+# directory, as the training Job's does, and the publisher the server image runs publishes them.
+RUN_DIR ?= build/runs/$(MODEL_NAME)/local
 train: venv
-	PYTHONPATH=app $(PY) -m mlapp.train --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME) --version local \
-		--epochs 10 --batch-size 32 --learning-rate 0.003 --min-accuracy 0.9
+	PYTHONPATH=examples/digits $(PY) -m digits.train --output-dir $(RUN_DIR) \
+		--epochs 10 --batch-size 32 --learning-rate 0.003 --gate 'accuracy>=0.9' --seed 0
+	PYTHONPATH=app $(PY) -m mlapp.publish --run $(RUN_DIR) --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME) \
+		--version local --gate 'accuracy>=0.9'
 
 # HTTPS with a throwaway CA in build/tls (curl --cacert build/tls/ca.crt); PLAIN_HTTP=1 serves plain HTTP instead.
 TLS_DIR ?= build/tls

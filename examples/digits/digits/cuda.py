@@ -28,7 +28,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# The trainer's --device: the Job passes cuda when its pod requests a GPU, else cpu.
+# The trainer's --device: the Job sets MLAPP_DEVICE to cuda when its pod requests a GPU, else cpu;
+# auto, for a run by hand, takes CUDA when it works.
 DEVICES = ("auto", "cuda", "cpu")
 CUDA_SUCCESS = 0
 CUDA_ERROR_NO_DEVICE = 100

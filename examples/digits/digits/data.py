@@ -2,7 +2,8 @@
 
 Both come out the same way: images as float32 ``[N, 1, H, W]`` scaled to
 [0, 1] with a light digit on a dark background, labels as int64 ``[N]``. The
-server reproduces that scaling from ``metadata.json`` (see ``preprocess``).
+server's image-classifier plug-in reproduces that scaling from a picture, as
+serving.json tells it (train.serving): grey, 0-1, light on dark.
 """
 
 from __future__ import annotations

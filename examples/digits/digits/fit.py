@@ -1,6 +1,6 @@
 """The torch half of the trainer: the training loop, checkpoints and the ONNX export.
 
-Kept apart from ``train`` so that argument, store and data errors are
+Kept apart from ``train`` so that argument, output directory and data errors are
 reported before the (slow) torch import.
 """
 
@@ -22,14 +22,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mlapp import cuda, progress, store
-from mlapp.data import Dataset
-from mlapp.launch import Rank
-from mlapp.model import DigitCNN, WithSoftmax
+from digits import cuda, files, progress
+from digits.data import Dataset
+from digits.launch import Rank
+from digits.model import DigitCNN, WithSoftmax
 
-log = logging.getLogger("mlapp.train")
+log = logging.getLogger("digits.train")
 
 TORCH_VERSION = torch.__version__
+# The exported graph's interface, which serving.json names for the server's image-classifier plug-in.
+ONNX_OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "probabilities"
 
 
 class Stopped(Exception):
@@ -52,7 +56,7 @@ def torch_build() -> cuda.TorchBuild:
 def select_device(requested: str, local_rank: int = 0) -> torch.device:
     """``cuda`` must work or fail with its cause; ``cpu`` is the CPU; ``auto`` takes CUDA if it works.
 
-    The Job asks for ``cuda`` exactly when its pod requests a GPU, so a GPU
+    The Job asks for ``cuda`` (MLAPP_DEVICE) exactly when its pod requests a GPU, so a GPU
     node whose CUDA does not come up fails the Job instead of training on CPU.
     """
     if requested == "cpu":
@@ -148,6 +152,7 @@ class _Trainee:
 class Result:
     net: nn.Module
     accuracy: float | None  # None on a rank other than 0: only rank 0 evaluates
+    loss: float  # the mean training loss over this rank's examples of the last epoch
     steps: int
     device: str
 
@@ -205,7 +210,7 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.dev
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
-    store.write_file_atomic(path, buf.getvalue())
+    files.write_file_atomic(path, buf.getvalue())
 
 
 # What a checkpoint holds (fit's ``checkpoint``), and the type each entry must have.
@@ -218,6 +223,10 @@ _CHECKPOINT_TYPES: dict[str, type] = {
     "epoch": int,
     "batch": int,
     "step": int,
+    # The epoch's loss so far (summed over its examples) and how many examples that is: after the
+    # last epoch they are its mean loss, which metrics.json reports even when a rerun resumes there.
+    "loss_sum": float,
+    "seen": int,
 }
 
 
@@ -255,21 +264,23 @@ def _position_problem(state: dict[str, Any], params: Params, steps_per_epoch: in
         0 <= epoch <= params.epochs
         and 0 <= batch <= (0 if epoch == params.epochs else steps_per_epoch)
         and step == epoch * steps_per_epoch + batch
+        and state["seen"] >= 0
     ):
         return None
     return (
-        f"its position (epoch {epoch}, batch {batch}, step {step}) is not one this run reaches: "
-        f"epoch 0-{params.epochs}, batch 0-{steps_per_epoch}, step = epoch x {steps_per_epoch} + batch"
+        f"its position (epoch {epoch}, batch {batch}, step {step}, {state['seen']} examples seen) is not one "
+        f"this run reaches: epoch 0-{params.epochs}, batch 0-{steps_per_epoch}, "
+        f"step = epoch x {steps_per_epoch} + batch, examples seen 0 or more"
     )
 
 
-def _load_checkpoint(path: Path, params: Params, steps_per_epoch: int) -> dict[str, Any] | None:
+def _load_checkpoint(path: Path | None, params: Params, steps_per_epoch: int) -> dict[str, Any] | None:
     """The checkpoint's state if it can resume this run; else None, with a warning naming the file and why.
 
     A checkpoint that loads but cannot resume must not fail the run: the Job
     would retry, load it again and fail again until its retries are spent.
     """
-    if not path.is_file():
+    if path is None or not path.is_file():
         return None
     try:
         # weights_only: a checkpoint is data, never code to run.
@@ -316,7 +327,7 @@ def _restore(trainee: _Trainee, state: dict[str, Any]) -> None:
 def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bottom; its knobs are its parameters
     dataset: Dataset,
     params: Params,
-    checkpoint_path: Path,
+    checkpoint_path: Path | None,
     checkpoint_every: int,
     log_every: int,
     *,
@@ -325,7 +336,10 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
 ) -> Result:
     """Train; with torchrun's ranks (``rank``), data-parallel: every rank takes its shard of each
     global batch of ``params.batch_size`` and DDP averages the gradients, so the global batch, the
-    order of the examples and the steps are those of one process with the same seed."""
+    order of the examples and the steps are those of one process with the same seed.
+
+    Without a ``checkpoint_path`` (a run by hand) it neither resumes nor saves.
+    """
     group = RankGroup(rank or Rank(), device)
     leader = group.rank.leader
     on_gpu = device.type == "cuda"
@@ -347,6 +361,8 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
     steps_per_epoch = math.ceil(len(x_train) / params.batch_size)
 
     start_epoch, start_batch, step = 0, 0, 0
+    # The current epoch's loss, as the checkpoint carries it (rank 0's; the others start their own).
+    loss_sum, seen = 0.0, 0
     state = group.from_leader(_load_checkpoint(checkpoint_path, params, steps_per_epoch) if leader else None)
     if state is not None:
         try:
@@ -359,6 +375,8 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
             trainee = _fresh(params, dataset, device)
         else:
             start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
+            if leader:
+                loss_sum, seen = state["loss_sum"], state["seen"]
             log.info("resuming from checkpoint %s at step %d", checkpoint_path, step)
     net, optimizer, scaler = trainee.net, trainee.optimizer, trainee.scaler
     # DDP broadcasts rank 0's weights at construction and all-reduces gradients in backward.
@@ -369,7 +387,7 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
     )
 
     def checkpoint(epoch: int, batch: int) -> None:
-        if not leader:  # one writer; every rank resumes from what it wrote (from_leader)
+        if not leader or checkpoint_path is None:  # one writer; every rank resumes from what it wrote (from_leader)
             return
         _save_checkpoint(
             checkpoint_path,
@@ -382,6 +400,8 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
                 "epoch": epoch,
                 "batch": batch,
                 "step": step,
+                "loss_sum": loss_sum,
+                "seen": seen,
             },
         )
         log.info("checkpoint saved at step %d", step)
@@ -398,9 +418,10 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
                 len(x_train),
                 generator=torch.Generator().manual_seed(params.seed * 100_003 + epoch),
             )
-            seen = correct = 0
-            loss_sum = 0.0
             first = start_batch if epoch == start_epoch else 0
+            correct = counted = 0  # this run's part of the epoch, for the running accuracy
+            if first == 0:  # a resumed epoch carries on with the loss its checkpoint held
+                loss_sum, seen = 0.0, 0
             for b in range(first, steps_per_epoch):
                 idx = order[b * params.batch_size : (b + 1) * params.batch_size]
                 mine = group.shard(idx)
@@ -417,6 +438,7 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
                 scaler.update()
                 step += 1
                 seen += len(yb)
+                counted += len(yb)
                 correct += int((out.argmax(1) == yb).sum())
                 # This rank's examples' mean loss, whichever way the step's loss was scaled.
                 loss_sum += (
@@ -424,10 +446,10 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
                     if group.rank.distributed
                     else (loss.item() * len(yb))
                 )
-                if step % log_every == 0 and seen:
+                if step % log_every == 0 and counted:
                     log.info(
                         "step %d epoch %d loss %.4f running accuracy %.4f",
-                        step, epoch + 1, loss_sum / seen, correct / seen,
+                        step, epoch + 1, loss_sum / seen, correct / counted,
                     )  # fmt: skip
                 last_of_epoch = b + 1 == steps_per_epoch
                 # The flag is read once: a SIGTERM landing while the ranks agree is acted on at the next
@@ -453,7 +475,7 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
         )  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return Result(net=net, accuracy=accuracy, steps=step, device=device.type)
+    return Result(net=net, accuracy=accuracy, loss=loss_sum / max(seen, 1), steps=step, device=device.type)
 
 
 def export_onnx(net: nn.Module, height: int, width: int, path: Path) -> None:
@@ -469,8 +491,8 @@ def export_onnx(net: nn.Module, height: int, width: int, path: Path) -> None:
             (example,),
             str(path),
             dynamo=False,
-            input_names=[store.INPUT_NAME],
-            output_names=[store.OUTPUT_NAME],
-            dynamic_axes={store.INPUT_NAME: {0: "batch"}, store.OUTPUT_NAME: {0: "batch"}},
-            opset_version=store.ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=ONNX_OPSET,
         )

@@ -1,15 +1,18 @@
 """torchrun, with the trainer's exit codes: how each pod of a multi-node training Job starts.
 
-    python -m mlapp.launch <torchrun's options> -m mlapp.train <the trainer's arguments>
+    python -m digits.launch <torchrun's options> -m digits.train <the trainer's arguments>
+
+``python -m digits`` (the image's entrypoint) runs it when the Job asks for several nodes, with
+torchrun's options taken from the Job's ``PET_*`` variables (digits.__main__).
 
 The options are torchrun's own (https://pytorch.org/docs/stable/elastic/run.html), passed to
 ``torch.distributed.run`` unchanged: this module adds no rendezvous and no restarts of its own.
 It exists for one reason: torchrun ends with an exception whatever its workers' exit codes were
 (``torch.distributed.run.run`` raises ``ChildFailedError``, torch/distributed/elastic/multiprocessing/
 errors/__init__.py), so its process always exits 1, while the Job's pod failure policy reads the
-trainer's codes (mlapp.contract): 2, the accuracy gate, fails the Job at once; 3, stopped because
-another rank failed, is not counted against the Job's retries. ``exit_code`` maps the workers' codes
-back to the pod's.
+trainer's codes (docs/trainer-contract.md, "Exit codes"; digits.contract): 2, the gate, fails the Job
+at once; 3, stopped because another rank failed, is not counted against the Job's retries.
+``exit_code`` maps the workers' codes back to the pod's.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mlapp import contract
+from digits import contract
 
-log = logging.getLogger("mlapp.launch")
+log = logging.getLogger("digits.launch")
 
 # What torchrun sets in each worker's environment
 # (https://pytorch.org/docs/stable/elastic/run.html#environment-variables).
@@ -45,7 +48,7 @@ class Rank:
 
     @property
     def leader(self) -> bool:
-        """Rank 0: the one that evaluates the gate, writes checkpoints and publishes."""
+        """Rank 0: the one that evaluates the gate, writes checkpoints and writes the outputs."""
         return self.rank == 0
 
     @classmethod

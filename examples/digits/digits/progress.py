@@ -2,17 +2,22 @@
 
 While the Job runs, the trainer serves its own ``/metrics`` (plain HTTP on ``MLAPP_METRICS_PORT``,
 the port the Job names ``metrics``), which the cluster's collector scrapes like the servers'. The
-metric names are the trainer's interface to dashboards, as the server's are (serve/metrics.py).
+metric names are the trainer's interface to dashboards (deploy/grafana/mlstack.json), as the
+server's are (app/mlapp/serve/metrics.py).
 
 Collectors scrape running pods only (GKE's PodMonitoring drops Succeeded and Failed pods with
 ``filterRunning``, its default; the Prometheus community chart's ``kubernetes-pods`` job drops the
 Succeeded, Failed and Completed phases), so after the verdict the trainer keeps serving for
 ``MLAPP_METRICS_LINGER_SECONDS``: long enough for one more scrape to record it.
 
+The verdict is the gate's the Job hands the trainer (``MLAPP_GATE_METRIC``, ``..._DIRECTION``,
+``..._THRESHOLD``), judged on the metrics the trainer writes to ``metrics.json``: the same gate the
+publisher applies afterwards. Without a gate there is no verdict.
+
 Several ranks: each process reports its own epoch, step and loss, labelled with its ``rank``
-(``RANK``, which torchrun sets; 0 alone); only rank 0 reports the held-out accuracy's verdict
-against the gate, and only the first process of a pod (``LOCAL_RANK`` 0) serves ``/metrics``, as
-the pod has one metrics port.
+(``RANK``, which torchrun sets; 0 alone); only rank 0 reports the verdict against the gate, and
+only the first process of a pod (``LOCAL_RANK`` 0) serves ``/metrics``, as the pod has one metrics
+port.
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ from typing import Any
 
 import prometheus_client as prom
 
-from mlapp import contract
-from mlapp.launch import Rank
-from mlapp.settings import env_int
+from digits import contract
+from digits.contract import Gate, env_int
+from digits.launch import Rank
 
-log = logging.getLogger("mlapp.progress")
+log = logging.getLogger("digits.progress")
 
 # The trainer's own registry: its /metrics shows its progress and nothing of the process.
 REGISTRY = prom.CollectorRegistry(auto_describe=True)
@@ -52,14 +57,21 @@ ACCURACY = prom.Gauge(
     [*_RUN, "rank"],
     registry=REGISTRY,
 )
-MIN_ACCURACY = prom.Gauge("mlapp_train_min_accuracy", "The accuracy gate (--min-accuracy)", _RUN, registry=REGISTRY)
+MIN_ACCURACY = prom.Gauge(
+    "mlapp_train_min_accuracy",
+    "The gate's threshold when the gate is on held-out accuracy (accuracy>=threshold); absent otherwise",
+    _RUN,
+    registry=REGISTRY,
+)
 GATE = prom.Gauge(
     "mlapp_train_gate_passed",
-    "1 when the final held-out accuracy met the gate, 0 when it did not; absent before the verdict",
+    "1 when the final metrics met the gate, 0 when they did not; absent before the verdict, and without a gate",
     _RUN,
     registry=REGISTRY,
 )
 
+# The metric metrics.json gives the held-out accuracy under, which mlapp_train_min_accuracy shows the gate of.
+ACCURACY_METRIC = "accuracy"
 ENV_LINGER = contract.ENV_METRICS_LINGER_SECONDS
 MAX_LINGER_SECONDS = 600
 
@@ -67,14 +79,15 @@ MAX_LINGER_SECONDS = 600
 class Reporter:
     """One training run's progress: the gauges of its labels, and the per-epoch log line."""
 
-    def __init__(self, model: str, version: str, epochs: int, min_accuracy: float, rank: int = 0) -> None:
+    def __init__(self, model: str, version: str, epochs: int, gate: Gate | None, rank: int = 0) -> None:
         self.model, self.version, self.rank = model, version, rank
         run = {"model": model, "version": version}
         # The per-epoch series appear with the first epoch: a 0 before it would read as a measurement.
         self._ranked = {**run, "rank": str(rank)}
-        self._min_accuracy = min_accuracy
+        self.gate = gate
         EPOCHS.labels(**run).set(epochs)
-        MIN_ACCURACY.labels(**run).set(min_accuracy)
+        if gate is not None and gate.metric == ACCURACY_METRIC and gate.direction == "maximize":
+            MIN_ACCURACY.labels(**run).set(gate.threshold)
         self._run = run  # the verdict's child is made only with the verdict: absent until then
 
     def epoch_done(self, epoch: int, step: int, loss: float, accuracy: float | None) -> None:
@@ -87,15 +100,14 @@ class Reporter:
             ACCURACY.labels(**self._ranked).set(accuracy)
         log.info("%s", self._line("epoch", epoch=epoch, step=step, loss=loss, heldout_accuracy=accuracy))
 
-    def verdict(self, accuracy: float) -> bool:
-        """The gate's answer on the final held-out accuracy; recorded by rank 0 alone."""
-        passed = accuracy >= self._min_accuracy
-        if self.rank == 0:
+    def verdict(self, metrics: Mapping[str, float]) -> bool | None:
+        """The gate's answer on the final metrics, recorded by rank 0 alone; None without a gate, or
+        when the gate's metric is not one of them (the publisher judges it then)."""
+        gate, passed = self.gate, judge(self.gate, metrics)
+        if gate is not None and passed is not None and self.rank == 0:
             GATE.labels(**self._run).set(1 if passed else 0)
-            log.info(
-                "%s",
-                self._line("gate", heldout_accuracy=accuracy, min_accuracy=self._min_accuracy, passed=passed),
-            )
+            fields = {"metric": gate.metric, "value": metrics[gate.metric], "direction": gate.direction}
+            log.info("%s", self._line("gate", **fields, threshold=gate.threshold, passed=passed))
         return passed
 
     def _line(self, event: str, **fields: object) -> str:
@@ -119,11 +131,18 @@ def epoch_done(epoch: int, step: int, loss: float, accuracy: float | None) -> No
         _current.epoch_done(epoch, step, loss, accuracy)
 
 
-def verdict(accuracy: float, min_accuracy: float) -> bool:
-    """The gate's answer, recorded by the run's reporter when there is one."""
+def judge(gate: Gate | None, metrics: Mapping[str, float]) -> bool | None:
+    """Whether ``metrics`` pass ``gate``; None without a gate or when its metric is not among them."""
+    if gate is None or gate.metric not in metrics:
+        return None
+    return gate.passes(metrics[gate.metric])
+
+
+def verdict(metrics: Mapping[str, float], gate: Gate | None) -> bool | None:
+    """The gate's answer (``judge``), recorded by the run's reporter when there is one."""
     if _current is not None:
-        return _current.verdict(accuracy)
-    return accuracy >= min_accuracy
+        return _current.verdict(metrics)
+    return judge(gate, metrics)
 
 
 # The trainer's /metrics is reachable from the network (the collector's pods, by NetworkPolicy), so
@@ -206,7 +225,7 @@ def _linger(seconds: int) -> None:
 
 @contextlib.contextmanager
 def reporting(
-    model: str, version: str, epochs: int, min_accuracy: float, env: Mapping[str, str] | None = None
+    model: str, version: str, epochs: int, gate: Gate | None, env: Mapping[str, str] | None = None
 ) -> Iterator[Reporter]:
     """Report this run's progress for the duration; with ``MLAPP_METRICS_PORT`` set, serve it too.
 
@@ -218,7 +237,7 @@ def reporting(
     ranks = Rank.from_env(env)
     port = env_int(env, contract.ENV_METRICS_PORT, 0, 0, 65535)
     linger = env_int(env, ENV_LINGER, 0, 0, MAX_LINGER_SECONDS)
-    reporter = Reporter(model, version, epochs, min_accuracy, ranks.rank)
+    reporter = Reporter(model, version, epochs, gate, ranks.rank)
     server = serve(port) if port and ranks.local_rank == 0 else None
     if server is not None:
         log.info("training metrics on port %d at %s", server.server_port, contract.METRICS_PATH)

@@ -1,44 +1,61 @@
-"""Train the digit CNN, gate it on held-out accuracy and publish it as ONNX.
+"""Train the digit CNN and write it, with its metrics, where the trainer contract says.
 
-    python -m mlapp.train --model-dir DIR --model-name N --version V \
-        --epochs E --batch-size B --learning-rate R --min-accuracy A \
-        [--data-dir D] [--seed S] [--device auto|cuda|cpu]
+    python -m digits.train --output-dir DIR --epochs E --batch-size B --learning-rate R
+        [--checkpoint-dir DIR] [--model-record FILE] [--model-name N] [--model-version V]
+        [--gate 'accuracy>=0.9'] [--seed S] [--device auto|cuda|cpu] [--data-dir D]
 
-Exit codes (mlapp.contract; the Kubernetes Job relies on them): 0 published (or already
-published), 2 held-out accuracy under --min-accuracy, 1 anything else.
+Each of those options has its variable of the trainer contract (docs/trainer-contract.md,
+"Environment"; digits.contract): the training Job sets the variables, and a flag given on the
+command line overrides its variable, so that a person can run the trainer by hand. A value that
+neither gives, where one is required, is a usage error naming both.
 
-Under torchrun (``torchrun --nproc-per-node G ... -m mlapp.train ...``, or ``mlapp.launch`` in a
+Outputs, into the output directory (the contract's "Outputs"): model.onnx (input ``input`` FP32
+[-1, 1, H, W], output ``probabilities`` FP32 [-1, classes]), metrics.json (held-out accuracy, the
+last epoch's mean loss, steps), labels.txt and serving.json (the server's image-classifier
+plug-in). The platform's publisher judges them against the gate and publishes them; this trainer
+never touches the model store beyond its output and checkpoint directories.
+
+Exit codes (the contract's; digits.contract): 0 outputs written, or the version already published;
+2 the metrics miss the gate (this trainer's own judgement, which the contract allows: nothing is
+written); 1 anything else, bad arguments included.
+
+Under torchrun (``torchrun --nproc-per-node G ... -m digits.train ...``, or ``python -m digits`` in a
 multi-node Job) every worker trains its shard of each batch; rank 0 alone reads and writes the
-checkpoint, evaluates the gate and publishes, and every rank exits with rank 0's verdict. A rank
-that stops because another failed or was stopped exits 3 (mlapp.contract.EXIT_PEER).
+checkpoint, evaluates, judges the gate and writes the outputs, and every rank exits with rank 0's
+verdict. A rank that stops because another failed or was stopped exits 3 (contract.EXIT_PEER).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import json
 import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mlapp import contract, cuda, progress, store
-from mlapp.data import DataError, Dataset, load_digits_dataset, load_idx_dataset
-from mlapp.launch import Rank
+from digits import contract, cuda, files, progress
+from digits.contract import Gate
+from digits.data import DataError, Dataset, load_digits_dataset, load_idx_dataset
+from digits.launch import Rank
 
-log = logging.getLogger("mlapp.train")
+log = logging.getLogger("digits.train")
 
-
-class UsageError(Exception):
-    pass
+# The resumable state, one file in MLAPP_CHECKPOINT_DIR (a directory of this version's own).
+CHECKPOINT_FILE = "checkpoint.pt"
+OUTPUT_FILES = (contract.MODEL_FILE, contract.METRICS_FILE, contract.LABELS_FILE, contract.SERVING_FILE)
+# What a run by hand is called in its logs and metrics when neither flag nor variable names it.
+DEFAULT_MODEL_NAME = "digits"
+DEFAULT_MODEL_VERSION = "local"
 
 
 class _Parser(argparse.ArgumentParser):
-    # argparse exits 2 on bad arguments, but 2 means "failed the accuracy gate"
-    # to the Job; a typo in the Job spec is an ordinary error.
+    # argparse exits 2 on bad arguments, but 2 means "under the gate" to the Job; a typo in the
+    # Job spec is an ordinary error.
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
@@ -65,48 +82,83 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _fraction(text: str) -> float:
+def _integer(text: str) -> int:
     try:
-        value = float(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
-    return value
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
-def _checked(check: Callable[[str, str], Any], what: str) -> Callable[[str], Any]:
-    """An argparse type from one of the store's checks, ``check(what, text)``: its refusal is a usage error."""
+def _directory(text: str) -> Path:
+    """A directory to write into. An empty path is the current directory, "/" the whole filesystem,
+    and a ".." component leaves the directory the operator named; none of them is ever meant as a
+    place for a run's files. A NUL byte no filesystem call accepts. Relative paths are allowed."""
+    path = Path(text)
+    if not text or "\0" in text or str(path) == path.anchor or ".." in path.parts:
+        raise argparse.ArgumentTypeError(
+            "must be a directory path that is not empty, not the filesystem root, without a NUL byte "
+            f"and without a '..' component; got {text!r}"
+        )
+    return path
 
-    def parse(text: str) -> Any:
-        try:
-            return check(what, text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
 
-    return parse
+def _name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text.strip()
+
+
+def _device(text: str) -> str:
+    if text not in cuda.DEVICES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(cuda.DEVICES)}, got {text!r}")
+    return text
+
+
+def _gate(text: str) -> Gate:
+    try:
+        return Gate.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+_REQUIRED: Any = object()
+# The options the contract's environment gives: (flag, variable, parse, default). A flag on the
+# command line wins over its variable; _REQUIRED: one of the two must give it.
+_FROM_ENV: tuple[tuple[str, str, Callable[[str], Any], Any], ...] = (
+    ("--output-dir", contract.ENV_OUTPUT_DIR, _directory, _REQUIRED),
+    ("--checkpoint-dir", contract.ENV_CHECKPOINT_DIR, _directory, None),
+    ("--model-record", contract.ENV_MODEL_RECORD, Path, None),
+    ("--model-name", contract.ENV_MODEL_NAME, _name, DEFAULT_MODEL_NAME),
+    ("--model-version", contract.ENV_MODEL_VERSION, _name, DEFAULT_MODEL_VERSION),
+    ("--device", contract.ENV_DEVICE, _device, "auto"),
+    ("--epochs", contract.ENV_EPOCHS, _positive_int, _REQUIRED),
+    ("--batch-size", contract.ENV_BATCH_SIZE, _positive_int, _REQUIRED),
+    ("--learning-rate", contract.ENV_LEARNING_RATE, _positive_float, _REQUIRED),
+    ("--seed", contract.ENV_SEED, _integer, 0),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m mlapp.train", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--model-dir", type=_checked(store.check_root, "--model-dir"), required=True, help="root of the model store"
-    )
-    p.add_argument("--model-name", type=_checked(store.check_segment, "--model-name"), required=True)
-    p.add_argument("--version", type=_checked(store.check_segment, "--version"), required=True)
-    p.add_argument("--epochs", type=_positive_int, required=True)
-    p.add_argument("--batch-size", type=_positive_int, required=True)
-    p.add_argument("--learning-rate", type=_positive_float, required=True)
-    p.add_argument("--min-accuracy", type=_fraction, required=True, help="held-out gate, 0-1")
-    p.add_argument("--data-dir", type=Path, help="MNIST-format IDX files (default: sklearn digits)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--device",
-        choices=cuda.DEVICES,
-        default="auto",
-        help="cuda: a GPU must work, or exit 1 naming why (the Job sets it when it requests one); "
+    p = _Parser(prog="python -m digits.train", description=__doc__.split("\n\n")[0])
+    helps = {
+        "--output-dir": "where model.onnx, metrics.json, labels.txt and serving.json go",
+        "--checkpoint-dir": "resumable state, kept across pods; without one, no checkpoints",
+        "--model-record": "the version's commit record: when it exists, exit 0 at once",
+        "--device": "cuda: a GPU must work, or exit 1 naming why (the Job sets it when its pod has a GPU); "
         "cpu: never use a GPU; auto: CUDA when it works",
+    }
+    for flag, variable, parse, default in _FROM_ENV:
+        shown = "required" if default is _REQUIRED else f"default {default}"
+        # default None: whether the flag was given is told apart from its variable in parse_args.
+        p.add_argument(flag, type=parse, default=None, help=f"{helps.get(flag, '')} (${variable}; {shown})".strip())
+    p.add_argument(
+        "--gate",
+        type=_gate,
+        default=None,
+        help=f"METRIC>=THRESHOLD or METRIC<=THRESHOLD (${contract.ENV_GATE_METRIC}, ${contract.ENV_GATE_DIRECTION}, "
+        f"${contract.ENV_GATE_THRESHOLD}); without one, the outputs are written whatever the metrics",
     )
+    p.add_argument("--data-dir", type=Path, help="MNIST-format IDX files (default: sklearn digits)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=50, help="steps")
     p.add_argument("--log-every", type=_positive_int, default=20, help="steps")
     p.add_argument(
@@ -118,69 +170,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _metadata(args: argparse.Namespace, dataset: Dataset, accuracy: float, device: str, steps: int) -> dict[str, Any]:
-    h, w = dataset.image_shape
-    return {
-        "model_name": args.model_name,
-        "version": args.version,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "accuracy": accuracy,
-        "dataset": {
-            "name": dataset.name,
-            "train_examples": len(dataset.y_train),
-            "test_examples": len(dataset.y_test),
-        },
-        "parameters": {
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate,
-            "seed": args.seed,
-            "min_accuracy": args.min_accuracy,
-            "steps": steps,
-        },
-        "trainer_image": os.environ.get(contract.ENV_TRAINER_IMAGE) or None,
-        "framework": {"onnx_opset": store.ONNX_OPSET, "device": device},
-        "num_classes": dataset.num_classes,
-        "input": {
-            "name": store.INPUT_NAME,
-            "datatype": "FP32",
-            "shape": [-1, 1, h, w],
-            # How the server turns a picture into this tensor: grayscale, resize
-            # to height x width, light digit on dark ground, pixel / pixel_max.
-            "preprocessing": {
-                "height": h,
-                "width": w,
-                "color": "grayscale",
-                "foreground": "light",
-                "pixel_max": dataset.pixel_max,
-                "range": [0.0, 1.0],
-            },
-        },
-        "output": {
-            "name": store.OUTPUT_NAME,
-            "datatype": "FP32",
-            "shape": [-1, dataset.num_classes],
-        },
-    }
+def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """The command line, each contract option missing from it taken from its variable in ``env``."""
+    env = os.environ if env is None else env
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, variable, parse, default in _FROM_ENV:
+        dest = flag[2:].replace("-", "_")
+        if getattr(args, dest) is not None:
+            continue
+        raw = env.get(variable, "").strip()
+        if not raw:
+            if default is _REQUIRED:
+                parser.error(f"{flag} or {variable} is required")
+            setattr(args, dest, default)
+            continue
+        try:
+            setattr(args, dest, parse(raw))
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"{variable} (or {flag}): {e}")
+    if args.gate is None:
+        try:
+            args.gate = Gate.from_env(env)
+        except ValueError as e:
+            parser.error(f"the gate ({contract.ENV_GATE_METRIC} and the rest, or --gate): {e}")
+    return args
 
 
 def train(args: argparse.Namespace, rank: Rank | None = None) -> int:
     rank = rank or Rank()
-    final = store.version_dir(args.model_dir, args.model_name, args.version)
-    if store.is_complete(final):
+    if args.model_record is not None and args.model_record.exists():
         log.info(
-            "model %s version %s is already in the store at %s; nothing to do",
-            args.model_name, args.version, final,
+            "model %s version %s is already published (%s exists); nothing to do",
+            args.model_name, args.model_version, args.model_record,
         )  # fmt: skip
         return contract.EXIT_OK
+    image = os.environ.get(contract.ENV_TRAINER_IMAGE, "").strip()
+    if image and rank.leader:
+        log.info("trainer image %s", image)
 
-    ckpt_path = store.checkpoint_path(args.model_dir, args.model_name, args.version)
+    ckpt_path = args.checkpoint_dir / CHECKPOINT_FILE if args.checkpoint_dir is not None else None
     if rank.leader:
-        removed = _prepare_store(args, ckpt_path)
+        removed = _prepare(args.output_dir, ckpt_path)
         if removed is None:
             return contract.EXIT_ERROR
         if removed:
-            log.info("removed %d staging file(s) that an interrupted run of version %s left", removed, args.version)
+            log.info("removed %d staging file(s) that an interrupted run of this version left", removed)
     if args.batch_size < rank.world_size:
         log.error("--batch-size %d is smaller than the %d ranks sharing each batch", args.batch_size, rank.world_size)
         return contract.EXIT_ERROR
@@ -192,25 +227,25 @@ def train(args: argparse.Namespace, rank: Rank | None = None) -> int:
         dataset.name, len(dataset.y_train), len(dataset.y_test), h, w, dataset.num_classes,
     )  # fmt: skip
 
-    from mlapp import fit  # noqa: PLC0415 - torch takes seconds to import; errors above need not wait
+    from digits import fit  # noqa: PLC0415 - torch takes seconds to import; errors above need not wait
 
     try:
         device = fit.select_device(args.device, rank.local_rank)
     except fit.DeviceError as e:
-        log.error("--device cuda: a GPU was requested but CUDA cannot be used: %s", e)
+        log.error("device cuda: a GPU was requested but CUDA cannot be used: %s", e)
         return contract.EXIT_ERROR
     if not rank.distributed:
-        return _train_and_publish(args, dataset, device, ckpt_path, rank)
+        return _train_and_write(args, dataset, device, ckpt_path, rank)
     return _train_in_group(args, dataset, device, ckpt_path, rank)
 
 
-def _train_in_group(args: argparse.Namespace, dataset: Dataset, device: Any, ckpt_path: Path, rank: Rank) -> int:
+def _train_in_group(args: argparse.Namespace, dataset: Dataset, device: Any, ckpt_path: Path | None, rank: Rank) -> int:
     """Train as one rank of torchrun's group; a rank that lost its peers exits EXIT_PEER."""
-    from mlapp import fit  # noqa: PLC0415 - imported by train() before it calls this
+    from digits import fit  # noqa: PLC0415 - imported by train() before it calls this
 
     fit.join_group(rank, device, args.collective_timeout)
     try:
-        return _train_and_publish(args, dataset, device, ckpt_path, rank)
+        return _train_and_write(args, dataset, device, ckpt_path, rank)
     except Exception as e:
         if not fit.lost_peer(e):
             raise
@@ -220,23 +255,31 @@ def _train_in_group(args: argparse.Namespace, dataset: Dataset, device: Any, ckp
         fit.leave_group()
 
 
-def _prepare_store(args: argparse.Namespace, ckpt_path: Path) -> int | None:
-    """Check the store can be written and remove this version's staging leftovers: how many; None if it cannot."""
+def _prepare(output_dir: Path, ckpt_path: Path | None) -> int | None:
+    """Check the output and checkpoint directories can be written and remove the staging files killed
+    writers left there: how many; None if they cannot be written."""
     try:
-        store.check_writable(ckpt_path)
+        files.check_writable(output_dir / contract.MODEL_FILE)
+        if ckpt_path is not None:
+            files.check_writable(ckpt_path)
         # No earlier run of this version is still writing: with a podFailurePolicy
         # the Job creates a replacement pod only once the previous one is fully
         # terminated (podReplacementPolicy "Failed", the only value allowed then:
         # https://kubernetes.io/docs/concepts/workloads/controllers/job/#pod-replacement-policy).
-        # So staging files of this version are a killed run's leftovers.
-        return store.remove_staging(args.model_dir, args.model_name, args.version)
+        # So staging files here are a killed run's leftovers.
+        removed = files.remove_staging(output_dir, OUTPUT_FILES)
+        if ckpt_path is not None:
+            removed += files.remove_staging(ckpt_path.parent, {ckpt_path.name})
     except OSError as e:
-        log.error("cannot write to the model store %s: %s", args.model_dir, e)
+        log.error("cannot write to the output directory %s or the checkpoint directory: %s", output_dir, e)
         return None
+    return removed
 
 
-def _train_and_publish(args: argparse.Namespace, dataset: Dataset, device: Any, ckpt_path: Path, rank: Rank) -> int:
-    from mlapp import fit  # noqa: PLC0415 - imported by train() before it calls this
+def _train_and_write(
+    args: argparse.Namespace, dataset: Dataset, device: Any, ckpt_path: Path | None, rank: Rank
+) -> int:
+    from digits import fit  # noqa: PLC0415 - imported by train() before it calls this
 
     params = fit.Params(args.epochs, args.batch_size, args.learning_rate, args.seed, dataset.name)
     try:
@@ -248,55 +291,100 @@ def _train_and_publish(args: argparse.Namespace, dataset: Dataset, device: Any, 
         log.error("%s", e)
         return contract.EXIT_PEER
     if not rank.distributed:
-        return _judge_and_publish(args, dataset, result, ckpt_path)
+        return _judge_and_write(args, dataset, result)
     code = contract.EXIT_OK
     if rank.leader:
         try:
-            code = _judge_and_publish(args, dataset, result, ckpt_path)
+            code = _judge_and_write(args, dataset, result)
         except Exception:  # the other ranks wait for a verdict: they must get one
-            log.exception("publishing failed")
+            log.exception("writing the outputs failed")
             code = contract.EXIT_ERROR
     # Every rank exits with rank 0's verdict; rank 0's own error is counted on its pod alone.
     verdict = fit.verdict_of_leader(code, device)
     return contract.EXIT_PEER if verdict == contract.EXIT_ERROR and not rank.leader else verdict
 
 
-def _judge_and_publish(args: argparse.Namespace, dataset: Dataset, result: Any, ckpt_path: Path) -> int:
-    from mlapp import fit  # noqa: PLC0415 - imported by train() before it calls this
+def run_metrics(result: Any) -> dict[str, float]:
+    """metrics.json: the held-out accuracy, the last epoch's mean training loss and the steps taken.
 
-    h, w = dataset.image_shape
-    final = store.version_dir(args.model_dir, args.model_name, args.version)
-    if not progress.verdict(result.accuracy, args.min_accuracy):
-        log.error(
-            "held-out accuracy %.4f is under --min-accuracy %.4f; not publishing",
-            result.accuracy, args.min_accuracy,
-        )  # fmt: skip
+    Numbers only, and finite (the contract's publisher refuses anything else): a diverged loss is
+    left out, with a warning, rather than written as NaN.
+    """
+    metrics: dict[str, float] = {"accuracy": float(result.accuracy), "loss": float(result.loss)}
+    if not math.isfinite(metrics["loss"]):
+        log.warning("the last epoch's mean loss is %s; metrics.json leaves it out", metrics.pop("loss"))
+    metrics["steps"] = int(result.steps)
+    return metrics
+
+
+def _judge_and_write(args: argparse.Namespace, dataset: Dataset, result: Any) -> int:
+    metrics = run_metrics(result)
+    gate: Gate | None = args.gate
+    passed = progress.verdict(metrics, gate)
+    if gate is not None and passed is False:
+        log.error("%s %.4f misses the gate %s; writing no outputs", gate.metric, metrics[gate.metric], gate)
         return contract.EXIT_GATE
-
-    meta = _metadata(args, dataset, result.accuracy, result.device, result.steps)
-    meta["framework"]["torch"] = fit.TORCH_VERSION
-
-    published = store.publish(
-        args.model_dir,
-        args.model_name,
-        args.version,
-        lambda path: fit.export_onnx(result.net, h, w, path),
-        meta,
-    )
-    ckpt_path.unlink(missing_ok=True)
+    if gate is not None and passed is None:
+        log.warning(
+            "the gate's metric %r is not one this trainer reports (%s): the publisher judges it",
+            gate.metric, ", ".join(metrics),
+        )  # fmt: skip
+    write_outputs(args.output_dir, dataset, result, metrics)
     log.info(
-        "%s %s (held-out accuracy %.4f, gate %.4f)",
-        "published" if published else "another run already published",
-        final, result.accuracy, args.min_accuracy,
+        "wrote model %s version %s to %s (held-out accuracy %.4f, gate %s)",
+        args.model_name, args.model_version, args.output_dir, metrics["accuracy"], gate or "none",
     )  # fmt: skip
     return contract.EXIT_OK
+
+
+def serving(dataset: Dataset) -> dict[str, Any]:
+    """serving.json: rows are independent (no batch norm, nothing across the batch), and the server's
+    image-classifier plug-in turns a picture into the input as data.py scales the training images:
+    grey, 0-1, a light digit on a dark ground."""
+    from digits import fit  # noqa: PLC0415 - torch is imported by then: the outputs follow training
+
+    h, w = dataset.image_shape
+    return {
+        "batchable": True,
+        "plugin": {
+            "name": "image-classifier",
+            "input": fit.INPUT_NAME,
+            "output": fit.OUTPUT_NAME,
+            "height": h,
+            "width": w,
+            "foreground": "light",
+            "scores": "probabilities",
+        },
+    }
+
+
+def write_outputs(directory: Path, dataset: Dataset, result: Any, metrics: Mapping[str, float]) -> None:
+    """The contract's files, each written whole (a staging file renamed over it): metrics.json last."""
+    from digits import fit  # noqa: PLC0415 - torch is imported by then: the outputs follow training
+
+    h, w = dataset.image_shape
+    # Exported to $TMPDIR first (the pod's scratch emptyDir): a failing export leaves the output
+    # directory as it was.
+    with tempfile.TemporaryDirectory(prefix="digits-export-") as scratch:
+        local = Path(scratch) / contract.MODEL_FILE
+        fit.export_onnx(result.net, h, w, local)
+        model = local.read_bytes()
+    files.write_file_atomic(directory / contract.MODEL_FILE, model)
+    labels = "".join(f"{i}\n" for i in range(dataset.num_classes))
+    files.write_file_atomic(directory / contract.LABELS_FILE, labels.encode("utf-8"))
+    files.write_file_atomic(directory / contract.SERVING_FILE, _json(serving(dataset)))
+    files.write_file_atomic(directory / contract.METRICS_FILE, _json(metrics))
+
+
+def _json(data: Mapping[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode("utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         rank = Rank.from_env()
     except ValueError as e:
-        print(f"python -m mlapp.train: {e}", file=sys.stderr)
+        print(f"python -m digits.train: {e}", file=sys.stderr)
         return contract.EXIT_ERROR
     where = f" [rank {rank.rank}/{rank.world_size}]" if rank.distributed else ""
     logging.basicConfig(
@@ -305,28 +393,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stdout,
         force=True,
     )
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
-        with progress.reporting(args.model_name, args.version, args.epochs, args.min_accuracy):
+        with progress.reporting(args.model_name, args.model_version, args.epochs, args.gate):
             return train(args, rank)
     except DataError as e:
         log.error("cannot load training data: %s", e)
         return contract.EXIT_ERROR
     except OSError as e:
-        log.error("cannot write the model to the store %s: %s", args.model_dir, e)
+        log.error("cannot write the outputs to %s: %s", args.output_dir, e)
         return contract.EXIT_ERROR
     except Exception:
         log.exception("training failed")
         return contract.EXIT_ERROR
 
 
-def _exit(code: int) -> NoReturn:
+def exit_process(code: int) -> NoReturn:
     """Exit with ``code``; a rank of a group skips the interpreter's teardown.
 
     gloo's C++ threads can still hold work objects with Python references when the interpreter
     finalizes, and the process then aborts (SIGABRT) after its work is done (pytorch/pytorch#179291,
     "crashes with SIGABRT because the interpreter is being torn down"): seen here as a rank that had
-    published exiting -6, which would fail its pod. Everything the rank had to do is done and its
+    finished its work exiting -6, which would fail its pod. Everything the rank had to do is done and its
     output flushed by then, so it leaves at once.
     """
     try:
@@ -342,4 +430,4 @@ def _exit(code: int) -> NoReturn:
 
 
 if __name__ == "__main__":
-    _exit(main())
+    exit_process(main())

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mlapp import cuda
+from digits import contract, cuda
 
-from .helpers import SEED, TRAIN_ARGS, run_trainer
+from .helpers import SEED, TRAIN_ARGS, Run, run_trainer
 
 CU128 = cuda.TorchBuild("2.13.0+cu128", "12.8", ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"))
 CU130 = cuda.TorchBuild("2.13.0", "13.0", ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"))
@@ -85,20 +85,20 @@ def test_probe_of_a_missing_library_does_not_raise() -> None:
 def test_trainer_asked_for_a_gpu_without_cuda_fails_fast_naming_the_cause(tmp_path: Path) -> None:
     """Bug: a GPU node whose CUDA did not come up trained on CPU and succeeded, hiding the defect.
 
-    This process has no CUDA (a CPU torch, no driver): asked for cuda, the
-    trainer exits 1 with the cause and publishes nothing.
+    This process has no CUDA (a CPU torch, no driver): asked for cuda as the Job asks
+    (MLAPP_DEVICE), the trainer exits 1 with the cause and writes nothing.
     """
-    result = run_trainer(tmp_path, "gpu", *TRAIN_ARGS, "--min-accuracy", "0", "--seed", str(SEED),
-                         "--device", "cuda")  # fmt: skip
-    assert result.returncode == 1, result.stdout + result.stderr
+    run = Run.under(tmp_path, "gpu")
+    result = run_trainer(run, *TRAIN_ARGS, "--seed", str(SEED), env={contract.ENV_DEVICE: "cuda"})
+    assert result.returncode == contract.EXIT_ERROR, result.stdout + result.stderr
     assert "a GPU was requested but CUDA cannot be used" in result.stdout
     assert "no CUDA support" in result.stdout or "no NVIDIA driver" in result.stdout
     assert "held-out accuracy" not in result.stdout  # it did not train
-    assert not (tmp_path / "digits" / "gpu").exists()
+    assert list(run.output_dir.iterdir()) == []
 
 
 def test_trainer_on_cpu_trains_without_asking_for_cuda(tmp_path: Path) -> None:
-    result = run_trainer(tmp_path, "cpu", *TRAIN_ARGS, "--epochs", "1", "--min-accuracy", "0",
-                         "--seed", str(SEED), "--device", "cpu")  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    run = Run.under(tmp_path, "cpu")
+    result = run_trainer(run, *TRAIN_ARGS, "--epochs", "1", "--seed", str(SEED), env={contract.ENV_DEVICE: "cpu"})
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     assert "device cpu" in result.stdout

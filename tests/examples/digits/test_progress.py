@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlapp import contract, progress
+from digits import contract, progress
+from digits.contract import Gate
 
-from .helpers import MODEL_NAME, VERSION, TrainedModel, app_env
+from .conftest import TrainedRun
+from .helpers import MODEL_NAME, Run, trainer_env
+
+ACCURACY_GATE = Gate("accuracy", "maximize", 0.5)
 
 
 def _lines(log: str, event: str) -> list[dict[str, object]]:
@@ -31,23 +35,27 @@ def _lines(log: str, event: str) -> list[dict[str, object]]:
     return found
 
 
-def test_every_epoch_logs_one_json_line_and_the_gate_one_more(trained: TrainedModel) -> None:
-    epochs = _lines(trained.log, "epoch")
-    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5, 6], trained.log
+def test_every_epoch_logs_one_json_line_and_the_gate_one_more(trained_run: TrainedRun) -> None:
+    epochs = _lines(trained_run.log, "epoch")
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5, 6], trained_run.log
     assert [e["step"] for e in epochs] == [45 * n for n in range(1, 7)]  # 45 steps an epoch (test_train)
     for record in epochs:
-        assert record["model"] == MODEL_NAME
-        assert record["version"] == VERSION
+        assert record["model"] == MODEL_NAME  # MLAPP_MODEL_NAME and MLAPP_MODEL_VERSION label the run
+        assert record["version"] == "t1"
         assert record["rank"] == 0
         assert isinstance(record["loss"], float)
         assert record["loss"] > 0
     # The logged accuracy is the one the human-readable line gives for the same step.
     last = epochs[-1]
-    assert f"Accuracy at step {last['step']}: {last['heldout_accuracy']:.4f}" in trained.log
-    (gate,) = _lines(trained.log, "gate")
+    assert f"Accuracy at step {last['step']}: {last['heldout_accuracy']:.4f}" in trained_run.log
+    (gate,) = _lines(trained_run.log, "gate")
     assert gate["passed"] is True
-    assert gate["min_accuracy"] == 0.9
-    assert gate["heldout_accuracy"] == last["heldout_accuracy"]
+    assert (gate["metric"], gate["direction"], gate["threshold"]) == ("accuracy", "maximize", 0.9)
+    assert gate["value"] == last["heldout_accuracy"]
+    # The verdict is on the metrics the run wrote: the publisher judges the same numbers.
+    metrics = json.loads((trained_run.run.output_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["accuracy"] == gate["value"]
+    assert metrics["loss"] == last["loss"]
 
 
 def _free_port() -> int:
@@ -66,11 +74,12 @@ def _scrape(port: int) -> dict[str, float]:
 def test_a_running_trainer_serves_its_progress_and_keeps_the_verdict_up_for_a_last_scrape(tmp_path: Path) -> None:
     """The gate fails here (1.0 is out of reach), and the verdict 0 is still scraped after training ends."""
     port = _free_port()
-    env = app_env(**{contract.ENV_METRICS_PORT: str(port), progress.ENV_LINGER: "20"})
+    env = trainer_env(
+        Run.under(tmp_path, "scraped"), "scraped", **{contract.ENV_METRICS_PORT: str(port), progress.ENV_LINGER: "20"}
+    )
     cmd = [
-        sys.executable, "-m", "mlapp.train", "--model-dir", str(tmp_path), "--model-name", MODEL_NAME,
-        "--version", "scraped", "--epochs", "2", "--batch-size", "256", "--learning-rate", "0.001",
-        "--min-accuracy", "1.0",
+        sys.executable, "-m", "digits.train", "--epochs", "2", "--batch-size", "256", "--learning-rate", "0.001",
+        "--gate", "accuracy>=1.0",
     ]  # fmt: skip
     trainer = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -94,12 +103,12 @@ def test_a_running_trainer_serves_its_progress_and_keeps_the_verdict_up_for_a_la
 
 
 def test_only_rank_0_records_the_verdict() -> None:
-    other = progress.Reporter("m", "rank-test", epochs=3, min_accuracy=0.5, rank=1)
-    first = progress.Reporter("m", "rank-test", epochs=3, min_accuracy=0.5, rank=0)
+    other = progress.Reporter("m", "rank-test", epochs=3, gate=ACCURACY_GATE, rank=1)
+    first = progress.Reporter("m", "rank-test", epochs=3, gate=ACCURACY_GATE, rank=0)
     labels = {"model": "m", "version": "rank-test"}
-    assert other.verdict(0.4) is False
+    assert other.verdict({"accuracy": 0.4}) is False
     assert progress.REGISTRY.get_sample_value("mlapp_train_gate_passed", labels) is None
-    assert first.verdict(0.6) is True
+    assert first.verdict({"accuracy": 0.6}) is True
     assert progress.REGISTRY.get_sample_value("mlapp_train_gate_passed", labels) == 1.0
     other.epoch_done(1, 10, 0.5, 0.7)
     assert progress.REGISTRY.get_sample_value("mlapp_train_step", {**labels, "rank": "1"}) == 10
@@ -107,8 +116,8 @@ def test_only_rank_0_records_the_verdict() -> None:
 
 
 def test_a_diverged_loss_is_logged_as_null_not_nan(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="mlapp.progress"):
-        progress.Reporter("m", "nan-test", epochs=1, min_accuracy=0.5).epoch_done(1, 1, float("nan"), 0.1)
+    with caplog.at_level("INFO", logger="digits.progress"):
+        progress.Reporter("m", "nan-test", epochs=1, gate=ACCURACY_GATE).epoch_done(1, 1, float("nan"), 0.1)
     (line,) = [r.getMessage() for r in caplog.records if '"event":"epoch"' in r.getMessage()]
     assert json.loads(line)["loss"] is None
 
@@ -118,15 +127,15 @@ def test_a_diverged_loss_is_logged_as_null_not_nan(caplog: pytest.LogCaptureFixt
     [(contract.ENV_METRICS_PORT, "http"), (contract.ENV_METRICS_PORT, "70000"), (progress.ENV_LINGER, "-1")],
 )
 def test_a_bad_setting_is_refused_naming_the_variable(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name), progress.reporting("m", "v", 1, 0.5, env={name: value}):
+    with pytest.raises(ValueError, match=name), progress.reporting("m", "v", 1, ACCURACY_GATE, env={name: value}):
         pass
 
 
 def test_a_rank_that_does_not_evaluate_reports_its_epoch_and_loss_but_no_accuracy(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    reporter = progress.Reporter("ranked-model", "v-ranks", epochs=3, min_accuracy=0.9, rank=1)
-    with caplog.at_level("INFO", logger="mlapp.progress"):
+    reporter = progress.Reporter("ranked-model", "v-ranks", epochs=3, gate=ACCURACY_GATE, rank=1)
+    with caplog.at_level("INFO", logger="digits.progress"):
         reporter.epoch_done(1, 12, 0.5, None)
     (record,) = _lines(caplog.text, "epoch")
     assert record["rank"] == 1
@@ -164,8 +173,26 @@ def test_the_trainers_metrics_port_bounds_its_connections_their_stalls_and_their
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=2)
         assert missing.value.code == 404
-        progress.Reporter("bounded", "v1", epochs=1, min_accuracy=0.5).epoch_done(1, 3, 0.25, 0.75)
+        progress.Reporter("bounded", "v1", epochs=1, gate=ACCURACY_GATE).epoch_done(1, 3, 0.25, 0.75)
         assert _scrape(port)["mlapp_train_epochs"] >= 1
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("gate", "threshold_shown"),
+    [(Gate("accuracy", "maximize", 0.8), 0.8), (Gate("loss", "minimize", 0.3), None), (None, None)],
+)
+def test_the_gate_gauge_shows_an_accuracy_gate_and_the_verdict_any_gate_it_can_judge(
+    gate: Gate | None, threshold_shown: float | None
+) -> None:
+    """mlapp_train_min_accuracy is the dashboard's line under the accuracy curve: an accuracy gate's
+    threshold, and nothing for a gate on another metric, or none."""
+    version = f"gauge-{gate}"
+    labels = {"model": "m", "version": version}
+    reporter = progress.Reporter("m", version, epochs=1, gate=gate)
+    assert progress.REGISTRY.get_sample_value("mlapp_train_min_accuracy", labels) == threshold_shown
+    passed = reporter.verdict({"accuracy": 0.9, "loss": 0.2, "steps": 10})
+    assert passed is (None if gate is None else True)
+    assert progress.REGISTRY.get_sample_value("mlapp_train_gate_passed", labels) == (None if gate is None else 1.0)

@@ -1,84 +1,96 @@
-"""The trainer, run for real: artifact, gate, exit codes, atomic publish, resume."""
+"""The digits trainer, run for real as the Job runs it: its outputs, the gate, exit codes, resume."""
 
 from __future__ import annotations
 
-import errno
+import argparse
 import gzip
-import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort
 import pytest
 
-from mlapp import contract, store
-from mlapp.data import DataError, load_idx_dataset, read_idx
+from digits import contract, files
+from digits.data import DataError, load_idx_dataset, read_idx
 
-from . import gcsfuse_sim
-from .helpers import (
-    MODEL_NAME,
-    SEED,
-    TRAIN_ARGS,
-    VERSION,
-    HeldOut,
-    TrainedModel,
-    app_env,
-    run_trainer,
-)
+from .conftest import HeldOut, TrainedRun
+from .helpers import REPO, SEED, TRAIN_ARGS, Run, run_trainer, trainer_env
+
+OUTPUTS = ["labels.txt", "metrics.json", "model.onnx", "serving.json"]
+SERVING = {
+    "batchable": True,
+    "plugin": {"name": "image-classifier", "input": "input", "output": "probabilities", "height": 8, "width": 8,
+               "foreground": "light", "scores": "probabilities"},
+}  # fmt: skip
 
 
 def session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def test_trained_model_is_published_with_metadata(trained: TrainedModel, held_out: HeldOut) -> None:
-    assert sorted(p.name for p in trained.directory.iterdir()) == ["metadata.json", "model.onnx"]
-    meta = json.loads((trained.directory / "metadata.json").read_text(encoding="utf-8"))
-    assert meta["model_name"] == MODEL_NAME
-    assert meta["version"] == VERSION
-    assert meta["dataset"] == {"name": "sklearn-digits", "train_examples": 1438,
-                               "test_examples": 359}  # fmt: skip
-    assert meta["parameters"]["epochs"] == 6
-    assert meta["parameters"]["seed"] == SEED
-    assert meta["parameters"]["min_accuracy"] == 0.9
-    assert meta["num_classes"] == 10
-    assert meta["input"]["shape"] == [-1, 1, 8, 8]
-    assert meta["input"]["preprocessing"]["pixel_max"] == 16.0
-    assert meta["output"] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}
-    assert meta["created_at"].endswith("+00:00")
-    assert meta["trainer_image"] is None  # MLAPP_TRAINER_IMAGE unset in tests
-    # The accuracy it reports is the accuracy of the artifact it published.
-    probs = session(trained.directory / "model.onnx").run(None, {"input": held_out.images})[0]
+def metrics_of(run: Run) -> dict[str, Any]:
+    metrics: dict[str, Any] = json.loads((run.output_dir / "metrics.json").read_text(encoding="utf-8"))
+    return metrics
+
+
+def test_the_run_writes_the_contracts_outputs(trained_run: TrainedRun, held_out: HeldOut) -> None:
+    run = trained_run.run
+    assert sorted(p.name for p in run.output_dir.iterdir()) == OUTPUTS
+    metrics = metrics_of(run)
+    assert sorted(metrics) == ["accuracy", "loss", "steps"]
+    assert all(type(v) in (int, float) for v in metrics.values()), metrics
+    assert metrics["steps"] == 6 * 45
+    assert 0 < metrics["loss"] < 1
+    assert metrics["accuracy"] >= 0.9
+    # The accuracy it reports is the accuracy of the model it wrote.
+    probs = session(run.output_dir / "model.onnx").run(None, {"input": held_out.images})[0]
     onnx_accuracy = float((probs.argmax(1) == held_out.labels).mean())
-    assert meta["accuracy"] >= 0.9
-    assert abs(onnx_accuracy - meta["accuracy"]) <= 1 / len(held_out.labels)
+    assert abs(onnx_accuracy - metrics["accuracy"]) <= 1 / len(held_out.labels)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
-    # No checkpoint is left behind once the version is published.
-    assert not store.checkpoint_path(trained.store, MODEL_NAME, VERSION).exists()
+    assert (run.output_dir / "labels.txt").read_text(encoding="utf-8") == "".join(f"{i}\n" for i in range(10))
+    assert json.loads((run.output_dir / "serving.json").read_text(encoding="utf-8")) == SERVING
+    # The checkpoint is left for the publisher, which removes it once the version is published.
+    assert run.checkpoint.is_file()
+    assert sorted(p.name for p in run.checkpoint_dir.iterdir()) == ["checkpoint.pt"]
 
 
-def test_training_logs_progress_and_held_out_accuracy(trained: TrainedModel) -> None:
-    assert re.search(r"step 20 epoch 1 loss \d+\.\d+ running accuracy \d\.\d+", trained.log)
-    assert re.search(r"Accuracy at step 270: 0\.9\d+", trained.log)  # 6 epochs x 45 steps
-    assert "held-out accuracy" in trained.log
+def test_the_model_has_the_interface_serving_json_names(trained_run: TrainedRun) -> None:
+    """One file, tensors inside, input FP32 [-1, 1, 8, 8] and output FP32 [-1, 10], the batch dynamic."""
+    model = onnx.load(str(trained_run.run.output_dir / "model.onnx"), load_external_data=False)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+    def interface(values: Any) -> list[tuple[str, int, list[int | str]]]:
+        return [
+            (v.name, v.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim])
+            for v in values
+        ]
+
+    fp32 = onnx.TensorProto.FLOAT
+    assert interface(model.graph.input) == [("input", fp32, ["batch", 1, 8, 8])]
+    assert interface(model.graph.output) == [("probabilities", fp32, ["batch", 10])]
+
+
+def test_training_logs_progress_and_held_out_accuracy(trained_run: TrainedRun) -> None:
+    assert re.search(r"step 20 epoch 1 loss \d+\.\d+ running accuracy \d\.\d+", trained_run.log)
+    assert re.search(r"Accuracy at step 270: 0\.9\d+", trained_run.log)  # 6 epochs x 45 steps
+    assert "held-out accuracy" in trained_run.log
 
 
 def test_onnx_export_matches_torch(tmp_path: Path, held_out: HeldOut) -> None:
     import torch
 
-    from mlapp.fit import export_onnx
-    from mlapp.model import DigitCNN, WithSoftmax
+    from digits.fit import export_onnx
+    from digits.model import DigitCNN, WithSoftmax
 
     torch.manual_seed(0)
     net = DigitCNN(8, 8, 10).eval()
@@ -90,86 +102,158 @@ def test_onnx_export_matches_torch(tmp_path: Path, held_out: HeldOut) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_rerun_of_a_published_version_is_a_no_op(trained: TrainedModel) -> None:
-    before = {p.name: p.stat().st_mtime_ns for p in trained.directory.iterdir()}
-    result = run_trainer(trained.store, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9")
+def test_an_already_published_version_exits_0_without_training(tmp_path: Path) -> None:
+    run = Run.under(tmp_path, "done")
+    run.record.parent.mkdir(parents=True)
+    run.record.write_text("{}", encoding="utf-8")
+    result = run_trainer(run, *TRAIN_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
-    assert "already in the store" in result.stdout
-    assert {p.name: p.stat().st_mtime_ns for p in trained.directory.iterdir()} == before
+    assert f"is already published ({run.record} exists); nothing to do" in result.stdout
+    assert "data set" not in result.stdout  # it did not even load the data
+    assert not run.output_dir.exists()
+    assert not run.checkpoint_dir.exists()
 
 
-def test_accuracy_under_the_gate_exits_2_and_publishes_nothing(tmp_path: Path) -> None:
+def test_accuracy_under_the_gate_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    run = Run.under(tmp_path, "gate")
     result = run_trainer(
-        tmp_path, "gate", "--epochs", "1", "--batch-size", "512", "--learning-rate", "0.0001",
-        "--min-accuracy", "1.0",
-    )  # fmt: skip
+        run, "--epochs", "1", "--batch-size", "512", "--learning-rate", "0.0001", "--gate", "accuracy>=1.0"
+    )
     assert result.returncode == contract.EXIT_GATE, result.stdout + result.stderr
-    assert "is under --min-accuracy 1.0000" in result.stdout
-    assert not (tmp_path / MODEL_NAME / "gate").exists()
+    assert re.search(r"accuracy 0\.\d{4} misses the gate accuracy>=1; writing no outputs", result.stdout)
+    assert list(run.output_dir.iterdir()) == []
+
+
+def test_a_gate_on_the_loss_is_judged_too(tmp_path: Path) -> None:
+    """The gate is a metric, a direction and a threshold: the trainer judges any metric it writes."""
+    run = Run.under(tmp_path, "loss")
+    result = run_trainer(run, *QUICK_ARGS, env=gate_env("loss", "minimize", "0.000001"))
+    assert result.returncode == contract.EXIT_GATE, result.stdout + result.stderr
+    assert re.search(r"loss \d+\.\d{4} misses the gate loss<=1e-06; writing no outputs", result.stdout)
+    assert list(run.output_dir.iterdir()) == []
+
+
+def test_a_gate_on_a_metric_it_does_not_write_is_left_to_the_publisher(tmp_path: Path) -> None:
+    run = Run.under(tmp_path, "f1")
+    result = run_trainer(run, *QUICK_ARGS, env=gate_env("f1", "maximize", "0.99"))
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
+    assert "the gate's metric 'f1' is not one this trainer reports (accuracy, loss, steps)" in result.stdout
+    assert sorted(p.name for p in run.output_dir.iterdir()) == OUTPUTS
+
+
+def gate_env(metric: str, direction: str, threshold: str) -> dict[str, str]:
+    return {
+        contract.ENV_GATE_METRIC: metric,
+        contract.ENV_GATE_DIRECTION: direction,
+        contract.ENV_GATE_THRESHOLD: threshold,
+    }
 
 
 def test_unreadable_data_exits_1(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
-    result = run_trainer(
-        tmp_path / "store", "x", *TRAIN_ARGS, "--min-accuracy", "0", "--data-dir",
-        str(tmp_path / "data"),
-    )  # fmt: skip
+    result = run_trainer(Run.under(tmp_path / "store", "x"), *TRAIN_ARGS, "--data-dir", str(tmp_path / "data"))
     assert result.returncode == contract.EXIT_ERROR, result.stdout + result.stderr
     assert "cannot load training data" in result.stdout
     assert "train-images-idx3-ubyte.gz" in result.stdout
 
 
-def test_unwritable_store_exits_1(tmp_path: Path) -> None:
+def test_an_output_directory_that_cannot_be_written_exits_1(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    result = run_trainer(not_a_dir, "x", *TRAIN_ARGS, "--min-accuracy", "0")
+    result = run_trainer(None, *TRAIN_ARGS, "--output-dir", str(not_a_dir))
     assert result.returncode == contract.EXIT_ERROR, result.stdout + result.stderr
-    assert "cannot write to the model store" in result.stdout
+    assert f"cannot write to the output directory {not_a_dir}" in result.stdout
 
 
-MODEL_DIR_RULE = (
-    "argument --model-dir: --model-dir must be a directory path that is not empty, not the filesystem root, "
-    "without a NUL byte and without a '..' component"
+# ---------------------------------------------------------------- inputs: flags over the environment
+
+DIRECTORY_RULE = (
+    "must be a directory path that is not empty, not the filesystem root, without a NUL byte "
+    "and without a '..' component"
 )
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "env", "message"),
     [
-        (["--epochs", "0"], "argument --epochs: must be a positive integer"),
-        (["--learning-rate", "-1"], "argument --learning-rate: must be a positive number"),
-        (["--min-accuracy", "1.5"], "argument --min-accuracy: must be a number in [0, 1]"),
-        (["--version", "../escape"], "argument --version: --version must be"),
-        # Bug: --model-dir "" published into the current directory with exit 0.
-        (["--model-dir", ""], f"{MODEL_DIR_RULE}; got ''"),
-        (["--model-dir", "store/../elsewhere"], f"{MODEL_DIR_RULE}; got 'store/../elsewhere'"),
+        (["--epochs", "0"], {}, "argument --epochs: must be a positive integer"),
+        (["--learning-rate", "-1"], {}, "argument --learning-rate: must be a positive number"),
+        (["--gate", "accuracy>>0.9"], {}, "argument --gate: the gate must read METRIC>=THRESHOLD"),
+        (["--device", "gpu"], {}, "argument --device: must be one of auto, cuda, cpu"),
+        # Bug: --model-dir "" (as the flag was then) published into the current directory with exit 0.
+        (["--output-dir", ""], {}, f"argument --output-dir: {DIRECTORY_RULE}; got ''"),
+        (["--output-dir", "a/../b"], {}, f"argument --output-dir: {DIRECTORY_RULE}; got 'a/../b'"),
+        # The same rules hold for what the environment gives, and the message names the variable.
+        (["--epochs", "-"], {"MLAPP_EPOCHS": "0"}, "MLAPP_EPOCHS (or --epochs): must be a positive integer, got 0"),
+        ([], {"MLAPP_DEVICE": "gpu"}, "MLAPP_DEVICE (or --device): must be one of auto, cuda, cpu"),
+        ([], {"MLAPP_GATE_METRIC": "accuracy", "MLAPP_GATE_DIRECTION": "up", "MLAPP_GATE_THRESHOLD": "0.9"},
+         "MLAPP_GATE_DIRECTION must be one of maximize, minimize, got 'up'"),
+        ([], {"MLAPP_GATE_METRIC": "accuracy", "MLAPP_GATE_DIRECTION": "maximize", "MLAPP_GATE_THRESHOLD": "nan"},
+         "MLAPP_GATE_THRESHOLD must be a finite number"),
+        # A required value that neither gives.
+        (["--output-dir", "-"], {"MLAPP_OUTPUT_DIR": ""}, "--output-dir or MLAPP_OUTPUT_DIR is required"),
+        (["--epochs", "-"], {"MLAPP_EPOCHS": ""}, "--epochs or MLAPP_EPOCHS is required"),
     ],
-)
-def test_bad_arguments_exit_1_with_a_message(tmp_path: Path, args: list[str], message: str) -> None:
-    base = {"--model-dir": str(tmp_path), "--epochs": "1", "--batch-size": "8", "--learning-rate": "0.1",
-            "--min-accuracy": "0", "--version": "v"}  # fmt: skip
+)  # fmt: skip
+def test_bad_or_missing_inputs_exit_1_naming_the_flag_or_the_variable(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    """Exit 1, not argparse's 2: 2 tells the Job the model is under the gate."""
+    base = {"--output-dir": "out", "--epochs": "1", "--batch-size": "8", "--learning-rate": "0.1"}
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
-    cmd = [sys.executable, "-m", "mlapp.train", "--model-name", MODEL_NAME,
-           *[x for kv in base.items() for x in kv]]  # fmt: skip
-    # In tmp_path, so that a relative --model-dir that is not refused lands where the test looks.
-    result = subprocess.run(cmd, env=app_env(), capture_output=True, text=True, check=False, cwd=tmp_path)
+    argv = [x for flag, value in base.items() if value != "-" for x in (flag, value)]
+    # In tmp_path, so that a relative --output-dir that is not refused lands where the test looks.
+    result = run_trainer(None, *argv, env=env, cwd=tmp_path)
     assert result.returncode == contract.EXIT_ERROR, result.stdout + result.stderr
     assert message in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("model_dir", ["/", "//", "/.", "models\0"])
-def test_model_dir_root_or_with_a_nul_byte_exits_1(capsys: pytest.CaptureFixture[str], model_dir: str) -> None:
+@pytest.mark.parametrize("output_dir", ["/", "//", "/.", "runs\0"])
+def test_an_output_dir_at_the_root_or_with_a_nul_byte_exits_1(
+    capsys: pytest.CaptureFixture[str], output_dir: str
+) -> None:
     """Parsed in-process: no process can be given a NUL, and a trainer run on "/" would write there."""
-    from mlapp import train
+    from digits import train
 
-    parser = train.build_parser()
     with pytest.raises(SystemExit) as exited:
-        parser.parse_args(["--model-dir", model_dir, "--model-name", MODEL_NAME, "--version", "v", "--epochs", "1",
-                           "--batch-size", "8", "--learning-rate", "0.1", "--min-accuracy", "0"])  # fmt: skip
+        train.parse_args(["--output-dir", output_dir, "--epochs", "1", "--batch-size", "8", "--learning-rate", "0.1"],
+                         env={})  # fmt: skip
     assert exited.value.code == contract.EXIT_ERROR
-    assert f"{MODEL_DIR_RULE}; got {model_dir!r}" in capsys.readouterr().err
+    assert f"{DIRECTORY_RULE}; got {output_dir!r}" in capsys.readouterr().err
+
+
+def parsed(argv: list[str], env: dict[str, str]) -> argparse.Namespace:
+    from digits import train
+
+    return train.parse_args(argv, env=env)
+
+
+def test_the_environment_gives_every_input_and_a_flag_overrides_its_variable(tmp_path: Path) -> None:
+    env = {
+        "MLAPP_OUTPUT_DIR": str(tmp_path / "out"), "MLAPP_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+        "MLAPP_MODEL_RECORD": str(tmp_path / "record"), "MLAPP_MODEL_NAME": "m", "MLAPP_MODEL_VERSION": "v9",
+        "MLAPP_DEVICE": "cpu", "MLAPP_EPOCHS": "3", "MLAPP_BATCH_SIZE": "16", "MLAPP_LEARNING_RATE": "0.01",
+        "MLAPP_SEED": "5", **gate_env("accuracy", "maximize", "0.8"),
+    }  # fmt: skip
+    from_env = parsed([], env)
+    assert (from_env.output_dir, from_env.checkpoint_dir, from_env.model_record) == (
+        tmp_path / "out", tmp_path / "ckpt", tmp_path / "record",
+    )  # fmt: skip
+    assert (from_env.model_name, from_env.model_version, from_env.device) == ("m", "v9", "cpu")
+    assert (from_env.epochs, from_env.batch_size, from_env.learning_rate, from_env.seed) == (3, 16, 0.01, 5)
+    assert str(from_env.gate) == "accuracy>=0.8"
+    flags = parsed(["--epochs", "7", "--seed", "0", "--device", "auto", "--gate", "loss<=0.5",
+                    "--output-dir", str(tmp_path / "mine")], env)  # fmt: skip
+    assert (flags.epochs, flags.seed, flags.device, str(flags.gate)) == (7, 0, "auto", "loss<=0.5")
+    assert (flags.output_dir, flags.batch_size) == (tmp_path / "mine", 16)
+
+
+def test_a_run_by_hand_needs_only_the_output_dir_and_the_training_parameters(tmp_path: Path) -> None:
+    args = parsed(["--output-dir", str(tmp_path), *TRAIN_ARGS], {})
+    assert (args.checkpoint_dir, args.model_record, args.gate) == (None, None, None)
+    assert (args.model_name, args.model_version, args.device, args.seed) == ("digits", "local", "auto", 0)
 
 
 # ---------------------------------------------------------------- IDX files
@@ -233,161 +317,90 @@ def test_idx_loader_rejects_corrupt_files(tmp_path: Path) -> None:
         load_idx_dataset(tmp_path)
 
 
-def test_trains_on_idx_files_writing_only_to_the_store(tmp_path: Path) -> None:
+def test_trains_on_idx_files_writing_only_its_output_and_checkpoint_directories(tmp_path: Path) -> None:
     synthetic_idx(tmp_path / "data", 300, 60, gz=True)
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()
     cwd.mkdir()
+    model_store = tmp_path / "store"
     result = run_trainer(
-        tmp_path / "store", "idx", "--epochs", "3", "--batch-size", "32", "--learning-rate",
-        "0.01", "--min-accuracy", "0.9", "--data-dir", str(tmp_path / "data"),
-        env={"MLAPP_TRAINER_IMAGE": "registry.example/mlapp-trainer@sha256:abc",
-             "HOME": str(home)},
+        Run.under(model_store, "idx"), "--epochs", "3", "--batch-size", "32", "--learning-rate", "0.01",
+        "--gate", "accuracy>=0.9", "--data-dir", str(tmp_path / "data"),
+        env={"MLAPP_TRAINER_IMAGE": "registry.example/digits-trainer@sha256:abc", "HOME": str(home)},
         cwd=cwd,
     )  # fmt: skip
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
+    assert "trainer image registry.example/digits-trainer@sha256:abc" in result.stdout
     # The pod's root filesystem is read-only: nothing may land in $HOME or the cwd.
     assert list(home.iterdir()) == []
     assert list(cwd.iterdir()) == []
-    model_store = tmp_path / "store"
     written = sorted(str(p.relative_to(model_store)) for p in model_store.rglob("*"))
-    assert written == ["digits", "digits/.checkpoints", "digits/idx", "digits/idx/metadata.json",
-                       "digits/idx/model.onnx"]  # fmt: skip
-    meta = json.loads((tmp_path / "store" / MODEL_NAME / "idx" / "metadata.json").read_text())
-    assert meta["dataset"] == {"name": "idx:data", "train_examples": 300, "test_examples": 60}
-    assert meta["input"]["shape"] == [-1, 1, 12, 12]
-    assert meta["input"]["preprocessing"]["pixel_max"] == 255.0
-    assert meta["num_classes"] == 4
-    assert meta["accuracy"] >= 0.9
-    assert meta["trainer_image"] == "registry.example/mlapp-trainer@sha256:abc"
+    assert written == [
+        "digits", "digits/.checkpoints", "digits/.checkpoints/idx", "digits/.checkpoints/idx/checkpoint.pt",
+        "digits/.runs", "digits/.runs/idx", *(f"digits/.runs/idx/{name}" for name in OUTPUTS),
+    ]  # fmt: skip
+    run = Run.under(model_store, "idx")
+    assert metrics_of(run)["accuracy"] >= 0.9
+    assert (run.output_dir / "labels.txt").read_text(encoding="utf-8") == "0\n1\n2\n3\n"
+    serving = json.loads((run.output_dir / "serving.json").read_text(encoding="utf-8"))
+    assert (serving["plugin"]["height"], serving["plugin"]["width"]) == (12, 12)
+    probs = session(run.output_dir / "model.onnx").run(None, {"input": np.zeros((2, 1, 12, 12), np.float32)})[0]
+    assert probs.shape == (2, 4)
 
 
-# ---------------------------------------------------------------- publish
+def test_the_trainer_writes_where_directories_cannot_be_renamed(tmp_path: Path) -> None:
+    """gcsfuse refuses to rename a non-empty directory on a flat bucket: the checkpoint and the outputs
+    are written file by file (tests/app/gcsfuse_sim.py makes this process's os refuse as gcsfuse does)."""
+    run = Run.under(tmp_path, "fuse")
+    simulated = [str(REPO / "tests" / "app" / "gcsfuse_sim.py")]
+    result = run_trainer(run, *QUICK_ARGS, "--checkpoint-every", "5", wrapper=simulated)
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
+    assert "checkpoint saved at step 5" in result.stdout
+    assert sorted(p.name for p in run.output_dir.iterdir()) == OUTPUTS
 
 
-def test_publish_failing_midway_leaves_the_store_untouched(tmp_path: Path) -> None:
-    def crash(path: Path) -> None:
-        path.write_bytes(b"half a model")
-        raise RuntimeError("disk full, say")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        store.publish(tmp_path, MODEL_NAME, "v1", crash, {})
-    assert not (tmp_path / MODEL_NAME).exists()  # the model is written outside the store first
+# ---------------------------------------------------------------- the export
 
 
-def test_trainer_crash_during_export_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlapp import fit, train
+def test_a_crash_during_the_export_writes_nothing_and_keeps_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digits import fit, train
 
     def explode(net: object, height: int, width: int, path: Path) -> None:
         path.write_bytes(b"half a model")
         raise OSError(28, "No space left on device")
 
+    run = Run.under(tmp_path, "crash")
     monkeypatch.setattr(fit, "export_onnx", explode)
-    code = train.main(
-        ["--model-dir", str(tmp_path), "--model-name", MODEL_NAME, "--version", "crash",
-         "--epochs", "1", "--batch-size", "64", "--learning-rate", "0.01", "--min-accuracy", "0"]
-    )  # fmt: skip
-    assert code == 1
-    assert not store.is_complete(tmp_path / MODEL_NAME / "crash")
-    assert [p.name for p in (tmp_path / MODEL_NAME).iterdir()] == [".checkpoints"]
-    # The checkpoint survives, so the retry does not retrain from scratch.
-    assert store.checkpoint_path(tmp_path, MODEL_NAME, "crash").is_file()
-
-
-def test_metadata_records_the_model_checksum(trained: TrainedModel) -> None:
-    meta = json.loads((trained.directory / "metadata.json").read_text(encoding="utf-8"))
-    data = (trained.directory / "model.onnx").read_bytes()
-    assert meta["format_version"] == store.FORMAT_VERSION
-    assert meta["model"] == {"file": "model.onnx", "bytes": len(data),
-                             "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "damage",
-    ["no metadata", "no model", "truncated model", "one byte changed", "metadata of format 1",
-     "metadata not JSON"],
-)  # fmt: skip
-def test_a_half_written_or_damaged_version_is_not_published(tmp_path: Path, trained: TrainedModel, damage: str) -> None:
-    """A reader never takes a version whose files do not match its commit record (metadata.json)."""
-    directory = tmp_path / MODEL_NAME / VERSION
-    directory.mkdir(parents=True)
-    model = (trained.directory / "model.onnx").read_bytes()
-    meta = json.loads((trained.directory / "metadata.json").read_text(encoding="utf-8"))
-    if damage != "no model":
-        changed = model[:-1] + bytes([model[-1] ^ 1])
-        body = {"truncated model": model[: len(model) // 2], "one byte changed": changed}.get(damage, model)
-        (directory / "model.onnx").write_bytes(body)
-    if damage == "metadata of format 1":
-        meta = {k: v for k, v in meta.items() if k != "model"} | {"format_version": 1}
-    if damage == "metadata not JSON":
-        (directory / "metadata.json").write_text('{"format_version": 2, ', encoding="utf-8")
-    elif damage != "no metadata":
-        (directory / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
-    assert not store.is_complete(directory), damage
-    with pytest.raises(store.NotPublished) as refused:
-        store.read_published(directory)
-    # Only a model that contradicts a valid commit record is damaged; the rest is not there yet.
-    assert isinstance(refused.value, store.Damaged) == (damage in {"truncated model", "one byte changed"}), damage
-
-
-def test_a_damaged_published_version_is_trained_again(tmp_path: Path, trained: TrainedModel) -> None:
-    """Bug: with model.onnx truncated, the trainer said "nothing to do" and the server waited forever."""
-    directory = tmp_path / MODEL_NAME / VERSION
-    directory.mkdir(parents=True)
-    model = (trained.directory / "model.onnx").read_bytes()
-    (directory / "model.onnx").write_bytes(model[:100])
-    shutil.copyfile(trained.directory / "metadata.json", directory / "metadata.json")
-    result = run_trainer(tmp_path, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED))
-    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
-    assert "nothing to do" not in result.stdout
-    assert store.is_complete(directory)
-
-
-# ---------------------------------------------------------------- a store like gcsfuse
-
-
-def test_publish_works_where_directories_cannot_be_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bug: publishing renamed a staging directory, which gcsfuse refuses on a flat bucket."""
-    for name in ("rename", "replace", "link"):
-        monkeypatch.setattr(os, name, getattr(os, name))  # restored after the test
-    gcsfuse_sim.refuse_directory_renames()
-    staging = tmp_path / "a-directory"
-    staging.mkdir()
-    (staging / "model.onnx").write_bytes(b"x")
-    with pytest.raises(OSError, match="too many objects to be renamed") as refused:
-        staging.rename(tmp_path / "elsewhere")  # the simulation does refuse
-    assert refused.value.errno == errno.EMFILE
-
-    model = b"onnx bytes"
-
-    def write(content: bytes) -> Callable[[Path], None]:
-        def to(path: Path) -> None:
-            path.write_bytes(content)
-
-        return to
-
-    assert store.publish(tmp_path, MODEL_NAME, "v1", write(model), {"accuracy": 0.97})
-    meta, data = store.read_published(tmp_path / MODEL_NAME / "v1")
-    assert (data, meta["accuracy"]) == (model, 0.97)
-    assert sorted(p.name for p in (tmp_path / MODEL_NAME / "v1").iterdir()) == ["metadata.json", "model.onnx"]
-    # A second publish of a complete version changes nothing.
-    assert not store.publish(tmp_path, MODEL_NAME, "v1", write(b"other"), {})
-    assert store.read_published(tmp_path / MODEL_NAME / "v1")[1] == model
+    code = train.main(["--output-dir", str(run.output_dir), "--checkpoint-dir", str(run.checkpoint_dir), *QUICK_ARGS])
+    crashed = capsys.readouterr().out
+    assert code == contract.EXIT_ERROR, crashed
+    (epoch,) = [json.loads(line[line.index("{") :]) for line in crashed.splitlines() if '"event":"epoch"' in line]
+    # The model is exported outside the output directory first: nothing of it lands there.
+    assert list(run.output_dir.iterdir()) == []
+    # The checkpoint after the last epoch survives, so the retry does not train again...
+    assert run.checkpoint.is_file()
+    monkeypatch.undo()
+    again = run_trainer(run, *QUICK_ARGS, version="crash")
+    assert again.returncode == contract.EXIT_OK, again.stdout + again.stderr
+    assert f"resuming from checkpoint {run.checkpoint} at step 23" in again.stdout
+    assert "step 20 epoch" not in again.stdout
+    # ...and writes what the crashed run would have, the last epoch's loss included (the checkpoint carries it).
+    assert metrics_of(run) == {"accuracy": epoch["heldout_accuracy"], "loss": epoch["loss"], "steps": 23}
 
 
 # ---------------------------------------------------------------- resume
 
-# The session model's arguments: an interrupted and resumed run must end with
-# exactly its weights. --checkpoint-every changes when state is saved, not what
-# is learned.
-RESUME_ARGS = [*TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED),
-               "--checkpoint-every", "10"]  # fmt: skip
+# The session run's arguments: an interrupted and resumed run must end with exactly its weights.
+# --checkpoint-every changes when state is saved, not what is learned.
+RESUME_ARGS = [*TRAIN_ARGS, "--gate", "accuracy>=0.9", "--seed", str(SEED), "--checkpoint-every", "10"]
 
 
-def kill_after_first_checkpoint(store_dir: Path, version: str, sig: signal.Signals) -> str:
-    cmd = [sys.executable, "-m", "mlapp.train", "--model-dir", str(store_dir),
-           "--model-name", MODEL_NAME, "--version", version, *RESUME_ARGS]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def kill_after_first_checkpoint(run: Run, sig: signal.Signals) -> str:
+    cmd = [sys.executable, "-m", "digits.train", *RESUME_ARGS]
+    env = trainer_env(run, "r")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:
@@ -402,12 +415,13 @@ def kill_after_first_checkpoint(store_dir: Path, version: str, sig: signal.Signa
     return output
 
 
-def test_resumes_from_checkpoint_after_a_hard_kill(tmp_path: Path, held_out: HeldOut, trained: TrainedModel) -> None:
-    kill_after_first_checkpoint(tmp_path, "r", signal.SIGKILL)
-    assert store.checkpoint_path(tmp_path, MODEL_NAME, "r").is_file()
-    assert not (tmp_path / MODEL_NAME / "r").exists()
+def test_resumes_from_checkpoint_after_a_hard_kill(tmp_path: Path, held_out: HeldOut, trained_run: TrainedRun) -> None:
+    run = Run.under(tmp_path, "r")
+    kill_after_first_checkpoint(run, signal.SIGKILL)
+    assert run.checkpoint.is_file()
+    assert not (run.output_dir / "model.onnx").exists()
 
-    resumed = run_trainer(tmp_path, "r", *RESUME_ARGS)
+    resumed = run_trainer(run, *RESUME_ARGS, version="r")
     assert resumed.returncode == contract.EXIT_OK, resumed.stdout + resumed.stderr
     match = re.search(r"resuming from checkpoint \S+ at step (\d+)", resumed.stdout)
     assert match, resumed.stdout
@@ -418,54 +432,55 @@ def test_resumes_from_checkpoint_after_a_hard_kill(tmp_path: Path, held_out: Hel
     assert steps
     assert min(steps) > resumed_at
 
-    # Resuming is exact: same weights as the session's run, never interrupted.
-    meta_r = json.loads((tmp_path / MODEL_NAME / "r" / "metadata.json").read_text())
-    meta_s = json.loads((trained.directory / "metadata.json").read_text())
-    assert meta_r["parameters"]["steps"] == meta_s["parameters"]["steps"] == 6 * 45
-    assert meta_r["accuracy"] == meta_s["accuracy"]
+    # Resuming is exact: the same weights and metrics as the session's run, never interrupted.
+    assert metrics_of(run) == metrics_of(trained_run.run)
+    assert metrics_of(run)["steps"] == 6 * 45
     x = held_out.images[:32]
-    out_r = session(tmp_path / MODEL_NAME / "r" / "model.onnx").run(None, {"input": x})[0]
-    out_s = session(trained.directory / "model.onnx").run(None, {"input": x})[0]
+    out_r = session(run.output_dir / "model.onnx").run(None, {"input": x})[0]
+    out_s = session(trained_run.run.output_dir / "model.onnx").run(None, {"input": x})[0]
     np.testing.assert_allclose(out_r, out_s, atol=1e-6)
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_1(tmp_path: Path) -> None:
-    output = kill_after_first_checkpoint(tmp_path, "t", signal.SIGTERM)
+    run = Run.under(tmp_path, "t")
+    output = kill_after_first_checkpoint(run, signal.SIGTERM)
     assert "stopped by SIGTERM at step" in output
-    assert store.checkpoint_path(tmp_path, MODEL_NAME, "t").is_file()
-    assert not (tmp_path / MODEL_NAME / "t").exists()
+    assert run.checkpoint.is_file()
+    assert not (run.output_dir / "model.onnx").exists()
 
 
-# One quick epoch (23 steps of 64), seed 0: for the checkpoint tests, where the model's quality does not matter.
-QUICK_ARGS = ["--epochs", "1", "--batch-size", "64", "--learning-rate", "0.01", "--min-accuracy", "0"]
+# One quick epoch (23 steps of 64), seed 0, no gate: for the checkpoint tests, where the model's quality
+# does not matter.
+QUICK_ARGS = ["--epochs", "1", "--batch-size", "64", "--learning-rate", "0.01"]
 
 
 def test_damaged_or_foreign_checkpoint_is_ignored(tmp_path: Path) -> None:
-    ckpt = store.checkpoint_path(tmp_path, MODEL_NAME, "d")
-    ckpt.parent.mkdir(parents=True)
-    ckpt.write_bytes(b"\x80\x04 torn write")
-    result = run_trainer(tmp_path, "d", *QUICK_ARGS)
+    run = Run.under(tmp_path, "d")
+    run.checkpoint_dir.mkdir(parents=True)
+    run.checkpoint.write_bytes(b"\x80\x04 torn write")
+    result = run_trainer(run, *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     assert "ignoring unreadable checkpoint" in result.stdout
     assert "resuming" not in result.stdout
-    assert (tmp_path / MODEL_NAME / "d" / "model.onnx").is_file()
+    assert (run.output_dir / "model.onnx").is_file()
 
 
 @pytest.fixture(scope="module")
-def quick_from_scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The version a QUICK_ARGS run publishes with no checkpoint: what an ignored checkpoint must end in."""
-    model_store = tmp_path_factory.mktemp("scratch")
-    result = run_trainer(model_store, "s", *QUICK_ARGS)
+def quick_from_scratch(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """What a QUICK_ARGS run writes with no checkpoint, and no gate: what an ignored checkpoint must end in."""
+    run = Run.under(tmp_path_factory.mktemp("scratch"), "s")
+    result = run_trainer(run, *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
-    return model_store / MODEL_NAME / "s"
+    assert '"event":"gate"' not in result.stdout  # no gate, no verdict: the outputs are written
+    return run
 
 
 def quick_checkpoint(defect: str) -> dict[str, Any]:
     """What a QUICK_ARGS run saves after step 5, but with weights of another seed, and with ``defect``."""
     import torch
 
-    from mlapp.fit import Params
-    from mlapp.model import DigitCNN
+    from digits.fit import Params
+    from digits.model import DigitCNN
 
     def trained_one_step(net: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
@@ -484,6 +499,8 @@ def quick_checkpoint(defect: str) -> dict[str, Any]:
         "epoch": 0,
         "batch": 5,
         "step": 5,
+        "loss_sum": 5 * 64 * 2.0,
+        "seen": 5 * 64,
     }
     if defect == "no optimizer":
         del state["optimizer"]
@@ -491,6 +508,10 @@ def quick_checkpoint(defect: str) -> dict[str, Any]:
         state["step"] = "5"
     elif defect == "step not at its batch":
         state["step"] = 6
+    elif defect == "no loss":
+        del state["loss_sum"]
+    elif defect == "examples seen negative":
+        state["seen"] = -1
     elif defect == "model of another architecture":
         state["model"] = torch.nn.Linear(64, 10).state_dict()
     elif defect == "model of 3 classes":
@@ -509,7 +530,9 @@ def quick_checkpoint(defect: str) -> dict[str, Any]:
     [
         ("no optimizer", "it has no 'optimizer'"),
         ("step a string", "its 'step' is str, not int"),
-        ("step not at its batch", "its position (epoch 0, batch 5, step 6) is not one this run reaches"),
+        ("step not at its batch", "its position (epoch 0, batch 5, step 6, 320 examples seen) is not one this run"),
+        ("no loss", "it has no 'loss_sum'"),
+        ("examples seen negative", "its position (epoch 0, batch 5, step 5, -1 examples seen) is not one this run"),
         ("model of another architecture", "its state does not fit this model (Error(s) in loading state_dict"),
         ("model of 3 classes", "size mismatch for head.4.weight"),
         ("optimizer of 3 classes", "optimizer state 'exp_avg' has shape (3, 64), its parameter (10, 64)"),
@@ -517,85 +540,87 @@ def quick_checkpoint(defect: str) -> dict[str, Any]:
     ],
 )
 def test_a_checkpoint_that_loads_but_cannot_resume_is_ignored(
-    tmp_path: Path, quick_from_scratch: Path, held_out: HeldOut, defect: str, reason: str
+    tmp_path: Path, quick_from_scratch: Run, held_out: HeldOut, defect: str, reason: str
 ) -> None:
     """Bug: a checkpoint with this run's params but missing or misfit state failed every retry of the Job."""
     import torch
 
-    ckpt = store.checkpoint_path(tmp_path, MODEL_NAME, "c")
-    ckpt.parent.mkdir(parents=True)
-    torch.save(quick_checkpoint(defect), ckpt)
-    result = run_trainer(tmp_path, "c", *QUICK_ARGS)
+    run = Run.under(tmp_path, "c")
+    run.checkpoint_dir.mkdir(parents=True)
+    torch.save(quick_checkpoint(defect), run.checkpoint)
+    result = run_trainer(run, *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     warnings = [
-        line for line in result.stdout.splitlines() if f"WARNING mlapp.train ignoring checkpoint {ckpt}" in line
+        line
+        for line in result.stdout.splitlines()
+        if f"WARNING digits.train ignoring checkpoint {run.checkpoint}" in line
     ]
     assert len(warnings) == 1, result.stdout
     assert reason in warnings[0]
     assert warnings[0].endswith("training from scratch")
     assert "resuming" not in result.stdout
-    directory = tmp_path / MODEL_NAME / "c"
-    assert store.is_complete(directory)
     # From scratch means from scratch: nothing of a half-loaded checkpoint is kept.
     x = held_out.images[:32]
-    got = session(directory / "model.onnx").run(None, {"input": x})[0]
-    want = session(quick_from_scratch / "model.onnx").run(None, {"input": x})[0]
+    got = session(run.output_dir / "model.onnx").run(None, {"input": x})[0]
+    want = session(quick_from_scratch.output_dir / "model.onnx").run(None, {"input": x})[0]
     np.testing.assert_allclose(got, want, atol=1e-6)
+    assert metrics_of(run) == metrics_of(quick_from_scratch)
 
 
 def test_the_checkpoint_of_the_unusable_checkpoint_tests_resumes_when_whole(tmp_path: Path) -> None:
     """quick_checkpoint without a defect is one a run resumes from: the tests above fail on their defect only."""
     import torch
 
-    ckpt = store.checkpoint_path(tmp_path, MODEL_NAME, "c")
-    ckpt.parent.mkdir(parents=True)
-    torch.save(quick_checkpoint("none"), ckpt)
-    result = run_trainer(tmp_path, "c", *QUICK_ARGS)
+    run = Run.under(tmp_path, "c")
+    run.checkpoint_dir.mkdir(parents=True)
+    torch.save(quick_checkpoint("none"), run.checkpoint)
+    result = run_trainer(run, *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
-    assert f"resuming from checkpoint {ckpt} at step 5" in result.stdout
+    assert f"resuming from checkpoint {run.checkpoint} at step 5" in result.stdout
     assert "WARNING" not in result.stdout
 
 
 # ---------------------------------------------------------------- staging leftovers
 
 
-def killed_run_leftovers(model_store: Path, version: str) -> tuple[list[Path], list[Path]]:
-    """What runs of ``version`` killed between writing and renaming leave, and files beside them that are not that."""
-    final = model_store / MODEL_NAME / version
-    checkpoints = model_store / MODEL_NAME / ".checkpoints"
-    final.mkdir(parents=True)
-    checkpoints.mkdir(parents=True)
+def killed_run_leftovers(run: Run) -> tuple[list[Path], list[Path]]:
+    """What writers killed between writing and renaming leave, and files beside them that are not that."""
+    run.output_dir.mkdir(parents=True)
+    run.checkpoint_dir.mkdir(parents=True)
+    out, ckpt = run.output_dir, run.checkpoint_dir
     leftovers = [
-        final / ".model.onnx.0f1e2d3c4b5a6978.tmp",
-        final / ".metadata.json.00112233aabbccdd.tmp",
-        checkpoints / f".{version}.pt.9a8b7c6d5e4f3021.tmp",
-        checkpoints / ".probe-1",  # the write probe of trainers before staging files
+        out / ".model.onnx.0f1e2d3c4b5a6978.tmp",
+        out / ".metrics.json.00112233aabbccdd.tmp",
+        out / ".labels.txt.00112233aabbccdd.tmp",
+        out / ".serving.json.00112233aabbccdd.tmp",
+        ckpt / ".checkpoint.pt.9a8b7c6d5e4f3021.tmp",
     ]
     others = [
-        final / "notes.txt",
-        final / ".model.onnx.tmp",
-        final / "model.onnx.0f1e2d3c4b5a6978.tmp",
-        final / ".model.onnx.0f1e2d3c4b5a6978.tmp.keep",
-        final / ".other.onnx.0f1e2d3c4b5a6978.tmp",
-        checkpoints / f".{version}.pt.x.pt.0f1e2d3c4b5a6978.tmp",  # the checkpoint of version "<version>.pt.x"
-        checkpoints / ".v2.pt.0f1e2d3c4b5a6978.tmp",  # a trainer of v2 may be writing it right now
-        checkpoints / ".probe-x",
-        checkpoints / "v2.pt",
+        out / "notes.txt",
+        out / ".model.onnx.tmp",
+        out / "model.onnx.0f1e2d3c4b5a6978.tmp",
+        out / ".model.onnx.0f1e2d3c4b5a6978.tmp.keep",
+        out / ".other.onnx.0f1e2d3c4b5a6978.tmp",
+        ckpt / ".checkpoint.pt.x.0f1e2d3c4b5a6978.tmp",
+        ckpt / "notes.pt",
     ]
     for path in leftovers + others:
         path.write_bytes(b"half")
     return leftovers, others
 
 
-def test_remove_staging_removes_only_this_versions_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    leftovers, others = killed_run_leftovers(tmp_path, "v1")
-    (tmp_path / MODEL_NAME / "v1" / ".model.onnx.aaaaaaaaaaaaaaaa.tmp").mkdir()  # named so, but a directory
-    assert store.remove_staging(tmp_path, MODEL_NAME, "v1") == len(leftovers)
+def test_remove_staging_removes_only_the_named_files_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = Run.under(tmp_path, "v1")
+    leftovers, others = killed_run_leftovers(run)
+    (run.output_dir / ".model.onnx.aaaaaaaaaaaaaaaa.tmp").mkdir()  # named so, but a directory
+    outputs = {"model.onnx", "metrics.json", "labels.txt", "serving.json"}
+    assert files.remove_staging(run.output_dir, outputs) == 4
+    assert files.remove_staging(run.checkpoint_dir, {"checkpoint.pt"}) == 1
     assert [p for p in leftovers if p.exists()] == []
     assert [p for p in others if not p.exists()] == []
-    assert (tmp_path / MODEL_NAME / "v1" / ".model.onnx.aaaaaaaaaaaaaaaa.tmp").is_dir()
-    assert store.remove_staging(tmp_path, MODEL_NAME, "v1") == 0
-    assert store.remove_staging(tmp_path / "empty", MODEL_NAME, "v1") == 0
+    assert (run.output_dir / ".model.onnx.aaaaaaaaaaaaaaaa.tmp").is_dir()
+    assert files.remove_staging(run.output_dir, outputs) == 0
+    assert files.remove_staging(tmp_path / "missing", outputs) == 0
 
     # The names write_file_atomic stages under are the ones remove_staging recognises.
     staged: list[str] = []
@@ -605,18 +630,21 @@ def test_remove_staging_removes_only_this_versions_leftovers(tmp_path: Path, mon
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", killed)
-    for path in (tmp_path / MODEL_NAME / "v1" / "model.onnx", store.checkpoint_path(tmp_path, MODEL_NAME, "v1")):
+    for path in (run.output_dir / "model.onnx", run.checkpoint):
         with pytest.raises(KeyboardInterrupt):
-            store.write_file_atomic(path, b"data")
-    assert [store.staging_target(name) for name in staged] == ["model.onnx", "v1.pt"], staged
+            files.write_file_atomic(path, b"data")
+    assert [files.staging_target(name) for name in staged] == ["model.onnx", "checkpoint.pt"], staged
+    # ...and a write killed before its rename removes its staging file on the way out.
+    assert not [name for name in staged if (run.output_dir / name).exists() or (run.checkpoint_dir / name).exists()]
 
 
 def test_staging_files_of_a_killed_run_are_removed_before_training(tmp_path: Path) -> None:
-    """Bug: staging files of a publish or checkpoint killed before its rename stayed in the store forever."""
-    leftovers, others = killed_run_leftovers(tmp_path, "k")
-    result = run_trainer(tmp_path, "k", *QUICK_ARGS)
+    """Bug: staging files of a write killed before its rename stayed in the store forever."""
+    run = Run.under(tmp_path, "k")
+    leftovers, others = killed_run_leftovers(run)
+    result = run_trainer(run, *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
-    assert f"removed {len(leftovers)} staging file(s) that an interrupted run of version k left" in result.stdout
+    assert f"removed {len(leftovers)} staging file(s) that an interrupted run of this version left" in result.stdout
     assert [p for p in leftovers if p.exists()] == []
     assert [p for p in others if not p.exists()] == []
-    assert store.is_complete(tmp_path / MODEL_NAME / "k")
+    assert (run.output_dir / "model.onnx").is_file()

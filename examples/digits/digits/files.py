@@ -1,0 +1,105 @@
+"""Files written whole or not at all: the checkpoint and the outputs, in a store that outlives the pod.
+
+Each file is written to a staging file beside it (``.<file>.<16 hex digits>.tmp``), flushed to
+disk, and renamed over its target: a reader sees the old file or the new one, never half of one.
+Renaming a *file*, over an existing one too, works on every store mlstack mounts: local disk, Azure
+Files over SMB, and gcsfuse on flat and hierarchical buckets (since gcsfuse v3.2 through GCS's
+atomic object move, before it as copy then delete; GoogleCloudPlatform/gcsfuse ``docs/semantics.md``).
+No directory is ever renamed: gcsfuse refuses that on a flat bucket.
+
+A writer killed between the write and the rename leaves its staging file; the next run of the
+trainer removes its own (``remove_staging``) before it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Collection
+from pathlib import Path
+from typing import Final
+
+STAGING_SUFFIX: Final = ".tmp"
+_STAGING = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{16}" + re.escape(STAGING_SUFFIX) + "$")
+
+
+def _create_staging(path: Path) -> tuple[int, Path]:
+    """Create and open (O_EXCL) a new staging file for ``path``, mode 0600 as mkstemp makes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{STAGING_SUFFIX}"
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:  # 64 random bits: practically never
+            continue
+
+
+def staging_target(name: str) -> str | None:
+    """The file name a staging file stands for (``.model.onnx.<hex>.tmp``: ``model.onnx``), else None."""
+    match = _STAGING.match(name)
+    return match.group("target") if match else None
+
+
+def check_writable(path: Path) -> None:
+    """Create and remove a staging file for ``path``; OSError if its directory cannot be written.
+
+    A staging file rather than a fixed probe name: a kill in between leaves what ``remove_staging``
+    removes.
+    """
+    fd, tmp = _create_staging(path)
+    os.close(fd)
+    tmp.unlink()
+
+
+def remove_staging(directory: Path, targets: Collection[str]) -> int:
+    """Remove the staging files for ``targets`` that killed writers left in ``directory``; return how many.
+
+    Only staging files of those names: nothing else is touched, whatever its name.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if staging_target(entry.name) in targets and not entry.is_dir(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes a rename durable on local disks; some FUSE and SMB mounts refuse
+    # to open a directory, and there the rename is as durable as they allow.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a staging file, fsync and a (file) rename."""
+    fd, tmp = _create_staging(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # Created 0600; the publisher may run as another uid and only reads.
+        # Mounts that fix modes themselves (gcsfuse, azurefile) may ignore this.
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
