@@ -7,9 +7,10 @@
 ``run`` starts a Prometheus (``apt-get install prometheus``; any 2.x) on loopback that scrapes,
 every second, the trainer while it trains (its metrics port, as the Job exposes it) and two
 servers (plain HTTP, their internal metrics ports), as a cluster's collector would; trains the
-model once; puts the servers under load with ``wrk`` (as bench/serve.py does) in phases of
-rising concurrency and one of refused logins; then evaluates every query of the dashboard
-(deploy/grafana/mlstack.json) as it stands, through Prometheus's HTTP API, over the run, and writes
+digits example once (examples/digits) and publishes it (``python -m mlapp.publish --run``); puts
+the servers under load with ``wrk`` (as bench/serve.py does) in phases of rising concurrency and
+one of refused logins; then evaluates every query of the dashboard (deploy/grafana/mlstack.json) as
+it stands, through Prometheus's HTTP API, over the run, and writes
 the answers to bench/.work/dashboard.json. ``plot`` draws the main panels from that file with
 matplotlib, in its own venv (bench/requirements-plot.txt) so the app's pins never meet its own.
 No Grafana runs here: the panels are drawn by matplotlib from the very same PromQL.
@@ -131,14 +132,21 @@ def run(app_python: str) -> None:
     try:
         start = time.time()
         print("dashboard_plot: training (its metrics scraped every second)", flush=True)
-        train_env = {**env, "MLAPP_METRICS_PORT": str(trainer_port), "MLAPP_METRICS_LINGER_SECONDS": "3"}
-        cmd = [app_python, "-m", "mlapp.train", "--model-dir", str(store), "--model-name", MODEL,
-               "--version", VERSION, "--epochs", "30", "--batch-size", "32", "--learning-rate", "0.003",
-               "--min-accuracy", "0.9"]  # fmt: skip
+        train_env = {
+            **env, "PYTHONPATH": str(REPO / "examples" / "digits"), "MLAPP_METRICS_PORT": str(trainer_port),
+            "MLAPP_METRICS_LINGER_SECONDS": "3",
+        }  # fmt: skip
+        run = data / "run"
+        cmd = [app_python, "-m", "digits.train", "--output-dir", str(run), "--model-name", MODEL,
+               "--model-version", VERSION, "--epochs", "30", "--batch-size", "32", "--learning-rate", "0.003",
+               "--gate", "accuracy>=0.9"]  # fmt: skip
         trained = subprocess.run(cmd, env=train_env, capture_output=True, text=True, check=False, timeout=600)
         (data / "trainer.log").write_text(trained.stdout + trained.stderr, encoding="utf-8")
         if trained.returncode != 0:
             raise SystemExit(f"the trainer exited {trained.returncode}; see {data / 'trainer.log'}")
+        publish = [app_python, "-m", "mlapp.publish", "--run", str(run), "--model-dir", str(store),
+                   "--model-name", MODEL, "--version", VERSION, "--gate", "accuracy>=0.9"]  # fmt: skip
+        subprocess.run(publish, env=env, check=True, timeout=120)
         for port, metrics in servers:
             server_env = {
                 **env, "MLAPP_HOST": "127.0.0.1", "MLAPP_PORT": str(port), "MLAPP_METRICS_PORT": str(metrics),

@@ -3,8 +3,9 @@
     python -m bench.distributed [--repeat 3] [--procs 1 2] [--epochs 10] [--device cpu]
 
 Each run trains the digits model with the shipped stacks' training parameters (batch 32, learning
-rate 0.003, seed 42, gate 0.95: Pulumi.yaml's defaults) into a fresh store, in a fresh process:
-``python -m mlapp.train`` for one process, ``torchrun --nproc-per-node N -m mlapp.train`` for N. The
+rate 0.003, seed 42, gate 0.95: Pulumi.yaml's defaults) into a fresh output directory, in a fresh process:
+``python -m digits.train`` (examples/digits) for one process, ``torchrun --nproc-per-node N -m digits.train``
+for N. The
 global batch is the same in both (each of N ranks takes 1/N of it), so every run takes the same steps.
 
 Reported per process count, the median of ``--repeat`` runs (interleaved, so a noisy moment hurts
@@ -12,7 +13,7 @@ all alike):
 
 - ``gate``: seconds from start until rank 0's first end-of-epoch held-out accuracy at or above the
   gate (the trainer logs it each epoch), start-up included;
-- ``total``: seconds until the process exits, the model published;
+- ``total``: seconds until the process exits, the model's outputs written;
 - ``efficiency`` = gate(1) / (N x gate(N)): 1.0 is perfect scaling, 0.5 means N processes take as
   long as one.
 
@@ -36,16 +37,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 GATE = 0.95
-_EPOCH = re.compile(r"^(\S+ \S+) INFO mlapp\.train(?: \[rank 0/\d+\])? Accuracy at step (\d+): ([0-9.]+)", re.M)
+_EPOCH = re.compile(r"^(\S+ \S+) INFO digits\.train(?: \[rank 0/\d+\])? Accuracy at step (\d+): ([0-9.]+)", re.M)
 # Rank 0's line (the others' say "rank 0's to judge" instead of a number).
 _LOOP = re.compile(r"held-out accuracy [0-9.]+ after (\d+) steps \(([0-9.]+)s this run\)")
 
 
-def trainer_args(store: Path, epochs: int, device: str) -> list[str]:
+def trainer_args(output: Path, epochs: int, device: str) -> list[str]:
     return [
-        "--model-dir", str(store), "--model-name", "digits", "--version", "bench",
+        "--output-dir", str(output), "--model-name", "digits", "--model-version", "bench",
         "--epochs", str(epochs), "--batch-size", "32", "--learning-rate", "0.003", "--seed", "42",
-        "--min-accuracy", str(GATE), "--device", device,
+        "--gate", f"accuracy>={GATE}", "--device", device,
     ]  # fmt: skip
 
 
@@ -62,14 +63,14 @@ class Run:
 def run(procs: int, epochs: int, device: str) -> Run:
     """One run, timed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLAPP_")}
-    env["PYTHONPATH"] = str(ROOT / "app")
+    env["PYTHONPATH"] = str(ROOT / "examples" / "digits")
     env["OMP_NUM_THREADS"] = "1"  # one intra-op thread per process: the processes share the cores
     with tempfile.TemporaryDirectory() as tmp:
         args = trainer_args(Path(tmp), epochs, device)
         if procs == 1:
-            command = [sys.executable, "-m", "mlapp.train", *args]
+            command = [sys.executable, "-m", "digits.train", *args]
         else:
-            command = [str(TORCHRUN), "--nproc-per-node", str(procs), "-m", "mlapp.train", *args]
+            command = [str(TORCHRUN), "--nproc-per-node", str(procs), "-m", "digits.train", *args]
         started_wall = dt.datetime.now()
         started = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=1800)

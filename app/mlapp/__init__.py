@@ -1,7 +1,5 @@
-"""mlapp: the trainer and the model server that mlstack builds into its images.
+"""mlapp: the model server and the publisher that mlstack builds into its server image.
 
-The trainer (``python -m mlapp.train``) needs PyTorch; the server
-(``python -m mlapp.serve``) must import neither torch nor anything that pulls
-it in, so modules shared by both (``store``, ``preprocess``, ``settings``) stay
-free of torch imports.
+Neither imports torch, nor anything that pulls it in: the server image has none. Trainers are the
+team's own, under the trainer contract (docs/trainer-contract.md); ours is examples/digits.
 """

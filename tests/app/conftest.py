@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +12,16 @@ import numpy.typing as npt
 import onnxruntime as ort
 import pytest
 
-from mlapp.data import load_digits_dataset
+from digits.data import load_digits_dataset
+from mlapp.gate import Gate
+from mlapp.publish import publish_run
 from tools.devcert import Certificates, make_certificates
 
 from .helpers import (
+    DIGITS,
+    GATE,
     LABELS,
+    MODEL_NAME,
     SEED,
     TRAIN_ARGS,
     VERSION,
@@ -22,17 +29,23 @@ from .helpers import (
     HeldOut,
     Server,
     TrainedModel,
-    run_trainer,
+    app_env,
 )
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    """The model every read-only test shares, trained once per session."""
+    """The model every read-only test shares, trained once per session by the digits example
+    (examples/digits) into a run directory, as the training Job does, then published from it."""
     store = tmp_path_factory.mktemp("store")
-    result = run_trainer(store, VERSION, *TRAIN_ARGS, "--min-accuracy", "0.9", "--seed", str(SEED))
+    run = store / MODEL_NAME / ".runs" / VERSION
+    env = app_env(PYTHONPATH=str(DIGITS))
+    cmd = [sys.executable, "-m", "digits.train", "--output-dir", str(run), *TRAIN_ARGS, "--seed", str(SEED),
+           "--gate", GATE]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    return TrainedModel(store, store / "digits" / VERSION, result.stdout + result.stderr)
+    published = publish_run(run, store, MODEL_NAME, VERSION, gate=Gate.parse(GATE))
+    return TrainedModel(store, published.directory, result.stdout + result.stderr)
 
 
 @pytest.fixture(scope="session")

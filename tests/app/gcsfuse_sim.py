@@ -13,9 +13,9 @@ not supported at all.
 ``refuse_directory_renames()`` patches this process's ``os`` the same way, so
 whatever renames a directory (``os.rename``, ``os.replace``, ``Path.rename``,
 ``shutil.move``) fails as it would on that mount. Run as a script, it applies
-the patch and then runs a module, so a trainer or server subprocess sees it:
+the patch and then runs a module, so a trainer, publisher or server subprocess sees it:
 
-    python tests/app/gcsfuse_sim.py -m mlapp.train --model-dir ... ...
+    python tests/app/gcsfuse_sim.py -m mlapp.publish --run ... ...
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""app/Dockerfile and the app itself keep to mlapp.contract, the interface the workloads are built from.
+"""app/Dockerfile, the digits example's image and the app itself keep to mlapp.contract, the interface
+the workloads are built from.
 
 The workloads read the same module (components/workloads.py, components/gke.py), so a uid,
 port or variable changed on one side only fails here instead of in a pod.
@@ -11,23 +12,37 @@ from pathlib import Path
 
 import pytest
 
-from mlapp import contract, settings, train
+from digits import train
+from mlapp import contract, settings
 
-DOCKERFILE = Path(__file__).resolve().parents[2] / "app" / "Dockerfile"
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "app" / "Dockerfile"
+# The default trainer's image (mlstack:trainerContext's default): its last stage is what runs.
+TRAINER_DOCKERFILE = REPO / "examples" / "digits" / "Dockerfile"
+
+
+def _stages(dockerfile: Path) -> dict[str, str]:
+    """The instructions of each named build stage of ``dockerfile``."""
+    text = dockerfile.read_text(encoding="utf-8")
+    stages = re.split(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", text, flags=re.M)
+    return dict(zip(stages[1::2], stages[2::2], strict=True))
 
 
 def _stage(name: str) -> str:
     """The instructions of one build stage of app/Dockerfile."""
-    text = DOCKERFILE.read_text(encoding="utf-8")
-    stages = re.split(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", text, flags=re.M)
-    by_name = dict(zip(stages[1::2], stages[2::2], strict=True))
-    return by_name[name]
+    return _stages(DOCKERFILE)[name]
 
 
-@pytest.mark.parametrize("stage", ["trainer", "server"])
-def test_both_images_run_as_the_contracts_numeric_user(stage: str) -> None:
-    users = re.findall(r"^USER\s+(\S+)\s*$", _stage(stage), flags=re.M)
-    assert users == [f"{contract.APP_UID}:{contract.APP_UID}"], f"{stage} stage runs as {users}"
+def _trainer_image() -> str:
+    """The instructions of the digits example's last stage: the image the training Job runs."""
+    return list(_stages(TRAINER_DOCKERFILE).values())[-1]
+
+
+@pytest.mark.parametrize("image", ["trainer", "server"])
+def test_both_images_run_as_the_contracts_numeric_user(image: str) -> None:
+    stage = _trainer_image() if image == "trainer" else _stage("server")
+    users = re.findall(r"^USER\s+(\S+)\s*$", stage, flags=re.M)
+    assert users == [f"{contract.APP_UID}:{contract.APP_UID}"], f"the {image} image runs as {users}"
 
 
 def test_the_server_image_listens_where_the_pod_sends_traffic() -> None:
@@ -37,9 +52,10 @@ def test_the_server_image_listens_where_the_pod_sends_traffic() -> None:
     assert re.search(rf"^\s+{contract.ENV_METRICS_PORT}={contract.METRICS_PORT}\s*$", server, flags=re.M)
 
 
-def test_home_is_the_writable_scratch_directory() -> None:
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, TRAINER_DOCKERFILE], ids=["server", "trainer"])
+def test_home_is_the_writable_scratch_directory(dockerfile: Path) -> None:
     # The root filesystem is read-only in the pods; only the scratch emptyDir is writable.
-    assert re.search(rf"\bHOME={re.escape(contract.SCRATCH_DIR)}\b", _stage("base")), "HOME"
+    assert re.search(rf"\bHOME={re.escape(contract.SCRATCH_DIR)}\b", _stages(dockerfile)["base"]), "HOME"
 
 
 def test_the_server_defaults_to_the_contracts_port_and_model_mount() -> None:
@@ -53,7 +69,7 @@ def test_the_server_defaults_to_the_contracts_port_and_model_mount() -> None:
 
 def test_the_trainer_keeps_the_gate_code_for_the_gate() -> None:
     # The Job fails at once on EXIT_GATE (components/workloads.py); argparse's own exit
-    # status for bad arguments is 2, so the trainer must answer those with EXIT_ERROR.
+    # status for bad arguments is 2, so the digits trainer must answer those with EXIT_ERROR.
     assert len({contract.EXIT_OK, contract.EXIT_ERROR, contract.EXIT_GATE}) == 3
     with pytest.raises(SystemExit) as exit_info:
         train.build_parser().parse_args(["--no-such-flag"])

@@ -56,16 +56,16 @@ def test_hadolint_is_clean() -> None:
     assert result.stdout == ""
 
 
-def test_targets_run_as_numeric_non_root_with_the_right_command() -> None:
+def test_the_server_runs_as_numeric_non_root_with_the_right_command() -> None:
+    """The trainer's image is the digits example's own (tests/examples/digits/test_image.py)."""
     s = stages()
-    trainer, server = s["trainer"], s["server"]
-    for name, stage in (("trainer", trainer), ("server", server)):
-        users = [line for line in stage if line.startswith("USER ")]
-        assert users, f"{name} sets no USER"
-        uid = users[-1].split()[1].split(":")[0]
-        assert uid.isdigit(), f"{name}: USER {uid} is not numeric"
-        assert int(uid) != 0, f"{name} runs as root"
-    assert 'ENTRYPOINT ["python", "-m", "mlapp.train"]' in trainer
+    assert sorted(s) == ["base", "server", "server-deps"], "app/Dockerfile builds the server alone"
+    server = s["server"]
+    users = [line for line in server if line.startswith("USER ")]
+    assert users, "server sets no USER"
+    uid = users[-1].split()[1].split(":")[0]
+    assert uid.isdigit(), f"server: USER {uid} is not numeric"
+    assert int(uid) != 0, "server runs as root"
     assert 'CMD ["python", "-m", "mlapp.serve"]' in server
     assert "EXPOSE 8080 9090" in server
     base = " ".join(s["base"])
@@ -73,35 +73,16 @@ def test_targets_run_as_numeric_non_root_with_the_right_command() -> None:
     assert "PYTHONUNBUFFERED=1" in base
 
 
-def test_the_trainer_takes_torch_from_the_index_arg_alone() -> None:
-    """Any build's index works, a CUDA one or PyTorch's CPU-only one (mlstack/catalogue.py; `pulumi up`
-    passes it as TORCH_INDEX_URL): the ARG is declared in the stage whose RUN installs torch (an ARG
-    declared before FROM is not seen there), and no RUN names an index, a CUDA build or nvidia-* itself."""
-    s = stages()
-    deps = s["trainer-deps"]
-    args = [i for i, line in enumerate(deps) if re.match(r"ARG TORCH_INDEX_URL(=|$)", line)]
-    installs = [
-        i for i, line in enumerate(deps) if line.startswith("RUN ") and '--index-url "$TORCH_INDEX_URL"' in line
-    ]
-    assert len(args) == 1, "trainer-deps must declare ARG TORCH_INDEX_URL once"
-    assert installs, "trainer-deps installs no torch from $TORCH_INDEX_URL"
-    assert args[0] < installs[0], "ARG TORCH_INDEX_URL must come before the RUN that uses it"
-    runs = " ".join(line for line in s["trainer-deps"] + s["trainer"] if line.startswith("RUN "))
-    assert not re.search(r"https?://|--extra-index-url|\bcu1\d\d\b|nvidia", runs), runs
-
-
 def test_server_image_installs_no_torch_and_no_compilers() -> None:
     s = stages()
     server_build = " ".join(s["server-deps"] + s["server"])
     assert "requirements-server.txt" in server_build
-    assert "requirements-trainer.txt" not in server_build
     assert not re.search(r"\b(torch|gcc|g\+\+|build-essential|apt-get)\b", server_build)
     server_reqs = (APP / "requirements-server.txt").read_text(encoding="utf-8")
     assert not re.search(r"^(torch|nvidia|triton)", server_reqs, re.MULTILINE)
 
 
-@pytest.mark.parametrize("name", ["requirements-trainer.txt", "requirements-server.txt",
-                                  "requirements-test.txt"])  # fmt: skip
+@pytest.mark.parametrize("name", ["requirements-server.txt", "requirements-test.txt"])
 def test_requirements_are_pinned(name: str) -> None:
     for raw in (APP / name).read_text(encoding="utf-8").splitlines():
         line = raw.split("#")[0].strip()

@@ -1,8 +1,8 @@
 """The Grafana dashboard (deploy/grafana/mlstack.json) queries only metrics the app really exports.
 
 The names come from the app's own prometheus_client objects (the server's, app/mlapp/serve/metrics.py,
-and the trainer's, app/mlapp/progress.py), never from a list typed here; every PromQL expression in
-the dashboard is read for the metric names it selects.
+and the digits example trainer's, examples/digits/digits/progress.py), never from a list typed here;
+every PromQL expression in the dashboard is read for the metric names it selects.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import prometheus_client as prom
 import pytest
 
-from mlapp import progress
+from digits import progress
 from mlapp.serve import metrics as server_metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "mlstack.json"

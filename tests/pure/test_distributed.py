@@ -9,8 +9,8 @@ import pytest
 
 from components import workloads
 from components.target import ModelStore, StorageClaim
+from digits.launch import Rank, exit_code
 from mlapp import contract
-from mlapp.launch import Rank, exit_code
 from mlstack import rules
 from tests.args import GPU, TRAINING, FakeTarget, workloads_args
 

@@ -1,8 +1,8 @@
 """The trainer's torch build (a CUDA one paired with the GPUs and drivers of every target, or the
 CPU-only one for a target without a GPU), in one place.
 
-mlstack/catalogue.py holds the pairing; the image (app/Dockerfile) and the
-catalogue's GPUs and drivers must honour it. Sources are cited in catalogue.py
+mlstack/catalogue.py holds the pairing; the default trainer's image (examples/digits/Dockerfile) and
+the catalogue's GPUs and drivers must honour it. Sources are cited in catalogue.py
 beside each fact. How the stacks' config meets it: tests/stacks/test_trainer_cuda.py.
 """
 
@@ -19,7 +19,8 @@ from components.image import TORCH_INDEX_ARG
 from mlstack import catalogue, rules
 from tools import harness
 
-DOCKERFILE = (harness.ROOT / "app" / "Dockerfile").read_text(encoding="utf-8")
+DOCKERFILE = (harness.ROOT / "examples" / "digits" / "Dockerfile").read_text(encoding="utf-8")
+REQUIREMENTS = harness.ROOT / "examples" / "digits" / "requirements.txt"
 CU126, CU130 = catalogue.TRAINER_CUDA_BUILDS["12.6"], catalogue.TRAINER_CUDA_BUILDS["13.0"]
 DEFAULT = catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA]
 
@@ -29,15 +30,15 @@ DEFAULT = catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA]
 
 def test_the_dockerfile_default_index_is_the_default_build() -> None:
     match = re.search(rf"^ARG {TORCH_INDEX_ARG}=(\S+)$", DOCKERFILE, re.MULTILINE)
-    assert match, f"app/Dockerfile declares no ARG {TORCH_INDEX_ARG} with a default"
+    assert match, f"examples/digits/Dockerfile declares no ARG {TORCH_INDEX_ARG} with a default"
     assert match.group(1) == DEFAULT.index_url
 
 
 def test_the_dockerfile_installs_torch_from_that_index_at_the_pinned_version() -> None:
     """Bug: torch==2.13.0 from PyPI is the CUDA 13 build, which GKE's DEFAULT R535 driver cannot run."""
     install = re.search(r"--index-url \"\$" + TORCH_INDEX_ARG + r"\"\s*\\\s*\"\$\(grep -E '\^torch==' ", DOCKERFILE)
-    assert install, "the trainer stage must install torch from $TORCH_INDEX_URL at requirements-trainer.txt's pin"
-    pins = (harness.ROOT / "app" / "requirements-trainer.txt").read_text(encoding="utf-8")
+    assert install, "the image must install torch from $TORCH_INDEX_URL at requirements.txt's pin"
+    pins = REQUIREMENTS.read_text(encoding="utf-8")
     assert re.search(r"^torch==\d+\.\d+\.\d+$", pins, re.MULTILINE), "torch must be pinned without a local label"
 
 
@@ -56,11 +57,11 @@ def test_the_cpu_build_is_pytorchs_cpu_index_and_a_choice_beside_the_cuda_ones()
 
 @pytest.mark.parametrize("name", sorted(catalogue.TRAINER_BUILDS))
 def test_each_builds_torch_meets_the_requirements_pin(name: str) -> None:
-    """app/Dockerfile installs torch from the build's index, then requirements-trainer.txt from PyPI: that
-    second install must keep the first torch, whose version carries the index's local label (2.13.0+cpu)."""
-    pins = (harness.ROOT / "app" / "requirements-trainer.txt").read_text(encoding="utf-8")
+    """The image installs torch from the build's index, then requirements.txt from PyPI: that second
+    install must keep the first torch, whose version carries the index's local label (2.13.0+cpu)."""
+    pins = REQUIREMENTS.read_text(encoding="utf-8")
     match = re.search(r"^torch==(\S+)$", pins, re.MULTILINE)
-    assert match, "requirements-trainer.txt pins no torch"
+    assert match, "requirements.txt pins no torch"
     label = catalogue.TRAINER_BUILDS[name].index_url.rsplit("/", 1)[1]  # PyTorch names its indexes by label
     installed = Version(f"{match.group(1)}+{label}")
     assert installed in SpecifierSet(f"=={match.group(1)}"), f"{installed} does not meet torch=={match.group(1)}"
