@@ -123,8 +123,11 @@ GOOD = np.full((2, 1, 8, 8), 0.25, dtype=np.float32)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"declared": 2 * 64 * 4 - 4}, "binary_data_size is 508 bytes but the shape needs 512"),
-        ({"extra": b"\x00" * 4}, "binary_data_size declares 512 bytes but 516 follow the JSON header"),
+        (
+            {"declared": 2 * 64 * 4 - 4},
+            "input 'input': binary_data_size is 508 bytes but its shape needs 512 (FP32, 4 bytes each)",
+        ),
+        ({"extra": b"\x00" * 4}, "516 bytes follow the JSON header but the inputs declare 512"),
         ({"header": "0"}, "Inference-Header-Content-Length 0 does not fit the body"),
         ({"header": "999999"}, "Inference-Header-Content-Length 999999 does not fit the body"),
         ({"header": "-5"}, "Inference-Header-Content-Length must be a byte count"),
@@ -146,7 +149,7 @@ def test_a_short_body_is_refused_not_padded(server: Server) -> None:
     body, headers = binary_request(GOOD)
     response = httpx.post(infer_url(server), auth=AUTH, content=body[:-8], headers=headers)
     assert response.status_code == 400
-    assert "declares 512 bytes but 504 follow the JSON header" in response.json()["error"]
+    assert "binary_data_size declares 512 bytes but 504 follow for it after the JSON header" in response.json()["error"]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """The server image (its Dockerfile and requirements: static checks, no Docker engine here),
-and the pictures the server reads (``mlapp.preprocess``): every bound on decoding one, broken.
+and the pictures the server reads (``mlapp.plugins.image``): every bound on decoding one, broken.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy.typing as npt
 import pytest
 from PIL import Image, ImageFile
 
-from mlapp import preprocess
-from mlapp.preprocess import InputError, Preprocessing, image_bytes_to_input
+from mlapp.plugins import image as pictures
+from mlapp.plugins.image import InputError, Preprocessing, image_bytes_to_input
 
 from .helpers import APP, app_env
 
@@ -106,7 +106,7 @@ def test_the_server_never_imports_torch() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# --- The pictures the server reads: mlapp.preprocess -------------------------------------------
+# --- The pictures the server reads: mlapp.plugins.image ----------------------------------------
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DIGIT = Preprocessing(height=28, width=28)
@@ -206,7 +206,7 @@ def no_pillow_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_side_over_the_cap_is_refused_from_the_header() -> None:
     # 1 x 12,000,000 is under the pixel cap: only the side cap refuses it.
     thin = png_by_hand(1, 12_000_000)
-    assert preprocess.MAX_PIXELS >= 12_000_000
+    assert pictures.MAX_PIXELS >= 12_000_000
     assert "each side must be at most 8192" in refused(thin)
     # The measured attack: a few dozen bytes declaring 1 x 25,000,000 RGBA (1.6 GiB peak, 2.5 s before).
     attack = png_by_hand(1, 25_000_000)
@@ -286,7 +286,7 @@ TRUNCATED = [
     ("JPEG cut inside its scan data", GOOD_JPEG[: len(GOOD_JPEG) * 3 // 4]),
     ("JPEG cut inside a marker segment", GOOD_JPEG[:30]),
 ]
-# Pillow 13 decodes these without a word: the walks in preprocess are what refuse them.
+# Pillow 13 decodes these without a word: the walks in mlapp.plugins.image are what refuse them.
 PILLOW_ACCEPTS = {
     "PNG without IEND",
     "PNG cut inside IEND",
@@ -303,7 +303,8 @@ def test_truncated_files_are_refused(name: str, data: bytes) -> None:
 
 @pytest.mark.parametrize(("name", "data"), TRUNCATED, ids=[name for name, _ in TRUNCATED])
 def test_what_pillow_alone_does_with_truncated_files(name: str, data: bytes) -> None:
-    """Pins the Pillow behaviour the walks exist for: if this fails, Pillow changed; preprocess's comments are stale."""
+    """Pins the Pillow behaviour the walks exist for: if this fails, Pillow changed and the comments in
+    mlapp.plugins.image are stale."""
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -378,9 +379,9 @@ def _with_repeated_segment(data: bytes, marker: int, times: int) -> bytes:
 def test_jpeg_scans_are_capped() -> None:
     progressive = saved(digit_picture(64, 48, "RGB"), "JPEG", progressive=True)
     scans = sum(1 for marker, _, _ in jpeg_segments(progressive) if marker == 0xDA)
-    fits = _with_repeated_segment(progressive, 0xDA, preprocess.MAX_JPEG_SCANS - scans)
+    fits = _with_repeated_segment(progressive, 0xDA, pictures.MAX_JPEG_SCANS - scans)
     assert image_bytes_to_input(fits, DIGIT).shape == (1, 1, 28, 28)
-    over = _with_repeated_segment(progressive, 0xDA, preprocess.MAX_JPEG_SCANS - scans + 1)
+    over = _with_repeated_segment(progressive, 0xDA, pictures.MAX_JPEG_SCANS - scans + 1)
     assert "more than 32 scans" in refused(over)
 
 
@@ -429,7 +430,7 @@ def test_png_text_and_profile_chunks_never_reach_pillow() -> None:
 _MEASURE = """
 import re, sys
 from PIL import Image, JpegImagePlugin, PngImagePlugin
-from mlapp.preprocess import Preprocessing, image_bytes_to_input
+from mlapp.plugins.image import Preprocessing, image_bytes_to_input
 
 def status(field):
     with open("/proc/self/status") as f:
@@ -469,7 +470,7 @@ WORST_ALLOWED: dict[str, Callable[[], bytes]] = {
 @pytest.mark.parametrize("name", WORST_ALLOWED)
 def test_the_worst_allowed_pictures_stay_under_the_stated_bound(tmp_path: Path, name: str) -> None:
     peak = peak_bytes_of_one_decode(tmp_path, WORST_ALLOWED[name]())
-    assert peak < preprocess.DECODE_PEAK_BYTES, f"{name}: {peak >> 20} MiB"
+    assert peak < pictures.DECODE_PEAK_BYTES, f"{name}: {peak >> 20} MiB"
 
 
 def test_a_baseline_jpeg_photo_is_decoded_in_little_memory(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlapp import preprocess
-from mlapp.serve import errors, protocol
+from mlapp.plugins.image import Preprocessing
+from mlapp.plugins.image_classifier import ImageClassifier
+from mlapp.serve import errors
 
 from .test_image import png_chunk
 
@@ -40,7 +41,11 @@ NOT_WRITTEN = {
     "WMF": "stub plugin: saving needs an application-installed handler",
 }
 BOUNDARY = "fuzz-7d0c2b9e41a3f865"
-PRE = (preprocess.Preprocessing(height=8, width=8), preprocess.Preprocessing(height=28, width=28))
+# The image-classifier plug-in of a digits-sized model and of the largest input it takes.
+PLUGINS = tuple(
+    ImageClassifier("input", "probabilities", Preprocessing(height=side, width=side), "probabilities")
+    for side in (8, 28)
+)
 
 
 def _picture(mode: str) -> Image.Image:
@@ -336,17 +341,17 @@ def multipart(image: bytes) -> tuple[bytes, str]:
 
 def outcome(case: Case) -> str | None:
     """None if /predict would answer this case with a model input or a 4xx; else what went wrong."""
-    pre = PRE[case.number % len(PRE)]
+    plugin = PLUGINS[case.number % len(PLUGINS)]
+    pre = plugin.pre
     try:
-        flat = protocol.parse_predict(*multipart(case.data), pre)
+        x = plugin.parse(*multipart(case.data))
     except Exception as e:  # anything the server would answer 500 with is the finding
         status = errors.status_of(e)
         if status is None or not 400 <= status < 500:
             return f"{type(e).__name__}: {e} -> {status or 500}"
         return None
-    if flat.typecode != "f" or len(flat) != pre.height * pre.width:
-        return f"returned {flat.typecode!r} x {len(flat)}"
-    x = np.frombuffer(flat, dtype=np.float32)
+    if x.dtype != np.float32 or x.shape != (1, 1, pre.height, pre.width):
+        return f"returned {x.dtype} {x.shape}"
     if not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
         return f"returned values outside [0, 1]: {x.min()}..{x.max()}"
     return None
@@ -376,5 +381,5 @@ def test_mutated_pictures_get_a_model_input_or_a_4xx() -> None:
 def test_the_unchanged_pictures_are_read(picture: str) -> None:
     """The seeds the mutations start from are good pictures: what the fuzz breaks, it breaks from valid files."""
     data = seed_pictures()[picture]
-    x = protocol.parse_predict(*multipart(data), PRE[1])
-    assert len(x) == 28 * 28
+    x = PLUGINS[1].parse(*multipart(data))
+    assert x.shape == (1, 1, 28, 28)

@@ -22,7 +22,8 @@ import orjson
 import pytest
 
 from mlapp import contract
-from mlapp.serve import App, asgi, errors, protocol, routes
+from mlapp.serve import asgi, errors, protocol, routes
+from mlapp.serve.app import App
 from mlapp.serve.asgi import Message, Receive, Scope
 from mlapp.serve.auth import REALM, BasicAuth
 from mlapp.serve.handlers import Endpoints
@@ -313,24 +314,33 @@ def test_an_unmapped_error_is_500_logged_and_never_shown(
 # ---------------------------------------------------------------- off the event loop
 
 
-def test_pictures_are_decoded_on_a_worker_thread_never_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pictures_are_decoded_on_a_worker_thread_never_the_event_loop() -> None:
     """A decode of the largest picture allowed takes long enough to stall probes if it ran on the loop."""
     threads: list[int] = []
 
-    def parse_predict(body: bytes, content_type: str, pre: object) -> np.ndarray:
-        threads.append(threading.get_ident())
-        return np.zeros((1, 1, 8, 8), dtype=np.float32)
+    class Plugin:
+        output = "probabilities"
+
+        def check_type(self, content_type: str) -> None:
+            pass
+
+        def parse(self, body: bytes, content_type: str) -> np.ndarray:
+            threads.append(threading.get_ident())
+            return np.zeros((1, 1, 8, 8), dtype=np.float32)
+
+        def answer(self, scores: np.ndarray, labels: object) -> dict[str, object]:
+            return {"class": 0}
 
     class Model:
-        preprocessing = None
+        plugin = Plugin()
         labels: ClassVar[list[str]] = [str(i) for i in range(10)]
         name, version = MODEL_NAME, VERSION
+        batchable, fixed_tails = True, True
 
     class Batcher:
-        async def infer(self, x: np.ndarray) -> np.ndarray:
-            return np.full((1, 10), 0.1, dtype=np.float32)
+        async def infer(self, job: object) -> list[np.ndarray]:
+            return [np.full((1, 10), 0.1, dtype=np.float32)]
 
-    monkeypatch.setattr(protocol, "parse_predict", parse_predict)
     endpoints = Endpoints(SETTINGS)
     endpoints.set_model(Model(), Batcher())  # type: ignore[arg-type]
 

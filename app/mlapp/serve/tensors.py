@@ -182,7 +182,11 @@ def binary_values(spec: TensorSpec, raw: memoryview, count: int) -> Flat:
     """``count`` values of ``spec``'s datatype from their raw bytes (exactly their size), flat."""
     datatype = spec.datatype
     if datatype == "FP32":
-        values = array("f", raw)  # the 4-byte IEEE 754 values in this machine's byte order
+        # The 4-byte IEEE 754 values in this machine's byte order. frombytes, not the constructor: given a
+        # memoryview, array() iterates it byte by byte (only bytes and bytearray go to frombytes:
+        # https://docs.python.org/3.11/library/array.html#array.array).
+        values = array("f")
+        values.frombytes(raw)
         if sys.byteorder != "little":
             values.byteswap()  # the wire is little-endian
         if not finite_fp32(values):
