@@ -1,24 +1,38 @@
 """trainNodes > 1 on the cloud stacks, under mocks: the Indexed Job, its headless Service, the rank and
-rendezvous wiring torchrun reads, GPU scheduling for every pod, failure semantics, the network, the
-config's refusals; and trainNodes = 1 leaves the stacks as they were.
+rendezvous each pod learns from its environment (under the contract's names and torchrun's), GPU
+scheduling for every pod, failure semantics, the network, the config's refusals; and trainNodes = 1
+leaves the stacks as they were.
 
-The same Job's arguments are run for real in tests/stacks/test_distributed_training.py.
+The same Job's pods are run for real in tests/stacks/test_distributed_training.py.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
+from unittest import mock
 
 import pytest
 from torch.distributed import run as torchrun
 
 from components import workloads
-from mlapp import contract, train
+from mlapp import contract
+from tests import pods
 from tests.stacks.test_policy import EXPECTED_ADVICE, findings
-from tests.support import JOB, SERVICE, SharedRun, StackProblems, container, pod_spec, tolerates_gpu_taint
+from tests.support import (
+    JOB,
+    NETWORK_POLICY,
+    PUBLISH,
+    SERVICE,
+    TRAIN,
+    SharedRun,
+    StackProblems,
+    container,
+    pod_spec,
+    tolerates_gpu_taint,
+)
 from tools import harness
 
-NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 # Two pods on the cloud stacks; the pool must be able to hold both at once.
 MULTI = {"trainNodes": 2, "gpuMaxNodes": 2}
 CLOUD_STACKS = ("dev", "gke")
@@ -32,19 +46,12 @@ def ranks_service(result: harness.StackRun) -> dict[str, Any]:
     return harness.manifest(result.one(SERVICE, "-trainers"))
 
 
-def kubelet_expanded(args: list[str], env: dict[str, str]) -> list[str]:
-    """``args`` with each $(VAR) of ``env`` replaced, as the kubelet expands a container's args."""
-    expanded = list(args)
-    for name, value in env.items():
-        expanded = [arg.replace(f"$({name})", value) for arg in expanded]
-    return expanded
-
-
-def launch_split(args: list[str]) -> tuple[list[str], list[str]]:
-    """(torchrun's options, the trainer's arguments) of a pod's ``python -m mlapp.launch`` args."""
-    at = args.index("-m")
-    assert args[at + 1] == "mlapp.train", args
-    return args[:at], args[at + 2 :]
+def downward(job: str, index: int) -> dict[str, str]:
+    """What the downward API answers a pod of the Indexed Job ``job`` at completion index ``index``."""
+    return {
+        f"metadata.labels['{workloads.JOB_NAME_LABEL}']": job,
+        f"metadata.annotations['{workloads.JOB_COMPLETION_INDEX_ANNOTATION}']": str(index),
+    }
 
 
 @pytest.mark.parametrize("stack", CLOUD_STACKS)
@@ -61,7 +68,7 @@ def test_every_object_of_a_multi_node_stack_passes_the_strict_schema(shared_run:
 
 @pytest.mark.parametrize("stack", CLOUD_STACKS)
 def test_the_job_is_indexed_with_one_pod_per_node_all_at_once(shared_run: SharedRun, stack: str) -> None:
-    spec = harness.manifest(multi(shared_run, stack).one(JOB))["spec"]
+    spec = harness.manifest(multi(shared_run, stack).one(JOB, TRAIN))["spec"]
     assert spec["completionMode"] == "Indexed"
     assert spec["completions"] == spec["parallelism"] == 2
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
@@ -73,7 +80,7 @@ def test_the_job_is_indexed_with_one_pod_per_node_all_at_once(shared_run: Shared
 def test_a_headless_service_names_every_training_pod(shared_run: SharedRun, stack: str) -> None:
     result = multi(shared_run, stack)
     service = ranks_service(result)
-    job = harness.manifest(result.one(JOB))
+    job = harness.manifest(result.one(JOB, TRAIN))
     assert service["spec"]["clusterIP"] == "None", "not headless: DNS would answer a virtual IP, not each pod"
     assert service["spec"]["publishNotReadyAddresses"] is True
     assert service["metadata"]["namespace"] == job["metadata"]["namespace"]
@@ -82,48 +89,56 @@ def test_a_headless_service_names_every_training_pod(shared_run: SharedRun, stac
     labels = template["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items()), (service, labels)
     port = service["spec"]["ports"][0]
-    declared = {p["name"]: p["containerPort"] for p in container(result.one(JOB))["ports"]}
+    declared = {p["name"]: p["containerPort"] for p in container(result.one(JOB, TRAIN))["ports"]}
     assert declared[port["targetPort"]] == port["port"] == contract.RENDEZVOUS_PORT
     # The Job starts once its pods' names can resolve.
-    assert result.one(SERVICE, "-trainers").urn in result.one(JOB).dependencies
+    assert result.one(SERVICE, "-trainers").urn in result.one(JOB, TRAIN).dependencies
 
 
 @pytest.mark.parametrize("stack", CLOUD_STACKS)
 def test_each_pod_is_a_torchrun_node_ranked_by_its_index_meeting_at_index_0(shared_run: SharedRun, stack: str) -> None:
     result = multi(shared_run, stack)
-    trainer = container(result.one(JOB))
-    assert trainer["command"] == ["python", "-m", "mlapp.launch"]
-    options, trainer_args = launch_split(trainer["args"])
+    trainer = container(result.one(JOB, TRAIN))
+    assert "command" not in trainer, "the image's own ENTRYPOINT: the platform starts no launcher"
+    assert "args" not in trainer
     service = ranks_service(result)["metadata"]["name"]
-    # Kubernetes expands $(VAR) from the container's environment: rank = the completion index the Job
-    # controller sets; the store is on index 0's pod, named <job>-0.<service>.
-    raw = dict(zip(options[::2], options[1::2], strict=True))
-    assert raw["--node-rank"] == f"$({workloads.JOB_COMPLETION_INDEX})"
-    assert raw["--master-addr"] == f"$({contract.ENV_JOB_NAME})-0.{service}"
-    pod_env = {workloads.JOB_COMPLETION_INDEX: "1", contract.ENV_JOB_NAME: "mlstack-train-x1y2"}
-    # torchrun's own parser reads the options, as mlapp.launch hands them over.
-    parsed = torchrun.parse_args([*kubelet_expanded(options, pod_env), "-m", "mlapp.train", *trainer_args])
     gpus = int(trainer["resources"]["limits"]["nvidia.com/gpu"])
+    # Pod 1 of the Job the controller named mlstack-train-x1y2, as its kubelet would set its environment.
+    env = pods.pod_env(result, trainer, downward("mlstack-train-x1y2", 1))
+    ours = {name: env[name] for name in contract.TORCHRUN_ENV}
+    assert ours == {
+        contract.ENV_NUM_NODES: "2",
+        contract.ENV_GPUS_PER_NODE: str(gpus),
+        contract.ENV_NODE_RANK: "1",
+        contract.ENV_MASTER_ADDR: f"mlstack-train-x1y2-0.{service}",
+        contract.ENV_MASTER_PORT: str(contract.RENDEZVOUS_PORT),
+    }
+    assert env[contract.ENV_JOB_NAME] == "mlstack-train-x1y2"
+    # torchrun's own variables say the same: `torchrun train.py` needs no flag.
+    assert {torchruns: env[torchruns] for torchruns in contract.TORCHRUN_ENV.values()} == {
+        contract.TORCHRUN_ENV[name]: value for name, value in ours.items()
+    }
+    assert env[contract.TORCHRUN_MAX_RESTARTS[0]] == contract.TORCHRUN_MAX_RESTARTS[1]
+    # torchrun's own parser reads its options from them (PET_<OPTION>) when no flag is given: static
+    # rendezvous on index 0's pod, this pod's rank its completion index, no restart in place.
+    os_env = {k: v for k, v in os.environ.items() if not k.startswith("PET_")}
+    with mock.patch.dict(os.environ, {**os_env, **env}, clear=True):
+        parsed = torchrun.parse_args(["-m", "digits.train"])
     assert (parsed.nnodes, parsed.nproc_per_node) == ("2", str(gpus))
     assert parsed.rdzv_backend == "static"
     assert parsed.max_restarts == 0
     assert parsed.node_rank == 1
     assert parsed.master_addr == f"mlstack-train-x1y2-0.{service}"
     assert parsed.master_port == contract.RENDEZVOUS_PORT
-    env = {e["name"]: e for e in trainer["env"]}
-    assert env[contract.ENV_JOB_NAME]["valueFrom"]["fieldRef"]["fieldPath"] == (
-        f"metadata.labels['{workloads.JOB_NAME_LABEL}']"
-    )
-    # The trainer's own parser reads the rest, unchanged from a single pod's.
-    args = train.build_parser().parse_args(trainer_args)
-    assert args.version == result.exports["modelVersion"]
-    assert args.device == "cuda"
-    assert args.batch_size >= 2 * gpus, "a rank would get no example of a batch"
+    # The rest is a single pod's, the device its GPUs.
+    assert env[contract.ENV_MODEL_VERSION] == result.exports["modelVersion"]
+    assert env[contract.ENV_DEVICE] == "cuda"
+    assert int(env[contract.ENV_BATCH_SIZE]) >= 2 * gpus, "a rank would get no example of a batch"
 
 
 @pytest.mark.parametrize("stack", CLOUD_STACKS)
 def test_every_pod_requests_its_gpus_on_the_gpu_pool(shared_run: SharedRun, stack: str) -> None:
-    job = multi(shared_run, stack).one(JOB)
+    job = multi(shared_run, stack).one(JOB, TRAIN)
     spec = pod_spec(job)
     # One template for every index: each of the pods asks for trainerGpus and lands on the pool.
     assert container(job)["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -135,7 +150,7 @@ def test_every_pod_requests_its_gpus_on_the_gpu_pool(shared_run: SharedRun, stac
 def test_a_rank_stopped_for_another_does_not_count_and_the_gate_still_fails_at_once(
     shared_run: SharedRun, stack: str
 ) -> None:
-    rules = harness.manifest(multi(shared_run, stack).one(JOB))["spec"]["podFailurePolicy"]["rules"]
+    rules = harness.manifest(multi(shared_run, stack).one(JOB, TRAIN))["spec"]["podFailurePolicy"]["rules"]
 
     def codes(action: str) -> list[int]:
         return [v for r in rules if r["action"] == action and "onExitCodes" in r for v in r["onExitCodes"]["values"]]
@@ -153,7 +168,7 @@ def test_a_rank_stopped_for_another_does_not_count_and_the_gate_still_fails_at_o
 def test_training_pods_reach_each_other_and_nothing_else_new(shared_run: SharedRun, stack: str) -> None:
     result = multi(shared_run, stack)
     policy = harness.manifest(result.one(NETWORK_POLICY, "-trainer-network"))["spec"]
-    labels = harness.manifest(result.one(JOB))["spec"]["template"]["metadata"]["labels"]
+    labels = harness.manifest(result.one(JOB, TRAIN))["spec"]["template"]["metadata"]["labels"]
     selected = policy["podSelector"]["matchLabels"]
     assert all(labels[k] == v for k, v in selected.items())
     single = harness.manifest(shared_run(stack).one(NETWORK_POLICY, "-trainer-network"))["spec"]
@@ -171,13 +186,15 @@ def test_training_pods_reach_each_other_and_nothing_else_new(shared_run: SharedR
 @pytest.mark.parametrize("stack", ["local", *CLOUD_STACKS])
 def test_one_node_is_the_job_it_always_was(shipped: dict[str, harness.StackRun], stack: str) -> None:
     result = shipped[stack]
-    spec = harness.manifest(result.one(JOB))["spec"]
+    spec = harness.manifest(result.one(JOB, TRAIN))["spec"]
     assert not {"completionMode", "completions", "parallelism"} & spec.keys()
     assert "subdomain" not in spec["template"]["spec"]
-    trainer = container(result.one(JOB))
+    trainer = container(result.one(JOB, TRAIN))
     assert "command" not in trainer, "the image's entrypoint, the trainer, runs alone"
     assert [p["name"] for p in trainer["ports"]] == [contract.METRICS_PORT_NAME], "no rendezvous port"
-    assert contract.ENV_JOB_NAME not in {e["name"] for e in trainer["env"]}
+    names = {e["name"] for e in trainer["env"]}
+    assert not names & {contract.ENV_JOB_NAME, *contract.TORCHRUN_ENV, *contract.TORCHRUN_ENV.values()}
+    assert all("valueFrom" not in e for e in trainer["env"]), "a single pod needs nothing of the downward API"
     assert [r for r in result.of_type(SERVICE) if r.name.endswith("-trainers")] == []
     assert [r["action"] for r in spec["podFailurePolicy"]["rules"]] == ["FailJob", "Ignore"]
 
@@ -228,12 +245,22 @@ def test_a_multi_node_stack_passes_the_policy_pack(shared_run: SharedRun, stack:
 
 def test_several_gpus_per_pod_share_memory_for_nccl_and_one_does_not(shared_run: SharedRun) -> None:
     result = shared_run("gke", {**MULTI, "trainerGpus": 2, "gkeGpuCount": 2})
-    job = result.one(JOB)
+    job = result.one(JOB, TRAIN)
     volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container(job)["volumeMounts"]}
     assert volumes[mounts[workloads.SHM_DIR]]["emptyDir"] == {"medium": "Memory", "sizeLimit": workloads.SHM_SIZE}
     objects = list(harness.kubernetes_manifests(result))
     assert [p for _, obj in objects for p in harness.validate_manifest(obj, "1.33")] == []
     assert workloads.SHM_DIR not in {
-        m["mountPath"] for m in container(multi(shared_run, "gke").one(JOB))["volumeMounts"]
+        m["mountPath"] for m in container(multi(shared_run, "gke").one(JOB, TRAIN))["volumeMounts"]
     }
+
+
+@pytest.mark.parametrize("stack", CLOUD_STACKS)
+def test_the_publish_step_is_one_pod_whatever_the_groups_size(shared_run: SharedRun, stack: str) -> None:
+    """Rank 0 alone writes the outputs: one publisher reads them, off the GPU pool."""
+    result = multi(shared_run, stack)
+    spec = harness.manifest(result.one(JOB, PUBLISH))["spec"]
+    assert not {"completionMode", "completions", "parallelism"} & spec.keys()
+    assert "nodeSelector" not in spec["template"]["spec"]
+    assert result.one(JOB, TRAIN).urn in result.one(JOB, PUBLISH).dependencies
