@@ -87,7 +87,11 @@ def test_a_prebuilt_image_is_not_built_and_the_other_is(prebuilt: str, built: st
     args = AppImageArgs(
         registry=registry_with_credentials(), repository_prefix="mlstack", trainer_revision="t1", server_revision="s1"
     )
-    result, exports = build(dataclasses.replace(args, **{f"{prebuilt}_context": None}))
+    if prebuilt == "trainer":
+        args = dataclasses.replace(args, trainer_context=None)
+    else:
+        args = dataclasses.replace(args, server_context=None)
+    result, exports = build(args)
     assert set(images_by_role(result)) == {built}
     assert set(exports) == {built}, f"the prebuilt {prebuilt} has no ref here"
 
