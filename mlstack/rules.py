@@ -404,11 +404,11 @@ def gcp_zone(zone: str | None, region: str) -> list[Problem]:
 def trainer_build(value: str, gpu: bool) -> list[Problem]:
     """mlstack:trainerCuda names a build (empty: the target's) that fits a target with (``gpu``) or without a GPU.
 
-    The Job runs the trainer with ``--device cuda`` exactly when its pod requests a GPU
-    (components/workloads.py), and the trainer then exits 1 if CUDA cannot be used (as
-    tests/app/test_cuda.py shows with a CPU-only torch): a CPU-only build on a GPU pool
-    fails every run. Without a GPU it runs ``--device cpu``, so a CUDA build there is
-    never used and only adds gigabytes to the image.
+    The Job tells the trainer MLAPP_DEVICE=cuda exactly when its pod requests a GPU
+    (components/workloads.py), and a trainer keeping the contract then exits 1 if CUDA cannot be
+    used (docs/trainer-contract.md; the digits example does, as tests/examples/digits/test_cuda.py
+    shows with a CPU-only torch): a CPU-only build on a GPU pool fails every run. Without a GPU it
+    is told cpu, so a CUDA build there is never used and only adds gigabytes to the image.
     """
     if value == "":
         return []

@@ -158,3 +158,22 @@ def test_an_unknown_image_platform_reads_the_same_from_config_and_the_image_buil
 def test_an_app_name_gke_cannot_use_is_refused_by_the_config(stack_problems: StackProblems) -> None:
     from_component = check_line(gke.check_args(gke_args(repository_id="1abc")), "appName")
     assert config_line(stack_problems("gke", appName="1abc"), "appName") == from_component
+
+
+# --- the gate: the config and the publisher ---------------------------------------------------------
+
+
+def test_a_gate_metric_is_refused_in_the_publishers_own_words(
+    stack_problems: StackProblems, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The config judges the gate with mlapp.gate, as the publish step will: a metric name it refuses is
+    refused at `pulumi preview` in the words the publisher would fail the Job with."""
+    from mlapp import publish
+
+    line = config_line(stack_problems("local", gateMetric="9lives", gateThreshold="1"), "gateMetric")
+    reason = line.removeprefix("mlstack:gateMetric = '9lives': ")
+    assert reason.startswith("metric name '9lives' must be"), line
+    argv = ["--run", "/r", "--model-dir", "/m", "--model-name", "n", "--version", "v", "--gate", "9lives>=1"]
+    with pytest.raises(SystemExit):
+        publish.build_parser().parse_args(argv)
+    assert reason in capsys.readouterr().err
