@@ -978,6 +978,7 @@ def check(args: MlWorkloadsArgs) -> None:
     gpu, training, store = args.target.gpu, args.training, args.target.model_store
     linger = monitoring.trainer_linger_seconds(args.target.scrape_by)
     problems = rules.train_deadline(training.deadline_seconds, linger)
+    problems += rules.gate_written_form(training.gate)
     shared = store.csi is not None or (store.claim is not None and store.claim.access_mode == "ReadWriteMany")
     problems += rules.train_nodes_target(training.nodes, gpu_pool=gpu is not None, shared_store=shared)
     if gpu is not None:

@@ -201,9 +201,19 @@ def gate(metric: str, direction: str, threshold: str, min_accuracy: float) -> tu
         )
     except GateError as e:
         return None, [Problem(key, value, str(e))]
-    if judged is None or Gate.parse(str(judged)) != judged:
-        return None, [Problem(key, value, f"has more digits than the gate's written form keeps ({judged}): round it")]
-    return judged, []
+    if judged is None:  # a metric was checked above: from_env always answers a gate here
+        return None, [Problem("gateMetric", metric, "must be set")]
+    problems = gate_written_form(judged, key, value)
+    return (None, problems) if problems else (judged, [])
+
+
+def gate_written_form(gate: Gate, key: str = "gateThreshold", value: object = None) -> list[Problem]:
+    """The gate reads the same once written (``str``, as the publish Job's command carries it), so the trainer
+    (told the threshold in full) and the publisher judge one threshold."""
+    if Gate.parse(str(gate)) == gate:
+        return []
+    shown = gate.threshold if value is None else value
+    return [Problem(key, shown, f"has more digits than the gate's written form keeps ({gate}): round it")]
 
 
 def own_certificate(certificate_set: bool, private_key_set: bool) -> list[Problem]:

@@ -579,3 +579,13 @@ def test_more_gpus_than_a_node_carries_is_refused() -> None:
         "  - mlstack:trainerGpus = 2: a node of the GPU pool carries 1 nvidia-tesla-t4 GPU(s) and a pod cannot "
         "span nodes, so the trainer can request at most 1",
     ]
+
+
+def test_a_gate_its_written_form_would_change_is_refused() -> None:
+    """The publish Job's command carries the gate written out; the trainer is told its threshold in full."""
+    gate = Gate("accuracy", "maximize", 0.123456789)
+    with pytest.raises(workloads.WorkloadsError) as caught:
+        workloads.check(workloads_args(FakeTarget(), training=replace(TRAINING, gate=gate)))
+    assert "mlstack:gateThreshold = 0.123456789: has more digits than the gate's written form keeps" in str(
+        caught.value
+    )
