@@ -18,11 +18,12 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from mlapp import plugins, store
+from mlapp.publish import ContractError, check_batchable
 from mlapp.serve.errors import BadRequest
 from mlapp.serve.metrics import BATCH, INFERENCE
 from mlapp.serve.tensors import Flat
 from mlapp.settings import Settings
-from mlapp.signature import Signature, SignatureError, TensorSpec, batch_problem, example_shape, signature_of, zeros
+from mlapp.signature import Signature, SignatureError, TensorSpec, example_shape, signature_of, zeros
 
 log = logging.getLogger("mlapp.serve")
 # What ONNX Runtime said, as much of it as a caller is shown.
@@ -154,8 +155,13 @@ def load_model(settings: Settings, labels: list[str] | None) -> Model:
     except SignatureError as e:
         raise ValueError(f"the model cannot be served: {e}") from e
     batchable = meta.get("batchable") is True
-    if batchable and (problem := batch_problem(signature)) is not None:
-        raise ValueError(f"metadata.json declares the model batchable, but {problem}")
+    if batchable:
+        # The publisher's own check (the graph, then a run of two rows together and each alone): a
+        # detector's data-dependent output passes the graph's, and a shared run would split it wrongly.
+        try:
+            check_batchable(session, signature)
+        except ContractError as e:
+            raise ValueError(f"metadata.json: {e}") from e
     labels = labels if labels is not None else _published_labels(meta)
     try:
         plugin = plugins.configure(meta.get("plugin"), signature, labels)

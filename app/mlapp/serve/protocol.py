@@ -286,7 +286,10 @@ def _tensor(
     parameters = _refuse_unsupported(tensor.get("parameters"), f"input {name!r}", _INPUT_PARAMETERS)
     if "binary_data_size" in parameters:
         raw = _raw(tensor, slot, parameters["binary_data_size"], binary[offset:], count)
-        return binary_values(spec, raw, count), shape, len(raw)
+        try:
+            return binary_values(spec, raw, count), shape, len(raw)
+        except BadRequest as e:
+            raise BadRequest(f"input {name!r}: {e}") from None
     if "data" not in tensor:
         raise BadRequest(f"input {name!r} is missing 'data' (or parameters.binary_data_size for raw bytes)")
     data = tensor["data"]

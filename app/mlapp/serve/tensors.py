@@ -115,7 +115,8 @@ def _fp32_checked(numbers: Sequence[Any]) -> FloatArray:
     except OverflowError as e:  # an int past float's range
         raise BadRequest(f"data must be numbers FP32 can hold: {e}") from e
     if not finite_fp32(values):
-        raise BadRequest(f"data holds a number outside FP32's range (+-{FP32_MAX:.7g})")
+        bad = next(n for n, v in zip(numbers, values, strict=True) if not math.isfinite(v))
+        raise BadRequest(f"data holds a number outside FP32's range (+-{FP32_MAX:.7g}): {bad!r}")
     return values
 
 
@@ -150,7 +151,8 @@ def _json_integers(spec: TensorSpec, elements: Sequence[Any], kinds: set[type]) 
         return np.array(elements, dtype=spec.dtype)
     except OverflowError:  # numpy 2 refuses a Python int out of the dtype's range
         info = np.iinfo(spec.dtype)
-        raise BadRequest(f"{spec.datatype} data must be integers from {info.min} to {info.max}") from None
+        bad = next((v for v in elements if not info.min <= v <= info.max), None)
+        raise BadRequest(f"{spec.datatype} data must be integers from {info.min} to {info.max}, got {bad}") from None
 
 
 def _json_floats(spec: TensorSpec, elements: Sequence[Any], kinds: set[type]) -> npt.NDArray[Any]:
@@ -165,7 +167,8 @@ def _json_floats(spec: TensorSpec, elements: Sequence[Any], kinds: set[type]) ->
         raise BadRequest(f"{datatype} data holds a number outside its range")
     if datatype == "FP16":
         if wide.size and np.abs(wide).max() > FP16_MAX:
-            raise BadRequest(f"FP16 data holds a number outside FP16's range (+-{FP16_MAX:g})")
+            bad = wide[np.abs(wide) > FP16_MAX][0]
+            raise BadRequest(f"FP16 data holds a number outside FP16's range (+-{FP16_MAX:g}): {bad:g}")
         return wide.astype(np.float16)
     return wide
 
@@ -196,8 +199,8 @@ def binary_values(spec: TensorSpec, raw: memoryview, count: int) -> Flat:
         return _bytes_elements(raw, count)
     values_np = np.frombuffer(raw, dtype=spec.dtype)
     if datatype == "BOOL":
-        if values_np.size and values_np.view(np.uint8).max() > 1:
-            raise BadRequest("BOOL data must be bytes 0 or 1")
+        if values_np.size and (high := int(values_np.view(np.uint8).max())) > 1:
+            raise BadRequest(f"BOOL data must be bytes 0 or 1, got {high}")
     elif datatype.startswith("FP") and not np.isfinite(values_np).all():
         raise BadRequest("data holds NaN or infinity")
     return values_np
@@ -206,6 +209,13 @@ def binary_values(spec: TensorSpec, raw: memoryview, count: int) -> Flat:
 def _bytes_elements(raw: memoryview, count: int) -> npt.NDArray[Any]:
     """BYTES elements from the binary extension: each a 4-byte little-endian length, then that many bytes
     of UTF-8 (ONNX strings are UTF-8: onnx/onnx.proto3, TensorProto ``string_data``)."""
+    # Each element takes its 4-byte length at least: a shape that declares more elements than the bytes can
+    # hold is refused before an array of that many is made (a few bytes must not allocate gigabytes).
+    if count > len(raw) // _BYTES_LENGTH.size:
+        raise BadRequest(
+            f"BYTES data of {len(raw)} bytes cannot hold the {count} elements its shape declares "
+            f"(each is a {_BYTES_LENGTH.size}-byte length, then its bytes)"
+        )
     out = np.empty(count, dtype=object)
     pos = 0
     for index in range(count):
@@ -214,7 +224,7 @@ def _bytes_elements(raw: memoryview, count: int) -> npt.NDArray[Any]:
         (length,) = _BYTES_LENGTH.unpack_from(raw, pos)
         pos += 4
         if pos + length > len(raw):
-            raise BadRequest(f"BYTES element {index} declares {length} bytes, past the end of its data")
+            raise BadRequest(f"BYTES element {index} declares {length} bytes, but {len(raw) - pos} remain of its data")
         try:
             out[index] = bytes(raw[pos : pos + length]).decode("utf-8")
         except UnicodeDecodeError as e:
