@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlapp import contract, plugins, signature, store
-from mlapp.gate import Gate, GateError, MetricsError, read_metrics
+from mlapp.gate import Gate, GateError, MetricsError, check_metrics, read_metrics
 
 log = logging.getLogger("mlapp.publish")
 
@@ -289,6 +289,11 @@ def publish(  # noqa: PLR0913 - what a published model is made of, each optional
         final = store.version_dir(model_dir, name, version)
     except ValueError as e:
         raise PublishError(str(e)) from None
+    # The command line reads its metrics with read_metrics; a caller of this function is held to the same.
+    try:
+        metrics = check_metrics(dict(metrics), "metrics") if metrics is not None else None
+    except MetricsError as e:
+        raise ContractError(str(e)) from None
     gate_record = _judge(gate, metrics)
     if keep_published and (existing := _already(final, None)) is not None:
         return existing
@@ -322,6 +327,10 @@ def publish(  # noqa: PLR0913 - what a published model is made of, each optional
             written = store.commit(model_dir, name, version, model, metadata)
         except store.StoreError as e:
             raise PublishError(str(e)) from None
+        except (TypeError, ValueError) as e:  # a producer record that is not JSON; nothing was written
+            raise PublishError(f"the model's metadata cannot be written as JSON: {e}") from e
+        except OSError as e:
+            raise PublishError(f"cannot write version {version} into the store at {model_dir}: {e}") from e
         return Published(final, model.record, created=True, metadata=written)
 
 

@@ -365,14 +365,17 @@ def commit(root: Path, name: str, version: str, model: ModelBytes, metadata: Map
     """Write ``model`` and then its commit record into the store: the version is published once this returns.
 
     Staging files an interrupted publisher of this version left are removed first. The record holds
-    ``metadata`` plus the format and the model's size and SHA-256. Returns the record as written.
+    ``metadata`` plus the format and the model's size and SHA-256. Returns the record as written;
+    TypeError or ValueError, with nothing written, when ``metadata`` is not JSON.
     """
     final = version_dir(root, name, version)
+    # The record is made before anything is written: metadata that cannot be JSON (a NaN, an object)
+    # fails here, leaving the store as it was, not after the model file is in place.
+    meta = {**metadata, "format_version": FORMAT_VERSION, "model": model.record.as_dict()}
+    text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
     final.mkdir(parents=True, exist_ok=True)
     remove_staging(root, name, version)
     write_atomic(final / MODEL_FILE, model.write_to)
-    meta = {**metadata, "format_version": FORMAT_VERSION, "model": model.record.as_dict()}
-    text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
     write_file_atomic(final / METADATA_FILE, text.encode("utf-8"))
     try:
         verify(final)
