@@ -189,6 +189,43 @@ def ensure_model() -> Path:
     return store
 
 
+def _store_format(app_dir: Path) -> int:
+    """The metadata format the app in ``app_dir`` reads (its mlapp/store.py FORMAT_VERSION)."""
+    match = re.search(r"^FORMAT_VERSION(?:: Final)? = (\d+)", (app_dir / "mlapp" / "store.py").read_text(), re.M)
+    return int(match[1]) if match else 0
+
+
+def baseline_store(store: Path, app_dir: Path) -> Path:
+    """The store an older app serves the benchmark model from: ``store`` itself when it reads today's
+    metadata, else a copy of the same model file under the metadata format 2 it reads (the digits
+    CNN's own record, from before the server read any model's signature from the model), so that a
+    before/after comparison runs the same bytes."""
+    if _store_format(app_dir) != 2:
+        return store
+    source = store / MODEL / VERSION
+    meta = json.loads((source / "metadata.json").read_text(encoding="utf-8"))
+    old = WORK / "store-format-2"
+    target = old / MODEL / VERSION
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / "model.onnx", target / "model.onnx")
+    (_, _, height, width) = meta["signature"]["inputs"][0]["shape"]
+    classes = meta["signature"]["outputs"][0]["shape"][1]
+    record = {
+        "format_version": 2,
+        "model": meta["model"],
+        "model_name": MODEL,
+        "version": VERSION,
+        "accuracy": meta["metrics"]["accuracy"],
+        "num_classes": classes,
+        "input": {"name": "input", "datatype": "FP32", "shape": [-1, 1, height, width],
+                  "preprocessing": {"height": height, "width": width, "color": "grayscale", "foreground": "light",
+                                    "pixel_max": 16.0, "range": [0.0, 1.0]}},
+        "output": {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
+    }  # fmt: skip
+    (target / "metadata.json").write_text(json.dumps(record), encoding="utf-8")
+    return old
+
+
 def ensure_venv(venv: Path, requirements: Path) -> Path:
     """The python of ``venv``, created from ``requirements`` on first use: a peer whose pins are not ours."""
     python = venv / "bin" / "python"
@@ -638,7 +675,12 @@ def main() -> int:
         baseline = args.baseline_app.resolve()
         # An app from before TLS ignores the variable and serves plain HTTP.
         servers.append(
-            ("mlapp-baseline", lambda: start_ours(store, "mlapp-baseline", baseline, extra_env=plain), True, False)
+            (
+                "mlapp-baseline",
+                lambda: start_ours(baseline_store(store, baseline), "mlapp-baseline", baseline, extra_env=plain),
+                True,
+                False,
+            )
         )
 
     startup: dict[str, list[float]] = {}

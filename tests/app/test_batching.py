@@ -63,7 +63,7 @@ def test_a_model_that_is_not_batchable_runs_every_job_alone() -> None:
 def test_merge_passes_a_lone_job_uncopied() -> None:
     job = rows(3)
     feeds, shapes = merge([job])
-    assert shapes == [(3, 2)]
+    assert list(shapes) == [(3, 2)]
     assert feeds[0] is job.feeds[0], "merge copied a lone job"
 
 

@@ -74,20 +74,22 @@ def fitting(pending: Sequence[Job], max_batch: int) -> int:
         return 0
     if first.key is None:
         return 1
+    key = first.key
     take = rows = 0
     for job in pending:
         n = job.shapes[0][0]
-        if take and (job.key != first.key or rows + n > max_batch):
+        # The keys are most often one object (the model's tuple of every output): "is" decides then.
+        if take and ((job.key is not key and job.key != key) or rows + n > max_batch):
             break
         rows += n
         take += 1
     return take
 
 
-def merge(jobs: Sequence[Job]) -> tuple[list[Flat], list[tuple[int, ...]]]:
+def merge(jobs: Sequence[Job]) -> tuple[Sequence[Flat], Sequence[tuple[int, ...]]]:
     """Every input's values of all ``jobs``, in order, and the shared shapes; a lone job's are its own."""
     if len(jobs) == 1:
-        return list(jobs[0].feeds), list(jobs[0].shapes)
+        return jobs[0].feeds, jobs[0].shapes
     rows = sum(job.shapes[0][0] for job in jobs)
     feeds: list[Flat] = []
     shapes: list[tuple[int, ...]] = []
@@ -115,6 +117,13 @@ def split(outputs: Outputs, jobs: Sequence[Job]) -> list[Outputs]:
         raise RowsMismatch(f"a run of {total} rows gave outputs of shapes {[o.shape for o in outputs]}")
     parts: list[Outputs] = []
     start = 0
+    if len(outputs) == 1:  # the common case, without a comprehension per job
+        (out,) = outputs
+        for job in jobs:
+            end = start + job.shapes[0][0]
+            parts.append([out[start:end]])
+            start = end
+        return parts
     for job in jobs:
         n = job.shapes[0][0]
         parts.append([out[start : start + n] for out in outputs])
@@ -231,7 +240,7 @@ class Batcher:
         first = jobs[0]
         try:
             feeds, shapes = merge(jobs)
-            return list(split(self.runner.run(feeds, shapes, first.outputs), jobs))
+            return split(self.runner.run(feeds, shapes, first.outputs), jobs)  # type: ignore[return-value]
         except Exception as e:
             if len(jobs) == 1:
                 return [e]

@@ -42,6 +42,7 @@ class Endpoints:
         self.settings = settings
         self._loaded: tuple[Model, Batcher] | None = None
         self._max_rows = settings.max_batch * ROWS_PER_MAX_BATCH
+        self._max_answer_bytes = settings.limits.max_answer_bytes
         # The router has already refused any other name, so the answer is fixed.
         self._model_ready = dumps({"name": settings.model_name, "ready": True})
         self._model_not_ready = dumps({"name": settings.model_name, "ready": False})
@@ -102,9 +103,7 @@ class Endpoints:
             header(scope, protocol.BINARY_HEADER),
         )
         results = await batcher.infer(request.job)
-        body, content_type, json_length = protocol.infer_answer(
-            model, results, request, self.settings.limits.max_answer_bytes
-        )
+        body, content_type, json_length = protocol.infer_answer(model, results, request, self._max_answer_bytes)
         if json_length is None:
             return 200, body, content_type, NO_HEADERS
         return 200, body, content_type, ((protocol.BINARY_HEADER, str(json_length).encode()),)

@@ -50,6 +50,7 @@ class Ask(NamedTuple):
     name: str
     position: int
     binary: bool
+    datatype: str  # the output's
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class InputSlot:
     index: int  # its place in the signature: feeds are in this order
     # dims[1:] when every one is fixed, as a list a request's shape[1:] is compared with at once; else None.
     tail: list[int] | None
+    first: int | None  # the first dimension when it is fixed
 
 
 @dataclass(frozen=True)
@@ -80,38 +82,47 @@ class Model:
     every_output: Mapping[bool, tuple[Ask, ...]] = field(init=False)
     # Every input's dimensions after the first are fixed: jobs of one shape always fit together.
     fixed_tails: bool = field(init=False)
+    input_names: tuple[str, ...] = field(init=False)  # in the signature's order, as feeds come
 
     def __post_init__(self) -> None:
         slots = {}
         for index, spec in enumerate(self.signature.inputs):
             tail = list(spec.dims[1:])
             fixed = all(isinstance(d, int) for d in tail)
-            slots[spec.name] = InputSlot(spec, index, [int(d) for d in tail if isinstance(d, int)] if fixed else None)
+            first = spec.dims[0] if spec.dims and isinstance(spec.dims[0], int) else None
+            fixed_tail = [int(d) for d in tail if isinstance(d, int)] if fixed else None
+            slots[spec.name] = InputSlot(spec, index, fixed_tail, first)
         object.__setattr__(self, "inputs", slots)
         object.__setattr__(self, "outputs", {o.name: o for o in self.signature.outputs})
         names = tuple(o.name for o in self.signature.outputs)
         object.__setattr__(self, "all_outputs", names)
-        every = {binary: tuple(Ask(n, i, binary) for i, n in enumerate(names)) for binary in (False, True)}
+        every = {
+            binary: tuple(Ask(o.name, i, binary, o.datatype) for i, o in enumerate(self.signature.outputs))
+            for binary in (False, True)
+        }
         object.__setattr__(self, "every_output", every)
         object.__setattr__(self, "fixed_tails", all(slot.tail is not None for slot in slots.values()))
+        object.__setattr__(self, "input_names", tuple(spec.name for spec in self.signature.inputs))
 
     def run(
         self, feeds: Sequence[Flat], shapes: Sequence[tuple[int, ...]], outputs: Sequence[str]
     ) -> list[npt.NDArray[Any]]:
         """The ``outputs`` for one run: ``feeds[i]`` holds input i's values, flat, shaped ``shapes[i]``."""
         arrays = {}
-        for spec, values, shape in zip(self.signature.inputs, feeds, shapes, strict=True):
-            flat = values if isinstance(values, np.ndarray) else np.frombuffer(values, dtype=np.float32)
-            arrays[spec.name] = flat.reshape(shape)
+        for name, values, shape in zip(self.input_names, feeds, shapes, strict=True):
+            # FP32 values come as an array('f') (tensors.py), every other datatype as numpy.
+            flat = values if type(values) is np.ndarray else np.frombuffer(values, dtype=np.float32)
+            arrays[name] = flat.reshape(shape)
         start = time.perf_counter()
         try:
-            results = self.session.run(list(outputs), arrays)
+            # ONNX Runtime gives numpy arrays (strings as object arrays) for tensor outputs.
+            results: list[npt.NDArray[Any]] = self.session.run(outputs, arrays)
         except Exception as e:  # ONNX Runtime's own types (InvalidArgument, Fail, RuntimeException...)
             text = " ".join(str(e).split())[:MAX_ERROR_CHARS]
             raise ModelFailed(f"the model could not run on this input: {text}") from e
         INFERENCE.observe(time.perf_counter() - start)
         BATCH.observe(shapes[0][0] if shapes and shapes[0] else 1)
-        return [np.asarray(r) for r in results]
+        return results
 
 
 def session_options(threads: int) -> ort.SessionOptions:

@@ -66,6 +66,11 @@ UNSUPPORTED_PARAMETERS: Final = {
 INFER_TYPES: Final = ("application/json", "application/octet-stream")
 
 _INT_ONLY: Final = frozenset((int,))
+_NO_BYTES: Final = memoryview(b"")
+# Datatypes whose JSON values are numbers (tensors.wire_bytes's bound for them, without the call).
+_NUMERIC_JSON: Final = frozenset(
+    {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
+)
 # The parameters each part of a request may carry (the binary tensor data extension's).
 _REQUEST_PARAMETERS: Final = frozenset({"binary_data_output"})
 _INPUT_PARAMETERS: Final = frozenset({"binary_data_size"})
@@ -182,20 +187,32 @@ def job_key(model: Model, shapes: tuple[tuple[int, ...], ...], outputs: tuple[st
 def parse_infer(body: bytes, model: Model, max_rows: int, header_value: str = "") -> InferRequest:
     """A v2 inference request: all JSON, or (``header_value``: its Inference-Header-Content-Length) a JSON
     header followed by binary tensors."""
-    header_length = json_header_length(header_value, len(body))
+    header_length = json_header_length(header_value, len(body)) if header_value else None
     if header_length is None:
-        head, binary = body, memoryview(b"")
+        head, binary = body, _NO_BYTES
     else:
         head, binary = body[:header_length], memoryview(body)[header_length:]
     request = _loads(head, BINARY_HINT if header_length is None else "")
     if not isinstance(request, dict):
         raise BadRequest("the request must be a JSON object with 'inputs'")
-    parameters = _refuse_unsupported(request.get("parameters"), "request", _REQUEST_PARAMETERS)
+    parameters = request.get("parameters")
+    if parameters is not None:
+        parameters = _refuse_unsupported(parameters, "request", _REQUEST_PARAMETERS)
     # JSON's true and false are these bytes wherever they occur; without them no value is a bool.
     bools = b"true" in head or b"false" in head
     feeds, shapes = _inputs(request.get("inputs"), model, max_rows, binary, bools)
-    outputs, asks = _outputs(request.get("outputs"), parameters.get("binary_data_output"), model)
-    return InferRequest(Job(feeds, shapes, outputs, job_key(model, shapes, outputs)), request.get("id"), asks)
+    asked = request.get("outputs")
+    if asked is None and not parameters:  # the common case: every output, in JSON
+        outputs, asks = model.all_outputs, model.every_output[False]
+    else:
+        outputs, asks = _outputs(asked, parameters.get("binary_data_output") if parameters else None, model)
+    if not model.batchable:
+        key = None
+    elif model.fixed_tails:
+        key = outputs
+    else:
+        key = job_key(model, shapes, outputs)
+    return InferRequest(Job(feeds, shapes, outputs, key), request.get("id"), asks)
 
 
 def _inputs(
@@ -209,7 +226,7 @@ def _inputs(
         values, shape, used = _tensor(inputs[0], model, binary, 0, bools)
         if used != len(binary):
             raise BadRequest(_unused(len(binary), used))
-        if model.batchable:
+        if model.batchable and not 0 < shape[0] <= max_rows:
             _check_rows(shape[0], max_rows)
         return (values,), (shape,)
     feeds: list[Flat | None] = [None] * len(slots)
@@ -276,15 +293,17 @@ def _tensor(
         takes = ", ".join(spec.describe() for spec in model.signature.inputs)
         raise BadRequest(f"unknown input {name!r}; the model takes {takes}")
     spec = slot.spec
-    for key in ("shape", "datatype"):
-        if key not in tensor:
-            raise BadRequest(f"input {name!r} is missing {key!r}")
+    if "shape" not in tensor or "datatype" not in tensor:
+        raise BadRequest(f"input {name!r} is missing {'shape' if 'shape' not in tensor else 'datatype'!r}")
     if tensor["datatype"] != spec.datatype:
         raise BadRequest(f"input {name!r} is sent as {tensor['datatype']!r}, but the model takes {spec.describe()}")
     shape = _shape(tensor["shape"], slot)
     count = math.prod(shape)
-    parameters = _refuse_unsupported(tensor.get("parameters"), f"input {name!r}", _INPUT_PARAMETERS)
-    if "binary_data_size" in parameters:
+    # Looked at only when there are some: the message's f-string costs a request without any as much.
+    parameters = tensor.get("parameters")
+    if parameters is not None and "binary_data_size" in _refuse_unsupported(
+        parameters, f"input {name!r}", _INPUT_PARAMETERS
+    ):
         raw = _raw(tensor, slot, parameters["binary_data_size"], binary[offset:], count)
         try:
             return binary_values(spec, raw, count), shape, len(raw)
@@ -316,7 +335,7 @@ def _shape(shape: Any, slot: InputSlot) -> tuple[int, ...]:
             and len(shape) == len(tail) + 1
             and set(map(type, shape)) <= _INT_ONLY
             and shape[0] >= 0
-            and (not isinstance(slot.spec.dims[0], int) or shape[0] == slot.spec.dims[0])
+            and (slot.first is None or shape[0] == slot.first)
         ):
             return tuple(shape)
     elif (
@@ -376,7 +395,9 @@ def _outputs(outputs: Any, binary_data_output: Any, model: Model) -> tuple[tuple
             binary = _flag(parameters["binary_data"], f"output {name!r} parameter binary_data")
         asked[name] = binary
     names = tuple(name for name in model.all_outputs if name in asked)
-    return names, tuple(Ask(name, names.index(name), binary) for name, binary in asked.items())
+    return names, tuple(
+        Ask(name, names.index(name), binary, model.outputs[name].datatype) for name, binary in asked.items()
+    )
 
 
 def infer_answer(
@@ -387,25 +408,30 @@ def infer_answer(
     TooLarge when the outputs asked would make an answer over ``max_bytes``: a model's outputs can
     be far larger than its inputs, and the server holds the answer whole."""
     size = 0
-    for ask in request.asks:
-        size += wire_bytes(results[ask.position], model.outputs[ask.name].datatype, ask.binary)
-    if size > max_bytes:
-        raise TooLarge(
-            f"the answer would hold about {size} bytes of outputs, over the server's limit of {max_bytes}: "
-            "send fewer rows, or ask for fewer outputs ('outputs')"
-        )
     entries: list[dict[str, Any]] = []
     raws: list[bytes] = []
     for ask in request.asks:
         values = results[ask.position]
-        spec = model.outputs[ask.name]
-        entry: dict[str, Any] = {"name": ask.name, "datatype": spec.datatype, "shape": list(values.shape)}
+        datatype = ask.datatype
+        # The exact raw size, or a generous bound on JSON numbers (tensors.wire_bytes); BYTES counted.
+        size += (
+            values.size * 25
+            if datatype in _NUMERIC_JSON and not ask.binary
+            else wire_bytes(values, datatype, ask.binary)
+        )
+        if size > max_bytes:  # before a raw copy is made, or the JSON text
+            raise TooLarge(
+                f"the answer would hold about {size} bytes of outputs or more, over the server's limit of "
+                f"{max_bytes}: send fewer rows, or ask for fewer outputs ('outputs')"
+            )
+        entry: dict[str, Any] = {"name": ask.name, "datatype": datatype, "shape": list(values.shape)}
         if ask.binary:
-            raw = binary_data(values, spec.datatype, spec.dtype)
+            raw = binary_data(values, datatype, model.outputs[ask.name].dtype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             raws.append(raw)
         else:
-            entry["data"] = json_data(values, spec.datatype)
+            # ravel(), as tensors.json_data gives numbers: without the call on the common path.
+            entry["data"] = values.ravel() if datatype in _NUMERIC_JSON else json_data(values, datatype)
         entries.append(entry)
     answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": entries}
     # The protocol's id is a string; anything else the caller sent is not echoed.

@@ -239,8 +239,9 @@ def json_data(values: npt.NDArray[Any], datatype: str) -> Any:
     """An output's values as the JSON answer carries them: flat, row-major."""
     if datatype == "BYTES":
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.ravel().tolist()]
-    # orjson serializes C-contiguous numpy arrays of every numeric dtype and bool (OPT_SERIALIZE_NUMPY).
-    return np.ascontiguousarray(values).ravel()
+    # orjson serializes C-contiguous numpy arrays of every numeric dtype and bool (OPT_SERIALIZE_NUMPY);
+    # ravel() gives one, a view where the rows already are (a slice of rows of ONNX Runtime's output).
+    return values.ravel()
 
 
 def binary_data(values: npt.NDArray[Any], datatype: str, dtype: np.dtype[Any]) -> bytes:
