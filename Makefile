@@ -72,6 +72,7 @@ test: lint typecheck unit
 RUN_DIR ?= build/runs/$(MODEL_NAME)/local
 train: venv
 	PYTHONPATH=examples/digits $(PY) -m digits.train --output-dir $(RUN_DIR) \
+		--model-record $(MODEL_DIR)/$(MODEL_NAME)/local/metadata.json \
 		--epochs 10 --batch-size 32 --learning-rate 0.003 --gate 'accuracy>=0.9' --seed 0
 	PYTHONPATH=app $(PY) -m mlapp.publish --run $(RUN_DIR) --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME) \
 		--version local --gate 'accuracy>=0.9'

@@ -780,3 +780,24 @@ def test_metadata_the_model_does_not_fit_keeps_the_server_not_ready_saying_why(
         assert "not loaded yet" in refused.json()["error"]
     finally:
         server.stop()
+
+
+def test_one_input_using_a_named_dimension_twice_must_give_it_one_size() -> None:
+    """A square input, [n, n]: the single-input path checks the repeated name as the several-input path does."""
+    model = models.served(models.identity("FP32", ("n", "n")), batchable=False)
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [0.0] * 6}]})
+    with pytest.raises(
+        HTTPError, match="input 'x' has 2 and 3 for the model's dimension 'n': the model takes one size there"
+    ):
+        protocol.parse_infer(body.encode(), model, 16)
+    square = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [0.0] * 4}]})
+    assert protocol.parse_infer(square.encode(), model, 16).job.shapes == ((2, 2),)
+
+
+def test_a_bytes_answer_is_bounded_by_its_utf8_bytes_not_its_characters() -> None:
+    """Four-byte characters, each escaped at most six characters a byte in JSON: the bound counts bytes."""
+    from mlapp.serve.tensors import wire_bytes
+
+    values = np.array(["\U0001f600" * 10, "\x01"], dtype=object)
+    assert wire_bytes(values, "BYTES", True) == 40 + 1 + 2 * 4
+    assert wire_bytes(values, "BYTES", False) >= len(json.dumps(values.tolist()))

@@ -83,6 +83,9 @@ class Model:
     # Every input's dimensions after the first are fixed: jobs of one shape always fit together.
     fixed_tails: bool = field(init=False)
     input_names: tuple[str, ...] = field(init=False)  # in the signature's order, as feeds come
+    # A dynamic dimension's name appears more than once among the inputs' dimensions (a sequence length
+    # two inputs share, or a square input's [n, n]): a request's sizes there must agree.
+    shared_dims: bool = field(init=False)
 
     def __post_init__(self) -> None:
         slots = {}
@@ -103,6 +106,8 @@ class Model:
         object.__setattr__(self, "every_output", every)
         object.__setattr__(self, "fixed_tails", all(slot.tail is not None for slot in slots.values()))
         object.__setattr__(self, "input_names", tuple(spec.name for spec in self.signature.inputs))
+        named = [d for spec in self.signature.inputs for d in spec.dims if isinstance(d, str)]
+        object.__setattr__(self, "shared_dims", len(named) != len(set(named)))
 
     def run(
         self, feeds: Sequence[Flat], shapes: Sequence[tuple[int, ...]], outputs: Sequence[str]

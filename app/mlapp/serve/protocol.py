@@ -226,6 +226,8 @@ def _inputs(
         values, shape, used = _tensor(inputs[0], model, binary, 0, bools)
         if used != len(binary):
             raise BadRequest(_unused(len(binary), used))
+        if model.shared_dims:
+            _check_shared_dims(model, [shape])
         if model.batchable and not 0 < shape[0] <= max_rows:
             _check_rows(shape[0], max_rows)
         return (values,), (shape,)
@@ -274,6 +276,11 @@ def _check_shared_dims(model: Model, shapes: list[tuple[int, ...]]) -> None:
         for dim, size in zip(spec.dims, shape, strict=True):
             if isinstance(dim, str):
                 first = seen.setdefault(dim, (size, spec.name))
+                if first[0] != size and first[1] == spec.name:  # one input, [n, n]
+                    raise BadRequest(
+                        f"input {spec.name!r} has {first[0]} and {size} for the model's dimension {dim!r}: "
+                        "the model takes one size there"
+                    )
                 if first[0] != size:
                     raise BadRequest(
                         f"input {spec.name!r} has {size} for the model's dimension {dim!r}, but input {first[1]!r} "
@@ -422,7 +429,8 @@ def infer_answer(
         if size > max_bytes:  # before a raw copy is made, or the JSON text
             raise TooLarge(
                 f"the answer would hold about {size} bytes of outputs or more, over the server's limit of "
-                f"{max_bytes}: send fewer rows, or ask for fewer outputs ('outputs')"
+                f"{max_bytes}: send fewer rows, ask for fewer outputs ('outputs'), or ask for them raw "
+                "(parameters.binary_data, several times smaller than JSON numbers)"
             )
         entry: dict[str, Any] = {"name": ask.name, "datatype": datatype, "shape": list(values.shape)}
         if ask.binary:

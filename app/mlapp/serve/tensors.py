@@ -258,7 +258,10 @@ def binary_data(values: npt.NDArray[Any], datatype: str, dtype: np.dtype[Any]) -
 def wire_bytes(values: npt.NDArray[Any], datatype: str, binary: bool) -> int:
     """About the bytes an output takes in the answer: exact raw, and a generous bound for JSON text."""
     if datatype == "BYTES":
-        return sum(len(str(v)) + 6 for v in values.ravel().tolist())
+        # UTF-8 bytes, not characters; raw, each after its 4-byte length; in JSON, each byte at most
+        # 6 characters escaped ("\u001f") between quotes and a comma.
+        sizes = [len(v if isinstance(v, bytes) else str(v).encode("utf-8")) for v in values.ravel().tolist()]
+        return sum(sizes) + 4 * len(sizes) if binary else 6 * sum(sizes) + 3 * len(sizes)
     if binary:
         return int(values.nbytes)
     # The longest JSON number a value of these types prints as ("-1.2345679e-38,", "-9223372036854775808,").
