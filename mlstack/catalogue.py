@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 #
 # The pairing of the trainer's torch build with the GPUs and NVIDIA drivers it
 # runs on lives here, and only here: the image build takes its index URL from
-# it, the config checks the GPU and the driver against it, and a test holds
-# app/Dockerfile and app/requirements-trainer.txt to it. A target without a
-# GPU gets the CPU-only build (TRAINER_CPU), which carries no CUDA at all.
+# it (every trainer build gets its index as the TORCH_INDEX_URL build argument), the
+# config checks the GPU and the driver against it, and a test holds the digits
+# example's Dockerfile and requirements (examples/digits/) to it. A target without
+# a GPU gets the CPU-only build (TRAINER_CPU), which carries no CUDA at all.
 
 
 @dataclass(frozen=True)
 class TrainerCuda:
-    """One CUDA build of the trainer's torch (the torch version is app/requirements-trainer.txt's)."""
+    """One CUDA build of the trainer's torch (the torch version is examples/digits/requirements.txt's)."""
 
     cuda: str  # the config value, mlstack:trainerCuda
     index_url: str  # PyTorch's wheel index for this build

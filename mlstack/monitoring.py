@@ -86,7 +86,7 @@ def scrape_annotations(endpoint: Endpoint) -> dict[str, str]:
 def trainer_linger_seconds(scrape_by: ScrapeBy) -> int:
     """How long the trainer keeps serving its metrics after the verdict: two of the collector's intervals.
 
-    Collectors scrape running pods only (app/mlapp/progress.py says where that is written), so the
+    Collectors scrape running pods only (examples/digits/digits/progress.py says where that is written), so the
     verdict must be up through at least one more scrape after it is set.
     """
     interval = ANNOTATION_SCRAPE_SECONDS if scrape_by == "prometheus-annotations" else TRAINER_SCRAPE_SECONDS
