@@ -20,7 +20,7 @@ help:
 	@echo "make test                 lint, type-check and run every test (offline)"
 	@echo "make preview STACK=local  pulumi preview for a stack (needs the Pulumi CLI)"
 	@echo "make up                   the local stack on kind, from nothing to a served prediction (Docker, kind, kubectl, Pulumi CLI)"
-	@echo "make smoke                call the local stack's served model with a sample digit"
+	@echo "make smoke                call the local stack's model: its signature, a request of zeros, /predict if it has the plug-in"
 	@echo "make down                 destroy the local stack, and the kind cluster and registry make up created"
 	@echo "make monitoring           a Prometheus on the local cluster that scrapes the app, its UI on http://localhost:9090 (Helm)"
 	@echo "make up STACK=dev         pulumi up for a cloud stack (needs the Pulumi CLI)"
@@ -127,7 +127,8 @@ else
 	$(MAKE) destroy STACK=$(STACK)
 endif
 
-# The served model, called through the stack's port-forward with a sample digit.
+# The served model, called through the stack's port-forward: its metadata (GET /v2/models/<modelName>),
+# one request of zeros in its own shapes, and /predict with a sample picture when it has the image-classifier plug-in.
 smoke:
 	$(PYTHON) -m tools.localup smoke
 

@@ -1002,6 +1002,7 @@ class MlWorkloads(pulumi.ComponentResource):
     """The ML application inside the cluster: train, gate, then serve."""
 
     namespace: pulumi.Output[str]
+    model_name: str  # served under /v2/models/<name>
     model_version: pulumi.Output[str]
     url: pulumi.Output[str]
     port_forward: str | None
@@ -1028,6 +1029,7 @@ class MlWorkloads(pulumi.ComponentResource):
         self.basic_auth_username = args.basic_auth_username
         self.basic_auth_password = self._password()
         auth_secret = self._auth_secret(self.basic_auth_password)
+        self.model_name = args.app.model_name
         self.model_version = pulumi.Output.from_input(args.trainer_image).apply(
             lambda image: model_version(image, args.training)
         )
@@ -1069,6 +1071,7 @@ class MlWorkloads(pulumi.ComponentResource):
         )
         outputs: dict[str, pulumi.Input[str]] = {
             "namespace": self.namespace,
+            "modelName": self.model_name,
             "modelVersion": self.model_version,
             "url": self.url,
             "basicAuthUsername": self.basic_auth_username,

@@ -173,6 +173,7 @@ def stack_outputs(
         **target.stack_outputs,
         "url": workloads.url,
         "namespace": workloads.namespace,
+        "modelName": workloads.model_name,
         "modelVersion": workloads.model_version,
         "trainerImage": trainer_image,
         "serverImage": server_image,

@@ -5,8 +5,13 @@ runs ``main(tool, argv)`` below. Every call is appended to the JSON-lines log
 ``FAKE_LOG`` (the tool, its arguments, whether a passphrase reached it), and the
 world the tools share (containers, clusters, contexts, the Pulumi login, the
 stack) lives in the JSON file ``FAKE_STATE``, so a second `make up` sees what
-the first one made. ``kubectl port-forward`` serves the model's two endpoints
-over HTTPS with the test certificate, the way the stack's Service would answer.
+the first one made. ``kubectl port-forward`` serves the model over HTTPS with
+the test certificate, the way the stack's Service would answer: readiness, a
+digits-like model's metadata and inference (Open Inference Protocol v2), and its
+image-classifier plug-in's ``/predict``. It logs each request it is sent to
+``FAKE_HTTP_LOG``. Switches in the world: ``no_plugin`` (a model without a
+plug-in, whose ``/predict`` answers 404), ``infer_fails`` (inference answers 400),
+``not_ready``, and ``outputs_without`` (outputs a stack deployed earlier lacked).
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ from typing import Any
 
 TOOLS = ("docker", "kind", "kubectl", "pulumi")
 USER, PASSWORD = "mlstack", "generated-Pa55word"
+MODEL, VERSION = "digits", "v-test"
+# What the served model's metadata says of it: the digits CNN's signature (docs/trainer-contract.md).
+INPUT = {"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}
+OUTPUT = {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}
+PLUGIN = {"name": "image-classifier", "input": "input", "output": "probabilities", "height": 8, "width": 8,
+          "foreground": "light", "mean": 0.0, "std": 1.0, "scores": "probabilities"}  # fmt: skip
+INFER_REFUSAL = "input 'input': the fake server refuses every inference request"
 
 
 def install(bin_dir: Path, tools: tuple[str, ...] = TOOLS) -> None:
@@ -163,14 +175,56 @@ def kubectl(state: dict[str, Any], argv: list[str]) -> int:
         if state.get("not_ready"):
             return fail("error: unable to forward port because pod is not running. Current status=Pending")
         local_port = int(argv[-1].split(":")[0])
-        serve(local_port, wrong=bool(state.get("wrong_class")))
+        serve(local_port, plugin=not state.get("no_plugin"), infer_fails=bool(state.get("infer_fails")))
         return 0
     return fail(f"fake kubectl: unexpected {argv}")
 
 
-def serve(port: int, wrong: bool) -> None:
-    """The served model's two endpoints the smoke call uses, over HTTPS, until killed."""
+def metadata(plugin: bool) -> dict[str, Any]:
+    """``GET /v2/models/digits``, as the server answers it."""
+    return {
+        "name": MODEL, "versions": [VERSION], "platform": "onnxruntime_onnx", "inputs": [INPUT], "outputs": [OUTPUT],
+        "parameters": {"batchable": True, "plugin": PLUGIN if plugin else None, "labels": None},
+    }  # fmt: skip
+
+
+def infer(body: Any) -> tuple[int, dict[str, Any]]:
+    """``POST /v2/models/digits/infer``: the request must be one the signature asks for; 400 naming why not."""
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if not isinstance(inputs, list) or [i.get("name") if isinstance(i, dict) else i for i in inputs] != ["input"]:
+        return 400, {"error": f"the request must send exactly the input {INPUT['name']!r}, got {inputs!r:.200}"}
+    (sent,) = inputs
+    shape = sent.get("shape")
+    fits = isinstance(shape, list) and len(shape) == len(INPUT["shape"])
+    if sent.get("datatype") != INPUT["datatype"] or not fits or shape[1:] != INPUT["shape"][1:]:
+        return 400, {"error": f"input 'input' must be FP32 [-1, 1, 8, 8], got {sent.get('datatype')} {shape}"}
+    rows = shape[0]
+    if sent.get("data") != [0] * (rows * 64):
+        return 400, {"error": "the fake server expects the smoke call's zeros"}
+    values = [0.1] * (rows * 10)  # what a model answers to a blank picture: no class preferred
+    return 200, {
+        "model_name": MODEL, "model_version": VERSION,
+        "outputs": [{"name": OUTPUT["name"], "datatype": "FP32", "shape": [rows, 10], "data": values}],
+    }  # fmt: skip
+
+
+def predict(body: Any, plugin: bool) -> tuple[int, dict[str, Any]]:
+    """``POST /predict``: the image-classifier plug-in's answer, or the server's 404 for a model without one."""
+    if not plugin:
+        return 404, {"error": f"/predict is the route of a model's plug-in, and model {MODEL!r} declares none"}
+    pixels = body.get("pixels") if isinstance(body, dict) else None
+    if not isinstance(pixels, list) or not pixels or not all(isinstance(row, list) for row in pixels):
+        return 400, {"error": "JSON body must be an object with 'pixels'"}
+    probabilities = [0.01] * 10
+    probabilities[3] = 0.91  # not the sample's digit: smoke reports what the model says, and judges nothing
+    return 200, {"label": "three", "class": 3, "probabilities": probabilities,
+                 "model_name": MODEL, "model_version": VERSION}  # fmt: skip
+
+
+def serve(port: int, *, plugin: bool, infer_fails: bool) -> None:
+    """The served model's endpoints the smoke call uses, over HTTPS, until killed."""
     expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    model_path = f"/v2/models/{MODEL}"
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, status: int, body: dict[str, Any]) -> None:
@@ -181,23 +235,36 @@ def serve(port: int, wrong: bool) -> None:
             self.end_headers()
             self.wfile.write(data)
 
+        def _allowed(self) -> bool:
+            with Path(os.environ["FAKE_HTTP_LOG"]).open("a", encoding="utf-8") as f:
+                f.write(json.dumps([self.command, self.path]) + "\n")
+            if self.path == "/v2/health/ready":
+                return True
+            if self.headers.get("Authorization") != expected:
+                self._answer(401, {"error": "authentication required"})
+                return False
+            return True
+
         def do_GET(self) -> None:
-            self._answer(200 if self.path == "/v2/health/ready" else 404, {"ready": True})
+            if not self._allowed():
+                return
+            if self.path == "/v2/health/ready":
+                self._answer(200, {"ready": True})
+            elif self.path == model_path:
+                self._answer(200, metadata(plugin))
+            else:
+                self._answer(404, {"error": f"no such endpoint: {self.path}"})
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.path != "/predict" or self.headers.get("Authorization") != expected:
-                self._answer(401, {"error": "authentication required"})
+            if not self._allowed():
                 return
-            assert len(body["pixels"]) == 8, body
-            cls = 3 if wrong else 0
-            probabilities = [0.01] * 10
-            probabilities[cls] = 0.91
-            self._answer(
-                200,
-                {"label": str(cls), "class": cls, "probabilities": probabilities,
-                 "model_name": "digits", "model_version": "v-test"},
-            )  # fmt: skip
+            if self.path == f"{model_path}/infer":
+                self._answer(*((400, {"error": INFER_REFUSAL}) if infer_fails else infer(body)))
+            elif self.path == "/predict":
+                self._answer(*predict(body, plugin))
+            else:
+                self._answer(404, {"error": f"no such endpoint: {self.path}"})
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -249,14 +316,17 @@ def pulumi(state: dict[str, Any], argv: list[str]) -> int:  # noqa: PLR0911, PLR
             print("{}")
             return 0
         port = os.environ["MLSTACK_FORWARD_PORT"]
-        print(json.dumps({
+        outputs = {
             "url": f"https://localhost:{port}",
             "portForward": f"kubectl --context kind-mlstack -n mlstack port-forward service/mlstack {port}:443",
             "namespace": "mlstack",
+            "modelName": MODEL,
+            "modelVersion": VERSION,
             "basicAuthUsername": USER,
             "basicAuthPassword": PASSWORD,
             "caCertificate": Path(os.environ["FAKE_TLS_CA"]).read_text(encoding="utf-8"),
-        }))  # fmt: skip
+        }
+        print(json.dumps({k: v for k, v in outputs.items() if k not in state.get("outputs_without", [])}))
         return 0
     if argv[0] == "destroy":
         state["deployed"] = False

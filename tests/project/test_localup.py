@@ -4,7 +4,8 @@ The fakes (fake_tools.py) stand in for docker, kind, kubectl and the Pulumi CLI 
 a PATH that holds nothing else; they record every call and share one small
 world, so these tests read the command sequence of a first and a second run,
 what a logged-in user keeps, what each missing tool says, and what `down`
-deletes. The smoke call is real: TLS against the stack's CA, basic auth, JSON.
+deletes. The smoke call is real: TLS against the stack's CA, basic auth, the
+model's metadata, a request of zeros built from it, and the plug-in's /predict.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +71,15 @@ class Machine:
 
     def clear_log(self) -> None:
         Path(self.env["FAKE_LOG"]).unlink(missing_ok=True)
+        Path(self.env["FAKE_HTTP_LOG"]).unlink(missing_ok=True)
+
+    def requests(self) -> list[list[str]]:
+        """What the served model was asked, readiness polls left out."""
+        path = Path(self.env["FAKE_HTTP_LOG"])
+        if not path.exists():
+            return []
+        asked = map(json.loads, path.read_text(encoding="utf-8").splitlines())
+        return [r for r in asked if r[1] != "/v2/health/ready"]
 
     def run(self, command: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -98,6 +112,7 @@ def machine(tmp_path: Path, tls: Any) -> Machine:
         "MLSTACK_READY_TIMEOUT_S": "20",
         "FAKE_STATE": str(tmp_path / "world.json"),
         "FAKE_LOG": str(tmp_path / "calls.jsonl"),
+        "FAKE_HTTP_LOG": str(tmp_path / "requests.jsonl"),
         "FAKE_TLS_CERT": str(tls.cert),
         "FAKE_TLS_KEY": str(tls.key),
         "FAKE_TLS_CA": str(tls.ca),
@@ -105,6 +120,9 @@ def machine(tmp_path: Path, tls: Any) -> Machine:
     return Machine(tmp_path, bin_dir, env)
 
 
+# The fake model answers a class that is not the sample's: smoke reports it, and judges nothing.
+INFER_REPORT = "[make up] model digits version v-test answered a request of zeros: probabilities FP32 [1, 10]\n"
+PREDICT_REPORT = "[make up] its image-classifier plug-in answered the sample picture: label 'three', score 0.910\n"
 CREATES = (("docker", "run"), ("docker", "start"), ("kind", "create"), ("pulumi", "login"), ("docker", "network"))
 
 
@@ -148,7 +166,11 @@ def test_a_fresh_machine_gets_cluster_registry_state_and_passphrase_once(machine
         ["kubectl", "--context", "kind-mlstack", "-n", "mlstack", "port-forward", "service/mlstack",
          f"{machine.env['MLSTACK_FORWARD_PORT']}:443"],
     ]  # fmt: skip
-    assert "prediction for the sample zero: class 0, label '0', probability 0.910" in first.stdout
+    assert INFER_REPORT in first.stdout
+    assert PREDICT_REPORT in first.stdout
+    assert machine.requests() == [
+        ["GET", "/v2/models/digits"], ["POST", "/v2/models/digits/infer"], ["POST", "/predict"],
+    ]  # fmt: skip
     hosts = next(e for e in machine.entries() if e.get("stdin") is not None)["stdin"]
     assert hosts == (ROOT / "deploy" / "kind" / "registry-hosts.toml").read_text(encoding="utf-8")
 
@@ -183,7 +205,7 @@ def test_a_fresh_machine_gets_cluster_registry_state_and_passphrase_once(machine
     assert "reusing the kind cluster mlstack and the registry mlstack-registry make up created" in second.stdout
     assert f"using the passphrase in {passphrase}" in second.stdout
     assert passphrase.read_text(encoding="utf-8").strip() == secret
-    assert "prediction for the sample zero: class 0" in second.stdout
+    assert INFER_REPORT in second.stdout
 
 
 def test_a_logged_in_user_keeps_their_backend_and_their_passphrase(machine: Machine) -> None:
@@ -294,12 +316,33 @@ def test_smoke_on_a_stack_that_is_not_serving_fails_clearly(machine: Machine) ->
     assert "kubectl --context kind-mlstack -n mlstack get pods,jobs" in result.stderr
 
 
-def test_smoke_fails_when_the_model_answers_wrongly(machine: Machine) -> None:
+def test_smoke_of_a_model_without_a_plug_in_calls_only_the_protocol(machine: Machine) -> None:
+    machine.set(no_plugin=True)  # the fake's /predict then answers 404, as the server does
     assert machine.run("up").returncode == 0
-    machine.set(wrong_class=True)
+    machine.clear_log()
+    result = machine.run("smoke")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert INFER_REPORT in result.stdout
+    assert "plug-in" not in result.stdout
+    assert machine.requests() == [["GET", "/v2/models/digits"], ["POST", "/v2/models/digits/infer"]]
+
+
+def test_smoke_fails_naming_what_the_server_said_when_inference_is_refused(machine: Machine) -> None:
+    assert machine.run("up").returncode == 0
+    machine.set(infer_fails=True)
+    machine.clear_log()
     result = machine.run("smoke")
     assert result.returncode == 1
-    assert "the served model calls the sample zero a 3" in result.stderr
+    assert f"POST /v2/models/digits/infer answered 400: {fake_tools.INFER_REFUSAL}" in result.stderr
+    assert ["POST", "/predict"] not in machine.requests()
+
+
+def test_smoke_on_a_stack_deployed_before_it_exported_the_model_name_says_to_run_up(machine: Machine) -> None:
+    assert machine.run("up").returncode == 0
+    machine.set(outputs_without=["modelName"])
+    result = machine.run("smoke")
+    assert result.returncode == 1
+    assert "the local stack has no output modelName: run `make up`" in result.stderr
 
 
 def test_a_failing_stack_output_is_reported_without_what_it_printed(machine: Machine) -> None:
@@ -354,3 +397,141 @@ def test_kind_versions_are_read_from_kinds_own_output() -> None:
     assert localup.kind_version("kind v0.24.0-alpha+abc go1.22 darwin/arm64") == (0, 24, 0)
     with pytest.raises(localup.Problem, match="cannot read kind's version"):
         localup.kind_version("kind (devel)")
+
+
+def test_the_request_of_zeros_follows_every_input_of_the_signature() -> None:
+    signature = localup.Signature(
+        "mixed",
+        (
+            localup.Tensor("flags", "BOOL", (-1, 2)),
+            localup.Tensor("text", "BYTES", (-1,)),
+            localup.Tensor("ids", "INT64", (-1, 3, -1)),
+            localup.Tensor("scale", "FP16", ()),
+        ),
+        (localup.Tensor("out", "FP32", (-1, 1)),),
+        None,
+    )
+    assert localup.zeros_request(signature) == {
+        "inputs": [
+            {"name": "flags", "datatype": "BOOL", "shape": [1, 2], "data": [False, False]},
+            {"name": "text", "datatype": "BYTES", "shape": [1], "data": [""]},
+            {"name": "ids", "datatype": "INT64", "shape": [1, 3, 1], "data": [0, 0, 0]},
+            {"name": "scale", "datatype": "FP16", "shape": [], "data": [0]},
+        ]
+    }
+
+
+def test_a_request_of_zeros_past_the_bound_is_not_built() -> None:
+    side = 1 << 10
+    signature = localup.Signature(
+        "big", (localup.Tensor("a", "FP32", (-1, side)), localup.Tensor("b", "FP32", (side, side))), (), None
+    )
+    with pytest.raises(localup.NotServed, match=rf"input b FP32 \[{side}, {side}\] takes {side * side} values"):
+        localup.zeros_request(signature)
+
+
+def test_the_signature_is_read_from_the_metadata_and_refused_when_it_is_not_one() -> None:
+    metadata = fake_tools.metadata(plugin=True)
+    assert localup.read_signature(metadata, "GET /v2/models/digits") == localup.Signature(
+        "digits",
+        (localup.Tensor("input", "FP32", (-1, 1, 8, 8)),),
+        (localup.Tensor("probabilities", "FP32", (-1, 10)),),
+        "image-classifier",
+    )
+    assert localup.read_signature(fake_tools.metadata(plugin=False), "GET").plugin is None
+    bad_shape = metadata | {"inputs": [{"name": "input", "datatype": "FP32", "shape": [-2, True]}]}
+    with pytest.raises(localup.NotServed, match=r"GET /v2/models/digits answered inputs .*, not a tensor"):
+        localup.read_signature(bad_shape, "GET /v2/models/digits")
+    unknown_type = metadata | {"outputs": [{"name": "p", "datatype": "FLOAT", "shape": [1]}]}
+    with pytest.raises(localup.NotServed, match=r"answered outputs .*FLOAT.*, not a tensor: .* datatype of the"):
+        localup.read_signature(unknown_type, "GET")
+    with pytest.raises(localup.NotServed, match="answered list, not the model's metadata"):
+        localup.read_signature([], "GET")
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ({"name": "probabilities", "datatype": "FP32", "shape": [1, 10]}, None),
+        ({"name": "probabilities", "datatype": "FP32", "shape": [7, 10]}, None),  # an open dimension is any size
+        ({"name": "scores", "datatype": "FP32", "shape": [1, 10]}, "no output 'probabilities' .*'scores'"),
+        (
+            {"name": "probabilities", "datatype": "FP64", "shape": [1, 10]},
+            "output 'probabilities' as 'FP64': the signature says FP32",
+        ),
+        (
+            {"name": "probabilities", "datatype": "FP32", "shape": [1, 9]},
+            r"output 'probabilities' in shape \[1, 9\]: the signature says \[-1, 10\] \(-1 open\)",
+        ),
+        (
+            {"name": "probabilities", "datatype": "FP32", "shape": [10]},
+            r"output 'probabilities' in shape \[10\]: the signature says",
+        ),
+        (
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+            r"output 'probabilities' in shape \[-1, 10\]",
+        ),  # an answer's dimension is a size
+    ],
+)
+def test_the_answer_must_carry_every_output_as_the_signature_states_it(
+    output: dict[str, Any], message: str | None
+) -> None:
+    signature = localup.read_signature(fake_tools.metadata(plugin=False), "GET")
+    answer = {"model_name": "digits", "outputs": [output | {"data": [0.1] * 10}]}
+    if message is None:
+        assert localup.answered_outputs(signature, answer, "POST") == (
+            localup.Tensor("probabilities", "FP32", tuple(output["shape"])),
+        )
+        return
+    with pytest.raises(localup.NotServed, match=f"POST answered {message}"):
+        localup.answered_outputs(signature, answer, "POST")
+
+
+# What the answering server below sends on each path: a status and a body.
+ANSWERS: dict[str, tuple[int, bytes]] = {
+    "/long": (200, b"[" + b"0," * 100 + b"0]"),
+    "/long-error": (400, b"x" * 10_000),
+    "/not-json": (200, b"<html>hello</html>"),
+}
+
+
+@pytest.fixture
+def answering() -> Iterator[localup.Server]:
+    """A plain-HTTP server answering ANSWERS, and the smoke call's client of it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = ANSWERS[self.path]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield localup.Server(f"http://127.0.0.1:{server.server_address[1]}", ssl.create_default_context(), "Basic x")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_every_answer_is_read_within_its_bound(answering: localup.Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(localup, "MAX_ANSWER_BYTES", 100)
+    with pytest.raises(localup.NotServed, match="GET /long answered more than 100 bytes"):
+        answering.call("GET /long")
+    with pytest.raises(localup.NotServed, match=r"GET /long-error answered 400: x+$") as refused:
+        answering.call("GET /long-error")
+    assert str(refused.value).count("x") == localup.MAX_QUOTED_BYTES
+    with pytest.raises(localup.NotServed, match=r"GET /not-json did not answer with JSON \(.*\): <html>hello</html>"):
+        answering.call("GET /not-json")
+
+
+def test_the_servers_own_message_is_quoted() -> None:
+    assert localup.server_message(b'{"error": "input \'x\': expected FP32"}') == "input 'x': expected FP32"
+    assert localup.server_message(b"<html>Bad Gateway</html>\n") == "<html>Bad Gateway</html>"
+    assert localup.server_message(b"") == "(no message)"

@@ -97,6 +97,7 @@ def test_the_job_runs_the_examples_image_and_command_held_to_its_gate(
     assert (options["--model-name"], options["--version"]) == (name, result.exports["modelVersion"])
     assert options["--run"] == env[contract.ENV_OUTPUT_DIR]
     assert result.exports["curl"].endswith(f"/v2/models/{name}")
+    assert result.exports["modelName"] == name, f"{example.name} on {stack}: `make smoke` would call another model"
 
     problems = [p for _, obj in harness.kubernetes_manifests(result) for p in harness.validate_manifest(obj, "1.33")]
     assert problems == [], f"{example.name} on {stack}:\n" + "\n".join(problems)

@@ -38,14 +38,18 @@ def test_every_kubernetes_object_passes_the_strict_schema(shipped: dict[str, har
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_exports(shipped: dict[str, harness.StackRun], stack: str) -> None:
     result = shipped[stack]
-    for name in ("url", "namespace", "modelVersion", "basicAuthUsername", "basicAuthPassword", "kubeconfig", "curl"):
+    names = ("url", "namespace", "modelName", "modelVersion", "basicAuthUsername", "basicAuthPassword", "kubeconfig")
+    for name in (*names, "curl"):
         assert name in result.exports, f"{stack} does not export {name}"
     assert result.secret_exports >= {"basicAuthPassword", "kubeconfig"}
-    assert not result.secret_exports & {"url", "curl", "namespace", "modelVersion"}, "plain outputs turned secret"
+    plain = {"url", "curl", "namespace", "modelName", "modelVersion"}
+    assert not result.secret_exports & plain, f"{stack}: plain outputs turned secret"
     curl = result.exports["curl"]
     assert "pulumi stack output basicAuthPassword --show-secrets" in curl
-    # The served model's metadata, which any model answers (Open Inference Protocol v2).
-    assert curl.endswith(" " + result.exports["url"] + "/v2/models/digits")
+    # The served model's metadata, which any model answers (Open Inference Protocol v2): the model
+    # `make smoke` calls by the modelName output (Pulumi.yaml's default, digits).
+    assert result.exports["modelName"] == "digits", stack
+    assert curl.endswith(" " + result.exports["url"] + "/v2/models/" + result.exports["modelName"])
     assert result.exports["modelVersion"].startswith("v")
 
 
