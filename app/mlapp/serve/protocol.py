@@ -306,11 +306,12 @@ def _tensor(
         raise BadRequest(f"input {name!r} is sent as {tensor['datatype']!r}, but the model takes {spec.describe()}")
     shape = _shape(tensor["shape"], slot)
     count = math.prod(shape)
-    # Looked at only when there are some: the message's f-string costs a request without any as much.
+    # A request's own parameters are looked at in full (and named in a message) only when they are not
+    # exactly what the extension allows: the message's f-string alone costs what the common check does.
     parameters = tensor.get("parameters")
-    if parameters is not None and "binary_data_size" in _refuse_unsupported(
-        parameters, f"input {name!r}", _INPUT_PARAMETERS
-    ):
+    if parameters is not None and (type(parameters) is not dict or not parameters.keys() <= _INPUT_PARAMETERS):
+        parameters = _refuse_unsupported(parameters, f"input {name!r}", _INPUT_PARAMETERS)
+    if parameters and "binary_data_size" in parameters:
         raw = _raw(tensor, slot, parameters["binary_data_size"], binary[offset:], count)
         try:
             return binary_values(spec, raw, count), shape, len(raw)
@@ -421,11 +422,10 @@ def infer_answer(
         values = results[ask.position]
         datatype = ask.datatype
         # The exact raw size, or a generous bound on JSON numbers (tensors.wire_bytes); BYTES counted.
-        size += (
-            values.size * 25
-            if datatype in _NUMERIC_JSON and not ask.binary
-            else wire_bytes(values, datatype, ask.binary)
-        )
+        if datatype not in _NUMERIC_JSON:
+            size += wire_bytes(values, datatype, ask.binary)
+        else:
+            size += values.nbytes if ask.binary else values.size * 25
         if size > max_bytes:  # before a raw copy is made, or the JSON text
             raise TooLarge(
                 f"the answer would hold about {size} bytes of outputs or more, over the server's limit of "
@@ -434,7 +434,11 @@ def infer_answer(
             )
         entry: dict[str, Any] = {"name": ask.name, "datatype": datatype, "shape": list(values.shape)}
         if ask.binary:
-            raw = binary_data(values, datatype, model.outputs[ask.name].dtype)
+            wire = model.outputs[ask.name].dtype
+            # ONNX Runtime's output is C-contiguous in the machine's byte order; a row slice of it too. The
+            # copy to the wire's little-endian dtype only where it differs (tensors.binary_data).
+            fixed_size = datatype != "BYTES"  # an object array's bytes are pointers: BYTES are encoded
+            raw = values.tobytes() if fixed_size and values.dtype == wire else binary_data(values, datatype, wire)
             entry["parameters"] = {"binary_data_size": len(raw)}
             raws.append(raw)
         else:
