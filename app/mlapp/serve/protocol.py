@@ -67,10 +67,6 @@ INFER_TYPES: Final = ("application/json", "application/octet-stream")
 
 _INT_ONLY: Final = frozenset((int,))
 _NO_BYTES: Final = memoryview(b"")
-# Datatypes whose JSON values are numbers (tensors.wire_bytes's bound for them, without the call).
-_NUMERIC_JSON: Final = frozenset(
-    {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
-)
 # The parameters each part of a request may carry (the binary tensor data extension's).
 _REQUEST_PARAMETERS: Final = frozenset({"binary_data_output"})
 _INPUT_PARAMETERS: Final = frozenset({"binary_data_size"})
@@ -201,18 +197,9 @@ def parse_infer(body: bytes, model: Model, max_rows: int, header_value: str = ""
     # JSON's true and false are these bytes wherever they occur; without them no value is a bool.
     bools = b"true" in head or b"false" in head
     feeds, shapes = _inputs(request.get("inputs"), model, max_rows, binary, bools)
-    asked = request.get("outputs")
-    if asked is None and not parameters:  # the common case: every output, in JSON
-        outputs, asks = model.all_outputs, model.every_output[False]
-    else:
-        outputs, asks = _outputs(asked, parameters.get("binary_data_output") if parameters else None, model)
-    if not model.batchable:
-        key = None
-    elif model.fixed_tails:
-        key = outputs
-    else:
-        key = job_key(model, shapes, outputs)
-    return InferRequest(Job(feeds, shapes, outputs, key), request.get("id"), asks)
+    binary_output = parameters.get("binary_data_output") if parameters else None
+    outputs, asks = _outputs(request.get("outputs"), binary_output, model)
+    return InferRequest(Job(feeds, shapes, outputs, job_key(model, shapes, outputs)), request.get("id"), asks)
 
 
 def _inputs(
@@ -421,11 +408,7 @@ def infer_answer(
     for ask in request.asks:
         values = results[ask.position]
         datatype = ask.datatype
-        # The exact raw size, or a generous bound on JSON numbers (tensors.wire_bytes); BYTES counted.
-        if datatype not in _NUMERIC_JSON:
-            size += wire_bytes(values, datatype, ask.binary)
-        else:
-            size += values.nbytes if ask.binary else values.size * 25
+        size += wire_bytes(values, datatype, ask.binary)
         if size > max_bytes:  # before a raw copy is made, or the JSON text
             raise TooLarge(
                 f"the answer would hold about {size} bytes of outputs or more, over the server's limit of "
@@ -434,16 +417,11 @@ def infer_answer(
             )
         entry: dict[str, Any] = {"name": ask.name, "datatype": datatype, "shape": list(values.shape)}
         if ask.binary:
-            wire = model.outputs[ask.name].dtype
-            # ONNX Runtime's output is C-contiguous in the machine's byte order; a row slice of it too. The
-            # copy to the wire's little-endian dtype only where it differs (tensors.binary_data).
-            fixed_size = datatype != "BYTES"  # an object array's bytes are pointers: BYTES are encoded
-            raw = values.tobytes() if fixed_size and values.dtype == wire else binary_data(values, datatype, wire)
+            raw = binary_data(values, datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             raws.append(raw)
         else:
-            # ravel(), as tensors.json_data gives numbers: without the call on the common path.
-            entry["data"] = values.ravel() if datatype in _NUMERIC_JSON else json_data(values, datatype)
+            entry["data"] = json_data(values, datatype)
         entries.append(entry)
     answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": entries}
     # The protocol's id is a string; anything else the caller sent is not echoed.

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlapp.serve.errors import BadRequest
-from mlapp.signature import TensorSpec
+from mlapp.signature import NUMPY, TensorSpec
 
 # A request's values of one input, flat: an array('f') for FP32, else a 1-D numpy array.
 # (array is generic to type checkers only: subscripting it at run time needs Python 3.12.)
@@ -244,15 +244,18 @@ def json_data(values: npt.NDArray[Any], datatype: str) -> Any:
     return values.ravel()
 
 
-def binary_data(values: npt.NDArray[Any], datatype: str, dtype: np.dtype[Any]) -> bytes:
+def binary_data(values: npt.NDArray[Any], datatype: str) -> bytes:
     """An output's values raw, as the binary tensor data extension sends them."""
-    if datatype == "BYTES":
+    if datatype == "BYTES":  # an object array's own bytes are pointers: each element is encoded
         parts: list[bytes] = []
         for v in values.ravel().tolist():
             encoded = v if isinstance(v, bytes) else str(v).encode("utf-8")
             parts += (_BYTES_LENGTH.pack(len(encoded)), encoded)
         return b"".join(parts)
-    return np.ascontiguousarray(values, dtype=dtype).tobytes()
+    wire = NUMPY[datatype]
+    # ONNX Runtime's output is C-contiguous in the machine's byte order, and a slice of its rows too:
+    # sent as it is when that is the wire's little-endian dtype, converted only where it is not.
+    return values.tobytes() if values.dtype == wire else np.ascontiguousarray(values, dtype=wire).tobytes()
 
 
 def wire_bytes(values: npt.NDArray[Any], datatype: str, binary: bool) -> int:
