@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from mlapp import contract
+from mlapp import contract, store
 
 # A metric's name: what Prometheus and most trackers accept, and never an operator.
 METRIC_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,127}")
@@ -129,14 +129,13 @@ def check_metrics(data: object, where: str) -> dict[str, float]:
 def read_metrics(path: Path) -> dict[str, float]:
     """A metrics file (``metrics.json``); MetricsError when it is missing, too large or not metrics."""
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_METRICS_BYTES + 1)
+        raw = store.read_at_most(path, MAX_METRICS_BYTES)
     except FileNotFoundError:
         raise MetricsError(f"{path} does not exist") from None
+    except store.FileTooLarge as e:
+        raise MetricsError(f"{e}; a metrics file holds a few numbers") from None
     except OSError as e:
         raise MetricsError(f"cannot read {path}: {e}") from e
-    if len(raw) > MAX_METRICS_BYTES:
-        raise MetricsError(f"{path} is over {MAX_METRICS_BYTES} bytes; a metrics file holds a few numbers")
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:

@@ -100,14 +100,13 @@ def check_serving(data: object, where: str) -> ServingConfig:
 
 def _read_bounded(path: Path, limit: int, what: str) -> str:
     try:
-        with path.open("rb") as f:
-            raw = f.read(limit + 1)
+        raw = store.read_at_most(path, limit)
     except FileNotFoundError:
         raise ContractError(f"{path} does not exist") from None
+    except store.FileTooLarge as e:
+        raise ContractError(f"{e}, too large for {what}") from None
     except OSError as e:
         raise PublishError(f"cannot read {path}: {e}") from e
-    if len(raw) > limit:
-        raise ContractError(f"{path} is over {limit} bytes, too large for {what}")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:

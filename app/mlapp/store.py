@@ -155,16 +155,31 @@ def _model_record(meta: Mapping[str, Any], where: Path) -> ModelFile:
     return ModelFile(sha, size)
 
 
+class FileTooLarge(ValueError):
+    """A file meant to be small (a record, metrics, labels) is over its bound; the message names it."""
+
+
+def read_at_most(path: Path, limit: int) -> bytes:
+    """The whole of a small file, of which at most ``limit`` + 1 bytes are ever read: FileTooLarge past
+    ``limit``, whatever the file's size. The one bounded read of every small file the app takes from a
+    store or a trainer (metadata.json here; metrics.json, serving.json and labels.txt in ``gate`` and
+    ``publish``)."""
+    with path.open("rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise FileTooLarge(f"{path} is over {limit} bytes")
+    return raw
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     """A metadata file as a JSON object; NotPublished for anything else, damaged bytes included (so the
     next publisher rewrites it rather than failing on it)."""
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_METADATA_BYTES + 1)
+        raw = read_at_most(path, MAX_METADATA_BYTES)
     except FileNotFoundError:
         raise NotPublished(f"{path} does not exist") from None
-    if len(raw) > MAX_METADATA_BYTES:
-        raise NotPublished(f"{path} is over {MAX_METADATA_BYTES} bytes")
+    except FileTooLarge as e:
+        raise NotPublished(str(e)) from None
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -417,13 +432,6 @@ def staging_target(name: str) -> str | None:
     """The file name a staging file of ours stands for (``.model.onnx.<hex>.tmp``: ``model.onnx``), else None."""
     match = _STAGING.match(name)
     return match.group("target") if match else None
-
-
-def check_writable(path: Path) -> None:
-    """Create and remove a staging file for ``path``; OSError if its directory cannot be written."""
-    fd, tmp = _create_staging(path)
-    os.close(fd)
-    tmp.unlink()
 
 
 def remove_staging(root: Path, name: str, version: str) -> int:

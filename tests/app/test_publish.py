@@ -34,7 +34,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from mlapp import contract, store
-from mlapp.gate import Gate
+from mlapp import publish as publisher
+from mlapp.gate import MAX_METRICS_BYTES, Gate
 from mlapp.publish import ContractError, GateMissed, PublishError, publish, publish_run
 
 from . import gcsfuse_sim, models
@@ -504,6 +505,40 @@ def test_run_without_a_required_output_exits_4_naming_it(tmp_path: Path, missing
     assert not (store_dir / NAME / VERSION).exists()
     # Nothing is removed when nothing was published: the outputs and checkpoints are there to look at.
     assert names(store.checkpoint_dir(store_dir, NAME, VERSION)) == ["last.pt"]
+
+
+# The small files a run hands over, each one byte past its bound: JSON whitespace, so that only the size
+# is wrong (a labels file of blank lines would otherwise be refused as empty, not as too large).
+OVERSIZED = {
+    contract.TRAINER_METRICS_FILE: (MAX_METRICS_BYTES, "a metrics file holds a few numbers"),
+    contract.TRAINER_SERVING_FILE: (publisher.MAX_SERVING_BYTES, "too large for a serving.json"),
+    contract.TRAINER_LABELS_FILE: (publisher.MAX_LABEL_BYTES, "too large for a labels file"),
+}
+
+
+@pytest.mark.parametrize("file", OVERSIZED)
+def test_a_run_file_over_its_bound_exits_4_without_being_read_whole(tmp_path: Path, file: str) -> None:
+    store_dir = tmp_path / "store"
+    run = write_run(store_dir, models.identity("FP32"))
+    limit, says = OVERSIZED[file]
+    body = '{"accuracy": 0.95}' if file != contract.TRAINER_LABELS_FILE else "a\nb\nc"
+    (run / file).write_bytes(body.encode() + b" " * (limit + 1 - len(body)))
+    result = cli("--run", run, *into(store_dir))
+    assert result.returncode == contract.EXIT_CONTRACT, result.stderr
+    assert f"{run / file} is over {limit} bytes" in result.stderr
+    assert says in result.stderr
+    assert not (store_dir / NAME / VERSION).exists()
+
+
+def test_a_metadata_file_over_its_bound_is_no_commit_record(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    model = tmp_path / "model.onnx"
+    model.write_bytes(models.identity("FP32"))
+    published = publish(model, store_dir, NAME, VERSION)
+    record = published.directory / store.METADATA_FILE
+    record.write_bytes(record.read_bytes() + b" " * (store.MAX_METADATA_BYTES + 1))
+    with pytest.raises(store.NotPublished, match=f"is over {store.MAX_METADATA_BYTES} bytes"):
+        store.verify(published.directory)
 
 
 @pytest.mark.parametrize("extra", [["{run}/model.onnx"], ["--metrics", "{run}/metrics.json"], ["--batchable"]])
