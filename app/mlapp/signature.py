@@ -12,7 +12,6 @@ a map, bfloat16, float8) cannot be served over the protocol and is refused, nami
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -182,7 +181,3 @@ def zeros(spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
     if spec.datatype == "BYTES":
         return np.full(shape, "", dtype=object)
     return np.zeros(shape, dtype=spec.dtype)
-
-
-def element_count(shape: Sequence[int]) -> int:
-    return math.prod(shape)

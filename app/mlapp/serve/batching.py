@@ -47,10 +47,6 @@ class Job(NamedTuple):
     # outputs asked. None: the job runs alone (a model that is not batchable).
     key: Hashable | None
 
-    @property
-    def rows(self) -> int:
-        return self.shapes[0][0]
-
 
 class Runner(Protocol):
     def run(

@@ -184,7 +184,8 @@ def load_model(settings: Settings, labels: list[str] | None) -> Model:
     except plugins.PluginError as e:
         raise ValueError(f"the model's plug-in does not fit: {e}") from e
     model = Model(settings.model_name, settings.model_version, session, signature, meta, batchable, plugin, labels)
-    warm_up(model)
+    if not batchable:  # a batchable model's check has just run it three times: it is warm
+        warm_up(model)
     return model
 
 
