@@ -1,4 +1,7 @@
-"""Smoke-test client: send a picture of a digit to a running server's /predict.
+"""Smoke-test client of the image-classifier plug-in: send a picture to a running server's /predict.
+
+Only a model that declares the plug-in has /predict (docs/trainer-contract.md, serving.json); any
+model is asked over the Open Inference Protocol (curl, or NVIDIA's tritonclient).
 
     MLAPP_AUTH_USERNAME=... MLAPP_AUTH_PASSWORD=... python -m mlapp.client URL IMAGE
 
@@ -77,7 +80,7 @@ def predict(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlapp.client", description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="server base URL, e.g. https://localhost:8080")
-    parser.add_argument("image", type=Path, help="PNG or JPEG of a digit")
+    parser.add_argument("image", type=Path, help="a PNG or JPEG picture")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds")
     parser.add_argument("--cacert", type=Path, help="CA certificate (PEM) to verify the server with")
     args = parser.parse_args(argv)

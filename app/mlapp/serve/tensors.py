@@ -226,6 +226,9 @@ def _bytes_elements(raw: memoryview, count: int) -> npt.NDArray[Any]:
         if pos + length > len(raw):
             raise BadRequest(f"BYTES element {index} declares {length} bytes, but {len(raw) - pos} remain of its data")
         try:
+            # As str: ONNX Runtime's binding takes a string tensor's elements as str, and a bytes element
+            # would reach the model as its repr, "b'x'" (seen with onnxruntime 1.31.1; tests/app/
+            # test_any_model.py round-trips BYTES through a model in JSON and raw).
             out[index] = bytes(raw[pos : pos + length]).decode("utf-8")
         except UnicodeDecodeError as e:
             raise BadRequest(f"BYTES element {index} is not UTF-8 text, which ONNX strings must be: {e}") from None
