@@ -14,7 +14,8 @@ What a node offers pods is its *allocatable* resources: capacity minus what
 the cloud reserves for the kubelet and the OS. The reservations are the
 clouds' documented formulas (cited below). What the clouds' own system pods
 request is not documented by either cloud; the figures here are planning
-estimates from published node listings (cited), rounded up.
+estimates from published node listings and the add-ons' own manifests (cited),
+rounded up.
 """
 
 from __future__ import annotations
@@ -229,14 +230,106 @@ def aks_allocatable(machine: Machine) -> Resources:
     return Resources(machine.vcpus * 1000 - _aks_cpu_reserved_m(machine.vcpus), math.floor(memory))
 
 
-# AKS's own pods, from published node listings: per node cloud-node-manager 50m/
-# 50Mi, kube-proxy 100m, azure-cns, azure-ip-masq-agent, csi-azuredisk-node and
-# csi-azurefile-node (Azure/AKS#5251; Azure/AKS#3525: "kube-system alone reserves
-# some 750 MB" on a 4 GB node); per cluster coredns 100m/70Mi x2 and its
-# autoscaler, metrics-server x2, konnectivity-agent x2, the workload identity
-# webhook 100m/20Mi x2. Rounded up:
-AKS_SYSTEM_PER_NODE = Resources(350, 750)
-AKS_SYSTEM_PER_CLUSTER = Resources(650, 500)
+# AKS's own pods on this cluster (components/aks.py: Azure CNI Overlay with the Cilium
+# dataplane, managed Prometheus, workload identity, the Azure Disk and Files CSI drivers),
+# one row per pod with its requests (init containers counted as the scheduler does: the
+# larger of the biggest init container and the sum of the others) and its source.
+#
+# How sure each figure is:
+# - Only cilium's figure comes from a Cilium cluster. Every published `kubectl describe
+#   node` listing of AKS found is of a cluster without Cilium (it shows kube-proxy). The
+#   add-ons they list (cns, ip-masq-agent, cloud-node-manager, the CSI nodes, coredns,
+#   konnectivity, metrics-server, the workload identity webhook) should request the same on
+#   Cilium, but that is unverified on a Cilium node.
+# - The ama-metrics* figures are the add-on chart's defaults: AKS's resource provider fills
+#   in the real values and may override them (no listing of them was found).
+# - The listings disagree with each other: a January 2026 AKS 1.32.7 node showed azure-cns
+#   0m/0Mi and ip-masq-agent 50m/36Mi where the 2025 ones show the figures below (the
+#   larger are kept); metrics-server's requests grow with the cluster (an addon-resizer
+#   sets them); AKS may resize coredns and the workload identity webhook by VPA
+#   (learn.microsoft.com/azure/aks/optimized-addon-scaling).
+# Not counted: kube-proxy ("AKS clusters created with network data plane as Cilium don't
+# use kube-proxy", learn.microsoft.com/azure/aks/azure-cni-powered-by-cilium);
+# retina/hubble-relay (Advanced Container Networking Services, off here); eraser (image
+# cleaner, off); azure-npm (Azure network policy, not ours); ama-logs (Container Insights,
+# off).
+
+
+@dataclass(frozen=True)
+class SystemPod:
+    """One of the platform's own pods: how many run (per node for a DaemonSet, per cluster otherwise)."""
+
+    pod: str
+    replicas: int
+    requests: Resources
+    source: str
+
+
+def total_requests(pods: Sequence[SystemPod]) -> Resources:
+    """What the pods request together, each row times its replicas."""
+    return sum((p.requests * p.replicas for p in pods), Resources(0, 0))
+
+
+# `kubectl describe node` of an AKS 1.32.7 node, Oct 2025 (RamyMaarouf/CST8915, "Lab_6/
+# testTested the kubectl commands.txt"), agreeing with one of AKS 1.30.9, Mar 2025: both
+# Azure CNI Overlay without Cilium.
+_AKS_LISTING = "AKS 1.32.7 node listing (non-Cilium cluster)"
+# Azure/prometheus-collector otelcollector/deploy/addon-chart/azure-monitor-metrics-addon:
+# values-template.yaml and templates/ (the addon-token-adapter sidecar 20m/30Mi in each
+# ama-metrics pod; the HPA's minimum of 2 ama-metrics replicas in _ama-metrics-helpers.tpl).
+_AMA_CHART = "chart default, Azure/prometheus-collector azure-monitor-metrics-addon"
+# DaemonSets: on every node, the GPU nodes included.
+AKS_NODE_PODS = (
+    # The agent's containers request nothing; its init container clean-cilium-state 100m/
+    # 100Mi (Azure/azure-container-networking test/integration/manifests/cilium/v1.19/
+    # cilium-agent/templates/daemonset.yaml; seen on AKS in Azure/AKS#5244).
+    SystemPod("cilium", 1, Resources(100, 100), "ACN Cilium v1.19 manifest; Azure/AKS#5244"),
+    SystemPod("azure-cns", 1, Resources(40, 250), _AKS_LISTING),
+    # Runs on Cilium clusters too (learn.microsoft.com/azure/aks/container-network-performance-ebpf-host-routing).
+    SystemPod("azure-ip-masq-agent", 1, Resources(100, 50), _AKS_LISTING),
+    SystemPod("cloud-node-manager", 1, Resources(50, 50), _AKS_LISTING),
+    SystemPod("csi-azuredisk-node", 1, Resources(30, 60), _AKS_LISTING),
+    SystemPod("csi-azurefile-node", 1, Resources(30, 60), _AKS_LISTING),
+    # prometheus-collector 50m/150Mi (DsCPURequestLinux, DsMemoryRequestLinux) + addon-token-adapter.
+    SystemPod("ama-metrics-node", 1, Resources(70, 180), _AMA_CHART),
+)
+# Deployments: once per cluster, on the system pool.
+AKS_CLUSTER_PODS = (
+    # No requests (ACN Cilium v1.19 cilium-operator/templates/deployment.yaml, replicas: 2; Azure/AKS#5244).
+    SystemPod("cilium-operator", 2, Resources(0, 0), "ACN Cilium v1.19 manifest; Azure/AKS#5244"),
+    # Also AKS's documented default (learn.microsoft.com/azure/aks/customize-resource-configuration); VPA may
+    # resize it, and coredns-autoscaler adds replicas as the cluster grows.
+    SystemPod("coredns", 2, Resources(100, 70), f"{_AKS_LISTING}; AKS docs, customize-resource-configuration"),
+    SystemPod("coredns-autoscaler", 1, Resources(20, 10), _AKS_LISTING),
+    # 156m/138Mi in the 2025 listing, 158m/150Mi in the January 2026 one: the larger.
+    SystemPod("metrics-server", 2, Resources(158, 150), _AKS_LISTING),
+    SystemPod("konnectivity-agent", 2, Resources(20, 20), _AKS_LISTING),
+    SystemPod("konnectivity-agent-autoscaler", 1, Resources(20, 10), _AKS_LISTING),
+    # VPA may resize it (learn.microsoft.com/azure/aks/optimized-addon-scaling).
+    SystemPod("azure-wi-webhook-controller-manager", 2, Resources(100, 20), _AKS_LISTING),
+    # prometheus-collector 150m/500Mi (RsCPURequest, RsMemoryRequest) + addon-token-adapter; the HPA may add replicas.
+    SystemPod("ama-metrics", 2, Resources(170, 530), _AMA_CHART),
+    SystemPod("ama-metrics-ksm", 1, Resources(5, 50), _AMA_CHART),
+    # targetallocator 10m/50Mi + config-reader 1m/10Mi.
+    SystemPod("ama-metrics-operator-targets", 1, Resources(11, 60), _AMA_CHART),
+)
+# The constants are the tables' sums (per node 420m/750Mi, per cluster 1152m/1710Mi) plus
+# 10%, rounded up to 50m and 64 MiB: per node 500m/832Mi, per cluster 1300m/1920Mi. The 10%
+# is the spread the listings show between versions (metrics-server's memory moved 9%) and
+# room for a chart default AKS sets higher or a VPA resize; it is a margin, not a measurement.
+AKS_SYSTEM_MARGIN_PERCENT = 10
+
+
+def planning_estimate(pods: Sequence[SystemPod], margin_percent: int) -> Resources:
+    """The pods' total requests plus ``margin_percent``, rounded up to 50m CPU and 64 MiB."""
+    summed = total_requests(pods)
+    cpu = math.ceil(summed.cpu_m * (100 + margin_percent) / 100 / 50) * 50
+    memory = math.ceil(summed.memory_mib * (100 + margin_percent) / 100 / 64) * 64
+    return Resources(cpu, memory)
+
+
+AKS_SYSTEM_PER_NODE = planning_estimate(AKS_NODE_PODS, AKS_SYSTEM_MARGIN_PERCENT)
+AKS_SYSTEM_PER_CLUSTER = planning_estimate(AKS_CLUSTER_PODS, AKS_SYSTEM_MARGIN_PERCENT)
 # Ours on each GPU node: the NVIDIA device plugin (components/aks.py).
 AKS_GPU_NODE_EXTRA = Resources(10, 32)
 

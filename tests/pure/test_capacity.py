@@ -68,3 +68,47 @@ def test_pods_that_fit_counts_system_pods_once_per_cluster() -> None:
     each = Resources(500, 100)
     assert capacity.pods_that_fit(node, 1, Resources(0, 0), Resources(0, 0), each) == 4
     assert capacity.pods_that_fit(node, 2, Resources(500, 0), Resources(1000, 0), each) == 1 + 3
+
+
+def test_aks_per_node_estimate_is_the_cilium_nodes_daemonsets() -> None:
+    """The cluster runs the Cilium dataplane, which replaces kube-proxy; managed Prometheus adds a pod per node."""
+    per_node = {pod.pod: pod for pod in capacity.AKS_NODE_PODS}
+    assert "kube-proxy" not in per_node
+    assert set(per_node) == {
+        "cilium", "azure-cns", "azure-ip-masq-agent", "cloud-node-manager",
+        "csi-azuredisk-node", "csi-azurefile-node", "ama-metrics-node",
+    }  # fmt: skip
+    assert all(pod.replicas == 1 for pod in capacity.AKS_NODE_PODS), "a DaemonSet runs one pod per node"
+    # cilium's pod requests what its init container does; ama-metrics-node its collector plus token adapter.
+    assert per_node["cilium"].requests == Resources(100, 100)
+    assert per_node["ama-metrics-node"].requests == Resources(50 + 20, 150 + 30)
+    assert capacity.total_requests(capacity.AKS_NODE_PODS) == Resources(420, 750)
+
+
+def test_aks_per_cluster_estimate_counts_managed_prometheus() -> None:
+    per_cluster = {pod.pod: pod for pod in capacity.AKS_CLUSTER_PODS}
+    assert per_cluster["ama-metrics"].replicas == 2, "the chart's HPA keeps at least two"
+    assert {"ama-metrics-ksm", "ama-metrics-operator-targets", "azure-wi-webhook-controller-manager"} <= set(
+        per_cluster
+    )
+    assert capacity.total_requests(capacity.AKS_CLUSTER_PODS) == Resources(1152, 1710)
+
+
+@pytest.mark.parametrize(
+    ("pods", "estimate", "stated"),
+    [(capacity.AKS_NODE_PODS, capacity.AKS_SYSTEM_PER_NODE, Resources(500, 832)),
+     (capacity.AKS_CLUSTER_PODS, capacity.AKS_SYSTEM_PER_CLUSTER, Resources(1300, 1920))],
+)  # fmt: skip
+def test_aks_system_estimates_are_the_tables_with_the_stated_margin(
+    pods: tuple[capacity.SystemPod, ...], estimate: Resources, stated: Resources
+) -> None:
+    """Each constant is its table's sum plus 10%, rounded up to the next 50m and 64 MiB (no further)."""
+    assert estimate == stated, "the figures capacity.py's comment states"
+    with_margin = capacity.total_requests(pods) * (100 + capacity.AKS_SYSTEM_MARGIN_PERCENT)
+    for value, step, needed in (
+        (estimate.cpu_m, 50, with_margin.cpu_m),
+        (estimate.memory_mib, 64, with_margin.memory_mib),
+    ):
+        assert value % step == 0
+        assert (value - step) * 100 < needed <= value * 100, f"{value} is not the sum plus the margin, rounded up"
+    assert all(pod.source for pod in pods), "every figure names where it comes from"
