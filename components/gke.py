@@ -86,10 +86,12 @@ GCS_FUSE_EGRESS = (
     Destination("169.254.169.254/32", (80,), "the GKE metadata server under Dataplane V2"),
     Destination("0.0.0.0/0", (443,), "Cloud Storage's API (storage.googleapis.com)", except_cidrs=PRIVATE_RANGES),
 )
-# DNS the node answers, beside the kube-dns pods, which no pod selector can match (an ipBlock must):
+# DNS the node answers, beside the DNS pods components/network.py allows (kube-dns and node-local-dns):
 # NodeLocal DNSCache, "enabled by default" on Standard clusters from 1.34.1-gke.3720000
 # (https://cloud.google.com/kubernetes-engine/docs/how-to/nodelocal-dns-cache), listens on
-# 169.254.20.10 (kubernetes cluster/addons/dns/nodelocaldns/README.md); with Cloud DNS for GKE the
+# 169.254.20.10 (kubernetes cluster/addons/dns/nodelocaldns/README.md); on Dataplane V2 a lookup may instead
+# be redirected to the node's node-local-dns pod, which network.NODE_LOCAL_DNS names, so both are allowed
+# (gke-labs/kube-agents does the same). With Cloud DNS for GKE the
 # kubelet writes nameserver 169.254.169.254 into the pods' resolv.conf, and a policy that allows only
 # the kube-dns pods drops every lookup on Dataplane V2 (tektoncd/operator#4000, fixed in #4001 the same
 # way). Either may be turned on after the cluster is made; the pods' lookups must keep working.

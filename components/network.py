@@ -7,9 +7,10 @@ exactly what it needs:
   ``allowedSourceRanges`` is empty), its metrics port from the cluster's monitoring only;
 - the trainer: its metrics port from the cluster's monitoring only, while the Job runs;
 - the publisher: nothing in;
-- all three: DNS (the cluster's DNS pods, and what the target answers on the node), and what the
-  model store's driver reaches from inside the pod (GKE's gcsfuse sidecar: Google's APIs and the
-  metadata server; nothing for a volume the node mounts).
+- all three: DNS (the cluster's DNS pods: kube-dns and, where it runs, NodeLocal DNSCache's; and
+  what the target answers on the node), and what the model store's driver reaches from inside the
+  pod (GKE's gcsfuse sidecar: Google's APIs and the metadata server; nothing for a volume the node
+  mounts).
 
 Nothing else leaves the pods. Images are pulled by the node's container runtime at the kubelet's
 request (https://kubernetes.io/docs/concepts/containers/images/), from the node's network, never
@@ -41,6 +42,21 @@ NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 # kube-system, the label the kube-dns Service selects on
 # (https://kubernetes.io/docs/tasks/administer-cluster/dns-debugging-resolution/, "Check if the DNS pod is running").
 CLUSTER_DNS: Final = Peer(namespace="kube-system", pod_labels={"k8s-app": "kube-dns"})
+# NodeLocal DNSCache: the DaemonSet node-local-dns in kube-system, pod label k8s-app: node-local-dns
+# (kubernetes/kubernetes cluster/addons/dns/nodelocaldns/nodelocaldns.yaml). GKE Standard runs it by
+# default from 1.34.1-gke.3720000 (https://cloud.google.com/kubernetes-engine/docs/how-to/nodelocal-dns-cache).
+# On Cilium (GKE Dataplane V2) a pod's lookups to the kube-dns Service or to 169.254.20.10 may be
+# redirected to the node's node-local-dns pod (a local redirect: kubernetes-sigs/agent-sandbox
+# examples/policy/network-policy-management/dns_poc_walkthrough.md), and Cilium never matches a pod's
+# or a node's address by an ipBlock (cilium/cilium#46571; gke-labs/kube-agents#777), so the policy
+# must name those pods; gke-labs/kube-agents allows both selectors, as here, beside 169.254.20.10/32
+# (components/gke.py NODE_DNS). Not verified on GKE: whether its node-local-dns pods use the host's
+# network, as upstream's do (a host-network pod has its node's identity under Cilium, which a pod
+# selector does not match either); hence the selector and the address both. Where no node-local-dns
+# runs (AKS, kind) the peer matches nothing; a self-managed cluster running the upstream add-on
+# needs it too.
+NODE_LOCAL_DNS: Final = Peer(namespace="kube-system", pod_labels={"k8s-app": "node-local-dns"})
+DNS_SERVERS: Final = (CLUSTER_DNS, NODE_LOCAL_DNS)
 DNS_PORT: Final = 53
 
 
@@ -62,9 +78,10 @@ def _ports(protocol: str, *ports: int | str) -> list[k8s.networking.v1.NetworkPo
 
 
 def dns_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
-    """Name lookups through the cluster's DNS, over UDP and (for long answers) TCP."""
+    """Name lookups through the cluster's DNS pods (``DNS_SERVERS``), over UDP and (for long answers) TCP."""
     return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-        to=[_in_namespace(CLUSTER_DNS)], ports=[*_ports("UDP", DNS_PORT), *_ports("TCP", DNS_PORT)]
+        to=[_in_namespace(server) for server in DNS_SERVERS],
+        ports=[*_ports("UDP", DNS_PORT), *_ports("TCP", DNS_PORT)],
     )
 
 
@@ -78,7 +95,7 @@ def destination_egress(destination: Destination) -> k8s.networking.v1.NetworkPol
 
 def workload_egress(egress: Sequence[Destination]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
     """What the trainer, the publisher and the servers may connect to: the cluster's DNS pods, and ``egress``
-    (the target's node-local DNS, what the model store's driver needs)."""
+    (the DNS addresses the target's nodes answer on, what the model store's driver needs)."""
     return [dns_egress(), *(destination_egress(d) for d in egress)]
 
 

@@ -24,7 +24,9 @@ Runs = dict[str, harness.StackRun]
 
 # Peers a pod may meet. The addresses: a caller inside the stacks' allowedSourceRanges
 # (203.0.113.0/24), one outside it, a Google API address (storage.googleapis.com), an address
-# in the cluster's private range, and the link-local services of a GKE node.
+# in the cluster's private range, and the link-local services of a GKE node. The pods: the
+# cluster's DNS (kube-dns, and NodeLocal DNSCache's node-local-dns, sources in
+# components/network.py), another kube-system pod, one in another namespace, and the app's own.
 CLIENT: Final = Address("203.0.113.9")
 STRANGER_ADDRESS: Final = Address("198.51.100.7")
 GOOGLE_API: Final = Address("142.250.72.27")
@@ -33,6 +35,8 @@ METADATA: Final = Address("169.254.169.254")
 METADATA_WI: Final = Address("169.254.169.252")
 NODE_LOCAL_DNS: Final = Address("169.254.20.10")
 CLUSTER_DNS: Final = Pod("kube-system", {"k8s-app": "kube-dns"})
+NODE_LOCAL_DNS_POD: Final = Pod("kube-system", {"k8s-app": "node-local-dns"})
+KUBE_SYSTEM_POD: Final = Pod("kube-system", {"k8s-app": "metrics-server"})
 STRANGER_POD: Final = Pod("default", {"app": "curious"})
 # The cluster's monitoring, as each cloud runs it (sources in components/gke.py, components/aks.py).
 SCRAPERS: Final = {
@@ -67,7 +71,8 @@ def peers(stack: str, run: harness.StackRun) -> dict[str, Peer]:
     return {
         "client": CLIENT, "stranger address": STRANGER_ADDRESS, "google api": GOOGLE_API, "private": PRIVATE,
         "metadata": METADATA, "metadata wi": METADATA_WI, "node-local dns": NODE_LOCAL_DNS,
-        "cluster dns": CLUSTER_DNS, "stranger pod": STRANGER_POD, "neighbour": neighbour,
+        "cluster dns": CLUSTER_DNS, "node-local dns pod": NODE_LOCAL_DNS_POD, "kube-system pod": KUBE_SYSTEM_POD,
+        "stranger pod": STRANGER_POD, "neighbour": neighbour,
         "scraper": SCRAPERS[stack], "server": server, "trainer": trainer, "publisher": publisher,
     }  # fmt: skip
 
@@ -89,15 +94,19 @@ def dns(*names: str) -> set[tuple[str, int, str]]:
     return {(name, 53, protocol) for name in names for protocol in ("UDP", "TCP")}
 
 
-# What each pod needs out: DNS everywhere; on GKE what the gcsfuse sidecar in the pod reaches too
-# (the metadata server, Google's APIs on 443 at any public address, as NetworkPolicy names no host)
-# and the DNS the node answers. AKS's Azure Files and kind's volume are mounted by the node.
+# What each pod needs out: DNS everywhere, from the kube-dns pods or the node's node-local-dns pod;
+# on GKE what the gcsfuse sidecar in the pod reaches too (the metadata server, Google's APIs on 443
+# at any public address, as NetworkPolicy names no host) and the DNS the node answers. AKS's Azure
+# Files and kind's volume are mounted by the node.
+DNS_PODS: Final = dns("cluster dns", "node-local dns pod")
 GKE_OUT: Final = {
-    *dns("cluster dns", "metadata", "node-local dns"),
+    *DNS_PODS, *dns("metadata", "node-local dns"),
     ("metadata wi", 988, "TCP"), ("metadata", 80, "TCP"),
     ("google api", 443, "TCP"), ("client", 443, "TCP"), ("stranger address", 443, "TCP"),
 }  # fmt: skip
-NEEDED_OUT: Final = {"local": dns("cluster dns"), "dev": dns("cluster dns"), "gke": GKE_OUT}
+NEEDED_OUT: Final = {"local": DNS_PODS, "dev": DNS_PODS, "gke": GKE_OUT}
+# The workloads whose pods the policies govern: the training Job, the publish Job, the servers.
+WORKLOADS: Final = [(JOB, TRAIN), (JOB, PUBLISH), (DEPLOYMENT, "")]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -131,12 +140,28 @@ def test_the_publisher_accepts_nothing(shipped: Runs, stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-@pytest.mark.parametrize(("type_", "name_suffix"), [(JOB, TRAIN), (JOB, PUBLISH), (DEPLOYMENT, "")])
+@pytest.mark.parametrize(("type_", "name_suffix"), WORKLOADS)
 def test_pods_reach_only_what_they_need(shipped: Runs, stack: str, type_: str, name_suffix: str) -> None:
     """The store is all the trainer and the publisher reach, as the servers: what its driver needs from the pod."""
     run = shipped[stack]
     pod = workload_pod(run, type_, name_suffix)
     assert reachable(run, stack, pod, "out") == NEEDED_OUT[stack], (stack, type_, name_suffix)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize(("type_", "name_suffix"), WORKLOADS)
+def test_dns_on_gke_through_nodelocal_dnscache_pods(shipped: Runs, stack: str, type_: str, name_suffix: str) -> None:
+    """Bug: the DNS rule allowed the kube-dns pods only. GKE Standard runs NodeLocal DNSCache by default
+    from 1.34.1-gke.3720000, Dataplane V2 may hand a pod's lookups to the node's node-local-dns pod, and
+    the 169.254.20.10/32 ipBlock never matches a pod there: the lookups were dropped. Every workload pod
+    reaches both DNS pods on 53 over UDP and TCP, on every stack, and nothing else in kube-system."""
+    run = shipped[stack]
+    pod = workload_pod(run, type_, name_suffix)
+    kube_system = {
+        name for name, peer in peers(stack, run).items() if isinstance(peer, Pod) and peer.namespace == "kube-system"
+    }
+    in_kube_system = {out for out in reachable(run, stack, pod, "out") if out[0] in kube_system}
+    assert in_kube_system == DNS_PODS, (stack, type_, name_suffix)
 
 
 @pytest.mark.parametrize("stack", STACKS)
