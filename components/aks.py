@@ -535,12 +535,59 @@ def device_plugin_security() -> k8s.core.v1.SecurityContextArgs:
     only with a cdi-* device-list strategy (internal/cdi/cdi.go), MPS files only with the MPS sharing
     strategy (internal/plugin/mps.go), a config file only read, and klog logs to stderr
     (NVIDIA/k8s-device-plugin v0.17.4). So its root filesystem can be read-only.
+
+    What writes into it at start is NVIDIA's runtime, not the plugin: the image sets
+    NVIDIA_VISIBLE_DEVICES=all (deployments/container/Dockerfile), and on AKS's GPU nodes containerd's
+    default runtime is nvidia-container-runtime (Azure/AgentBaker, containerd templates
+    `default_runtime_name = "nvidia-container-runtime"`), whose default mode resolves to jit-cdi from
+    toolkit 1.18.0 (aks-gpu pins 1.19.0): createContainer hooks such as update-ldcache write
+    /etc/ld.so.cache into the container's root (internal/ldconfig/ldconfig.go). They still run on a
+    read-only root: containerd only sets the OCI spec's root.readonly (internal/cri/server/
+    container_create.go, oci.WithRootFSReadonly), and runc runs createContainer hooks while preparing
+    the root and makes it read-only only afterwards (libcontainer/rootfs_linux.go, prepareRootfs then
+    finalizeRootfs; runc 1.4.3 is the AKS node image's). What does break them is a read-only mount
+    where a hook writes: toolkit 1.20.0's update-application-profile hook aborted every container
+    with /etc/nvidia mounted read-only, device plugins included (NVIDIA/nvidia-container-toolkit#2026,
+    fixed by #2028). So no GPU container mounts anything there (catalogue.NVIDIA_HOOK_PATHS, guarded by
+    tests/stacks/test_gpu_containers.py).
     """
     return k8s.core.v1.SecurityContextArgs(
         allow_privilege_escalation=False,
         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
         read_only_root_filesystem=True,
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+# AKS runs a device plugin of its own (the systemd unit nvidia-device-plugin, from the node image) only on
+# fully managed GPU nodes: AgentBaker starts it when the VM carries the EnableManagedGPUExperience tag or the
+# pool is made with gpuProfile.nvidia.managementMode Managed (Azure/AgentBaker cse_main.sh and cse_config.sh,
+# 2026-08; the older ENABLE_GPU_DEVICE_PLUGIN_IF_NEEDED switch has been read by nothing since commit
+# 3ffd2330, 2025-10-10), a preview that pulumi-azure-native's GPUProfile does not offer. The pool here asks
+# only for the driver ("Driver only": "AKS doesn't install a device plugin ... No nvidia.com/gpu resource is
+# advertised until you deploy a device plugin", learn.microsoft.com/azure/aks/aks-managed-gpu-nodes), so ours
+# is the one. On a node that is managed all the same, AKS sets this label (cse_config.sh,
+# addKubeletNodeLabel; the docs' "kubernetes.azure.com/dcgm-exporter=enabled node label"), and ours stays off
+# it: one plugin per node, never two registering nvidia.com/gpu.
+MANAGED_GPU_NODE_LABEL = "kubernetes.azure.com/dcgm-exporter"
+# The VM tag that turns AKS's own plugin on (AgentBaker cse_helpers.sh, get_imds_vm_tag_value); the pool never has it.
+MANAGED_GPU_TAG = "EnableManagedGPUExperience"
+
+
+def device_plugin_affinity() -> k8s.core.v1.AffinityArgs:
+    """Only on GPU nodes where AKS runs no plugin of its own (MANAGED_GPU_NODE_LABEL)."""
+    return k8s.core.v1.AffinityArgs(
+        node_affinity=k8s.core.v1.NodeAffinityArgs(
+            required_during_scheduling_ignored_during_execution=k8s.core.v1.NodeSelectorArgs(
+                node_selector_terms=[
+                    k8s.core.v1.NodeSelectorTermArgs(
+                        match_expressions=[
+                            k8s.core.v1.NodeSelectorRequirementArgs(key=MANAGED_GPU_NODE_LABEL, operator="DoesNotExist")
+                        ]
+                    )
+                ]
+            )
+        )
     )
 
 
@@ -555,6 +602,7 @@ def device_plugin_spec(image: str, scheduling: GpuScheduling) -> k8s.apps.v1.Dae
             spec=k8s.core.v1.PodSpecArgs(
                 node_selector=placement.node_selector,
                 tolerations=placement.tolerations,
+                affinity=device_plugin_affinity(),
                 # Evicting it under node pressure would take every GPU off the node.
                 priority_class_name="system-node-critical",
                 # The plugin alone never calls the Kubernetes API: client-go is used only by its

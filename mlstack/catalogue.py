@@ -105,6 +105,18 @@ def runs_on(build: TrainerCuda, capability: tuple[int, int]) -> bool:
     return any(major == capability[0] and minor <= capability[1] for major, minor in build.architectures)
 
 
+# Where NVIDIA's container runtime writes inside a GPU container as it starts it (the nvidia runtime is
+# containerd's default on AKS's GPU nodes; Azure/AgentBaker containerd templates). Its createContainer hooks
+# (jit-cdi mode, NVIDIA/nvidia-container-toolkit internal/discover/hooks.go): update-ldcache writes
+# /etc/ld.so.cache, /etc/ld.so.conf and /etc/ld.so.conf.d (internal/ldconfig/ldconfig.go);
+# create-symlinks links the driver's libraries in the library directories; update-application-profile
+# (toolkit 1.20.0) writes /etc/nvidia, and failed every container that had it mounted read-only
+# (NVIDIA/nvidia-container-toolkit#2026, fixed by #2028). The driver's files are bind-mounted into
+# /usr/bin and the library directories. On the container's own root this works even when it is
+# read-only (the hooks run before runc remounts it: components/aks.py, device_plugin_security); a
+# read-only volume at one of these paths breaks it, so a GPU container mounts none there.
+NVIDIA_HOOK_PATHS: tuple[str, ...] = ("/etc", "/usr/bin", "/usr/lib", "/usr/lib64", "/lib", "/lib64")
+
 # What the built images run on: amd64 for every cloud GPU pool, arm64 for a
 # kind cluster on an arm64 machine (Apple silicon).
 IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
