@@ -36,7 +36,7 @@ from components.target import (
     Toleration,
     pod_placement,
 )
-from mlstack import acr_token, catalogue, rules
+from mlstack import acr_token, arm, catalogue, rules
 from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
@@ -105,7 +105,8 @@ class AksError(pulumi.RunError):
 @dataclass(frozen=True)
 class AksGpuClusterArgs:
     location: str
-    kubernetes_version: str  # "1.33": AKS picks the newest patch of that minor
+    # A minor ("1.36"; AKS picks its newest patch), or None: the location's default for a new cluster.
+    kubernetes_version: str | None
     upgrade_channel: str
     system_vm_size: str
     system_node_count: int
@@ -159,6 +160,31 @@ def role_definition_id(subscription_id: str, role_id: str = ACR_PULL_ROLE_ID) ->
     return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
 
 
+def kubernetes_version(args: AksGpuClusterArgs) -> str:
+    """The minor the cluster runs: the pinned one once the location confirms it offers it, else its default.
+
+    During preview and up AKS's own list for the location is read (mlstack.arm, with the deployer's
+    Entra ID token); a pinned minor it does not offer without long-term support stops the run. When
+    the list cannot be read, the catalogue's dates, which the config already applied, stand, and the
+    run says so.
+    """
+    pinned = args.kubernetes_version
+    try:
+        client = authorization.get_client_config()
+        token = authorization.get_client_token().token
+        offered = arm.aks_versions(client.subscription_id, args.location, token)
+    except arm.ArmError as e:
+        pulumi.log.warn(
+            f"could not read the Kubernetes versions AKS offers in {args.location} ({e}); "
+            f"going by mlstack's catalogue, which gives {pinned or catalogue.AKS_DEFAULT_MINOR}"
+        )
+        return pinned or catalogue.AKS_DEFAULT_MINOR
+    problems = rules.kubernetes_version_offered(pinned or "", offered.minors, offered.where)
+    if problems:
+        raise AksError(format_problems("invalid AKS target", problems))
+    return pinned or offered.default or catalogue.AKS_DEFAULT_MINOR
+
+
 def decode_kubeconfig(encoded: str) -> str:
     return base64.b64decode(encoded).decode("utf-8")
 
@@ -196,6 +222,7 @@ class AksGpuCluster(pulumi.ComponentResource):
     scrape_by: ScrapeBy
     pod_egress: tuple[Destination, ...]
     kube_context: str | None
+    kubernetes_version: str
     cluster_name: pulumi.Output[str]
     resource_group_name: pulumi.Output[str]
     metrics_workspace_id: pulumi.Output[str]
@@ -207,6 +234,8 @@ class AksGpuCluster(pulumi.ComponentResource):
         problems = check_args(args)
         if problems:
             raise AksError(format_problems("invalid AKS target", problems))
+        # Asked before anything is registered: a version the location does not offer stops the run here.
+        self.kubernetes_version = kubernetes_version(args)
         super().__init__("mlstack:aks:AksGpuCluster", name, None, opts)
         self._name, self._args = name, args
         self._child = pulumi.ResourceOptions(parent=self)
@@ -271,6 +300,8 @@ class AksGpuCluster(pulumi.ComponentResource):
             resource_group_name=group.name,
             location=args.location,
             dns_prefix=self._name,
+            # None: AKS's default for a new cluster, the one kubernetes_version() read; later minors come
+            # through the upgrade channel, never from a changed default.
             kubernetes_version=args.kubernetes_version,
             enable_rbac=True,
             identity=containerservice.ManagedClusterIdentityArgs(
@@ -381,7 +412,7 @@ class AksGpuCluster(pulumi.ComponentResource):
             resource_name_=cluster.name,
             mode=containerservice.AgentPoolMode.USER,
             vm_size=args.gpu_vm_size,
-            orchestrator_version=args.kubernetes_version,
+            orchestrator_version=args.kubernetes_version,  # None: the control plane's
             os_type=containerservice.OSType.LINUX,
             type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
             # From zero: a GPU node is paid for only while something asks for a GPU.
@@ -481,9 +512,11 @@ def _push_credentials(
 ) -> tuple[pulumi.Output[str] | str, pulumi.Output[str]]:
     """Username and password the image build pushes with: obtained here, never the user's docker login.
 
-    Admin user on: its credentials. Otherwise the Entra ID token of whoever runs
-    `pulumi up` is exchanged for an ACR refresh token: a registry created a
+    Admin user on: its credentials. Otherwise the Entra ID tokens of whoever runs
+    `pulumi up` are exchanged for an ACR refresh token: a registry created a
     minute earlier takes it at once, where `az acr login` could not have run.
+    The ACR-audience token goes first, as the registry takes it whatever its
+    azureADAuthenticationAsArmPolicy; the ARM-audience one is the fallback.
     """
     invoke_opts = pulumi.InvokeOutputOptions(parent=parent)
     if args.acr_admin_user:
@@ -494,11 +527,24 @@ def _push_credentials(
             creds.username.apply(lambda u: u or ""),
             pulumi.Output.secret(creds.passwords.apply(lambda p: (p or [])[0].value or "")),
         )
-    # An ARM-audience token (the provider's own credentials); ACR accepts it for the
-    # exchange while the registry's azureADAuthenticationAsArmPolicy is enabled, its default.
-    access_token = pulumi.Output.secret(authorization.get_client_token_output(opts=invoke_opts).token)
-    refresh_token = pulumi.Output.all(acr.login_server, tenant_id, access_token).apply(
-        lambda v: acr_token.exchange(str(v[0]), str(v[1]), str(v[2]))
+
+    def client_token(audience: str, endpoint: str | None) -> acr_token.AudienceToken:
+        # The plain invoke, not get_client_token_output: the SDK fails the whole program on any
+        # Output that errs, and a token the provider cannot get (a cloud or tenant without the
+        # ACR audience) must instead reach the exchange as not obtained, to fall back and be named.
+        try:
+            token = authorization.get_client_token(endpoint=endpoint, opts=pulumi.InvokeOptions(parent=parent)).token
+        except Exception as e:  # the invoke's failure, whatever its type, is the reason
+            return acr_token.AudienceToken(audience, "", unavailable=str(e))
+        return acr_token.AudienceToken(audience, token)
+
+    tokens = [
+        pulumi.Output.secret(client_token(acr_token.ACR_AUDIENCE, acr_token.ACR_AUDIENCE)),
+        # No endpoint: the provider's default, its cloud's Resource Manager.
+        pulumi.Output.secret(client_token(acr_token.ARM_AUDIENCE, None)),
+    ]
+    refresh_token = pulumi.Output.all(acr.login_server, tenant_id, *tokens).apply(
+        lambda v: acr_token.exchange(str(v[0]), str(v[1]), v[2:])
     )
     return acr_token.USERNAME, pulumi.Output.secret(refresh_token)
 

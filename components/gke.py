@@ -30,7 +30,7 @@ from components.target import (
     Toleration,
 )
 from mlapp import contract
-from mlstack import catalogue, rules
+from mlstack import catalogue, offered, rules
 from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
@@ -118,7 +118,9 @@ class GkeGpuClusterArgs:
     project: str
     region: str
     location: str  # a zone of ``region`` (zonal cluster) or ``region`` itself (regional)
-    kubernetes_version: str  # minimum control-plane version, e.g. "1.33"
+    # A minor ("1.36"): the control plane's minimum, upgraded from there by the channel; None: the
+    # channel's default for a new cluster.
+    kubernetes_version: str | None
     release_channel: str
     deletion_protection: bool
     system_machine_type: str
@@ -153,6 +155,26 @@ def check_args(args: GkeGpuClusterArgs) -> list[Problem]:
         *rules.gcp_zone(None if args.location == args.region else args.location, args.region),
         *rules.artifact_repository_id(args.repository_id),
     ]
+
+
+def kubernetes_version(args: GkeGpuClusterArgs) -> str:
+    """The minor the cluster runs: the pinned one once the channel confirms it offers it, else its default.
+
+    During preview and up the engine's serverConfig for the location is read (pulumi-gcp's
+    getEngineVersions); a pinned minor the release channel does not offer stops the run.
+    """
+    answer = container.get_engine_versions(location=args.location, project=args.project)
+    config = offered.GkeServerConfig(
+        valid_master_versions=list(answer.valid_master_versions or []),
+        channel_defaults=dict(answer.release_channel_default_version or {}),
+        channel_latest=dict(answer.release_channel_latest_version or {}),
+    )
+    found = offered.from_gke_server_config(config, args.release_channel, args.location, catalogue.today())
+    pinned = args.kubernetes_version
+    problems = rules.kubernetes_version_offered(pinned or "", found.minors, found.where)
+    if problems:
+        raise GkeError(format_problems("cannot build the GKE cluster", problems))
+    return pinned or found.default or catalogue.GKE_DEFAULT_MINOR
 
 
 def workload_principal(project_number: str, project: str, namespace: str, service_account: str) -> str:
@@ -318,6 +340,7 @@ class GkeGpuCluster(pulumi.ComponentResource):
     scrape_by: ScrapeBy
     pod_egress: tuple[Destination, ...]
     kube_context: str | None
+    kubernetes_version: str
     cluster_name: pulumi.Output[str]
     location: str
     registry_url: str
@@ -330,6 +353,8 @@ class GkeGpuCluster(pulumi.ComponentResource):
             problems.append(f"GkeGpuCluster name {name!r}: must be 1-10 lower-case letters, digits or '-'")
         if problems:
             raise GkeError(format_problems("cannot build the GKE cluster", problems))
+        # Asked before anything is registered: a version the channel does not offer stops the run here.
+        self.kubernetes_version = kubernetes_version(args)
 
         super().__init__("mlstack:gke:GkeGpuCluster", name, None, opts)
         self._name, self._args = name, args
@@ -462,8 +487,8 @@ class GkeGpuCluster(pulumi.ComponentResource):
             remove_default_node_pool=True,
             initial_node_count=1,
             release_channel=container.ClusterReleaseChannelArgs(channel=args.release_channel),
-            # At least the version the manifests are validated against; the channel
-            # upgrades from there.
+            # At least the pinned minor, upgraded from there by the channel; None: the channel's default,
+            # the one kubernetes_version() read.
             min_master_version=args.kubernetes_version,
             workload_identity_config=container.ClusterWorkloadIdentityConfigArgs(
                 workload_pool=f"{args.project}.svc.id.goog"

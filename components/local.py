@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.target import Destination, GpuScheduling, ModelStore, Peer, Registry, StorageClaim
-from mlstack import rules, validate
+from mlstack import catalogue, rules, validate
 from mlstack.monitoring import LOCAL_SCRAPE_BY, ScrapeBy
 from mlstack.problems import format_problems
 
@@ -90,6 +90,8 @@ class LocalClusterArgs:
     scrape_by: ScrapeBy
     context: str | None = None  # None: the kubeconfig's current context
     registry: str | None = None  # e.g. "localhost:5001", kind's local registry
+    # The minor the cluster runs (mlstack:kubernetesVersion); None: what kind makes today.
+    kubernetes_version: str | None = None
 
 
 class LocalCluster(pulumi.ComponentResource):
@@ -122,6 +124,7 @@ class LocalCluster(pulumi.ComponentResource):
 
         self.context = context
         self.kube_context: str | None = context
+        self.kubernetes_version = args.kubernetes_version or catalogue.LOCAL_DEFAULT_MINOR
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(minified)
         self.provider = k8s.Provider(
             f"{name}-k8s",

@@ -181,6 +181,11 @@ class ClusterTarget(Protocol):
         ...
 
     @property
+    def kubernetes_version(self) -> str:
+        """The Kubernetes minor the cluster runs ("1.36"): pinned, or the one the cloud gives a new cluster."""
+        ...
+
+    @property
     def kube_context(self) -> str | None:
         """The kubeconfig context to name in commands printed for the user; None: its current one."""
         ...

@@ -13,6 +13,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 # --- the trainer's torch build: CUDA or CPU-only --------------------------------------
 #
@@ -63,7 +64,7 @@ TRAINER_CUDA_BUILDS: dict[str, TrainerCuda] = {
         ),
     )
 }
-# 12.6 runs on every driver the shipped stacks get (GKE's DEFAULT on 1.33 is R535)
+# 12.6 runs on every driver the shipped stacks get (GKE's DEFAULT on 1.35, COS 125, is R535)
 # and on every GPU in the catalogue, V100 and Pascal included.
 DEFAULT_TRAINER_CUDA = "12.6"
 
@@ -212,12 +213,17 @@ GKE_RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 
 # How GKE installs the NVIDIA driver on a GPU pool (gpu_driver_installation_config).
 GCP_GPU_DRIVER_VERSIONS = ("DEFAULT", "LATEST", "INSTALLATION_DISABLED")
-# The driver branch each setting gets on GKE 1.33 (COS). GKE documents the table
-# per version in "Manually install NVIDIA GPU drivers" / "About GPUs"; public
-# reports of GKE installing them: DEFAULT 535.274.02 and LATEST above 580.65
-# (rapidsai/deployment#656, #659, 2026-02). INSTALLATION_DISABLED: whatever the
-# user installs, so nothing is judged.
+# The driver branch each setting gets on GKE's COS nodes. GKE documents the table per version in "Manually
+# install NVIDIA GPU drivers" / "About GPUs", and each setting follows the node image's COS milestone: 1.34.3
+# and 1.35 run cos-125-19216 (GKE release notes, "COS version of default patch version"), whose release
+# notes of 2025-10-27 add "support for NVIDIA driver v535.274.02 and v570.195.03". Public reports of GKE
+# installing them: DEFAULT 535.274.02 and LATEST above 580.65 (rapidsai/deployment#656, #659, 2026-02).
+# DEFAULT is taken as R535, the lower bound: a CUDA build it cannot run is refused rather than left to fail.
+# INSTALLATION_DISABLED: whatever the user installs, so nothing is judged.
 GCP_DRIVER_BRANCH: dict[str, int | None] = {"DEFAULT": 535, "LATEST": 580, "INSTALLATION_DISABLED": None}
+# The GKE minors (their COS milestone, 125) the table above was checked for: 1.36 runs cos-129 and needs
+# its own look before GKE_DEFAULT_MINOR moves there (tests/pure/test_kubernetes_versions.py holds them together).
+GCP_DRIVER_TABLE_MINORS = ("1.34", "1.35")
 
 # Any N1 predefined or custom machine type: n1-standard-4, n1-highmem-8, n1-custom-4-15360.
 GCP_N1_MACHINE = re.compile(r"^n1-(?:standard|highmem|highcpu)-[0-9]+$|^n1-custom-[0-9]+-[0-9]+$")
@@ -286,8 +292,11 @@ AZURE_RETIRED_GPU_SIZES: dict[str, str] = {
 # until mid-2025, R570 from image 20250806 (Azure/AKS#5207), R580 since AgentBaker
 # #7230 (2025-10-23), now the R580 LTS line for T4, A100 and H100 (Azure/AgentBaker
 # parts/common/components.json, "aks-gpu-cuda-lts" 580.159.04). A new cluster gets
-# the current node image, so R580.
+# the current node image, so R580. The driver follows the VM size, not the Kubernetes version
+# (pkg/agent/baker.go, GetGPUDriverType), so every minor AKS offers gets it; AgentBaker says the R580 LTS
+# line "is supported through Aug 2028", when this must be looked at again.
 AKS_DRIVER_BRANCH = 580
+AKS_DRIVER_BRANCH_UNTIL = date(2028, 8, 31)
 
 
 # AKS auto-upgrade channels (ManagedClusterAutoUpgradeProfile.upgradeChannel).
@@ -353,3 +362,118 @@ def azure_gpu_size(value: str) -> GpuSize:
     if hint:
         raise ValueError(f"is not a GPU VM size in the catalogue{hint}; choose one of {choices}")
     raise ValueError(f"is not a GPU VM size: the GPU pool needs one of {choices}")
+
+
+# --- Kubernetes versions each cloud offers for a new cluster ---------------------------
+#
+# A pinned minor turns, a year later, into a `pulumi up` the cloud refuses. So each cloud's minors
+# carry the dates they stop being offered, the config refuses one past its date on the day of the
+# run, and tests/pure/test_kubernetes_versions.py fails in CI before a listed date catches a user.
+# During preview and up the cloud itself is asked (components/aks.py, components/gke.py); these
+# tables are the answer offline and the judge at program start.
+
+
+@dataclass(frozen=True)
+class KubernetesMinor:
+    """One minor version on one cloud: until when a new cluster may be created on it."""
+
+    minor: str  # "1.35"
+    # The last day a new cluster may be created on it with standard (community) support.
+    new_clusters_until: date
+    # The last day of paid extended support, under which a new cluster may still be created: GKE's
+    # EXTENDED channel, AKS's long-term support (Premium tier and the AKSLongTermSupport plan).
+    extended_until: date
+
+
+def minor_key(minor: str) -> tuple[int, int]:
+    """ "1.35" -> (1, 35), for ordering minors."""
+    major, _, rest = minor.partition(".")
+    return int(major), int(rest.split(".", 1)[0])
+
+
+# AKS. MicrosoftDocs/azure-aks-docs articles/aks/supported-kubernetes-versions.md (last changed
+# 2026-08-05, commit f988e7e; the calendar rows 2026-06-16, ce67cba), published at
+# https://learn.microsoft.com/azure/aks/supported-kubernetes-versions: "End of life" is the end of
+# community support, and "Unless an explicit date is provided, the End of Life (EOL) date is the last
+# day of the specified month". After it comes platform support, during which "the creation of new
+# clusters isn't possible"; only long-term support still creates them ("you can create a new AKS
+# cluster using an LTS version after its community support period ends if you enable LTS",
+# articles/aks/long-term-support.md, which needs "moving your cluster to the Premium tier and
+# explicitly selecting the LTS support plan"; LTS end dates from its table). 1.32's end is the
+# changelog's "reaches the end of standard support on April 30, 2026" (Azure/AKS CHANGELOG.md), a
+# month after the calendar's "Mar 2026". 1.37: "GA Oct 2026" as planned in the calendar; the
+# location's list says whether it is out where the cluster is made.
+AKS_KUBERNETES_MINORS: tuple[KubernetesMinor, ...] = (
+    KubernetesMinor("1.32", date(2026, 4, 30), date(2027, 3, 31)),
+    KubernetesMinor("1.33", date(2026, 7, 31), date(2027, 7, 31)),
+    KubernetesMinor("1.34", date(2026, 11, 30), date(2027, 11, 30)),
+    KubernetesMinor("1.35", date(2027, 3, 31), date(2028, 3, 31)),
+    KubernetesMinor("1.36", date(2027, 6, 30), date(2028, 6, 30)),
+    KubernetesMinor("1.37", date(2027, 10, 31), date(2028, 10, 31)),
+)
+# What a new AKS cluster gets when no version is given, offline: "the cluster defaults to the N-1 minor
+# version and latest patch" (supported-kubernetes-versions.md), N being 1.37 from October 2026.
+# During preview and up the location's own list says (isDefault).
+AKS_DEFAULT_MINOR = "1.36"
+# Where AKS lists what a location offers now: ManagedClusters_ListKubernetesVersions
+# (Azure/azure-rest-api-specs, specification/containerservice/.../stable/2025-10-01/managedClusters.json),
+# a GET that pulumi-azure-native has no function for (its generated invokes are POST list* calls:
+# pulumi/pulumi-azure-native#222, #3513), so mlstack.arm calls it.
+AKS_VERSIONS_API = "2025-10-01"
+
+# GKE. https://cloud.google.com/kubernetes-engine/docs/release-schedule ("The dates in the table are
+# best-effort predictions"), as endoflife.date copies it (endoflife-date/endoflife.date
+# products/google-kubernetes-engine.md, a70eca3, 2026-08-22: "releaseDate = availability date of the
+# Regular release channel ... eol = End of standard support"). After the end of standard support a
+# minor is offered only in the EXTENDED channel: "GKE provides up to a total of 24 months of support
+# for a minor version after the version has been made available for new cluster creation in the
+# Regular channel ... around 14 months of standard support and approximately an additional 10 months
+# of extended support available with the Extended channel"
+# (https://cloud.google.com/kubernetes-engine/versioning); the extended dates are that rule applied
+# to the Regular dates (1.33: 2025-06-03, 1.34: 2025-09-30, 1.35: 2026-02-11, 1.36: 2026-06-09), which
+# the release notes' "Extended 1.31 to 1.36" (August 2026) agrees with. 1.37 was in RAPID only by
+# August 2026 and has no published date yet: the engine's own answer decides it during preview and up.
+GKE_KUBERNETES_MINORS: tuple[KubernetesMinor, ...] = (
+    KubernetesMinor("1.32", date(2026, 4, 11), date(2027, 2, 11)),
+    KubernetesMinor("1.33", date(2026, 8, 3), date(2027, 6, 3)),
+    KubernetesMinor("1.34", date(2026, 10, 1), date(2027, 9, 30)),
+    KubernetesMinor("1.35", date(2027, 4, 11), date(2028, 2, 11)),
+    KubernetesMinor("1.36", date(2027, 8, 9), date(2028, 6, 9)),
+)
+# A new cluster's version when none is given, offline: each channel's default as GKE last announced it,
+# "Version 1.35.8-gke.1036000 is now the default version for cluster creation in the Regular channel"
+# (GKE Regular channel release notes, 2026-09-17); 1.35 is offered by every channel until 2027-04-11.
+# During preview and up the engine's serverConfig says (release_channel_default_version).
+GKE_DEFAULT_MINOR = "1.35"
+# The channel that keeps a minor past its standard support (container.v1 ReleaseChannel.Channel).
+GKE_EXTENDED_CHANNEL = "EXTENDED"
+
+# A local cluster runs whatever its tool made. kind v0.33.0 (2026-09) "defaults to Kubernetes 1.37.0"
+# (kubernetes-sigs/kind#4248, "bump default image to kindest/node:v1.37.0", and the v0.33.0 release
+# notes as corrected there); tools/localup.py pins no node image, so a cluster `make up` creates runs it.
+LOCAL_DEFAULT_MINOR = "1.37"
+
+
+def today() -> date:
+    """The day of the run, in UTC: the dates above say what the clouds offer on it."""
+    return datetime.now(UTC).date()
+
+
+def kubernetes_minors(cloud: str) -> tuple[KubernetesMinor, ...]:
+    """The cloud's minors, oldest first; empty for a local cluster (which offers whatever it runs)."""
+    return {"azure": AKS_KUBERNETES_MINORS, "gcp": GKE_KUBERNETES_MINORS}.get(cloud, ())
+
+
+def offered_until(entry: KubernetesMinor, extended: bool) -> date:
+    """The last day a new cluster may be created on ``entry``, with or without extended support."""
+    return entry.extended_until if extended else entry.new_clusters_until
+
+
+def offered_minors(cloud: str, on: date, extended: bool = False) -> list[str]:
+    """The minors of ``cloud`` a new cluster may still be created on, on day ``on``, oldest first."""
+    return [m.minor for m in kubernetes_minors(cloud) if on <= offered_until(m, extended)]
+
+
+def default_minor(cloud: str) -> str:
+    """The minor a new cluster gets when the stack pins none, as this catalogue knows it (offline)."""
+    return {"azure": AKS_DEFAULT_MINOR, "gcp": GKE_DEFAULT_MINOR}.get(cloud, LOCAL_DEFAULT_MINOR)

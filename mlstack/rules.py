@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -671,3 +672,68 @@ def aks_node_capacity(  # noqa: PLR0913 - the two pools' sizes and what runs on 
         sidecar=None,
         gpu_nodes=gpu_nodes,
     )
+
+
+# --- the Kubernetes version ------------------------------------------------------------
+
+_CLOUD_NAMES: Final = {"azure": "AKS", "gcp": "GKE"}
+
+
+def _offered_list(minors: Sequence[str]) -> str:
+    return ", ".join(minors) if minors else "none that this catalogue lists"
+
+
+def kubernetes_version(cloud: str, value: str, on: date, *, extended: bool = False) -> list[Problem]:
+    """A pinned minor the cloud still offers for a new cluster on day ``on`` (the catalogue's dates).
+
+    Empty follows the cloud (its default for a new cluster). A minor newer than the catalogue's
+    newest passes here: the cloud's own list judges it during preview and up. ``extended``: the
+    stack's channel keeps minors past standard support (GKE's EXTENDED).
+    """
+    minors = catalogue.kubernetes_minors(cloud)
+    if value == "" or not minors:
+        return []
+    name = _CLOUD_NAMES[cloud]
+    offered = catalogue.offered_minors(cloud, on, extended)
+    entry = next((m for m in minors if m.minor == value), None)
+    newest = max(catalogue.minor_key(m.minor) for m in minors)
+    if entry is None and catalogue.minor_key(value) > newest:
+        return []
+    if entry is not None and on <= catalogue.offered_until(entry, extended):
+        return []
+    ended = (
+        f"on {catalogue.offered_until(entry, extended).isoformat()}"
+        if entry
+        else "before any date this catalogue lists"
+    )
+    reason = (
+        f"{name} no longer creates clusters on Kubernetes {value}: its "
+        f"{'extended' if extended else 'standard'} support ended {ended}. {name} offers "
+        f"{_offered_list(offered)} for a new cluster today ({on.isoformat()}; newer minors if its own list "
+        "has them); set one of them, or leave kubernetesVersion empty to take the cloud's default"
+    )
+    if entry is not None and not extended and on <= entry.extended_until:
+        until = entry.extended_until.isoformat()
+        reason += (
+            f". GKE's EXTENDED channel still offers {value} until {until} (gkeReleaseChannel EXTENDED, at an "
+            "extra management fee)"
+            if cloud == "gcp"
+            else f". AKS still offers {value} under long-term support until {until}, which needs the Premium tier "
+            "and the AKSLongTermSupport plan; mlstack sets neither"
+        )
+    return [Problem("kubernetesVersion", value, reason)]
+
+
+def kubernetes_version_offered(value: str, offered: Sequence[str], where: str) -> list[Problem]:
+    """A pinned minor that the cloud's own answer (``offered``, read during preview and up) lists."""
+    if value == "" or value in offered:
+        return []
+    return [
+        Problem(
+            "kubernetesVersion",
+            value,
+            f"is not offered for a new cluster {where}, which offers "
+            f"{_offered_list(sorted(offered, key=catalogue.minor_key))} (asked just now); set one of them, "
+            "or leave kubernetesVersion empty to take the cloud's default",
+        )
+    ]

@@ -135,7 +135,7 @@ TargetConfig = LocalConfig | GcpConfig | AzureConfig
 
 @dataclass(frozen=True)
 class StackConfig:
-    kubernetes_version: str
+    kubernetes_version: str | None  # a pinned minor; None: the cloud's default for a new cluster
     app: specs.App
     images: ImageConfig
     basic_auth_username: str
@@ -316,7 +316,7 @@ def load() -> StackConfig:
     r = _Reader()
 
     cloud = r.choice("cloud", CLOUDS)
-    kubernetes_version = r.string("kubernetesVersion", validate.kubernetes_version, "1.33")
+    kubernetes_version = r.string("kubernetesVersion", _optional(validate.kubernetes_version), None)
     app = _app(r)
     username = r.string("basicAuthUsername", _username, "")
     password = r.secret_text("basicAuthPassword")
@@ -347,6 +347,9 @@ def load() -> StackConfig:
         )
         r.add(rules.train_nodes_target(training.nodes, gpu_pool=False, shared_store=False))
 
+    if kubernetes_version is not None and cloud != "local":
+        extended = isinstance(target, GcpConfig) and target.release_channel == catalogue.GKE_EXTENDED_CHANNEL
+        r.add(rules.kubernetes_version(cloud, kubernetes_version, catalogue.today(), extended=extended))
     if not r.problems:  # judged on values that are each valid
         scrape_by = target.scrape_by if isinstance(target, LocalConfig) else monitoring.CLOUD_SCRAPE_BY[cloud]
         linger = monitoring.trainer_linger_seconds(scrape_by)

@@ -39,6 +39,7 @@ def build_target(cfg: StackConfig) -> ClusterTarget:
                     scrape_by=target.scrape_by,
                     context=target.kube_context,
                     registry=target.registry,
+                    kubernetes_version=cfg.kubernetes_version,
                 ),
             )
         case GcpConfig():
@@ -147,7 +148,7 @@ def workloads(
             basic_auth_username=cfg.basic_auth_username,
             basic_auth_password=cfg.basic_auth_password,
             model_store_size=cfg.model_store_size,
-            kubernetes_version=cfg.kubernetes_version,
+            kubernetes_version=target.kubernetes_version,
             storage_class=cfg.storage_class,
             kube_context=target.kube_context,
             server_certificate=own_certificate(cfg),
@@ -171,6 +172,8 @@ def stack_outputs(
     """Everything the stack exports: the target's own, then the app's; secrets stay secret."""
     outputs: dict[str, pulumi.Input[Any]] = {
         **target.stack_outputs,
+        # The minor the objects were checked against and Pod Security is enforced as of.
+        "kubernetesVersion": target.kubernetes_version,
         "url": workloads.url,
         "namespace": workloads.namespace,
         "modelName": workloads.model_name,

@@ -23,6 +23,7 @@ from policy import rules as policy_rules
 from tools import harness
 
 STACKS: Final = ("local", "dev", "gke")  # every shipped Pulumi.<stack>.yaml
+STACK_CLOUDS: Final = {"local": "local", "dev": "azure", "gke": "gcp"}  # each one's mlstack:cloud
 
 JOB: Final = "kubernetes:batch/v1:Job"
 # The two Jobs by their names' ends: the training Job, then the publish Job.

@@ -43,7 +43,7 @@ import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mlstack import acr_token
+from mlstack import acr_token, arm
 from tools import crds, mocks_azure, mocks_gcp, mocks_image, mocks_tls, pulumi_internals
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,6 +277,7 @@ class StackMocks(pulumi_mocks.Mocks):
         outputs: Mapping[str, OutputsFn] | None = None,
         calls: Mapping[str, CallFn] | None = None,
         load_balancer_ip: str | None = MOCK_LB_IP,
+        aks_versions: mocks_azure.AksVersions | None = None,
     ) -> None:
         self.outputs: dict[str, OutputsFn] = {
             "random:index/randomPassword:RandomPassword": lambda _a: {"result": MOCK_GENERATED_PASSWORD},
@@ -284,6 +285,9 @@ class StackMocks(pulumi_mocks.Mocks):
         }
         self.calls: dict[str, CallFn] = dict(calls or {})
         self.load_balancer_ip = load_balancer_ip
+        # The one read outside the providers besides the ACR exchange: AKS's list of versions
+        # (mlstack.arm); by default the catalogue's answer for today.
+        self.aks_versions = aks_versions or mocks_azure.AksVersions()
         self.unanswered: list[str] = []
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -334,7 +338,9 @@ class StackRun:
     exports: dict[str, Any]
     secret_exports: set[str]
     kubernetes_version: str | None = None
-    acr_exchanges: list[tuple[str, str, str]] = field(default_factory=list)  # (login server, tenant, token)
+    # (login server, tenant, the access tokens offered, in the order offered)
+    acr_exchanges: list[tuple[str, str, tuple[acr_token.AudienceToken, ...]]] = field(default_factory=list)
+    aks_version_asks: list[tuple[str, str, str]] = field(default_factory=list)  # (subscription, location, token)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations.values() if r.type == type_]
@@ -395,6 +401,8 @@ def run(
     # is answered here too: offline runs reach no network.
     exchange = mocks_azure.AcrExchange()
     previous_exchange, acr_token.exchange = acr_token.exchange, exchange
+    versions = monitor.mocks.aks_versions if isinstance(monitor.mocks, StackMocks) else mocks_azure.AksVersions()
+    previous_versions, arm.aks_versions = arm.aks_versions, versions
     pulumi_internals.reset_runtime()
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi_internals.set_config(config, secret_keys or [])
@@ -404,6 +412,7 @@ def run(
         pulumi_internals.run_program(program)
     finally:
         acr_token.exchange = previous_exchange
+        arm.aks_versions = previous_versions
         problems = monitor.problems + (used.unanswered if isinstance(used, StackMocks) else [])
         if problems:
             raise HarnessError("; ".join(problems))
@@ -420,7 +429,9 @@ def run(
         state = pulumi_internals.mocked_state(monitor, urn)
         if state is not None:
             registration.outputs = secret_marked(state, registration.secret_outputs)
-    return StackRun(monitor.registrations, exports, secret_exports, acr_exchanges=exchange.calls)
+    return StackRun(
+        monitor.registrations, exports, secret_exports, acr_exchanges=exchange.calls, aks_version_asks=versions.calls
+    )
 
 
 def run_stack(
@@ -439,7 +450,8 @@ def run_stack(
         stack=stack,
         mocks=mocks,
     )
-    result.kubernetes_version = config.get(f"{PROJECT}:kubernetesVersion")
+    # The version the program resolved (pinned, or the cloud's default) and exported: what it runs.
+    result.kubernetes_version = result.exports.get("kubernetesVersion")
     return result
 
 

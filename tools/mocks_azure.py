@@ -8,10 +8,14 @@ resource a scope or principal came from.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
+
+from mlstack import acr_token, catalogue
+from mlstack.offered import OfferedVersions, from_catalogue
 
 MOCK_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000001"
 MOCK_TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
@@ -20,20 +24,49 @@ MOCK_REGISTRY_SUFFIX = "a1b2c3d4"
 MOCK_ACR_ADMIN_PASSWORD = "mock-acr-admin-password-0123456789"  # noqa: S105 - a test fixture
 MOCK_CLUSTER_SERVER = "https://mock-aks.hcp.eastus.azmk8s.io:443"
 MOCK_ARM_TOKEN = "mock-arm-access-token"  # noqa: S105 - a test fixture
+MOCK_ACR_AUDIENCE_TOKEN = "mock-acr-audience-access-token"  # noqa: S105 - a test fixture
 MOCK_ACR_REFRESH_TOKEN = "mock-acr-refresh-token-0123456789"  # noqa: S105 - a test fixture
 
 
 class AcrExchange:
-    """Stands in for mlstack.acr_token.refresh_token: answers, and records who asked."""
+    """Stands in for mlstack.acr_token.refresh_token: answers, and records who asked with what.
+
+    Like a registry whose azureADAuthenticationAsArmPolicy is either setting, it takes the
+    first token obtained; a token that is not the one getClientToken gave for its audience
+    fails the run, as a token mixed up between audiences would.
+    """
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str]] = []
+        self.calls: list[tuple[str, str, tuple[acr_token.AudienceToken, ...]]] = []
 
-    def __call__(self, login_server: str, tenant: str, access_token: str) -> str:
-        self.calls.append((login_server, tenant, access_token))
-        if (tenant, access_token) != (MOCK_TENANT_ID, MOCK_ARM_TOKEN):
-            raise AssertionError(f"token exchange with tenant {tenant!r} and an unexpected access token")
+    def __call__(self, login_server: str, tenant: str, tokens: Sequence[acr_token.AudienceToken]) -> str:
+        self.calls.append((login_server, tenant, tuple(tokens)))
+        if tenant != MOCK_TENANT_ID:
+            raise AssertionError(f"token exchange with tenant {tenant!r}, not the deployer's")
+        obtained = [offered for offered in tokens if offered.token]
+        for offered in obtained:
+            if offered.token != CLIENT_TOKENS.get(offered.audience):
+                raise AssertionError(f"token exchange offered an unexpected token for audience {offered.audience}")
+        if not obtained:
+            raise acr_token.AcrTokenError(f"the registry {login_server} was offered no token")
         return MOCK_ACR_REFRESH_TOKEN
+
+
+class AksVersions:
+    """Stands in for mlstack.arm.list_aks_versions: the catalogue's answer for today (offline, the
+    catalogue decides); records the (subscription, location, token) of each ask."""
+
+    def __init__(self, answer: OfferedVersions | Exception | None = None) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.answer = answer  # None: the catalogue's; an exception: raised, as a failed call would
+
+    def __call__(self, subscription_id: str, location: str, token: str) -> OfferedVersions:
+        self.calls.append((subscription_id, location, token))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        if self.answer is not None:
+            return self.answer
+        return from_catalogue("azure", catalogue.today(), extended=False, where=f"in AKS location {location}")
 
 
 def _physical_name(args: pulumi_mocks.MockResourceArgs, explicit_input: str) -> str:
@@ -157,8 +190,15 @@ OUTPUTS: dict[str, Any] = {
 }
 
 
-def _client_token(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
-    return {"token": MOCK_ARM_TOKEN}
+# getClientToken's token per audience: without an endpoint, Resource Manager's.
+CLIENT_TOKENS = {acr_token.ARM_AUDIENCE: MOCK_ARM_TOKEN, acr_token.ACR_AUDIENCE: MOCK_ACR_AUDIENCE_TOKEN}
+
+
+def _client_token(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    endpoint = args.args.get("endpoint") or acr_token.ARM_AUDIENCE
+    if endpoint not in CLIENT_TOKENS:
+        raise AssertionError(f"getClientToken for endpoint {endpoint!r}, which no token here is for")
+    return {"token": CLIENT_TOKENS[endpoint]}
 
 
 CALLS: dict[str, Any] = {

@@ -12,6 +12,8 @@ from typing import Any
 
 from pulumi.runtime import mocks as pulumi_mocks
 
+from mlstack import catalogue
+
 MOCK_PROJECT_NUMBER = "123456789012"
 MOCK_ACCESS_TOKEN = "ya29.mock-access-token"  # noqa: S105 - a test fixture
 MOCK_CLUSTER_ENDPOINT = "192.0.2.20"
@@ -73,7 +75,24 @@ def _project(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
     }
 
 
+def _engine_versions(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    """The engine's serverConfig as the catalogue has it today: offline, the catalogue decides."""
+    standard = catalogue.offered_minors("gcp", catalogue.today())
+    extended = catalogue.offered_minors("gcp", catalogue.today(), extended=True)
+    default = f"{catalogue.GKE_DEFAULT_MINOR}.8-gke.1036000"
+    newest = {"standard": f"{standard[-1]}.3-gke.1000000", "extended": f"{extended[-1]}.3-gke.1000000"}
+    return {
+        "validMasterVersions": [f"{minor}.3-gke.1000000" for minor in reversed(standard)],
+        "releaseChannelDefaultVersion": dict.fromkeys(catalogue.GKE_RELEASE_CHANNELS, default),
+        "releaseChannelLatestVersion": {
+            channel: newest["extended" if channel == catalogue.GKE_EXTENDED_CHANNEL else "standard"]
+            for channel in catalogue.GKE_RELEASE_CHANNELS
+        },
+    }
+
+
 CALLS: dict[str, Callable[[pulumi_mocks.MockCallArgs], dict[str, Any]]] = {
+    "gcp:container/getEngineVersions:getEngineVersions": _engine_versions,
     "gcp:organizations/getClientConfig:getClientConfig": _client_config,
     "gcp:organizations/getProject:getProject": _project,
 }

@@ -1,4 +1,4 @@
-"""The ACR token exchange, against a real HTTP server on loopback: fields, answers, and every bound."""
+"""The ACR token exchange, against a real HTTP server on loopback: fields, the audiences' order, answers, bounds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +15,14 @@ import pytest
 from mlstack import acr_token
 
 Answer = Callable[[BaseHTTPRequestHandler, dict[str, str]], None]
+
+ACR = acr_token.AudienceToken(acr_token.ACR_AUDIENCE, "acr-token-xyz")
+ARM = acr_token.AudienceToken(acr_token.ARM_AUDIENCE, "arm-token-xyz")
+ACR_NOT_OBTAINED = acr_token.AudienceToken(
+    acr_token.ACR_AUDIENCE, "", unavailable="AADSTS500011: resource principal not found"
+)
+# The Docker registry error format; the body ACR sends for a refused token is not documented.
+UNAUTHORIZED = b'{"errors": [{"code": "UNAUTHORIZED", "message": "token validation failed"}]}'
 
 
 @contextmanager
@@ -56,39 +64,105 @@ def reply(status: int, body: bytes) -> Answer:
     return answer
 
 
-def exchange(host: str, *, timeout: float = 5.0, attempts: int = acr_token.ATTEMPTS) -> str:
+def arm_audience_disabled(handler: BaseHTTPRequestHandler, form: dict[str, str]) -> None:
+    """A registry whose azureADAuthenticationAsArmPolicy is disabled: only the ACR-audience token is taken."""
+    if form["access_token"] == ACR.token:
+        reply(200, b'{"refresh_token": "acr-refresh-1"}')(handler, form)
+    else:
+        reply(401, UNAUTHORIZED)(handler, form)
+
+
+def exchange(
+    host: str,
+    tokens: Sequence[acr_token.AudienceToken] = (ACR, ARM),
+    *,
+    timeout: float = 5.0,
+    attempts: int = acr_token.ATTEMPTS,
+) -> str:
     return acr_token.refresh_token(
-        host, "tenant-1", "arm-token-xyz", scheme="http", backoff=0.01, timeout=timeout, attempts=attempts
+        host, "tenant-1", tokens, scheme="http", backoff=0.01, timeout=timeout, attempts=attempts
     )
 
 
-def test_sends_the_documented_fields_and_returns_the_refresh_token() -> None:
+def offered(seen: list[dict[str, str]]) -> list[str]:
+    return [form["access_token"] for form in seen]
+
+
+def test_sends_the_documented_fields_with_the_acr_audience_token_first() -> None:
     with registry([reply(200, b'{"refresh_token": "acr-refresh-1"}')]) as (host, seen):
         assert exchange(host) == "acr-refresh-1"
     assert seen == [{"grant_type": "access_token", "service": host, "tenant": "tenant-1",
-                     "access_token": "arm-token-xyz"}]  # fmt: skip
+                     "access_token": ACR.token}]  # fmt: skip
 
 
-def test_a_refusal_is_not_retried_and_says_what_to_do_without_the_token() -> None:
-    refusal = reply(401, b'{"errors": [{"code": "UNAUTHORIZED"}]}')
-    with registry([refusal]) as (host, seen), pytest.raises(acr_token.AcrTokenError) as caught:
+def test_a_registry_with_arm_audience_tokens_disabled_takes_the_acr_audience_one() -> None:
+    """Bug: the program offered only an ARM-audience token, which a registry under the built-in
+    policy "Container registries should have ARM audience token authentication disabled" refuses."""
+    with registry([arm_audience_disabled]) as (host, seen):
+        assert exchange(host) == "acr-refresh-1"
+    assert offered(seen) == [ACR.token]
+    with registry([arm_audience_disabled]) as (host, seen), pytest.raises(acr_token.AcrTokenError):
+        exchange(host, [ARM])
+    assert offered(seen) == [ARM.token], "the ARM-audience token alone is refused there"
+
+
+def test_a_refused_acr_audience_token_falls_back_to_the_arm_audience_one() -> None:
+    answers = [reply(403, UNAUTHORIZED), reply(200, b'{"refresh_token": "arm-refresh"}')]
+    with registry(answers) as (host, seen):
+        assert exchange(host) == "arm-refresh"
+    assert offered(seen) == [ACR.token, ARM.token], "a refusal is not retried with the same token"
+
+
+def test_an_acr_audience_token_not_obtained_falls_back_to_the_arm_audience_one() -> None:
+    with registry([reply(200, b'{"refresh_token": "arm-refresh"}')]) as (host, seen):
+        assert exchange(host, [ACR_NOT_OBTAINED, ARM]) == "arm-refresh"
+    assert offered(seen) == [ARM.token]
+
+
+def test_both_refused_names_each_audience_and_answer_and_the_policy_without_a_token() -> None:
+    # A registry that echoes the token it refused must not put it in our message either.
+    echo = b'{"errors": [{"code": "DENIED", "message": "not for arm-token-xyz"}]}'
+    refusals = [reply(401, UNAUTHORIZED), reply(401, echo)]
+    with registry(refusals) as (host, seen), pytest.raises(acr_token.AcrTokenError) as caught:
         exchange(host)
-    assert len(seen) == 1
+    assert offered(seen) == [ACR.token, ARM.token]
     message = str(caught.value)
-    assert "HTTP 401" in message
-    assert "AcrPush" in message
+    assert f"ACR-audience token ({acr_token.ACR_AUDIENCE}): HTTP 401: UNAUTHORIZED: token validation failed" in message
+    assert f"ARM-audience token ({acr_token.ARM_AUDIENCE}): HTTP 401: DENIED: not for [token]" in message
+    assert "azureADAuthenticationAsArmPolicy is disabled" in message
+    assert "42781ec6-6127-4c30-bdfa-fb423a0047d3" in message
+    assert "785596ed-054f-41bc-aaec-7f3d0ba05725" in message
+    assert "Owner, Contributor or AcrPush" in message
     assert "mlstack:acrAdminUser" in message
-    assert "arm-token-xyz" not in message
+    assert ACR.token not in message
+    assert ARM.token not in message
 
 
-def test_a_server_error_is_retried_a_bounded_number_of_times() -> None:
+def test_a_token_not_obtained_is_named_with_its_reason() -> None:
+    with registry([reply(401, b"")]) as (host, _), pytest.raises(acr_token.AcrTokenError) as caught:
+        exchange(host, [ACR_NOT_OBTAINED, ARM])
+    message = str(caught.value)
+    assert f"ACR-audience token ({acr_token.ACR_AUDIENCE}): not obtained (AADSTS500011" in message
+    assert f"ARM-audience token ({acr_token.ARM_AUDIENCE}): HTTP 401: no detail" in message
+    assert ARM.token not in message
+
+
+def test_the_registry_answer_in_an_error_is_bounded() -> None:
+    long_text = b"x" * (10 * acr_token.MAX_DETAIL_CHARS)
+    with registry([reply(401, long_text)]) as (host, _), pytest.raises(acr_token.AcrTokenError) as caught:
+        exchange(host)
+    assert "x" * acr_token.MAX_DETAIL_CHARS not in str(caught.value)
+    assert "x" * (acr_token.MAX_DETAIL_CHARS - 1) + "…" in str(caught.value)
+
+
+def test_a_server_error_is_retried_a_bounded_number_of_times_and_not_with_the_next_token() -> None:
     with registry([reply(503, b"busy"), reply(200, b'{"refresh_token": "after-retry"}')]) as (host, seen):
         assert exchange(host) == "after-retry"
-    assert len(seen) == 2
+    assert offered(seen) == [ACR.token, ACR.token]
     gives_up = pytest.raises(acr_token.AcrTokenError, match="after 3 tries: HTTP 503: busy")
     with registry([reply(503, b"busy")]) as (host, seen), gives_up:
         exchange(host)
-    assert len(seen) == acr_token.ATTEMPTS
+    assert offered(seen) == [ACR.token] * acr_token.ATTEMPTS, "an unreachable registry is not asked again"
 
 
 def test_an_oversized_answer_is_refused() -> None:
@@ -100,8 +174,9 @@ def test_an_oversized_answer_is_refused() -> None:
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"access_token": "x"}', b'{"refresh_token": ""}'])
 def test_an_answer_without_a_refresh_token_is_refused(body: bytes) -> None:
     refused = pytest.raises(acr_token.AcrTokenError, match="without a refresh_token")
-    with registry([reply(200, body)]) as (host, _), refused:
+    with registry([reply(200, body)]) as (host, seen), refused:
         exchange(host)
+    assert len(seen) == 1, "a registry that took the token but answered badly is not offered the next"
 
 
 def test_a_registry_that_never_answers_is_given_up_on_in_bounded_time() -> None:
@@ -114,6 +189,16 @@ def test_a_registry_that_never_answers_is_given_up_on_in_bounded_time() -> None:
             exchange(host, timeout=0.3, attempts=2)
         assert time.monotonic() - started < 2.5
     assert len(seen) == 2
+
+
+def test_a_token_is_not_in_its_repr() -> None:
+    assert ACR.token not in repr(ACR)
+    assert acr_token.ACR_AUDIENCE in repr(ACR)
+
+
+def test_no_token_at_all_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        acr_token.refresh_token("registry.invalid", "tenant-1", [])
 
 
 def test_the_program_calls_the_real_exchange_outside_the_harness() -> None:

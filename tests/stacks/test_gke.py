@@ -135,7 +135,8 @@ def test_cluster_removes_default_pool_and_enables_workload_identity_and_gcs_fuse
     assert inputs["workloadIdentityConfig"] == {"workloadPool": "my-ml-project.svc.id.goog"}, cluster.urn
     assert inputs["addonsConfig"] == {"gcsFuseCsiDriverConfig": {"enabled": True}}, cluster.urn
     assert inputs["releaseChannel"] == {"channel": "REGULAR"}, cluster.urn
-    assert inputs["minMasterVersion"] == "1.33", cluster.urn
+    # No pinned version: the channel's default (tests/stacks/test_kubernetes_versions.py).
+    assert "minMasterVersion" not in inputs, cluster.urn
     assert inputs["deletionProtection"] is False, cluster.urn
     assert inputs["location"] == "us-central1-a", cluster.urn
     for pool in stack.of_type(NODE_POOL):

@@ -100,7 +100,7 @@ def test_the_cuda_12_build_runs_a_v100(shared_run: SharedRun) -> None:
 
 
 def test_gke_default_driver_is_too_old_for_cuda_13(stack_problems: StackProblems) -> None:
-    """GKE 1.33's DEFAULT driver is R535 (CUDA 12.2); a CUDA 13 build needs 580+."""
+    """GKE's DEFAULT driver on COS 125 (1.34, 1.35) is R535 (CUDA 12.2); a CUDA 13 build needs 580+."""
     problems = stack_problems("gke", trainerCuda="13.0")
     (problem,) = [p for p in problems if p.startswith("mlstack:gkeGpuDriverVersion ")]
     assert "R535" in problem

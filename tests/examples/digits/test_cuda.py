@@ -40,7 +40,7 @@ def test_no_driver_names_the_loader_path() -> None:
 
 
 def test_a_cuda_13_build_on_an_r535_driver_is_too_old() -> None:
-    """torch 2.13 from PyPI is CUDA 13; GKE 1.33's DEFAULT driver on COS is R535 (CUDA 12.2)."""
+    """torch 2.13 from PyPI is CUDA 13; GKE's DEFAULT driver on COS 125 (1.34, 1.35) is R535 (CUDA 12.2)."""
     reason = cuda.unusable_reason(CU130, R535, [T4])
     assert reason is not None
     assert "driver is too old" in reason
