@@ -9,8 +9,9 @@ the local stack gets a throw-away kubeconfig) and writes, under
 - ``graph.md`` and ``graph.dot``: every resource with its type, parent,
   provider and dependencies.
 
-Every object is validated strictly against the schema of the stack's
-``kubernetesVersion``. Exit status: 0 when everything rendered and is valid,
+Every object is validated strictly against the schema of the minor the stack
+runs (its ``kubernetesVersion`` output: the pinned minor, or offline the
+catalogue's default for its cloud). Exit status: 0 when everything rendered and is valid,
 1 when an object is invalid, 2 when the program itself fails (bad config, say).
 """
 
