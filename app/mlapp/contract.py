@@ -76,6 +76,12 @@ SCRATCH_DIR: Final = "/tmp"  # noqa: S108 - an emptyDir the pod owns
 TLS_DIR: Final = "/etc/mlapp-tls"
 TLS_CERT_FILE_NAME: Final = "tls.crt"
 TLS_KEY_FILE_NAME: Final = "tls.key"
+# The basic-auth password: the key of the server's kubernetes.io/basic-auth Secret, mounted as a file here,
+# never an environment variable: a process's environment is readable in /proc/<pid>/environ and lands in
+# crash reports, while a secret volume "is backed by tmpfs ... never written to non-volatile storage"
+# (https://kubernetes.io/docs/concepts/storage/volumes/#secret) and the server reads it once, at start-up.
+AUTH_DIR: Final = "/etc/mlapp-auth"
+AUTH_PASSWORD_FILE_NAME: Final = "password"  # noqa: S105 - a file's name, not a password
 
 # --- shutdown ------------------------------------------------------------------------
 # The pod's termination grace period, the preStop sleep that lets endpoints drop the
@@ -97,6 +103,9 @@ ENV_MODEL_VERSION: Final = "MLAPP_MODEL_VERSION"
 ENV_LABELS_FILE: Final = "MLAPP_LABELS_FILE"
 ENV_LOG_LEVEL: Final = "MLAPP_LOG_LEVEL"
 ENV_AUTH_USERNAME: Final = "MLAPP_AUTH_USERNAME"
+# The file that holds the password (the pods': AUTH_DIR/AUTH_PASSWORD_FILE_NAME), or the password itself
+# (`make serve` on a laptop); one or the other.
+ENV_AUTH_PASSWORD_FILE: Final = "MLAPP_AUTH_PASSWORD_FILE"  # noqa: S105 - the variable's name, not a password
 ENV_AUTH_PASSWORD: Final = "MLAPP_AUTH_PASSWORD"  # noqa: S105 - the variable's name, not a password
 ENV_MAX_BODY_BYTES: Final = "MLAPP_MAX_BODY_BYTES"
 ENV_MAX_BATCH: Final = "MLAPP_MAX_BATCH"

@@ -1,4 +1,4 @@
-"""The server's settings, read once from the environment at start-up."""
+"""The server's settings, read once from the environment (and the files it names) at start-up."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_BODY_BYTES = 8 * 1024 * 1024
 # Failed logins per client address before 429 (serve/auth.py, which refills them).
 FAILED_LOGIN_BURST = 20
+# A password file holds a few dozen bytes (a Secret's key, mounted by the kubelet): read at most this much,
+# so that a wrong path (a log, a model) is refused instead of read whole.
+MAX_PASSWORD_FILE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -161,17 +164,53 @@ def _segment(env: Mapping[str, str], key: str, default: str) -> str:
         raise SettingsError(str(e)) from e
 
 
-def from_env(env: Mapping[str, str]) -> Settings:
-    """Build Settings from ``env``; raise SettingsError naming the variable on a bad value."""
+def read_password_file(path: Path) -> str:
+    """The password a file holds: its one line, without the line's end (``echo`` and
+    ``kubectl create secret --from-file`` leave one). Bounded; never echoes what it read."""
+    name = contract.ENV_AUTH_PASSWORD_FILE
+    try:
+        raw = store.read_at_most(path, MAX_PASSWORD_FILE_BYTES)
+    except store.FileTooLarge:
+        raise SettingsError(f"{name}: {path} is over {MAX_PASSWORD_FILE_BYTES} bytes, not a password file") from None
+    except OSError as e:
+        raise SettingsError(f"{name}: cannot read {path}: {e.strerror or e}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{name}: {path} is not UTF-8 text") from None
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise SettingsError(f"{name}: {path} is empty: it must hold the basic-auth password")
+    if "\n" in password or "\r" in password:
+        raise SettingsError(f"{name}: {path} must hold the password on one line")
+    return password
+
+
+def _credentials(env: Mapping[str, str]) -> tuple[str, str]:
+    """The basic-auth username, and the password from the file the pods mount (ENV_AUTH_PASSWORD_FILE) or,
+    on a laptop, from the environment (ENV_AUTH_PASSWORD): one or the other."""
     username = env.get(contract.ENV_AUTH_USERNAME, "")
+    password_file = env.get(contract.ENV_AUTH_PASSWORD_FILE, "").strip()
     password = env.get(contract.ENV_AUTH_PASSWORD, "")
-    if not username or not password:
-        missing = [k for k in (contract.ENV_AUTH_USERNAME, contract.ENV_AUTH_PASSWORD) if not env.get(k)]
+    if password_file and password:
+        raise SettingsError(
+            f"{contract.ENV_AUTH_PASSWORD_FILE} and {contract.ENV_AUTH_PASSWORD} are both set: choose one"
+        )
+    missing = [contract.ENV_AUTH_USERNAME] if not username else []
+    if not password_file and not password:
+        missing.append(f"{contract.ENV_AUTH_PASSWORD_FILE} (or {contract.ENV_AUTH_PASSWORD})")
+    if missing:
         raise SettingsError(
             f"{' and '.join(missing)} must be set: the server refuses to serve without basic-auth credentials"
         )
     if ":" in username:
         raise SettingsError(f"{contract.ENV_AUTH_USERNAME} must not contain ':' (basic auth cannot carry it)")
+    return username, read_password_file(Path(password_file)) if password_file else password
+
+
+def from_env(env: Mapping[str, str]) -> Settings:
+    """Build Settings from ``env``; raise SettingsError naming the variable on a bad value."""
+    username, password = _credentials(env)
 
     raw_level = env.get(contract.ENV_LOG_LEVEL, "")
     level = raw_level.strip().upper() or "INFO"

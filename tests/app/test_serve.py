@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from mlapp import settings
+
 from .helpers import (
     GCSFUSE_SIM,
     LABELS,
@@ -538,9 +540,14 @@ CREDS = {"MLAPP_AUTH_USERNAME": "u", "MLAPP_AUTH_PASSWORD": "p4ss", "MLAPP_PLAIN
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"MLAPP_AUTH_USERNAME": "u"}, "MLAPP_AUTH_PASSWORD must be set"),
+        ({"MLAPP_AUTH_USERNAME": "u"}, "MLAPP_AUTH_PASSWORD_FILE (or MLAPP_AUTH_PASSWORD) must be set"),
         ({"MLAPP_AUTH_PASSWORD": "p4ss"}, "MLAPP_AUTH_USERNAME must be set"),
-        ({}, "MLAPP_AUTH_USERNAME and MLAPP_AUTH_PASSWORD must be set"),
+        ({}, "MLAPP_AUTH_USERNAME and MLAPP_AUTH_PASSWORD_FILE (or MLAPP_AUTH_PASSWORD) must be set"),
+        ({**CREDS, "MLAPP_AUTH_PASSWORD_FILE": "/etc/hostname"}, "MLAPP_AUTH_PASSWORD are both set: choose one"),
+        (
+            {**CREDS, "MLAPP_AUTH_PASSWORD": "", "MLAPP_AUTH_PASSWORD_FILE": "/nonexistent"},
+            "MLAPP_AUTH_PASSWORD_FILE: cannot read /nonexistent",
+        ),
         ({**CREDS, "MLAPP_AUTH_USERNAME": "a:b"}, "MLAPP_AUTH_USERNAME must not contain ':'"),
         ({**CREDS, "MLAPP_PORT": "h"}, "MLAPP_PORT must be an integer from 1 to 65535, got 'h'"),
         ({**CREDS, "MLAPP_PORT": "0"}, "MLAPP_PORT must be an integer from 1 to 65535, got 0"),
@@ -565,6 +572,82 @@ def test_refuses_to_start_on_bad_settings(env: dict[str, str], message: str) -> 
     assert result.returncode == 1
     assert message in result.stderr
     assert "p4ss" not in result.stdout + result.stderr
+
+
+# --- the password from a file, as the pods mount it (contract.AUTH_DIR)
+
+SETTINGS_ENV = {"MLAPP_AUTH_USERNAME": "u", "MLAPP_PLAIN_HTTP": "1"}
+
+
+@pytest.mark.parametrize(
+    ("written", "password"),
+    [
+        (b"p4ss-from-a-file", "p4ss-from-a-file"),
+        (b"p4ss-from-a-file\n", "p4ss-from-a-file"),  # echo, kubectl create secret --from-file
+        (b"p4ss-from-a-file\r\n", "p4ss-from-a-file"),
+        (b" spaced p4ss \n", " spaced p4ss "),  # only the line's end goes
+        ("pässwörd\n".encode(), "pässwörd"),
+    ],
+)
+def test_the_password_is_read_from_its_file_without_the_lines_end(
+    tmp_path: Path, written: bytes, password: str
+) -> None:
+    path = tmp_path / "password"
+    path.write_bytes(written)
+    read = settings.from_env({**SETTINGS_ENV, "MLAPP_AUTH_PASSWORD_FILE": str(path)})
+    assert read.password == password
+    assert password not in repr(read)
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        (None, "MLAPP_AUTH_PASSWORD_FILE: cannot read {path}: No such file or directory"),
+        (b"", "MLAPP_AUTH_PASSWORD_FILE: {path} is empty"),
+        (b"\n", "MLAPP_AUTH_PASSWORD_FILE: {path} is empty"),
+        (b"p4ss\nsecond-line\n", "MLAPP_AUTH_PASSWORD_FILE: {path} must hold the password on one line"),
+        (b"p4ss\xff\n", "MLAPP_AUTH_PASSWORD_FILE: {path} is not UTF-8 text"),
+        (b"p4ss" * 1025, "MLAPP_AUTH_PASSWORD_FILE: {path} is over 4096 bytes"),
+    ],
+    ids=["missing", "empty", "blank", "two-lines", "not-utf8", "too-large"],
+)
+def test_a_password_file_the_server_cannot_use_is_refused_naming_it(
+    tmp_path: Path, written: bytes | None, message: str
+) -> None:
+    path = tmp_path / "password"
+    if written is not None:
+        path.write_bytes(written)
+    with pytest.raises(settings.SettingsError) as refused:
+        settings.from_env({**SETTINGS_ENV, "MLAPP_AUTH_PASSWORD_FILE": str(path)})
+    assert message.format(path=path) in str(refused.value)
+    assert "p4ss" not in str(refused.value), "the message echoes the file"
+
+
+def test_the_password_file_is_read_at_most_to_its_bound(tmp_path: Path) -> None:
+    # A wrong path to something endless is refused after its bound, never read whole.
+    with pytest.raises(settings.SettingsError, match="is over 4096 bytes"):
+        settings.read_password_file(Path("/dev/zero"))
+    assert settings.MAX_PASSWORD_FILE_BYTES == 4096
+
+
+def test_a_server_given_the_password_file_answers_to_it_and_holds_no_password_in_its_environment(
+    tmp_path: Path, trained: TrainedModel
+) -> None:
+    from_file = "s3cret-from-the-mounted-file"
+    path = tmp_path / "password"
+    path.write_text(from_file + "\n", encoding="utf-8")
+    srv = Server(tmp_path, trained.store, MLAPP_AUTH_PASSWORD="", MLAPP_AUTH_PASSWORD_FILE=str(path))
+    try:
+        srv.wait_for("/v2/health/ready")
+        metadata = f"{srv.url}/v2/models/{MODEL_NAME}"
+        assert httpx.get(metadata, auth=(USER, from_file), timeout=10).status_code == 200
+        assert httpx.get(metadata, auth=(USER, from_file + "\n"), timeout=10).status_code == 401
+        assert httpx.get(metadata, auth=AUTH, timeout=10).status_code == 401, "the test's usual password"
+        environ = Path(f"/proc/{srv.proc.pid}/environ").read_bytes()
+        assert from_file.encode() not in environ, "the password is in the server's environment"
+    finally:
+        srv.stop()
+    assert from_file not in srv.log
 
 
 def test_labels_not_matching_the_model_keep_it_not_ready(tmp_path: Path, trained: TrainedModel) -> None:
