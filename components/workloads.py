@@ -56,9 +56,16 @@ TLS_SECRET_TYPE = "kubernetes.io/tls"  # noqa: S105 - a Secret type, not a passw
 TLS_SECRET_CERTIFICATE = "tls.crt"  # noqa: S105 - a key's name, not a password
 TLS_SECRET_PRIVATE_KEY = "tls.key"  # noqa: S105 - a key's name, not a password
 TLS_VOLUME = "tls"
-# Owner and group read only: with the pod's fsGroup the files belong to the app's group
+# A Secret of this type holds the credentials under these two keys
+# (https://kubernetes.io/docs/concepts/configuration/secret/#basic-authentication-secret).
+AUTH_SECRET_TYPE = "kubernetes.io/basic-auth"  # noqa: S105 - a Secret type, not a password
+AUTH_SECRET_USERNAME = "username"  # noqa: S105 - a key's name, not a password
+AUTH_SECRET_PASSWORD = "password"  # noqa: S105 - a key's name, not a password
+AUTH_VOLUME = "auth"
+# The mode of the files a secret volume makes (the TLS key, the password): owner and group read only; with
+# the pod's fsGroup they belong to the app's group
 # (https://kubernetes.io/docs/tasks/configure-pod-container/security-context/, fsGroup).
-TLS_FILE_MODE = 0o440
+SECRET_FILE_MODE = 0o440
 # The server reads its certificate at start: the pod template carries the certificate's digest, so a
 # new certificate rolls the pods, and the diff says why. The certificate is public; its key never is.
 CERTIFICATE_DIGEST_ANNOTATION = "mlstack.io/tls-certificate-sha256"
@@ -384,12 +391,17 @@ def server_ports() -> list[k8s.core.v1.ContainerPortArgs]:
     ]
 
 
-def server_env() -> list[k8s.core.v1.EnvVarArgs]:
-    """What only the server reads: where its certificate and key are mounted, and its metrics port.
+def server_env(username: str) -> list[k8s.core.v1.EnvVarArgs]:
+    """What only the server reads: the basic-auth username, where its certificate, key and password are
+    mounted, and its metrics port.
 
-    On the container, not in the ConfigMap the trainer shares: paths, never the key itself.
+    On the container, not in the ConfigMap the trainer shares: paths, never the key or the password
+    themselves (auth_volume, tls_volume). The username is no secret: it is plain config and a plain stack
+    output (basicAuthUsername).
     """
     values = {
+        contract.ENV_AUTH_USERNAME: username,
+        contract.ENV_AUTH_PASSWORD_FILE: f"{contract.AUTH_DIR}/{contract.AUTH_PASSWORD_FILE_NAME}",
         contract.ENV_TLS_CERT_FILE: f"{contract.TLS_DIR}/{contract.TLS_CERT_FILE_NAME}",
         contract.ENV_TLS_KEY_FILE: f"{contract.TLS_DIR}/{contract.TLS_KEY_FILE_NAME}",
         contract.ENV_METRICS_PORT: str(contract.METRICS_PORT),
@@ -403,7 +415,7 @@ def tls_volume(secret_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
         name=TLS_VOLUME,
         secret=k8s.core.v1.SecretVolumeSourceArgs(
             secret_name=secret_name,
-            default_mode=TLS_FILE_MODE,
+            default_mode=SECRET_FILE_MODE,
             items=[
                 k8s.core.v1.KeyToPathArgs(key=TLS_SECRET_CERTIFICATE, path=contract.TLS_CERT_FILE_NAME),
                 k8s.core.v1.KeyToPathArgs(key=TLS_SECRET_PRIVATE_KEY, path=contract.TLS_KEY_FILE_NAME),
@@ -414,6 +426,22 @@ def tls_volume(secret_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
 
 def tls_mount() -> k8s.core.v1.VolumeMountArgs:
     return k8s.core.v1.VolumeMountArgs(name=TLS_VOLUME, mount_path=contract.TLS_DIR, read_only=True)
+
+
+def auth_volume(secret_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
+    """The basic-auth Secret's password as the file the server reads (contract.AUTH_DIR says why a file)."""
+    return k8s.core.v1.VolumeArgs(
+        name=AUTH_VOLUME,
+        secret=k8s.core.v1.SecretVolumeSourceArgs(
+            secret_name=secret_name,
+            default_mode=SECRET_FILE_MODE,
+            items=[k8s.core.v1.KeyToPathArgs(key=AUTH_SECRET_PASSWORD, path=contract.AUTH_PASSWORD_FILE_NAME)],
+        ),
+    )
+
+
+def auth_mount() -> k8s.core.v1.VolumeMountArgs:
+    return k8s.core.v1.VolumeMountArgs(name=AUTH_VOLUME, mount_path=contract.AUTH_DIR, read_only=True)
 
 
 def certificate_sha256(certificate: str) -> str:
@@ -704,21 +732,13 @@ def server_deployment_spec(
     tls_refs: TlsRefs,
 ) -> k8s.apps.v1.DeploymentSpecArgs:
     """The serving Deployment: rolls one pod at a time, never below the replica count, probes on the model,
-    TLS from the Secret, and a shutdown inside the grace period the app's contract states.
+    TLS and the basic-auth password as files from their Secrets (``auth_secret``: the basic-auth one's
+    name), and a shutdown inside the grace period the app's contract states.
 
     ``labels_config``: the ConfigMap of the stack's modelLabels, mounted where the server's ConfigMap
     points; None: the model's own published labels are served, and nothing is mounted."""
     app, serving, store = args.app, args.serving, args.target.model_store
     probe = probes()
-
-    def secret_env(var: str, key: str) -> k8s.core.v1.EnvVarArgs:
-        return k8s.core.v1.EnvVarArgs(
-            name=var,
-            value_from=k8s.core.v1.EnvVarSourceArgs(
-                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=auth_secret, key=key)
-            ),
-        )
-
     server = k8s.core.v1.ContainerArgs(
         name=contract.SERVER_CONTAINER,
         image=args.server_image,
@@ -726,9 +746,7 @@ def server_deployment_spec(
         env_from=env_from(refs),
         env=[
             k8s.core.v1.EnvVarArgs(name=contract.ENV_MODEL_VERSION, value=refs.model_version),
-            secret_env(contract.ENV_AUTH_USERNAME, "username"),
-            secret_env(contract.ENV_AUTH_PASSWORD, "password"),
-            *server_env(),
+            *server_env(args.basic_auth_username),
         ],
         startup_probe=probe.startup,
         readiness_probe=probe.readiness,
@@ -750,6 +768,7 @@ def server_deployment_spec(
             *([k8s.core.v1.VolumeMountArgs(name="labels", mount_path=contract.LABELS_DIR, read_only=True)]
               if labels_config is not None else []),
             tls_mount(),
+            auth_mount(),
             scratch_mount(),
         ],
     )  # fmt: skip
@@ -792,6 +811,7 @@ def server_deployment_spec(
                     model_volume(store, refs.model_claim, read_only=True),
                     *labels_volumes,
                     tls_volume(tls_refs.secret_name),
+                    auth_volume(auth_secret),
                     scratch_volume(),
                 ],
                 service_account_name=refs.server_account,
@@ -1150,8 +1170,8 @@ class MlWorkloads(pulumi.ComponentResource):
         return k8s.core.v1.Secret(
             f"{self._name}-basic-auth",
             metadata=self._meta("auth"),
-            type="kubernetes.io/basic-auth",
-            string_data={"username": self._args.basic_auth_username, "password": password},
+            type=AUTH_SECRET_TYPE,
+            string_data={AUTH_SECRET_USERNAME: self._args.basic_auth_username, AUTH_SECRET_PASSWORD: password},
             opts=self._k8s,
         )
 

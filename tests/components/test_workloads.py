@@ -145,13 +145,35 @@ def test_env_and_secret_references_name_objects_and_keys_that_exist(cpu_run: har
                 where = f"{registration.name} {var['name']}"
                 assert ref["name"] in secrets, f"{where} names a missing Secret {ref['name']}"
                 assert ref["key"] in secrets[ref["name"]]["stringData"], f"{where}: no key {ref['key']}"
-    server_env = {v["name"]: v for v in container(cpu_run.one(DEPLOYMENT))["env"]}
-    assert server_env[contract.ENV_AUTH_USERNAME]["valueFrom"]["secretKeyRef"]["key"] == "username"
-    assert server_env[contract.ENV_AUTH_PASSWORD]["valueFrom"]["secretKeyRef"]["key"] == "password"
     # The trainer's environment is the contract's alone: none of the server's ConfigMap, no Secret.
     trainer = container(cpu_run.one(JOB, TRAIN))
     assert "envFrom" not in trainer
     assert all("value" in var or "fieldRef" in var.get("valueFrom", {}) for var in trainer["env"])
+
+
+def test_the_password_reaches_the_server_as_a_file_from_the_basic_auth_secret_never_a_variable(
+    cpu_run: harness.StackRun,
+) -> None:
+    secret = manifest(cpu_run, SECRET, "-basic-auth")
+    spec = pod_spec(cpu_run.one(DEPLOYMENT))
+    (server,) = spec["containers"]
+    volume = next(v for v in spec["volumes"] if v["name"] == workloads.AUTH_VOLUME)
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    (item,) = volume["secret"]["items"]
+    assert (item["key"], item["path"]) == ("password", contract.AUTH_PASSWORD_FILE_NAME)
+    assert item["key"] in secret["stringData"]
+    assert volume["secret"]["defaultMode"] & 0o077 == 0o040, "owner and the app's group (fsGroup) only"
+    mount = next(m for m in server["volumeMounts"] if m["name"] == workloads.AUTH_VOLUME)
+    assert (mount["mountPath"], mount["readOnly"]) == (contract.AUTH_DIR, True)
+    env = {v["name"]: v for v in server["env"]}
+    assert env[contract.ENV_AUTH_PASSWORD_FILE]["value"] == f"{mount['mountPath']}/{item['path']}"
+    assert contract.ENV_AUTH_PASSWORD not in env, "the password as a variable"
+    assert env[contract.ENV_AUTH_USERNAME]["value"] == secret["stringData"]["username"] == "alice"
+    password = secret["stringData"]["password"]
+    for registration in (cpu_run.one(DEPLOYMENT), cpu_run.one(JOB, TRAIN), cpu_run.one(JOB, PUBLISH)):
+        for var in container(registration).get("env", []):
+            assert "secretKeyRef" not in var.get("valueFrom", {}), f"{registration.name} {var['name']} from a Secret"
+            assert password not in str(var.get("value", "")), f"{registration.name} {var['name']} holds the password"
 
 
 def test_labels_file_is_mounted_from_the_labels_config_map(cpu_run: harness.StackRun) -> None:
