@@ -35,10 +35,44 @@ BACKLOG: Final = 2048
 DRAIN_POLL_SECONDS: Final = 0.02
 
 
+# Mozilla's "intermediate" server configuration, guidelines 6.0 (https://ssl-config.mozilla.org/guidelines/6.0.json,
+# mozilla/ssl-config-generator src/static/guidelines/6.0.json; https://wiki.mozilla.org/Security/Server_Side_TLS):
+# TLS 1.2 and 1.3; for TLS 1.2 only ECDHE with AES-GCM or ChaCha20-Poly1305, in this order; "server_preferred_order":
+# false. Python's own default for a context ("@SECLEVEL=2:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES:...",
+# PY_SSL_DEFAULT_CIPHER_STRING in CPython 3.11's Modules/_ssl.c) adds ECDHE with AES-CBC (ECDHE-ECDSA-AES128-SHA256,
+# -AES256-SHA384) and DHE, which "intermediate" does not offer. The ECDSA suites serve the stack's own certificate
+# (ECDSA P-256), the RSA ones a certificate the user brings.
+TLS12_CIPHERS: Final = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+)
+# TLS 1.3's suites, which set_ciphers leaves alone (it sets OpenSSL's TLS 1.2 list only) and Python 3.11 cannot set:
+# OpenSSL's default set is these three "intermediate" names, and with the client's preference their order is moot.
+TLS13_CIPHERS: Final = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
+# "intermediate" names the key-exchange groups X25519MLKEM768, X25519, prime256v1 and secp384r1. Python 3.11's ssl
+# cannot set a list of groups: set_ecdh_curve takes one curve, and on OpenSSL 3 makes it the only group (a
+# prime256v1-only server refuses a client that offers X25519 alone), so it is not called. The server accepts
+# OpenSSL's default list: on OpenSSL 3.0 (the server image's Debian bookworm) x25519, secp256r1, x448, secp521r1,
+# secp384r1, ffdhe2048-8192 (ssl/t1_lib.c, supported_groups_default; its GOST groups need a provider nobody loads).
+# That holds Mozilla's three classical groups, X25519 first, plus x448, secp521r1 and the finite-field groups (used
+# by TLS 1.3 only, as no DHE suite is offered), none of them weaker. X25519MLKEM768 needs OpenSSL 3.5. Narrowing the
+# list needs SSLContext.set_groups (proposed in python/cpython#136306) or a "Groups" line in an OpenSSL configuration
+# file, which would hold for every context in the process.
+
+
 def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """A server context: TLS 1.2 or later, HTTP/1.1 over ALPN, the certificate chain and key from PEM files."""
+    """A server context as Mozilla's "intermediate" configuration has it (TLS 1.2 and 1.3, the suites above, the
+    client's order of preference), HTTP/1.1 over ALPN, the certificate chain and key from PEM files."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(":".join(TLS12_CIPHERS))
+    # Every suite offered is strong, so the client picks (one without AES hardware prefers ChaCha20); Python sets
+    # the server's preference by default.
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     context.set_alpn_protocols(["http/1.1"])
     context.load_cert_chain(cert_file, key_file)
     return context
