@@ -322,6 +322,9 @@ AZURE_LOCATIONS: tuple[str, ...] = (
     "westus3",
 )  # fmt: skip
 
+# The family letters of an Azure VM size ("Standard_NC4as_T4_v3" -> "NC"). The GPU-accelerated families are
+# the N series: NC, ND, NG and NV (learn.microsoft.com/azure/virtual-machines/sizes/overview, "GPU accelerated").
+_AZURE_SERIES = re.compile(r"^Standard_([A-Z]+)[0-9]")
 # Azure VM size names: "Standard_" then letters, digits and underscores.
 _AZURE_VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*$")
 
@@ -348,6 +351,11 @@ def azure_sizes_with(gpu_model: str) -> dict[str, int]:
     return {name: size.gpus for name, size in AZURE_GPU_SIZES.items() if size.gpu_model == gpu_model}
 
 
+def _azure_family(vm_size: str) -> str | None:
+    series = _AZURE_SERIES.match(vm_size)
+    return series[1] if series else None
+
+
 def azure_gpu_size(value: str) -> GpuSize:
     """The catalogue entry of a GPU VM size; raises ValueError naming the valid sizes."""
     if value in AZURE_GPU_SIZES:
@@ -358,7 +366,21 @@ def azure_gpu_size(value: str) -> GpuSize:
             f"was retired by Azure on {AZURE_RETIRED_GPU_SIZES[value]} and can no longer be created; "
             f"choose one of {choices}"
         )
-    hint = _suggestion(value, AZURE_GPU_SIZES)
+    series = _AZURE_SERIES.match(value)
+    if series and not series[1].startswith("N"):
+        # Suggesting the nearest GPU size by spelling would offer an 8-GPU machine for a D4s_v5.
+        raise ValueError(
+            f"has no GPU: the {series[1]} series is not one of Azure's GPU families (NC, ND, NG, NV); "
+            f"the GPU pool needs one of {choices}"
+        )
+    if series and series[1] == "NV":
+        raise ValueError(
+            "is an NV size, whose GPUs (whole or fractional) run NVIDIA's GRID driver, which the NVIDIA device "
+            f"plugin the pool runs does not schedule; choose one of {choices}"
+        )
+    # Only sizes of the same family are suggested: a spelling slip, not another machine.
+    family = series[1] if series else None
+    hint = _suggestion(value, [name for name in AZURE_GPU_SIZES if family in (None, _azure_family(name))])
     if hint:
         raise ValueError(f"is not a GPU VM size in the catalogue{hint}; choose one of {choices}")
     raise ValueError(f"is not a GPU VM size: the GPU pool needs one of {choices}")

@@ -8,6 +8,8 @@ wording wherever it fires. Keys are config keys without the namespace.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
@@ -19,7 +21,7 @@ from mlapp import contract
 from mlapp.gate import Gate, GateError, check_metric_name
 from mlstack import capacity, catalogue, specs, validate
 from mlstack.catalogue import TRAINER_BUILDS, TRAINER_CPU, TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
-from mlstack.problems import Problem
+from mlstack.problems import Problem, config_key
 
 MIN_CLASSES = 2  # a classifier tells at least two classes apart
 # The trainer's command (mlstack:trainerCommand): it lands in the Job's pod template, whose whole object
@@ -253,10 +255,13 @@ def replicas(minimum: int, maximum: int) -> list[Problem]:
     return [Problem("maxReplicas", maximum, f"must be at least mlstack:replicas ({minimum})")]
 
 
-def request_and_limit(request_key: str, request: str, limit_key: str, limit: str) -> list[Problem]:
-    """Both Kubernetes quantities above zero, the limit at least the request."""
-    problems = parsed(request_key, request, validate.positive_quantity)
-    problems += parsed(limit_key, limit, validate.positive_quantity)
+def request_and_limit(
+    request_key: str, request: str, limit_key: str, limit: str, *, memory: bool = False
+) -> list[Problem]:
+    """Both Kubernetes quantities above zero (``memory``: sizes in bytes), the limit at least the request."""
+    check = validate.memory_quantity if memory else validate.positive_quantity
+    problems = parsed(request_key, request, check)
+    problems += parsed(limit_key, limit, check)
     if problems:
         return problems
     if validate.quantity(limit) < validate.quantity(request):
@@ -286,16 +291,31 @@ def train_timeout(timeout: str, deadline_seconds: int) -> list[Problem]:
 MIN_TRAINING_SECONDS = 60
 
 
-def train_deadline(deadline_seconds: int, linger_seconds: int) -> list[Problem]:
+# A Job's activeDeadlineSeconds counts from the Job's start, the time its pods wait for a node included
+# ("Once a Job reaches activeDeadlineSeconds, all of its running Pods are terminated",
+# https://kubernetes.io/docs/concepts/workloads/controllers/job/#job-termination-and-cleanup). A GPU pool at
+# zero first waits for a node: the cluster autoscaler holds GPU pods 30 s before scaling up (Azure/AKS#5573),
+# and a GPU VM with its driver install took "as long as 8min+" (Azure/aks-engine#3507). Ten minutes are kept.
+GPU_SCALE_UP_SECONDS: Final = 600
+
+
+def train_deadline(deadline_seconds: int, linger_seconds: int, *, gpu_from_zero: bool = False) -> list[Problem]:
     """The Job's deadline holds the run and the time the trainer keeps its metrics up after its verdict
-    (mlstack/monitoring.py): a deadline inside the linger would fail a Job that has published its model."""
-    least = MIN_TRAINING_SECONDS + linger_seconds
+    (mlstack/monitoring.py): a deadline inside the linger would fail a Job that has published its model.
+    ``gpu_from_zero``: the GPU pool starts with no node, and the wait for one counts too."""
+    scale_up = GPU_SCALE_UP_SECONDS if gpu_from_zero else 0
+    least = MIN_TRAINING_SECONDS + linger_seconds + scale_up
     if deadline_seconds >= least:
         return []
     reason = (
         f"must be at least {least}: {MIN_TRAINING_SECONDS}s to train and the {linger_seconds}s the trainer keeps "
         "its metrics up after its verdict, for the cluster's collector to scrape it"
     )
+    if scale_up:
+        reason += (
+            f", plus {scale_up}s for a GPU node to come up from zero (gpuMinNodes is 0), which the Job's deadline "
+            "counts too"
+        )
     return [Problem("trainDeadlineSeconds", deadline_seconds, reason)]
 
 
@@ -737,3 +757,146 @@ def kubernetes_version_offered(value: str, offered: Sequence[str], where: str) -
             "or leave kubernetesVersion empty to take the cloud's default",
         )
     ]
+
+
+# --- the keys themselves -----------------------------------------------------------------
+
+
+def unknown_keys(keys: Iterable[str], declared: Iterable[str]) -> list[Problem]:
+    """Every ``mlstack:`` key set that the project does not declare, with the nearest declared one.
+
+    Pulumi passes any key a stack file holds, and one the program never reads is silently
+    ignored: ``mlstack:gpuMaxNode: 3`` would leave the pool at its default.
+    """
+    known = list(declared)
+    by_lower = {k.lower(): k for k in known}
+    problems = []
+    for key in sorted(keys):
+        if key in known:
+            continue
+        close = by_lower.get(key.lower()) or next(
+            iter(difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.7)), None
+        )
+        hint = f"did you mean {config_key(by_lower.get(close, close))}? " if close else ""
+        problems.append(
+            Problem(
+                key,
+                None,
+                f"is not a key of this program ({hint}every key is declared in Pulumi.yaml, and the README lists them)",
+                show_value=False,
+            )
+        )
+    return problems
+
+
+# --- names, namespaces, addresses, platforms, storage: what the API or the scheduler refuses later -------
+
+# Service names are RFC 1035 labels, which start with a letter: "the name of a Service object must be a
+# valid RFC 1035 label name" (https://kubernetes.io/docs/concepts/services-networking/service/). The app's
+# Services are named after mlstack:appName (<appName>-server, <appName>-metrics), so it must start with one.
+_RFC1035_START = re.compile(r"^[a-z]")
+# "Avoid creating namespaces with the prefix kube-, since it is reserved for Kubernetes system namespaces"
+# (https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/). The app's namespace gets a
+# default-deny NetworkPolicy and enforces the restricted Pod Security level: in kube-system that would cut the
+# cluster's own DNS off and refuse its agents.
+SYSTEM_NAMESPACE_PREFIX: Final = "kube-"
+# Addresses a public load balancer never sees as a client's: RFC 1918, shared address space (RFC 6598),
+# link-local (RFC 3927), loopback, and IPv6 unique-local and link-local (RFC 4193, RFC 4291).
+PRIVATE_RANGES: Final = (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
+    "fc00::/7", "fe80::/10", "::1/128",
+)  # fmt: skip
+# The storage classes AKS ships (learn.microsoft.com/azure/aks/concepts-storage, "Storage classes"): the
+# Azure Disk ones give ReadWriteOnce only ("Azure Disks can be used to create a Kubernetes DataDisk resource.
+# ... mounted as ReadWriteOnce"), so the Job on a GPU node and the servers on the system pool could not share
+# the model store; Azure Files and Blob (NFS, BlobFuse) give ReadWriteMany.
+AKS_READ_WRITE_ONCE_CLASSES: Final = ("default", "managed", "managed-csi", "managed-premium", "managed-csi-premium")
+
+
+def app_name(value: str) -> list[Problem]:
+    if _RFC1035_START.match(value):
+        return []
+    return [
+        Problem(
+            "appName",
+            value,
+            "must start with a letter: it names the app's Services (<appName>-server), and a Service name is an "
+            "RFC 1035 label, which starts with a letter",
+        )
+    ]
+
+
+def app_namespace(value: str) -> list[Problem]:
+    if not value.startswith(SYSTEM_NAMESPACE_PREFIX):
+        return []
+    return [
+        Problem(
+            "namespace",
+            value,
+            f"is a Kubernetes system namespace (the {SYSTEM_NAMESPACE_PREFIX} prefix is reserved): the app's "
+            "namespace denies all traffic by default and enforces the restricted Pod Security level, which would "
+            "cut off the cluster's own pods there; choose a namespace of the app's own, such as mlstack",
+        )
+    ]
+
+
+def public_source_ranges(ranges: Sequence[str], *, external_load_balancer: bool) -> list[Problem]:
+    """On a cloud's public load balancer, ranges a client's address can fall in; private ones never do."""
+    if not external_load_balancer:
+        return []
+    private = [ipaddress.ip_network(cidr) for cidr in PRIVATE_RANGES]
+    problems = []
+    for cidr in ranges:
+        network = ipaddress.ip_network(cidr)
+        inside = next((p for p in private if p.version == network.version and network.subnet_of(p)), None)  # type: ignore[arg-type]
+        if inside is not None:
+            problems.append(
+                Problem(
+                    "allowedSourceRanges",
+                    cidr,
+                    f"lies in the private range {inside}: the server is behind a public load balancer, which sees "
+                    "each client by its public address, so no client would ever match it; give your office's or "
+                    "VPN's public egress range",
+                )
+            )
+    return problems
+
+
+def image_platform(platform: str | None, *, cloud_gpu_pool: bool) -> list[Problem]:
+    """The images run on the cloud's nodes, which are x86-64 (catalogue.CLOUD_IMAGE_PLATFORM)."""
+    if not cloud_gpu_pool or platform in (None, catalogue.CLOUD_IMAGE_PLATFORM):
+        return []
+    return [
+        Problem(
+            "imagePlatform",
+            platform,
+            f"builds the images for {platform}, but every GPU machine in the catalogue is x86-64 and the pods would "
+            f"fail with 'exec format error'; use {catalogue.CLOUD_IMAGE_PLATFORM}, or leave it empty",
+        )
+    ]
+
+
+def storage_class(cloud: str, value: str | None) -> list[Problem]:
+    """A storage class that can give the model store the access it needs on this target."""
+    if value is None:
+        return []
+    if cloud == "gcp":
+        return [
+            Problem(
+                "storageClass",
+                value,
+                "has no effect on GKE, whose model store is a Cloud Storage bucket mounted by the GCS FUSE CSI "
+                "driver, not a claim; leave it empty",
+            )
+        ]
+    if cloud == "azure" and value in AKS_READ_WRITE_ONCE_CLASSES:
+        return [
+            Problem(
+                "storageClass",
+                value,
+                "is an Azure Disk class, which mounts ReadWriteOnce: the training Job on a GPU node and the servers "
+                "on the system pool must share the model store (ReadWriteMany); use azurefile-csi (the default when "
+                "empty), azurefile-csi-premium or azureblob-nfs-premium",
+            )
+        ]
+    return []

@@ -90,6 +90,29 @@ def quantity(value: str) -> Decimal:
     return number
 
 
+# Kubernetes counts memory in bytes, so a lower-case m is thousandths of a byte: "If you request 400m of
+# memory, this is a request for 0.4 bytes. Someone who types that probably meant to ask for 400 mebibytes
+# (400Mi) or 400 megabytes (400M)" (kubernetes.io/docs/concepts/configuration/manage-resources-containers,
+# "Memory resource units"). Nothing a pod runs fits in less than a mebibyte either.
+MIN_MEMORY_BYTES = 2**20
+_SUB_BYTE = {"m": "thousandths", "u": "millionths", "n": "billionths"}
+
+
+def memory_quantity(value: str) -> Decimal:
+    """A memory or storage size: a positive quantity of at least 1Mi, with no sub-byte suffix."""
+    size = positive_quantity(value)
+    suffix = _QUANTITY.match(value)["suffix"] or ""  # type: ignore[index]  # positive_quantity matched it
+    if suffix in _SUB_BYTE:
+        number = value[: -len(suffix)]
+        raise ValueError(
+            f"is {size} bytes: a size counts bytes, and {suffix!r} means {_SUB_BYTE[suffix]}; for mebibytes "
+            f"write {number}Mi (or {number}M for megabytes)"
+        )
+    if size < MIN_MEMORY_BYTES:
+        raise ValueError(f"is {size} bytes; a size needs a unit such as Mi or Gi (e.g. {value}Mi)")
+    return size
+
+
 def positive_quantity(value: str) -> Decimal:
     parsed = quantity(value)
     if parsed <= 0:
@@ -160,9 +183,30 @@ def unit_interval(value: str, *, open_low: bool = False) -> float:
     return float(number)
 
 
+# The oldest Kubernetes the stack's objects run on: the servers' preStop hook is a sleep action, on by
+# default from v1.30 ("Starting from Kubernetes v1.30, the original Sleep action for preStop and
+# postStart hooks is enabled by default", kubernetes.io/blog/2025/05/14/kubernetes-v1-33-updates-to-
+# container-lifecycle; KEP-3960: alpha 1.29, beta 1.30, GA 1.34), and the Jobs' pod failure policy is
+# on by default from 1.26 (GA 1.31). Older schemas reject the objects outright (tools/render.py).
+MIN_KUBERNETES_MINOR = 30
+
+
 def kubernetes_version(value: str) -> str:
-    if not _K8S_VERSION.match(value):
-        raise ValueError("must be a Kubernetes minor version such as 1.33")
+    """A Kubernetes minor such as "1.36", no older than MIN_KUBERNETES_MINOR."""
+    match = _K8S_VERSION.match(value)
+    if match is None:
+        if re.fullmatch(r"1\.[0-9]", value):
+            # YAML reads an unquoted 1.30 as the number 1.3.
+            raise ValueError(
+                f"is not a Kubernetes minor version: an unquoted {value}0 in YAML is the number {value}; "
+                f'quote it: "{value}0"'
+            )
+        raise ValueError('must be a Kubernetes minor version such as "1.36" (quoted), or empty to follow the cloud')
+    if int(match["minor"]) < MIN_KUBERNETES_MINOR:
+        raise ValueError(
+            f"is older than 1.{MIN_KUBERNETES_MINOR}, the oldest Kubernetes the stack's objects run on (the "
+            f"servers' preStop sleep action is on by default from 1.{MIN_KUBERNETES_MINOR})"
+        )
     return value
 
 

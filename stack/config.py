@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import pulumi
-from pulumi.runtime.config import get_config, is_config_secret
+import yaml
+from pulumi.runtime.config import CONFIG, get_config, is_config_secret
 
 from mlapp.gate import Gate
 from mlstack import catalogue, monitoring, rules, specs, validate
@@ -278,10 +279,11 @@ class _Reader:
                 return None
         return pulumi.Output.secret(raw)
 
-    def quantity(self, name: str) -> str:
+    def quantity(self, name: str, *, memory: bool = False) -> str:
+        """A Kubernetes quantity above zero; ``memory``: a size in bytes (validate.memory_quantity)."""
         value = self.text(name)
         if value:
-            self.add(rules.parsed(name, value, validate.positive_quantity))
+            self.add(rules.parsed(name, value, validate.memory_quantity if memory else validate.positive_quantity))
         return value
 
 
@@ -311,9 +313,22 @@ def _context(value: str) -> str:
     return value
 
 
+def declared_keys(project: Path = PROJECT_ROOT) -> list[str]:
+    """The keys Pulumi.yaml declares (without the namespace): the only ones the program reads."""
+    with (project / "Pulumi.yaml").open(encoding="utf-8") as f:
+        return list((yaml.safe_load(f) or {}).get("config") or {})
+
+
+def set_keys() -> list[str]:
+    """Every ``mlstack:`` key the stack sets, as the CLI passed them (Pulumi.yaml's defaults included)."""
+    prefix = f"{NAMESPACE}:"
+    return [key.removeprefix(prefix) for key in CONFIG.get() if key.startswith(prefix)]
+
+
 def load() -> StackConfig:
     """Read and validate the whole stack configuration, or raise ConfigError."""
     r = _Reader()
+    r.add(rules.unknown_keys(set_keys(), declared_keys()))
 
     cloud = r.choice("cloud", CLOUDS)
     kubernetes_version = r.string("kubernetesVersion", _optional(validate.kubernetes_version), None)
@@ -321,7 +336,7 @@ def load() -> StackConfig:
     username = r.string("basicAuthUsername", _username, "")
     password = r.secret_text("basicAuthPassword")
     tls_certificate, tls_private_key = _own_certificate(r)
-    store_size = r.quantity("modelStoreSize")
+    store_size = r.quantity("modelStoreSize", memory=True)
     storage_class = r.string("storageClass", _optional(validate.dns1123_label), None)
 
     training = _training(r)
@@ -347,13 +362,18 @@ def load() -> StackConfig:
         )
         r.add(rules.train_nodes_target(training.nodes, gpu_pool=False, shared_store=False))
 
+    cloud_gpu_pool = cloud in GPU_CLOUDS
+    r.add(rules.public_source_ranges(serving.allowed_source_ranges, external_load_balancer=cloud_gpu_pool))
+    r.add(rules.image_platform(images.platform, cloud_gpu_pool=cloud_gpu_pool))
+    r.add(rules.storage_class(cloud, storage_class))
     if kubernetes_version is not None and cloud != "local":
         extended = isinstance(target, GcpConfig) and target.release_channel == catalogue.GKE_EXTENDED_CHANNEL
         r.add(rules.kubernetes_version(cloud, kubernetes_version, catalogue.today(), extended=extended))
     if not r.problems:  # judged on values that are each valid
         scrape_by = target.scrape_by if isinstance(target, LocalConfig) else monitoring.CLOUD_SCRAPE_BY[cloud]
         linger = monitoring.trainer_linger_seconds(scrape_by)
-        r.add(rules.train_deadline(training.deadline_seconds, linger))
+        gpu_from_zero = not isinstance(target, LocalConfig) and target.pools.gpu_min_nodes == 0
+        r.add(rules.train_deadline(training.deadline_seconds, linger, gpu_from_zero=gpu_from_zero))
         _capacity(r, serving, training, target)
     if r.problems:
         raise ConfigError(r.problems)
@@ -378,9 +398,14 @@ def _app(r: _Reader) -> specs.App:
     labels = r.strings("modelLabels", _label)
     if len(r.problems) == before:  # a list that could not be read is reported once, as it is
         r.add(rules.class_names(labels))
+    namespace = r.string("namespace", validate.dns1123_label, "")
+    name = r.string("appName", lambda v: validate.dns1123_label(v, APP_NAME_MAX), "")
+    r.add(rules.app_namespace(namespace))
+    if name:
+        r.add(rules.app_name(name))
     return specs.App(
-        namespace=r.string("namespace", validate.dns1123_label, ""),
-        app_name=r.string("appName", lambda v: validate.dns1123_label(v, APP_NAME_MAX), ""),
+        namespace=namespace,
+        app_name=name,
         model_name=r.string("modelName", validate.dns1123_label, ""),
         model_labels=labels,
         log_level=r.choice("logLevel", LOG_LEVELS),
@@ -485,7 +510,7 @@ def _training(r: _Reader) -> specs.Training:
         deadline_seconds=deadline,
         timeout=timeout,
         cpu=r.quantity("trainerCpu"),
-        memory=r.quantity("trainerMemory"),
+        memory=r.quantity("trainerMemory", memory=True),
         gpus=r.integer("trainerGpus", 1, 16),
         nodes=r.integer("trainNodes", 1, 100),
         command=command,
@@ -513,7 +538,7 @@ def _serving(r: _Reader) -> specs.Serving:
     max_replicas = r.integer("maxReplicas", 1, 1000)
     r.add(rules.replicas(replicas, max_replicas))
     cpu_request, cpu_limit = _request_and_limit(r, "serverCpuRequest", "serverCpuLimit")
-    memory_request, memory_limit = _request_and_limit(r, "serverMemoryRequest", "serverMemoryLimit")
+    memory_request, memory_limit = _request_and_limit(r, "serverMemoryRequest", "serverMemoryLimit", memory=True)
     return specs.Serving(
         replicas=replicas,
         max_replicas=max_replicas,
@@ -527,10 +552,10 @@ def _serving(r: _Reader) -> specs.Serving:
     )
 
 
-def _request_and_limit(r: _Reader, request_key: str, limit_key: str) -> tuple[str, str]:
+def _request_and_limit(r: _Reader, request_key: str, limit_key: str, *, memory: bool = False) -> tuple[str, str]:
     request, limit = r.text(request_key), r.text(limit_key)
     if request and limit:  # an empty one is already reported as missing
-        r.add(rules.request_and_limit(request_key, request, limit_key, limit))
+        r.add(rules.request_and_limit(request_key, request, limit_key, limit, memory=memory))
     return request, limit
 
 

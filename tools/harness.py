@@ -109,7 +109,14 @@ def load_stack_config(
             raise HarnessError(f"{stack_file.name}: {full} is encrypted; pass it to the harness as a secret")
         decl = declared.get(full)
         if decl and "type" in decl and not _TYPE_CHECKS[decl["type"]](value):
-            raise HarnessError(f"{full} = {value!r} is not of the type Pulumi.yaml declares ({decl['type']})")
+            hint = ""
+            if decl["type"] == "string" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                # YAML reads an unquoted 1.30 as the number 1.3: the digits the user wrote may be lost.
+                hint = (
+                    f"; YAML read it as the number {value!r}, which may have lost digits (an unquoted 1.30 "
+                    'reads as 1.3): quote the value as you meant it, e.g. "1.30"'
+                )
+            raise HarnessError(f"{full} = {value!r} is not of the type Pulumi.yaml declares ({decl['type']}){hint}")
         values[full] = value
     secret_keys = []
     for key, value in (secrets or {}).items():

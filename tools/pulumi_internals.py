@@ -108,6 +108,7 @@ SET_ALL_CONFIG = Internal(_CONFIG, "set_all_config", "the stack's config, as the
 # Not the harness's own: the program (stack/config.py) reads a secret's raw value and whether it is encrypted.
 RUNTIME_GET_CONFIG = Internal(_CONFIG, "get_config", "stack/config.py: a key's raw value")
 IS_CONFIG_SECRET = Internal(_CONFIG, "is_config_secret", "stack/config.py: refusing a plain-text secret")
+CONFIG_VAR = Internal(_CONFIG, "CONFIG", "stack/config.py: every key the stack sets, to refuse one not declared")
 CONFIG_GET_CONFIG = Internal("pulumi.config", "get_config", "the name pulumi.Config reads through (recording reads)")
 MONITOR_RESOURCES = Internal(_MOCKS, "MockMonitor.resources", "a mocked resource's outputs, by URN")
 MONITOR_STATE = Internal(_MOCKS, "MockMonitor.ResourceRegistration.state", "those outputs")
@@ -117,7 +118,7 @@ MONITOR_REGISTER = Internal(_MOCKS, "MockMonitor.RegisterResource", "the call th
 INTERNALS: Final = (
     SECRET_SIG_KEY_INTERNAL, SECRET_SIG_INTERNAL, DESERIALIZE, SYNC_AWAIT, RUN_PULUMI_FUNC, STACK_OUTPUTS,
     ROOT_RESOURCE, RESET_OPTIONS, CLEAR_RPCS, CLEAR_OUTPUTS, SET_ALL_CONFIG, RUNTIME_GET_CONFIG, IS_CONFIG_SECRET,
-    CONFIG_GET_CONFIG, MONITOR_RESOURCES, MONITOR_STATE, MONITOR_MAKE_URN, MONITOR_REGISTER,
+    CONFIG_VAR, CONFIG_GET_CONFIG, MONITOR_RESOURCES, MONITOR_STATE, MONITOR_MAKE_URN, MONITOR_REGISTER,
 )  # fmt: skip
 
 # The fields of the engine's RegisterResourceRequest the recording monitor reads.

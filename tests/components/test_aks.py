@@ -136,6 +136,6 @@ def test_bad_arguments_are_refused_before_any_resource() -> None:
         harness.run(_component_program(bad, lambda c: {}), {}, mocks=mocks)
     message = str(caught.value)
     assert message.startswith("invalid AKS target (2 problems):\n")
-    assert "  - mlstack:aksGpuVmSize = 'Standard_D4s_v5': is not a GPU VM size" in message
+    assert "  - mlstack:aksGpuVmSize = 'Standard_D4s_v5': has no GPU" in message
     assert "  - mlstack:gpuMaxNodes = 0: must be between 1 and 100" in message
     assert mocks.created == []

@@ -104,6 +104,6 @@ def test_every_bad_argument_is_named_by_its_config_key() -> None:
     assert [m.split(" ", 1)[0] for m in messages] == [
         "mlstack:aksGpuVmSize", "mlstack:aksUpgradeChannel", "mlstack:gpuMaxNodes", "mlstack:aksSpotMaxPrice"
     ]  # fmt: skip
-    assert messages[0].startswith("mlstack:aksGpuVmSize = 'Standard_E8s_v5': is not a GPU VM size")
+    assert messages[0].startswith("mlstack:aksGpuVmSize = 'Standard_E8s_v5': has no GPU: the E series")
     assert "mlstack:aksUpgradeChannel = 'weekly': must be one of none, patch, stable, rapid, node-image" in messages
     assert "mlstack:gpuMaxNodes = 0: must be between 1 and 100" in messages

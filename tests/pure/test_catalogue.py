@@ -34,7 +34,7 @@ def test_catalogue_names_are_azure_vm_sizes() -> None:
 
 def test_an_unknown_azure_size_is_refused_with_the_choices_or_a_suggestion() -> None:
     with pytest.raises(ValueError, match=r"is not a GPU VM size: the GPU pool needs one of Standard_NC4as_T4_v3"):
-        catalogue.azure_gpu_size("Standard_E8s_v5")
+        catalogue.azure_gpu_size("gpu-large")
     with pytest.raises(ValueError, match=r"did you mean Standard_NC4as_T4_v3\?"):
         catalogue.azure_gpu_size("Standard_NC4as_T4_v2")
     with pytest.raises(ValueError, match=r"retired by Azure on 2025-09-30"):
@@ -65,3 +65,21 @@ def test_the_choices_a_cloud_accepts() -> None:
     assert catalogue.ACR_SKUS == ("Basic", "Standard", "Premium")
     assert catalogue.IMAGE_PLATFORMS == ("linux/amd64", "linux/arm64")
     assert catalogue.CLOUD_IMAGE_PLATFORM == "linux/amd64"  # every GPU machine in the catalogue is x86-64
+
+
+def test_a_size_without_a_gpu_is_named_so_and_never_matched_to_a_gpu_machine() -> None:
+    """Finding: Standard_D4s_v5 was answered "did you mean Standard_ND96asr_v4?", an 8-GPU A100 machine."""
+    with pytest.raises(ValueError, match="has no GPU") as caught:
+        catalogue.azure_gpu_size("Standard_D4s_v5")
+    assert str(caught.value).startswith("has no GPU: the D series is not one of Azure's GPU families")
+    assert "did you mean" not in str(caught.value)
+
+
+def test_suggestions_stay_within_the_family_asked_for() -> None:
+    with pytest.raises(ValueError, match=r"did you mean Standard_ND96asr_v4\?"):
+        catalogue.azure_gpu_size("Standard_ND96asr")
+    with pytest.raises(ValueError, match="is not a GPU VM size") as caught:  # nothing like any NC listed: no guess
+        catalogue.azure_gpu_size("Standard_NC6")
+    assert "did you mean" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"GRID driver"):
+        catalogue.azure_gpu_size("Standard_NV36ads_A10_v5")

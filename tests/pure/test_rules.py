@@ -218,7 +218,7 @@ def test_aks_gpu_pool_points_at_the_sizes_that_carry_enough_gpus() -> None:
 
 def test_aks_gpu_pool_refuses_a_size_outside_the_catalogue() -> None:
     (problem,) = rules.aks_gpu_pool("Standard_D4s_v5", 1, DEFAULT_BUILD)
-    assert format_problem(problem).startswith("mlstack:aksGpuVmSize = 'Standard_D4s_v5': is not a GPU VM size")
+    assert format_problem(problem).startswith("mlstack:aksGpuVmSize = 'Standard_D4s_v5': has no GPU")
 
 
 # --- the trainer's CUDA build ----------------------------------------------------------
