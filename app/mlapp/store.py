@@ -182,7 +182,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise NotPublished(str(e)) from None
     try:
         meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    # RecursionError: JSON nested deeper than the interpreter's recursion limit, which json.loads raises as such,
+    # not as a ValueError ("[" * 100_000 is 100 kB, well under the bound).
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise NotPublished(f"{path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict):
         raise NotPublished(f"{path} is not a JSON object")
