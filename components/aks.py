@@ -36,7 +36,7 @@ from components.target import (
     Toleration,
     pod_placement,
 )
-from mlstack import acr_token, arm, catalogue, rules
+from mlstack import acr_token, arm, catalogue, checkov, rules
 from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
@@ -197,6 +197,7 @@ def check_args(args: AksGpuClusterArgs) -> list[Problem]:
     return [
         *rules.parsed("azureLocation", args.location, catalogue.azure_location),
         *rules.parsed("aksSystemVmSize", args.system_vm_size, catalogue.azure_vm_size),
+        *rules.arm_system_pool("azure", args.system_vm_size),
         *rules.parsed("aksGpuVmSize", args.gpu_vm_size, catalogue.azure_gpu_size),
         *rules.one_of("aksUpgradeChannel", args.upgrade_channel, catalogue.AKS_UPGRADE_CHANNELS),
         *rules.one_of("acrSku", args.acr_sku, catalogue.ACR_SKUS),
@@ -556,12 +557,38 @@ DEVICE_PLUGIN_LABELS = {**DEVICE_PLUGIN_MATCH, "app.kubernetes.io/part-of": "mls
 DEVICE_PLUGIN_NAMESPACE = "kube-system"
 
 
+# What Checkov finds on the plugin, and why it stays so (mlstack/checkov.py), on the DaemonSet.
+_DEVICE_PLUGIN_ROOT = (
+    "runs as root: the plugin creates its socket in the kubelet's root-owned device-plugin directory (see "
+    "mlstack.io/policy-exempt-reason), without escalation, capabilities, token or network"
+)
+# NVIDIA's own manifests declare no probe (deployments/static/nvidia-device-plugin.yml and the Helm chart's
+# templates/daemonset-device-plugin.yml, NVIDIA/k8s-device-plugin): the plugin opens no port, only a gRPC
+# unix socket under the kubelet's device-plugin directory, which the kubelet dials.
+_DEVICE_PLUGIN_NO_PROBE = (
+    "no probe: the plugin opens no port, only the gRPC socket the kubelet dials, and NVIDIA's own "
+    "manifests declare none"
+)
+DEVICE_PLUGIN_CHECKOV_SKIPS = {
+    "CKV_K8S_8": _DEVICE_PLUGIN_NO_PROBE,
+    "CKV_K8S_9": _DEVICE_PLUGIN_NO_PROBE,
+    # As for the trainer (components/workloads.py, TRAINER_CHECKOV_SKIPS): a CPU limit is a CFS quota that
+    # throttles on idle CPUs, here the plugin's answers to the kubelet when a GPU pod starts.
+    "CKV_K8S_11": (
+        "no CPU limit: a CFS quota would throttle the plugin's answers to the kubelet as GPU pods start, even "
+        "on idle CPUs; its CPU request is its share under contention, and its memory is limited"
+    ),
+    "CKV_K8S_23": _DEVICE_PLUGIN_ROOT,
+    "CKV_K8S_40": _DEVICE_PLUGIN_ROOT,
+}
+
+
 def device_plugin_meta() -> k8s.meta.v1.ObjectMetaArgs:
     return k8s.meta.v1.ObjectMetaArgs(
         name="nvidia-device-plugin",
         namespace=DEVICE_PLUGIN_NAMESPACE,
         labels=DEVICE_PLUGIN_LABELS,
-        # Exemptions from the policy pack (policy/rules.py), said where reviewers see them.
+        # Exemptions from the policy pack (policy/rules.py) and from Checkov, said where reviewers see them.
         annotations={
             "mlstack.io/policy-exempt": "non-root,pod-security-restricted",
             "mlstack.io/policy-exempt-reason": (
@@ -570,6 +597,7 @@ def device_plugin_meta() -> k8s.meta.v1.ObjectMetaArgs:
                 "volume, which no Pod Security level but privileged allows; it runs in kube-system, "
                 "without escalation, capabilities, token or network, on a read-only root filesystem"
             ),
+            **checkov.skip_annotations(DEVICE_PLUGIN_CHECKOV_SKIPS),
         },
     )
 

@@ -146,14 +146,22 @@ class GkeGpuClusterArgs:
 
 def check_args(args: GkeGpuClusterArgs) -> list[Problem]:
     """Every problem with ``args``, by the rules the config loader applies; empty when valid."""
+    zone = None if args.location == args.region else args.location
     return [
         *rules.one_of("gkeReleaseChannel", args.release_channel, catalogue.GKE_RELEASE_CHANNELS),
         *rules.one_of("gkeGpuDriverVersion", args.gpu_driver_version, catalogue.GCP_GPU_DRIVER_VERSIONS),
         *rules.gcp_gpu_pool(args.gpu_type, args.gpu_machine_type, args.gpu_count),
         *rules.gpu_pool_size(args.gpu_min_nodes, args.gpu_max_nodes),
         *rules.system_node_count(args.system_node_count),
-        *rules.gcp_zone(None if args.location == args.region else args.location, args.region),
+        *rules.gcp_zone(zone, args.region),
         *rules.artifact_repository_id(args.repository_id),
+        *rules.arm_system_pool("gcp", args.system_machine_type),
+        *rules.gke_gpu_machine_limits(args.gpu_type, args.gpu_machine_type, args.gpu_count, zone),
+        *rules.gke_on_demand(args.gpu_machine_type, args.gpu_spot),
+        *(
+            rules.gcp_region(args.region)
+            or rules.gke_gpu_where(args.gpu_type, args.gpu_machine_type, args.region, zone)
+        ),
     ]
 
 

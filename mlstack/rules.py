@@ -19,7 +19,7 @@ from typing import Final
 
 from mlapp import contract
 from mlapp.gate import Gate, GateError, check_metric_name
-from mlstack import capacity, catalogue, specs, validate
+from mlstack import capacity, catalogue, gcp_locations, specs, validate
 from mlstack.catalogue import TRAINER_BUILDS, TRAINER_CPU, TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
 from mlstack.problems import Problem, config_key
 
@@ -417,8 +417,23 @@ def train_nodes_target(nodes: int, gpu_pool: bool, shared_store: bool) -> list[P
 
 
 def gcp_zone(zone: str | None, region: str) -> list[Problem]:
-    """A zonal cluster's zone lies in the region; None is a regional cluster."""
-    if zone is None or re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
+    """A zonal cluster's zone lies in the region: one of its zones (gcp_locations.GCP_ZONES; an AI zone of it
+    counts) where the table knows the region, else a zone-shaped name of it; None is a regional cluster."""
+    if zone is None:
+        return []
+    zones = gcp_locations.gcp_zones(region)
+    if zones is not None:
+        if gcp_locations.gcp_region_of(zone) == region:
+            return []
+        return [
+            Problem(
+                "gcpZone",
+                zone,
+                f"must be a zone of mlstack:gcpRegion ({region}), one of {_choices(zones)}; "
+                "empty means a regional cluster",
+            )
+        ]
+    if re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
         return []
     return [
         Problem(
@@ -897,6 +912,118 @@ def storage_class(cloud: str, value: str | None) -> list[Problem]:
                 "is an Azure Disk class, which mounts ReadWriteOnce: the training Job on a GPU node and the servers "
                 "on the system pool must share the model store (ReadWriteMany); use azurefile-csi (the default when "
                 "empty), azurefile-csi-premium or azureblob-nfs-premium",
+            )
+        ]
+    return []
+
+
+# --- where a GKE cluster and its GPU pool can be: regions, zones, the GPUs they offer ---------------------
+
+
+def gcp_region(region: str) -> list[Problem]:
+    """A Compute Engine region (gcp_locations.GCP_ZONES), with the nearest one suggested."""
+    if region in gcp_locations.GCP_ZONES:
+        return []
+    close = difflib.get_close_matches(region, list(gcp_locations.GCP_ZONES), n=1, cutoff=0.8)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return [
+        Problem(
+            "gcpRegion",
+            region,
+            f"is not a Compute Engine region ({hint}the regions are listed at "
+            "https://cloud.google.com/compute/docs/regions-zones)",
+        )
+    ]
+
+
+def gke_gpu_where(gpu_type: str, machine_type: str, region: str, zone: str | None) -> list[Problem]:
+    """The GPU (and, for A3 High, the machine) is offered where the pool's nodes will be.
+
+    A node pool in a zone without the accelerator fails at creation after the cluster is up
+    (GKE: "the accelerator type is not available in the zone"); the tables say where each is.
+    """
+    where = gcp_locations.gcp_gpu_zones(gpu_type, region)
+    if where is None:  # a GPU type or region the tables do not know: nothing to judge
+        return []
+    key, value = ("gcpZone", zone) if zone else ("gcpRegion", region)
+    if zone is not None:
+        offered = gcp_locations.gcp_zone_gpus(gcp_locations.gcp_parent_zone(zone) or zone)
+        if offered is not None and gpu_type not in offered:
+            alternatives = f"the zones of {region} that do: {_choices(where)}" if where else f"no zone of {region} does"
+            return [Problem(key, value, f"does not offer {gpu_type} (gkeGpuType); {alternatives}")]
+    elif not where:
+        return [Problem(key, value, f"offers {gpu_type} (gkeGpuType) in none of its zones; choose another region")]
+    machine_zones = gcp_locations.gcp_machine_zones(machine_type)
+    if machine_zones is not None and zone is not None and zone not in machine_zones:
+        in_region = [z for z in machine_zones if gcp_locations.gcp_region_of(z) == region]
+        return [
+            Problem(
+                key,
+                value,
+                f"does not offer {machine_type} (gkeGpuMachineType); "
+                + (
+                    f"the zones of {region} that do: {_choices(in_region)}"
+                    if in_region
+                    else f"no zone of {region} does"
+                ),
+            )
+        ]
+    return []
+
+
+def gke_gpu_machine_limits(gpu_type: str, machine_type: str, gpu_count: int, zone: str | None) -> list[Problem]:
+    """An N1 machine holds at most so many vCPUs for its attached GPUs (gcp_locations.N1_GPU_LIMITS)."""
+    if catalogue.gcp_machine_family(machine_type) != "n1":
+        return []
+    machine = capacity.gcp_machine(machine_type)
+    most = gcp_locations.n1_max_vcpus(gpu_type, gpu_count, zone)
+    if machine is None or most is None or machine.vcpus <= most:
+        return []
+    return [
+        Problem(
+            "gkeGpuMachineType",
+            machine_type,
+            f"has {machine.vcpus} vCPUs, but an N1 machine with {gpu_count} {gpu_type} may have at most {most} "
+            "(https://cloud.google.com/compute/docs/gpus, N1 with GPUs); choose a smaller machine or attach more GPUs",
+        )
+    ]
+
+
+def gke_on_demand(machine_type: str, spot: bool) -> list[Problem]:
+    """Machines Compute Engine sells only as Spot or flex-start VMs cannot make an on-demand pool."""
+    note = gcp_locations.gcp_on_demand_note(machine_type)
+    if spot or note is None:
+        return []
+    return [
+        Problem(
+            "gpuSpot",
+            False,
+            f"is false, but {machine_type} (gkeGpuMachineType) is not sold as a plain on-demand VM: {note}; "
+            "set gpuSpot to true, or choose another machine",
+        )
+    ]
+
+
+def arm_system_pool(cloud: str, machine: str) -> list[Problem]:
+    """The system pool runs the serving and publish pods from the x86-64 images (catalogue.CLOUD_IMAGE_PLATFORM)."""
+    if cloud == "gcp" and gcp_locations.gcp_is_arm(machine):
+        return [
+            Problem(
+                "gkeSystemMachineType",
+                machine,
+                f"is an Arm machine: GKE taints its nodes {gcp_locations.GKE_ARM_TAINT}, so the servers, built "
+                f"for {catalogue.CLOUD_IMAGE_PLATFORM}, would never be scheduled there; choose an x86-64 machine "
+                "such as e2-standard-4",
+            )
+        ]
+    if cloud == "azure" and gcp_locations.azure_is_arm(machine):
+        return [
+            Problem(
+                "aksSystemVmSize",
+                machine,
+                "is an Arm (p) size: AKS does not taint Arm nodes, so the servers, built for "
+                f"{catalogue.CLOUD_IMAGE_PLATFORM}, would be scheduled there and fail with 'exec format error'; "
+                "choose an x86-64 size such as Standard_D4s_v5",
             )
         ]
     return []

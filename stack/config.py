@@ -599,24 +599,28 @@ def _gcp_machine_type(value: str) -> str:
 def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCuda) -> GcpConfig:
     region = r.string("gcpRegion", _gcp_region, "")
     zone = r.string("gcpZone", _optional(str), None)
-    if region:
+    if region and r.add(rules.gcp_region(region)):
         r.add(rules.gcp_zone(zone, region))
     gpu_machine_type = r.string("gkeGpuMachineType", _gcp_machine_type, "")
     gpu_type = r.text("gkeGpuType")
     gpu_count = r.integer("gkeGpuCount", 1, 16)
     driver_version = r.choice("gkeGpuDriverVersion", catalogue.GCP_GPU_DRIVER_VERSIONS)
-    if gpu_machine_type:
-        r.add(
-            rules.gke_gpu_pool(
-                gpu_type,
-                gpu_machine_type,
-                gpu_count,
-                driver_version=driver_version,
-                trainer_gpus=training.gpus,
-                build=trainer_cuda,
-            )
-        )
     pools = _node_pools(r)
+    if gpu_machine_type and r.add(
+        rules.gke_gpu_pool(
+            gpu_type,
+            gpu_machine_type,
+            gpu_count,
+            driver_version=driver_version,
+            trainer_gpus=training.gpus,
+            build=trainer_cuda,
+        )
+    ):
+        # Judged once the pool itself exists on Compute Engine: where it can be, and how it is sold.
+        r.add(rules.gke_gpu_machine_limits(gpu_type, gpu_machine_type, gpu_count, zone))
+        r.add(rules.gke_on_demand(gpu_machine_type, pools.gpu_spot))
+        if region and not rules.gcp_region(region) and not rules.gcp_zone(zone, region):
+            r.add(rules.gke_gpu_where(gpu_type, gpu_machine_type, region, zone))
     r.add(
         rules.train_nodes(
             nodes=training.nodes,
@@ -634,7 +638,7 @@ def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCu
         release_channel=r.choice("gkeReleaseChannel", catalogue.GKE_RELEASE_CHANNELS),
         deletion_protection=r.boolean("gkeDeletionProtection"),
         bucket_force_destroy=r.boolean("gkeModelBucketForceDestroy"),
-        system_machine_type=r.string("gkeSystemMachineType", _gcp_machine_type, ""),
+        system_machine_type=_system_machine(r, "gcp", "gkeSystemMachineType", _gcp_machine_type),
         gpu_machine_type=gpu_machine_type,
         gpu_type=gpu_type,
         gpu_count=gpu_count,
@@ -662,7 +666,7 @@ def _azure(r: _Reader, training: specs.Training, trainer_cuda: catalogue.Trainer
         )
     return AzureConfig(
         location=r.string("azureLocation", catalogue.azure_location, ""),
-        system_vm_size=r.string("aksSystemVmSize", catalogue.azure_vm_size, ""),
+        system_vm_size=_system_machine(r, "azure", "aksSystemVmSize", catalogue.azure_vm_size),
         gpu_vm_size=gpu_vm_size,
         upgrade_channel=r.choice("aksUpgradeChannel", catalogue.AKS_UPGRADE_CHANNELS),
         spot_max_price=r.string("aksSpotMaxPrice", _spot_max_price, -1.0),
@@ -670,6 +674,14 @@ def _azure(r: _Reader, training: specs.Training, trainer_cuda: catalogue.Trainer
         acr_admin_user=r.boolean("acrAdminUser"),
         pools=pools,
     )
+
+
+def _system_machine(r: _Reader, cloud: str, key: str, check: Callable[[str], str]) -> str:
+    """The system pool's machine: a valid name, and x86-64 (the servers' images are)."""
+    machine = r.string(key, check, "")
+    if machine:
+        r.add(rules.arm_system_pool(cloud, machine))
+    return machine
 
 
 def _spot_max_price(value: str) -> float:

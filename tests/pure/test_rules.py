@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlapp.gate import Gate
-from mlstack import capacity, catalogue, rules, specs
+from mlstack import capacity, catalogue, gcp_locations, rules, specs
 from mlstack.problems import Problem, format_problem
 from tests.args import SERVING, TRAINING, write_trainer
 
@@ -107,8 +107,71 @@ def test_a_zone_lies_in_the_region() -> None:
     assert rules.gcp_zone("us-central1-a", "us-central1") == []
     assert messages(rules.gcp_zone("europe-west4-a", "us-central1")) == [
         "mlstack:gcpZone = 'europe-west4-a': must be a zone of mlstack:gcpRegion (us-central1), "
-        "such as us-central1-a; empty means a regional cluster"
+        "one of us-central1-a, us-central1-b, us-central1-c, us-central1-f; empty means a regional cluster"
     ]
+
+
+def test_a_zone_that_does_not_exist_is_refused_though_it_looks_right() -> None:
+    """Finding: us-central1-z passed, being shaped like a zone; us-central1 has a, b, c and f."""
+    assert rules.gcp_zone("us-central1-z", "us-central1") != []
+    assert rules.gcp_zone("us-central1-d", "us-central1") != []
+    assert rules.gcp_zone("us-south1-ai1b", "us-south1") == [], "an AI zone of the region"
+
+
+def test_a_region_that_does_not_exist_is_refused_with_the_nearest() -> None:
+    """Finding: us-central9 passed, being shaped like a region."""
+    (problem,) = rules.gcp_region("us-central9")
+    assert "is not a Compute Engine region (did you mean us-central1?" in problem.reason
+    assert rules.gcp_region("europe-west4") == []
+
+
+def test_a_gpu_the_zone_does_not_offer_is_refused_with_the_zones_that_do() -> None:
+    zones_with_l4 = gcp_locations.gcp_gpu_zones("nvidia-l4", "us-central1")
+    assert zones_with_l4, "the table lists L4 in us-central1"
+    without = next(z for z in gcp_locations.GCP_ZONES["us-central1"] if z not in zones_with_l4)
+    (problem,) = rules.gke_gpu_where("nvidia-l4", "g2-standard-4", "us-central1", without)
+    assert problem.key == "gcpZone"
+    assert f"does not offer nvidia-l4 (gkeGpuType); the zones of us-central1 that do: {', '.join(zones_with_l4)}" in (
+        problem.reason
+    )
+    assert rules.gke_gpu_where("nvidia-l4", "g2-standard-4", "us-central1", zones_with_l4[0]) == []
+
+
+def test_a_region_without_the_gpu_is_refused_for_a_regional_cluster() -> None:
+    region = next(r for r in gcp_locations.GCP_ZONES if gcp_locations.gcp_gpu_zones("nvidia-h100-80gb", r) == ())
+    (problem,) = rules.gke_gpu_where("nvidia-h100-80gb", "a3-highgpu-8g", region, None)
+    assert problem.key == "gcpRegion"
+    assert "in none of its zones" in problem.reason
+
+
+def test_an_n1_machine_with_more_vcpus_than_its_gpus_allow_is_refused() -> None:
+    """Compute Engine: one V100 allows at most 12 vCPUs on N1 (cloud.google.com/compute/docs/gpus)."""
+    (problem,) = rules.gke_gpu_machine_limits("nvidia-tesla-v100", "n1-standard-16", 1, None)
+    assert "has 16 vCPUs, but an N1 machine with 1 nvidia-tesla-v100 may have at most 12" in problem.reason
+    assert rules.gke_gpu_machine_limits("nvidia-tesla-v100", "n1-standard-8", 1, None) == []
+    assert rules.gke_gpu_machine_limits("nvidia-l4", "g2-standard-4", 1, None) == [], "only N1 is limited"
+
+
+def test_a_machine_sold_only_as_spot_or_flex_start_needs_spot() -> None:
+    (problem,) = rules.gke_on_demand("a3-highgpu-1g", spot=False)
+    assert problem.key == "gpuSpot"
+    assert "not sold as a plain on-demand VM" in problem.reason
+    assert rules.gke_on_demand("a3-highgpu-1g", spot=True) == []
+    assert rules.gke_on_demand("a3-highgpu-8g", spot=False) == []
+
+
+@pytest.mark.parametrize(
+    ("cloud", "machine", "key", "why"),
+    [("gcp", "t2a-standard-4", "gkeSystemMachineType", "GKE taints its nodes kubernetes.io/arch=arm64:NoSchedule"),
+     ("gcp", "c4a-standard-4", "gkeSystemMachineType", "never be scheduled"),
+     ("azure", "Standard_D4ps_v5", "aksSystemVmSize", "AKS does not taint Arm nodes"),
+     ("azure", "Standard_D4pds_v6", "aksSystemVmSize", "exec format error")],
+)  # fmt: skip
+def test_an_arm_system_pool_is_refused_for_the_clouds_own_reason(cloud: str, machine: str, key: str, why: str) -> None:
+    (problem,) = rules.arm_system_pool(cloud, machine)
+    assert problem.key == key
+    assert why in problem.reason
+    assert rules.arm_system_pool("gcp", "e2-standard-4") == rules.arm_system_pool("azure", "Standard_D4s_v5") == []
 
 
 def test_a_pod_cannot_span_gpu_nodes() -> None:

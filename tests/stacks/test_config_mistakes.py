@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlstack import rules
+from mlstack import gcp_locations, rules
 from tests.support import StackProblems
 from tools import harness
 
@@ -117,3 +117,41 @@ def test_a_storage_class_on_gke_is_refused_as_having_no_effect(stack_problems: S
 def test_a_deadline_shorter_than_a_gpu_nodes_scale_up_from_zero_is_refused(stack_problems: StackProblems) -> None:
     problem = only(stack_problems("dev", trainDeadlineSeconds=400, trainTimeout="10m"), "trainDeadlineSeconds")
     assert f"plus {rules.GPU_SCALE_UP_SECONDS}s for a GPU node to come up from zero" in problem
+
+
+# --- where the cloud's machines and GPUs are --------------------------------------------------------
+
+
+def test_a_region_or_zone_that_does_not_exist_is_refused(stack_problems: StackProblems) -> None:
+    """Findings: us-central9 and us-central1-z passed, being shaped like a region and a zone."""
+    assert "did you mean us-central1?" in only(stack_problems("gke", gcpRegion="us-central9"), "gcpRegion")
+    assert "one of us-central1-a, us-central1-b, us-central1-c, us-central1-f" in only(
+        stack_problems("gke", gcpZone="us-central1-z"), "gcpZone"
+    )
+
+
+def test_a_zone_without_the_pools_gpu_is_refused(stack_problems: StackProblems) -> None:
+    region, zone = next(
+        (region, zone)
+        for region, zones in gcp_locations.GCP_ZONES.items()
+        for zone in zones
+        if "nvidia-tesla-t4" not in (gcp_locations.gcp_zone_gpus(zone) or {"nvidia-tesla-t4"})
+    )
+    problem = only(stack_problems("gke", gcpRegion=region, gcpZone=zone), "gcpZone")
+    assert "does not offer nvidia-tesla-t4 (gkeGpuType)" in problem
+
+
+def test_an_n1_machine_too_big_for_its_gpus_is_refused(stack_problems: StackProblems) -> None:
+    problem = only(
+        stack_problems("gke", gkeGpuType="nvidia-tesla-v100", gkeGpuMachineType="n1-standard-16", trainerCuda="12.6"),
+        "gkeGpuMachineType",
+    )
+    assert "may have at most 12" in problem
+
+
+@pytest.mark.parametrize(
+    ("stack", "key", "machine"),
+    [("gke", "gkeSystemMachineType", "t2a-standard-4"), ("dev", "aksSystemVmSize", "Standard_D4ps_v5")],
+)
+def test_an_arm_system_pool_is_refused(stack_problems: StackProblems, stack: str, key: str, machine: str) -> None:
+    assert "Arm" in only(stack_problems(stack, **{key: machine}), key)

@@ -168,14 +168,14 @@ def test_an_object_the_target_version_rejects_exits_non_zero(
     # Kubernetes 1.25 has no preStop sleep action and a different podFailurePolicy: both are caught. The
     # config refuses a minor that old (validate.MIN_KUBERNETES_MINOR), so the render is asked to validate
     # against it directly: the schema check stays the last line, whatever the config lets through.
-    real_run_stack = render.harness.run_stack
+    real_run_stack = harness.run_stack
 
     def run_stack_validated_as_125(*args: Any, **kwargs: Any) -> harness.StackRun:
-        run = real_run_stack(*args, **kwargs)
+        run: harness.StackRun = real_run_stack(*args, **kwargs)
         run.kubernetes_version = "1.25"
         return run
 
-    monkeypatch.setattr(render.harness, "run_stack", run_stack_validated_as_125)
+    monkeypatch.setattr(harness, "run_stack", run_stack_validated_as_125)
     code = render.main(["--stack", "local", "--out", str(tmp_path)])
     assert code == render.EXIT_INVALID
     err = capsys.readouterr().err
