@@ -32,7 +32,7 @@ import pulumi_tls as tls
 from components import network
 from components.target import ClusterTarget, GpuScheduling, ModelStore, pod_placement
 from mlapp import contract
-from mlstack import monitoring, rules
+from mlstack import checkov, monitoring, rules
 from mlstack.capacity import ROLLOUT_MAX_SURGE
 from mlstack.problems import format_problems
 from mlstack.specs import App, Serving, Training
@@ -608,6 +608,25 @@ def store_mount(read_only: bool = False) -> k8s.core.v1.VolumeMountArgs:
     return k8s.core.v1.VolumeMountArgs(name="models", mount_path=contract.MODEL_MOUNT, read_only=read_only or None)
 
 
+# The trainer has a CPU request and no CPU limit, on purpose. "The CPU limit defines a hard ceiling on how
+# much CPU time the container can use. During each scheduling interval (time slice), the Linux kernel checks
+# to see if this limit is exceeded; if so, the kernel waits before allowing that cgroup to resume execution",
+# while "the CPU request typically defines a weighting" under contention
+# (https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/#how-pods-with-resource-limits-are-run).
+# A limit is that CFS quota: it throttles the trainer's data loading and input pipeline, which feed the GPU
+# in bursts, even while the node's other CPUs sit idle (kubernetes/kubernetes#67577, "CFS quotas can lead to
+# unnecessary throttling"). It would buy nothing: the GPU pool's taint keeps other workloads off its
+# nodes (pod_placement), and on a cluster without GPUs the trainer is the one batch pod, whose request already
+# protects its neighbours. Memory, which cannot be taken back, is limited. Said to Checkov on the Job.
+TRAINER_CHECKOV_SKIPS: Mapping[str, str] = {
+    "CKV_K8S_11": (
+        "no CPU limit on the trainer: a limit is a CFS quota that throttles its data loading even on idle "
+        "CPUs, for nothing on a GPU node its taint keeps for it; its CPU request is its share under "
+        "contention, and its memory is limited"
+    ),
+}
+
+
 def training_job_spec(
     args: MlWorkloadsArgs, refs: PodRefs, env: pulumi.Input[Sequence[k8s.core.v1.EnvVarArgs]]
 ) -> k8s.batch.v1.JobSpecArgs:
@@ -622,7 +641,7 @@ def training_job_spec(
     # Several ranks in one pod talk through shared memory (shm_volume).
     shared_memory = multi_node and training.gpus > 1
     store = target.model_store
-    limits = {"memory": training.memory}
+    limits = {"memory": training.memory}  # and no CPU limit: TRAINER_CHECKOV_SKIPS says why
     if target.gpu is not None:
         # Extended resources are requested through limits (requests default to them).
         limits[target.gpu.resource_name] = str(training.gpus)
@@ -1196,7 +1215,7 @@ class MlWorkloads(pulumi.ComponentResource):
         )
         return k8s.batch.v1.Job(
             f"{self._name}-train",
-            metadata=self._meta("trainer"),
+            metadata=self._meta("trainer", annotations=checkov.skip_annotations(TRAINER_CHECKOV_SKIPS)),
             spec=training_job_spec(args, refs, env),
             opts=pulumi.ResourceOptions.merge(
                 self._k8s,
