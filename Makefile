@@ -62,8 +62,16 @@ typecheck: venv
 	$(VENV)/bin/mypy mlstack components stack tools tests __main__.py app/mlapp policy bench examples/digits/digits
 	for script in $(wildcard examples/*/train.py); do $(VENV)/bin/mypy "$$script" || exit 1; done
 
-unit: venv $(POLICY_STAMP)
-	MLSTACK_POLICY_PYTHON=$(POLICY_VENV)/bin/python $(PY) -m pytest
+# Checkov's own venv (requirements-checkov.txt says why its own); the tests find it through MLSTACK_CHECKOV.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha256sum requirements-checkov.txt | cut -c1-12)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
+unit: venv $(POLICY_STAMP) $(CHECKOV_STAMP)
+	MLSTACK_POLICY_PYTHON=$(POLICY_VENV)/bin/python MLSTACK_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 test: lint typecheck unit
 
