@@ -4,6 +4,13 @@ Runs the program under the mock harness (no CLI, no credentials, no cluster;
 the local stack gets a throw-away kubeconfig) and writes, under
 ``render/<stack>/``:
 
+- ``summary.md``: what the stack would run on, read from its resources: clusters, node pools
+  (machine or VM size, GPUs, node bounds, Spot), region or zone, registry, model store,
+  endpoint, images and Kubernetes version (``tools/summary.py``);
+- ``resources/<package>.<Type>.<name>.yaml``: every resource of every provider as the engine
+  would see it: type, name, URN, parent, provider, dependencies, resource options and inputs
+  (secret values redacted; a Kubernetes object names its file in ``k8s/`` instead), so that
+  a diff of two renders shows every input a preview would diff;
 - ``k8s/<kind>-<namespace>-<name>.yaml``: every Kubernetes object, one a file,
   secret values redacted;
 - ``graph.md`` and ``graph.dot``: every resource with its type, parent,
@@ -18,15 +25,18 @@ catalogue's default for its cloud). Exit status: 0 when everything rendered and 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tools import harness
+from tools import harness, summary
 
 EXIT_INVALID = 1
 EXIT_PROGRAM_ERROR = 2
@@ -102,24 +112,85 @@ def _key_sorted(value: Any) -> Any:
     return value
 
 
+RESOURCES = "resources"
+K8S = "k8s"
+
+
+def record_stem(registration: harness.Registration) -> str:
+    """``gcp.NodePool.gke-gpu``: the provider package, the type's own name and the resource's name."""
+    package, *_, kind = registration.type.split(":")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{package}.{kind}.{registration.name}")
+
+
+def record_filenames(run: harness.StackRun) -> dict[str, str]:
+    """Each resource's file in ``resources/``, by URN; where two would share a name, both carry a hash of their URN."""
+    stems = {urn: record_stem(registration) for urn, registration in run.registrations.items()}
+    shared = Counter(stems.values())
+    return {
+        urn: (f"{stem}.{hashlib.sha256(urn.encode()).hexdigest()[:8]}" if shared[stem] > 1 else stem) + ".yaml"
+        for urn, stem in stems.items()
+    }
+
+
+def _options(registration: harness.Registration) -> dict[str, Any]:
+    """The resource options the engine acts on in a diff, those set only."""
+    options: dict[str, Any] = {
+        "customTimeouts": dict(sorted(registration.custom_timeouts.items())),
+        "deleteBeforeReplace": registration.delete_before_replace,
+        "ignoreChanges": sorted(registration.ignore_changes),
+        "replaceOnChanges": sorted(registration.replace_on_changes),
+    }
+    return {key: value for key, value in options.items() if value}
+
+
+def resource_record(registration: harness.Registration, manifest_file: str | None = None) -> dict[str, Any]:
+    """A resource as the engine would see it, for ``resources/``: a Kubernetes object names its manifest in
+    ``k8s/`` (``manifest_file``) instead of repeating its inputs there."""
+    record: dict[str, Any] = {
+        "type": registration.type,
+        "name": registration.name,
+        "urn": registration.urn,
+        "kind": "component" if not registration.custom else "resource",
+        "parent": registration.parent,
+        "provider": registration.provider_urn or "(default)",
+        "dependsOn": sorted(registration.dependencies),
+    }
+    options = _options(registration)
+    if options:
+        record["options"] = options
+    if manifest_file is not None:
+        record["manifest"] = f"{K8S}/{manifest_file}"
+    elif registration.custom:
+        record["inputs"] = _key_sorted(harness.plain(registration.inputs, redact=True))
+    return record
+
+
 def write_render(stack: str, run: harness.StackRun, out: Path) -> list[str]:
     """Write ``out/<stack>/``; return the schema problems of its Kubernetes objects (empty: all valid)."""
     target = out / stack
     if target.exists():
         shutil.rmtree(target)  # only our own output: no stale object survives a rename
-    k8s_dir = target / "k8s"
+    k8s_dir = target / K8S
     k8s_dir.mkdir(parents=True)
     version = run.kubernetes_version or ""
     problems: list[str] = []
+    manifest_files: dict[str, str] = {}
     for registration, obj in harness.kubernetes_manifests(run):
         # Validate the object as applied; write it with its secrets redacted.
         problems += [f"{registration.name}: {p}" for p in harness.validate_manifest(obj, version)]
         path = k8s_dir / manifest_filename(obj)
         if path.exists():
             problems.append(f"{registration.name}: a second object renders to {path.name}")
+        manifest_files[registration.urn] = path.name
         redacted = _key_sorted(harness.manifest(registration, redact=True))
         first: dict[str, Any] = {k: redacted.pop(k) for k in ("apiVersion", "kind", "metadata") if k in redacted}
         path.write_text(yaml.safe_dump({**first, **redacted}, sort_keys=False), encoding="utf-8")
+    resources_dir = target / RESOURCES
+    resources_dir.mkdir()
+    for urn, filename in record_filenames(run).items():
+        record = resource_record(run.registrations[urn], manifest_files.get(urn))
+        (resources_dir / filename).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    (target / "summary.md").write_text(summary.summary_markdown(stack, run), encoding="utf-8")
     (target / "graph.md").write_text(graph_markdown(stack, run), encoding="utf-8")
     (target / "graph.dot").write_text(graph_dot(stack, run), encoding="utf-8")
     return problems
@@ -164,8 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         print(f"render: wrote {where} anyway, for inspection", file=sys.stderr)
         return EXIT_INVALID
-    count = len(list((where / "k8s").iterdir()))
-    print(f"render: stack {args.stack}: {count} Kubernetes objects, all valid; wrote {where}")
+    count = len(list((where / K8S).iterdir()))
+    total = len(list((where / RESOURCES).iterdir()))
+    print(f"render: stack {args.stack}: {total} resources, {count} Kubernetes objects, all valid; wrote {where}")
     return 0
 
 

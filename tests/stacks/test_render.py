@@ -1,4 +1,5 @@
-"""tools/render.py: a stack rendered offline for review, its secrets redacted, every object named and valid.
+"""tools/render.py: a stack rendered offline for review, its secrets redacted, every object named and valid,
+every resource of every provider written with its inputs, and a summary of the cloud read from them.
 
 The shipped stacks are rendered from the session's shared runs; the objects those
 runs hold are validated against the schema once, in tests/stacks/test_stacks.py,
@@ -11,16 +12,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
+from mlstack import catalogue
 from tests.support import DEPLOYMENT, STACKS, SharedRun
-from tools import harness, render
+from tools import harness, render, summary
 
 PASSWORD = "a-configured-render-password"
 
@@ -106,6 +109,129 @@ def test_graphs_name_every_resource_its_parent_and_dependencies(
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_resources_hold_every_resource_of_every_provider_as_the_engine_sees_it(
+    rendered: dict[str, tuple[Path, harness.StackRun]], stack: str
+) -> None:
+    where, run = rendered[stack]
+    files = render.record_filenames(run)
+    assert {p.name for p in (where / render.RESOURCES).iterdir()} == set(files.values())
+    assert len(files) == len(run.registrations)
+    for urn, registration in run.registrations.items():
+        record = yaml.safe_load((where / render.RESOURCES / files[urn]).read_text(encoding="utf-8"))
+        assert (record["type"], record["name"], record["urn"], record["parent"]) == (
+            registration.type, registration.name, urn, registration.parent,
+        ), files[urn]  # fmt: skip
+        assert record["dependsOn"] == sorted(registration.dependencies), files[urn]
+        assert record["provider"] == (registration.provider_urn or "(default)"), files[urn]
+        assert record.get("options", {}).get("ignoreChanges", []) == sorted(registration.ignore_changes)
+        if registration.is_kubernetes_object:
+            manifest = yaml.safe_load((where / record["manifest"]).read_text(encoding="utf-8"))
+            assert manifest == harness.manifest(registration, redact=True), files[urn]
+            assert "inputs" not in record
+        elif registration.custom:
+            assert record["inputs"] == harness.plain(registration.inputs, redact=True), files[urn]
+        else:
+            assert record["kind"] == "component"
+            assert "inputs" not in record
+
+
+CLOUD_TYPES = {
+    "local": set(),
+    "dev": {summary.AKS_CLUSTER, summary.AKS_POOL, summary.ACR, "azure-native:resources:ResourceGroup"},
+    "gke": {summary.GKE_CLUSTER, summary.GKE_POOL, summary.BUCKET, summary.ARTIFACT_REGISTRY},
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_cloud_is_in_the_render(rendered: dict[str, tuple[Path, harness.StackRun]], stack: str) -> None:
+    """The render used to hold the Kubernetes objects only: no cluster, pool, registry or bucket."""
+    where, _ = rendered[stack]
+    types = {yaml.safe_load(p.read_text(encoding="utf-8"))["type"] for p in (where / render.RESOURCES).iterdir()}
+    assert CLOUD_TYPES[stack] <= types
+    assert {"tls:index/privateKey:PrivateKey", "docker-build:index:Image", summary.K8S_PROVIDER} <= types
+
+
+def _row(markdown: str, first_cell: str) -> str:
+    (row,) = [line for line in markdown.splitlines() if line.startswith(f"| {first_cell} |")]
+    return row
+
+
+def test_the_gke_summary_shows_pools_gpus_zone_datapath_registry_and_bucket(
+    rendered: dict[str, tuple[Path, harness.StackRun]],
+) -> None:
+    where, run = rendered["gke"]
+    text = (where / "summary.md").read_text(encoding="utf-8")
+    pool = run.one(summary.GKE_POOL, "-gpu")
+    inputs = harness.plain(pool.inputs)
+    config, scaling = inputs["nodeConfig"], inputs["autoscaling"]
+    (accelerator,) = config["guestAccelerators"]
+    assert (
+        f"| {inputs['cluster']} | {config['machineType']} | {accelerator['count']} x {accelerator['type']} | "
+        f"{scaling['totalMinNodeCount']}-{scaling['totalMaxNodeCount']} (autoscaled) | yes | {inputs['location']} |"
+    ) in _row(text, pool.outputs["name"])
+    cluster = run.one(summary.GKE_CLUSTER)
+    row = _row(text, cluster.outputs["name"])
+    location = harness.plain(cluster.inputs)["location"]
+    assert f"| GKE | {location} (zonal) |" in row
+    assert "datapath ADVANCED_DATAPATH" in row
+    repository = harness.plain(run.one(summary.ARTIFACT_REGISTRY).inputs)
+    assert f"{repository['location']}-docker.pkg.dev/{repository['project']}/{repository['repositoryId']}" in text
+    assert f"| GCS bucket | {harness.plain(run.one(summary.BUCKET).inputs)['name']} |" in text
+    assert f"Kubernetes {run.kubernetes_version} (the stack's `kubernetesVersion` output)" in text
+
+
+def test_the_aks_summary_shows_both_pools_their_gpus_spot_location_registry_and_store(
+    rendered: dict[str, tuple[Path, harness.StackRun]],
+) -> None:
+    where, run = rendered["dev"]
+    text = (where / "summary.md").read_text(encoding="utf-8")
+    gpu = harness.plain(run.one(summary.AKS_POOL).inputs)
+    size = catalogue.AZURE_GPU_SIZES[gpu["vmSize"]]
+    assert (
+        f"| {gpu['vmSize']} | {size.gpus} x {size.gpu_model} | {gpu['minCount']}-{gpu['maxCount']} (autoscaled) | "
+        "yes (max price on-demand) |"
+    ) in _row(text, f"{gpu['agentPoolName']} (User)")
+    cluster = harness.plain(run.one(summary.AKS_CLUSTER).inputs)
+    (system,) = cluster["agentPoolProfiles"]
+    assert f"| {system['vmSize']} | none | {system['count']} (fixed) | no |" in _row(text, f"{system['name']} (System)")
+    assert f"| AKS | {cluster['location']} |" in text
+    assert f"| ACR | {run.one(summary.ACR).outputs['loginServer']} | {cluster['location']} |" in text
+    assert "| PersistentVolumeClaim | mlstack/mlstack-models | storage class azurefile-csi |" in text
+
+
+def test_the_local_summary_shows_the_context_and_where_images_are_pushed(
+    rendered: dict[str, tuple[Path, harness.StackRun]],
+) -> None:
+    where, run = rendered["local"]
+    text = (where / "summary.md").read_text(encoding="utf-8")
+    context = harness.plain(run.one(summary.K8S_PROVIDER).inputs)["context"]
+    assert f"kubeconfig context {context}" in text
+    assert "| pushed to | localhost:5001 |" in text
+    assert "The cluster's own nodes." in text
+
+
+def test_the_summary_reads_the_resources_not_the_config() -> None:
+    """A pool no stack configures is summarised from what the program registered."""
+
+    def program() -> None:
+        gcp.container.NodePool(
+            "h100",
+            cluster="training",
+            location="europe-west4-b",
+            node_config={
+                "machine_type": "a3-highgpu-8g", "spot": True,
+                "guest_accelerators": [{"type": "nvidia-h100-80gb", "count": 8}],
+            },
+            autoscaling={"min_node_count": 0, "max_node_count": 2},
+        )  # fmt: skip
+
+    text = summary.summary_markdown("test", harness.run(program, {}))
+    assert (
+        "| training | a3-highgpu-8g | 8 x nvidia-h100-80gb | 0-2 (autoscaled) per zone | yes | europe-west4-b |" in text
+    )
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_no_secret_value_is_written(rendered: dict[str, tuple[Path, harness.StackRun]], stack: str) -> None:
     where, _ = rendered[stack]
     for path in _files(where):
@@ -165,23 +291,24 @@ def test_bad_config_exits_non_zero_with_the_reason(tmp_path: Path, capsys: pytes
 def test_an_object_the_target_version_rejects_exits_non_zero(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Kubernetes 1.25 has no preStop sleep action and a different podFailurePolicy: both are caught. The
-    # config refuses a minor that old (validate.MIN_KUBERNETES_MINOR), so the render is asked to validate
-    # against it directly: the schema check stays the last line, whatever the config lets through.
-    real_run_stack = harness.run_stack
+    """Exit 1 when the schema of the stack's version rejects an object, naming it; the render is still written.
+    (Config refuses a version too old for the stack's objects before anything renders, so the schema's
+    verdict is stood in for here.)"""
+    schema = harness.validate_manifest
 
-    def run_stack_validated_as_125(*args: Any, **kwargs: Any) -> harness.StackRun:
-        run: harness.StackRun = real_run_stack(*args, **kwargs)
-        run.kubernetes_version = "1.25"
-        return run
+    def rejects_deployments(obj: Mapping[str, Any], version: str) -> list[str]:
+        if obj.get("kind") == "Deployment":
+            return [f"Deployment {obj['metadata']['name']}: spec.template: not valid in {version}"]
+        return schema(obj, version)
 
-    monkeypatch.setattr(harness, "run_stack", run_stack_validated_as_125)
+    monkeypatch.setattr(harness, "validate_manifest", rejects_deployments)
     code = render.main(["--stack", "local", "--out", str(tmp_path)])
     assert code == render.EXIT_INVALID
     err = capsys.readouterr().err
-    assert "invalid Kubernetes object(s)" in err
-    assert "Deployment mlstack-server: spec.template.spec.containers.0.lifecycle.preStop" in err
+    assert "1 invalid Kubernetes object(s)" in err
+    assert "mlstack-server: Deployment mlstack-server: spec.template: not valid in" in err
     assert (tmp_path / "local" / "graph.md").exists(), "the render is written for inspection"
+    assert (tmp_path / "local" / "summary.md").exists()
 
 
 def test_an_invalid_object_is_reported_by_name(tmp_path: Path) -> None:
