@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(DEV_REQUIREMENTS) | sha256sum | cut -c
 MODEL_DIR ?= build/models
 MODEL_NAME ?= digits
 
-.PHONY: help venv runtime test lint typecheck unit docs render preview up down smoke destroy stack train serve monitoring
+.PHONY: help venv runtime test lint typecheck unit docs render review preview up down smoke destroy stack train serve monitoring
 help:
 	@echo "make test                 lint, type-check and run every test (offline)"
 	@echo "make preview STACK=local  pulumi preview for a stack (needs the Pulumi CLI)"
@@ -30,6 +30,7 @@ help:
 	@echo "make serve                serve it on https://localhost:8080, CA in build/tls/ca.crt (set MLAPP_AUTH_PASSWORD first)"
 	@echo "make serve PLAIN_HTTP=1   the same over plain HTTP, on a laptop only"
 	@echo "make render STACK=local   render a stack offline into render/<stack>/ (objects, graph), validated"
+	@echo "make review BASE=main     render every stack at BASE and here, print their diff and what pulumi up would replace"
 
 # What `pulumi up` runs needs only requirements.txt; the tests need the rest too.
 $(RUNTIME_STAMP): requirements.txt
@@ -105,6 +106,12 @@ docs: venv
 # Offline, no CLI or credentials: every Kubernetes object (secrets redacted) and the resource graph.
 render: venv
 	$(PY) -m tools.render --stack $(STACK)
+
+# Offline too: every shipped stack rendered at BASE (in a temporary git worktree) and at the working tree,
+# their diff, and the resources a preview would replace (tools/replacements.py says on whose word).
+BASE ?= HEAD
+review: venv
+	$(PY) -m tools.review --base $(BASE)
 
 stack: runtime
 	@command -v pulumi >/dev/null || { echo "make: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/)"; exit 2; }
