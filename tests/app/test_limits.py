@@ -374,6 +374,22 @@ def test_tls_refuses_clients_that_do_not_trust_the_ca_and_plain_http(tls_server:
         httpx.get(tls_server.url.replace("https://", "http://") + contract.LIVE_PATH, timeout=5)
 
 
+def test_a_tls_client_that_closes_its_side_leaves_nothing_in_the_log(
+    tls_server: Server, certificates: Certificates
+) -> None:
+    """A TLS client that sends close_notify after its answer: the server's protocol said "keep the write
+    side open" and asyncio's TLS layer, which has no half-close, logged a warning about it for each
+    client, so that anyone, without credentials, could fill the log."""
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", tls_server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status_of(conn.recv(65536)) == 200
+            conn.unwrap()  # returns with the server's close_notify: it has handled the client's by then
+    assert "eof_received" not in tls_server.log, tls_server.log[-2000:]
+
+
 def test_a_tls_client_that_never_says_hello_is_closed(tls_server: Server) -> None:
     with socket.create_connection(("127.0.0.1", tls_server.port), timeout=20) as conn:
         started = time.monotonic()

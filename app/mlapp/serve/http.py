@@ -357,7 +357,11 @@ class Connection(asyncio.Protocol):
                 reading.wake.set()
         if self.active is None and not self.queue:
             self._close()
-        return True  # keep the write side open for those answers
+        # Plain TCP: keep the write side open for those answers. TLS has no half-close: the TLS layer
+        # shuts the connection down whatever this returns, and logs a warning for a true value
+        # (asyncio/sslproto.py and uvloop/sslproto.pyx ``_call_eof_received``: "returning true from
+        # eof_received() has no effect when using ssl"), once for every client that half-closes.
+        return self.server.tls is None
 
     def pause_writing(self) -> None:
         self.write_paused = True
