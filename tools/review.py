@@ -1,7 +1,8 @@
 """Review a change offline: ``make review BASE=main`` (or ``python -m tools.review --base main``).
 
 Renders every shipped stack twice, at ``BASE`` (a temporary ``git worktree`` of it, run with
-this virtualenv) and at the working tree (committed or not), and prints, per stack, a unified
+this virtualenv) and at the working tree (committed or not; ``--head REF``: another commit,
+in a worktree too), and prints, per stack, a unified
 diff of the two renders and then what a ``pulumi preview`` would mark ``replace``:
 
 - a changed input the resource's provider cannot update in place, by the sourced table in
@@ -272,13 +273,13 @@ def _restore(tree: Path) -> None:
             (tree / name).unlink(missing_ok=True)
 
 
-def _render_base(ref: str, stacks: Sequence[str], out: Path) -> list[str]:
+def _render_commit(ref: str, stacks: Sequence[str], out: Path) -> list[str]:
     """Render ``stacks`` at ``ref`` into ``out``, in a temporary worktree; the notes to print."""
     with tempfile.TemporaryDirectory(prefix="mlstack-review-") as directory:
         tree = Path(directory) / "base"
         added = _git("worktree", "add", "--detach", str(tree), ref)
         if added.returncode != 0:
-            raise ReviewError(f"base {ref}: git worktree add failed: {added.stderr.strip()}")
+            raise ReviewError(f"{ref}: git worktree add failed: {added.stderr.strip()}")
         try:
             for name in RENDERER_FILES:
                 (tree / name).parent.mkdir(parents=True, exist_ok=True)
@@ -286,34 +287,41 @@ def _render_base(ref: str, stacks: Sequence[str], out: Path) -> list[str]:
             notes = []
             for stack in stacks:
                 try:
-                    notes.append(_render_side(tree, stack, out, f"base {ref}"))
+                    notes.append(_render_side(tree, stack, out, ref))
                 except ReviewError:
-                    # The base's harness may not run this renderer: fall back to the base's own.
+                    # Its harness may not run this renderer: fall back to its own.
                     _restore(tree)
-                    notes.append(f"base {ref}: rendered with its own tools/render.py (this one's does not run there)")
-                    notes.append(_render_side(tree, stack, out, f"base {ref}"))
+                    notes.append(f"{ref}: rendered with its own tools/render.py (this one's does not run there)")
+                    notes.append(_render_side(tree, stack, out, ref))
             return [note for note in notes if note]
         finally:
             _git("worktree", "remove", "--force", str(tree))
 
 
-def review(ref: str, stacks: Sequence[str], out: Path) -> tuple[list[str], dict[str, Verdict], list[str]]:
-    """Render both sides; the diff lines, the verdict per stack and the notes."""
+def review(
+    ref: str, stacks: Sequence[str], out: Path, head_ref: str | None = None
+) -> tuple[list[str], dict[str, Verdict], list[str]]:
+    """Render both sides (``head_ref`` None: the working tree); the diff lines, the verdict per stack and
+    the notes."""
     if out.exists():
         shutil.rmtree(out)  # only our own output
-    notes = _render_base(ref, stacks, out / "base")
-    for stack in stacks:
-        note = _render_side(harness.ROOT, stack, out / "head", "working tree")
-        notes += [note] if note else []
+    notes = _render_commit(ref, stacks, out / "base")
+    if head_ref is not None:
+        notes += _render_commit(head_ref, stacks, out / "head")
+    else:
+        for stack in stacks:
+            note = _render_side(harness.ROOT, stack, out / "head", "working tree")
+            notes += [note] if note else []
     lines: list[str] = []
     verdicts: dict[str, Verdict] = {}
     for stack in stacks:
         base, head = out / "base" / stack, out / "head" / stack
         diff = unified_diff(stack, base, head)
         lines += [f"=== stack {stack}: {'no change' if not diff else 'diff of the render'}\n", *diff]
-        verdicts[stack] = compare(base, head) if (base / render.RESOURCES).exists() else Verdict()
-        if not (base / render.RESOURCES).exists():
-            notes.append(f"base {ref}: stack {stack} has no resources/ in its render: replacements not checked")
+        checked = (base / render.RESOURCES).exists() and (head / render.RESOURCES).exists()
+        verdicts[stack] = compare(base, head) if checked else Verdict()
+        if not checked:
+            notes.append(f"stack {stack}: a render has no resources/ (its own renderer ran): replacements not checked")
     return lines, verdicts, notes
 
 
@@ -334,6 +342,7 @@ def verdict_lines(verdicts: Mapping[str, Verdict]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.review", description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD", help="the git ref to compare with (default: HEAD)")
+    parser.add_argument("--head", help="a git ref to review instead of the working tree")
     parser.add_argument(
         "--stack", dest="stacks", action="append", choices=STACKS, help="a stack to review (default: every one)"
     )
@@ -341,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stacks = args.stacks or list(STACKS)
     try:
-        lines, verdicts, notes = review(args.base, stacks, args.out)
+        lines, verdicts, notes = review(args.base, stacks, args.out, args.head)
     except ReviewError as e:
         print(f"review: {e}", file=sys.stderr)
         return EXIT_RENDER_FAILED

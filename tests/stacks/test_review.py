@@ -132,3 +132,31 @@ def test_a_base_that_is_not_a_commit_fails_the_review(tmp_path: Path, capsys: py
     code = review.main(["--base", "no-such-ref-anywhere", "--stack", "local", "--out", str(tmp_path)])
     assert code == review.EXIT_RENDER_FAILED
     assert "git worktree add failed" in capsys.readouterr().err
+
+
+# The commit that turned Dataplane V2 on (GKE's datapath is fixed at creation): its render showed
+# nothing of the cloud, so review saw no change at all.
+DATAPLANE_V2_COMMIT = "8d1f8e1"
+
+
+def test_the_commit_that_enabled_dataplane_v2_is_flagged_as_replacing_the_gke_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--base",
+        f"{DATAPLANE_V2_COMMIT}^",
+        "--head",
+        DATAPLANE_V2_COMMIT,
+        "--stack",
+        "gke",
+        "--out",
+        str(tmp_path),
+    ]
+    assert review.main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"  ! this change replaces {GKE_CLUSTER} gke-cluster (datapathProvider changed: (unset) -> ADVANCED_DATAPATH)\n"
+        "      source: hashicorp/terraform-provider-google google/services/container/resource_container_cluster.go: "
+        "ForceNew\n"
+    ) in out
+    assert "+  datapathProvider: ADVANCED_DATAPATH\n" in out
