@@ -257,14 +257,16 @@ class _Cycle:
         "expect_continue",
         "finished",
         "head",
+        "http10",
         "keep_alive",
         "scope",
         "started",
         "wake",
     )
 
-    def __init__(self, scope: Scope, keep_alive: bool, head: bool, expect_continue: bool) -> None:
+    def __init__(self, scope: Scope, keep_alive: bool, head: bool, expect_continue: bool, http10: bool) -> None:
         self.scope = scope
+        self.http10 = http10
         self.body: deque[bytes] = deque()
         self.body_size = 0  # buffered, not yet handed to the application
         self.complete = False
@@ -489,25 +491,13 @@ class Connection(asyncio.Protocol):
         path = raw.decode("latin-1")
         if "%" in path:
             path = unquote(path)
-        length = 0
-        expect_continue = False
-        for name, value in self.headers:
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise _Refused(400, "bad Content-Length") from None
-                if length > self.limits.max_body_bytes:
-                    raise _Refused(413, f"request body over the limit of {self.limits.max_body_bytes} bytes")
-            elif name == b"transfer-encoding":
-                length = -1
-            elif name == b"expect" and value.lower() == b"100-continue":
-                expect_continue = True
+        version = parser.get_http_version()
+        length, expect_continue = self._framing(version)
         server = self.server
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": parser.get_http_version(),
+            "http_version": version,
             "server": server.server_address,
             "client": self.client,
             "scheme": server.scheme,
@@ -519,7 +509,7 @@ class Connection(asyncio.Protocol):
             "headers": self.headers,
         }
         keep_alive = parser.should_keep_alive() and not server.draining
-        cycle = _Cycle(scope, keep_alive, method == "HEAD", expect_continue)
+        cycle = _Cycle(scope, keep_alive, method == "HEAD", expect_continue, version == "1.0")
         self.reading = cycle
         self.body_expected = length
         self.body_received = 0
@@ -528,6 +518,36 @@ class Connection(asyncio.Protocol):
         self.queue.append(cycle)
         if self.active is None:
             self._start_next()
+
+    def _framing(self, version: str) -> tuple[int, bool]:
+        """The body's length (-1: chunked) and whether the client waits for 100 Continue, from the
+        header fields; a request RFC 9112 tells a server to refuse is refused."""
+        length = 0
+        expect_continue = False
+        hosts = 0
+        for name, value in self.headers:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise _Refused(400, "bad Content-Length") from None
+                if length > self.limits.max_body_bytes:
+                    raise _Refused(413, f"request body over the limit of {self.limits.max_body_bytes} bytes")
+            elif name == b"transfer-encoding":
+                length = -1
+                # llhttp reads a body whose last coding is chunked whatever codes come before it,
+                # and decodes none of them: section 6.1, a coding not understood SHOULD get 501.
+                if value.strip().lower() != b"chunked":
+                    coding = value.decode("latin-1")
+                    raise _Refused(501, f"transfer coding {coding!r} not implemented: send the body chunked alone")
+            elif name == b"host":
+                hosts += 1
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expect_continue = True
+        if hosts > 1 or (hosts == 0 and version != "1.0"):
+            # Section 3.2: 400 for an HTTP/1.1 request without Host, and for any request with two.
+            raise _Refused(400, "a request needs exactly one Host header field")
+        return length, expect_continue
 
     def on_body(self, body: bytes) -> None:
         cycle = self.reading
@@ -697,6 +717,9 @@ class Connection(asyncio.Protocol):
             cycle.keep_alive = False
         if not cycle.keep_alive:
             parts.append(b"connection: close\r\n")
+        elif cycle.http10:
+            # An HTTP/1.0 client keeps the connection only when told to (RFC 9112 appendix C.2.2).
+            parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
         self._pending_head = b"".join(parts)
 
