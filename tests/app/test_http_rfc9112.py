@@ -1,19 +1,28 @@
 """What RFC 9112 (HTTP/1.1) asks of a server's framing, checked on the server's own HTTP layer.
 
-The tests speak raw bytes to a real server process (the session's plain-HTTP one).
+The first tests speak raw bytes to a real server process (the session's plain-HTTP one); the
+trailer tests drive ``mlapp.serve.http.Connection`` in process with a recording transport, so that
+what the application sees (its body, its header fields) and where a refusal comes, to the byte,
+are seen exactly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
+from collections.abc import Iterable, Iterator
 
 import pytest
 
 from mlapp import contract
+from mlapp.serve.asgi import Receive, Scope, Send
+from mlapp.serve.http import MAX_TRAILER_BYTES, Connection, HttpServer
+from mlapp.settings import Limits
 
 from .helpers import MODEL_NAME, PASSWORD, USER, Server
+from .test_http_writes import Recording
 
 TOKEN = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 LIVE = contract.LIVE_PATH.encode()
@@ -121,3 +130,105 @@ def test_an_http10_request_without_keep_alive_is_answered_and_closed(server: Ser
     assert status_of(response) == 200, response
     assert response.count(b"HTTP/1.1 ") == 1
     assert b"connection: close" in head_of(response)
+
+
+# --- trailer fields (RFC 9112 section 7.1.2), in process -------------------------------------
+
+
+class Reading:
+    """An application that reads a whole body, then answers 200 with it; it records each request's
+    header fields and body."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[list[tuple[bytes, bytes]], bytes]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.seen.append((list(scope["headers"]), body))
+        length = b"%d" % len(body)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def feed(reads: Iterable[bytes]) -> tuple[Reading, list[tuple[str, int, bytes]], int]:
+    """One connection given ``reads`` one ``data_received`` each, the loop let run between them, until the
+    connection closes; the application, the transport's calls, and how many bytes were given."""
+    app = Reading()
+    log: list[tuple[str, int, bytes]] = []
+    given = 0
+
+    async def scenario() -> None:
+        nonlocal given
+        server = HttpServer(app, Limits(), None, ("127.0.0.1", 8080))
+        conn = Connection(server)
+        conn.connection_made(Recording(log, 0))  # type: ignore[arg-type]
+        for data in reads:
+            if conn.closed:
+                break
+            conn.data_received(data)
+            given += len(data)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if not conn.closed:
+            conn.abort()
+
+    asyncio.run(scenario())
+    return app, log, given
+
+
+def written(log: list[tuple[str, int, bytes]]) -> bytes:
+    return b"".join(data for kind, _, data in log if kind == "write")
+
+
+CHUNKED_HEAD = b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_a_trailer_field_is_read_past_and_not_merged_into_the_header_fields() -> None:
+    """RFC 9110 section 6.5.1: a recipient MUST NOT merge a trailer field into the header section
+    unless its definition says so; none that this server knows does."""
+    app, log, _ = feed([CHUNKED_HEAD + b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\nAuthorization: x\r\n\r\n"])
+    assert len(app.seen) == 1, log
+    headers, body = app.seen[0]
+    assert body == b"hello"
+    assert [name for name, _ in headers] == [b"host", b"transfer-encoding"]
+    assert written(log).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_trailer_field_that_never_ends_is_431_within_its_allowance() -> None:
+    """httptools holds an unfinished trailer field whole (``MAX_TRAILER_BYTES`` says where): reads of one
+    value that never ends are refused once they pass the allowance, not fed on."""
+    read = 1024
+
+    def reads() -> Iterator[bytes]:
+        yield CHUNKED_HEAD + b"5\r\nhello\r\n"
+        yield b"0\r\nX-Trailer: "
+        for _ in range(64 * MAX_TRAILER_BYTES // read):  # the value, sixty-four times the allowance
+            yield b"v" * read
+
+    app, log, given = feed(reads())
+    assert app.seen == [], "the request was answered as if its trailers had ended"
+    answer = written(log)
+    assert status_of(answer) == 431, answer
+    assert log[-1][0] == "close", log[-1]
+    after_body = given - len(CHUNKED_HEAD + b"5\r\nhello\r\n")
+    assert MAX_TRAILER_BYTES < after_body <= MAX_TRAILER_BYTES + read, f"refused after {after_body} bytes"
+
+
+def test_a_request_after_a_chunked_one_in_the_same_read_is_not_counted_as_its_trailer() -> None:
+    """The piece that ends a chunked body may carry the next request's head, whose body has not come yet:
+    those bytes are the next request's, not trailer fields of the first."""
+    padded = (
+        b"POST /y HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"p" * (2 * MAX_TRAILER_BYTES) + b"\r\nContent-Length: 2\r\n\r\n"
+    )
+    app, log, _ = feed([CHUNKED_HEAD + b"5\r\nhello\r\n", b"0\r\n\r\n" + padded, b"ok"])
+    assert [body for _, body in app.seen] == [b"hello", b"ok"], written(log)
+    assert written(log).count(b"HTTP/1.1 200 ") == 2

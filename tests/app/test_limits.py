@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,6 +250,62 @@ def test_a_stranger_cannot_hold_a_body_without_credentials(tight: Server) -> Non
         conn.sendall(head + b"{")
         response = read_all(conn)
     assert status_of(response) == 401  # answered at once, and the connection closed: the body is never read
+
+
+# --- after the body ----------------------------------------------------------------------
+
+
+def vm_kib(pid: int, field: str = "VmRSS") -> int:
+    """``field`` of process ``pid`` in KiB, from Linux's /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_a_trailer_value_that_never_ends_is_431_and_the_server_stays_flat(
+    trained: TrainedModel, tmp_path: Path
+) -> None:
+    """After a chunked body's last chunk come trailer fields, which the parser reads as header fields and
+    holds while one is unfinished: one value streamed for the body timeout (60 s, the default, kept here)
+    grew the server by what was sent and kept its loop copying it, while the kubelet's probes waited."""
+    srv = Server(tmp_path, trained.store, MLAPP_FAILED_LOGIN_BURST="100000")
+    budget = 32 << 20
+    probes: list[int | str] = []
+    done = threading.Event()
+
+    def probe_the_internal_port() -> None:
+        while True:
+            try:
+                probes.append(httpx.get(srv.metrics_url + contract.LIVE_PATH, timeout=10).status_code)
+            except httpx.HTTPError as e:
+                probes.append(type(e).__name__)
+            if done.wait(0.1):
+                return
+
+    try:
+        srv.wait_for("/v2/health/ready")
+        # Trailer fields a client may send (a checksum) are read past: the request is answered.
+        with connect(srv) as conn:
+            conn.sendall(_post_head(None) + b"2\r\n{}\r\n0\r\nX-Checksum: 1\r\n\r\n")
+            assert status_of(read_all(conn, limit=4096)) == 400  # "{}" has no inputs: read, and answered
+        before = vm_kib(srv.proc.pid)
+        prober = threading.Thread(target=probe_the_internal_port)
+        prober.start()
+        try:
+            with connect(srv, timeout=10) as conn:
+                sent = send_until_refused(conn, _post_head(None) + b"0\r\nX-Trailer: ", b"v" * 16384, budget)
+                grown = vm_kib(srv.proc.pid) - before  # the connection still open: what it holds is held
+                response = read_all(conn)
+        finally:
+            done.set()
+            prober.join(30)
+    finally:
+        srv.stop()
+    assert grown < 8 << 10, f"the server grew {grown} KiB while {sent} bytes of one trailer value came"
+    assert status_of(response) == 431, response
+    assert sent < 16 << 20, f"the server read {sent} bytes of one trailer value before refusing"
+    assert set(probes) == {200}, f"the internal port's liveness answered {probes}"
 
 
 # --- connections and pipelining -------------------------------------------------------

@@ -19,7 +19,10 @@ URL bytes              ``on_url``                                   414, closed
 header_timeout         first byte of a request to its blank line    408, closed
                        (the TLS handshake shares it)
 body bytes             Content-Length at the headers, or counted    413, closed
-body_timeout           end of headers to end of body                408, closed
+after the body         ``MAX_TRAILER_BYTES`` of chunk framing and   431, closed
+                       trailer fields past the last body byte
+body_timeout           end of headers to end of body (trailers      408, closed
+                       included)
 keep_alive_timeout     idle between requests, and before the first  closed
 max_pipelined          requests read and not yet answered           reading stops, closed
                                                                     after those are answered
@@ -75,6 +78,19 @@ class _Refused(Exception):
 
 # How often connection deadlines are checked: each fires at most this late.
 SWEEP_SECONDS: Final = 0.25
+
+# What a chunked body may send after its last data byte: the last chunk's size line, the trailer
+# fields and the blank line that ends them. llhttp parses trailer fields with the states and
+# callbacks of header fields (src/llhttp/http.ts: a chunk size of 0 sets FLAGS.TRAILING and goes to
+# 'header_field_start'), and httptools keeps an unfinished field in memory with ``bytes +=``, passing
+# it on only once the field ends (httptools/parser/parser.pyx ``_on_header_field``,
+# ``_on_header_value``): a trailer value that never ends would grow that buffer, and the copies
+# growing it would take the loop's CPU, for the whole body timeout. So the pieces fed with no body in
+# them since the body's last byte (or the end of the head) are counted; the rest of the piece that
+# carried that byte is not, so httptools holds at most this plus ``max_header_bytes``, the size of
+# the pieces a chunked body is fed in. Generous for the trailer fields a client sends in practice
+# (none, or a checksum); the server reads none of them.
+MAX_TRAILER_BYTES: Final = 4096
 
 
 def _nothing() -> None:
@@ -299,6 +315,8 @@ class Connection(asyncio.Protocol):
         self.reading: _Cycle | None = None
         self.body_expected = 0  # Content-Length, or -1 for chunked
         self.body_received = 0
+        self.body_in_piece = False  # the piece being fed carried body bytes
+        self.after_body = 0  # bytes fed with no body in them since the body's last byte (``MAX_TRAILER_BYTES``)
         # Requests read and not yet answered; the first one is running.
         self.queue: deque[_Cycle] = deque()
         self.active: _Cycle | None = None
@@ -431,12 +449,7 @@ class Connection(asyncio.Protocol):
                     self.head_fed += len(piece)
                     self.parser.feed_data(piece)
                 else:
-                    # The body goes in no further than its end, so a head that follows
-                    # it is fed under its own allowance; a chunked one in head-sized slices.
-                    left = self.body_expected - self.body_received
-                    size = left if left > 0 else self.limits.max_header_bytes
-                    piece, view = view[:size], view[size:]
-                    self.parser.feed_data(piece)
+                    view = self._feed_body(view)
                 if self.refused or (self.closing and self.reading is None):
                     return
         except _Refused as e:
@@ -454,6 +467,27 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             self._refuse(_Refused(400, f"malformed request: {e}"))
 
+    def _feed_body(self, view: memoryview) -> memoryview:
+        """Feed the parser the body's next piece; what is left of ``view``.
+
+        The body goes in no further than its end, so a head that follows it is fed
+        under its own allowance; a chunked one in head-sized pieces, and a piece with
+        no body in it counted against ``MAX_TRAILER_BYTES``.
+        """
+        left = self.body_expected - self.body_received
+        size = left if left > 0 else self.limits.max_header_bytes
+        piece, view = view[:size], view[size:]
+        reading = self.reading
+        self.body_in_piece = False
+        self.parser.feed_data(piece)
+        if not self.body_in_piece and self.reading is reading:
+            # Chunk framing or trailer fields, of the same message (a piece that ends a chunked
+            # body may begin the next request, whose bytes are not this one's trailer).
+            self.after_body += len(piece)
+            if self.after_body > MAX_TRAILER_BYTES:
+                raise _Refused(431, f"trailer fields over {MAX_TRAILER_BYTES} bytes")
+        return view
+
     def on_message_begin(self) -> None:
         if self.closing or len(self.queue) >= self.limits.max_pipelined:
             # Enough read ahead: what was read is answered, the rest is not read.
@@ -470,6 +504,10 @@ class Connection(asyncio.Protocol):
             raise _Refused(414, f"URL over {self.limits.max_url_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            # A trailer field (the same callback, after the last chunk): not merged into the request's
+            # header fields (RFC 9110 section 6.5.1), and read by nothing here; counted in bytes.
+            return
         self.headers.append((name.lower(), value))
         if len(self.headers) > self.limits.max_header_count:
             raise _Refused(431, f"more than {self.limits.max_header_count} header fields")
@@ -513,6 +551,8 @@ class Connection(asyncio.Protocol):
         self.reading = cycle
         self.body_expected = length
         self.body_received = 0
+        self.body_in_piece = False
+        self.after_body = 0
         if length:
             self._arm(self.limits.body_timeout, self._on_read_timeout)
         self.queue.append(cycle)
@@ -550,6 +590,8 @@ class Connection(asyncio.Protocol):
         return length, expect_continue
 
     def on_body(self, body: bytes) -> None:
+        self.body_in_piece = True
+        self.after_body = 0
         cycle = self.reading
         if cycle is None:
             return
