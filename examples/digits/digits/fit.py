@@ -207,10 +207,15 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.dev
     return correct / len(x)
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save ``state`` whole or not at all, with its size and SHA-256 in the archive's comment
+    (``files.write_checked``), which torch.load reads past.
+
+    torch.save's archive checks nothing on load: bytes flipped in a tensor's data load as other weights,
+    and the run would resume from them and publish what they train into."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    files.write_file_atomic(path, buf.getvalue())
+    files.write_checked(path, buf.getvalue())
 
 
 # What a checkpoint holds (fit's ``checkpoint``), and the type each entry must have.
@@ -282,11 +287,21 @@ def _load_checkpoint(path: Path | None, params: Params, steps_per_epoch: int) ->
     """
     if path is None or not path.is_file():
         return None
+    # Its size and SHA-256 first: a damaged checkpoint is refused, and one without them too, since nothing
+    # says it is whole (one saved before checkpoints carried them costs a run from scratch, once).
     try:
-        # weights_only: a checkpoint is data, never code to run.
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = files.read_checked(path)
+    except files.Unverified as e:
+        log.warning("ignoring checkpoint %s: %s; training from scratch", path, e)
+        return None
+    except OSError as e:
+        log.warning("ignoring unreadable checkpoint %s: %s; training from scratch", path, e)
+        return None
+    try:
+        # weights_only: a checkpoint is data, never code to run. The bytes just verified, not a second read.
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # a foreign or damaged file must not block training from scratch
-        log.warning("ignoring unreadable checkpoint %s: %s", path, e)
+        log.warning("ignoring unreadable checkpoint %s: %s; training from scratch", path, e)
         return None
     problem = _checkpoint_problem(state, params, steps_per_epoch)
     if problem is not None:
@@ -389,7 +404,7 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
     def checkpoint(epoch: int, batch: int) -> None:
         if not leader or checkpoint_path is None:  # one writer; every rank resumes from what it wrote (from_leader)
             return
-        _save_checkpoint(
+        save_checkpoint(
             checkpoint_path,
             {
                 "params": params.as_dict(),

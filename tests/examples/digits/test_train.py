@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
+import io
 import json
 import os
 import re
@@ -11,6 +13,8 @@ import signal
 import struct
 import subprocess
 import sys
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -454,13 +458,32 @@ def test_sigterm_saves_a_checkpoint_and_exits_1(tmp_path: Path) -> None:
 QUICK_ARGS = ["--epochs", "1", "--batch-size", "64", "--learning-rate", "0.01"]
 
 
-def test_damaged_or_foreign_checkpoint_is_ignored(tmp_path: Path) -> None:
+def zip_archive(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("write", "says"),
+    [
+        (lambda path: path.write_bytes(b"\x80\x04 torn write"), "it carries no size and SHA-256 at its end"),
+        # Whole by its checksum, but no torch archive: torch.load's refusal is the reason.
+        (lambda path: files.write_checked(path, zip_archive({"notes.txt": b"not a checkpoint"})), "unreadable"),
+    ],
+    ids=["foreign bytes", "checked, but not torch's"],
+)
+def test_damaged_or_foreign_checkpoint_is_ignored(tmp_path: Path, write: Callable[[Path], None], says: str) -> None:
     run = Run.under(tmp_path, "d")
     run.checkpoint_dir.mkdir(parents=True)
-    run.checkpoint.write_bytes(b"\x80\x04 torn write")
+    write(run.checkpoint)
     result = run_trainer(run, *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
-    assert "ignoring unreadable checkpoint" in result.stdout
+    warning = next(line for line in result.stdout.splitlines() if "WARNING digits.train ignoring" in line)
+    assert says in warning
+    assert warning.endswith("; training from scratch")
     assert "resuming" not in result.stdout
     assert (run.output_dir / "model.onnx").is_file()
 
@@ -543,11 +566,11 @@ def test_a_checkpoint_that_loads_but_cannot_resume_is_ignored(
     tmp_path: Path, quick_from_scratch: Run, held_out: HeldOut, defect: str, reason: str
 ) -> None:
     """Bug: a checkpoint with this run's params but missing or misfit state failed every retry of the Job."""
-    import torch
+    from digits import fit
 
     run = Run.under(tmp_path, "c")
     run.checkpoint_dir.mkdir(parents=True)
-    torch.save(quick_checkpoint(defect), run.checkpoint)
+    fit.save_checkpoint(run.checkpoint, quick_checkpoint(defect))
     result = run_trainer(run, *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     warnings = [
@@ -569,15 +592,109 @@ def test_a_checkpoint_that_loads_but_cannot_resume_is_ignored(
 
 def test_the_checkpoint_of_the_unusable_checkpoint_tests_resumes_when_whole(tmp_path: Path) -> None:
     """quick_checkpoint without a defect is one a run resumes from: the tests above fail on their defect only."""
-    import torch
+    from digits import fit
 
     run = Run.under(tmp_path, "c")
     run.checkpoint_dir.mkdir(parents=True)
-    torch.save(quick_checkpoint("none"), run.checkpoint)
+    fit.save_checkpoint(run.checkpoint, quick_checkpoint("none"))
     result = run_trainer(run, *QUICK_ARGS)
     assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
     assert f"resuming from checkpoint {run.checkpoint} at step 5" in result.stdout
     assert "WARNING" not in result.stdout
+
+
+# ---------------------------------------------------------------- checkpoint integrity
+
+
+def flip_tensor_bytes(saved: bytes, tensor: Any, count: int = 32) -> bytes:
+    """``saved`` with ``count`` bytes in the middle of ``tensor``'s data inverted: the archive stores each tensor's
+    bytes as they are, uncompressed, so they are found by value."""
+    raw = tensor.numpy().tobytes()
+    assert saved.count(raw) == 1, "the tensor's bytes are not in the checkpoint once"
+    at = saved.index(raw) + len(raw) // 2
+    return saved[:at] + bytes(b ^ 0xFF for b in saved[at : at + count]) + saved[at + count :]
+
+
+CHECKPOINT_DAMAGE: dict[str, tuple[Callable[[bytes, dict[str, Any]], bytes] | None, str]] = {
+    "32 bytes of a tensor flipped": (
+        lambda saved, state: flip_tensor_bytes(saved, state["model"]["head.4.weight"]),
+        "it is damaged (its {size} bytes have SHA-256 {flipped}…, its end names {size} bytes with SHA-256 {sha}…)",
+    ),
+    "truncated": (lambda saved, _: saved[: len(saved) // 2], "it carries no size and SHA-256 at its end"),
+    "its SHA-256 changed": (
+        lambda saved, _: saved[:-64] + b"0" * 64,
+        "it is damaged (its {size} bytes have SHA-256 {sha}…, its end names {size} bytes with SHA-256 000000000000…)",
+    ),
+    "zero-filled": (lambda saved, _: bytes(len(saved)), "it carries no size and SHA-256 at its end"),
+    "saved before checkpoints carried a SHA-256": (None, "it carries no size and SHA-256 at its end"),
+}
+
+
+@pytest.mark.parametrize("damage", CHECKPOINT_DAMAGE)
+def test_a_damaged_or_unverifiable_checkpoint_is_not_resumed(
+    tmp_path: Path, quick_from_scratch: Run, held_out: HeldOut, damage: str
+) -> None:
+    """Bug: 32 flipped bytes in a checkpoint's tensor data were resumed from: torch.load checks nothing.
+
+    A checkpoint without a size and SHA-256 (one saved before they were recorded) is refused too, since
+    nothing says it is whole; that costs one run from scratch after the upgrade."""
+    import torch
+
+    from digits import fit
+
+    run = Run.under(tmp_path, "k")
+    run.checkpoint_dir.mkdir(parents=True)
+    state = quick_checkpoint("none")
+    change, says = CHECKPOINT_DAMAGE[damage]
+    if change is None:
+        torch.save(state, run.checkpoint)
+    else:
+        fit.save_checkpoint(run.checkpoint, state)
+        saved = run.checkpoint.read_bytes()
+        damaged = change(saved, state)
+        if damage == "32 bytes of a tensor flipped":
+            # What torch alone would have resumed from: it loads, with other weights.
+            loaded = torch.load(io.BytesIO(damaged), weights_only=True)
+            assert not torch.equal(loaded["model"]["head.4.weight"], state["model"]["head.4.weight"])
+        run.checkpoint.write_bytes(damaged)
+        body = len(saved) - files.CHECKED_COMMENT_BYTES
+        sha, flipped = (hashlib.sha256(data[:body]).hexdigest()[:12] for data in (saved, damaged))
+        says = says.format(size=body, sha=sha, flipped=flipped)
+
+    result = run_trainer(run, *QUICK_ARGS)
+    assert result.returncode == contract.EXIT_OK, result.stdout + result.stderr
+    warnings = [line for line in result.stdout.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, result.stdout
+    assert f"WARNING digits.train ignoring checkpoint {run.checkpoint}: {says}" in warnings[0]
+    assert warnings[0].endswith("; training from scratch")
+    assert "resuming" not in result.stdout
+    # From scratch: the same model and metrics as a run that never had a checkpoint.
+    x = held_out.images[:32]
+    got = session(run.output_dir / "model.onnx").run(None, {"input": x})[0]
+    want = session(quick_from_scratch.output_dir / "model.onnx").run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert metrics_of(run) == metrics_of(quick_from_scratch)
+    # The run saved checkpoints of its own over it, which verify.
+    files.read_checked(run.checkpoint)
+
+
+def test_a_checked_checkpoint_is_still_a_torch_archive(tmp_path: Path) -> None:
+    """The size and SHA-256 live in the zip's comment: torch.load, and any zip reader, read the file as before."""
+    import torch
+
+    from digits import fit
+
+    state = quick_checkpoint("none")
+    path = tmp_path / "checkpoint.pt"
+    fit.save_checkpoint(path, state)
+    data = path.read_bytes()
+    assert files.read_checked(path) == data
+    loaded = torch.load(path, weights_only=True)
+    assert torch.equal(loaded["model"]["head.4.weight"], state["model"]["head.4.weight"])
+    comment = zipfile.ZipFile(path).comment
+    assert re.fullmatch(rb"digits-checkpoint 1 (\d{15}) ([0-9a-f]{64})", comment), comment
+    assert int(comment.split()[2]) == len(data) - len(comment)
+    assert comment.split()[3].decode() == hashlib.sha256(data[: -len(comment)]).hexdigest()
 
 
 # ---------------------------------------------------------------- staging leftovers
