@@ -36,7 +36,7 @@ from components.target import (
     Toleration,
     pod_placement,
 )
-from mlstack import acr_token, arm, catalogue, checkov, rules
+from mlstack import acr_token, arm, catalogue, checkov, quota, rules
 from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
@@ -118,6 +118,7 @@ class AksGpuClusterArgs:
     acr_sku: str = "Basic"
     acr_admin_user: bool = False
     device_plugin_image: str = DEVICE_PLUGIN_IMAGE
+    quota_check: bool = True  # read the subscription's quotas in the location before creating anything
 
 
 # --- pure builders -------------------------------------------------------------
@@ -160,7 +161,7 @@ def role_definition_id(subscription_id: str, role_id: str = ACR_PULL_ROLE_ID) ->
     return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
 
 
-def kubernetes_version(args: AksGpuClusterArgs) -> str:
+def kubernetes_version(args: AksGpuClusterArgs, subscription_id: str, token: str) -> str:
     """The minor the cluster runs: the pinned one once the location confirms it offers it, else its default.
 
     During preview and up AKS's own list for the location is read (mlstack.arm, with the deployer's
@@ -170,9 +171,7 @@ def kubernetes_version(args: AksGpuClusterArgs) -> str:
     """
     pinned = args.kubernetes_version
     try:
-        client = authorization.get_client_config()
-        token = authorization.get_client_token().token
-        offered = arm.aks_versions(client.subscription_id, args.location, token)
+        offered = arm.aks_versions(subscription_id, args.location, token)
     except arm.ArmError as e:
         pulumi.log.warn(
             f"could not read the Kubernetes versions AKS offers in {args.location} ({e}); "
@@ -183,6 +182,37 @@ def kubernetes_version(args: AksGpuClusterArgs) -> str:
     if problems:
         raise AksError(format_problems("invalid AKS target", problems))
     return pinned or offered.default or catalogue.AKS_DEFAULT_MINOR
+
+
+def check_quota(args: AksGpuClusterArgs, subscription_id: str, token: str) -> None:
+    """Stop before anything is created when the location's vCPU quotas cannot hold both pools at their largest.
+
+    The subscription's usage and limits (Microsoft.Compute Usage_List, mlstack.quota) against the system
+    pool with its upgrade surge and the GPU pool at gpuMaxNodes, on its VM family or, on Spot, the
+    low-priority vCPUs. A quota the answer lacks is named but not judged; an answer that cannot be read is
+    said and never stops the run (the cloud refuses for itself later).
+    """
+    where = f"Azure location {args.location}"
+    if not args.quota_check:
+        pulumi.log.info(f"quota in {where}: not checked (mlstack:quotaCheck is false)")
+        return
+    needs = quota.needs_azure(
+        system_vm_size=args.system_vm_size,
+        system_nodes=args.system_node_count,
+        gpu_vm_size=args.gpu_vm_size,
+        gpu_max_nodes=args.gpu_max_nodes,
+        gpu_spot=args.gpu_spot,
+    )
+    try:
+        quotas = quota.azure_quotas(subscription_id, args.location, token)
+    except arm.ArmError as e:
+        pulumi.log.warn(f"quota in {where}: not checked, the usages could not be read ({e})")
+        return
+    found = quota.shortfalls(needs.needs, quotas)
+    report = quota.message(found, "azure", args.location, account=subscription_id, uncounted=needs.uncounted)
+    if any(s.found for s in found):
+        raise AksError(f"the AKS target does not fit its quotas; nothing was created.\n{report}")
+    pulumi.log.info(f"quota in {where}: enough for both pools at their largest" + (f"\n{report}" if report else ""))
 
 
 def decode_kubeconfig(encoded: str) -> str:
@@ -235,8 +265,12 @@ class AksGpuCluster(pulumi.ComponentResource):
         problems = check_args(args)
         if problems:
             raise AksError(format_problems("invalid AKS target", problems))
-        # Asked before anything is registered: a version the location does not offer stops the run here.
-        self.kubernetes_version = kubernetes_version(args)
+        # Asked before anything is registered: a version the location does not offer, or quotas too small for
+        # the pools at their largest, stop the run here.
+        deployer = authorization.get_client_config()
+        token = authorization.get_client_token().token
+        self.kubernetes_version = kubernetes_version(args, deployer.subscription_id, token)
+        check_quota(args, deployer.subscription_id, token)
         super().__init__("mlstack:aks:AksGpuCluster", name, None, opts)
         self._name, self._args = name, args
         self._child = pulumi.ResourceOptions(parent=self)

@@ -30,7 +30,7 @@ from components.target import (
     Toleration,
 )
 from mlapp import contract
-from mlstack import catalogue, offered, rules
+from mlstack import catalogue, gcp_api, gcp_locations, offered, quota, rules
 from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
@@ -139,6 +139,7 @@ class GkeGpuClusterArgs:
     trainer_service_account: str
     server_service_account: str
     bucket_force_destroy: bool = False
+    quota_check: bool = True  # read the project's quotas in the region before creating anything
 
 
 # --- pure builders -------------------------------------------------------------
@@ -183,6 +184,43 @@ def kubernetes_version(args: GkeGpuClusterArgs) -> str:
     if problems:
         raise GkeError(format_problems("cannot build the GKE cluster", problems))
     return pinned or found.default or catalogue.GKE_DEFAULT_MINOR
+
+
+def check_quota(args: GkeGpuClusterArgs) -> None:
+    """Stop before anything is created when the region's quotas cannot hold both pools at their largest.
+
+    Compute Engine's regions.get quotas (mlstack.gcp_api, with the deployer's access token) against the
+    system pool in each of its zones with the upgrade surge, and the GPU pool at gpuMaxNodes: its GPUs
+    (PREEMPTIBLE_ ones on Spot) and vCPUs (mlstack.quota). A quota the answer lacks is named but not
+    judged; an answer that cannot be read is said and never stops the run.
+    """
+    where = f"GCP region {args.region}"
+    if not args.quota_check:
+        pulumi.log.info(f"quota in {where}: not checked (mlstack:quotaCheck is false)")
+        return
+    zonal = args.location != args.region
+    needs = quota.needs_gcp(
+        system_machine_type=args.system_machine_type,
+        system_nodes=args.system_node_count,
+        # A regional cluster's pools have nodes in every zone of the region (Pulumi.yaml, gcpZone).
+        system_zones=1 if zonal else len(gcp_locations.gcp_zones(args.region) or (1, 2, 3)),
+        gpu_machine_type=args.gpu_machine_type,
+        gpu_type=args.gpu_type,
+        gpu_count=args.gpu_count,
+        gpu_max_nodes=args.gpu_max_nodes,
+        gpu_spot=args.gpu_spot,
+    )
+    try:
+        token = organizations.get_client_config().access_token
+        quotas = gcp_api.region_quotas(args.project, args.region, token)
+    except gcp_api.GoogleApiError as e:
+        pulumi.log.warn(f"quota in {where}: not checked, the region's quotas could not be read ({e})")
+        return
+    found = quota.shortfalls(needs.needs, quotas)
+    report = quota.message(found, "gcp", args.region, account=args.project, uncounted=needs.uncounted)
+    if any(s.found for s in found):
+        raise GkeError(f"the GKE cluster does not fit its quotas; nothing was created.\n{report}")
+    pulumi.log.info(f"quota in {where}: enough for both pools at their largest" + (f"\n{report}" if report else ""))
 
 
 def workload_principal(project_number: str, project: str, namespace: str, service_account: str) -> str:
@@ -361,8 +399,10 @@ class GkeGpuCluster(pulumi.ComponentResource):
             problems.append(f"GkeGpuCluster name {name!r}: must be 1-10 lower-case letters, digits or '-'")
         if problems:
             raise GkeError(format_problems("cannot build the GKE cluster", problems))
-        # Asked before anything is registered: a version the channel does not offer stops the run here.
+        # Asked before anything is registered: a version the channel does not offer, or quotas too small for the
+        # pools at their largest, stop the run here.
         self.kubernetes_version = kubernetes_version(args)
+        check_quota(args)
 
         super().__init__("mlstack:gke:GkeGpuCluster", name, None, opts)
         self._name, self._args = name, args

@@ -61,6 +61,7 @@ class NodePoolConfig:
     gpu_min_nodes: int
     gpu_max_nodes: int
     gpu_spot: bool
+    quota_check: bool  # read the cloud's quotas before creating anything
 
 
 @dataclass(frozen=True)
@@ -570,6 +571,7 @@ def _node_pools(r: _Reader) -> NodePoolConfig:
         gpu_min_nodes=gpu_min,
         gpu_max_nodes=gpu_max,
         gpu_spot=r.boolean("gpuSpot"),
+        quota_check=r.boolean("quotaCheck"),
     )
 
 

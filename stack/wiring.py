@@ -78,6 +78,7 @@ def gke_args(cfg: StackConfig, gcp: GcpConfig) -> GkeGpuClusterArgs:
         trainer_service_account=cfg.app.trainer_service_account,
         server_service_account=cfg.app.server_service_account,
         bucket_force_destroy=gcp.bucket_force_destroy,
+        quota_check=gcp.pools.quota_check,
     )
 
 
@@ -97,6 +98,7 @@ def aks_args(cfg: StackConfig, azure: AzureConfig) -> AksGpuClusterArgs:
         spot_max_price=azure.spot_max_price,
         acr_sku=azure.acr_sku,
         acr_admin_user=azure.acr_admin_user,
+        quota_check=azure.pools.quota_check,
     )
 
 

@@ -43,7 +43,7 @@ import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mlstack import acr_token, arm
+from mlstack import acr_token, arm, gcp_api, quota
 from tools import crds, mocks_azure, mocks_gcp, mocks_image, mocks_tls, pulumi_internals
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,6 +295,10 @@ class StackMocks(pulumi_mocks.Mocks):
         # The one read outside the providers besides the ACR exchange: AKS's list of versions
         # (mlstack.arm); by default the catalogue's answer for today.
         self.aks_versions = aks_versions or mocks_azure.AksVersions()
+        # The clouds' quotas (mlstack.quota, mlstack.gcp_api): offline by default, checked by nothing; a test
+        # gives recorded answers (tests/fixtures/quota/).
+        self.azure_quotas = mocks_azure.AzureQuotas()
+        self.gcp_quotas = mocks_gcp.GcpQuotas()
         self.unanswered: list[str] = []
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -408,8 +412,11 @@ def run(
     # is answered here too: offline runs reach no network.
     exchange = mocks_azure.AcrExchange()
     previous_exchange, acr_token.exchange = acr_token.exchange, exchange
-    versions = monitor.mocks.aks_versions if isinstance(monitor.mocks, StackMocks) else mocks_azure.AksVersions()
+    answers = monitor.mocks if isinstance(monitor.mocks, StackMocks) else StackMocks()
+    versions = answers.aks_versions
     previous_versions, arm.aks_versions = arm.aks_versions, versions
+    previous_azure_quotas, quota.azure_quotas = quota.azure_quotas, answers.azure_quotas
+    previous_gcp_quotas, gcp_api.region_quotas = gcp_api.region_quotas, answers.gcp_quotas
     pulumi_internals.reset_runtime()
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi_internals.set_config(config, secret_keys or [])
@@ -420,6 +427,8 @@ def run(
     finally:
         acr_token.exchange = previous_exchange
         arm.aks_versions = previous_versions
+        quota.azure_quotas = previous_azure_quotas
+        gcp_api.region_quotas = previous_gcp_quotas
         problems = monitor.problems + (used.unanswered if isinstance(used, StackMocks) else [])
         if problems:
             raise HarnessError("; ".join(problems))

@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mlstack import acr_token, catalogue
+from mlstack import acr_token, arm, catalogue
 from mlstack.offered import OfferedVersions, from_catalogue
+from mlstack.quota import Quota
 
 MOCK_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000001"
 MOCK_TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
@@ -67,6 +68,23 @@ class AksVersions:
         if self.answer is not None:
             return self.answer
         return from_catalogue("azure", catalogue.today(), extended=False, where=f"in AKS location {location}")
+
+
+class AzureQuotas:
+    """Stands in for mlstack.quota.azure_usages: by default an offline run, which checks nothing and says so;
+    given recorded quotas (or an exception), answers with them. Records the (subscription, location, token) asked."""
+
+    def __init__(self, answer: list[Quota] | Exception | None = None) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.answer = answer
+
+    def __call__(self, subscription_id: str, location: str, token: str) -> list[Quota]:
+        self.calls.append((subscription_id, location, token))
+        if self.answer is None:
+            raise arm.ArmError("an offline run: no subscription to ask")
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
 
 
 def _physical_name(args: pulumi_mocks.MockResourceArgs, explicit_input: str) -> str:

@@ -12,7 +12,8 @@ from typing import Any
 
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mlstack import catalogue
+from mlstack import catalogue, gcp_api
+from mlstack.quota import Quota
 
 MOCK_PROJECT_NUMBER = "123456789012"
 MOCK_ACCESS_TOKEN = "ya29.mock-access-token"  # noqa: S105 - a test fixture
@@ -73,6 +74,23 @@ def _project(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
         "name": project_id,
         "id": f"projects/{project_id}",
     }
+
+
+class GcpQuotas:
+    """Stands in for mlstack.gcp_api.compute_region_quotas: by default an offline run, which checks nothing and
+    says so; given recorded quotas (or an exception), answers with them. Records the (project, region, token)."""
+
+    def __init__(self, answer: list[Quota] | Exception | None = None) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.answer = answer
+
+    def __call__(self, project: str, region: str, token: str) -> list[Quota]:
+        self.calls.append((project, region, token))
+        if self.answer is None:
+            raise gcp_api.GoogleApiError("an offline run: no project to ask")
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
 
 
 def _engine_versions(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
