@@ -41,18 +41,19 @@ def get_json(  # noqa: PLR0913 - the bounds are keyword-only, for the tests to t
     backoff: float = 1.0,
     max_bytes: int = MAX_ANSWER_BYTES,
 ) -> Any:
-    """GET ``url`` with a bearer token and parse its JSON; retried on 429, 5xx and network errors only."""
+    """GET ``url`` with a bearer token (none when empty: a public API) and parse its JSON; retried on 429, 5xx
+    and network errors only."""
     last = ""
+    headers = {"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     for attempt in range(attempts):
-        request = urllib.request.Request(  # noqa: S310 - https to Resource Manager, or a test's loopback
-            url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        )
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - https to Azure, or a test's loopback
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - as above
                 raw: bytes = response.read(max_bytes + 1)
         except urllib.error.HTTPError as e:
             # An answer that echoes the token must not carry it into our message.
-            detail = e.read(MAX_DETAIL_BYTES).decode("utf-8", "replace").replace(token, "[token]").strip()
+            detail = e.read(MAX_DETAIL_BYTES).decode("utf-8", "replace")
+            detail = (detail.replace(token, "[token]") if token else detail).strip()
             last = f"HTTP {e.code}: {detail}"
             retry = e.code == HTTPStatus.TOO_MANY_REQUESTS or e.code >= HTTPStatus.INTERNAL_SERVER_ERROR
             if not retry:

@@ -6,6 +6,7 @@ its own branch, so a stack loads the SDK of its cloud and no other.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, assert_never
 
 import pulumi
@@ -13,6 +14,7 @@ import pulumi
 from components.image import APP_CONTEXT, AppImage, AppImageArgs
 from components.target import ClusterTarget
 from components.workloads import MlWorkloads, MlWorkloadsArgs, ServerCertificate
+from mlstack import azure_prices, cost, gcp_locations, prices, validate
 from stack.config import AzureConfig, GcpConfig, LocalConfig, StackConfig
 
 if TYPE_CHECKING:  # the cloud SDKs load only in the branch of the stack's own cloud
@@ -165,13 +167,64 @@ def own_certificate(cfg: StackConfig) -> ServerCertificate | None:
     return ServerCertificate(certificate=cfg.tls_certificate, private_key=cfg.tls_private_key)
 
 
+def cost_estimate(cfg: StackConfig) -> cost.Estimate | None:
+    """What the cloud stack costs per hour, from the price table (on AKS, Azure's live retail prices first);
+    None on a local cluster."""
+    store_gib = validate.quantity(cfg.model_store_size) / 2**30
+    target = cfg.target
+    match target:
+        case LocalConfig():
+            return None
+        case GcpConfig():
+            return cost.estimate_gke(
+                region=target.region,
+                zonal=target.zone is not None,
+                zones=len(gcp_locations.gcp_zones(target.region) or (1, 2, 3)),
+                system_machine_type=target.system_machine_type,
+                system_nodes=target.pools.system_node_count,
+                gpu_machine_type=target.gpu_machine_type,
+                gpu_type=target.gpu_type,
+                gpu_count=target.gpu_count,
+                gpu_min_nodes=target.pools.gpu_min_nodes,
+                gpu_max_nodes=target.pools.gpu_max_nodes,
+                gpu_spot=target.pools.gpu_spot,
+                store_size_gib=store_gib,
+            )
+        case AzureConfig():
+            return cost.estimate_aks(
+                location=target.location,
+                system_vm_size=target.system_vm_size,
+                system_nodes=target.pools.system_node_count,
+                gpu_vm_size=target.gpu_vm_size,
+                gpu_min_nodes=target.pools.gpu_min_nodes,
+                gpu_max_nodes=target.pools.gpu_max_nodes,
+                gpu_spot=target.pools.gpu_spot,
+                store_size_gib=store_gib,
+                machine_price=_azure_price,
+            )
+        case _:
+            assert_never(target)
+
+
+def _azure_price(region: str, vm_size: str, spot: bool) -> Decimal | None:
+    """Azure's retail price now (mlstack.azure_prices), else the table's (mlstack.prices)."""
+    live = azure_prices.vm_price(region, vm_size)
+    if live is not None:
+        return live.spot if spot else live.on_demand
+    return prices.hourly("azure", region, vm_size, spot)
+
+
 def stack_outputs(
+    cfg: StackConfig,
     target: ClusterTarget,
     workloads: MlWorkloads,
     trainer_image: pulumi.Input[str],
     server_image: pulumi.Input[str],
 ) -> dict[str, pulumi.Input[Any]]:
     """Everything the stack exports: the target's own, then the app's; secrets stay secret."""
+    estimate = cost_estimate(cfg)
+    if estimate is not None:
+        pulumi.log.info(estimate.line(cfg.training.nodes, cfg.training.deadline_seconds))
     outputs: dict[str, pulumi.Input[Any]] = {
         **target.stack_outputs,
         # The minor the objects were checked against and Pod Security is enforced as of.
@@ -191,4 +244,6 @@ def stack_outputs(
     if workloads.port_forward:
         outputs["portForward"] = workloads.port_forward
     outputs["curl"] = workloads.curl
+    if estimate is not None:  # USD: idle and at maximum scale per hour, and a training run's most
+        outputs["costEstimate"] = estimate.outputs(cfg.training.nodes, cfg.training.deadline_seconds)
     return outputs

@@ -43,7 +43,7 @@ import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mlstack import acr_token, arm, gcp_api, quota
+from mlstack import acr_token, arm, azure_prices, gcp_api, quota
 from tools import crds, mocks_azure, mocks_gcp, mocks_image, mocks_tls, pulumi_internals
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,6 +299,8 @@ class StackMocks(pulumi_mocks.Mocks):
         # gives recorded answers (tests/fixtures/quota/).
         self.azure_quotas = mocks_azure.AzureQuotas()
         self.gcp_quotas = mocks_gcp.GcpQuotas()
+        # Azure's live retail prices (mlstack.azure_prices): none offline, so the price table decides.
+        self.azure_prices = mocks_azure.AzurePrices()
         self.unanswered: list[str] = []
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -417,6 +419,7 @@ def run(
     previous_versions, arm.aks_versions = arm.aks_versions, versions
     previous_azure_quotas, quota.azure_quotas = quota.azure_quotas, answers.azure_quotas
     previous_gcp_quotas, gcp_api.region_quotas = gcp_api.region_quotas, answers.gcp_quotas
+    previous_prices, azure_prices.vm_price = azure_prices.vm_price, answers.azure_prices
     pulumi_internals.reset_runtime()
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi_internals.set_config(config, secret_keys or [])
@@ -429,6 +432,7 @@ def run(
         arm.aks_versions = previous_versions
         quota.azure_quotas = previous_azure_quotas
         gcp_api.region_quotas = previous_gcp_quotas
+        azure_prices.vm_price = previous_prices
         problems = monitor.problems + (used.unanswered if isinstance(used, StackMocks) else [])
         if problems:
             raise HarnessError("; ".join(problems))

@@ -16,6 +16,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 
 from mlstack import acr_token, arm, catalogue
 from mlstack.offered import OfferedVersions, from_catalogue
+from mlstack.prices import Price
 from mlstack.quota import Quota
 
 MOCK_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000001"
@@ -85,6 +86,19 @@ class AzureQuotas:
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
+
+
+class AzurePrices:
+    """Stands in for mlstack.azure_prices.retail_price: offline, no live price (the table decides); given
+    prices by (region, size), answers with them. Records the (region, size) asked."""
+
+    def __init__(self, answer: dict[tuple[str, str], Price] | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.answer = answer or {}
+
+    def __call__(self, region: str, vm_size: str) -> Price | None:
+        self.calls.append((region, vm_size))
+        return self.answer.get((region, vm_size))
 
 
 def _physical_name(args: pulumi_mocks.MockResourceArgs, explicit_input: str) -> str:
