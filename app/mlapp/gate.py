@@ -138,6 +138,6 @@ def read_metrics(path: Path) -> dict[str, float]:
         raise MetricsError(f"cannot read {path}: {e}") from e
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested past the parser's depth
         raise MetricsError(f"{path} is not JSON text: {e}") from None
     return check_metrics(data, str(path))

@@ -117,7 +117,7 @@ def read_serving(path: Path) -> ServingConfig:
     text = _read_bounded(path, MAX_SERVING_BYTES, "a serving.json")
     try:
         data = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # nested past the parser's depth: still no serving.json
         raise ContractError(f"{path} is not JSON: {e}") from None
     return check_serving(data, str(path))
 

@@ -194,3 +194,15 @@ def test_a_run_file_that_is_not_utf8_exits_4_naming_it_and_publishes_nothing(tmp
         json.loads((store_dir / NAME / VERSION / RECORD).read_text(encoding="utf-8"))["model"]
         == digest(models.identity("FP32")).as_dict()
     )
+
+
+@pytest.mark.parametrize("file", [contract.TRAINER_METRICS_FILE, contract.TRAINER_SERVING_FILE])
+def test_a_run_file_nested_past_the_parsers_depth_exits_4_not_a_traceback(tmp_path: Path, file: str) -> None:
+    """A small file ("[" a hundred thousand times) that makes json.loads raise RecursionError: no JSON, exit 4."""
+    store_dir = tmp_path / "store"
+    run = write_run(store_dir, models.identity("FP32"))
+    (run / file).write_text("[" * 100_000, encoding="utf-8")
+    result = cli("--run", run, *into(store_dir), *GATE)
+    assert result.returncode == contract.EXIT_CONTRACT, result.stderr
+    assert f"{run / file} is not JSON" in result.stderr
+    assert "Traceback" not in result.stderr
