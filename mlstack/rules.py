@@ -19,7 +19,7 @@ from typing import Final
 
 from mlapp import contract
 from mlapp.gate import Gate, GateError, check_metric_name
-from mlstack import capacity, catalogue, gcp_locations, specs, validate
+from mlstack import capacity, catalogue, gcp_locations, prices, specs, validate
 from mlstack.catalogue import TRAINER_BUILDS, TRAINER_CPU, TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
 from mlstack.problems import Problem, config_key
 
@@ -73,6 +73,25 @@ def spot_max_price(price: Decimal | float) -> list[Problem]:
         return []
     return [
         Problem("aksSpotMaxPrice", price, "must be -1 (up to the on-demand price) or a price above zero, such as 0.25")
+    ]
+
+
+def spot_max_price_market(price: float, location: str, vm_size: str, *, spot: bool) -> list[Problem]:
+    """A Spot max price below what the size costs as Spot gets no node: Azure "won't deploy the VM" when the
+    current price is above the max (learn.microsoft.com/azure/virtual-machines/spot-vms, "Pricing"), so the pool
+    stays at zero and the Job waits out its deadline. Judged against mlstack.prices' Spot price of its read
+    date, where the table has one; Spot prices move, so a price within 10% of it is let through."""
+    market = prices.hourly("azure", location, vm_size, spot=True)
+    if not spot or price <= 0 or market is None or Decimal(str(price)) >= market * Decimal("0.9"):
+        return []
+    return [
+        Problem(
+            "aksSpotMaxPrice",
+            price,
+            f"is below the Spot price of {vm_size} in {location}, ${market}/h (mlstack.prices, read "
+            f"{prices.PRICES_READ.isoformat()}): Azure would never give the pool a node; raise it, or set -1 to pay up "
+            "to the on-demand price",
+        )
     ]
 
 

@@ -666,12 +666,15 @@ def _azure(r: _Reader, training: specs.Training, trainer_cuda: catalogue.Trainer
                 batch_size=training.batch_size,
             )
         )
+    location = r.string("azureLocation", catalogue.azure_location, "")
+    spot_max_price = r.string("aksSpotMaxPrice", _spot_max_price, -1.0)
+    r.add(rules.spot_max_price_market(spot_max_price, location, gpu_vm_size, spot=pools.gpu_spot))
     return AzureConfig(
-        location=r.string("azureLocation", catalogue.azure_location, ""),
+        location=location,
         system_vm_size=_system_machine(r, "azure", "aksSystemVmSize", catalogue.azure_vm_size),
         gpu_vm_size=gpu_vm_size,
         upgrade_channel=r.choice("aksUpgradeChannel", catalogue.AKS_UPGRADE_CHANNELS),
-        spot_max_price=r.string("aksSpotMaxPrice", _spot_max_price, -1.0),
+        spot_max_price=spot_max_price,
         acr_sku=r.choice("acrSku", catalogue.ACR_SKUS),
         acr_admin_user=r.boolean("acrAdminUser"),
         pools=pools,

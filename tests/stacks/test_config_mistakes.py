@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlstack import gcp_locations, rules
+from mlstack import gcp_locations, prices, rules
 from tests.support import StackProblems
 from tools import harness
 
@@ -155,3 +155,19 @@ def test_an_n1_machine_too_big_for_its_gpus_is_refused(stack_problems: StackProb
 )
 def test_an_arm_system_pool_is_refused(stack_problems: StackProblems, stack: str, key: str, machine: str) -> None:
     assert "Arm" in only(stack_problems(stack, **{key: machine}), key)
+
+
+def test_a_spot_max_price_below_the_market_is_refused(stack_problems: StackProblems) -> None:
+    """westeurope's Spot NC4as_T4_v3 is priced in the table: a max well below it would never get a node."""
+    market = prices.hourly("azure", "westeurope", "Standard_NC4as_T4_v3", spot=True)
+    assert market is not None
+    problem = only(
+        stack_problems("dev", azureLocation="westeurope", aksSpotMaxPrice=str(market / 2)), "aksSpotMaxPrice"
+    )
+    assert f"is below the Spot price of Standard_NC4as_T4_v3 in westeurope, ${market}/h" in problem
+
+
+def test_a_spot_max_price_at_the_market_or_minus_one_passes(kubeconfig: object) -> None:
+    market = prices.hourly("azure", "westeurope", "Standard_NC4as_T4_v3", spot=True)
+    run = harness.run_stack("dev", {"azureLocation": "westeurope", "aksSpotMaxPrice": str(market)})
+    assert run.exports["namespace"] == "mlstack"
