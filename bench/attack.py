@@ -1,8 +1,9 @@
-"""Attack harness (not a test): the hostile clients of issue 12, measured against mlapp.serve.
+"""Attack harness (not a test): hostile clients, each measured against a fresh mlapp.serve.
 
     venv/bin/python bench/attack.py --app /tmp/base/app:plain --json bench/.work/attack-before.json
     venv/bin/python bench/attack.py --app /tmp/base/app:plain --app app --tls --json bench/.work/attack.json
     venv/bin/python bench/attack.py --app app --only header,image-png-1x25m
+    venv/bin/python bench/attack.py --app /tmp/before/app --app app --tls --only trailer   # before/after a fix
 
 Each --app is a directory holding the ``mlapp`` package; ``DIR:plain`` marks a
 server that speaks plain HTTP only (the baseline), which --tls then leaves on
@@ -981,6 +982,89 @@ def metrics(t: Target) -> Finding:
     return outcome, {"public_status": public.status, "public_shows_process_memory": shows, "internal_status": internal}
 
 
+# --- 10: chunked trailers -------------------------------------------------------------------
+
+
+def trailer_attack(connections: int, stream_s: float) -> Callable[[Target], Finding]:
+    def run(t: Target) -> Finding:
+        return trailers(t, connections, stream_s)
+
+    each = "one connection" if connections == 1 else f"{connections} connections at once"
+    run.__doc__ = (
+        f"For {stream_s:.0f} s, {each} of authenticated chunked POSTs, each the last chunk and then one trailer "
+        "field whose value never ends; a connection the server refuses is opened again."
+    )
+    return run
+
+
+def trailers(t: Target, connections: int, stream_s: float) -> Finding:
+    """After its last chunk (``0\\r\\n``) a chunked body may carry trailer fields, which the parser holds while
+    one is unfinished: each connection sends one value in 16 KB pieces until the server answers or closes
+    (then it connects again) or ``stream_s`` is up.
+
+    Its figures: each attempt's time from its first trailer byte to the server's answer, the server's RSS
+    growth over its idle RSS, and GET /v2/health/live on the internal (metrics) port every 100 ms from
+    another process with a 15 s timeout, as the kubelet's probe asks it.
+    """
+    opening = request_head(
+        "POST", INFER,
+        f"Authorization: {serve.BASIC_AUTH}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\nX-Trailer: ",
+    )  # fmt: skip
+    piece = b"a" * 16_384
+    internal = Prober(t.metrics_port, None)
+    internal.wait_first()
+    until = time.monotonic() + min(stream_s, t.left() - 10)
+    # Per stop reason (a status, "time limit", "reset"...): the seconds each attempt took to it.
+    stops: dict[str, list[float]] = {}
+    accepted = [0] * connections
+
+    def job(i: int) -> Callable[[], None]:
+        def run() -> None:
+            while t.stop_reason(until) is None:
+                try:
+                    sock = t.connect()
+                except (OSError, ssl.SSLError) as e:
+                    stops.setdefault(f"connect failed ({type(e).__name__})", []).append(0.0)
+                    time.sleep(0.1)
+                    continue
+                try:
+                    sock.sendall(opening)
+                    began = time.monotonic()
+                    sent, why = pump(t, sock, iter(lambda: piece, b""), stall_s=10.0, until=until)
+                    took = time.monotonic() - began
+                except (OSError, ssl.SSLError) as e:
+                    sent, why, took = 0, f"closed ({type(e).__name__})", 0.0
+                finally:
+                    close_all([sock])
+                accepted[i] += sent
+                stops.setdefault(why or "all sent", []).append(took)
+
+        return run
+
+    in_threads([job(i) for i in range(connections)], timeout=max(1.0, until - time.monotonic() + 15))
+    live = internal.stop()
+    growth = t.monitor.peak_kib / 1024 - t.monitor.idle_mib
+    attempts = "; ".join(
+        f"{len(took)} x {why} after {_seconds(statistics.median(took))} (max {_seconds(max(took))})"
+        for why, took in sorted(stops.items(), key=lambda item: -len(item[1]))
+    )
+    failures = ", ".join(f"{n} x {kind}" for kind, n in live.failures.items())
+    internal_live = f"internal live {live.probes - live.failed}/{live.probes} answered" + (
+        f" ({failures})" if failures else ""
+    )
+    return f"{attempts}; RSS +{growth:.0f} MiB; {internal_live}", {
+        "stops": {why: [round(s, 4) for s in took] for why, took in stops.items()},
+        "bytes_accepted": sum(accepted),
+        "rss_growth_mib": round(growth, 1),
+        "internal_live": asdict(live),
+    }
+
+
+def _seconds(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.1f} s"
+
+
 # --- the table of attacks, and running them --------------------------------------------------
 
 
@@ -1013,6 +1097,8 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("non-finite", 20, non_finite),
     Attack("shutdown", 55, shutdown, stops_server=True),
     Attack("metrics", 15, metrics),
+    Attack("trailer-one", 60, trailer_attack(1, 40.0)),
+    Attack("trailer-four", 65, trailer_attack(4, 45.0)),
 )
 
 
