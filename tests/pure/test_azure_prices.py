@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from mlstack import azure_prices
 from mlstack.prices import Price
 from tests.pure.test_arm import reply, resource_manager
 
-ANSWER = {
+ANSWER: dict[str, Any] = {
     "Items": [
         {"type": "Consumption", "unitOfMeasure": "1 Hour", "productName": "Virtual Machines Dsv5 Series",
          "meterName": "D4s v5", "retailPrice": 0.192, "armSkuName": "Standard_D4s_v5", "armRegionName": "eastus"},
@@ -44,7 +45,6 @@ def test_a_size_is_asked_without_credentials_and_read(monkeypatch: pytest.Monkey
 def test_an_api_that_fails_gives_no_price_and_the_table_decides(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
     with resource_manager([reply(status, b"{}")]) as (url, _):
         monkeypatch.setattr(azure_prices, "ENDPOINT", url)
-        monkeypatch.setattr(azure_prices.arm, "ATTEMPTS", 1)
         assert azure_prices.retail_price("eastus", "Standard_D4s_v5") is None
 
 
