@@ -10,8 +10,9 @@ is a field of ``Limits``, checked where the bytes arrive:
 =====================  ==========================================  ========================
 bound                  where                                       over it
 =====================  ==========================================  ========================
-max_connections        accept, before any TLS state exists          the connection idle
-                                                                    longest is closed to make
+max_connections        accept, before any TLS state exists; a       the connection idle
+                       closed one counts until its transport is     longest (a closed one
+                       gone (``Connection._close``)                 first) is closed to make
                                                                     room; if none is idle,
                                                                     the new one is
 header bytes / count   fed to the parser in slices of what is left  431, closed
@@ -95,6 +96,22 @@ MAX_TRAILER_BYTES: Final = 4096
 
 def _nothing() -> None:
     pass
+
+
+# What a connection holds as its parser before it is connected and once it is lost. httptools keeps
+# the protocol's bound methods (``on_url``, ``on_header``...: httptools/parser/parser.pyx
+# ``HttpParser._init``), so a parser and its connection make a reference cycle, which only the
+# cyclic garbage collector frees; and so does ``on_deadline``, a bound method of the connection
+# itself. Under TLS the connection holds its transport, and through it uvloop's ``SSLProtocol``:
+# a read buffer of 256 KiB (``PyMem_RawMalloc(SSL_READ_MAX_SIZE)``, uvloop/sslproto.pyx
+# ``SSLProtocol.__cinit__``), the ``SSLObject`` and its OpenSSL state. The collector sees none of
+# that size, and after ``gc.freeze()`` runs its young generation once every 20,000 allocations
+# (``mlapp.serve.app.GC_YOUNG_THRESHOLD``), which a refused connection makes few of: thousands of
+# closed TLS connections were waiting for it at once, 50 KiB each (BENCHMARKS.md, "TLS connections
+# refused"). With the cycles cut where the connection is lost, reference counting frees each one
+# as soon as the loop lets go of it (uvloop's ``SSLProtocol.connection_lost`` drops its protocol
+# and transport).
+_NO_PARSER: Final = httptools.HttpRequestParser(None)
 
 
 _REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -232,11 +249,11 @@ class HttpServer:
         """At the connection limit, close the connection idle longest so that a new client (the kubelet's
         probe among them) gets in; False if every connection has a request under way.
 
-        Idle: still in its TLS handshake (since it was accepted), waiting for a request, or
-        for the rest of one's headers (since its last answer). A flood of connections that
-        never say anything only ever evicts itself.
+        Idle: closed and waiting for its transport to go (first), still in its TLS handshake
+        (since it was accepted), waiting for a request, or for the rest of one's headers (since
+        its last answer). A flood of connections that never say anything only ever evicts itself.
         """
-        waiting = [(c.idle_since, c) for c in self.connections if c.active is None and not c.queue]
+        waiting = [(c.idle_since, c) for c in self.connections if c.closed or (c.active is None and not c.queue)]
         oldest = min(waiting, key=lambda w: w[0], default=None)
         handshake = min(self._adopting.items(), key=lambda a: a[1], default=None)
         if handshake is not None and (oldest is None or handshake[1] <= oldest[0]):
@@ -304,7 +321,7 @@ class Connection(asyncio.Protocol):
         self.limits = server.limits
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = _NO_PARSER  # its own one from ``connection_made`` to ``connection_lost``
         self.client: tuple[str, int] | None = None
         # Reading state of the message being parsed.
         self.in_head = True  # before the end of the headers (or before a message starts)
@@ -342,6 +359,7 @@ class Connection(asyncio.Protocol):
         # uvloop's transports quack like asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        self.parser = httptools.HttpRequestParser(self)
         server = self.server
         self.idle_since = self.loop.time()
         server.connections.add(self)
@@ -353,6 +371,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
+        self.server.connections.discard(self)
         for cycle in (self.active, self.reading, *self.queue):
             if cycle is not None:
                 cycle.disconnected = True
@@ -360,11 +379,13 @@ class Connection(asyncio.Protocol):
                     cycle.wake.set()
         if self.write_ready is not None:
             self.write_ready.set()
+        # Nothing calls the parser or the deadline from now on: the cycles they make go (``_NO_PARSER``).
+        self.parser = _NO_PARSER
+        self.on_deadline = _nothing
 
     def _forget(self) -> None:
         self.closed = True
         self._disarm()
-        self.server.connections.discard(self)
 
     def eof_received(self) -> bool | None:
         # The client has finished sending: answer what was read, then close. A body
@@ -404,12 +425,22 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         self._forget()
+        self.server.connections.discard(self)  # its transport is gone by the loop's next turn
 
     def _close(self) -> None:
+        """Close once what was written is sent: still counted against ``max_connections`` until the
+        transport is gone (``connection_lost``), and the first one evicted.
+
+        Under TLS that waits for the client's close_notify, or for 30 s (uvloop/sslproto.pyx
+        ``_start_shutdown``, ``SSL_SHUTDOWN_TIMEOUT``), and over TCP for the client to read what
+        was written; meanwhile the transport holds its buffers (``_NO_PARSER``). Uncounted, clients
+        that never read their 431 held 2,000 of them at once, 100 KiB each (BENCHMARKS.md).
+        """
         self.send_out()  # what was written goes before the close
         if not self.closed and self.transport is not None:
             self.transport.close()
         self._forget()
+        self.idle_since = -math.inf
 
     # --- timers --------------------------------------------------------------------
 
@@ -459,7 +490,11 @@ class Connection(asyncio.Protocol):
             self.closing = True
             self._pause_reading()
         except httptools.HttpParserCallbackError as e:
-            cause = e.__context__
+            cause = e.__context__  # what the callback raised
+            if cause is not None:
+                # Its traceback holds this frame, which holds it: a cycle only the collector frees,
+                # with the connection in it (``_NO_PARSER``).
+                cause.__traceback__ = None
             if isinstance(cause, _PipelineFull):
                 self._pause_reading()  # closing: what was read is answered, then the connection closes
                 return
