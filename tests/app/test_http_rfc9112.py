@@ -97,6 +97,18 @@ def test_a_transfer_coding_the_server_does_not_implement_is_501(server: Server) 
     assert b"connection: close" in head_of(response)
 
 
+def test_an_http10_request_with_transfer_encoding_is_400_and_closed(server: Server) -> None:
+    """Section 6.1: an HTTP/1.0 message with Transfer-Encoding MUST be treated as if its framing were faulty,
+    and the connection closed. The request that follows it is not answered: a server that read the first
+    as chunked (llhttp does) answered both, and a proxy that framed it by HTTP/1.0's rules saw one request."""
+    first = _chunked_infer(b"chunked").replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    response = exchange(server, first + b"GET " + LIVE + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(response) == 400, response
+    assert b"Transfer-Encoding" in response.partition(b"\r\n\r\n")[2]
+    assert b"connection: close" in head_of(response)
+    assert response.count(b"HTTP/1.1 ") == 1, response
+
+
 def test_chunked_alone_is_read(server: Server) -> None:
     response = exchange(server, _chunked_infer(b"chunked").replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"))
     assert status_of(response) == 200, response

@@ -609,6 +609,10 @@ class Connection(asyncio.Protocol):
                 if length > self.limits.max_body_bytes:
                     raise _Refused(413, f"request body over the limit of {self.limits.max_body_bytes} bytes")
             elif name == b"transfer-encoding":
+                if version == "1.0":
+                    # Section 6.1: an HTTP/1.0 message with Transfer-Encoding MUST be treated as if its
+                    # framing were faulty, and the connection closed (HTTP/1.0 has no transfer codings).
+                    raise _Refused(400, "Transfer-Encoding in an HTTP/1.0 request")
                 length = -1
                 # llhttp reads a body whose last coding is chunked whatever codes come before it,
                 # and decodes none of them: section 6.1, a coding not understood SHOULD get 501.
