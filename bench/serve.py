@@ -685,7 +685,7 @@ def main() -> int:
 
     startup: dict[str, list[float]] = {}
     for name, start, _auth, floor in servers:
-        if not floor:
+        if not floor and args.startup_runs > 0:  # --startup-runs 0: not measured
             startup[name] = measure_startup(start, args.startup_runs)
             log(f"{name} start to ready: median {statistics.median(startup[name]):.3f}s")
     running: list[Running] = []
