@@ -21,7 +21,7 @@ from mlapp.serve.auth import BasicAuth, FailedLogins
 from mlapp.serve.batching import Batcher
 from mlapp.serve.handlers import Endpoints
 from mlapp.serve.logs import AccessLog
-from mlapp.serve.metrics import MODEL_INFO, READY, RequestMetrics
+from mlapp.serve.metrics import BATCH_QUEUE, IN_FLIGHT, MODEL_INFO, READY, RequestMetrics
 from mlapp.serve.model import ModelDamaged, ModelNotThere, load_model
 from mlapp.settings import Settings
 
@@ -75,6 +75,10 @@ class App:
             settings.model_version,
         )
         self.metrics = RequestMetrics()
+        # The load gauges read this app's counts at scrape time (the last App made in a process wins).
+        endpoints = self.endpoints
+        IN_FLIGHT.read = lambda: endpoints.in_flight
+        BATCH_QUEUE.read = endpoints.waiting
         self.access = AccessLog() if settings.log_level_number <= logging.INFO else None
         self._loader: asyncio.Task[None] | None = None
 

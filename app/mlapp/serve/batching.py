@@ -170,6 +170,13 @@ class Batcher:
         self._crowd = False
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ort")
 
+    @property
+    def waiting(self) -> int:
+        """Jobs queued for a run that has not started (``mlapp_batch_queue_requests``): a run on the
+        worker thread holds its own, no longer counted here. A job whose caller went away still runs,
+        and waits until then."""
+        return len(self._jobs)
+
     def infer(self, job: Job) -> asyncio.Future[Outputs]:
         """The outputs ``job`` asks for (its own rows of each), to await.
 
@@ -266,6 +273,8 @@ class Batcher:
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
         _fail(self._futures, RuntimeError("the server is shutting down"))
+        self._jobs.clear()
+        self._futures.clear()
 
 
 def _deliver(futures: list[asyncio.Future[Outputs]], answers: list[Outputs | BaseException]) -> None:

@@ -47,6 +47,8 @@ class Endpoints:
         self._model_ready = dumps({"name": settings.model_name, "ready": True})
         self._model_not_ready = dumps({"name": settings.model_name, "ready": False})
         self.bodies = BodyBudget(settings.limits.max_body_bytes_held)
+        # Inference requests from the end of their body to their answer (``mlapp_requests_in_flight``).
+        self.in_flight = 0
         # Large bodies and pictures are parsed here, never on the event loop; the pool's size bounds
         # the decodes in memory at once (plugins/image.py derives the bound).
         self._parsers = ThreadPoolExecutor(image.MAX_CONCURRENT_DECODES, thread_name_prefix="parse")
@@ -61,6 +63,10 @@ class Endpoints:
     @property
     def batcher(self) -> Batcher | None:
         return None if self._loaded is None else self._loaded[1]
+
+    def waiting(self) -> int:
+        """Requests queued for a run (``mlapp_batch_queue_requests``): none before the model is loaded."""
+        return 0 if self._loaded is None else self._loaded[1].waiting
 
     def _require(self) -> tuple[Model, Batcher]:
         if self._loaded is None:
@@ -93,20 +99,29 @@ class Endpoints:
     async def infer(self, scope: Scope, receive: Receive) -> Answer:
         model, batcher = self._require()
         protocol.check_infer_type(header(scope, b"content-type"))
-        request = await self._parse(
-            scope,
-            receive,
-            PARSE_OFF_LOOP_BYTES,
-            protocol.parse_infer,
-            model,
-            self._max_rows,
-            header(scope, protocol.BINARY_HEADER),
-        )
-        results = await batcher.infer(request.job)
-        body, content_type, json_length = protocol.infer_answer(model, results, request, self._max_answer_bytes)
+        body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
+        # In flight once its body has arrived: a client still sending is not yet work for this pod (and a
+        # slow sender could otherwise inflate the count an autoscaler reads). Counted down when the handler
+        # ends, by answer or exception; ``App`` writes the answer in the same loop turn. A caller who went
+        # away is counted until its run ends, since the run still happens.
+        self.in_flight += 1
+        try:
+            request = await self._parse(
+                body,
+                held,
+                PARSE_OFF_LOOP_BYTES,
+                protocol.parse_infer,
+                model,
+                self._max_rows,
+                header(scope, protocol.BINARY_HEADER),
+            )
+            results = await batcher.infer(request.job)
+            answer, content_type, json_length = protocol.infer_answer(model, results, request, self._max_answer_bytes)
+        finally:
+            self.in_flight -= 1
         if json_length is None:
-            return 200, body, content_type, NO_HEADERS
-        return 200, body, content_type, ((protocol.BINARY_HEADER, str(json_length).encode()),)
+            return 200, answer, content_type, NO_HEADERS
+        return 200, answer, content_type, ((protocol.BINARY_HEADER, str(json_length).encode()),)
 
     async def predict(self, scope: Scope, receive: Receive) -> Answer:
         """``POST /predict``: the model's plug-in route (an image classifier's picture upload)."""
@@ -120,19 +135,24 @@ class Endpoints:
             )
         content_type = header(scope, b"content-type")
         plugin.check_type(content_type)  # 415 before the body is read
-        # Pictures are always decoded off the loop: a small file can still be a large decode.
-        rows = await self._parse(scope, receive, 0, plugin.parse, content_type)
-        results = await batcher.infer(protocol.plugin_job(model, rows, plugin.output))
-        answer = plugin.answer(results[0][0], model.labels)
+        body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
+        # In flight from here to the answer, whatever the way out (see ``infer``).
+        self.in_flight += 1
+        try:
+            # Pictures are always decoded off the loop: a small file can still be a large decode.
+            rows = await self._parse(body, held, 0, plugin.parse, content_type)
+            results = await batcher.infer(protocol.plugin_job(model, rows, plugin.output))
+            answer = plugin.answer(results[0][0], model.labels)
+        finally:
+            self.in_flight -= 1
         answer["model_name"], answer["model_version"] = model.name, model.version
         return 200, dumps(answer), JSON, NO_HEADERS
 
     async def _parse(
-        self, scope: Scope, receive: Receive, on_loop_below: int, parse: Callable[..., _Parsed], *args: object
+        self, body: bytes, held: int, on_loop_below: int, parse: Callable[..., _Parsed], *args: object
     ) -> _Parsed:
-        """``parse(body, *args)`` with the body held against the budget: on the event loop for a body under
-        ``on_loop_below`` bytes, else on the parsing pool."""
-        body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
+        """``parse(body, *args)``, then the ``held`` bytes of the budget given back: on the event loop for a
+        body under ``on_loop_below`` bytes, else on the parsing pool."""
         try:
             if len(body) < on_loop_below:
                 return parse(body, *args)

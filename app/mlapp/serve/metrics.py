@@ -12,7 +12,7 @@ from itertools import accumulate
 from typing import Any, Final, cast
 
 import prometheus_client as prom
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 # How prometheus_client writes a bucket's bound ("0.0005", "1.0"), so the series are the ones its
@@ -122,6 +122,34 @@ class Histograms:
         yield family
 
 
+def _none() -> int:
+    return 0
+
+
+class Level:
+    """A gauge of one series whose value is read at scrape time from ``read``: the owner's own count.
+
+    The owner (``handlers.Endpoints``, ``batching.Batcher``) keeps a plain int on the event loop's
+    thread; ``App`` points ``read`` at it. The scrape is answered on the same thread
+    (``Endpoints.metrics``), so it sees the count between two requests' steps, never halfway
+    through one, and nothing is paid per request beyond the int. ``read`` answers 0 until an
+    owner is wired, and is replaced, not added to, when another ``App`` is made in the process.
+    """
+
+    def __init__(self, name: str, documentation: str, registry: Any = prom.REGISTRY) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.read: Callable[[], int] = _none
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, value=self.read())
+
+
 REQUESTS = Counts("mlapp_requests_total", "HTTP requests answered", ("route", "method", "status"))
 LATENCY = Histograms(
     "mlapp_request_duration_seconds",
@@ -138,6 +166,16 @@ BATCH = Histograms(
     "mlapp_inference_batch_size",
     "Rows per ONNX Runtime run (concurrent requests are batched)",
     (1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+# What an autoscaler scales on (KEDA's Prometheus scaler, AverageValue per replica): the requests this
+# pod is working on, whatever their rows or their model. BATCH_QUEUE is the part of them not yet running.
+IN_FLIGHT = Level(
+    "mlapp_requests_in_flight",
+    "Inference requests whose body has arrived and whose answer has not been written yet",
+)
+BATCH_QUEUE = Level(
+    "mlapp_batch_queue_requests",
+    "Inference requests waiting for an ONNX Runtime run, not yet running",
 )
 MODEL_INFO = prom.Gauge("mlapp_model_info", "1 for the model version this server has loaded", ["name", "version"])
 READY = prom.Gauge("mlapp_model_ready", "1 once the model is loaded and the server is ready")
