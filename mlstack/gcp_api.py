@@ -8,14 +8,11 @@ is bounded in time, tries and answer size; an error never carries the token, nor
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 
+from mlstack import web
 from mlstack.quota import Quota
 
 ENDPOINT = "https://compute.googleapis.com"
@@ -24,7 +21,6 @@ ATTEMPTS = 3
 # A region's quotas are about a hundred {metric, limit, usage} entries, a few KiB; the fields mask below keeps
 # the rest of the Region resource out of the answer.
 MAX_ANSWER_BYTES = 256 * 1024
-MAX_DETAIL_CHARS = 512
 # "To decrease latency for this method, you can optionally omit any unneeded information from the response by
 # using a field mask ... set your request's fields query parameter to only include the fields you need"
 # (Compute Engine API, regions.get: cloud.google.com/compute/docs/reference/rest/v1/regions/get).
@@ -44,45 +40,17 @@ def get_json(  # noqa: PLR0913 - the bounds are keyword-only, for the tests to t
     backoff: float = 1.0,
     max_bytes: int = MAX_ANSWER_BYTES,
 ) -> Any:
-    """GET ``url`` with an OAuth bearer token and parse its JSON; retried on 429, 5xx and network errors only.
-
-    Google answers a refusal with ``{"error": {"code", "message", "status"}}`` (cloud.google.com/apis/design/
-    errors, "Error model"): the message carries its status and message, bounded, with the token blanked out.
-    """
-    last = ""
-    for attempt in range(attempts):
-        request = urllib.request.Request(  # noqa: S310 - https to a Google API, or a test's loopback
-            url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - as above
-                raw: bytes = response.read(max_bytes + 1)
-        except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}: {_detail(e.read(MAX_DETAIL_CHARS * 4), token)}"
-            retry = e.code == HTTPStatus.TOO_MANY_REQUESTS or e.code >= HTTPStatus.INTERNAL_SERVER_ERROR
-            if not retry:
-                raise GoogleApiError(f"Google refused {_shown(url)} ({last})") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as e:
-            last = _bounded(str(getattr(e, "reason", e)), token)
-        else:
-            if len(raw) > max_bytes:
-                raise GoogleApiError(f"Google answered {_shown(url)} with over {max_bytes} bytes")
-            try:
-                return json.loads(raw)
-            except ValueError as e:
-                raise GoogleApiError(f"Google answered {_shown(url)} with something that is not JSON") from e
-        if attempt + 1 < attempts:
-            time.sleep(backoff * 2**attempt)
-    raise GoogleApiError(f"cannot read {_shown(url)} from Google after {attempts} tries: {last}")
-
-
-def _shown(url: str) -> str:
-    """The URL without its query string, for a message."""
-    return url.split("?", 1)[0]
+    """GET ``url`` with an OAuth bearer token and parse its JSON, bounded (mlstack.web); retried on 429, 5xx and
+    network errors only; GoogleApiError otherwise."""
+    return web.get_json(url, token, GOOGLE, timeout=timeout, attempts=attempts, backoff=backoff, max_bytes=max_bytes)
 
 
 def _detail(raw: bytes, token: str) -> str:
-    """The refusal's reason: ``error.status: error.message`` where the answer has Google's shape, else its text."""
+    """A refusal's reason: ``error.status: error.message`` where the answer has Google's shape, else its text.
+
+    Google answers a refusal with ``{"error": {"code", "message", "status"}}`` (cloud.google.com/apis/design/
+    errors, "Error model").
+    """
     text = raw.decode("utf-8", "replace")
     try:
         answer = json.loads(text)
@@ -91,15 +59,10 @@ def _detail(raw: bytes, token: str) -> str:
     error = answer.get("error") if isinstance(answer, dict) else None
     if isinstance(error, dict):
         text = ": ".join(str(error[key]) for key in ("status", "message") if error.get(key)) or text
-    return _bounded(text, token) or "no detail"
+    return web.blanked(text, token)
 
 
-def _bounded(text: str, token: str) -> str:
-    """``text`` on one line, the token blanked out before it is cut to MAX_DETAIL_CHARS."""
-    if token:
-        text = text.replace(token, "[token]")
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
+GOOGLE = web.Service("Google", GoogleApiError, _detail)
 
 
 def compute_region_quotas(project: str, region: str, token: str) -> list[Quota]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlstack import gcp_api
+from mlstack import gcp_api, web
 from tests.pure.test_arm import reply, resource_manager, stall
 
 TOKEN = "ya29.gcp-token-secret-xyz"
@@ -67,7 +67,7 @@ def test_a_refusal_that_is_not_googles_json_is_shown_bounded_on_one_line() -> No
         gcp_api.get_json(url, TOKEN)
     text = str(caught.value)
     assert "\n" not in text
-    assert len(text) < gcp_api.MAX_DETAIL_CHARS + 200
+    assert len(text) < web.MAX_DETAIL_CHARS + 200
     assert TOKEN not in text
 
 
