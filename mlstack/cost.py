@@ -112,6 +112,12 @@ def _storage_hourly(gb_month: Decimal | None, size_gib: Decimal) -> Decimal | No
     return None if gb_month is None else gb_month * size_gib * GIB_PER_GB / HOURS_PER_MONTH
 
 
+def _gpu_pool(machine: str, least: int, most: int, node: Decimal | None) -> tuple[list[Item], Item]:
+    """The GPU pool's nodes kept up (in the floor, if any) and the ones it may add (the ceiling)."""
+    kept = [Item(f"GPU pool: {least} x {machine} kept up", _times(least, node), essential=True)] if least else []
+    return kept, Item(f"GPU pool: up to {most - least} more x {machine}", _times(most - least, node), essential=True)
+
+
 # A price lookup the AKS target may answer live (the Azure Retail Prices API, mlstack.azure_prices), else the table.
 MachinePrice = Callable[[str, str, bool], Decimal | None]  # (region, machine, spot) -> USD per hour
 
@@ -151,21 +157,9 @@ def estimate_gke(  # noqa: PLR0913 - the pools and the store as the stack's conf
         Item("load balancer forwarding rule", prices.GCP_FORWARDING_RULE_HOURLY),
         Item(f"model bucket ({store_size_gib} GiB, Standard)", bucket),
     ]
-    if gpu_min_nodes:
-        floor.append(
-            Item(
-                f"GPU pool: {gpu_min_nodes} x {kind}{gpu_machine_type} kept up",
-                _times(gpu_min_nodes, gpu_node),
-                essential=True,
-            )
-        )
-    ceiling = [
-        Item(
-            f"GPU pool: up to {gpu_max_nodes - gpu_min_nodes} more x {kind}{gpu_machine_type}",
-            _times(gpu_max_nodes - gpu_min_nodes, gpu_node),
-            essential=True,
-        )
-    ]
+    kept, more = _gpu_pool(f"{kind}{gpu_machine_type}", gpu_min_nodes, gpu_max_nodes, gpu_node)
+    floor += kept
+    ceiling = [more]
     notes = ["the images' storage in Artifact Registry and network egress are not counted"]
     if zonal:
         notes.append(
@@ -203,21 +197,9 @@ def estimate_aks(  # noqa: PLR0913 - the pools and the store as the stack's conf
         Item("Container Registry (Basic)", None),
         Item(f"model store ({store_size_gib} GiB, Azure Files standard LRS)", share),
     ]
-    if gpu_min_nodes:
-        floor.append(
-            Item(
-                f"GPU pool: {gpu_min_nodes} x {kind}{gpu_vm_size} kept up",
-                _times(gpu_min_nodes, gpu_node),
-                essential=True,
-            )
-        )
-    ceiling = [
-        Item(
-            f"GPU pool: up to {gpu_max_nodes - gpu_min_nodes} more x {kind}{gpu_vm_size}",
-            _times(gpu_max_nodes - gpu_min_nodes, gpu_node),
-            essential=True,
-        )
-    ]
+    kept, more = _gpu_pool(f"{kind}{gpu_vm_size}", gpu_min_nodes, gpu_max_nodes, gpu_node)
+    floor += kept
+    ceiling = [more]
     notes = ["Azure Monitor's metrics ingestion and network egress are not counted"]
     if gpu_spot:
         notes.append("Spot prices move with the market; the table's are those of its read date")
