@@ -1,4 +1,5 @@
-"""The load gauges an autoscaler reads: ``mlapp_requests_in_flight`` and ``mlapp_batch_queue_requests``.
+"""The load gauges an autoscaler reads: ``mlapp_requests_in_flight`` and ``mlapp_batch_queue_requests``,
+and ``mlapp_requests_in_flight_seconds_total``, the in-flight count integrated over time.
 
 Real clients on loopback against a real server process. The slow server's ONNX Runtime runs take
 ``RUN_SECONDS`` (tests/app/slow_runs.py), so requests can be seen running and queued; the gauges
@@ -21,6 +22,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlapp.serve.metrics import Occupancy
+
 from .helpers import MODEL_NAME, PASSWORD, USER, Server, TrainedModel
 from .slow_runs import FAIL_VALUE
 
@@ -30,6 +33,7 @@ BODY_TIMEOUT = 1
 INFER = f"/v2/models/{MODEL_NAME}/infer"
 IN_FLIGHT = "mlapp_requests_in_flight"
 QUEUED = "mlapp_batch_queue_requests"
+IN_FLIGHT_SECONDS = "mlapp_requests_in_flight_seconds_total"
 
 
 def body_of(value: float = 0.5) -> bytes:
@@ -69,6 +73,13 @@ def gauges(server: Server) -> tuple[int, int]:
     text = httpx.get(server.metrics_url + "/metrics", timeout=5).text
     values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     return int(values[IN_FLIGHT]), int(values[QUEUED])
+
+
+def in_flight_seconds(server: Server) -> float:
+    """``mlapp_requests_in_flight_seconds_total`` as the server's metrics port says now."""
+    text = httpx.get(server.metrics_url + "/metrics", timeout=5).text
+    (value,) = (s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == IN_FLIGHT_SECONDS)
+    return value
 
 
 def settle(server: Server, want: tuple[int, int], timeout: float = 5) -> None:
@@ -259,3 +270,69 @@ def test_concurrent_clients_some_leaving_keep_the_gauges_bounded_and_back_to_zer
     for in_flight, queued in samples:
         assert 0 <= queued <= in_flight <= CLIENTS, f"(in flight, queued) read {(in_flight, queued)}"
     settle(server, (0, 0))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_occupancy_integrates_the_count_over_time_exactly() -> None:
+    """Each count times how long it was held, the time since the last change included at every read."""
+    clock = Clock()
+    occupancy = Occupancy(clock)
+    clock.now += 5  # nothing in flight: nothing added
+    assert occupancy.integral() == 0
+    occupancy.set(1)
+    clock.now += 2
+    assert occupancy.integral() == 2, "1 in flight for 2 s, read before the next change"
+    occupancy.set(3)
+    clock.now += 0.5
+    occupancy.set(2)
+    clock.now += 1
+    assert occupancy.integral() == 2 + 3 * 0.5 + 2 * 1
+    occupancy.set(0)
+    clock.now += 10
+    assert occupancy.integral() == 5.5, "back to 0: the integral stays where it was"
+    assert occupancy.level == 0
+
+
+def test_in_flight_seconds_is_a_counter(slow: Server) -> None:
+    text = httpx.get(slow.metrics_url + "/metrics", timeout=5).text
+    assert f"# TYPE {IN_FLIGHT_SECONDS} counter" in text.splitlines()
+    (family,) = (f for f in text_string_to_metric_families(text) if f.name + "_total" == IN_FLIGHT_SECONDS)
+    assert family.type == "counter"
+
+
+def test_in_flight_seconds_grows_by_each_requests_time_in_flight_and_only_then(slow: Server) -> None:
+    """Four requests held in flight for at least one slow run each (one run, then three sharing the next): the
+    counter grows by their request-seconds, between 4 x one run and 4 x the time between the two reads; idle,
+    it does not grow; read meanwhile, it never decreases."""
+    settle(slow, (0, 0))
+    idle = in_flight_seconds(slow)
+    time.sleep(0.2)
+    assert in_flight_seconds(slow) == idle, "the counter grew with nothing in flight"
+    start = time.monotonic()
+    before = in_flight_seconds(slow)
+    readings = [before]
+    with connected(slow) as a, connected(slow) as b, connected(slow) as c, connected(slow) as d:
+        a.sendall(request(body_of()))
+        settle(slow, (1, 0))
+        for conn in (b, c, d):
+            conn.sendall(request(body_of()))
+        settle(slow, (4, 3))
+        readings.append(in_flight_seconds(slow))
+        assert [answer_status(conn) for conn in (a, b, c, d)] == [200] * 4
+    settle(slow, (0, 0))
+    after = in_flight_seconds(slow)
+    elapsed = time.monotonic() - start
+    readings.append(after)
+    assert readings == sorted(readings), f"the counter decreased: {readings}"
+    grown = after - before
+    assert 0.9 * 4 * RUN_SECONDS <= grown <= 4 * elapsed, (
+        f"grew by {grown:.3f} request-seconds for 4 requests each in flight at least {RUN_SECONDS} s, "
+        f"within {elapsed:.3f} s"
+    )

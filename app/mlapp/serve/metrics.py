@@ -6,6 +6,7 @@ change to the server's interface, not a refactor.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import accumulate
@@ -150,6 +151,60 @@ class Level:
         yield GaugeMetricFamily(self.name, self.documentation, value=self.read())
 
 
+class Occupancy:
+    """A count of things in progress (requests in flight) and its integral over time, in count-seconds.
+
+    ``set`` is called at every change of the count, on the owner's one thread: it adds the count
+    held since the last change times the time it was held, so between changes the integral grows
+    at exactly the count's rate. ``integral`` adds the time since the last change, so a scrape sees
+    the integral up to now without anything being paid per second. The count is never negative and
+    ``clock`` never goes back (``time.monotonic``), so the integral never decreases.
+    """
+
+    __slots__ = ("_accumulated", "_clock", "_level", "_since")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._level = 0
+        self._since = clock()
+        self._accumulated = 0.0
+
+    @property
+    def level(self) -> int:
+        return self._level
+
+    def set(self, level: int) -> None:
+        now = self._clock()
+        self._accumulated += self._level * (now - self._since)
+        self._since = now
+        self._level = level
+
+    def integral(self) -> float:
+        """Count-seconds from the start until now."""
+        return self._accumulated + self._level * (self._clock() - self._since)
+
+
+def _nothing() -> float:
+    return 0.0
+
+
+class Total:
+    """A counter of one series whose value is read at scrape time from ``read``, as ``Level`` reads a gauge."""
+
+    def __init__(self, name: str, documentation: str, registry: Any = prom.REGISTRY) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.read: Callable[[], float] = _nothing
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.read())
+
+
 REQUESTS = Counts("mlapp_requests_total", "HTTP requests answered", ("route", "method", "status"))
 LATENCY = Histograms(
     "mlapp_request_duration_seconds",
@@ -172,6 +227,14 @@ BATCH = Histograms(
 IN_FLIGHT = Level(
     "mlapp_requests_in_flight",
     "Inference requests whose body has arrived and whose answer has not been written yet",
+)
+# IN_FLIGHT integrated over time. A gauge scraped every 15 s is one instant of a count that changes
+# thousands of times a second; a counter's ``rate()`` is its per-second increase over the range
+# (https://prometheus.io/docs/prometheus/latest/querying/functions/#rate), so
+# rate(mlapp_requests_in_flight_seconds_total[1m]) is exactly the mean in flight over that minute.
+IN_FLIGHT_SECONDS = Total(
+    "mlapp_requests_in_flight_seconds_total",
+    "Inference requests in flight integrated over time (request-seconds); its rate() is the mean in flight",
 )
 BATCH_QUEUE = Level(
     "mlapp_batch_queue_requests",
