@@ -2,6 +2,7 @@
 
     venv/bin/python bench/scaling.py                    # measure (about 1 minute), then simulate
     venv/bin/python bench/scaling.py --rates 100,400,800 --seconds 4
+    venv/bin/python bench/scaling.py --points p.json    # measure once into p.json; later runs reuse it
 
 Two parts:
 
@@ -53,7 +54,11 @@ Two parts:
    KEDA's Prometheus scaler hands the HPA ``sum(mlapp_requests_in_flight)`` as an external metric
    of type AverageValue, so the value compared with the target is the sum divided by the replicas.
    A replica's in-flight at per-replica rate r comes from the measured curve (interpolated; each
-   sync draws it from the samples measured nearest r, so the HPA sees the gauge's real noise); past
+   sync draws it from the samples measured nearest r, so the HPA sees the gauge's real noise). Or,
+   with ``--window`` W, the HPA reads ``sum(rate(mlapp_requests_in_flight_seconds_total[W]))``: the
+   mean in flight over the W seconds before the scrape it reads, which the simulation takes as the
+   measured curve's mean at each second's rate (a second holds thousands of requests, so its mean
+   is the curve's, not one sample of it), averaged over the window; past
    the highest rate the replica sustained, the excess queues and is counted in flight until the
    replicas drain it. A new pod serves after ``--pod-ready-seconds`` (an assumption: scheduling,
    image and model load), and the metric the HPA reads is ``--metric-lag-seconds`` old (the
@@ -62,14 +67,18 @@ Two parts:
 The three loads (step, burst, slow ramp) are in units of the per-replica rate at the target. Each
 prints its replica curve and a summary: the most replicas, how many times the replicas changed
 direction (up then down is one; a load that goes up and down once needs one), the seconds a serving
-replica was past what it sustains, and the worst p99 on the measured curve.
+replica was past what it sustains, and the worst p99 on the measured curve. A last table compares
+the raw gauge with its rate over ``--window`` seconds, each with no scale-up window and with one of
+``--compare-up-window`` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
+import json
 import math
 import os
 import random
@@ -305,9 +314,11 @@ def simulate(
     ready_seconds: float,
     lag_seconds: float,
     behavior: Behavior | None = None,
+    window: float = 0.0,
     seed: int = 0,
 ) -> list[Tick]:
-    """Replicas over time, one tick a second, as an HPA on ``target`` in-flight per replica would set them."""
+    """Replicas over time, one tick a second, as an HPA on ``target`` in-flight per replica would set them:
+    in flight as one scrape of the gauge reads it, or with ``window`` its mean over that many seconds."""
     rng = random.Random(seed)
     behavior = behavior or Behavior()
     start = max(behavior.min_replicas, math.ceil(load(0.0) / curve.capacity))
@@ -315,6 +326,7 @@ def simulate(
     ready_at = [0.0] * start  # when each pod serves
     backlog = 0.0  # requests beyond what the serving pods hold at their rate
     seen: deque[float] = deque()  # the metric's totals, for the lag
+    means: deque[float] = deque()  # each second's mean in flight, summed over the serving pods
     ticks: list[Tick] = []
     for second in range(int(seconds)):
         t = float(second)
@@ -326,9 +338,15 @@ def simulate(
         seen.append(steady + backlog)
         while len(seen) > lag_seconds + 1:
             seen.popleft()
+        means.append(ready * curve.in_flight(rate) + backlog)
+        while len(means) > lag_seconds + window:
+            means.popleft()
         if second % SYNC_SECONDS == 0 and second:
             before = hpa.replicas
-            after = hpa.sync(t, seen[0] / before)
+            # rate() over the window, read at a scrape ``lag_seconds`` old: the seconds before that scrape.
+            averaged = list(means)[: max(1, len(means) - int(lag_seconds))]
+            total = statistics.fmean(averaged) if window else seen[0]
+            after = hpa.sync(t, total / before)
             if after > before:
                 ready_at += [t + ready_seconds] * (after - before)
             elif after < before:
@@ -472,17 +490,65 @@ def sustained(points: Sequence[Point]) -> tuple[Point, ...]:
     return tuple(p for p in points if p.achieved >= 0.97 * p.rate and not p.errors and p.p99_ms <= OVERLOAD * floor)
 
 
+@dataclass(frozen=True)
+class Summary:
+    low: int
+    high: int
+    changes: int
+    turns: int  # direction changes
+    over: int  # seconds with a serving replica past capacity
+    worst_p99_ms: float
+    median_per_replica: float
+
+
+def summarize(curve: Curve, ticks: Sequence[Tick]) -> Summary:
+    replicas = [t.replicas for t in ticks]
+    settled = [t.per_replica for t in ticks if t.replicas == t.ready]
+    return Summary(
+        min(replicas),
+        max(replicas),
+        sum(1 for a, b in itertools.pairwise(replicas) if a != b),
+        direction_changes(replicas),
+        sum(1 for t in ticks if t.offered / t.ready > curve.capacity),
+        max(t.p99_ms for t in ticks),
+        statistics.median(settled),
+    )
+
+
+def compare(curve: Curve, target: float, target_rate: float, args: argparse.Namespace) -> None:
+    """The raw gauge against its rate over ``args.window`` (or 60 s), each with and without a scale-up window."""
+    window = args.window or 60.0
+    print(f"\n## Raw gauge against rate(mlapp_requests_in_flight_seconds_total[{window:g}s])\n")
+    print("| load | signal | scale-up window (s) | replicas | changes | direction changes | s past capacity "
+          "| worst p99 (ms) | median in flight / replica |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, make in SCENARIOS.items():
+        load, seconds = make(target_rate)
+        for signal, averaged in (("gauge", 0.0), (f"rate [{window:g}s]", window)):
+            for up_window in (0.0, args.compare_up_window):
+                behavior = Behavior(up_window=up_window, down_window=args.down_window,
+                                    max_replicas=args.max_replicas)  # fmt: skip
+                ticks = simulate(curve, target, load, seconds, ready_seconds=args.pod_ready_seconds,
+                                 lag_seconds=args.metric_lag_seconds, behavior=behavior, window=averaged,
+                                 seed=args.seed)  # fmt: skip
+                s = summarize(curve, ticks)
+                print(f"| {name} | {signal} | {up_window:g} | {s.low}-{s.high} | {s.changes} | {s.turns} | {s.over} "
+                      f"| {s.worst_p99_ms:.1f} | {s.median_per_replica:.2f} |")  # fmt: skip
+
+
 def report(curve: Curve, target: float, target_rate: float, args: argparse.Namespace) -> None:
     print(f"\nTarget: {target:.2f} in flight per replica (at {target_rate:.0f} req/s a replica; "
           f"a replica sustains {curve.capacity:.0f} req/s)")  # fmt: skip
     print(f"HPA: sync {SYNC_SECONDS:g} s, tolerance {TOLERANCE}, up window {args.up_window:g} s, "
           f"down window {args.down_window:g} s, up policies max(4 pods, 100 %) per 15 s; pods serve "
-          f"{args.pod_ready_seconds:g} s after they are made; metric {args.metric_lag_seconds:g} s old")  # fmt: skip
+          f"{args.pod_ready_seconds:g} s after they are made; metric {args.metric_lag_seconds:g} s old; "
+          + (f"the HPA reads rate(...[{args.window:g}s])" if args.window else "the HPA reads the gauge"))  # fmt: skip
     behavior = Behavior(up_window=args.up_window, down_window=args.down_window, max_replicas=args.max_replicas)
     for name, make in SCENARIOS.items():
         load, seconds = make(target_rate)
         ticks = simulate(curve, target, load, seconds, ready_seconds=args.pod_ready_seconds,
-                         lag_seconds=args.metric_lag_seconds, behavior=behavior, seed=args.seed)  # fmt: skip
+                         lag_seconds=args.metric_lag_seconds, behavior=behavior, window=args.window,
+                         seed=args.seed)  # fmt: skip
         print(f"\n## {name}\n")
         print("| t (s) | offered (req/s) | replicas | serving | in flight / replica | p99 (ms) |")
         print("|---:|---:|---:|---:|---:|---:|")
@@ -493,14 +559,12 @@ def report(curve: Curve, target: float, target_rate: float, args: argparse.Names
                 shown = int(tick.t)
                 print(f"| {tick.t:.0f} | {tick.offered:.0f} | {tick.replicas} | {tick.ready} | "
                       f"{tick.per_replica:.2f} | {tick.p99_ms:.1f} |")  # fmt: skip
-        replicas = [t.replicas for t in ticks]
-        over = sum(1 for t in ticks if t.offered / t.ready > curve.capacity)
-        settled = [t.per_replica for t in ticks if t.replicas == t.ready]
-        changes = sum(1 for a, b in itertools.pairwise(replicas) if a != b)
-        print(f"\n{name}: replicas {min(replicas)}-{max(replicas)}, {changes} "
-              f"changes, {direction_changes(replicas)} direction changes; {over} s with a serving replica past "
-              f"{curve.capacity:.0f} req/s; worst p99 {max(t.p99_ms for t in ticks):.1f} ms; median in flight per "
-              f"replica when all serve {statistics.median(settled):.2f} (target {target:.2f})")  # fmt: skip
+        s = summarize(curve, ticks)
+        print(f"\n{name}: replicas {s.low}-{s.high}, {s.changes} "
+              f"changes, {s.turns} direction changes; {s.over} s with a serving replica past "
+              f"{curve.capacity:.0f} req/s; worst p99 {s.worst_p99_ms:.1f} ms; median in flight per "
+              f"replica when all serve {s.median_per_replica:.2f} (target {target:.2f})")  # fmt: skip
+    compare(curve, target, target_rate, args)
 
 
 def main() -> int:
@@ -515,9 +579,20 @@ def main() -> int:
     parser.add_argument("--pod-ready-seconds", type=float, default=20.0)
     parser.add_argument("--metric-lag-seconds", type=float, default=15.0)
     parser.add_argument("--every", type=int, default=60, help="print the replica curve every this many seconds")
+    parser.add_argument("--window", type=float, default=0.0,
+                        help="the HPA reads rate(..._in_flight_seconds_total[W s]); 0: the gauge")  # fmt: skip
+    parser.add_argument("--compare-up-window", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--points", type=Path, help="measured points: read from this JSON file if it exists, else "
+                        "measured and written there, so the simulation can be rerun on one measurement")  # fmt: skip
     args = parser.parse_args()
-    points = measure([float(r) for r in args.rates.split(",")], args.seconds, args.rows)
+    if args.points and args.points.exists():
+        saved = json.loads(args.points.read_text())
+        points = [Point(**{**p, "in_flight": tuple(p["in_flight"])}) for p in saved]
+    else:
+        points = measure([float(r) for r in args.rates.split(",")], args.seconds, args.rows)
+        if args.points:
+            args.points.write_text(json.dumps([dataclasses.asdict(p) for p in points]))
     kept = sustained(points)
     if len(kept) < 2:
         print("fewer than two rates sustained: nothing to build the curve from", file=sys.stderr)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from bench.scaling import Behavior, Hpa, desired_replicas, direction_changes, rate_limited, stabilized
+from bench.scaling import (
+    Behavior,
+    Curve,
+    Hpa,
+    Point,
+    desired_replicas,
+    direction_changes,
+    rate_limited,
+    simulate,
+    stabilized,
+)
 
 
 def test_a_ratio_within_the_tolerance_keeps_the_replicas() -> None:
@@ -45,3 +55,26 @@ def test_direction_changes_count_turns_not_steps() -> None:
     assert direction_changes([1, 2, 4, 8, 8, 4, 2]) == 1
     assert direction_changes([2, 3, 2, 3, 2]) == 3
     assert direction_changes([5, 5, 5]) == 0
+
+
+# A replica whose scrapes read 0 three times in four and 3 once at 2,000 req/s, the most it sustains: 0.75 in
+# flight on average.
+NOISY = Curve(
+    (
+        Point(1000.0, 1000.0, (0.0, 0.0, 0.0, 1.0), 1.0, 2.0, 0),
+        Point(2000.0, 2000.0, (0.0, 0.0, 0.0, 3.0), 1.0, 2.0, 0),
+    )
+)
+
+
+def test_a_steady_load_at_the_target_keeps_the_replicas_on_the_averaged_signal_and_not_on_one_scrape() -> None:
+    """Eight replicas at 2,000 req/s each hold 0.75 in flight on average: the window's mean is the target, so
+    the HPA never moves; one scrape of each reads 0 or 3, and the sum it divides swings past the tolerance."""
+
+    def load(t: float) -> float:
+        return 8 * 2000.0
+
+    averaged = simulate(NOISY, 0.75, load, 1200, ready_seconds=20, lag_seconds=15, window=60, seed=1)
+    assert {t.replicas for t in averaged} == {8}, "rate() over 60 s at the target moved the replicas"
+    raw = simulate(NOISY, 0.75, load, 1200, ready_seconds=20, lag_seconds=15, seed=1)
+    assert len({t.replicas for t in raw}) > 1, "one scrape of a 0-or-3 gauge summed over 8 never left the tolerance"
