@@ -83,7 +83,7 @@ class TrainerCpu:
 # in NixOS/nixpkgs pkgs/development/python-modules/torch/bin/binary-hashes.nix; the x86_64
 # one (191.8 MB) is the torch the dev venv installs (`pip show torch`: 2.13.0+cpu). Its
 # Requires-Dist names no nvidia-* wheel and no triton: about 0.7 GB installed, against about
-# 5.6 GB for the CUDA 12.6 build with the wheels it pins (measured from the wheels, issue 15).
+# 5.6 GB for the CUDA 12.6 build with the wheels it pins (measured from the wheels).
 TRAINER_CPU = TrainerCpu("cpu", "https://download.pytorch.org/whl/cpu")
 
 # A build of the trainer's torch: one of TRAINER_CUDA_BUILDS, or TRAINER_CPU.

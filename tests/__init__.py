@@ -1,4 +1,4 @@
-"""mlstack's tests, by level, as the code is layered (see ../shared/DESIGN.md, "Layers"):
+"""mlstack's tests, by level, as the code is layered (the README's "Layout"):
 
 - ``pure/``: the pure layer and the components' pure builders, called directly, no Pulumi mocks;
 - ``components/``: one component at a time, under the harness's mocks;

@@ -1,7 +1,7 @@
 """When the HTTP layer hands answers to the kernel: together at the end of a loop turn, in order, before a close.
 
 ``Connection._write`` queues an answer and the server hands every connection's queue to its
-transport once the turn's callbacks have run (issue 16: one wake-up of the client per batch of
+transport once the turn's callbacks have run (one wake-up of the client per batch of
 answers, not one per answer). These tests drive ``mlapp.serve.http`` with a transport that
 records each call, so what reaches it, when and in which order is seen exactly.
 """

@@ -1,7 +1,7 @@
 """The server's lock-free counters export exactly the series prometheus_client's own types would.
 
-``mlapp.serve.metrics`` counts in plain ints and hands Prometheus the families at scrape time
-(issue 16). Dashboards and alerts query these names, labels and buckets, so each family is fed
+``mlapp.serve.metrics`` counts in plain ints and hands Prometheus the families at scrape time,
+with no lock per value. Dashboards and alerts query these names, labels and buckets, so each family is fed
 the same observations as a prometheus_client ``Counter`` or ``Histogram`` in a registry of its
 own, values on a bucket's bound and past the last one included, and the scrapes must agree.
 """

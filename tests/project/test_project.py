@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,22 @@ def test_requirements_are_pinned() -> None:
             line = raw.split("#")[0].strip()
             if line and not line.startswith("-r "):
                 assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", line), f"{name}: {line!r} is not pinned"
+
+
+# An internal tracker's number ("issue N") means nothing to a reader, who cannot look it up (STYLE.md,
+# "Comments"). A public one keeps its repository: kubernetes/kubernetes#67577, or a GitHub URL.
+_TRACKER_NUMBER = re.compile(r"\b[Ii]ssues? #?[0-9]+\b")
+_TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".txt", ".toml", ".cfg", ""}
+
+
+def test_no_internal_tracker_number_in_code_or_docs() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=harness.ROOT, capture_output=True, text=True, check=True)
+    found = []
+    for name in tracked.stdout.splitlines():
+        path = harness.ROOT / name
+        if path.suffix not in _TEXT_SUFFIXES or not path.is_file() or name.startswith("deploy/crds/"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if _TRACKER_NUMBER.search(line) and "github.com" not in line:
+                found.append(f"{name}:{number}: {line.strip()[:100]}")
+    assert found == [], "say what is meant instead of an internal issue number:\n" + "\n".join(found)

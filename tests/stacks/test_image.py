@@ -147,7 +147,7 @@ def test_images_are_built_for_the_configured_platform_else_amd64_on_a_cloud(
 
 
 def test_local_images_are_built_for_the_docker_engines_own_platform(shipped: dict[str, harness.StackRun]) -> None:
-    """Issue 15: an arm64 laptop running kind needs no config change. With no platforms input the
+    """An arm64 laptop running kind needs no config change. With no platforms input the
     provider passes no --platform, and BuildKit builds for the platform it runs on, kind's nodes' own."""
     images = images_by_target(shipped["local"])
     assert set(images) == {"trainer", "server"}

@@ -42,7 +42,7 @@ def test_the_stack_builds_the_trainer_with_its_torch_build(
 
 
 def test_the_local_trainer_is_pytorchs_cpu_build(shipped: dict[str, harness.StackRun]) -> None:
-    """Issue 15: the local stack built the CUDA 12.6 trainer (gigabytes) to train on a CPU-only kind node."""
+    """Finding: the local stack built the CUDA 12.6 trainer (gigabytes) to train on a CPU-only kind node."""
     assert trainer_index(shipped["local"]) == CPU_INDEX
 
 
