@@ -27,7 +27,6 @@ from mlapp.serve.metrics import (
     IN_FLIGHT_SECONDS,
     MODEL_INFO,
     READY,
-    Occupancy,
     RequestMetrics,
 )
 from mlapp.serve.model import ModelDamaged, ModelNotThere, load_model
@@ -62,30 +61,13 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-class _Endpoints(Endpoints):
-    """``Endpoints`` whose ``in_flight`` count is an ``Occupancy``: every ``+= 1`` and ``-= 1`` the handlers
-    make also integrates the count over time (``mlapp_requests_in_flight_seconds_total``)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.occupancy = Occupancy()
-        super().__init__(settings)
-
-    @property
-    def in_flight(self) -> int:
-        return self.occupancy.level
-
-    @in_flight.setter
-    def in_flight(self, value: int) -> None:
-        self.occupancy.set(value)
-
-
 class App:
     """The ASGI application of the public port; ``internal`` is the internal port's. One per process."""
 
     def __init__(self, settings: Settings, labels: list[str] | None) -> None:
         self.settings = settings
         self.labels = labels
-        self.endpoints = _Endpoints(settings)
+        self.endpoints = Endpoints(settings)
         self.routes = routes.table(self.endpoints)
         self.router = routes.Router(
             self.routes,
@@ -102,8 +84,8 @@ class App:
         self.metrics = RequestMetrics()
         # The load gauges read this app's counts at scrape time (the last App made in a process wins).
         endpoints = self.endpoints
-        IN_FLIGHT.read = lambda: endpoints.in_flight
-        IN_FLIGHT_SECONDS.read = endpoints.occupancy.integral
+        IN_FLIGHT.read = lambda: endpoints.in_flight.level
+        IN_FLIGHT_SECONDS.read = endpoints.in_flight.integral
         BATCH_QUEUE.read = endpoints.waiting
         self.access = AccessLog() if settings.log_level_number <= logging.INFO else None
         self._loader: asyncio.Task[None] | None = None

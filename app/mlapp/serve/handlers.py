@@ -21,6 +21,7 @@ from mlapp.serve import protocol
 from mlapp.serve.asgi import JSON, NO_HEADERS, Answer, BodyBudget, Receive, Scope, dumps, header, held_body
 from mlapp.serve.batching import Batcher
 from mlapp.serve.errors import NotFound, NotReady
+from mlapp.serve.metrics import Occupancy
 from mlapp.serve.model import Model
 from mlapp.settings import Settings
 
@@ -47,8 +48,9 @@ class Endpoints:
         self._model_ready = dumps({"name": settings.model_name, "ready": True})
         self._model_not_ready = dumps({"name": settings.model_name, "ready": False})
         self.bodies = BodyBudget(settings.limits.max_body_bytes_held)
-        # Inference requests from the end of their body to their answer (``mlapp_requests_in_flight``).
-        self.in_flight = 0
+        # Inference requests from the end of their body to their answer, and that count integrated over
+        # time (``mlapp_requests_in_flight`` and ``mlapp_requests_in_flight_seconds_total``).
+        self.in_flight = Occupancy()
         # Large bodies and pictures are parsed here, never on the event loop; the pool's size bounds
         # the decodes in memory at once (plugins/image.py derives the bound).
         self._parsers = ThreadPoolExecutor(image.MAX_CONCURRENT_DECODES, thread_name_prefix="parse")
@@ -104,7 +106,7 @@ class Endpoints:
         # slow sender could otherwise inflate the count an autoscaler reads). Counted down when the handler
         # ends, by answer or exception; ``App`` writes the answer in the same loop turn. A caller who went
         # away is counted until its run ends, since the run still happens.
-        self.in_flight += 1
+        self.in_flight.add(1)
         try:
             request = await self._parse(
                 body,
@@ -118,7 +120,7 @@ class Endpoints:
             results = await batcher.infer(request.job)
             answer, content_type, json_length = protocol.infer_answer(model, results, request, self._max_answer_bytes)
         finally:
-            self.in_flight -= 1
+            self.in_flight.add(-1)
         if json_length is None:
             return 200, answer, content_type, NO_HEADERS
         return 200, answer, content_type, ((protocol.BINARY_HEADER, str(json_length).encode()),)
@@ -137,14 +139,14 @@ class Endpoints:
         plugin.check_type(content_type)  # 415 before the body is read
         body, held = await held_body(scope, receive, self.settings.max_body_bytes, self.bodies)
         # In flight from here to the answer, whatever the way out (see ``infer``).
-        self.in_flight += 1
+        self.in_flight.add(1)
         try:
             # Pictures are always decoded off the loop: a small file can still be a large decode.
             rows = await self._parse(body, held, 0, plugin.parse, content_type)
             results = await batcher.infer(protocol.plugin_job(model, rows, plugin.output))
             answer = plugin.answer(results[0][0], model.labels)
         finally:
-            self.in_flight -= 1
+            self.in_flight.add(-1)
         answer["model_name"], answer["model_version"] = model.name, model.version
         return 200, dumps(answer), JSON, NO_HEADERS
 

@@ -173,6 +173,10 @@ class Occupancy:
     def level(self) -> int:
         return self._level
 
+    def add(self, change: int) -> None:
+        """One more in progress (``1``) or one fewer (``-1``)."""
+        self.set(self._level + change)
+
     def set(self, level: int) -> None:
         now = self._clock()
         self._accumulated += self._level * (now - self._since)
