@@ -274,20 +274,18 @@ class AksGpuCluster(pulumi.ComponentResource):
         super().__init__("mlstack:aks:AksGpuCluster", name, None, opts)
         self._name, self._args = name, args
         self._child = pulumi.ResourceOptions(parent=self)
-        invoke_opts = pulumi.InvokeOutputOptions(parent=self)
 
         group = resources.ResourceGroup(f"{name}-rg", location=args.location, opts=self._child)
         cluster = self._cluster(group)
         gpu_pool = self._gpu_pool(group, cluster)
         self.metrics_workspace_id = self._managed_prometheus(group, cluster)
         acr = self._registry(group)
-        client = authorization.get_client_config_output(opts=invoke_opts)
-        acr_pull = self._acr_pull(cluster, acr, client.subscription_id)
+        acr_pull = self._acr_pull(cluster, acr, deployer.subscription_id)
         self._kubernetes(group, cluster, depends_on=[acr_pull, gpu_pool])
 
         self.gpu = gpu_scheduling(args)
         self._device_plugin(self.gpu)
-        username, password = _push_credentials(args, acr, group, client.tenant_id, self)
+        username, password = _push_credentials(args, acr, group, (deployer.tenant_id, token), self)
         self.registry = Registry(server=acr.login_server, username=username, password=password)
         # ReadWriteMany: the Job writes the model on a GPU node, the servers read it elsewhere.
         self.model_store = ModelStore(
@@ -491,7 +489,7 @@ class AksGpuCluster(pulumi.ComponentResource):
         self,
         cluster: containerservice.ManagedCluster,
         acr: containerregistry.Registry,
-        subscription_id: pulumi.Output[str],
+        subscription_id: str,
     ) -> authorization.RoleAssignment:
         return authorization.RoleAssignment(
             f"{self._name}-acr-pull",
@@ -499,7 +497,7 @@ class AksGpuCluster(pulumi.ComponentResource):
             # Set explicitly: Azure otherwise looks the principal up in Entra ID, which
             # fails for a moments-old identity that has not replicated yet.
             principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-            role_definition_id=subscription_id.apply(role_definition_id),
+            role_definition_id=role_definition_id(subscription_id),
             scope=acr.id,
             opts=self._child,
         )
@@ -542,7 +540,7 @@ def _push_credentials(
     args: AksGpuClusterArgs,
     acr: containerregistry.Registry,
     group: resources.ResourceGroup,
-    tenant_id: pulumi.Output[str],
+    deployer: tuple[str, str],
     parent: pulumi.Resource,
 ) -> tuple[pulumi.Output[str] | str, pulumi.Output[str]]:
     """Username and password the image build pushes with: obtained here, never the user's docker login.
@@ -551,8 +549,10 @@ def _push_credentials(
     `pulumi up` are exchanged for an ACR refresh token: a registry created a
     minute earlier takes it at once, where `az acr login` could not have run.
     The ACR-audience token goes first, as the registry takes it whatever its
-    azureADAuthenticationAsArmPolicy; the ARM-audience one is the fallback.
+    azureADAuthenticationAsArmPolicy; the ARM-audience one is the fallback: the one the target
+    already holds (``deployer``: the tenant and that token), obtained before anything was created.
     """
+    tenant_id, arm_token = deployer
     invoke_opts = pulumi.InvokeOutputOptions(parent=parent)
     if args.acr_admin_user:
         creds = containerregistry.list_registry_credentials_output(
@@ -563,7 +563,7 @@ def _push_credentials(
             pulumi.Output.secret(creds.passwords.apply(lambda p: (p or [])[0].value or "")),
         )
 
-    def client_token(audience: str, endpoint: str | None) -> acr_token.AudienceToken:
+    def client_token(audience: str, endpoint: str) -> acr_token.AudienceToken:
         # The plain invoke, not get_client_token_output: the SDK fails the whole program on any
         # Output that errs, and a token the provider cannot get (a cloud or tenant without the
         # ACR audience) must instead reach the exchange as not obtained, to fall back and be named.
@@ -575,8 +575,7 @@ def _push_credentials(
 
     tokens = [
         pulumi.Output.secret(client_token(acr_token.ACR_AUDIENCE, acr_token.ACR_AUDIENCE)),
-        # No endpoint: the provider's default, its cloud's Resource Manager.
-        pulumi.Output.secret(client_token(acr_token.ARM_AUDIENCE, None)),
+        pulumi.Output.secret(acr_token.AudienceToken(acr_token.ARM_AUDIENCE, arm_token)),
     ]
     refresh_token = pulumi.Output.all(acr.login_server, tenant_id, *tokens).apply(
         lambda v: acr_token.exchange(str(v[0]), str(v[1]), v[2:])
