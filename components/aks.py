@@ -208,9 +208,8 @@ def check_quota(args: AksGpuClusterArgs, subscription_id: str, token: str) -> No
     except arm.ArmError as e:
         pulumi.log.warn(f"quota in {where}: not checked, the usages could not be read ({e})")
         return
-    found = quota.shortfalls(needs.needs, quotas)
-    report = quota.message(found, "azure", args.location, account=subscription_id, uncounted=needs.uncounted)
-    if any(s.found for s in found):
+    fits, report = quota.verdict(needs, quotas, "azure", args.location, subscription_id)
+    if not fits:
         raise AksError(f"the AKS target does not fit its quotas; nothing was created.\n{report}")
     pulumi.log.info(f"quota in {where}: enough for both pools at their largest" + (f"\n{report}" if report else ""))
 

@@ -198,12 +198,11 @@ def check_quota(args: GkeGpuClusterArgs) -> None:
     if not args.quota_check:
         pulumi.log.info(f"quota in {where}: not checked (mlstack:quotaCheck is false)")
         return
-    zonal = args.location != args.region
+    zone = None if args.location == args.region else args.location
     needs = quota.needs_gcp(
         system_machine_type=args.system_machine_type,
         system_nodes=args.system_node_count,
-        # A regional cluster's pools have nodes in every zone of the region (Pulumi.yaml, gcpZone).
-        system_zones=1 if zonal else len(gcp_locations.gcp_zones(args.region) or (1, 2, 3)),
+        system_zones=gcp_locations.pool_zone_count(args.region, zone),
         gpu_machine_type=args.gpu_machine_type,
         gpu_type=args.gpu_type,
         gpu_count=args.gpu_count,
@@ -216,9 +215,8 @@ def check_quota(args: GkeGpuClusterArgs) -> None:
     except gcp_api.GoogleApiError as e:
         pulumi.log.warn(f"quota in {where}: not checked, the region's quotas could not be read ({e})")
         return
-    found = quota.shortfalls(needs.needs, quotas)
-    report = quota.message(found, "gcp", args.region, account=args.project, uncounted=needs.uncounted)
-    if any(s.found for s in found):
+    fits, report = quota.verdict(needs, quotas, "gcp", args.region, args.project)
+    if not fits:
         raise GkeError(f"the GKE cluster does not fit its quotas; nothing was created.\n{report}")
     pulumi.log.info(f"quota in {where}: enough for both pools at their largest" + (f"\n{report}" if report else ""))
 

@@ -88,6 +88,12 @@ def gcp_zones(region: str) -> tuple[str, ...] | None:
     return GCP_ZONES.get(region)
 
 
+def pool_zone_count(region: str, zone: str | None) -> int:
+    """How many zones a GKE node pool's nodes are in: its cluster's zone, or for a regional cluster (``zone``
+    None) every zone of the region (Pulumi.yaml, gcpZone), three where the table does not know the region."""
+    return 1 if zone is not None else len(GCP_ZONES.get(region) or ("a", "b", "c"))
+
+
 def gcp_region_of(zone: str) -> str | None:
     """The region of a standard zone in the table, or of an AI zone in a listed region; else None."""
     region, _, _ = zone.rpartition("-")

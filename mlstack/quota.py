@@ -427,6 +427,13 @@ _NOT_JUDGED = {
 }
 
 
+def verdict(needs: Needs, quotas: Iterable[Quota], cloud: str, where: str, account: str) -> tuple[bool, str]:
+    """Whether ``needs`` fit ``quotas`` (a quota the answer lacks never stops them), and what to say either way:
+    the shortfalls and how to ask for more, or what was not judged (empty when everything was)."""
+    found = shortfalls(needs.needs, quotas)
+    return not any(s.found for s in found), message(found, cloud, where, account=account, uncounted=needs.uncounted)
+
+
 def message(
     found: Sequence[Shortfall],
     cloud: str,

@@ -179,7 +179,7 @@ def cost_estimate(cfg: StackConfig) -> cost.Estimate | None:
             return cost.estimate_gke(
                 region=target.region,
                 zonal=target.zone is not None,
-                zones=len(gcp_locations.gcp_zones(target.region) or (1, 2, 3)),
+                zones=gcp_locations.pool_zone_count(target.region, target.zone),
                 system_machine_type=target.system_machine_type,
                 system_nodes=target.pools.system_node_count,
                 gpu_machine_type=target.gpu_machine_type,

@@ -265,3 +265,9 @@ def test_the_azure_arm_series_all_carry_the_p_feature() -> None:
     for series in loc.AZURE_ARM_SERIES:
         family, features = re.fullmatch(r"([A-Z]+)([a-z]+)v[0-9]+", series).groups()  # type: ignore[union-attr]
         assert loc.azure_is_arm(f"Standard_{family}4{features}_v{series[-1]}"), series
+
+
+def test_a_pool_is_in_its_clusters_zone_or_in_every_zone_of_its_region() -> None:
+    assert loc.pool_zone_count("us-central1", "us-central1-a") == 1
+    assert loc.pool_zone_count("us-central1", None) == len(loc.GCP_ZONES["us-central1"]) == 4
+    assert loc.pool_zone_count("xx-nowhere1", None) == 3
