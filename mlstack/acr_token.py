@@ -50,6 +50,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from mlstack import web
+
 USERNAME = "00000000-0000-0000-0000-000000000000"
 # The audience `az acr login` asks for (Azure/azure-cli PR #31798; its _constants.py
 # ACR_AUDIENCE_RESOURCE_NAME = "containerregistry"), the same in every cloud
@@ -62,7 +64,7 @@ ARM_AUDIENCE = "https://management.azure.com"
 TIMEOUT_SECONDS = 30.0
 ATTEMPTS = 3  # a registry seconds old may not answer at once
 MAX_ANSWER_BYTES = 64 * 1024  # a refresh token is a few KiB
-MAX_DETAIL_CHARS = 512
+MAX_DETAIL_CHARS = web.MAX_DETAIL_CHARS  # a reason shown is cut there (mlstack.web.blanked)
 
 _AUDIENCE_NAMES = {ACR_AUDIENCE: "ACR-audience", ARM_AUDIENCE: "ARM-audience"}
 _NO_DETAIL = "no detail"
@@ -132,7 +134,7 @@ def refresh_token(  # noqa: PLR0913 - the bounds are keyword-only, for the tests
     for offered in tokens:
         label = _label(offered.audience)
         if not offered.token:
-            why = _bounded(offered.unavailable, secrets) or _NO_DETAIL
+            why = web.blanked(offered.unavailable, *secrets) or _NO_DETAIL
             outcomes.append(f"{label}: not obtained ({why})")
             continue
         try:
@@ -172,7 +174,7 @@ def _exchange_one(  # noqa: PLR0913 - as refresh_token
                 raise _Refused(e.code, detail) from None
             last = f"HTTP {e.code}: {detail or _NO_DETAIL}"
         except (urllib.error.URLError, TimeoutError, OSError) as e:
-            last = _bounded(str(getattr(e, "reason", e)), secrets)
+            last = web.blanked(str(getattr(e, "reason", e)), *secrets)
         else:
             return _token_from(raw, login_server)
         if attempt + 1 < attempts:
@@ -203,15 +205,7 @@ def _detail(raw: bytes, secrets: Sequence[str]) -> str:
             if isinstance(entry, dict)
         ]
         text = "; ".join(reason for reason in reasons if reason) or text
-    return _bounded(text, secrets)
-
-
-def _bounded(text: str, secrets: Sequence[str]) -> str:
-    """``text`` on one line, every token in it blanked out before it is cut to MAX_DETAIL_CHARS."""
-    for secret in secrets:
-        text = text.replace(secret, "[token]")
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
+    return web.blanked(text, *secrets)
 
 
 def _token_from(raw: bytes, login_server: str) -> str:

@@ -20,10 +20,11 @@ from typing import Any
 MAX_DETAIL_CHARS = 512
 
 
-def blanked(text: str, token: str) -> str:
-    """``text`` on one line, the token blanked out before it is cut to MAX_DETAIL_CHARS."""
-    if token:
-        text = text.replace(token, "[token]")
+def blanked(text: str, *tokens: str) -> str:
+    """``text`` on one line, every token in it blanked out before it is cut to MAX_DETAIL_CHARS."""
+    for token in tokens:
+        if token:
+            text = text.replace(token, "[token]")
     text = " ".join(text.split())
     return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
 
