@@ -67,6 +67,11 @@ _AZURE_NETWORK_PROFILE: Final = (
 
 _K8S: Final = "pulumi/pulumi-kubernetes provider/pkg/provider/diff.go: "
 _RANDOM: Final = "hashicorp/terraform-provider-random internal/provider/resource_{}.go: RequiresReplace"
+# RandomPassword is RandomString with its result secret: the same inputs, each of which replaces it.
+_RANDOM_STRING_INPUTS: Final = (
+    "keepers", "length", "special", "upper", "lower", "number", "numeric",
+    "minNumeric", "minUpper", "minLower", "minSpecial", "overrideSpecial",
+)  # fmt: skip
 _TLS: Final = "hashicorp/terraform-provider-tls internal/provider/resource_{}.go: RequiresReplace"
 
 
@@ -289,36 +294,8 @@ REPLACE_ON_CHANGE: Final[Mapping[str, tuple[Rule, ...]]] = {
     "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": _rules(_K8S + "roleBinding", "roleRef"),
     "kubernetes:storage.k8s.io/v1:StorageClass": _rules(_K8S + "StorageClass", "parameters", "provisioner"),
     # --- random and tls (bridged from Terraform) ---
-    "random:index/randomPassword:RandomPassword": _rules(
-        _RANDOM.format("password"),
-        "keepers",
-        "length",
-        "special",
-        "upper",
-        "lower",
-        "number",
-        "numeric",
-        "minNumeric",
-        "minUpper",
-        "minLower",
-        "minSpecial",
-        "overrideSpecial",
-    ),
-    "random:index/randomString:RandomString": _rules(
-        _RANDOM.format("string"),
-        "keepers",
-        "length",
-        "special",
-        "upper",
-        "lower",
-        "number",
-        "numeric",
-        "minNumeric",
-        "minUpper",
-        "minLower",
-        "minSpecial",
-        "overrideSpecial",
-    ),
+    "random:index/randomPassword:RandomPassword": _rules(_RANDOM.format("password"), *_RANDOM_STRING_INPUTS),
+    "random:index/randomString:RandomString": _rules(_RANDOM.format("string"), *_RANDOM_STRING_INPUTS),
     "tls:index/privateKey:PrivateKey": _rules(_TLS.format("private_key"), "algorithm", "rsaBits", "ecdsaCurve"),
     "tls:index/selfSignedCert:SelfSignedCert": _rules(
         _TLS.format("self_signed_cert"),
