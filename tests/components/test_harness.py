@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
@@ -17,6 +20,22 @@ def test_harness_refuses_duplicate_resource_names() -> None:
 
     with pytest.raises(harness.HarnessError, match=r"duplicate resource URN"):
         harness.run(program, {})
+
+
+def test_a_refused_run_leaves_no_failed_future_to_log_after_the_tests(caplog: pytest.LogCaptureFixture) -> None:
+    """Bug: the monitor raised on the duplicate, which failed the resource's output futures; nothing awaited
+    them, so asyncio logged "Future exception was never retrieved" ten times when they were collected, after
+    pytest's summary, as "Logging error" tracebacks into its closed capture streams."""
+
+    def program() -> None:
+        k8s.core.v1.Namespace("same", metadata=k8s.meta.v1.ObjectMetaArgs(name="a"))
+        k8s.core.v1.Namespace("same", metadata=k8s.meta.v1.ObjectMetaArgs(name="b"))
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"), pytest.raises(harness.HarnessError):
+        harness.run(program, {})
+    harness.run(lambda: None, {})  # the next run resets the runtime that held the first one's futures
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 def test_harness_fails_on_an_unmocked_invoke() -> None:
