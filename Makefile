@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(DEV_REQUIREMENTS) | sha256sum | cut -c
 MODEL_DIR ?= build/models
 MODEL_NAME ?= digits
 
-.PHONY: help venv runtime test lint typecheck unit docs render review preview up down smoke destroy stack train serve monitoring
+.PHONY: help venv runtime pulumi-cli test lint typecheck unit docs render review preview up down smoke destroy stack train serve monitoring
 help:
 	@echo "make test                 lint, type-check and run every test (offline)"
 	@echo "make preview STACK=local  pulumi preview for a stack (needs the Pulumi CLI)"
@@ -113,8 +113,13 @@ BASE ?= HEAD
 review: venv
 	$(PY) -m tools.review --base $(BASE)
 
-stack: runtime
-	@command -v pulumi >/dev/null || { echo "make: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/)"; exit 2; }
+# Checked before the virtualenv is made: without the CLI, installing ~800 MB first only delays the refusal.
+PULUMI_GET := https://www.pulumi.com/docs/iac/download-install/
+pulumi-cli:
+	@command -v pulumi >/dev/null || { echo "make: the Pulumi CLI (pulumi) is not on PATH; install it from $(PULUMI_GET), then run make again" >&2; exit 2; }
+
+stack: pulumi-cli
+	@$(MAKE) --no-print-directory runtime
 	pulumi stack select --create $(STACK)
 
 preview: stack
@@ -134,7 +139,7 @@ else
 endif
 
 # The local stack: pulumi destroy, then the kind cluster and registry `make up` created, and only those.
-down:
+down: pulumi-cli
 ifeq ($(STACK),local)
 	$(MAKE) runtime
 	$(PY) -m tools.localup down

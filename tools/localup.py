@@ -739,7 +739,9 @@ def down(local: Local) -> None:
 
 
 def check(local: Local) -> None:
-    """`make smoke`: the smoke call alone, on a stack that is up."""
+    """`make smoke`: the smoke call alone, on a stack that is up. It runs the Pulumi CLI and kubectl, so a
+    missing one is named with where to get it, rather than failing as a Python traceback."""
+    preflight(local, [t for t in TOOLS if t.name in ("pulumi", "kubectl")], ports=False)
     report(smoke(local))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -353,6 +354,19 @@ def test_a_failing_stack_output_is_reported_without_what_it_printed(machine: Mac
     assert fake_tools.PASSWORD not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("tool", ["pulumi", "kubectl"])
+def test_smoke_without_a_tool_it_runs_names_it_instead_of_a_traceback(machine: Machine, tool: str) -> None:
+    """Bug: `make smoke` without the Pulumi CLI printed a Python traceback (FileNotFoundError)."""
+    (machine.bin / tool).unlink()
+    result = machine.run("smoke")
+    assert result.returncode == 2
+    get = next(t.get for t in localup.TOOLS if t.name == tool)
+    assert (
+        result.stderr == f"[make smoke] missing: {tool} is not on PATH, install it from {get}. Nothing was created.\n"
+    )
+    assert machine.calls() == []
+
+
 def test_smoke_before_up_says_to_run_up(machine: Machine) -> None:
     result = machine.run("smoke")
     assert result.returncode == 1
@@ -535,3 +549,38 @@ def test_the_servers_own_message_is_quoted() -> None:
     assert localup.server_message(b'{"error": "input \'x\': expected FP32"}') == "input 'x': expected FP32"
     assert localup.server_message(b"<html>Bad Gateway</html>\n") == "<html>Bad Gateway</html>"
     assert localup.server_message(b"") == "(no message)"
+
+
+# What the Makefile itself runs before any target's recipe (its $(shell ...) lines and the recipes' shell).
+MAKE_NEEDS = ("make", "bash", "sh", "cat", "sha256sum", "cut", "python3")
+
+
+@pytest.mark.parametrize(
+    "goal", [["preview"], ["preview", "STACK=dev"], ["up", "STACK=dev"], ["destroy", "STACK=gke"], ["stack"],
+             ["down"], ["down", "STACK=dev"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_without_the_pulumi_cli_a_target_that_needs_it_stops_before_making_the_virtualenv(
+    tmp_path: Path, goal: list[str]
+) -> None:
+    """Bug: `make preview` installed the runtime (~800 MB into a new virtualenv), then said the CLI was missing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in MAKE_NEEDS:
+        found = shutil.which(tool)
+        assert found, f"{tool} is not on this machine's PATH"
+        (bin_dir / tool).symlink_to(found)
+    venv = tmp_path / "venv"
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        ["make", "--no-print-directory", *goal, f"VENV={venv}"], cwd=ROOT, env=env, capture_output=True, text=True,
+        check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    get = next(t.get for t in localup.TOOLS if t.name == "pulumi")
+    assert (
+        result.stderr.splitlines()[0]
+        == f"make: the Pulumi CLI (pulumi) is not on PATH; install it from {get}, then run make again"
+    )
+    assert "-m venv" not in result.stdout
+    assert not venv.exists(), "the virtualenv was made before the missing CLI was named"
