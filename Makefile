@@ -86,7 +86,8 @@ train: venv
 	PYTHONPATH=app $(PY) -m mlapp.publish --run $(RUN_DIR) --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME) \
 		--version local --gate 'accuracy>=0.9'
 
-# HTTPS with a throwaway CA in build/tls (curl --cacert build/tls/ca.crt); PLAIN_HTTP=1 serves plain HTTP instead.
+# HTTPS with a throwaway CA in build/tls (curl --cacert build/tls/ca.crt), kept from one start to the next while it
+# is valid, so clients of a server started earlier still verify it; PLAIN_HTTP=1 serves plain HTTP instead.
 TLS_DIR ?= build/tls
 serve: venv
 	@test -n "$$MLAPP_AUTH_PASSWORD" || { echo "make serve: export MLAPP_AUTH_PASSWORD (and MLAPP_AUTH_USERNAME, default mlstack) first"; exit 2; }
