@@ -1,4 +1,7 @@
-"""Write a held-out digit as a PNG, to try the server: ``python -m digits.sample build/digit.png``.
+"""Write a held-out digit as a PNG, to try the server: ``python -m digits.sample`` (``build/digit.png``).
+
+Written under ``build/`` unless a path is given: the repository ignores that
+directory, so the picture never shows up as a file to commit.
 
 Dark ink on a light ground, scaled up, as a person would photograph or draw it;
 the server's image-classifier plug-in turns it back into the model's input.
@@ -27,6 +30,8 @@ from digits.data import load_digits_dataset
 
 # Held-out example 263 (seed 0's split): see the module's docstring for why this one.
 DEFAULT_INDEX = 263
+# Relative to where it runs, the repository's root in every command the READMEs give; /build/ is in .gitignore.
+DEFAULT_OUT = Path("build") / "digit.png"
 
 
 def write_sample(path: Path, index: int = DEFAULT_INDEX, seed: int = 0, scale: int = 16) -> int:
@@ -46,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m digits.sample", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("out", type=Path, help="where to write the PNG (e.g. build/digit.png)")
+    parser.add_argument(
+        "out", type=Path, nargs="?", default=DEFAULT_OUT, help=f"where to write the PNG (default {DEFAULT_OUT})"
+    )
     parser.add_argument(
         "--index", type=int, default=DEFAULT_INDEX, help=f"which held-out digit (default {DEFAULT_INDEX})"
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,18 @@ def test_the_default_sample_is_one_the_model_make_train_makes_gets_right(tmp_pat
     probabilities = model.run(None, {"input": digit.reshape(1, 1, 8, 8)})[0][0]
     assert int(probabilities.argmax()) == label, probabilities
     assert probabilities[label] > 0.9, probabilities
+
+
+def test_without_a_path_the_sample_goes_under_build_which_git_ignores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bug: the picture was written as digit.png into the current directory, the repository's root, where
+    `git status` showed it as a file to commit."""
+    monkeypatch.chdir(tmp_path)
+    assert sample.main([]) == 0
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["build", "build/digit.png"]
+    assert capsys.readouterr().out.startswith("wrote build/digit.png: a ")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--quiet", sample.DEFAULT_OUT.as_posix()], cwd=REPO, check=False
+    )
+    assert ignored.returncode == 0, f"{sample.DEFAULT_OUT} is not ignored by the repository's .gitignore"
