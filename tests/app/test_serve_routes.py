@@ -141,7 +141,7 @@ def test_head_is_answered_where_get_is(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/nope", "/", "/v2/", "/v2/models", "/v2/health", "/predict/", "/metrics/", "/v2/models/digits/explain",
+    ["/nope", "//", "/v2/", "/v2/models", "/v2/health", "/predict/", "/metrics/", "/v2/models/digits/explain",
      "/v2/models/digits/infer/", "/v2/models/digits/versions", "/v2/models/digits//infer",
      "/v2/models/digits/versions/t1/versions/t1", "/v2/models/digits/ready\n"],
 )  # fmt: skip
@@ -149,6 +149,32 @@ def test_unknown_paths_are_404_with_or_without_credentials(app: App, path: str) 
     for headers in ([], basic(USER, PASSWORD)):
         answer = call(app, "GET", path, headers)
         assert (answer.status, answer.json()) == (404, {"error": f"no such endpoint: {path}"})
+
+
+def test_the_servers_address_answers_an_index_of_the_model_and_its_routes(app: App) -> None:
+    """Bug: a person who opened the server's address (GET /) got a bare 404. Behind credentials like every
+    route but the probes, since the index names the model: without them it is 401, with the challenge."""
+    refused = call(app, "GET", "/")
+    assert (refused.status, refused.headers[b"www-authenticate"]) == (401, REALM)
+    assert MODEL_NAME.encode() not in refused.body
+    answer = call(app, "GET", "/", basic(USER, PASSWORD))
+    assert answer.status == 200
+    assert answer.headers[b"content-type"] == b"application/json"
+    index = answer.json()
+    assert isinstance(index, dict)
+    assert index["model"] == {"name": MODEL_NAME, "version": VERSION}
+    assert index["docs"] == routes.PROTOCOL_DOCS
+    listed = [(r["method"], r["path"], r["credentials"]) for r in index["routes"]]
+    assert listed == [(r.method, concrete(r), not r.public) for r in TABLE if r.path != "/"]
+    assert all(r["answers"] for r in index["routes"]), "each route says what it answers"
+    assert len(answer.body) < 2048, "bounded: the table's size, whatever the request"
+
+
+def test_the_index_over_http_names_the_model_it_serves(server: Server) -> None:
+    response = httpx.get(server.url + "/", auth=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == {"name": MODEL_NAME, "version": VERSION}
+    assert f"/v2/models/{MODEL_NAME}/infer" in [r["path"] for r in response.json()["routes"]]
 
 
 @pytest.mark.parametrize(

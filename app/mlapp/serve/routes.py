@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from mlapp import contract
-from mlapp.serve.asgi import Answer, Receive, Scope
+from mlapp.serve import protocol
+from mlapp.serve.asgi import JSON, NO_HEADERS, Answer, Receive, Scope, dumps
 from mlapp.serve.auth import BasicAuth
 from mlapp.serve.errors import MethodNotAllowed, NotFound
 from mlapp.serve.handlers import Endpoints
@@ -66,6 +67,7 @@ class Route:
     path: str  # exact, or MODEL_PATH followed by at most one "/<action>"
     handler: Handler
     public: bool = False
+    about: str = ""  # what it answers, in a few words: GET / lists it
 
 
 # The route, and the model name and version a model path names (None on exact paths).
@@ -76,16 +78,55 @@ Match = tuple[Route, str | None, str | None]
 def table(endpoints: Endpoints) -> tuple[Route, ...]:
     """Every route the public port (``contract.PORT``) answers."""
     e = endpoints
-    return (
+    served = (
         # The kubelet's probes carry no credentials; the protocol's clients ask them too.
-        Route("GET", contract.LIVE_PATH, e.live, public=True),
-        Route("GET", contract.READY_PATH, e.ready, public=True),
-        Route("GET", "/v2", e.server_metadata),
-        Route("GET", MODEL_PATH, e.model_metadata),
-        Route("GET", MODEL_PATH + "/ready", e.model_ready),
-        Route("POST", MODEL_PATH + "/infer", e.infer),
-        Route("POST", "/predict", e.predict),
+        Route("GET", contract.LIVE_PATH, e.live, public=True, about="liveness: 200 while the process runs"),
+        Route("GET", contract.READY_PATH, e.ready, public=True, about="readiness: 200 once the model is loaded"),
+        Route("GET", "/v2", e.server_metadata, about="the server's metadata and protocol extensions"),
+        Route("GET", MODEL_PATH, e.model_metadata, about="the model's signature: inputs, outputs, labels, plug-in"),
+        Route("GET", MODEL_PATH + "/ready", e.model_ready, about="whether the model is ready"),
+        Route("POST", MODEL_PATH + "/infer", e.infer, about="inference (Open Inference Protocol)"),
+        Route("POST", "/predict", e.predict, about="the model's plug-in, if it declares one (a picture to classify)"),
     )
+    settings = e.settings
+    return (Route("GET", "/", index(served, settings.model_name, settings.model_version)), *served)
+
+
+# The REST protocol the routes keep; GET / points a person who opened the server's address at it.
+PROTOCOL_DOCS: Final = (
+    "https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md"
+)
+
+
+def index(routes: Iterable[Route], model_name: str, model_version: str) -> Handler:
+    """``GET /``: what a person who opened the server's address needs: the model it serves, every route with
+    its path for that model, what it answers and whether it takes credentials, and the protocol's document.
+
+    Behind credentials like every route but the probes, since it names the model (``Router.admit``); a
+    browser then asks for them. Built once, so it costs a request nothing, and its size is the table's.
+    """
+    body = dumps(
+        {
+            "server": protocol.SERVER_METADATA["name"],
+            "model": {"name": model_name, "version": model_version},
+            "protocol": "Open Inference Protocol (KServe v2), REST",
+            "docs": PROTOCOL_DOCS,
+            "routes": [
+                {
+                    "method": r.method,
+                    "path": r.path.replace("{name}", model_name),
+                    "credentials": not r.public,
+                    "answers": r.about,
+                }
+                for r in routes
+            ],
+        }
+    )
+
+    async def answer(scope: Scope, receive: Receive) -> Answer:
+        return 200, body, JSON, NO_HEADERS
+
+    return answer
 
 
 def internal_table(endpoints: Endpoints) -> tuple[Route, ...]:
