@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from mlapp import contract
+from mlapp.serve import http
 from mlapp.settings import Limits
 from tools.devcert import Certificates
 
@@ -424,11 +425,52 @@ def test_tls_end_to_end_verified_against_the_ca(tls_server: Server, certificates
     assert httpx.get(tls_server.metrics_url + contract.METRICS_PATH).status_code == 200
 
 
-def test_tls_refuses_clients_that_do_not_trust_the_ca_and_plain_http(tls_server: Server) -> None:
+def test_tls_refuses_clients_that_do_not_trust_the_ca(tls_server: Server) -> None:
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(tls_server.url + contract.LIVE_PATH)
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(tls_server.url.replace("https://", "http://") + contract.LIVE_PATH, timeout=5)
+
+
+def test_plain_http_to_the_tls_port_is_told_to_use_https(tls_server: Server, certificates: Certificates) -> None:
+    """Bug: plain HTTP to the TLS port got an empty reply (the failed handshake closed the connection), which
+    says nothing to a person who typed http://. It is answered 400 naming the https URL, then closed."""
+    plain = tls_server.url.replace("https://", "http://")
+    response = httpx.get(plain + contract.LIVE_PATH, timeout=5)
+    assert response.status_code == 400
+    assert response.headers["connection"] == "close"
+    assert response.json() == {"error": f"this port speaks HTTPS; use https://127.0.0.1:{tls_server.port}/"}
+    with connect(tls_server) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: a browser\r\n\r\n")
+        started = time.monotonic()
+        answer = read_all(conn)  # to the server's close
+        assert time.monotonic() - started < http.PLAIN_LINGER_SECONDS + 2
+    assert status_of(answer) == 400
+    assert answer.endswith(b'{"error":"this port speaks HTTPS; use https://localhost:8080/"}')
+    # TLS clients on the same port are served as before.
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    assert httpx.get(tls_server.url + contract.LIVE_PATH, verify=context, timeout=5).status_code == 200
+
+
+def test_a_plain_http_client_that_keeps_sending_is_closed_within_the_linger_bound(tls_server: Server) -> None:
+    with connect(tls_server, timeout=10) as conn:
+        conn.sendall(b"POST /v2/models/x/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+        started = time.monotonic()
+        sent = send_until_refused(conn, b"", b"x" * 65536, 100_000_000)
+        took = time.monotonic() - started
+    assert took < http.PLAIN_LINGER_SECONDS + 5, f"the server read on for {took:.1f} s"
+    assert sent < 100_000_000, "the server never stopped reading"
+
+
+@pytest.mark.parametrize(
+    ("head", "hint"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: model.example:8443\r\n\r\n", "https://model.example:8443/"),
+        (b"GET / HTTP/1.1\r\nhost:[::1]:8080\r\n\r\n", "https://[::1]:8080/"),
+        (b"GET / HTTP/1.1\r\nHost: a<script>\r\n\r\n", "https://<host>:<port>/"),  # not repeated
+        (b"GET / HTTP/1.0\r\n\r\n", "https://<host>:<port>/"),
+    ],
+)
+def test_the_https_hint_repeats_only_a_host_and_port(head: bytes, hint: str) -> None:
+    assert http.https_hint(head) == f"this port speaks HTTPS; use {hint}"
 
 
 def test_a_tls_client_that_closes_its_side_leaves_nothing_in_the_log(

@@ -19,6 +19,9 @@ header bytes / count   fed to the parser in slices of what is left  431, closed
 URL bytes              ``on_url``                                   414, closed
 header_timeout         first byte of a request to its blank line    408, closed
                        (the TLS handshake shares it)
+plain HTTP on the      its first byte, before any TLS state         400 naming the https
+TLS port               (``PLAIN_HEAD_BYTES`` read, then a linger    URL, closed
+                       of ``PLAIN_LINGER_BYTES`` and ``_SECONDS``)
 body bytes             Content-Length at the headers, or counted    413, closed
 after the body         ``MAX_TRAILER_BYTES`` of chunk framing and   431, closed
                        trailer fields past the last body byte
@@ -48,6 +51,7 @@ import contextlib
 import email.utils
 import logging
 import math
+import re
 import socket
 import ssl
 import time
@@ -137,6 +141,30 @@ class _Clock:
             self._second = now
             self._header = b"date: " + email.utils.formatdate(now, usegmt=True).encode() + b"\r\n"
         return self._header
+
+
+# A TLS client's first byte is a handshake record's content type, 0x16 (RFC 8446 section 5.1, "handshake(22)");
+# plain HTTP sent to the TLS port begins with a method, upper-case ASCII letters (RFC 9110 section 9: the
+# standard methods, and by custom any other token, are written in upper case). Such a client is answered 400
+# naming the URL to use, as nginx answers it (its 497 "HTTP Request Sent to HTTPS Port", sent as 400), instead
+# of the empty reply a failed handshake gives. What it sent is read no further than this, to find its Host.
+PLAIN_HEAD_BYTES: Final = 4096
+# After that answer the write side is shut and what the client still sends is read and dropped, for at most
+# this long and this much, so that closing with unread bytes does not reset the connection before the client
+# has read the answer (RFC 9112 section 9.6, "Tear-down": a server closes in stages).
+PLAIN_LINGER_SECONDS: Final = 1.0
+PLAIN_LINGER_BYTES: Final = 64 * 1024
+# A Host header's host and port, as far as this answer repeats it; anything else is not repeated.
+_HOST_FIELD: Final = re.compile(
+    rb"\r\nhost:[ \t]*([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?[ \t]*\r\n", re.I
+)
+
+
+def https_hint(head: bytes) -> str:
+    """What a plain-HTTP client of the TLS port is told: the https URL of its own Host, when it sent one."""
+    found = _HOST_FIELD.search(head)
+    where = f"https://{found[1].decode()}{(found[2] or b'').decode()}/" if found else "https://<host>:<port>/"
+    return f"this port speaks HTTPS; use {where}"
 
 
 def plain_response(status: int, message: str) -> bytes:
@@ -235,10 +263,20 @@ class HttpServer:
         try:
             if self.tls is None:
                 await loop.connect_accepted_socket(self.protocol, sock)
-            else:
-                await loop.connect_accepted_socket(
-                    self.protocol, sock, ssl=self.tls, ssl_handshake_timeout=self.limits.header_timeout
-                )
+                return
+            # The first byte and the handshake share the header timeout.
+            deadline = loop.time() + self.limits.header_timeout
+            first = await _peek(sock, self.limits.header_timeout)
+            if first is None:  # closed before it said anything
+                sock.close()
+                return
+            if bytes([first]).isupper():  # a method: plain HTTP; anything else goes to TLS, which refuses it
+                await _refuse_plain_http(sock, deadline)
+                sock.close()
+                return
+            await loop.connect_accepted_socket(
+                self.protocol, sock, ssl=self.tls, ssl_handshake_timeout=max(deadline - loop.time(), 0.001)
+            )
         except (OSError, ssl.SSLError, TimeoutError) as e:
             log.debug("connection not established: %s", e)
             sock.close()
@@ -276,6 +314,47 @@ class HttpServer:
     def abort_all(self) -> None:
         for conn in list(self.connections):
             conn.abort()
+
+
+async def _peek(sock: socket.socket, timeout: float) -> int | None:
+    """The first byte the client sent, left unread for the TLS layer; None if it closed first. TimeoutError
+    after ``timeout``. A client's first bytes have usually arrived with its connection, which then costs one
+    system call; only a client that has not sent yet is waited for, with the loop's reader."""
+    try:
+        data = sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        fd = sock.fileno()
+
+        def wake() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            async with asyncio.timeout(timeout):
+                await readable
+        finally:
+            loop.remove_reader(fd)
+        data = sock.recv(1, socket.MSG_PEEK)
+    return data[0] if data else None
+
+
+async def _refuse_plain_http(sock: socket.socket, deadline: float) -> None:
+    """Answer a plain-HTTP request on the TLS port 400, naming the https URL, then close in stages; every read
+    and wait bounded (``PLAIN_HEAD_BYTES``, the header deadline, ``PLAIN_LINGER_BYTES`` and ``_SECONDS``)."""
+    loop = asyncio.get_running_loop()
+    head = sock.recv(PLAIN_HEAD_BYTES)  # readable: its first byte is there
+    log.debug("plain HTTP on the TLS port from %s", sock.getpeername()[0])
+    async with asyncio.timeout_at(deadline):
+        await loop.sock_sendall(sock, plain_response(400, https_hint(head)))
+    sock.shutdown(socket.SHUT_WR)
+    dropped = 0
+    with contextlib.suppress(TimeoutError, OSError):
+        async with asyncio.timeout(PLAIN_LINGER_SECONDS):
+            while dropped < PLAIN_LINGER_BYTES and (chunk := await loop.sock_recv(sock, PLAIN_HEAD_BYTES)):
+                dropped += len(chunk)
 
 
 class _Cycle:
