@@ -9,28 +9,32 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 from pulumi_gcp import artifactregistry, container, organizations, projects, serviceaccount, storage
 
+from components import keda
 from components.target import (
     GPU_POOL,
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
     POOL_LABEL_KEY,
     SYSTEM_POOL,
+    Autoscaler,
     CsiVolume,
     Destination,
     GpuScheduling,
     ModelStore,
     Peer,
+    PrometheusSource,
     Registry,
     Toleration,
 )
 from mlapp import contract
-from mlstack import catalogue, gcp_api, gcp_locations, offered, quota, rules
+from mlstack import autoscaling, catalogue, gcp_api, gcp_locations, offered, quota, rules
 from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
 from mlstack.problems import Problem, format_problems
 
@@ -53,6 +57,17 @@ NODE_PROJECT_ROLES = (
     "roles/stackdriver.resourceMetadata.writer",
 )
 REGISTRY_READER_ROLE = "roles/artifactregistry.reader"
+# KEDA reads the servers' load from Managed Service for Prometheus through its Prometheus-compatible
+# query API, as its Google service account: "Assign the Monitoring Viewer role (namely
+# `roles/monitoring.viewer`) to the Google Service Account", "Example:
+# `https://monitoring.googleapis.com/v1/projects/GOOGLE_PROJECT_ID/location/global/prometheus`" (keda-docs
+# content/docs/2.20/scalers/prometheus.md, "Google Managed Service for Prometheus"). The documented
+# identity is a Google service account the operator's Kubernetes one impersonates (roles/iam.
+# workloadIdentityUser for PROJECT.svc.id.goog[keda/keda-operator], and the chart's podIdentity.gcp values
+# annotating the account: authentication-providers/gcp-workload-identity.md); KEDA then asks Application
+# Default Credentials for a token (pkg/scalers/gcp/gcp_common.go, v2.20.2).
+KEDA_PROJECT_ROLE = "roles/monitoring.viewer"
+WORKLOAD_IDENTITY_USER_ROLE = "roles/iam.workloadIdentityUser"
 # The trainer reads, writes and deletes objects (publishing replaces files; gcsfuse renames a file as
 # copy then delete on a flat bucket), with no bucket administration: "Storage Object User"
 # (storage.objects.*, no bucket IAM). The internet-facing server only reads and lists: "Storage Object
@@ -233,6 +248,17 @@ def workload_principal(project_number: str, project: str, namespace: str, servic
     )
 
 
+def query_api(project: str) -> str:
+    """Managed Service for Prometheus's query API for a project, as KEDA's Prometheus scaler takes it."""
+    return f"https://monitoring.googleapis.com/v1/projects/{project}/location/global/prometheus"
+
+
+def keda_values(gcp_service_account: pulumi.Input[str]) -> dict[str, Any]:
+    """The chart's values on GKE: the operator's account annotated with the Google service account it acts
+    as (keda/values.yaml v2.20.2, ``podIdentity.gcp``)."""
+    return {"podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": gcp_service_account}}}
+
+
 def registry_server(region: str, project: str, repository_id: str) -> str:
     return f"{region}-docker.pkg.dev/{project}/{repository_id}"
 
@@ -390,6 +416,7 @@ class GkeGpuCluster(pulumi.ComponentResource):
     registry_url: str
     bucket_name: pulumi.Output[str]
     get_credentials: pulumi.Output[str]
+    autoscaler: Autoscaler
 
     def __init__(self, name: str, args: GkeGpuClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         problems: list[Problem | str] = [*check_args(args)]
@@ -418,6 +445,7 @@ class GkeGpuCluster(pulumi.ComponentResource):
         system_pool, gpu_pool = self._node_pools(cluster, node_account.email)
         bucket_access = self._bucket_access(bucket, cluster)
         self._kubernetes(cluster, depends_on=[system_pool, gpu_pool, *bucket_access, registry_reader])
+        self.autoscaler = self._keda(cluster, unique)
 
         self.gpu = gpu_scheduling(args.gpu_type, args.gpu_count, args.gpu_max_nodes)
         self.model_store = gcs_model_store(bucket.name)
@@ -621,6 +649,51 @@ class GkeGpuCluster(pulumi.ComponentResource):
             grant("trainer", args.trainer_service_account, TRAINER_BUCKET_ROLE),
             grant("server", args.server_service_account, SERVER_BUCKET_ROLE),
         ]
+
+    def _keda(self, cluster: container.Cluster, unique: str) -> Autoscaler:
+        """KEDA from its chart, querying Managed Service for Prometheus as a Google service account that may
+        read metrics and nothing else (KEDA_PROJECT_ROLE says whence each piece)."""
+        args = self._args
+        account = serviceaccount.Account(
+            f"{self._name}-keda",
+            project=args.project,
+            account_id=f"{self._name}-keda-{unique}",
+            display_name=f"KEDA of {self._name} ({pulumi.get_stack()}): reads the servers' load",
+            opts=self._child,
+        )
+        reader = projects.IAMMember(
+            f"{self._name}-keda-monitoring-viewer",
+            project=args.project,
+            role=KEDA_PROJECT_ROLE,
+            member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=self._child,
+        )
+        operator = f"{autoscaling.KEDA_NAMESPACE}/{autoscaling.KEDA_OPERATOR_ACCOUNT}"
+        member = f"serviceAccount:{args.project}.svc.id.goog[{operator}]"
+        impersonation = serviceaccount.IAMMember(
+            f"{self._name}-keda-workload-identity",
+            service_account_id=account.name,
+            role=WORKLOAD_IDENTITY_USER_ROLE,
+            member=member,
+            # The pool PROJECT.svc.id.goog exists once a cluster with Workload Identity does (see _bucket_access).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+        )
+        installed = keda.release(
+            self._name, self.provider, self, keda_values(account.email), depends_on=[reader, impersonation]
+        )
+        return Autoscaler(
+            source=PrometheusSource(
+                server_address=query_api(args.project),
+                pod_identity={"provider": "gcp"},
+                # The API answers for every cluster of the project ("All queries issued by prometheus-adapter
+                # are global in scope ... always using namespace or cluster filters", cloud.google.com/
+                # stackdriver/docs/managed-prometheus/hpa); GMP labels each series with its cluster and
+                # location (prometheus-engine: the collector's external labels).
+                series_labels={"cluster": cluster.name, "location": args.location},
+            ),
+            keda_versions=(autoscaling.KEDA_CHART_VERSION,),
+            ready=(installed,),
+        )
 
     def _kubernetes(self, cluster: container.Cluster, depends_on: list[pulumi.Resource]) -> None:
         """The kubeconfig and the provider the workloads use; set as ``kubeconfig`` and ``provider``."""

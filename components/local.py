@@ -12,8 +12,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.target import Destination, GpuScheduling, ModelStore, Peer, Registry, StorageClaim
-from mlstack import catalogue, rules, validate
+from components import keda
+from components.target import (
+    Autoscaler,
+    Destination,
+    GpuScheduling,
+    ModelStore,
+    Peer,
+    PrometheusSource,
+    Registry,
+    StorageClaim,
+)
+from mlstack import autoscaling, catalogue, rules, validate
 from mlstack.monitoring import LOCAL_SCRAPE_BY, ScrapeBy
 from mlstack.problems import format_problems
 
@@ -77,6 +87,21 @@ def minify_kubeconfig(documents: Sequence[str], context: str | None, sources: st
         "users": [user] if user is not None else [],
     }
     return name, yaml.safe_dump(minified, sort_keys=False)
+
+
+def prometheus_url(scrape_by: ScrapeBy, namespace: str) -> str:
+    """Where the local cluster's Prometheus answers queries, inside the cluster.
+
+    ``prometheus-annotations``: the community chart as `make monitoring` installs it (release
+    ``prometheus``): Service ``prometheus-server``, port 80 to the server's 9090
+    (prometheus-community/helm-charts charts/prometheus, 27.19.0: _helpers.tpl ``prometheus.server.fullname``,
+    values.yaml ``server.service.servicePort: 80``). ``prometheus-operator``: the Service the operator
+    makes for every Prometheus it runs, ``prometheus-operated`` on port 9090 (prometheus-operator
+    pkg/prometheus: ``governingServiceName``, the ``web`` port).
+    """
+    if scrape_by == "prometheus-operator":
+        return f"http://prometheus-operated.{namespace}.svc:9090"
+    return f"http://prometheus-server.{namespace}.svc:80"
 
 
 @dataclass(frozen=True)
@@ -147,5 +172,13 @@ class LocalCluster(pulumi.ComponentResource):
         self.pod_egress: tuple[Destination, ...] = ()
         # Nothing a kind or minikube user needs beyond the workloads' own outputs.
         self.stack_outputs: dict[str, pulumi.Input[str]] = {}
+        # KEDA from its chart, querying that Prometheus inside the cluster: no identity to prove.
+        self.autoscaler = Autoscaler(
+            source=PrometheusSource(
+                server_address=prometheus_url(args.scrape_by, args.metrics_namespace), pod_identity=None
+            ),
+            keda_versions=(autoscaling.KEDA_CHART_VERSION,),
+            ready=(keda.release(name, self.provider, self, {}),),
+        )
 
         self.register_outputs({"context": context, "kubeconfig": self.kubeconfig})

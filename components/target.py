@@ -149,6 +149,34 @@ class ModelStore:
             raise ValueError("a ModelStore has exactly one of claim and csi")
 
 
+@dataclass(frozen=True)
+class PrometheusSource:
+    """Where KEDA's Prometheus scaler sends the query, and how it authenticates there.
+
+    ``server_address`` has no trailing slash: the scaler appends ``/api/v1/query``
+    (pkg/scalers/prometheus_scaler.go, kedacore/keda v2.20.2). ``pod_identity`` is the
+    TriggerAuthentication's ``spec.podIdentity`` (None: no authentication, a Prometheus inside the
+    cluster). ``series_labels`` are matchers every query adds beyond the namespace (GKE's query API
+    answers for the whole project: the cluster's name keeps other clusters' pods out).
+    """
+
+    server_address: pulumi.Input[str]
+    pod_identity: Mapping[str, pulumi.Input[str]] | None
+    series_labels: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Autoscaler:
+    """KEDA on this cluster, as the serving Deployment's ScaledObject needs it (mlstack/autoscaling.py)."""
+
+    source: PrometheusSource  # where the query about the servers' load goes, and how KEDA authenticates
+    # The KEDA releases this cluster may run, oldest first: every object must satisfy each one's CRDs.
+    keda_versions: tuple[str, ...]
+    # What must exist before a ScaledObject is applied: KEDA itself (its CRDs and admission webhook) and
+    # the grants its operator queries with.
+    ready: tuple[pulumi.Resource, ...] = ()
+
+
 class ClusterTarget(Protocol):
     """What a cluster component (AKS, GKE, local) offers the workloads."""
 
@@ -209,4 +237,9 @@ class ClusterTarget(Protocol):
     @property
     def pod_egress(self) -> tuple[Destination, ...]:
         """What every pod of this cluster must reach beyond the cluster's DNS pods (e.g. DNS the node answers)."""
+        ...
+
+    @property
+    def autoscaler(self) -> Autoscaler:
+        """KEDA on this cluster: the servers scale on their requests in flight through it."""
         ...

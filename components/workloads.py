@@ -23,6 +23,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -32,7 +33,7 @@ import pulumi_tls as tls
 from components import network
 from components.target import ClusterTarget, GpuScheduling, ModelStore, pod_placement
 from mlapp import contract
-from mlstack import checkov, monitoring, rules
+from mlstack import autoscaling, checkov, monitoring, rules
 from mlstack.capacity import ROLLOUT_MAX_SURGE
 from mlstack.problems import format_problems
 from mlstack.specs import App, Serving, Training
@@ -916,27 +917,26 @@ def metrics_port() -> k8s.core.v1.ContainerPortArgs:
     )
 
 
-def autoscaler_spec(
-    serving: Serving, deployment: pulumi.Input[str]
-) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
-    return k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-        scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-            api_version="apps/v1", kind="Deployment", name=deployment
-        ),
-        min_replicas=serving.replicas,
-        max_replicas=serving.max_replicas,
-        metrics=[
-            k8s.autoscaling.v2.MetricSpecArgs(
-                type="Resource",
-                resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
-                    name="cpu",
-                    target=k8s.autoscaling.v2.MetricTargetArgs(
-                        type="Utilization", average_utilization=serving.target_cpu_utilization
-                    ),
-                ),
-            )
-        ],
-    )
+def server_hpa_name(app: App) -> str:
+    """The HorizontalPodAutoscaler KEDA keeps for the servers: the name the stack's own CPU HPA had before
+    KEDA (autoscaling.TRANSFER_HPA_OWNERSHIP says why it is kept)."""
+    return f"{app.app_name}-server"
+
+
+def scaling_trigger(
+    serving: Serving, namespace: str, scrape_by: monitoring.ScrapeBy, address: str, series_labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The ScaledObject's one trigger: requests in flight from the cluster's Prometheus, or the servers' CPU."""
+    if serving.scale_on == "cpu":
+        trigger = autoscaling.cpu_trigger(serving.target_cpu_utilization)
+        # The server container's own CPU, not its pod's: on GKE the gcsfuse sidecar shares the pod and
+        # its requests would dilute the utilisation (KEDA passes containerName to the HPA's
+        # ContainerResource metric, pkg/scalers/cpu_memory_scaler.go; GA in Kubernetes 1.30).
+        trigger["metadata"]["containerName"] = contract.SERVER_CONTAINER
+        return trigger
+    window = autoscaling.query_window_seconds(monitoring.server_scrape_seconds(scrape_by))
+    query = autoscaling.in_flight_query(namespace, series_labels, window)
+    return autoscaling.in_flight_trigger(query, address, serving.target_in_flight)
 
 
 def disruption_budget_spec(app: App) -> k8s.policy.v1.PodDisruptionBudgetSpecArgs:
@@ -1449,12 +1449,43 @@ class MlWorkloads(pulumi.ComponentResource):
         )
 
     def _autoscaling(self, deployment: k8s.apps.v1.Deployment) -> None:
-        app, serving = self._args.app, self._args.serving
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{self._name}-autoscaler",
-            metadata=self._meta("server", f"{app.app_name}-server"),
-            spec=autoscaler_spec(serving, deployment.metadata.name),
-            opts=self._k8s,
+        """KEDA scales the servers (mlstack/autoscaling.py); the disruption budget keeps drains gentle."""
+        app, serving, scaler = self._args.app, self._args.serving, self._args.target.autoscaler
+        source = scaler.source
+        authentication = None
+        if serving.scale_on == "in-flight" and source.pod_identity is not None:
+            authentication = f"{app.app_name}-server-metrics"
+            k8s.apiextensions.CustomResource(
+                f"{self._name}-scaler-authentication",
+                api_version=autoscaling.KEDA_API_VERSION,
+                kind=autoscaling.TRIGGER_AUTHENTICATION_KIND,
+                metadata=self._meta("server", authentication),
+                spec=autoscaling.trigger_authentication_spec(source.pod_identity),
+                opts=pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=list(scaler.ready))),
+            )
+        scrape_by = self._args.target.scrape_by
+        # The series labels and the address may be outputs (GKE's cluster name, AKS's workspace endpoint).
+        resolved = pulumi.Output.all(
+            deployment.metadata.name, source.server_address, pulumi.Output.all(**dict(source.series_labels))
+        )
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-scaler",
+            api_version=autoscaling.KEDA_API_VERSION,
+            kind=autoscaling.SCALED_OBJECT_KIND,
+            metadata=self._meta(
+                "server", f"{app.app_name}-server", annotations={autoscaling.TRANSFER_HPA_OWNERSHIP: "true"}
+            ),
+            spec=resolved.apply(
+                lambda v: autoscaling.scaled_object_spec(
+                    v[0],
+                    hpa_name=server_hpa_name(app),
+                    replicas=serving.replicas,
+                    max_replicas=serving.max_replicas,
+                    trigger=scaling_trigger(serving, app.namespace, scrape_by, str(v[1]), dict(v[2])),
+                    authentication=authentication,
+                )
+            ),
+            opts=pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=list(scaler.ready))),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{self._name}-disruption-budget",

@@ -15,16 +15,16 @@ the in-flight count integrated over time, so its ``rate`` is the mean in flight
 (https://prometheus.io/docs/prometheus/latest/querying/functions/#rate).
 
 One engine everywhere; what differs between targets is only where the query goes and how KEDA
-proves who it is (``PrometheusSource``, which each cluster component fills in).
+proves who it is (``components.target.PrometheusSource``, which each cluster component fills in).
+Values that may be Pulumi outputs (an endpoint, a client id) pass through these builders as ``object``:
+this layer imports no SDK.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
-
-import pulumi
 
 ScaleOn = Literal["in-flight", "cpu"]
 SCALE_ON: Final[tuple[ScaleOn, ...]] = ("in-flight", "cpu")
@@ -80,24 +80,6 @@ def query_window_seconds(scrape_seconds: int) -> int:
 # --- end of what bench/scaling.py tunes -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PrometheusSource:
-    """Where KEDA's Prometheus scaler sends the query, and how it authenticates there.
-
-    ``server_address`` has no trailing slash: the scaler appends ``/api/v1/query``
-    (pkg/scalers/prometheus_scaler.go, kedacore/keda v2.20.2). ``pod_identity`` is the
-    TriggerAuthentication's ``spec.podIdentity`` (None: no authentication, a Prometheus inside the
-    cluster). ``series_labels`` are matchers every query adds beyond the namespace (GKE's query API
-    answers for the whole project: the cluster's name keeps other clusters' pods out).
-    """
-
-    server_address: pulumi.Input[str]
-    pod_identity: Mapping[str, pulumi.Input[str]] | None
-    series_labels: Mapping[str, str] = field(default_factory=dict)
-    # Whether this KEDA's ScaledObject schema knows the HPA ``tolerance`` (KEDA 2.17, AKS 1.35's add-on, does not).
-    supports_tolerance: bool = False
-
-
 def in_flight_query(namespace: str, series_labels: Mapping[str, str], window_seconds: int) -> str:
     """The fleet's mean requests in flight over the window: one number, as the scaler requires."""
     matchers = ",".join(f'{k}="{v}"' for k, v in sorted({"namespace": namespace, **series_labels}.items()))
@@ -115,3 +97,130 @@ def behavior_spec(behavior: Behavior) -> dict[str, Any]:
         }
 
     return {"scaleUp": rules(behavior.scale_up), "scaleDown": rules(behavior.scale_down)}
+
+
+# An HPA KEDA made for a ScaledObject is named keda-hpa-<name> unless told otherwise
+# (controllers/keda/hpa.go getHPAName, kedacore/keda v2.20.2). The stack names it as the CPU
+# HorizontalPodAutoscaler of earlier versions of this stack was named, and asks KEDA to adopt one
+# it finds under that name: otherwise KEDA's admission webhook refuses the ScaledObject while that
+# HPA still targets the Deployment ("the workload ... is already managed by the hpa ...",
+# apis/keda/v1alpha1/scaledobject_webhook.go), and `pulumi up` creates new resources before it
+# deletes old ones. When Pulumi then deletes the HPA it created, KEDA makes it again: its
+# ScaledObject controller watches the HPAs it owns (``Owns(&autoscalingv2.HorizontalPodAutoscaler{})``
+# in controllers/keda/scaledobject_controller.go) and recreates a missing one on reconcile. Both
+# since KEDA 2.17 (``ScaledObjectTransferHpaOwnershipAnnotation``), the oldest this stack meets
+# (AKS 1.35's add-on).
+TRANSFER_HPA_OWNERSHIP: Final = "scaledobject.keda.sh/transfer-hpa-ownership"
+
+
+def in_flight_trigger(query: object, server_address: object, target: float) -> dict[str, Any]:
+    """KEDA's Prometheus trigger on the fleet's requests in flight, ``target`` per replica (AverageValue).
+
+    Fields from keda-docs content/docs/2.20/scalers/prometheus.md: ``threshold`` is the value per
+    replica; ``ignoreNullValues: "false"`` makes an empty answer (no series yet, or a query that
+    matches nothing after a relabelling change) an error the ScaledObject reports, instead of a
+    silent 0 that would scale the Deployment down to its floor (pkg/scalers/prometheus_scaler.go,
+    v2.20.2: an empty result with ignoreNullValues true returns 0). ``metricName`` is left out: it
+    is deprecated and gone from the 2.20 parameters. No ``authModes``: "No other auth (via
+    `authModes`) can be provided with Azure Pod/Workload Identity Auth", and the same for GCP.
+    """
+    return {
+        "type": "prometheus",
+        "metadata": {
+            "serverAddress": server_address,
+            "query": query,
+            "threshold": _decimal(target),
+            "ignoreNullValues": "false",
+        },
+    }
+
+
+def cpu_trigger(target_utilization: int) -> dict[str, Any]:
+    """KEDA's CPU trigger: the HPA's own Resource metric, through the same ScaledObject, for a cluster
+    whose metrics pipeline KEDA cannot query (pkg/scalers/cpu_memory_scaler.go: ``value``, and the
+    trigger's ``metricType`` Utilization)."""
+    return {"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(target_utilization)}}
+
+
+def _decimal(value: float) -> str:
+    """A threshold as KEDA parses it (strconv.ParseFloat): no exponent, no trailing zeros."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def scaled_object_spec(  # noqa: PLR0913 - one object's fields, each named by the caller
+    deployment: object,
+    *,
+    hpa_name: str,
+    replicas: int,
+    max_replicas: int,
+    trigger: Mapping[str, Any],
+    authentication: str | None,
+    behavior: Behavior = BEHAVIOR,
+) -> dict[str, Any]:
+    """A ScaledObject's ``spec`` (keda-docs content/docs/2.20/reference/scaledobject-spec.md).
+
+    ``minReplicaCount`` is mlstack:replicas, never 0: with a floor of one or more the scaler is
+    always active and ``cooldownPeriod`` and ``activationThreshold`` do nothing ("If the minimum
+    replicas is >= 1, the scaler is always active", concepts/scaling-deployments.md), and a replica
+    stays up to answer the first request without a cold start. ``pollingInterval`` is KEDA's
+    default (30 s); from 1 to N replicas the HPA asks every 15 s, and KEDA queries at each ask
+    unless ``useCachedMetrics`` is set, which it is not: a 15 s old answer is already the lag
+    bench/scaling.py simulates.
+    """
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicaCount": replicas,
+        "maxReplicaCount": max_replicas,
+        "advanced": {"horizontalPodAutoscalerConfig": {"name": hpa_name, "behavior": behavior_spec(behavior)}},
+        "triggers": [{**trigger, "authenticationRef": {"name": authentication}} if authentication else dict(trigger)],
+    }
+    return spec
+
+
+def trigger_authentication_spec(pod_identity: Mapping[str, object]) -> dict[str, Any]:
+    """A TriggerAuthentication's ``spec``: KEDA's operator proves who it is with the cluster's workload
+    identity (keda-docs content/docs/2.20/authentication-providers/azure-ad-workload-identity.md and
+    gcp-workload-identity.md)."""
+    return {"podIdentity": dict(pod_identity)}
+
+
+# --- KEDA releases ------------------------------------------------------------------------------
+
+# KEDA's Helm chart, which the GKE and local stacks install (kedacore/charts, keda/Chart.yaml at
+# tag v2.20.2, 2026-07-31: "version: 2.20.2", "appVersion: 2.20.2"). The CRDs ship inside the chart
+# (keda/templates/crds/, ``crds.install: true``) and are vendored from the same release in
+# deploy/crds/keda-2.20.2/ for validation. KEDA 2.20 is tested on Kubernetes 1.33-1.35
+# (keda-docs content/docs/2.20/operate/cluster.md, "| v2.20 | v1.33 - v1.35 |").
+KEDA_CHART: Final = "keda"
+KEDA_CHART_REPOSITORY: Final = "https://kedacore.github.io/charts"
+KEDA_CHART_VERSION: Final = "2.20.2"
+# The chart's namespace and its operator's ServiceAccount (keda/values.yaml v2.20.2,
+# ``serviceAccount.operator.name: keda-operator``): the identity a cloud grants the query to.
+KEDA_NAMESPACE: Final = "keda"
+KEDA_OPERATOR_ACCOUNT: Final = "keda-operator"
+
+# AKS installs its own KEDA with the add-on, its version chosen by the cluster's minor: "Your
+# cluster Kubernetes version determines which KEDA version is installed on your AKS cluster"
+# (MicrosoftDocs/azure-aks-docs articles/aks/keda-about.md), table "AKS components breaking
+# changes by version" in articles/aks/supported-kubernetes-versions.md (2026-08-05): 1.35 runs
+# keda 2.17.3-7, 1.36 runs 2.19.0-6. 1.37 has no row yet: taken as 2.19, the newest the table
+# names. Read 2026-12-07; the add-on runs in kube-system as keda-operator
+# (articles/aks/keda-workload-identity.md).
+AKS_KEDA_VERSIONS: Final[dict[str, str]] = {"1.35": "2.17.3", "1.36": "2.19.0", "1.37": "2.19.0"}
+AKS_KEDA_NAMESPACE: Final = "kube-system"
+
+
+def aks_keda_versions(offered_minors: tuple[str, ...]) -> tuple[str, ...]:
+    """The KEDA releases an AKS cluster on one of ``offered_minors`` may run, oldest first.
+
+    A cluster that follows the cloud moves minors under the stack; its ScaledObject must suit every KEDA
+    the add-on may bring. A minor the table lacks is judged as its newest row.
+    """
+    newest = AKS_KEDA_VERSIONS[max(AKS_KEDA_VERSIONS, key=_minor_key)]
+    found = {AKS_KEDA_VERSIONS.get(minor, newest) for minor in offered_minors}
+    return tuple(sorted(found, key=_minor_key))
+
+
+def _minor_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))

@@ -83,6 +83,12 @@ def scrape_annotations(endpoint: Endpoint) -> dict[str, str]:
     }
 
 
+def server_scrape_seconds(scrape_by: ScrapeBy) -> int:
+    """How often the servers' metrics are scraped: ours where we tell the collector, its own where it finds
+    them by annotation."""
+    return ANNOTATION_SCRAPE_SECONDS if scrape_by == "prometheus-annotations" else SERVER_SCRAPE_SECONDS
+
+
 def trainer_linger_seconds(scrape_by: ScrapeBy) -> int:
     """How long the trainer keeps serving its metrics after the verdict: two of the collector's intervals.
 

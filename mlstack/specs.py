@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from mlapp.gate import Gate
+from mlstack.autoscaling import ScaleOn
 
 # The trainer built when mlstack:trainerContext is empty: the digits example, relative to the project.
 DIGITS_CONTEXT: Final = "examples/digits"
@@ -62,6 +63,10 @@ class Training:
 class Serving:
     replicas: int
     max_replicas: int
+    # What the replicas scale on (mlstack:serverScaleOn): their requests in flight through KEDA's Prometheus
+    # trigger, or their CPU (KEDA's CPU trigger) where no metrics pipeline answers (mlstack/autoscaling.py).
+    scale_on: ScaleOn
+    target_in_flight: float  # requests in flight per replica the in-flight trigger aims at
     target_cpu_utilization: int
     cpu_request: str
     cpu_limit: str
@@ -69,3 +74,6 @@ class Serving:
     memory_limit: str
     service_port: int
     allowed_source_ranges: tuple[str, ...]
+    # Whether the servers run on the GPU pool, one GPU each, with ONNX Runtime's CUDA execution provider
+    # (mlstack:serverGpu); they refuse to serve without one rather than fall back to the CPU.
+    gpu: bool

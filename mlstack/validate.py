@@ -183,6 +183,17 @@ def unit_interval(value: str, *, open_low: bool = False) -> float:
     return float(number)
 
 
+def requests_in_flight(value: str) -> float:
+    """A positive decimal number of requests, at most 100000 (a replica's target load: mlstack:serverTargetInFlight)."""
+    try:
+        number = Decimal(value)
+    except InvalidOperation as e:
+        raise ValueError("must be a decimal number of requests such as 4 or 0.5") from e
+    if not number.is_finite() or number <= 0 or number > 100_000:  # noqa: PLR2004 - the bound the message names
+        raise ValueError("must be a number of requests above 0 and at most 100000")
+    return float(number)
+
+
 # The oldest Kubernetes the stack's objects run on: the servers' preStop hook is a sleep action, on by
 # default from v1.30 ("Starting from Kubernetes v1.30, the original Sleep action for preStop and
 # postStart hooks is enabled by default", kubernetes.io/blog/2025/05/14/kubernetes-v1-33-updates-to-

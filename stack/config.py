@@ -17,14 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import pulumi
 import yaml
 from pulumi.runtime.config import CONFIG, get_config, is_config_secret
 
 from mlapp.gate import Gate
-from mlstack import catalogue, monitoring, rules, specs, validate
+from mlstack import autoscaling, catalogue, monitoring, rules, specs, validate
 from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, format_problems
 
 # The project's root, where Pulumi.yaml lies and `pulumi up` runs: mlstack:trainerContext is relative to it.
@@ -543,6 +543,8 @@ def _serving(r: _Reader) -> specs.Serving:
     return specs.Serving(
         replicas=replicas,
         max_replicas=max_replicas,
+        scale_on=cast("autoscaling.ScaleOn", r.choice("serverScaleOn", autoscaling.SCALE_ON)),
+        target_in_flight=r.string("serverTargetInFlight", validate.requests_in_flight, 1.0),
         target_cpu_utilization=r.integer("targetCpuUtilization", 1, 100),
         cpu_request=cpu_request,
         cpu_limit=cpu_limit,
@@ -550,6 +552,7 @@ def _serving(r: _Reader) -> specs.Serving:
         memory_limit=memory_limit,
         service_port=r.integer("servicePort", 1, 65535),
         allowed_source_ranges=r.strings("allowedSourceRanges", validate.cidr),
+        gpu=r.boolean("serverGpu"),
     )
 
 

@@ -19,10 +19,12 @@ from components.target import (
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
     POOL_LABEL_KEY,
+    Autoscaler,
     Destination,
     GpuScheduling,
     ModelStore,
     Peer,
+    PrometheusSource,
     Registry,
     StorageClaim,
     Toleration,
@@ -118,8 +120,9 @@ TRAINING: Final = specs.Training(
     deadline_seconds=1800, timeout="40m", cpu="1", memory="2Gi", gpus=1,
 )  # fmt: skip
 SERVING: Final = specs.Serving(
-    replicas=2, max_replicas=6, target_cpu_utilization=60, cpu_request="250m", cpu_limit="1",
-    memory_request="256Mi", memory_limit="512Mi", service_port=443, allowed_source_ranges=("203.0.113.0/24",),
+    replicas=2, max_replicas=6, scale_on="in-flight", target_in_flight=4.0, target_cpu_utilization=60,
+    cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi", service_port=443,
+    allowed_source_ranges=("203.0.113.0/24",), gpu=False,
 )  # fmt: skip
 SPOT_TOLERATION: Final = Toleration(
     key="kubernetes.azure.com/scalesetpriority", operator="Equal", value="spot", effect="NoSchedule"
@@ -137,6 +140,17 @@ GPU: Final = GpuScheduling(
 )
 TRAINER_IMAGE: Final = "registry.example.com/ml/trainer:1.0"
 SERVER_IMAGE: Final = "registry.example.com/ml/server:1.0"
+
+
+# KEDA on a fake cluster: a Prometheus that wants a workload identity, and a series label beyond the namespace.
+FAKE_AUTOSCALER: Final = Autoscaler(
+    source=PrometheusSource(
+        server_address="https://prometheus.example.com",
+        pod_identity={"provider": "azure-workload", "identityId": "00000000-0000-0000-0000-00000000cafe"},
+        series_labels={"cluster": "fake"},
+    ),
+    keda_versions=("2.17.3",),
+)
 
 
 @dataclass
@@ -157,6 +171,7 @@ class FakeTarget:
     metrics_scrapers: tuple[Peer, ...] = (Peer("monitoring", {"app.kubernetes.io/name": "prometheus"}),)
     scrape_by: ScrapeBy = "gmp"
     pod_egress: tuple[Destination, ...] = ()
+    autoscaler: Autoscaler = field(default_factory=lambda: FAKE_AUTOSCALER)
 
 
 def workloads_args(target: FakeTarget, **changes: Any) -> MlWorkloadsArgs:

@@ -53,10 +53,17 @@ def strict(schema: Any) -> Any:
 
 
 @functools.cache
-def schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> the strict JSON schema of that version, for every served version vendored."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
+def schemas() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """(apiVersion, kind) -> {release: the strict JSON schema of that version}, for every served version vendored.
+
+    A kind vendored once (deploy/crds/*.yaml) has one release, "". A controller whose release differs by
+    cluster has one directory per release (deploy/crds/keda-2.17.3/ ...): an object of its kinds must
+    satisfy every one, since the same object goes to every cluster (AKS's KEDA add-on runs the release the
+    cluster's minor brings; the GKE and local stacks install another).
+    """
+    found: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for path in sorted(CRD_DIR.glob("*.yaml")) + sorted(CRD_DIR.glob("*/*.yaml")):
+        release = "" if path.parent == CRD_DIR else path.parent.name
         crd = yaml.safe_load(path.read_text(encoding="utf-8"))
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
@@ -67,7 +74,7 @@ def schemas() -> dict[tuple[str, str], dict[str, Any]]:
             schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind", "metadata", "spec"})
             schema["properties"]["apiVersion"] = {"const": f"{group}/{version['name']}"}
             schema["properties"]["kind"] = {"const": kind}
-            found[(f"{group}/{version['name']}", kind)] = strict(schema)
+            found.setdefault((f"{group}/{version['name']}", kind), {})[release] = strict(schema)
     return found
 
 
@@ -77,13 +84,17 @@ def is_custom(obj: Mapping[str, Any]) -> bool:
 
 
 def validate(obj: Mapping[str, Any]) -> list[str]:
-    """Every problem of a custom object against its vendored CRD (strict); empty when valid."""
-    schema = schemas().get((str(obj.get("apiVersion")), str(obj.get("kind"))))
+    """Every problem of a custom object against its vendored CRDs, each release's (strict); empty when valid."""
+    releases = schemas().get((str(obj.get("apiVersion")), str(obj.get("kind"))))
     name = f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
-    if schema is None:
+    if releases is None:
         return [f"{name}: no CRD for {obj.get('apiVersion')} {obj.get('kind')} in {CRD_DIR}"]
-    validator = jsonschema.Draft7Validator(schema)
-    return [
-        f"{name}: {'.'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
-        for error in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(map(str, e.absolute_path)))
-    ]
+    problems = []
+    for release, schema in sorted(releases.items()):
+        validator = jsonschema.Draft7Validator(schema)
+        where = f" (CRD of {release})" if release else ""
+        problems += [
+            f"{name}{where}: {'.'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
+            for error in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(map(str, e.absolute_path)))
+        ]
+    return problems

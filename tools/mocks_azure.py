@@ -28,6 +28,11 @@ MOCK_CLUSTER_SERVER = "https://mock-aks.hcp.eastus.azmk8s.io:443"
 MOCK_ARM_TOKEN = "mock-arm-access-token"  # noqa: S105 - a test fixture
 MOCK_ACR_AUDIENCE_TOKEN = "mock-acr-audience-access-token"  # noqa: S105 - a test fixture
 MOCK_ACR_REFRESH_TOKEN = "mock-acr-refresh-token-0123456789"  # noqa: S105 - a test fixture
+MOCK_OIDC_ISSUER = (
+    "https://eastus.oic.prod-aks.azure.com/00000000-0000-0000-0000-0000000000aa/11111111-0000-0000-0000-000000000000/"
+)
+MOCK_KEDA_CLIENT_ID = "77777777-0000-0000-0000-000000000ed4"
+MOCK_KEDA_PRINCIPAL_ID = "77777777-1111-0000-0000-000000000ed4"
 
 
 class AcrExchange:
@@ -130,6 +135,7 @@ def _managed_cluster(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
         "name": name,
         "id": _arm_id(args, "Microsoft.ContainerService/managedClusters", name),
         "fqdn": "mock-aks.hcp.eastus.azmk8s.io",
+        "oidcIssuerProfile": {"enabled": True, "issuerURL": MOCK_OIDC_ISSUER},
         "identityProfile": {
             "kubeletidentity": {
                 "objectId": MOCK_KUBELET_OBJECT_ID,
@@ -193,6 +199,30 @@ def _client_config(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
     }
 
 
+def _monitor_workspace(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    name = _physical_name(args, "azureMonitorWorkspaceName")
+    return {
+        "name": name,
+        "id": _arm_id(args, "Microsoft.Monitor/accounts", name),
+        # The shape Azure gives (the KEDA scaler's serverAddress): no trailing slash.
+        "metrics": {
+            "internalId": f"mac_{MOCK_SUBSCRIPTION_ID}",
+            "prometheusQueryEndpoint": f"https://{name}-abcd.eastus.prometheus.monitor.azure.com",
+        },
+    }
+
+
+def _user_assigned_identity(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    name = _physical_name(args, "resourceName")
+    return {
+        "name": name,
+        "id": _arm_id(args, "Microsoft.ManagedIdentity/userAssignedIdentities", name),
+        "clientId": MOCK_KEDA_CLIENT_ID,
+        "principalId": MOCK_KEDA_PRINCIPAL_ID,
+        "tenantId": MOCK_TENANT_ID,
+    }
+
+
 def _named_arm_resource(provider: str, name_input: str) -> Any:
     """Answers for a resource auto-named from its logical name unless ``name_input`` names it."""
 
@@ -204,9 +234,8 @@ def _named_arm_resource(provider: str, name_input: str) -> Any:
 
 
 OUTPUTS: dict[str, Any] = {
-    "azure-native:monitor:AzureMonitorWorkspace": _named_arm_resource(
-        "Microsoft.Monitor/accounts", "azureMonitorWorkspaceName"
-    ),
+    "azure-native:monitor:AzureMonitorWorkspace": _monitor_workspace,
+    "azure-native:managedidentity:UserAssignedIdentity": _user_assigned_identity,
     "azure-native:monitor:DataCollectionEndpoint": _named_arm_resource(
         "Microsoft.Insights/dataCollectionEndpoints", "dataCollectionEndpointName"
     ),

@@ -15,9 +15,20 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components import workloads
-from components.target import GPU_RESOURCE, CsiVolume, GpuScheduling, ModelStore
+from components.target import GPU_RESOURCE, CsiVolume, GpuScheduling, ModelStore, PrometheusSource
 from mlapp import contract
-from tests.args import APP, GPU, SERVER_IMAGE, SERVING, TRAINER_IMAGE, TRAINING, FakeTarget, workloads_args
+from mlstack import autoscaling
+from tests.args import (
+    APP,
+    FAKE_AUTOSCALER,
+    GPU,
+    SERVER_IMAGE,
+    SERVING,
+    TRAINER_IMAGE,
+    TRAINING,
+    FakeTarget,
+    workloads_args,
+)
 from tests.support import (
     CONFIGMAP,
     DEPLOYMENT,
@@ -35,7 +46,7 @@ from tests.support import (
     pod_spec,
     tolerates_gpu_taint,
 )
-from tools import harness, mocks_tls
+from tools import crds, harness, mocks_tls
 
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 CERT_REQUEST = "tls:index/certRequest:CertRequest"
@@ -279,13 +290,82 @@ def test_updates_leave_the_replica_count_to_the_autoscaler(cpu_run: harness.Stac
     assert "spec.replicas" in deployment.ignore_changes, "updates would fight the autoscaler"
 
 
-def test_autoscaler_and_disruption_budget_cover_the_deployment(cpu_run: harness.StackRun) -> None:
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+TRIGGER_AUTHENTICATION = "kubernetes:keda.sh/v1alpha1:TriggerAuthentication"
+
+
+def test_keda_scales_the_deployment_on_in_flight_requests_and_the_budget_covers_it(cpu_run: harness.StackRun) -> None:
     deployment = manifest(cpu_run, DEPLOYMENT)
-    hpa = manifest(cpu_run, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
-    ref = hpa["spec"]["scaleTargetRef"]
+    assert not cpu_run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"), "KEDA makes the HPA"
+    scaled = manifest(cpu_run, SCALED_OBJECT)
+    spec = scaled["spec"]
+    ref = spec["scaleTargetRef"]
     assert (ref["kind"], ref["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 6)
+    # The HPA the stack's CPU autoscaler had, adopted rather than refused by KEDA's webhook.
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["name"] == "digits-server"
+    assert scaled["metadata"]["annotations"][autoscaling.TRANSFER_HPA_OWNERSHIP] == "true"
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus"
+    assert trigger["metadata"]["serverAddress"] == "https://prometheus.example.com"
+    assert trigger["metadata"]["threshold"] == "4"
+    assert trigger["metadata"]["query"] == (
+        'sum(rate(mlapp_requests_in_flight_seconds_total{cluster="fake",namespace="ml"}[120s]))'
+    )
+    # The operator proves who it is with the identity the target names, from the app's namespace.
+    auth = manifest(cpu_run, TRIGGER_AUTHENTICATION)
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    assert auth["metadata"]["namespace"] == scaled["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert auth["spec"] == {
+        "podIdentity": {"provider": "azure-workload", "identityId": "00000000-0000-0000-0000-00000000cafe"}
+    }
+    for obj in (scaled, auth):
+        assert crds.validate(obj) == [], obj
     pdb = manifest(cpu_run, "kubernetes:policy/v1:PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_the_scaler_waits_for_keda_and_its_grants() -> None:
+    def program() -> None:
+        keda = k8s.core.v1.Namespace("keda-stand-in")  # KEDA's release, say: what must exist first
+        target = FakeTarget(
+            provider=k8s.Provider("cluster", kubeconfig="{}"),
+            autoscaler=replace(FAKE_AUTOSCALER, ready=(keda,)),
+        )
+        workloads.MlWorkloads("digits", workloads_args(target))
+
+    run = harness.run(program, {})
+    keda = run.one("kubernetes:core/v1:Namespace", "keda-stand-in").urn
+    for type_ in (SCALED_OBJECT, TRIGGER_AUTHENTICATION):
+        assert keda in run.one(type_).dependencies, type_
+
+
+def test_cpu_scaling_is_keda_s_cpu_trigger_on_the_server_container() -> None:
+    run = run_workloads(serving=replace(SERVING, scale_on="cpu"))
+    scaled = manifest(run, SCALED_OBJECT)
+    assert scaled["spec"]["triggers"] == [
+        {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "60", "containerName": "server"}}
+    ]
+    assert not run.of_type(TRIGGER_AUTHENTICATION), "no query, no identity"
+    assert crds.validate(scaled) == []
+
+
+def test_a_prometheus_inside_the_cluster_is_queried_without_authentication() -> None:
+    def program() -> None:
+        source = PrometheusSource(server_address="http://prometheus-server.monitoring.svc:80", pod_identity=None)
+        target = FakeTarget(
+            provider=k8s.Provider("cluster", kubeconfig="{}"),
+            scrape_by="prometheus-annotations",
+            autoscaler=replace(FAKE_AUTOSCALER, source=source),
+        )
+        workloads.MlWorkloads("digits", workloads_args(target))
+
+    run = harness.run(program, {})
+    (trigger,) = manifest(run, SCALED_OBJECT)["spec"]["triggers"]
+    assert "authenticationRef" not in trigger
+    assert not run.of_type(TRIGGER_AUTHENTICATION)
+    # Scraped once a minute by annotation: the rate spans four scrapes.
+    assert trigger["metadata"]["query"].endswith('{namespace="ml"}[240s]))'), trigger
 
 
 @pytest.mark.parametrize(

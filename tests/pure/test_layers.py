@@ -18,7 +18,8 @@ SDKS = (
     "pulumi_tls",
 )  # fmt: skip
 # Modules of components/ that are shared by every component rather than being one.
-SHARED_COMPONENT_MODULES = {"components.target", "components.network"}
+# Builders every cluster component may share: the contract, the DNS and metrics policies, KEDA's chart.
+SHARED_COMPONENT_MODULES = {"components.target", "components.network", "components.keda"}
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str]]:

@@ -462,11 +462,7 @@ def test_service_selects_the_serving_pods_on_their_named_port() -> None:
     assert workloads.service_spec(APP, replace(SERVING, allowed_source_ranges=())).load_balancer_source_ranges is None
 
 
-def test_autoscaler_and_disruption_budget_cover_the_deployment() -> None:
-    hpa = workloads.autoscaler_spec(SERVING, "digits-server")
-    assert (hpa.scale_target_ref.kind, hpa.scale_target_ref.name) == ("Deployment", "digits-server")
-    assert (hpa.min_replicas, hpa.max_replicas) == (2, 6)
-    assert hpa.metrics[0].resource.target.average_utilization == 60
+def test_the_disruption_budget_covers_the_servers() -> None:
     pdb = workloads.disruption_budget_spec(APP)
     assert pdb.selector.match_labels == workloads.selector(APP, "server")
     assert pdb.max_unavailable == 1

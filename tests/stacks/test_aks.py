@@ -160,7 +160,7 @@ def test_device_plugin_lands_only_on_the_gpu_pool_and_tolerates_its_taints(
 
 
 def test_kubelet_identity_gets_acr_pull_on_the_registry(dev: harness.StackRun) -> None:
-    assignment, cluster, registry = dev.one(ROLE_ASSIGNMENT), dev.one(CLUSTER), dev.one(REGISTRY)
+    assignment, cluster, registry = dev.one(ROLE_ASSIGNMENT, "-acr-pull"), dev.one(CLUSTER), dev.one(REGISTRY)
     spec = inputs(assignment)
     assert spec["roleDefinitionId"] == (
         f"/subscriptions/{mocks_azure.MOCK_SUBSCRIPTION_ID}/providers/Microsoft.Authorization"
@@ -211,7 +211,7 @@ def test_the_images_push_with_the_exchanged_token_as_a_secret(dev: harness.Stack
 def test_nothing_runs_in_the_cluster_before_acr_pull_and_the_gpu_pool_exist(dev: harness.StackRun) -> None:
     """Bug: the Kubernetes provider waited for the cluster only; the Job could pull before AcrPull existed."""
     provider = dev.one(K8S_PROVIDER)
-    needed = {dev.one(ROLE_ASSIGNMENT).urn, dev.one(POOL).urn}
+    needed = {dev.one(ROLE_ASSIGNMENT, "-acr-pull").urn, dev.one(POOL).urn}
     assert needed <= set(provider.dependencies), provider.dependencies
     job = dev.one(JOB, TRAIN)
     assert job.provider_urn == provider.urn, job.urn

@@ -165,12 +165,12 @@ def test_regional_cluster_with_deletion_protection(shared_run: SharedRun) -> Non
 
 
 def test_node_service_account_runs_both_pools_with_only_node_roles(stack: harness.StackRun) -> None:
-    account = stack.one(ACCOUNT)
+    account = stack.one(ACCOUNT, "-nodes")
     email = account.outputs["email"]
     member = f"serviceAccount:{email}"
     for pool in stack.of_type(NODE_POOL):
         assert pool.inputs["nodeConfig"]["serviceAccount"] == email, pool.urn
-    grants = stack.of_type(PROJECT_MEMBER)
+    grants = [g for g in stack.of_type(PROJECT_MEMBER) if "-nodes-" in g.name]
     assert {g.inputs["role"] for g in grants} == set(gke.NODE_PROJECT_ROLES), [g.urn for g in grants]
     for grant in grants:
         assert grant.inputs["member"] == member, grant.urn

@@ -41,8 +41,12 @@ SCRAPE_TYPES = {
 ENDPOINTS = {"gke": "endpoints", "dev": "podMetricsEndpoints"}
 
 
+def _is_scrape_object(obj: dict[str, Any]) -> bool:
+    return crds.is_custom(obj) and not str(obj["apiVersion"]).startswith("keda.sh/")
+
+
 def scrape_objects(run: harness.StackRun) -> list[dict[str, Any]]:
-    return [harness.manifest(r) for r in run.kubernetes_objects() if crds.is_custom(harness.manifest(r))]
+    return [harness.manifest(r) for r in run.kubernetes_objects() if _is_scrape_object(harness.manifest(r))]
 
 
 def workload(run: harness.StackRun, type_: str) -> harness.Registration:
@@ -61,7 +65,7 @@ def test_the_collector_is_told_to_scrape_the_servers_and_the_trainer_on_their_me
 ) -> None:
     run = shipped[stack]
     objects = scrape_objects(run)
-    assert {r.type for r in run.kubernetes_objects() if crds.is_custom(harness.manifest(r))} == {SCRAPE_TYPES[stack]}
+    assert {r.type for r in run.kubernetes_objects() if _is_scrape_object(harness.manifest(r))} == {SCRAPE_TYPES[stack]}
     by_selector = {tuple(sorted(o["spec"]["selector"]["matchLabels"].items())): o for o in objects}
     for type_, interval in ((DEPLOYMENT, monitoring.SERVER_SCRAPE_SECONDS), (JOB, monitoring.TRAINER_SCRAPE_SECONDS)):
         pods = template(run, type_)
