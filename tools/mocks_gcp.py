@@ -36,7 +36,10 @@ def _node_pool(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
 
 def _account(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
     email = f"{args.inputs['accountId']}@{args.inputs['project']}.iam.gserviceaccount.com"
-    return {"email": email, "member": f"serviceAccount:{email}"}
+    # name: "The fully-qualified name of the service account", what an IAM member on it takes as
+    # service_account_id (pulumi_gcp serviceaccount/account.py, serviceaccount/iam_member.py).
+    name = f"projects/{args.inputs['project']}/serviceAccounts/{email}"
+    return {"email": email, "member": f"serviceAccount:{email}", "name": name}
 
 
 def _repository(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
