@@ -150,7 +150,11 @@ def gke_allocatable(machine: Machine) -> Resources:
 # system pods alone requested 708m and ~1039 MiB: ahmedamsoliman-1/
 # Tenderd-DevOps-Assignement-Infra-3 README "Nodes Details"). Rounded up:
 GKE_SYSTEM_PER_NODE = Resources(350, 600)
-GKE_SYSTEM_PER_CLUSTER = Resources(650, 660)
+# KEDA's chart, which the GKE stack installs (components/keda.py): operator, metrics apiserver and
+# admission webhooks, one replica each at 100m/100Mi (kedacore/charts keda/values.yaml v2.20.2,
+# ``resources.operator``, ``.metricServer``, ``.webhooks`` requests).
+KEDA_CHART_PODS = Resources(3 * 100, 3 * 100)
+GKE_SYSTEM_PER_CLUSTER = Resources(650, 660) + KEDA_CHART_PODS
 # On GPU nodes: nvidia-gpu-device-plugin 150m/80Mi (GKE 1.31.5 listing) and the
 # nvidia-driver-installer's 150m while it runs.
 GKE_GPU_NODE_EXTRA = Resources(300, 80)
@@ -312,9 +316,13 @@ AKS_CLUSTER_PODS = (
     SystemPod("ama-metrics-ksm", 1, Resources(5, 50), _AMA_CHART),
     # targetallocator 10m/50Mi + config-reader 1m/10Mi.
     SystemPod("ama-metrics-operator-targets", 1, Resources(11, 60), _AMA_CHART),
+    # The KEDA add-on (components/aks.py): keda-operator, keda-operator-metrics-apiserver and
+    # keda-admission-webhooks. Microsoft publishes no requests for them; taken as KEDA's own chart
+    # defaults, 100m/100Mi each (kedacore/charts keda/values.yaml v2.20.2).
+    SystemPod("keda (add-on)", 3, Resources(100, 100), "assumed: KEDA chart defaults, kedacore/charts v2.20.2"),
 )
-# The constants are the tables' sums (per node 420m/750Mi, per cluster 1152m/1710Mi) plus
-# 10%, rounded up to 50m and 64 MiB: per node 500m/832Mi, per cluster 1300m/1920Mi. The 10%
+# The constants are the tables' sums (per node 420m/750Mi, per cluster 1452m/2010Mi) plus
+# 10%, rounded up to 50m and 64 MiB: per node 500m/832Mi, per cluster 1600m/2240Mi. The 10%
 # is the spread the listings show between versions (metrics-server's memory moved 9%) and
 # room for a chart default AKS sets higher or a VPA resize; it is a margin, not a measurement.
 AKS_SYSTEM_MARGIN_PERCENT = 10
