@@ -1046,3 +1046,31 @@ def arm_system_pool(cloud: str, machine: str) -> list[Problem]:
             )
         ]
     return []
+
+
+# Address blocks reserved for documentation, which no client's address is ever in: IPv4's three TEST-NETs
+# (RFC 5737 section 3), IPv6's 2001:db8::/32 (RFC 3849) and 3fff::/20 (RFC 9637). The shipped stack files use
+# 203.0.113.0/24 as a placeholder to be replaced.
+DOCUMENTATION_RANGES: Final = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20")
+
+
+def documentation_source_ranges(ranges: Sequence[str], *, external_load_balancer: bool) -> list[Problem]:
+    """A warning when every range the load balancer admits is a documentation range (``DOCUMENTATION_RANGES``):
+    the deploy succeeds, but no client can reach the server. Empty ranges admit anyone, and are not judged."""
+    documentation = [ipaddress.ip_network(cidr) for cidr in DOCUMENTATION_RANGES]
+    networks = [ipaddress.ip_network(cidr) for cidr in ranges]
+
+    def reserved(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        return any(d.version == network.version and network.subnet_of(d) for d in documentation)  # type: ignore[arg-type]
+
+    if not external_load_balancer or not networks or not all(reserved(n) for n in networks):
+        return []
+    return [
+        Problem(
+            "allowedSourceRanges",
+            list(ranges),
+            "admits only documentation ranges (RFC 5737, RFC 3849), where no client's address is, so nobody can "
+            "reach the server; set your own egress CIDR: pulumi config set --path 'allowedSourceRanges[0]' "
+            '"$(curl -s https://ifconfig.me)/32"',
+        )
+    ]

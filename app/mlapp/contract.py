@@ -117,6 +117,11 @@ ENV_TLS_KEY_FILE: Final = "MLAPP_TLS_KEY_FILE"
 # "1" serves plain HTTP on PORT: for `make serve` on a laptop only, and only when asked.
 ENV_PLAIN_HTTP: Final = "MLAPP_PLAIN_HTTP"
 ENV_TRAINER_IMAGE: Final = "MLAPP_TRAINER_IMAGE"  # the image the trainer runs as, recorded in the model's metadata
+# Where ONNX Runtime runs the served model: "cpu" (the default), or "cuda" (the server image's GPU variant on a
+# GPU node, mlstack:serverGpu). A server asked for cuda that cannot use CUDA stays up, answers liveness, and is
+# never ready, saying why: it does not serve on the CPU in its place.
+ENV_EXECUTION_PROVIDER: Final = "MLAPP_EXECUTION_PROVIDER"
+EXECUTION_PROVIDERS: Final = ("cpu", "cuda")
 
 # --- the trainer contract (docs/trainer-contract.md) --------------------------------
 # Everything the training Job gives the trainer container, whatever its image. Names only here;

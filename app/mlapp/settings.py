@@ -65,6 +65,7 @@ class Settings:
     drain_seconds: float = contract.DRAIN_SECONDS
     failed_login_burst: int = FAILED_LOGIN_BURST
     intra_op_threads: int = 1  # ONNX Runtime's threads for one run (serve/model.py)
+    execution_provider: str = "cpu"  # one of contract.EXECUTION_PROVIDERS (serve/model.py)
 
     @property
     def plain_http(self) -> bool:
@@ -156,6 +157,17 @@ def _tls(env: Mapping[str, str]) -> tuple[Path, Path] | tuple[None, None]:
     return Path(cert), Path(key)
 
 
+def _execution_provider(env: Mapping[str, str]) -> str:
+    raw = env.get(contract.ENV_EXECUTION_PROVIDER, "")
+    value = raw.strip().lower() or contract.EXECUTION_PROVIDERS[0]
+    if value not in contract.EXECUTION_PROVIDERS:
+        raise SettingsError(
+            f"{contract.ENV_EXECUTION_PROVIDER} must be one of {', '.join(contract.EXECUTION_PROVIDERS)} "
+            f"(cpu: ONNX Runtime on the CPU; cuda: on the GPU, from the server's GPU image), got {raw!r}"
+        )
+    return value
+
+
 def _segment(env: Mapping[str, str], key: str, default: str) -> str:
     raw = env.get(key, "").strip() or default
     try:
@@ -238,6 +250,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         drain_seconds=_seconds(env, ENV_DRAIN_SECONDS, contract.DRAIN_SECONDS, 0, contract.DRAIN_SECONDS),
         failed_login_burst=env_int(env, ENV_FAILED_LOGIN_BURST, FAILED_LOGIN_BURST, 1, 1_000_000),
         intra_op_threads=env_int(env, ENV_INTRA_OP_THREADS, 1, 1, 256),
+        execution_provider=_execution_provider(env),
     )
 
 

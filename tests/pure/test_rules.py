@@ -444,3 +444,29 @@ def test_a_trainer_context_is_a_directory_of_the_project_with_a_dockerfile(tmp_p
     (tmp_path / "examples" / "digits" / "Dockerfile").unlink()
     (default_broken,) = judged("")
     assert default_broken.startswith("mlstack:trainerContext = '': must hold a Dockerfile")
+
+
+@pytest.mark.parametrize(
+    "ranges", [["203.0.113.0/24"], ["192.0.2.7/32", "198.51.100.0/25"], ["2001:db8:1::/48"], ["3fff::/24"]]
+)
+def test_only_documentation_source_ranges_are_warned_about(ranges: list[str]) -> None:
+    """Bug: the shipped dev stack admitted only 203.0.113.0/24, a documentation range, so a deploy that
+    succeeded answered nobody, and nothing said why."""
+    assert messages(rules.documentation_source_ranges(ranges, external_load_balancer=True)) == [
+        f"mlstack:allowedSourceRanges = {ranges!r}: admits only documentation ranges (RFC 5737, RFC 3849), where "
+        "no client's address is, so nobody can reach the server; set your own egress CIDR: pulumi config set "
+        "--path 'allowedSourceRanges[0]' \"$(curl -s https://ifconfig.me)/32\""
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ranges", "external"),
+    [
+        (["203.0.113.0/24", "81.2.69.0/24"], True),  # one real range: that one reaches the server
+        ([], True),  # admits anyone
+        (["203.0.112.0/23"], True),  # wider than the documentation range: real addresses too
+        (["203.0.113.0/24"], False),  # no public load balancer (kind): the range is not what callers meet
+    ],
+)
+def test_source_ranges_with_a_real_address_are_not_warned_about(ranges: list[str], external: bool) -> None:
+    assert rules.documentation_source_ranges(ranges, external_load_balancer=external) == []

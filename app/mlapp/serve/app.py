@@ -23,13 +23,20 @@ from mlapp.serve.handlers import Endpoints
 from mlapp.serve.logs import AccessLog
 from mlapp.serve.metrics import (
     BATCH_QUEUE,
+    EXECUTION_PROVIDER,
     IN_FLIGHT,
     IN_FLIGHT_SECONDS,
     MODEL_INFO,
     READY,
     RequestMetrics,
 )
-from mlapp.serve.model import ModelDamaged, ModelNotThere, load_model
+from mlapp.serve.model import (
+    ModelDamaged,
+    ModelNotThere,
+    ProviderUnavailable,
+    load_model,
+    prepare_execution_provider,
+)
 from mlapp.settings import Settings
 
 # The logger's name is part of every line's shape (its "logger" field).
@@ -102,8 +109,18 @@ class App:
             await self._http(self.internal_router, scope, receive, send)
 
     async def startup(self) -> None:
-        """Start loading the model behind the open socket: liveness answers while readiness waits."""
-        self._loader = asyncio.get_running_loop().create_task(self._load_forever())
+        """Start loading the model behind the open socket: liveness answers while readiness waits.
+
+        The execution provider is prepared first, on this thread and before the access log starts, as
+        ``prepare_execution_provider`` captures stdout for a moment; a provider that cannot run here leaves
+        the server up and never ready, and no model is loaded.
+        """
+        try:
+            prepare_execution_provider(self.settings.execution_provider)
+        except ProviderUnavailable as e:
+            self._cannot_serve(e)
+        else:
+            self._loader = asyncio.get_running_loop().create_task(self._load_forever())
         if self.access is not None:
             self.access.start()
 
@@ -128,6 +145,11 @@ class App:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _cannot_serve(self, error: ProviderUnavailable) -> None:
+        """Once: log why, and answer readiness and the model's routes 503 with it from now on."""
+        log.error("cannot serve: %s; alive, and never ready", error)
+        self.endpoints.refuse(str(error))
+
     async def _load_forever(self) -> None:
         where = store.version_dir(self.settings.model_dir, self.settings.model_name, self.settings.model_version)
         last_error = ""
@@ -135,6 +157,9 @@ class App:
         while True:
             try:
                 model = await asyncio.to_thread(load_model, self.settings, self.labels)
+            except ProviderUnavailable as e:
+                self._cannot_serve(e)
+                return
             except ModelDamaged as e:
                 # Not a version still arriving (the trainer writes metadata.json
                 # last): its model file was truncated or changed after publishing,
@@ -165,6 +190,7 @@ class App:
                 self.endpoints.set_model(model, Batcher(model, self.settings.max_batch))
                 settle_heap()
                 MODEL_INFO.labels(model.name, model.version).set(1)
+                EXECUTION_PROVIDER.labels(model.session.get_providers()[0]).set(1)
                 READY.set(1)
                 log.info(
                     "model %s version %s loaded from %s (inputs %s; outputs %s; %s; gate %s); ready",

@@ -47,6 +47,9 @@ class Endpoints:
         # The router has already refused any other name, so the answer is fixed.
         self._model_ready = dumps({"name": settings.model_name, "ready": True})
         self._model_not_ready = dumps({"name": settings.model_name, "ready": False})
+        # Why the server can never be ready here (``refuse``); None while it may still be.
+        self._refused: str | None = None
+        self._not_ready = NOT_READY
         self.bodies = BodyBudget(settings.limits.max_body_bytes_held)
         # Inference requests from the end of their body to their answer, and that count integrated over
         # time (``mlapp_requests_in_flight`` and ``mlapp_requests_in_flight_seconds_total``).
@@ -62,6 +65,12 @@ class Endpoints:
         """From now on, answer with ``model``, batched by ``batcher``."""
         self._loaded = (model, batcher)
 
+    def refuse(self, reason: str) -> None:
+        """From now on the server cannot serve (``model.ProviderUnavailable``): readiness answers 503 with
+        ``reason``, and so does every request that needs the model. Liveness is untouched."""
+        self._refused = reason
+        self._not_ready = dumps({"ready": False, "reason": reason})
+
     @property
     def batcher(self) -> Batcher | None:
         return None if self._loaded is None else self._loaded[1]
@@ -72,6 +81,8 @@ class Endpoints:
 
     def _require(self) -> tuple[Model, Batcher]:
         if self._loaded is None:
+            if self._refused is not None:
+                raise NotReady(f"the server cannot serve the model: {self._refused}")
             raise NotReady(f"the model is not loaded yet; retry when {contract.READY_PATH} is 200")
         return self._loaded
 
@@ -80,7 +91,7 @@ class Endpoints:
 
     async def ready(self, scope: Scope, receive: Receive) -> Answer:
         if self._loaded is None:
-            return 503, NOT_READY, JSON, NO_HEADERS
+            return 503, self._not_ready, JSON, NO_HEADERS
         return 200, READY, JSON, NO_HEADERS
 
     async def metrics(self, scope: Scope, receive: Receive) -> Answer:

@@ -245,6 +245,11 @@ BATCH_QUEUE = Level(
     "Inference requests waiting for an ONNX Runtime run, not yet running",
 )
 MODEL_INFO = prom.Gauge("mlapp_model_info", "1 for the model version this server has loaded", ["name", "version"])
+EXECUTION_PROVIDER = prom.Gauge(
+    "mlapp_execution_provider_info",
+    "1 for the ONNX Runtime execution provider the loaded model runs on (first of its session's providers)",
+    ["provider"],
+)
 READY = prom.Gauge("mlapp_model_ready", "1 once the model is loaded and the server is ready")
 
 

@@ -7,17 +7,19 @@ publisher wrote (``mlapp.publish``), both checked again here before the model is
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from mlapp import plugins, store
+from mlapp import contract, plugins, store
 from mlapp.publish import ContractError, check_batchable
 from mlapp.serve.errors import BadRequest
 from mlapp.serve.metrics import BATCH, INFERENCE
@@ -36,6 +38,11 @@ class ModelNotThere(Exception):
 
 class ModelDamaged(Exception):
     """metadata.json names a model file that is not the one in the store: refuse it, and say so."""
+
+
+class ProviderUnavailable(Exception):
+    """The execution provider MLAPP_EXECUTION_PROVIDER asks for cannot run here: the server stays up and never
+    ready, saying why. Neither a retry nor a restart brings a GPU, a driver or the CUDA libraries."""
 
 
 class ModelFailed(BadRequest):
@@ -130,6 +137,92 @@ class Model:
         return results
 
 
+# ONNX Runtime's names of the execution providers MLAPP_EXECUTION_PROVIDER chooses from, in order of precedence.
+# The CPU stays behind CUDA: ONNX Runtime partitions a model across the providers it is given, and a node CUDA
+# has no kernel for runs on the next ("The list of providers is ordered by precedence ... execute a node using
+# CUDAExecutionProvider if capable, otherwise execute using CPUExecutionProvider": InferenceSession's docstring,
+# onnxruntime/capi/onnxruntime_inference_collection.py, 1.31.1).
+CUDA_PROVIDER: Final = "CUDAExecutionProvider"
+CPU_PROVIDER: Final = "CPUExecutionProvider"
+SESSION_PROVIDERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "cpu": (CPU_PROVIDER,),
+    "cuda": (CUDA_PROVIDER, CPU_PROVIDER),
+}
+_ASKED: Final = f"{contract.ENV_EXECUTION_PROVIDER}=cuda"
+
+
+def check_offered(execution_provider: str, available: Sequence[str]) -> None:
+    """ProviderUnavailable unless this onnxruntime offers the provider asked for (``available``:
+    ``onnxruntime.get_available_providers()``).
+
+    The CPU-only onnxruntime offers no CUDA at all. onnxruntime-gpu offers it whether or not a GPU is there
+    (on a machine without one, 1.31.1 lists TensorrtExecutionProvider, CUDAExecutionProvider and
+    CPUExecutionProvider), so passing here proves only the package: ``check_session`` judges the rest.
+    """
+    if execution_provider == "cuda" and CUDA_PROVIDER not in available:
+        raise ProviderUnavailable(
+            f"{_ASKED}, but onnxruntime {ort.__version__} offers only {list(available)}: this is the CPU-only "
+            "onnxruntime package; the server's GPU image installs onnxruntime-gpu (app/requirements-server-gpu.txt)"
+        )
+
+
+def check_session(execution_provider: str, session_providers: Sequence[str]) -> None:
+    """ProviderUnavailable unless the session runs on the provider asked for, first (``session_providers``:
+    its ``get_providers()``).
+
+    When onnxruntime-gpu cannot load its CUDA provider (no NVIDIA driver, libcuda.so.1, in the container; a
+    CUDA or cuDNN library missing) it logs "Failed to create CUDAExecutionProvider" and builds the session on
+    the CPU alone, without raising (onnxruntime_pybind_state.cc, CreateExecutionProviderFactoryInstance; seen
+    with 1.31.1 on a machine without a GPU: get_providers() was ['CPUExecutionProvider']).
+    """
+    if execution_provider == "cuda" and (not session_providers or session_providers[0] != CUDA_PROVIDER):
+        raise ProviderUnavailable(
+            f"{_ASKED}, but ONNX Runtime could not start its CUDA provider and the model's session would run on "
+            f"{list(session_providers)}: no NVIDIA driver or GPU in the container (libcuda.so.1), a driver too old "
+            "for CUDA 13, or a CUDA or cuDNN library missing; ONNX Runtime's own error is logged just before this"
+        )
+
+
+def prepare_execution_provider(execution_provider: str) -> None:
+    """Before any session: for cuda, check the package offers CUDA, then load its CUDA and cuDNN libraries.
+
+    onnxruntime-gpu does not find the NVIDIA wheels it depends on by itself: its
+    capi/libonnxruntime_providers_cuda.so needs libcublasLt.so.13, libcublas.so.13, libcurand.so.10 and
+    libcudart.so.13 and has no RPATH or RUNPATH (``readelf -d``, 1.31.1 wheel), while pip puts them in
+    site-packages/nvidia/cu13/lib and nvidia/cudnn/lib, which no loader path names; without this, 1.31.1
+    fails with "libcublasLt.so.13: cannot open shared object file" and falls back to the CPU.
+    ``onnxruntime.preload_dlls()`` loads them from those directories ("the onnxruntime-gpu Python package
+    offers API to load CUDA and cuDNN dynamic link libraries": onnxruntime.ai/docs/execution-providers/
+    CUDA-ExecutionProvider.html, "Preload DLLs"; onnxruntime/__init__.py, _get_nvidia_dll_paths, whose CUDA 13
+    layout is nvidia/cu13/lib). It reports a library it cannot load with print(): caught here and logged, so
+    stdout keeps one JSON object a line. Run before the server's stdout has other writers (App.startup).
+    """
+    if execution_provider != "cuda":
+        return
+    check_offered(execution_provider, ort.get_available_providers())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ort.preload_dlls()
+    if printed.getvalue().strip():
+        log.warning("onnxruntime.preload_dlls: %s", " ".join(printed.getvalue().split()))
+
+
+def create_session(source: str | bytes, settings: Settings) -> ort.InferenceSession:
+    """A session of the model in ``source`` on the execution provider the settings ask for, or ProviderUnavailable."""
+    provider = settings.execution_provider
+    check_offered(provider, ort.get_available_providers())
+    session = ort.InferenceSession(
+        source, session_options(settings.intra_op_threads), providers=list(SESSION_PROVIDERS[provider])
+    )
+    check_session(provider, session.get_providers())
+    if provider == "cuda":
+        # A run that fails inside the CUDA provider would otherwise switch the session to the CPU for good and
+        # run again there, with a print() ("session.run() fallback mechanism", InferenceSession.disable_fallback,
+        # onnxruntime_inference_collection.py): the run fails instead.
+        session.disable_fallback()
+    return session
+
+
 def session_options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     # One thread by default: the pod's CPU limit is what it has, and a request of a small model is
@@ -163,9 +256,7 @@ def load_model(settings: Settings, labels: list[str] | None) -> Model:
         raise ModelNotThere(str(e)) from e
     with model_bytes:
         # The very bytes whose checksum was verified, not a second read of the file.
-        session = ort.InferenceSession(
-            model_bytes.source, session_options(settings.intra_op_threads), providers=["CPUExecutionProvider"]
-        )
+        session = create_session(model_bytes.source, settings)
     try:
         signature = signature_of(session)
     except SignatureError as e:
