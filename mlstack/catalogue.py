@@ -106,6 +106,63 @@ def runs_on(build: TrainerCuda, capability: tuple[int, int]) -> bool:
     return any(major == capability[0] and minor <= capability[1] for major, minor in build.architectures)
 
 
+# --- the server's ONNX Runtime on the GPU (mlstack:serverGpu) ---------------------------
+#
+# The server's GPU image installs onnxruntime-gpu and the NVIDIA wheels it loads (app/requirements-server-gpu.txt,
+# app/Dockerfile's SERVER_REQUIREMENTS). Its CUDA build pairs with the GPUs and NVIDIA drivers of the GPU pool
+# here, as the trainer's builds do above; the rules are mlstack.rules.server_gpu_gke and server_gpu_aks.
+
+
+@dataclass(frozen=True)
+class ServerCuda:
+    """The CUDA build of the server's ONNX Runtime: what a GPU node must offer to run it."""
+
+    package: str  # the pin in app/requirements-server-gpu.txt
+    cuda: str  # the CUDA it is built for
+    cudnn_major: int
+    # Compute capabilities it carries kernels (SASS) for, no PTX: X.Y runs on X.Z for Z >= Y (as ``runs_on``).
+    architectures: tuple[tuple[int, int], ...]
+    # Compute capabilities it carries architecture-specific ("a") kernels for: X.Y runs on X.Y alone.
+    exact_architectures: tuple[tuple[int, int], ...]
+    min_driver: str  # the oldest NVIDIA driver that runs it
+    min_driver_branch: int
+
+
+# onnxruntime-gpu 1.31.1 (PyPI, onnxruntime_gpu-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl, sha256 e26c475f...):
+# - CUDA 13.0 and cuDNN 9: onnxruntime/capi/build_and_package_info.py says cuda_version = '13.0'; its Requires-Dist
+#   asks nvidia-cuda-runtime~=13.0 (extra "cuda") and nvidia-cudnn-cu13~=9.0 (extra "cudnn").
+# - Kernels: the .nv_fatbin section of onnxruntime/capi/libonnxruntime_providers_cuda.so holds zstd-compressed
+#   cubins for sm_75, sm_80, sm_86, sm_89, sm_90a and sm_120a, and no PTX (read entry by entry: kind, arch, and the
+#   target each cubin names). An "a" target holds "architecture-accelerated features that are supported on the
+#   specified architecture only" and does "not follow the onion layer model" (PTX ISA, "Target ISA notes":
+#   docs.nvidia.com/cuda/parallel-thread-execution/): sm_90a runs on 9.0 only, sm_120a on 12.0 only, and a
+#   Blackwell B200 (10.0) has no kernel at all. CUDA 13 itself needs Turing (7.5) or newer (see
+#   TRAINER_CUDA_BUILDS), so the wheel's floor and CUDA's agree.
+# - Driver: CUDA 13.x needs an NVIDIA driver >= 580 ("Minor Version Compatibility", Table 1:
+#   docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html); 580.65.06 is the one CUDA 13.0
+#   shipped with, as the trainer's CUDA 13.0 build records.
+# The wheel carries no aarch64 build: pip finds no onnxruntime-gpu==1.31.1 for manylinux_2_28_aarch64.
+SERVER_CUDA = ServerCuda(
+    package="onnxruntime-gpu==1.31.1",
+    cuda="13.0",
+    cudnn_major=9,
+    architectures=((7, 5), (8, 0), (8, 6), (8, 9)),
+    exact_architectures=((9, 0), (12, 0)),
+    min_driver="580.65.06",
+    min_driver_branch=580,
+)
+# The platform the server's GPU image can be built for (the wheel above is x86-64 only).
+SERVER_GPU_PLATFORM = "linux/amd64"
+
+
+def server_runs_on(build: ServerCuda, capability: tuple[int, int]) -> bool:
+    """Whether the server's ``build`` has kernels for a GPU of ``capability`` (CUDA C Programming Guide,
+    "Binary Compatibility": SASS for X.Y runs on X.Z for Z >= Y; an "a" target only on X.Y)."""
+    return capability in build.exact_architectures or any(
+        major == capability[0] and minor <= capability[1] for major, minor in build.architectures
+    )
+
+
 # Where NVIDIA's container runtime writes inside a GPU container as it starts it (the nvidia runtime is
 # containerd's default on AKS's GPU nodes; Azure/AgentBaker containerd templates). Its createContainer hooks
 # (jit-cdi mode, NVIDIA/nvidia-container-toolkit internal/discover/hooks.go): update-ldcache writes
