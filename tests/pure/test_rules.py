@@ -453,9 +453,9 @@ def test_only_documentation_source_ranges_are_warned_about(ranges: list[str]) ->
     """Bug: the shipped dev stack admitted only 203.0.113.0/24, a documentation range, so a deploy that
     succeeded answered nobody, and nothing said why."""
     assert messages(rules.documentation_source_ranges(ranges, external_load_balancer=True)) == [
-        f"mlstack:allowedSourceRanges = {ranges!r}: admits only documentation ranges (RFC 5737, RFC 3849), where "
-        "no client's address is, so nobody can reach the server; set your own egress CIDR: pulumi config set "
-        "--path 'allowedSourceRanges[0]' \"$(curl -s https://ifconfig.me)/32\""
+        f"mlstack:allowedSourceRanges = {ranges!r}: admits only documentation ranges (RFC 5737, RFC 3849, "
+        "RFC 9637), where no client's address is, so nobody can reach the server; set your own egress CIDR: "
+        "pulumi config set --path 'allowedSourceRanges[0]' \"$(curl -s https://ifconfig.me)/32\""
     ]
 
 
