@@ -619,6 +619,89 @@ def aks_gpu_pool(gpu_vm_size: str, trainer_gpus: int, build: TrainerCuda) -> lis
     ]
 
 
+# --- the server on the GPU pool (mlstack:serverGpu) -------------------------------------
+# The server's CUDA build (catalogue.SERVER_CUDA) against the GPU pool, as the trainer's build is judged above.
+
+
+def _server_capabilities(build: catalogue.ServerCuda) -> str:
+    return ", ".join(f"{a}.{b}" for a, b in sorted(build.architectures + build.exact_architectures))
+
+
+def server_gpu_model(gpu_model: str, capability: tuple[int, int], key: str, value: object) -> list[Problem]:
+    """A GPU the server's onnxruntime-gpu has no kernels for cannot serve on it."""
+    build = catalogue.SERVER_CUDA
+    if catalogue.server_runs_on(build, capability):
+        return []
+    return [
+        Problem(
+            key,
+            value,
+            f"{gpu_model} (compute capability {capability[0]}.{capability[1]}) cannot run the server on its GPU "
+            f"(mlstack:serverGpu): {build.package}, built for CUDA {build.cuda}, has kernels for compute capability "
+            f"{_server_capabilities(build)} only; choose such a GPU, or set serverGpu to false",
+        )
+    ]
+
+
+def server_gpu_driver(driver_branch: int | None, key: str, value: object, where: str, fix: str) -> list[Problem]:
+    """The node's NVIDIA driver must be new enough for the server's CUDA build; ``fix`` names the way out."""
+    build = catalogue.SERVER_CUDA
+    if driver_branch is None or driver_branch >= build.min_driver_branch:
+        return []
+    return [
+        Problem(
+            key,
+            value,
+            f"{where} installs an R{driver_branch} NVIDIA driver, but the server's {build.package} "
+            f"(mlstack:serverGpu) is built for CUDA {build.cuda}, which needs {build.min_driver} or newer; {fix}",
+        )
+    ]
+
+
+def server_gpu_gke(gpu_type: str, driver_version: str) -> list[Problem]:
+    """A GKE GPU pool the server can run on: its GPU has kernels in the server's build, and gkeGpuDriverVersion
+    installs a driver new enough for it. An unknown GPU type or setting is gke_gpu_pool's to refuse."""
+    problems: list[Problem] = []
+    accelerator = catalogue.GCP_ACCELERATORS.get(gpu_type)
+    if accelerator is not None:
+        problems += server_gpu_model(gpu_type, accelerator.compute_capability, "gkeGpuType", gpu_type)
+    if driver_version in catalogue.GCP_DRIVER_BRANCH:
+        minimum = catalogue.SERVER_CUDA.min_driver_branch
+        enough = [v for v, b in catalogue.GCP_DRIVER_BRANCH.items() if b is not None and b >= minimum]
+        fix = f"set gkeGpuDriverVersion to {' or '.join(enough)}, or serverGpu to false"
+        where = f"GKE with gkeGpuDriverVersion {driver_version}"
+        branch = catalogue.GCP_DRIVER_BRANCH[driver_version]
+        problems += server_gpu_driver(branch, "gkeGpuDriverVersion", driver_version, where, fix)
+    return problems
+
+
+def server_gpu_aks(gpu_vm_size: str) -> list[Problem]:
+    """An AKS GPU pool the server can run on: its size's GPU has kernels in the server's build, and the driver
+    AKS installs is new enough for it. A size not in the catalogue is aks_gpu_pool's to refuse."""
+    try:
+        size = catalogue.azure_gpu_size(gpu_vm_size)
+    except ValueError:
+        return []
+    return [
+        *server_gpu_model(size.gpu_model, size.compute_capability, "aksGpuVmSize", gpu_vm_size),
+        *server_gpu_driver(catalogue.AKS_DRIVER_BRANCH, "aksGpuVmSize", gpu_vm_size, "AKS", "set serverGpu to false"),
+    ]
+
+
+def server_gpu_image_platform(platform: str | None) -> list[Problem]:
+    """The server's GPU image can be built for x86-64 alone (None: the builder's own, judged by the build)."""
+    if platform is None or platform == catalogue.SERVER_GPU_PLATFORM:
+        return []
+    return [
+        Problem(
+            "imagePlatform",
+            platform,
+            f"the server's GPU image (mlstack:serverGpu) installs {catalogue.SERVER_CUDA.package}, which PyPI has "
+            f"for x86-64 alone: set it to {catalogue.SERVER_GPU_PLATFORM}, or serverGpu to false",
+        )
+    ]
+
+
 # --- what the nodes must hold ---------------------------------------------------------
 
 
@@ -646,7 +729,9 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
     with_sidecar = " plus the GCS FUSE sidecar" if sidecar else ""
     if sidecar is not None:  # both pods mount the bucket, so both get the sidecar
         server, trainer = server + sidecar, trainer + sidecar
-    serving_pods = capacity.Pods("serving-sized pod", server, capacity.system_pool_pods(serving.replicas))
+    # With serverGpu the servers run on the GPU pool, and the system pool holds only the publish pod.
+    on_system = capacity.PUBLISH_PODS if serving.gpu else capacity.system_pool_pods(serving.replicas)
+    serving_pods = capacity.Pods("serving-sized pod", server, on_system)
     # One training pod needs one GPU node; a multi-node Job's pods all run at once, on the pool at its largest.
     training_nodes = 1 if training.nodes == 1 else gpu_nodes
     multi = f"mlstack:trainNodes ({training.nodes}) training pods, each" if training.nodes > 1 else "the training pod"
@@ -662,6 +747,12 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
         (gpu, training_nodes, gpu_extra, none, capacity.Pods("training pod", trainer, training.nodes),
          f"{multi} requests mlstack:trainerCpu {training.cpu} and mlstack:trainerMemory "
          f"{training.memory}{with_sidecar}; choose a larger size{more_nodes} or lower those"),
+        *([(gpu, gpu_nodes, gpu_extra, none,
+            capacity.Pods("GPU serving pod", server, serving.max_replicas + capacity.ROLLOUT_MAX_SURGE),
+            f"with serverGpu, mlstack:maxReplicas ({serving.max_replicas}) plus one rollout surge on the GPU pool "
+            f"at its largest (gpuMaxNodes), each requesting mlstack:serverCpuRequest {serving.cpu_request} and "
+            f"mlstack:serverMemoryRequest {serving.memory_request}{with_sidecar}; choose a larger size, raise "
+            "gpuMaxNodes or lower those")] if serving.gpu else []),
     ):  # fmt: skip
         if machine is None:
             reason = (
@@ -1046,6 +1137,81 @@ def arm_system_pool(cloud: str, machine: str) -> list[Problem]:
             )
         ]
     return []
+
+
+# --- serving on the GPU pool (mlstack:serverGpu) ------------------------------------------------
+
+
+def server_gpu_target(gpu: bool, *, gpu_pool: bool) -> list[Problem]:
+    """Servers asked onto the GPU pool need a target that has one (a local cluster has none)."""
+    if gpu and not gpu_pool:
+        return [
+            Problem(
+                "serverGpu",
+                True,
+                "this target has no GPU pool (a local kind or minikube cluster); serve on the CPU with "
+                "serverGpu false, or deploy to azure or gcp",
+            )
+        ]
+    return []
+
+
+def server_gpu_pool(  # noqa: PLR0913 - the pool, the servers and the training Job that share it, keyword-only
+    *,
+    max_replicas: int,
+    gpus_per_node: int,
+    max_nodes: int,
+    train_nodes: int,
+    trainer_gpus: int,
+    gpu_model: str,
+) -> list[Problem]:
+    """The GPU pool at its largest holds every server at the autoscaler's ceiling, the rollout's surge pod, and a
+    retraining Job beside them (a new model is trained while the old one serves): one GPU per server, whole nodes
+    for the Job's pods (each takes trainer_gpus of a node's GPUs)."""
+    servers = max_replicas + capacity.ROLLOUT_MAX_SURGE
+    training_gpus_per_node = gpus_per_node - trainer_gpus  # what a node running a training pod leaves for servers
+    # Training pods first, one per node; servers fill what they leave, then whole nodes.
+    room = train_nodes * max(training_gpus_per_node, 0) + max(max_nodes - train_nodes, 0) * gpus_per_node
+    if room >= servers:
+        return []
+    return [
+        Problem(
+            "gpuMaxNodes",
+            max_nodes,
+            f"too few GPU nodes for serverGpu: {max_nodes} node(s) of {gpus_per_node} {gpu_model} hold "
+            f"{max(room, 0)} serving pod(s) of one GPU beside the training Job ({train_nodes} pod(s) of "
+            f"{trainer_gpus} GPU(s)), but mlstack:maxReplicas ({max_replicas}) plus one rollout surge need "
+            f"{servers}; raise gpuMaxNodes, or lower maxReplicas",
+        )
+    ]
+
+
+# Address blocks reserved for documentation, which no client's address is ever in: IPv4's three TEST-NETs
+# (RFC 5737 section 3), IPv6's 2001:db8::/32 (RFC 3849) and 3fff::/20 (RFC 9637). The shipped stack files use
+# 203.0.113.0/24 as a placeholder to be replaced.
+DOCUMENTATION_RANGES: Final = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20")
+
+
+def documentation_source_ranges(ranges: Sequence[str], *, external_load_balancer: bool) -> list[Problem]:
+    """A warning when every range the load balancer admits is a documentation range (``DOCUMENTATION_RANGES``):
+    the deploy succeeds, but no client can reach the server. Empty ranges admit anyone, and are not judged."""
+    documentation = [ipaddress.ip_network(cidr) for cidr in DOCUMENTATION_RANGES]
+    networks = [ipaddress.ip_network(cidr) for cidr in ranges]
+
+    def reserved(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        return any(d.version == network.version and network.subnet_of(d) for d in documentation)  # type: ignore[arg-type]
+
+    if not external_load_balancer or not networks or not all(reserved(n) for n in networks):
+        return []
+    return [
+        Problem(
+            "allowedSourceRanges",
+            list(ranges),
+            "admits only documentation ranges (RFC 5737, RFC 3849, RFC 9637), where no client's address is, so "
+            "nobody can reach the server; set your own egress CIDR: pulumi config set --path 'allowedSourceRanges[0]' "
+            '"$(curl -s https://ifconfig.me)/32"',
+        )
+    ]
 
 
 # Address blocks reserved for documentation, which no client's address is ever in: IPv4's three TEST-NETs
