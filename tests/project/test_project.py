@@ -85,8 +85,8 @@ def test_requirements_are_pinned() -> None:
                 assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", line), f"{name}: {line!r} is not pinned"
 
 
-# An internal tracker's number ("issue N") means nothing to a reader, who cannot look it up (STYLE.md,
-# "Comments"). A public one keeps its repository: kubernetes/kubernetes#67577, or a GitHub URL.
+# An internal tracker's number ("issue N") means nothing to a reader, who cannot look it up. A public one keeps
+# its repository: kubernetes/kubernetes#67577, or a GitHub URL.
 _TRACKER_NUMBER = re.compile(r"\b[Ii]ssues? #?[0-9]+\b")
 _TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".txt", ".toml", ".cfg", ""}
 
@@ -102,3 +102,29 @@ def test_no_internal_tracker_number_in_code_or_docs() -> None:
             if _TRACKER_NUMBER.search(line) and "github.com" not in line:
                 found.append(f"{name}:{number}: {line.strip()[:100]}")
     assert found == [], "say what is meant instead of an internal issue number:\n" + "\n".join(found)
+
+
+# A document named the way a repository's top-level ones are (README.md, BENCHMARKS.md), not part of a path or
+# URL: a pointer the reader follows into this repository. Another repository's is named with it, and is not
+# one ("Azure/AKS CHANGELOG.md").
+_DOC_POINTER = re.compile(r"(?<![\w./-])([A-Z][A-Z_-]*\.md)\b")
+_OTHER_REPOSITORY = re.compile(r"[\w.-]+/[\w.-]+\s+$")
+
+
+def test_no_pointer_to_a_document_the_repository_does_not_hold() -> None:
+    """Bug: docs/gke.md and tests/__init__.py sent the reader to a design document (``DESIGN`` + ``.md``) that
+    was never in the repository.
+    Links are checked by tests/project/test_readme.py; this checks the names written in prose and comments."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    names = tracked.stdout.splitlines()
+    held = {Path(name).name for name in names}
+    found = []
+    for name in names:
+        path = ROOT / name
+        if path.suffix not in _TEXT_SUFFIXES or not path.is_file() or name.startswith("deploy/crds/"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            for match in _DOC_POINTER.finditer(line):
+                if match[1] not in held and not _OTHER_REPOSITORY.search(line[: match.start()]):
+                    found.append(f"{name}:{number}: {match[1]}")
+    assert found == [], "pointers to documents the repository does not hold:\n" + "\n".join(found)
