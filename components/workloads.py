@@ -115,6 +115,18 @@ PUBLISH_DEADLINE_SECONDS = 15 * 60
 PUBLISH_TIMEOUT = f"{PUBLISH_DEADLINE_SECONDS // 60 + 5}m"
 
 
+# A server on the GPU pool (mlstack:serverGpu) may wait for a GPU node the pool makes from zero, its
+# driver, and an image with two gigabytes of CUDA wheels: GKE's driver installer alone runs for
+# minutes, and a node from zero takes minutes more. The Deployment reports progress within 30 minutes
+# (its progressDeadlineSeconds: "the number of seconds you want to wait for your Deployment to
+# progress before the system reports back that the Deployment has failed progressing", default 600,
+# kubernetes.io/docs/concepts/workloads/controllers/deployment/#progress-deadline-seconds), and `pulumi
+# up` waits five minutes past that, so that what it reports is the Deployment's own verdict.
+GPU_SERVER_PROGRESS_SECONDS = 30 * 60
+GPU_SERVER_TIMEOUT = f"{GPU_SERVER_PROGRESS_SECONDS // 60 + 5}m"
+GPUS_PER_SERVER = 1
+
+
 @dataclass(frozen=True)
 class ServerCertificate:
     """The server's certificate chain (server first) and its private key, both PEM."""
@@ -758,6 +770,8 @@ def server_deployment_spec(
     ``labels_config``: the ConfigMap of the stack's modelLabels, mounted where the server's ConfigMap
     points; None: the model's own published labels are served, and nothing is mounted."""
     app, serving, store = args.app, args.serving, args.target.model_store
+    gpu = server_gpu(args)
+    placement = pod_placement(gpu)
     probe = probes()
     server = k8s.core.v1.ContainerArgs(
         name=contract.SERVER_CONTAINER,
@@ -767,13 +781,20 @@ def server_deployment_spec(
         env=[
             k8s.core.v1.EnvVarArgs(name=contract.ENV_MODEL_VERSION, value=refs.model_version),
             *server_env(args.basic_auth_username),
+            *server_gpu_env(gpu),
         ],
         startup_probe=probe.startup,
         readiness_probe=probe.readiness,
         liveness_probe=probe.liveness,
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": serving.cpu_request, "memory": serving.memory_request},
-            limits={"cpu": serving.cpu_limit, "memory": serving.memory_limit},
+            # Extended resources are asked for in limits; the request defaults to it ("you can specify only
+            # limits for extended resources", kubernetes.io/docs/tasks/manage-gpus/scheduling-gpus/).
+            limits={
+                "cpu": serving.cpu_limit,
+                "memory": serving.memory_limit,
+                **({gpu.resource_name: str(GPUS_PER_SERVER)} if gpu is not None else {}),
+            },
         ),
         # Keep serving while the endpoint removal reaches every load balancer; the app's contract
         # sizes this pause and its drain to end inside the grace period.
@@ -806,6 +827,7 @@ def server_deployment_spec(
     return k8s.apps.v1.DeploymentSpecArgs(
         # The autoscaler owns the replica count after creation (ignore_changes).
         replicas=serving.replicas,
+        progress_deadline_seconds=GPU_SERVER_PROGRESS_SECONDS if gpu is not None else None,
         selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
         strategy=k8s.apps.v1.DeploymentStrategyArgs(
             type="RollingUpdate",
@@ -837,9 +859,28 @@ def server_deployment_spec(
                 service_account_name=refs.server_account,
                 automount_service_account_token=store.needs_service_account_token,
                 security_context=pod_security(),
+                node_selector=placement.node_selector,
+                tolerations=placement.tolerations,
             ),
         ),
     )
+
+
+def server_gpu(args: MlWorkloadsArgs) -> GpuScheduling | None:
+    """The GPU pool the servers run on (mlstack:serverGpu), or None: on the CPU, wherever the scheduler likes."""
+    if not args.serving.gpu:
+        return None
+    if args.target.gpu is None:  # check() refuses this before anything is made
+        raise WorkloadsError("mlstack:serverGpu = true: this target has no GPU pool")
+    return args.target.gpu
+
+
+def server_gpu_env(gpu: GpuScheduling | None) -> list[k8s.core.v1.EnvVarArgs]:
+    """A GPU server's execution provider, and what a CUDA container needs on the target's GPU nodes; none on
+    the CPU (the server's default provider)."""
+    if gpu is None:
+        return []
+    return [k8s.core.v1.EnvVarArgs(name=contract.ENV_EXECUTION_PROVIDER, value="cuda"), *gpu_env(gpu)]
 
 
 def service_spec(app: App, serving: Serving) -> k8s.core.v1.ServiceSpecArgs:
@@ -1029,6 +1070,16 @@ def check(args: MlWorkloadsArgs) -> None:
             max_nodes=gpu.max_nodes,
             gpu_model=gpu.gpu_model,
             batch_size=training.batch_size,
+        )
+    problems += rules.server_gpu_target(args.serving.gpu, gpu_pool=gpu is not None)
+    if gpu is not None and args.serving.gpu:
+        problems += rules.server_gpu_pool(
+            max_replicas=args.serving.max_replicas,
+            gpus_per_node=gpu.gpus_per_node,
+            max_nodes=gpu.max_nodes,
+            train_nodes=training.nodes,
+            trainer_gpus=training.gpus,
+            gpu_model=gpu.gpu_model,
         )
     if problems:
         raise WorkloadsError(format_problems("cannot run the workloads on this cluster", problems))
@@ -1277,7 +1328,15 @@ class MlWorkloads(pulumi.ComponentResource):
             # and the NetworkPolicies its pods start under); after creation the autoscaler owns the
             # replica count, so an update must not reset it.
             opts=pulumi.ResourceOptions(
-                parent=self, provider=self._args.target.provider, depends_on=after, ignore_changes=["spec.replicas"]
+                parent=self,
+                provider=self._args.target.provider,
+                depends_on=after,
+                ignore_changes=["spec.replicas"],
+                custom_timeouts=(
+                    pulumi.CustomTimeouts(create=GPU_SERVER_TIMEOUT, update=GPU_SERVER_TIMEOUT)
+                    if self._args.serving.gpu
+                    else None
+                ),
             ),
         )
 

@@ -1214,29 +1214,23 @@ def documentation_source_ranges(ranges: Sequence[str], *, external_load_balancer
     ]
 
 
-# Address blocks reserved for documentation, which no client's address is ever in: IPv4's three TEST-NETs
-# (RFC 5737 section 3), IPv6's 2001:db8::/32 (RFC 3849) and 3fff::/20 (RFC 9637). The shipped stack files use
-# 203.0.113.0/24 as a placeholder to be replaced.
-DOCUMENTATION_RANGES: Final = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20")
+# What the server process holds on the CPU side before a model: loading ONNX Runtime's CUDA provider and the
+# NVIDIA libraries it preloads took it to 268 MiB resident (measured on this project's CI machine, onnxruntime-gpu
+# 1.31.1, no GPU: before any CUDA context, which adds more on a GPU node). Under 1 GiB the model and the
+# CUDA context would have little room; the limit is the one the kubelet enforces.
+SERVER_GPU_MIN_MEMORY_LIMIT: Final = "1Gi"
 
 
-def documentation_source_ranges(ranges: Sequence[str], *, external_load_balancer: bool) -> list[Problem]:
-    """A warning when every range the load balancer admits is a documentation range (``DOCUMENTATION_RANGES``):
-    the deploy succeeds, but no client can reach the server. Empty ranges admit anyone, and are not judged."""
-    documentation = [ipaddress.ip_network(cidr) for cidr in DOCUMENTATION_RANGES]
-    networks = [ipaddress.ip_network(cidr) for cidr in ranges]
-
-    def reserved(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-        return any(d.version == network.version and network.subnet_of(d) for d in documentation)  # type: ignore[arg-type]
-
-    if not external_load_balancer or not networks or not all(reserved(n) for n in networks):
+def server_gpu_memory(memory_limit: str) -> list[Problem]:
+    """A GPU server's memory limit leaves room beside the CUDA libraries (SERVER_GPU_MIN_MEMORY_LIMIT says why)."""
+    if validate.memory_quantity(memory_limit) >= validate.memory_quantity(SERVER_GPU_MIN_MEMORY_LIMIT):
         return []
     return [
         Problem(
-            "allowedSourceRanges",
-            list(ranges),
-            "admits only documentation ranges (RFC 5737, RFC 3849, RFC 9637), where no client's address is, so "
-            "nobody can reach the server; set your own egress CIDR: pulumi config set --path 'allowedSourceRanges[0]' "
-            '"$(curl -s https://ifconfig.me)/32"',
+            "serverMemoryLimit",
+            memory_limit,
+            f"is too small for serverGpu: the CUDA libraries alone take a server to about 268 MiB before a GPU "
+            f"context and the model; set serverMemoryLimit to {SERVER_GPU_MIN_MEMORY_LIMIT} or more (and "
+            "serverMemoryRequest to match what the model needs)",
         )
     ]

@@ -366,6 +366,7 @@ def load() -> StackConfig:
     cloud_gpu_pool = cloud in GPU_CLOUDS
     r.add(rules.public_source_ranges(serving.allowed_source_ranges, external_load_balancer=cloud_gpu_pool))
     r.add(rules.image_platform(images.platform, cloud_gpu_pool=cloud_gpu_pool))
+    _server_gpu(r, serving, training, target, images.platform)
     r.add(rules.storage_class(cloud, storage_class))
     if kubernetes_version is not None and cloud != "local":
         extended = isinstance(target, GcpConfig) and target.release_channel == catalogue.GKE_EXTENDED_CHANNEL
@@ -701,6 +702,39 @@ def _spot_max_price(value: str) -> float:
     if problems:
         raise ValueError(problems[0].reason)
     return float(price)
+
+
+def _server_gpu(
+    r: _Reader, serving: specs.Serving, training: specs.Training, target: TargetConfig, platform: str | None
+) -> None:
+    """Servers on the GPU pool (mlstack:serverGpu): a pool there is, whose driver and GPU run the server's CUDA
+    build, big enough for the servers at their ceiling beside a retraining Job, from an x86-64 image."""
+    if not serving.gpu:
+        return
+    if isinstance(target, LocalConfig):
+        r.add(rules.server_gpu_target(True, gpu_pool=False))
+        return
+    r.add(rules.server_gpu_image_platform(platform))
+    r.add(rules.server_gpu_memory(serving.memory_limit))
+    if isinstance(target, GcpConfig):
+        r.add(rules.server_gpu_gke(target.gpu_type, target.gpu_driver_version))
+        gpus_per_node, gpu_model = target.gpu_count, target.gpu_type
+    else:
+        r.add(rules.server_gpu_aks(target.gpu_vm_size))
+        size = catalogue.AZURE_GPU_SIZES.get(target.gpu_vm_size)
+        if size is None:  # reported by aks_gpu_pool
+            return
+        gpus_per_node, gpu_model = size.gpus, size.gpu_model
+    r.add(
+        rules.server_gpu_pool(
+            max_replicas=serving.max_replicas,
+            gpus_per_node=gpus_per_node,
+            max_nodes=target.pools.gpu_max_nodes,
+            train_nodes=training.nodes,
+            trainer_gpus=training.gpus,
+            gpu_model=gpu_model,
+        )
+    )
 
 
 def _capacity(r: _Reader, serving: specs.Serving, training: specs.Training, target: TargetConfig) -> None:

@@ -124,6 +124,7 @@ def app_images(cfg: StackConfig, target: ClusterTarget) -> tuple[pulumi.Input[st
             torch_index_url=images.trainer_build.index_url,
             trainer_context=images.trainer_context if images.trainer is None else None,
             server_context=APP_CONTEXT if images.server is None else None,
+            server_gpu=cfg.serving.gpu,
         ),
     )
     return _either(images.trainer, built.trainer_ref), _either(images.server, built.server_ref)

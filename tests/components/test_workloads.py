@@ -429,6 +429,47 @@ def test_on_a_gpu_target_only_the_job_asks_for_the_gpu_pool(gpu_run: harness.Sta
     assert GPU_RESOURCE not in server["containers"][0]["resources"]["limits"]
 
 
+def test_a_gpu_server_runs_on_the_gpu_pool_with_one_gpu_and_cuda_asked() -> None:
+    run = run_workloads(gpu=replace(GPU, max_nodes=8), serving=replace(SERVING, gpu=True))
+    deployment = run.one(DEPLOYMENT)
+    spec = pod_spec(deployment)
+    assert spec["nodeSelector"] == dict(GPU.node_selector)
+    assert tolerates_gpu_taint(spec["tolerations"]), spec["tolerations"]
+    server = spec["containers"][0]
+    assert server["resources"]["limits"][GPU_RESOURCE] == "1"
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env[contract.ENV_EXECUTION_PROVIDER] == "cuda"
+    for key, value in GPU.container_env.items():
+        assert env[key] == value, key
+    # A pool from zero, a driver, an image of CUDA wheels: the rollout has half an hour, pulumi up a little more.
+    manifest_ = harness.manifest(deployment)
+    assert manifest_["spec"]["progressDeadlineSeconds"] == workloads.GPU_SERVER_PROGRESS_SECONDS
+    assert deployment.custom_timeouts == {"create": "35m", "update": "35m"}
+    # Rolling without losing capacity: one surge pod, which the pool must have room for (rules.server_gpu_pool).
+    rolling = manifest_["spec"]["strategy"]["rollingUpdate"]
+    assert (rolling["maxUnavailable"], rolling["maxSurge"]) == (0, 1)
+    assert harness.validate_manifest(manifest_, "1.35") == []
+
+
+def test_a_cpu_server_asks_for_no_execution_provider(gpu_run: harness.StackRun) -> None:
+    env = {e["name"] for e in container(gpu_run.one(DEPLOYMENT))["env"]}
+    assert contract.ENV_EXECUTION_PROVIDER not in env
+    assert gpu_run.one(DEPLOYMENT).custom_timeouts in ({}, None)
+
+
+def test_gpu_serving_without_a_gpu_pool_is_refused_before_any_resource() -> None:
+    mocks = CountingMocks()
+    with pytest.raises(workloads.WorkloadsError, match=r"mlstack:serverGpu = True: this target has no GPU pool"):
+        run_workloads(serving=replace(SERVING, gpu=True), mocks=mocks)
+    assert mocks.created == ["pulumi:providers:kubernetes::cluster"], "only the fake target's provider"
+
+
+def test_gpu_serving_on_a_pool_too_small_for_the_ceiling_and_a_surge_is_refused() -> None:
+    # GPU: one T4 per node, two nodes at most; six replicas and a surge cannot fit.
+    with pytest.raises(workloads.WorkloadsError, match=r"mlstack:gpuMaxNodes = 2: too few GPU nodes for serverGpu"):
+        run_workloads(gpu=GPU, serving=replace(SERVING, gpu=True), mocks=CountingMocks())
+
+
 def test_cpu_target_asks_for_no_gpu(cpu_run: harness.StackRun) -> None:
     spec = pod_spec(cpu_run.one(JOB, TRAIN))
     assert "nodeSelector" not in spec

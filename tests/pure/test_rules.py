@@ -343,11 +343,11 @@ def test_aks_gpu_nodes_must_hold_the_training_pod() -> None:
 
 def test_the_system_pool_holds_the_replicas_the_surge_and_the_publish_pod() -> None:
     assert capacity.system_pool_pods(2) == 2 + capacity.ROLLOUT_MAX_SURGE + capacity.PUBLISH_PODS == 4
-    # Exactly four serving-sized pods fit: three of the system pool's nodes hold them, but none fewer.
+    # Exactly four serving-sized pods fit: a D8s_v5 holds them beside AKS's own pods and KEDA's, a D4s_v5 one.
     tight = replace(SERVING, replicas=2, cpu_request="1", memory_request="256Mi", memory_limit="256Mi")
     assert rules.aks_node_capacity("Standard_D8s_v5", "Standard_NC4as_T4_v3", 1, tight, TRAINING) == ([], [])
     (problem,), _ = rules.aks_node_capacity("Standard_D4s_v5", "Standard_NC4as_T4_v3", 1, tight, TRAINING)
-    assert "hold 2 serving-sized pod(s) of 1000m CPU and 256 MiB but 4 must run" in problem.reason
+    assert "hold 1 serving-sized pod(s) of 1000m CPU and 256 MiB but 4 must run" in problem.reason
 
 
 # --- the trainer and its gate -----------------------------------------------------------------
