@@ -44,6 +44,7 @@ from components.target import (
     StorageClaim,
     Toleration,
     pod_placement,
+    registered_outputs,
 )
 from mlstack import acr_token, arm, autoscaling, catalogue, checkov, quota, rules
 from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
@@ -276,7 +277,6 @@ class AksGpuCluster(pulumi.ComponentResource):
     resource_group_name: pulumi.Output[str]
     metrics_workspace_id: pulumi.Output[str]
     registry_login_server: pulumi.Output[str]
-    gpu_pool_name: pulumi.Output[str]
     get_credentials: pulumi.Output[str]
     autoscaler: Autoscaler
 
@@ -320,25 +320,14 @@ class AksGpuCluster(pulumi.ComponentResource):
         self.cluster_name = cluster.name
         self.resource_group_name = group.name
         self.registry_login_server = acr.login_server
-        self.gpu_pool_name = gpu_pool.name
         self.get_credentials = pulumi.Output.concat(
             "az aks get-credentials --resource-group ", group.name, " --name ", cluster.name
         )
-        self.register_outputs(
-            {
-                "clusterName": self.cluster_name,
-                "resourceGroupName": self.resource_group_name,
-                "registryLoginServer": self.registry_login_server,
-                "kubeconfig": self.kubeconfig,
-                "getCredentials": self.get_credentials,
-                "gpuPoolName": self.gpu_pool_name,
-                "metricsWorkspaceId": self.metrics_workspace_id,
-            }
-        )
+        self.register_outputs(registered_outputs(self))
 
     @property
     def stack_outputs(self) -> dict[str, pulumi.Input[str]]:
-        """What an AKS user needs next (push images, kubectl), exported by the stack."""
+        """What an AKS user needs next (push images, kubectl): the stack exports them, the component registers them."""
         return {
             "clusterName": self.cluster_name,
             "resourceGroup": self.resource_group_name,

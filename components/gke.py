@@ -32,6 +32,7 @@ from components.target import (
     PrometheusSource,
     Registry,
     Toleration,
+    registered_outputs,
 )
 from mlapp import contract
 from mlstack import autoscaling, catalogue, gcp_api, gcp_locations, offered, quota, rules
@@ -459,20 +460,11 @@ class GkeGpuCluster(pulumi.ComponentResource):
         self.get_credentials = cluster.name.apply(
             lambda cluster_name: get_credentials_command(cluster_name, args.location, args.project)
         )
-        self.register_outputs(
-            {
-                "clusterName": self.cluster_name,
-                "location": self.location,
-                "registryUrl": self.registry_url,
-                "modelBucket": self.bucket_name,
-                "kubeconfig": self.kubeconfig,
-                "getCredentials": self.get_credentials,
-            }
-        )
+        self.register_outputs(registered_outputs(self))
 
     @property
     def stack_outputs(self) -> dict[str, pulumi.Input[str]]:
-        """What a GKE user needs next (push images, kubectl), exported by the stack."""
+        """What a GKE user needs next (push images, kubectl): the stack exports them, the component registers them."""
         return {
             "clusterName": self.cluster_name,
             "location": self.location,

@@ -22,6 +22,7 @@ from components.target import (
     PrometheusSource,
     Registry,
     StorageClaim,
+    registered_outputs,
 )
 from mlstack import autoscaling, catalogue, rules, validate
 from mlstack.monitoring import LOCAL_SCRAPE_BY, ScrapeBy
@@ -147,7 +148,6 @@ class LocalCluster(pulumi.ComponentResource):
 
         super().__init__("mlstack:local:LocalCluster", name, None, opts)
 
-        self.context = context
         self.kube_context: str | None = context
         self.kubernetes_version = args.kubernetes_version or catalogue.LOCAL_DEFAULT_MINOR
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(minified)
@@ -181,4 +181,4 @@ class LocalCluster(pulumi.ComponentResource):
             ready=(keda.release(name, self.provider, self, {}),),
         )
 
-        self.register_outputs({"context": context, "kubeconfig": self.kubeconfig})
+        self.register_outputs(registered_outputs(self))

@@ -205,7 +205,8 @@ class ClusterTarget(Protocol):
 
     @property
     def stack_outputs(self) -> Mapping[str, pulumi.Input[str]]:
-        """This cloud's own stack outputs (cluster name, registry, the credentials command)."""
+        """This cloud's own stack outputs (cluster name, registry, the credentials command), declared once: the
+        component registers them (``registered_outputs``) and the stack exports them under the same names."""
         ...
 
     @property
@@ -243,3 +244,9 @@ class ClusterTarget(Protocol):
     def autoscaler(self) -> Autoscaler:
         """KEDA on this cluster: the servers scale on their requests in flight through it."""
         ...
+
+
+def registered_outputs(target: ClusterTarget) -> dict[str, pulumi.Input[str]]:
+    """What a cluster component registers as its outputs: its stack outputs under their exported names, and the
+    kubeconfig (a secret Output, which the stack exports beside the app's outputs rather than among the cloud's)."""
+    return {**target.stack_outputs, "kubeconfig": target.kubeconfig}

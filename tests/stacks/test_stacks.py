@@ -6,6 +6,10 @@ against the official schema (strict); every other test reads the same shared run
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
 import pytest
 
 from mlstack import catalogue
@@ -67,6 +71,40 @@ def test_stack_exports(shipped: dict[str, harness.StackRun], stack: str) -> None
     assert result.exports["modelName"] == "digits", stack
     assert curl.endswith(" " + result.exports["url"] + "/v2/models/" + result.exports["modelName"])
     assert result.exports["modelVersion"].startswith("v")
+
+
+# Each target's own exports, by stack (README, "Stack outputs").
+TARGET_EXPORTS = {
+    "local": set(),
+    "dev": {"clusterName", "resourceGroup", "registryLoginServer", "getCredentials", "metricsWorkspaceId"},
+    "gke": {"clusterName", "location", "registryUrl", "modelBucket", "getCredentials"},
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_cluster_registers_what_the_stack_exports_of_it(
+    run_stack: RunStack, monkeypatch: pytest.MonkeyPatch, stack: str
+) -> None:
+    """A target declares its outputs once (``stack_outputs``): the cluster component registers them under the
+    names the stack exports them by, with the same values, and its kubeconfig (secret) beside them."""
+    registered: dict[str, Mapping[str, Any]] = {}
+    register = pulumi.ComponentResource.register_outputs
+
+    def recording(component: pulumi.ComponentResource, outputs: Mapping[str, Any]) -> None:
+        if hasattr(component, "stack_outputs"):  # a ClusterTarget
+            registered[type(component).__name__] = outputs
+        register(component, outputs)
+
+    monkeypatch.setattr(pulumi.ComponentResource, "register_outputs", recording)
+    result = run_stack(stack)
+    ((component, outputs),) = registered.items()
+    assert set(outputs) == TARGET_EXPORTS[stack] | {"kubeconfig"}, component
+    assert TARGET_EXPORTS[stack] <= set(result.exports), stack
+    for name in TARGET_EXPORTS[stack]:
+        value = outputs[name]
+        assert (harness.resolve(value) if isinstance(value, pulumi.Output) else value) == result.exports[name], name
+    assert harness.is_secret(outputs["kubeconfig"]), f"{component} registers its kubeconfig in plain text"
+    assert harness.resolve(outputs["kubeconfig"]) == result.exports["kubeconfig"], component
 
 
 @pytest.mark.parametrize("stack", STACKS)
