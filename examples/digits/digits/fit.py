@@ -6,13 +6,15 @@ reported before the (slow) torch import.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import signal
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -218,7 +220,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     files.write_checked(path, buf.getvalue())
 
 
-# What a checkpoint holds (fit's ``checkpoint``), and the type each entry must have.
+# What a checkpoint holds (``_Loop._checkpoint``), and the type each entry must have.
 _CHECKPOINT_TYPES: dict[str, type] = {
     "params": dict,
     "model": dict,
@@ -339,7 +341,56 @@ def _restore(trainee: _Trainee, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["rng"])
 
 
-def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bottom; its knobs are its parameters
+@dataclass
+class _Position:
+    """Where a run is, as its checkpoint records it: the next batch to train and the epoch's loss so far."""
+
+    epoch: int = 0
+    batch: int = 0  # the next batch of ``epoch``; after the last one, steps_per_epoch until the epoch closes
+    step: int = 0
+    # The current epoch's loss summed over its examples, and how many: rank 0's when a run resumes, since
+    # only rank 0 saves them; every other rank counts its own from there.
+    loss_sum: float = 0.0
+    seen: int = 0
+
+    @classmethod
+    def of(cls, state: dict[str, Any], leader: bool) -> _Position:
+        loss_sum, seen = (state["loss_sum"], state["seen"]) if leader else (0.0, 0)
+        return cls(state["epoch"], state["batch"], state["step"], loss_sum, seen)
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(self.seen, 1)
+
+
+@dataclass(frozen=True)
+class _Tensors:
+    """The data set as tensors, kept on the CPU: each batch moves to the device when it is trained."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> _Tensors:
+        return cls(
+            torch.from_numpy(dataset.x_train),
+            torch.from_numpy(dataset.y_train),
+            torch.from_numpy(dataset.x_test),
+            torch.from_numpy(dataset.y_test),
+        )
+
+
+@dataclass
+class _Running:
+    """This run's part of the current epoch, for the running accuracy the log shows."""
+
+    correct: int = 0
+    counted: int = 0
+
+
+def fit(  # noqa: PLR0913 - its knobs are its parameters, as train passes them
     dataset: Dataset,
     params: Params,
     checkpoint_path: Path | None,
@@ -356,141 +407,184 @@ def fit(  # noqa: PLR0912, PLR0913, PLR0915 - one training loop, read top to bot
     Without a ``checkpoint_path`` (a run by hand) it neither resumes nor saves.
     """
     group = RankGroup(rank or Rank(), device)
-    leader = group.rank.leader
+    _set_up(device)
+    data = _Tensors.of(dataset)
+    steps_per_epoch = math.ceil(len(data.x_train) / params.batch_size)
+    trainee, at = _fresh_or_resumed(params, dataset, group, checkpoint_path, steps_per_epoch)
+    model = _parallel(trainee.net, group)
+    loop = _Loop(params, group, trainee, model, data, steps_per_epoch, checkpoint_path, checkpoint_every, log_every)
+    with _stop_on_sigterm() as stop:
+        trainee.net.train()
+        started = time.monotonic()
+        while at.epoch < params.epochs:
+            loop.epoch(at, stop)
+        accuracy = loop.held_out()
+        log.info(
+            "held-out accuracy %s after %d steps (%.1fs this run)",
+            "rank 0's to judge" if accuracy is None else f"{accuracy:.4f}", at.step, time.monotonic() - started,
+        )  # fmt: skip
+    return Result(net=trainee.net, accuracy=accuracy, loss=at.mean_loss, steps=at.step, device=device.type)
+
+
+def _set_up(device: torch.device) -> None:
+    """Say which device trains; on the CPU, train reproducibly (the same seed gives the same weights)."""
     on_gpu = device.type == "cuda"
     name = f" {torch.cuda.get_device_name(device)}" if on_gpu else ""
     log.info("device %s%s%s", device.type, name, " (mixed precision)" if on_gpu else "")
     if not on_gpu:
         torch.use_deterministic_algorithms(True)
-    trainee = _fresh(params, dataset, device)
-    loss_fn = nn.CrossEntropyLoss()
-    # Summed, then scaled by world_size / global batch: DDP averages the ranks' gradients
-    # (https://pytorch.org/docs/stable/notes/ddp.html), so the step is the global batch's mean,
-    # even where the last batch splits unevenly.
-    summed_loss = nn.CrossEntropyLoss(reduction="sum")
 
-    x_train = torch.from_numpy(dataset.x_train)
-    y_train = torch.from_numpy(dataset.y_train)
-    x_test = torch.from_numpy(dataset.x_test)
-    y_test = torch.from_numpy(dataset.y_test)
-    steps_per_epoch = math.ceil(len(x_train) / params.batch_size)
 
-    start_epoch, start_batch, step = 0, 0, 0
-    # The current epoch's loss, as the checkpoint carries it (rank 0's; the others start their own).
-    loss_sum, seen = 0.0, 0
-    state = group.from_leader(_load_checkpoint(checkpoint_path, params, steps_per_epoch) if leader else None)
-    if state is not None:
-        try:
-            _restore(trainee, state)
-        except Exception as e:  # any misfit means "not this model's state", and it may be half loaded
-            log.warning(
-                "ignoring checkpoint %s: its state does not fit this model (%s); training from scratch",
-                checkpoint_path, " ".join(str(e).split()),
-            )  # fmt: skip
-            trainee = _fresh(params, dataset, device)
-        else:
-            start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
-            if leader:
-                loss_sum, seen = state["loss_sum"], state["seen"]
-            log.info("resuming from checkpoint %s at step %d", checkpoint_path, step)
-    net, optimizer, scaler = trainee.net, trainee.optimizer, trainee.scaler
-    # DDP broadcasts rank 0's weights at construction and all-reduces gradients in backward.
-    model: nn.Module = (
-        nn.parallel.DistributedDataParallel(net, device_ids=[device] if on_gpu else None)
-        if group.rank.distributed
-        else net
-    )
+def _fresh_or_resumed(
+    params: Params, dataset: Dataset, group: RankGroup, checkpoint_path: Path | None, steps_per_epoch: int
+) -> tuple[_Trainee, _Position]:
+    """The trainee and where it starts: rank 0's checkpoint on every rank if it resumes this run, else from scratch."""
+    trainee = _fresh(params, dataset, group.device)
+    loaded = _load_checkpoint(checkpoint_path, params, steps_per_epoch) if group.rank.leader else None
+    state = group.from_leader(loaded)
+    if state is None:
+        return trainee, _Position()
+    try:
+        _restore(trainee, state)
+    except Exception as e:  # any misfit means "not this model's state", and it may be half loaded
+        log.warning(
+            "ignoring checkpoint %s: its state does not fit this model (%s); training from scratch",
+            checkpoint_path, " ".join(str(e).split()),
+        )  # fmt: skip
+        return _fresh(params, dataset, group.device), _Position()
+    at = _Position.of(state, group.rank.leader)
+    log.info("resuming from checkpoint %s at step %d", checkpoint_path, at.step)
+    return trainee, at
 
-    def checkpoint(epoch: int, batch: int) -> None:
-        if not leader or checkpoint_path is None:  # one writer; every rank resumes from what it wrote (from_leader)
-            return
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "params": params.as_dict(),
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "epoch": epoch,
-                "batch": batch,
-                "step": step,
-                "loss_sum": loss_sum,
-                "seen": seen,
-            },
-        )
-        log.info("checkpoint saved at step %d", step)
 
+def _parallel(net: nn.Module, group: RankGroup) -> nn.Module:
+    """What the steps run: ``net`` itself, or with ranks, DDP around it, which broadcasts rank 0's
+    weights at construction and all-reduces the gradients in backward."""
+    if not group.rank.distributed:
+        return net
+    on_gpu = group.device.type == "cuda"
+    return nn.parallel.DistributedDataParallel(net, device_ids=[group.device] if on_gpu else None)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[_StopFlag]:
     stop = _StopFlag()
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        net.train()
-        started = time.monotonic()
-        for epoch in range(start_epoch, params.epochs):
-            # An epoch's order depends only on (seed, epoch), so a resumed run
-            # sees exactly the batches the interrupted one would have.
-            order = torch.randperm(
-                len(x_train),
-                generator=torch.Generator().manual_seed(params.seed * 100_003 + epoch),
-            )
-            first = start_batch if epoch == start_epoch else 0
-            correct = counted = 0  # this run's part of the epoch, for the running accuracy
-            if first == 0:  # a resumed epoch carries on with the loss its checkpoint held
-                loss_sum, seen = 0.0, 0
-            for b in range(first, steps_per_epoch):
-                idx = order[b * params.batch_size : (b + 1) * params.batch_size]
-                mine = group.shard(idx)
-                xb, yb = x_train[mine].to(device), y_train[mine].to(device)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, enabled=on_gpu):
-                    out = model(xb)
-                    if group.rank.distributed:
-                        loss = summed_loss(out, yb) * (group.rank.world_size / len(idx))
-                    else:
-                        loss = loss_fn(out, yb)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                seen += len(yb)
-                counted += len(yb)
-                correct += int((out.argmax(1) == yb).sum())
-                # This rank's examples' mean loss, whichever way the step's loss was scaled.
-                loss_sum += (
-                    (loss.item() * len(idx) / group.rank.world_size)
-                    if group.rank.distributed
-                    else (loss.item() * len(yb))
-                )
-                if step % log_every == 0 and counted:
-                    log.info(
-                        "step %d epoch %d loss %.4f running accuracy %.4f",
-                        step, epoch + 1, loss_sum / seen, correct / counted,
-                    )  # fmt: skip
-                last_of_epoch = b + 1 == steps_per_epoch
-                # The flag is read once: a SIGTERM landing while the ranks agree is acted on at the next
-                # step, with every rank told; acting on it now would leave the others waiting on a rank
-                # that already left (they would see a lost peer, not a stop, and rank 0 no checkpoint).
-                requested = stop.requested
-                stopping = group.any_stopped(requested)
-                if stopping or (step % checkpoint_every == 0 and not last_of_epoch):
-                    checkpoint(epoch, b + 1)
-                if requested:
-                    raise Stopped(f"stopped by SIGTERM at step {step}; a rerun resumes from it")
-                if stopping:
-                    raise PeerStopped(f"another rank was stopped by SIGTERM at step {step}; a rerun resumes from it")
-            checkpoint(epoch + 1, 0)
-            held_out = evaluate(net, x_test, y_test, device) if leader else None
-            if held_out is not None:
-                log.info("Accuracy at step %d: %.4f", step, held_out)
-            progress.epoch_done(epoch + 1, step, loss_sum / max(seen, 1), held_out)
-        accuracy = evaluate(net, x_test, y_test, device) if leader else None
-        log.info(
-            "held-out accuracy %s after %d steps (%.1fs this run)",
-            "rank 0's to judge" if accuracy is None else f"{accuracy:.4f}", step, time.monotonic() - started,
-        )  # fmt: skip
+        yield stop
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return Result(net=net, accuracy=accuracy, loss=loss_sum / max(seen, 1), steps=step, device=device.type)
+
+
+@dataclass(frozen=True)
+class _Loop:
+    """The training loop: what it trains, on which data, and when it logs and saves a checkpoint."""
+
+    params: Params
+    group: RankGroup
+    trainee: _Trainee
+    model: nn.Module  # the trainee's net, in DDP when there are ranks
+    data: _Tensors
+    steps_per_epoch: int
+    checkpoint_path: Path | None
+    checkpoint_every: int
+    log_every: int
+    mean_loss: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+    # Summed, then scaled by world_size / global batch: DDP averages the ranks' gradients
+    # (https://pytorch.org/docs/stable/notes/ddp.html), so the step is the global batch's mean,
+    # even where the last batch splits unevenly.
+    summed_loss: nn.Module = field(default_factory=lambda: nn.CrossEntropyLoss(reduction="sum"))
+
+    def epoch(self, at: _Position, stop: _StopFlag) -> None:
+        """Train the rest of epoch ``at.epoch``, from batch ``at.batch``; then save, evaluate and report it."""
+        # An epoch's order depends only on (seed, epoch), so a resumed run
+        # sees exactly the batches the interrupted one would have.
+        order = torch.randperm(
+            len(self.data.x_train),
+            generator=torch.Generator().manual_seed(self.params.seed * 100_003 + at.epoch),
+        )
+        if at.batch == 0:  # a resumed epoch carries on with the loss its checkpoint held
+            at.loss_sum, at.seen = 0.0, 0
+        running = _Running()
+        size = self.params.batch_size
+        while at.batch < self.steps_per_epoch:
+            self._step(order[at.batch * size : (at.batch + 1) * size], at, running)
+            self._log_progress(at, running)
+            self._checkpoint_or_stop(at, stop)
+        at.epoch, at.batch = at.epoch + 1, 0
+        self._checkpoint(at)
+        held_out = self.held_out()
+        if held_out is not None:
+            log.info("Accuracy at step %d: %.4f", at.step, held_out)
+        progress.epoch_done(at.epoch, at.step, at.mean_loss, held_out)
+
+    def held_out(self) -> float | None:
+        """The held-out accuracy; None on a rank other than 0, which leaves judging to rank 0."""
+        if not self.group.rank.leader:
+            return None
+        return evaluate(self.trainee.net, self.data.x_test, self.data.y_test, self.group.device)
+
+    def _step(self, idx: torch.Tensor, at: _Position, running: _Running) -> None:
+        """Train on this rank's shard of the global batch ``idx`` and count it in ``at`` and ``running``."""
+        device = self.group.device
+        optimizer, scaler = self.trainee.optimizer, self.trainee.scaler
+        distributed, world_size = self.group.rank.distributed, self.group.rank.world_size
+        mine = self.group.shard(idx)
+        xb, yb = self.data.x_train[mine].to(device), self.data.y_train[mine].to(device)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            out = self.model(xb)
+            loss = self.summed_loss(out, yb) * (world_size / len(idx)) if distributed else self.mean_loss(out, yb)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        at.step += 1
+        at.batch += 1
+        at.seen += len(yb)
+        running.counted += len(yb)
+        running.correct += int((out.argmax(1) == yb).sum())
+        # This rank's examples' mean loss, whichever way the step's loss was scaled.
+        at.loss_sum += (loss.item() * len(idx) / world_size) if distributed else (loss.item() * len(yb))
+
+    def _log_progress(self, at: _Position, running: _Running) -> None:
+        if at.step % self.log_every == 0 and running.counted:
+            log.info(
+                "step %d epoch %d loss %.4f running accuracy %.4f",
+                at.step, at.epoch + 1, at.loss_sum / at.seen, running.correct / running.counted,
+            )  # fmt: skip
+
+    def _checkpoint_or_stop(self, at: _Position, stop: _StopFlag) -> None:
+        """Save a checkpoint every ``checkpoint_every`` steps, and stop, after saving one, when any rank is asked to.
+
+        The epoch's end saves its own checkpoint, so its last step saves none unless stopping."""
+        last_of_epoch = at.batch == self.steps_per_epoch
+        # The flag is read once: a SIGTERM landing while the ranks agree is acted on at the next
+        # step, with every rank told; acting on it now would leave the others waiting on a rank
+        # that already left (they would see a lost peer, not a stop, and rank 0 no checkpoint).
+        requested = stop.requested
+        stopping = self.group.any_stopped(requested)
+        if stopping or (at.step % self.checkpoint_every == 0 and not last_of_epoch):
+            self._checkpoint(at)
+        if requested:
+            raise Stopped(f"stopped by SIGTERM at step {at.step}; a rerun resumes from it")
+        if stopping:
+            raise PeerStopped(f"another rank was stopped by SIGTERM at step {at.step}; a rerun resumes from it")
+
+    def _checkpoint(self, at: _Position) -> None:
+        # One writer; every rank resumes from what it wrote (RankGroup.from_leader).
+        if not self.group.rank.leader or self.checkpoint_path is None:
+            return
+        trainee = self.trainee
+        state = {
+            "params": self.params.as_dict(),
+            "model": trainee.net.state_dict(),
+            "optimizer": trainee.optimizer.state_dict(),
+            "scaler": trainee.scaler.state_dict(),
+            "rng": torch.get_rng_state(),
+            **asdict(at),
+        }
+        save_checkpoint(self.checkpoint_path, state)
+        log.info("checkpoint saved at step %d", at.step)
 
 
 def export_onnx(net: nn.Module, height: int, width: int, path: Path) -> None:
