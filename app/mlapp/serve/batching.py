@@ -130,9 +130,9 @@ def split(outputs: Outputs, jobs: Sequence[Job]) -> list[Outputs]:
 # A run that takes less than this is run on the event loop's own thread. Handing it to a worker
 # thread and back costs more than that: the executor's queue and condition, a futex wake of the
 # worker, ``call_soon_threadsafe``'s write to the loop's self-pipe, and the worker then waits for the
-# GIL the busy loop holds (up to ``sys.getswitchinterval()``, 5 ms by default). Measured on the
-# digits model (BENCHMARKS.md): one row runs in about 40 us, 64 rows in about 0.6 ms. A model
-# slower than this keeps the loop free: its runs are on the worker thread.
+# GIL the busy loop holds (up to ``sys.getswitchinterval()``, 5 ms by default). A small model such as
+# the digits one stays under it (one row in about 40 us, 64 rows in about 0.6 ms), so its runs skip
+# the hop; a model slower than this keeps the loop free: its runs are on the worker thread.
 INLINE_SECONDS: Final = 0.001
 
 
@@ -199,9 +199,10 @@ class Batcher:
         handle, uvloop/loop.pyx ``_call_soon``/``_on_idle``; asyncio's own loop polls with timeout
         0 whenever ``_ready`` is not empty, asyncio/base_events.py ``_run_once``). So a flush
         queued from the next turn runs after everything that poll read has been parsed and queued
-        too. At 16 connections the batch grew from 6.9 to 14.9 requests and the server's CPU per
-        request fell 12 % (BENCHMARKS.md). A lone caller (the last run held one job) gains nothing
-        from the poll and would wait for it, so its run is at the end of this turn.
+        too: the requests that arrived while the last run ran join this one, so concurrent callers
+        share fewer, larger runs, for less CPU per request (figures in BENCHMARKS.md, "Serving"). A
+        lone caller (the last run held one job) gains nothing from the poll and would wait for it,
+        so its run is at the end of this turn.
         """
         if not self._scheduled and not self._on_worker:
             self._scheduled = True

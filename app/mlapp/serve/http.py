@@ -110,11 +110,11 @@ def _nothing() -> None:
 # a read buffer of 256 KiB (``PyMem_RawMalloc(SSL_READ_MAX_SIZE)``, uvloop/sslproto.pyx
 # ``SSLProtocol.__cinit__``), the ``SSLObject`` and its OpenSSL state. The collector sees none of
 # that size, and after ``gc.freeze()`` runs its young generation once every 20,000 allocations
-# (``mlapp.serve.app.GC_YOUNG_THRESHOLD``), which a refused connection makes few of: thousands of
-# closed TLS connections were waiting for it at once, 50 KiB each (BENCHMARKS.md, "TLS connections
-# refused"). With the cycles cut where the connection is lost, reference counting frees each one
-# as soon as the loop lets go of it (uvloop's ``SSLProtocol.connection_lost`` drops its protocol
-# and transport).
+# (``mlapp.serve.app.GC_YOUNG_THRESHOLD``), which a refused connection makes few of: left to it,
+# thousands of closed TLS connections would wait for it at once, about 50 KiB each (BENCHMARKS.md,
+# "TLS connections refused"). With the cycles cut where the connection is lost, reference counting
+# frees each one as soon as the loop lets go of it (uvloop's ``SSLProtocol.connection_lost`` drops
+# its protocol and transport).
 _NO_PARSER: Final = httptools.HttpRequestParser(None)
 
 
@@ -513,7 +513,8 @@ class Connection(asyncio.Protocol):
         Under TLS that waits for the client's close_notify, or for 30 s (uvloop/sslproto.pyx
         ``_start_shutdown``, ``SSL_SHUTDOWN_TIMEOUT``), and over TCP for the client to read what
         was written; meanwhile the transport holds its buffers (``_NO_PARSER``). Uncounted, clients
-        that never read their 431 held 2,000 of them at once, 100 KiB each (BENCHMARKS.md).
+        that never read their 431 could hold any number of them, about 100 KiB each (BENCHMARKS.md,
+        "TLS connections refused").
         """
         self.send_out()  # what was written goes before the close
         if not self.closed and self.transport is not None:
@@ -912,12 +913,12 @@ class Connection(asyncio.Protocol):
         The answers of one batch are finished one after another in one turn. Handed to
         the kernel together, the client (woken on its socket by the first) finds the
         rest there; handed over one by one between the others' Python, each answer
-        woke it alone, and a wake-up of a task on another CPU was 6 % of the server's
-        CPU time at 16 connections (``perf``: ``sock_def_readable``, BENCHMARKS.md). With
+        would wake it alone, and waking a task on another CPU (``sock_def_readable``)
+        is a cost the server pays per write (its share under load: BENCHMARKS.md). With
         nothing else running no answer can join this one, and waiting for the turn's
-        end cost a lone client 12 % of its requests a second, so it goes at once. One
-        turn holds at most ``write_buffer_bytes`` of a connection's answers: past that
-        they go at once, and the transport's flow control (``pause_writing``) takes over.
+        end would only delay a lone client, so it goes at once. One turn holds at most
+        ``write_buffer_bytes`` of a connection's answers: past that they go at once, and
+        the transport's flow control (``pause_writing``) takes over.
         """
         if self.transport is None or self.closed:
             return

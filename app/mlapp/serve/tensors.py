@@ -71,9 +71,9 @@ def finite_fp32(values: FloatArray) -> bool:
 
     An inf or a NaN anywhere makes the sum inf or NaN (inf + -inf is NaN); finite FP32 values,
     each under 3.5e38, summed as doubles (up to 1.8e308) cannot overflow for any count a request
-    can hold. ``sum`` over an array('f') is one C loop with no numpy dispatch (0.7 us for 64
-    values, where ``np.isfinite(a).all()`` took 1.7 us alone and several times that on the busy
-    loop).
+    can hold. ``sum`` over an array('f') is one C loop with no numpy dispatch: 0.7 us for 64
+    values, against 1.7 us for ``np.isfinite(a).all()`` alone, and several times that on the busy
+    loop.
     """
     return math.isfinite(sum(values))
 
