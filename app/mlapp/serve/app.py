@@ -49,7 +49,8 @@ INTERNAL_ERROR: Final = dumps({"error": errors.INTERNAL_MESSAGE})
 
 # Container allocations between two young-generation collections (CPython's default is 700).
 # A request allocates a few dozen containers (its parsed JSON, scope, messages) that reference
-# counting frees on its own; at the default a collection ran every ~20 requests (BENCHMARKS.md).
+# counting frees on its own; at the default a collection would run every ~20 requests (the gain of
+# the higher threshold: BENCHMARKS.md, "Serving").
 GC_YOUNG_THRESHOLD: Final = 20_000
 
 
