@@ -176,16 +176,10 @@ class App:
                     last_error = str(e)
             except Exception as e:
                 # A broken model is retried (a copy may still be landing), but
-                # backing off: each try builds a whole ORT session, or (a damaged
-                # one) reads and hashes the whole file. Damaged is not a version
-                # still arriving (the trainer writes metadata.json last): its file
-                # was truncated or changed after publishing, or copied in by hand.
+                # backing off: each try builds a whole ORT session.
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
                 if str(e) != last_error:
-                    if isinstance(e, ModelDamaged):
-                        log.warning("refusing to load the model at %s: %s", where, e)
-                    else:
-                        log.error("cannot load the model at %s: %s", where, e)
+                    log.error("cannot load the model at %s: %s", where, e)
                     last_error = str(e)
             else:
                 self.endpoints.set_model(model, Batcher(model, self.settings.max_batch))
