@@ -38,7 +38,14 @@ $(RUNTIME_STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	rm -f $(VENV)/.runtime-* && touch $@
 
+# torch first, from PyTorch's CPU-only index at the digits example's pin (its Dockerfile's install with
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu): torch==2.13.0 from PyPI is, on Linux x86_64,
+# the CUDA 13 build and several GB of nvidia-* wheels that the tests and `make train` never use. The
+# install after it keeps that torch (2.13.0+cpu meets the pin) and brings its dependencies at their pins.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 $(STAMP): $(RUNTIME_STAMP) $(DEV_REQUIREMENTS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
+		--index-url $(TORCH_CPU_INDEX) "$$(grep -E '^torch==' examples/digits/requirements.txt)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
