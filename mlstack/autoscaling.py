@@ -62,13 +62,30 @@ class Behavior:
     scale_down: Rules
 
 
-# The HPA's documented defaults for now (kubernetes.io, "Horizontal Pod Autoscaling", "Default Behavior").
+# How fast the HPA may move, chosen on bench/scaling.py's simulation of a measured replica (BENCHMARKS.md,
+# "Autoscaling on requests in flight"). What the HPA reads trails the fleet: the query averages the last W
+# seconds, its newest sample is up to a scrape old, and a pod it adds serves only once it has started.
+# Up, no window (the signal is already a mean; a window only delays) and at most 4 pods or 20 % a minute,
+# whichever is more. A minute is a pod's start, a scrape and a sync: the pods added begin to show before more
+# are added. While an overload's queue is inside W the mean reads far past the target (a full pod holds
+# 512 in flight), whatever the load needs, so this pace is what bounds the overshoot.
+# Down, the HPA's 300 s window and at most 10 % a minute (one pod a minute under ten): in flight falls
+# faster than the rate (the curve is convex), so one reading from above asks for too few; stepping down a
+# little at a time stops inside the 0.1 tolerance before the lagging mean can show an undershoot.
 BEHAVIOR: Final = Behavior(
-    scale_up=Rules(0, (Policy("Percent", 100, 15), Policy("Pods", 4, 15))),
-    scale_down=Rules(300, (Policy("Percent", 100, 15),)),
+    scale_up=Rules(0, (Policy("Pods", 4, 60), Policy("Percent", 20, 60))),
+    scale_down=Rules(300, (Policy("Percent", 10, 60),)),
 )
-# Requests in flight per replica the HPA aims at (mlstack:serverTargetInFlight's default).
-DEFAULT_TARGET_IN_FLIGHT: Final = 4.0
+# Requests in flight per replica the HPA aims at (mlstack:serverTargetInFlight's default). A count, so it
+# reads alike for any model: a replica serving one request at a time holds the fraction of time it is busy
+# plus its queue (Little's law). At 0.5 it is busy about 40 % of the time: latency has not started to climb,
+# in flight grows about in proportion to the rate (so ceil(total / target) is near right from one reading,
+# and a pod more or less moves the ratio less than the tolerance), and a load that doubles while new pods
+# start still fits. The digits model's p99 starts to climb at 0.76 in flight; 0.5 is two thirds of it. That
+# knee is this model's: find yours as bench/scaling.py finds it (one replica at rising open-loop rates, the
+# in flight where p99 reaches twice its light-load value) and set about two thirds of it; a model that
+# batches or serves several requests at once reaches its knee higher.
+DEFAULT_TARGET_IN_FLIGHT: Final = 0.5
 
 
 def query_window_seconds(scrape_seconds: int) -> int:
