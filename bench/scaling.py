@@ -3,6 +3,8 @@
     venv/bin/python bench/scaling.py --points bench/.work/scaling-points.json   # measure once (a minute), reuse
     venv/bin/python bench/scaling.py --points ... --sweep                       # and the choices around the stack's
     venv/bin/python bench/scaling.py --rates 100,400,800 --seconds 4            # a quick measurement
+    venv/bin/python bench/scaling.py --model-store build/models --model-name digits --model-version local \
+        --request request.json --rates 200,400,800   # your own published model, with a request of yours
 
 It simulates what the stack renders, nothing else: ``mlstack.autoscaling``'s ``BEHAVIOR``, its
 ``DEFAULT_TARGET_IN_FLIGHT`` and the query's range ``query_window_seconds(SERVER_SCRAPE_SECONDS)``.
@@ -660,25 +662,45 @@ async def _offer(ports: tuple[int, int], request: bytes, rate: float, seconds: f
     )
 
 
-def measure(rates: Sequence[float], seconds: float, rows: int, tries: int) -> list[Point]:
+@dataclasses.dataclass(frozen=True)
+class YourModel:
+    """A model of the user's own, published as the stack publishes it (``make train`` writes one into
+    build/models), and one inference request for it, an Open Inference Protocol JSON body."""
+
+    store: Path  # the model store: <store>/<name>/<version>/
+    name: str
+    version: str
+    request: Path
+
+
+def measure(
+    rates: Sequence[float], seconds: float, rows: int, tries: int, model: YourModel | None = None
+) -> list[Point]:
     """One server on loopback, on its own core; each rate offered for ``seconds`` from this process, on another.
     A rate measured while other processes on the machine took more than ``QUIET_CORES`` is measured again, up
-    to ``tries`` times; the quietest try is kept."""
+    to ``tries`` times; the quietest try is kept. ``model``: the user's own model and request, instead of the
+    benchmark's digits model with ``rows`` rows of binary data."""
     import uvloop  # noqa: PLC0415 - the server's own dependency; the simulation needs none of this
 
     from bench import serve  # noqa: PLC0415
 
-    store = serve.ensure_model()
-    server = serve.start_ours(store, "scaling", extra_env={"MLAPP_PLAIN_HTTP": "1"})
+    if model is None:
+        store, name, version = serve.ensure_model(), serve.MODEL, serve.VERSION
+        body = serve.binary_body(rows)
+        data, headers = body.data, body.headers
+    else:
+        store, name, version = model.store, model.name, model.version
+        data, headers = model.request.read_bytes(), {"Content-Type": "application/json"}
+    plain = {"MLAPP_PLAIN_HTTP": "1"}
+    server = serve.start_ours(store, "scaling", extra_env=plain, model=name, version=version)
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) > 1:  # the server and its load on separate cores, as a pod's CPU is its own
         os.sched_setaffinity(server.proc.pid, {cores[0]})
         os.sched_setaffinity(0, set(cores[1:]))
     metrics_port = int(server.metrics_url.rsplit(":", 1)[1].split("/", 1)[0])
-    body = serve.binary_body(rows)
-    head = [f"POST /v2/models/{serve.MODEL}/infer HTTP/1.1", "Host: 127.0.0.1", f"Authorization: {serve.BASIC_AUTH}",
-            f"Content-Length: {len(body.data)}", *(f"{k}: {v}" for k, v in body.headers.items())]  # fmt: skip
-    request = ("\r\n".join(head) + "\r\n\r\n").encode() + body.data
+    head = [f"POST /v2/models/{name}/infer HTTP/1.1", "Host: 127.0.0.1", f"Authorization: {serve.BASIC_AUTH}",
+            f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+    request = ("\r\n".join(head) + "\r\n\r\n").encode() + data
 
     def offer(rate: float, seed: int) -> Point:
         busy, ours, begin = serve.machine_cpu()[0], serve.tree_cpu_seconds(os.getpid()), time.perf_counter()
@@ -905,11 +927,25 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="also the behaviours and targets around the stack's")
     parser.add_argument("--points", type=Path, help="measured points: read from this JSON file if it exists, else "
                         "measured and written there, so the simulation can be rerun on one measurement")  # fmt: skip
+    yours = parser.add_argument_group(
+        "your own model", "measure a model you published (make train writes one into build/models) instead"
+    )
+    yours.add_argument("--model-store", type=Path, help="the model store, <store>/<name>/<version>/")
+    yours.add_argument("--model-name", help="the model's name")
+    yours.add_argument("--model-version", help="the published version to serve")
+    yours.add_argument(
+        "--request", type=Path, help="one inference request for it: an Open Inference Protocol JSON body"
+    )
     args = parser.parse_args()
+    own = (args.model_store, args.model_name, args.model_version, args.request)
+    if any(own) and not all(own):
+        parser.error("--model-store, --model-name, --model-version and --request go together")
+    model = YourModel(*own) if all(own) else None
     if args.points and args.points.exists():
         points = load_points(args.points)
     else:
-        points = measure([float(r) for r in args.rates.split(",")], args.seconds, args.rows, args.tries)
+        rates = [float(r) for r in args.rates.split(",")]
+        points = measure(rates, args.seconds, args.rows, args.tries, model)
         if args.points:
             args.points.parent.mkdir(parents=True, exist_ok=True)
             args.points.write_text(json.dumps([dataclasses.asdict(p) for p in points], indent=1))

@@ -303,13 +303,16 @@ def start_ours(
     *,
     context: ssl.SSLContext | None = None,
     extra_env: Mapping[str, str] | None = None,
+    model: str = MODEL,
+    version: str = VERSION,
 ) -> Server:
-    """mlapp.serve from ``app_dir`` on a free port; ``extra_env`` adds variables (TLS files, a metrics port)."""
+    """mlapp.serve from ``app_dir`` on a free port, serving ``model`` at ``version`` from ``store`` (the
+    benchmark's digits model by default); ``extra_env`` adds variables (TLS files, a metrics port)."""
     port = free_port()
     env = app_env(
         PYTHONPATH=str(app_dir),
         MLAPP_HOST="127.0.0.1", MLAPP_PORT=str(port), MLAPP_MODEL_DIR=str(store),
-        MLAPP_MODEL_NAME=MODEL, MLAPP_MODEL_VERSION=VERSION,
+        MLAPP_MODEL_NAME=model, MLAPP_MODEL_VERSION=version,
         MLAPP_AUTH_USERNAME=USER, MLAPP_AUTH_PASSWORD=PASSWORD,
         **{"MLAPP_METRICS_PORT": str(free_port()), **(extra_env or {})},  # several servers side by side
     )  # fmt: skip
