@@ -46,8 +46,9 @@ from components.target import (
     pod_placement,
     registered_outputs,
 )
-from mlstack import acr_token, arm, autoscaling, catalogue, checkov, quota, rules
-from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
+from mlstack import autoscaling, catalogue, checkov, quota, rules
+from mlstack.clouds import azure, azure_acr_token, azure_api
+from mlstack.monitoring import ScrapeBy
 from mlstack.problems import Problem, format_problems
 
 # Built-in role "AcrPull" (the same id in every subscription).
@@ -159,14 +160,14 @@ def node_taint(t: Toleration) -> str:
 
 
 def gpu_scheduling(args: AksGpuClusterArgs) -> GpuScheduling:
-    size = catalogue.azure_gpu_size(args.gpu_vm_size)
+    size = azure.azure_gpu_size(args.gpu_vm_size)
     return GpuScheduling(
         node_selector={POOL_LABEL_KEY: GPU_POOL},
         tolerations=gpu_pool_taints(args.gpu_spot),
         gpus_per_node=size.gpus,
         max_nodes=args.gpu_max_nodes,
         gpu_model=size.gpu_model,
-        node_sizes=catalogue.azure_sizes_with(size.gpu_model),
+        node_sizes=azure.azure_sizes_with(size.gpu_model),
     )
 
 
@@ -184,24 +185,24 @@ def role_definition_id(subscription_id: str, role_id: str = ACR_PULL_ROLE_ID) ->
 def kubernetes_version(args: AksGpuClusterArgs, subscription_id: str, token: str) -> str:
     """The minor the cluster runs: the pinned one once the location confirms it offers it, else its default.
 
-    During preview and up AKS's own list for the location is read (mlstack.arm, with the deployer's
+    During preview and up AKS's own list for the location is read (mlstack.clouds.azure_api, with the deployer's
     Entra ID token); a pinned minor it does not offer without long-term support stops the run. When
     the list cannot be read, the catalogue's dates, which the config already applied, stand, and the
     run says so.
     """
     pinned = args.kubernetes_version
     try:
-        offered = arm.aks_versions(subscription_id, args.location, token)
-    except arm.ArmError as e:
+        offered = azure_api.aks_versions(subscription_id, args.location, token)
+    except azure_api.ArmError as e:
         pulumi.log.warn(
             f"could not read the Kubernetes versions AKS offers in {args.location} ({e}); "
-            f"going by mlstack's catalogue, which gives {pinned or catalogue.AKS_DEFAULT_MINOR}"
+            f"going by mlstack's catalogue, which gives {pinned or azure.AKS_DEFAULT_MINOR}"
         )
-        return pinned or catalogue.AKS_DEFAULT_MINOR
+        return pinned or azure.AKS_DEFAULT_MINOR
     problems = rules.kubernetes_version_offered(pinned or "", offered.minors, offered.where)
     if problems:
         raise AksError(format_problems("invalid AKS target", problems))
-    return pinned or offered.default or catalogue.AKS_DEFAULT_MINOR
+    return pinned or offered.default or azure.AKS_DEFAULT_MINOR
 
 
 def check_quota(args: AksGpuClusterArgs, subscription_id: str, token: str) -> None:
@@ -216,7 +217,7 @@ def check_quota(args: AksGpuClusterArgs, subscription_id: str, token: str) -> No
     if not args.quota_check:
         pulumi.log.info(f"quota in {where}: not checked (mlstack:quotaCheck is false)")
         return
-    needs = quota.needs_azure(
+    needs = azure.needs_azure(
         system_vm_size=args.system_vm_size,
         system_nodes=args.system_node_count,
         gpu_vm_size=args.gpu_vm_size,
@@ -224,11 +225,11 @@ def check_quota(args: AksGpuClusterArgs, subscription_id: str, token: str) -> No
         gpu_spot=args.gpu_spot,
     )
     try:
-        quotas = quota.azure_quotas(subscription_id, args.location, token)
-    except arm.ArmError as e:
+        quotas = azure_api.azure_quotas(subscription_id, args.location, token)
+    except azure_api.ArmError as e:
         pulumi.log.warn(f"quota in {where}: not checked, the usages could not be read ({e})")
         return
-    fits, report = quota.verdict(needs, quotas, "azure", args.location, subscription_id)
+    fits, report = quota.verdict(needs, quotas, azure.AKS_QUOTA_INCREASE, args.location, subscription_id)
     if not fits:
         raise AksError(f"the AKS target does not fit its quotas; nothing was created.\n{report}")
     pulumi.log.info(f"quota in {where}: enough for both pools at their largest" + (f"\n{report}" if report else ""))
@@ -244,15 +245,15 @@ def check_args(args: AksGpuClusterArgs) -> list[Problem]:
     AKS would reject them only after minutes of provisioning.
     """
     return [
-        *rules.parsed("azureLocation", args.location, catalogue.azure_location),
-        *rules.parsed("aksSystemVmSize", args.system_vm_size, catalogue.azure_vm_size),
-        *rules.arm_system_pool("azure", args.system_vm_size),
-        *rules.parsed("aksGpuVmSize", args.gpu_vm_size, catalogue.azure_gpu_size),
-        *rules.one_of("aksUpgradeChannel", args.upgrade_channel, catalogue.AKS_UPGRADE_CHANNELS),
-        *rules.one_of("acrSku", args.acr_sku, catalogue.ACR_SKUS),
+        *rules.parsed("azureLocation", args.location, azure.azure_location),
+        *rules.parsed("aksSystemVmSize", args.system_vm_size, azure.azure_vm_size),
+        *azure.arm_system_pool(args.system_vm_size),
+        *rules.parsed("aksGpuVmSize", args.gpu_vm_size, azure.azure_gpu_size),
+        *rules.one_of("aksUpgradeChannel", args.upgrade_channel, azure.AKS_UPGRADE_CHANNELS),
+        *rules.one_of("acrSku", args.acr_sku, azure.ACR_SKUS),
         *rules.system_node_count(args.system_node_count),
         *rules.gpu_pool_size(args.gpu_min_nodes, args.gpu_max_nodes),
-        *rules.spot_max_price(args.spot_max_price),
+        *azure.spot_max_price(args.spot_max_price),
     ]
 
 
@@ -312,9 +313,9 @@ class AksGpuCluster(pulumi.ComponentResource):
         self.model_store = ModelStore(
             claim=StorageClaim(access_mode="ReadWriteMany", storage_class=MODEL_STORAGE_CLASS)
         )
-        self.external_load_balancer = True
+        self.external_load_balancer = azure.CLOUD.external_load_balancer
         self.metrics_scrapers = METRICS_SCRAPERS
-        self.scrape_by = CLOUD_SCRAPE_BY["azure"]
+        self.scrape_by = azure.AKS_SCRAPE_BY
         self.pod_egress: tuple[Destination, ...] = ()  # the cluster's DNS pods answer every lookup
         self.kube_context = None  # the kubeconfig names its own context
         self.cluster_name = cluster.name
@@ -457,7 +458,7 @@ class AksGpuCluster(pulumi.ComponentResource):
             resource_group_name=group.name,
             resource_name_=identity.name,
             issuer=issuer,
-            subject=f"system:serviceaccount:{autoscaling.AKS_KEDA_NAMESPACE}:{autoscaling.KEDA_OPERATOR_ACCOUNT}",
+            subject=f"system:serviceaccount:{azure.AKS_KEDA_NAMESPACE}:{autoscaling.KEDA_OPERATOR_ACCOUNT}",
             audiences=[TOKEN_EXCHANGE_AUDIENCE],
             opts=self._child,
         )
@@ -477,7 +478,7 @@ class AksGpuCluster(pulumi.ComponentResource):
             f"{self._name}-keda-operator-identity",
             metadata=k8s.meta.v1.ObjectMetaPatchArgs(
                 name=autoscaling.KEDA_OPERATOR_ACCOUNT,
-                namespace=autoscaling.AKS_KEDA_NAMESPACE,
+                namespace=azure.AKS_KEDA_NAMESPACE,
                 annotations={WORKLOAD_IDENTITY_CLIENT_ID: identity.client_id},
             ),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
@@ -485,13 +486,13 @@ class AksGpuCluster(pulumi.ComponentResource):
         endpoint = workspace.metrics.apply(lambda metrics: metrics.prometheus_query_endpoint.rstrip("/"))
         # The minors this cluster may reach through its upgrade channel: the add-on's KEDA follows each.
         now = catalogue.minor_key(self.kubernetes_version)
-        later = [m for m in catalogue.offered_minors("azure", catalogue.today()) if catalogue.minor_key(m) >= now]
+        later = [m for m in azure.CLOUD.offered_minors(catalogue.today()) if catalogue.minor_key(m) >= now]
         return Autoscaler(
             source=PrometheusSource(
                 server_address=endpoint,
                 pod_identity={"provider": "azure-workload", "identityId": identity.client_id},
             ),
-            keda_versions=autoscaling.aks_keda_versions(tuple(later or [self.kubernetes_version])),
+            keda_versions=azure.aks_keda_versions(tuple(later or [self.kubernetes_version])),
             ready=(federation, reader, account),
         )
 
@@ -642,24 +643,24 @@ def _push_credentials(
             pulumi.Output.secret(creds.passwords.apply(lambda p: (p or [])[0].value or "")),
         )
 
-    def client_token(audience: str, endpoint: str) -> acr_token.AudienceToken:
+    def client_token(audience: str, endpoint: str) -> azure_acr_token.AudienceToken:
         # The plain invoke, not get_client_token_output: the SDK fails the whole program on any
         # Output that errs, and a token the provider cannot get (a cloud or tenant without the
         # ACR audience) must instead reach the exchange as not obtained, to fall back and be named.
         try:
             token = authorization.get_client_token(endpoint=endpoint, opts=pulumi.InvokeOptions(parent=parent)).token
         except Exception as e:  # the invoke's failure, whatever its type, is the reason
-            return acr_token.AudienceToken(audience, "", unavailable=str(e))
-        return acr_token.AudienceToken(audience, token)
+            return azure_acr_token.AudienceToken(audience, "", unavailable=str(e))
+        return azure_acr_token.AudienceToken(audience, token)
 
     tokens = [
-        pulumi.Output.secret(client_token(acr_token.ACR_AUDIENCE, acr_token.ACR_AUDIENCE)),
-        pulumi.Output.secret(acr_token.AudienceToken(acr_token.ARM_AUDIENCE, arm_token)),
+        pulumi.Output.secret(client_token(azure_acr_token.ACR_AUDIENCE, azure_acr_token.ACR_AUDIENCE)),
+        pulumi.Output.secret(azure_acr_token.AudienceToken(azure_acr_token.ARM_AUDIENCE, arm_token)),
     ]
     refresh_token = pulumi.Output.all(acr.login_server, tenant_id, *tokens).apply(
-        lambda v: acr_token.exchange(str(v[0]), str(v[1]), v[2:])
+        lambda v: azure_acr_token.exchange(str(v[0]), str(v[1]), v[2:])
     )
-    return acr_token.USERNAME, pulumi.Output.secret(refresh_token)
+    return azure_acr_token.USERNAME, pulumi.Output.secret(refresh_token)
 
 
 DEVICE_PLUGIN_MATCH = {"app.kubernetes.io/name": "nvidia-device-plugin"}

@@ -35,8 +35,9 @@ from components.target import (
     registered_outputs,
 )
 from mlapp import contract
-from mlstack import autoscaling, catalogue, gcp_api, gcp_locations, offered, quota, rules
-from mlstack.monitoring import CLOUD_SCRAPE_BY, ScrapeBy
+from mlstack import autoscaling, catalogue, quota, rules
+from mlstack.clouds import gcp, gcp_api, gcp_locations
+from mlstack.monitoring import ScrapeBy
 from mlstack.problems import Problem, format_problems
 
 GCS_FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
@@ -165,20 +166,17 @@ def check_args(args: GkeGpuClusterArgs) -> list[Problem]:
     """Every problem with ``args``, by the rules the config loader applies; empty when valid."""
     zone = None if args.location == args.region else args.location
     return [
-        *rules.one_of("gkeReleaseChannel", args.release_channel, catalogue.GKE_RELEASE_CHANNELS),
-        *rules.one_of("gkeGpuDriverVersion", args.gpu_driver_version, catalogue.GCP_GPU_DRIVER_VERSIONS),
-        *rules.gcp_gpu_pool(args.gpu_type, args.gpu_machine_type, args.gpu_count),
+        *rules.one_of("gkeReleaseChannel", args.release_channel, gcp.GKE_RELEASE_CHANNELS),
+        *rules.one_of("gkeGpuDriverVersion", args.gpu_driver_version, gcp.GCP_GPU_DRIVER_VERSIONS),
+        *gcp.gcp_gpu_pool(args.gpu_type, args.gpu_machine_type, args.gpu_count),
         *rules.gpu_pool_size(args.gpu_min_nodes, args.gpu_max_nodes),
         *rules.system_node_count(args.system_node_count),
-        *rules.gcp_zone(zone, args.region),
-        *rules.artifact_repository_id(args.repository_id),
-        *rules.arm_system_pool("gcp", args.system_machine_type),
-        *rules.gke_gpu_machine_limits(args.gpu_type, args.gpu_machine_type, args.gpu_count, zone),
-        *rules.gke_on_demand(args.gpu_machine_type, args.gpu_spot),
-        *(
-            rules.gcp_region(args.region)
-            or rules.gke_gpu_where(args.gpu_type, args.gpu_machine_type, args.region, zone)
-        ),
+        *gcp.gcp_zone(zone, args.region),
+        *gcp.artifact_repository_id(args.repository_id),
+        *gcp.arm_system_pool(args.system_machine_type),
+        *gcp.gke_gpu_machine_limits(args.gpu_type, args.gpu_machine_type, args.gpu_count, zone),
+        *gcp.gke_on_demand(args.gpu_machine_type, args.gpu_spot),
+        *(gcp.gcp_region(args.region) or gcp.gke_gpu_where(args.gpu_type, args.gpu_machine_type, args.region, zone)),
     ]
 
 
@@ -189,23 +187,23 @@ def kubernetes_version(args: GkeGpuClusterArgs) -> str:
     getEngineVersions); a pinned minor the release channel does not offer stops the run.
     """
     answer = container.get_engine_versions(location=args.location, project=args.project)
-    config = offered.GkeServerConfig(
+    config = gcp.GkeServerConfig(
         valid_master_versions=list(answer.valid_master_versions or []),
         channel_defaults=dict(answer.release_channel_default_version or {}),
         channel_latest=dict(answer.release_channel_latest_version or {}),
     )
-    found = offered.from_gke_server_config(config, args.release_channel, args.location, catalogue.today())
+    found = gcp.from_gke_server_config(config, args.release_channel, args.location, catalogue.today())
     pinned = args.kubernetes_version
     problems = rules.kubernetes_version_offered(pinned or "", found.minors, found.where)
     if problems:
         raise GkeError(format_problems("cannot build the GKE cluster", problems))
-    return pinned or found.default or catalogue.GKE_DEFAULT_MINOR
+    return pinned or found.default or gcp.GKE_DEFAULT_MINOR
 
 
 def check_quota(args: GkeGpuClusterArgs) -> None:
     """Stop before anything is created when the region's quotas cannot hold both pools at their largest.
 
-    Compute Engine's regions.get quotas (mlstack.gcp_api, with the deployer's access token) against the
+    Compute Engine's regions.get quotas (mlstack.clouds.gcp_api, with the deployer's access token) against the
     system pool in each of its zones with the upgrade surge, and the GPU pool at gpuMaxNodes: its GPUs
     (PREEMPTIBLE_ ones on Spot) and vCPUs (mlstack.quota). A quota the answer lacks is named but not
     judged; an answer that cannot be read is said and never stops the run.
@@ -215,7 +213,7 @@ def check_quota(args: GkeGpuClusterArgs) -> None:
         pulumi.log.info(f"quota in {where}: not checked (mlstack:quotaCheck is false)")
         return
     zone = None if args.location == args.region else args.location
-    needs = quota.needs_gcp(
+    needs = gcp.needs_gcp(
         system_machine_type=args.system_machine_type,
         system_nodes=args.system_node_count,
         system_zones=gcp_locations.pool_zone_count(args.region, zone),
@@ -231,7 +229,7 @@ def check_quota(args: GkeGpuClusterArgs) -> None:
     except gcp_api.GoogleApiError as e:
         pulumi.log.warn(f"quota in {where}: not checked, the region's quotas could not be read ({e})")
         return
-    fits, report = quota.verdict(needs, quotas, "gcp", args.region, args.project)
+    fits, report = quota.verdict(needs, quotas, gcp.GKE_QUOTA_INCREASE, args.region, args.project)
     if not fits:
         raise GkeError(f"the GKE cluster does not fit its quotas; nothing was created.\n{report}")
     pulumi.log.info(f"quota in {where}: enough for both pools at their largest" + (f"\n{report}" if report else ""))
@@ -450,9 +448,9 @@ class GkeGpuCluster(pulumi.ComponentResource):
 
         self.gpu = gpu_scheduling(args.gpu_type, args.gpu_count, args.gpu_max_nodes)
         self.model_store = gcs_model_store(bucket.name)
-        self.external_load_balancer = True
+        self.external_load_balancer = gcp.CLOUD.external_load_balancer
         self.metrics_scrapers = METRICS_SCRAPERS
-        self.scrape_by = CLOUD_SCRAPE_BY["gcp"]
+        self.scrape_by = gcp.GKE_SCRAPE_BY
         self.pod_egress = NODE_DNS
         self.kube_context = None  # the kubeconfig names its own context
         self.location = args.location

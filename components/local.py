@@ -24,8 +24,9 @@ from components.target import (
     StorageClaim,
     registered_outputs,
 )
-from mlstack import autoscaling, catalogue, rules, validate
-from mlstack.monitoring import LOCAL_SCRAPE_BY, ScrapeBy
+from mlstack import autoscaling, rules, validate
+from mlstack.clouds import local
+from mlstack.monitoring import ScrapeBy
 from mlstack.problems import format_problems
 
 
@@ -141,7 +142,7 @@ class LocalCluster(pulumi.ComponentResource):
         context, minified = minify_kubeconfig(documents, args.context, sources)
         problems = [
             *rules.parsed("localMetricsNamespace", args.metrics_namespace, validate.dns1123_label),
-            *rules.one_of("localMetricsDiscovery", args.scrape_by, LOCAL_SCRAPE_BY),
+            *rules.one_of("localMetricsDiscovery", args.scrape_by, local.LOCAL_SCRAPE_BY),
         ]
         if problems:
             raise LocalError(format_problems("cannot build the local target", problems))
@@ -149,7 +150,7 @@ class LocalCluster(pulumi.ComponentResource):
         super().__init__("mlstack:local:LocalCluster", name, None, opts)
 
         self.kube_context: str | None = context
-        self.kubernetes_version = args.kubernetes_version or catalogue.LOCAL_DEFAULT_MINOR
+        self.kubernetes_version = args.kubernetes_version or local.LOCAL_DEFAULT_MINOR
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(minified)
         self.provider = k8s.Provider(
             f"{name}-k8s",
@@ -161,7 +162,7 @@ class LocalCluster(pulumi.ComponentResource):
         self.gpu: GpuScheduling | None = None
         # One node: ReadWriteOnce lets the Job and the serving pods share the volume.
         self.model_store = ModelStore(claim=StorageClaim(access_mode="ReadWriteOnce", storage_class=None))
-        self.external_load_balancer = False
+        self.external_load_balancer = local.CLOUD.external_load_balancer
         self.metrics_scrapers: tuple[Peer, ...] = (Peer(args.metrics_namespace),)
         # A Prometheus of the user's own (docs/monitoring.md says how to run one with a single command).
         self.scrape_by: ScrapeBy = args.scrape_by

@@ -3,11 +3,12 @@ and the tests all read the same facts and rules.
 
 - ``problems``: the one ``Problem`` type and the one formatter for every error message;
 - ``validate``: parsers of single config values (a quantity, a CIDR, an image reference);
-- ``catalogue``: the clouds' facts (GPU machines, drivers, regions, the trainer's CUDA builds);
-- ``capacity``: what a node can hold, per cloud and machine;
+- ``catalogue``: what every cloud shares (the trainer's and the server's CUDA builds, a Kubernetes minor's dates);
+- ``clouds``: each cloud's facts and its own rules, one module per cloud (``clouds.azure``, ``clouds.gcp``,
+  ``clouds.local``), and ``CLOUDS``, each one's ``Cloud`` by its mlstack:cloud value;
+- ``capacity``: what a node can hold, and the check;
 - ``rules``: every rule that relates config values, written once;
-- ``specs``: the typed values a component is asked to build (what to train, how to serve);
-- ``acr_token``: the Entra ID to ACR refresh-token exchange, bounded in time, tries and size.
+- ``specs``: the typed values a component is asked to build (what to train, how to serve).
 
 The app's own interface (port, uid, mounts, env names, exit codes) is ``mlapp.contract``, and its
 quality gate ``mlapp.gate``: the layer below this one, which must live in ``app/``, the server image's

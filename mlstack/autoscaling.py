@@ -216,28 +216,5 @@ KEDA_CHART_VERSION: Final = "2.20.2"
 # ``serviceAccount.operator.name: keda-operator``): the identity a cloud grants the query to.
 KEDA_NAMESPACE: Final = "keda"
 KEDA_OPERATOR_ACCOUNT: Final = "keda-operator"
-
-# AKS installs its own KEDA with the add-on, its version chosen by the cluster's minor: "Your
-# cluster Kubernetes version determines which KEDA version is installed on your AKS cluster"
-# (MicrosoftDocs/azure-aks-docs articles/aks/keda-about.md), table "AKS components breaking
-# changes by version" in articles/aks/supported-kubernetes-versions.md (2026-08-05): 1.35 runs
-# keda 2.17.3-7, 1.36 runs 2.19.0-6. 1.37 has no row yet: taken as 2.19, the newest the table
-# names. Read 2026-12-07; the add-on runs in kube-system as keda-operator
-# (articles/aks/keda-workload-identity.md).
-AKS_KEDA_VERSIONS: Final[dict[str, str]] = {"1.35": "2.17.3", "1.36": "2.19.0", "1.37": "2.19.0"}
-AKS_KEDA_NAMESPACE: Final = "kube-system"
-
-
-def aks_keda_versions(offered_minors: tuple[str, ...]) -> tuple[str, ...]:
-    """The KEDA releases an AKS cluster on one of ``offered_minors`` may run, oldest first.
-
-    A cluster that follows the cloud moves minors under the stack; its ScaledObject must suit every KEDA
-    the add-on may bring. A minor the table lacks is judged as its newest row.
-    """
-    newest = AKS_KEDA_VERSIONS[max(AKS_KEDA_VERSIONS, key=_minor_key)]
-    found = {AKS_KEDA_VERSIONS.get(minor, newest) for minor in offered_minors}
-    return tuple(sorted(found, key=_minor_key))
-
-
-def _minor_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
+# AKS brings its own KEDA with its add-on instead, at the release its minor chooses: mlstack.clouds.azure
+# (AKS_KEDA_VERSIONS).

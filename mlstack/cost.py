@@ -2,7 +2,8 @@
 training run's bound. Pure.
 
 Every figure is a sum of priced items; an item the price table does not hold is named in ``unpriced`` and left
-out of the sum, never guessed, so a total with anything unpriced is a floor and says so.
+out of the sum, never guessed, so a total with anything unpriced is a floor and says so. Each cloud's module in
+``mlstack/clouds/`` sums its own stack's items (its ``estimate_*``) from these.
 """
 
 from __future__ import annotations
@@ -104,103 +105,22 @@ def _cents(value: Decimal) -> Decimal:
     return value.quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
-def _times(count: int, hourly: Decimal | None) -> Decimal | None:
+def times(count: int, hourly: Decimal | None) -> Decimal | None:
+    """``count`` of an item at ``hourly``; None when it is unpriced."""
     return None if hourly is None else hourly * count
 
 
-def _storage_hourly(gb_month: Decimal | None, size_gib: Decimal) -> Decimal | None:
+def storage_hourly(gb_month: Decimal | None, size_gib: Decimal) -> Decimal | None:
+    """``size_gib`` of storage priced per GB-month, per hour; None when it is unpriced."""
     return None if gb_month is None else gb_month * size_gib * GIB_PER_GB / HOURS_PER_MONTH
 
 
-def _gpu_pool(machine: str, least: int, most: int, node: Decimal | None) -> tuple[list[Item], Item]:
+def gpu_pool_items(machine: str, least: int, most: int, node: Decimal | None) -> tuple[list[Item], Item]:
     """The GPU pool's nodes kept up (in the floor, if any) and the ones it may add (the ceiling)."""
-    kept = [Item(f"GPU pool: {least} x {machine} kept up", _times(least, node), essential=True)] if least else []
-    return kept, Item(f"GPU pool: up to {most - least} more x {machine}", _times(most - least, node), essential=True)
+    kept = [Item(f"GPU pool: {least} x {machine} kept up", times(least, node), essential=True)] if least else []
+    return kept, Item(f"GPU pool: up to {most - least} more x {machine}", times(most - least, node), essential=True)
 
 
-# A price lookup the AKS target may answer live (the Azure Retail Prices API, mlstack.azure_prices), else the table.
+# A price lookup a cloud's estimate may be handed: on AKS, Azure's live retail prices (mlstack.clouds.azure_prices),
+# else the table.
 MachinePrice = Callable[[str, str, bool], Decimal | None]  # (region, machine, spot) -> USD per hour
-
-
-def estimate_gke(  # noqa: PLR0913 - the pools and the store as the stack's config gives them, keyword-only
-    *,
-    region: str,
-    zonal: bool,
-    zones: int,
-    system_machine_type: str,
-    system_nodes: int,
-    gpu_machine_type: str,
-    gpu_type: str,
-    gpu_count: int,
-    gpu_min_nodes: int,
-    gpu_max_nodes: int,
-    gpu_spot: bool,
-    store_size_gib: Decimal,
-) -> Estimate:
-    """A GKE stack: its pools' nodes, the cluster fee, the load balancer's forwarding rule and the model bucket."""
-
-    def node(machine: str, spot: bool) -> Decimal | None:
-        vm = prices.hourly("gcp", region, machine, spot)
-        if vm is None or not machine.startswith("n1-"):
-            return vm
-        gpu = prices.gpu_hourly("gcp", region, gpu_type, spot)  # N1 bills its GPUs apart
-        return None if gpu is None else vm + gpu * gpu_count
-
-    system_count = system_nodes * (1 if zonal else zones)
-    gpu_node = node(gpu_machine_type, gpu_spot)
-    kind = "Spot " if gpu_spot else ""
-    system = _times(system_count, prices.hourly("gcp", region, system_machine_type))
-    bucket = _storage_hourly(prices.GCS_STANDARD_GB_MONTH.get(region), store_size_gib)
-    floor = [
-        Item(f"system pool: {system_count} x {system_machine_type}", system, essential=True),
-        Item("GKE cluster management fee", prices.GKE_CLUSTER_FEE_HOURLY),
-        Item("load balancer forwarding rule", prices.GCP_FORWARDING_RULE_HOURLY),
-        Item(f"model bucket ({store_size_gib} GiB, Standard)", bucket),
-    ]
-    kept, more = _gpu_pool(f"{kind}{gpu_machine_type}", gpu_min_nodes, gpu_max_nodes, gpu_node)
-    floor += kept
-    ceiling = [more]
-    notes = ["the images' storage in Artifact Registry and network egress are not counted"]
-    if zonal:
-        notes.append(
-            f"GKE's free tier credit (${prices.GKE_FREE_TIER_MONTHLY_CREDIT} a month per billing account) covers one "
-            "zonal cluster's fee; it is counted here as paid"
-        )
-    return Estimate(tuple(floor), tuple(ceiling), gpu_node, notes=tuple(notes))
-
-
-def estimate_aks(  # noqa: PLR0913 - the pools and the store as the stack's config gives them, keyword-only
-    *,
-    location: str,
-    system_vm_size: str,
-    system_nodes: int,
-    gpu_vm_size: str,
-    gpu_min_nodes: int,
-    gpu_max_nodes: int,
-    gpu_spot: bool,
-    store_size_gib: Decimal,
-    machine_price: MachinePrice | None = None,
-) -> Estimate:
-    """An AKS stack: its pools' nodes, the (free) control plane, the load balancer, registry and file share."""
-    look = machine_price or (lambda region, machine, spot: prices.hourly("azure", region, machine, spot))
-    gpu_node = look(location, gpu_vm_size, gpu_spot)
-    kind = "Spot " if gpu_spot else ""
-    share = _storage_hourly(prices.AZURE_FILES_STANDARD_LRS_GB_MONTH.get(location), store_size_gib)
-    floor = [
-        Item(
-            f"system pool: {system_nodes} x {system_vm_size}",
-            _times(system_nodes, look(location, system_vm_size, False)),
-            essential=True,
-        ),
-        Item("AKS control plane (Free tier)", prices.AKS_FREE_TIER_HOURLY),
-        Item("Standard Load Balancer", None),
-        Item("Container Registry (Basic)", None),
-        Item(f"model store ({store_size_gib} GiB, Azure Files standard LRS)", share),
-    ]
-    kept, more = _gpu_pool(f"{kind}{gpu_vm_size}", gpu_min_nodes, gpu_max_nodes, gpu_node)
-    floor += kept
-    ceiling = [more]
-    notes = ["Azure Monitor's metrics ingestion and network egress are not counted"]
-    if gpu_spot:
-        notes.append("Spot prices move with the market; the table's are those of its read date")
-    return Estimate(tuple(floor), tuple(ceiling), gpu_node, notes=tuple(notes))

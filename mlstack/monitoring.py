@@ -1,7 +1,7 @@
 """How each cluster's own collector finds the app's metrics: pure builders of the scrape objects.
 
 No monitoring stack of our own runs anywhere; each target's collector is told what to scrape in
-its own way (``ClusterTarget.scrape_by``):
+its own way (``ClusterTarget.scrape_by``, from its cloud's ``Cloud.scrape_by``):
 
 - ``gmp``: Google Cloud Managed Service for Prometheus on GKE reads ``PodMonitoring`` objects
   (monitoring.googleapis.com/v1) in the pods' namespace; its collectors scrape the selected pods'
@@ -33,12 +33,8 @@ from typing import Any, Final, Literal
 
 ScrapeBy = Literal["gmp", "azure-monitor", "prometheus-annotations", "prometheus-operator"]
 SCRAPE_BY: Final[tuple[ScrapeBy, ...]] = ("gmp", "azure-monitor", "prometheus-annotations", "prometheus-operator")
-# What a local stack may choose (mlstack:localMetricsDiscovery): its cluster brings its own Prometheus.
-LOCAL_SCRAPE_BY: Final[tuple[ScrapeBy, ...]] = ("prometheus-annotations", "prometheus-operator")
-# Each cloud's collector (mlstack:cloud -> ScrapeBy): the cluster components say theirs from here, and the
-# config judges the trainer's deadline by it before any of them exists. A local stack names its own
-# (mlstack:localMetricsDiscovery, one of LOCAL_SCRAPE_BY).
-CLOUD_SCRAPE_BY: Final[dict[str, ScrapeBy]] = {"gcp": "gmp", "azure": "azure-monitor"}
+# Which of these a cluster's collector takes is its cloud's (``mlstack.clouds.cloud.Cloud.scrape_by``): the cloud's
+# own, or for a local stack the one it names (mlstack:localMetricsDiscovery).
 
 GMP_API_VERSION: Final = "monitoring.googleapis.com/v1"
 GMP_KIND: Final = "PodMonitoring"

@@ -14,6 +14,7 @@ is older than that. Research notes and the scripts that built the tables: /work/
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -58,7 +59,7 @@ def fresh_until() -> date:
 # a3-highgpu also their bundled local SSD ("Cost for the GPUs, vCPU, memory, _and_ local SSD", build/gcp.yml). So an
 # A2, A3 or G2 row is the whole node and an N1 row the VM alone, its GPUs billed apart (GCP_N1_GPU_HOURLY). SkyPilot's
 # catalog splits the same sum: a2-highgpu-1g in us-central1 is 0.73948 for the VM plus 2.93391 for its A100.
-# Rows only where mlstack.gcp_locations offers the machine's GPU in the region (A3 High: its machine zones;
+# Rows only where mlstack.clouds.gcp_locations offers the machine's GPU in the region (A3 High: its machine zones;
 # a2-megagpu-16g: where SkyPilot's machineTypes rows list it, asia-southeast1, europe-west4, us-central1). Spot is
 # that week's: the 2026-08-20 file (dac3128, over the mirror's size limit) has a2-highgpu-1g us-central1 at 2.12081.
 GCP_MACHINE_HOURLY: dict[tuple[str, str], Price] = {
@@ -365,32 +366,29 @@ UNKNOWN: tuple[str, ...] = (
 
 # --- Lookups -----------------------------------------------------------------------------------------------------
 
-_MACHINE_TABLES: dict[str, dict[tuple[str, str], Price]] = {"azure": AZURE_VM_HOURLY, "gcp": GCP_MACHINE_HOURLY}
+
+def price(table: Mapping[tuple[str, str], Price], region: str, machine: str) -> Price | None:
+    """``table``'s Price of ``machine`` (a GCP machine type in GCP_MACHINE_HOURLY, an Azure VM size in
+    AZURE_VM_HOURLY) in ``region``; None if not held."""
+    return table.get((region, machine))
 
 
-def price(cloud: str, region: str, machine: str) -> Price | None:
-    """The table's Price of ``machine`` (a GCP machine type or an Azure VM size) in ``region``; None if not held."""
-    return _MACHINE_TABLES.get(cloud, {}).get((region, machine))
-
-
-def hourly(cloud: str, region: str, machine: str, spot: bool = False) -> Decimal | None:
+def hourly(table: Mapping[tuple[str, str], Price], region: str, machine: str, spot: bool = False) -> Decimal | None:
     """USD per hour of one node of ``machine`` in ``region``, on demand or as Spot; None when the table has no figure.
 
     On GCP an N1 price is the VM without its GPUs (add gpu_hourly per GPU); A2, A3 and G2 include theirs.
     """
-    found = price(cloud, region, machine)
+    found = price(table, region, machine)
     if found is None:
         return None
     return found.spot if spot else found.on_demand
 
 
-def gpu_hourly(cloud: str, region: str, gpu_type: str, spot: bool = False) -> Decimal | None:
-    """USD per hour of one GPU attached to an N1 machine on GCP; None for anything else or a pairing not held.
+def gpu_hourly(region: str, gpu_type: str, spot: bool = False) -> Decimal | None:
+    """USD per hour of one GPU attached to an N1 machine on GCP; None for a pairing not held.
 
     Only N1 bills its GPUs apart; Azure sizes and GCP's A2, A3 and G2 machines include them (hourly).
     """
-    if cloud != "gcp":
-        return None
     found = GCP_N1_GPU_HOURLY.get((region, gpu_type))
     if found is None:
         return None

@@ -13,15 +13,17 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
-from decimal import Decimal
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from mlapp import contract
 from mlapp.gate import Gate, GateError, check_metric_name
-from mlstack import capacity, catalogue, gcp_locations, prices, specs, validate
+from mlstack import capacity, catalogue, specs, validate
 from mlstack.catalogue import TRAINER_BUILDS, TRAINER_CPU, TRAINER_CUDA_BUILDS, TrainerCuda, runs_on
 from mlstack.problems import Problem, config_key
+
+if TYPE_CHECKING:  # the clouds' modules import this one: they are handed in, never imported
+    from mlstack.clouds.cloud import Cloud, NodeFacts
 
 MIN_CLASSES = 2  # a classifier tells at least two classes apart
 # The trainer's command (mlstack:trainerCommand): it lands in the Job's pod template, whose whole object
@@ -30,13 +32,12 @@ MAX_COMMAND_ENTRIES: Final = 100
 MAX_COMMAND_ENTRY_LENGTH: Final = 1024
 # The gate that needs no gateThreshold: the digits example's, whose threshold is mlstack:minAccuracy.
 ACCURACY_GATE: Final = ("accuracy", "maximize")
-# Artifact Registry repository ids: a lower-case letter, then letters, digits and hyphens.
-_ARTIFACT_REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 # The repository path components of an image reference (distribution/reference).
 _IMAGE_REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
-def _choices(values: Iterable[object]) -> str:
+def listed(values: Iterable[object]) -> str:
+    """Values as a message lists them: "a, b, c"."""
     return ", ".join(str(v) for v in values)
 
 
@@ -55,7 +56,7 @@ def parsed(key: str, value: str, parser: Callable[[str], object]) -> list[Proble
 def one_of(key: str, value: object, allowed: Sequence[object]) -> list[Problem]:
     if value in allowed:
         return []
-    return [Problem(key, value, f"must be one of {_choices(allowed)}")]
+    return [Problem(key, value, f"must be one of {listed(allowed)}")]
 
 
 def in_range(key: str, value: int, low: int, high: int | None = None) -> list[Problem]:
@@ -64,49 +65,6 @@ def in_range(key: str, value: int, low: int, high: int | None = None) -> list[Pr
     except ValueError as e:
         return [Problem(key, value, str(e))]
     return []
-
-
-def spot_max_price(price: Decimal | float) -> list[Problem]:
-    """An hourly price in US dollars above zero, or -1 for "up to the on-demand price"."""
-    number = Decimal(str(price))
-    if number.is_finite() and (number == -1 or number > 0):
-        return []
-    return [
-        Problem("aksSpotMaxPrice", price, "must be -1 (up to the on-demand price) or a price above zero, such as 0.25")
-    ]
-
-
-def spot_max_price_market(price: float, location: str, vm_size: str, *, spot: bool) -> list[Problem]:
-    """A Spot max price below what the size costs as Spot gets no node: Azure "won't deploy the VM" when the
-    current price is above the max (learn.microsoft.com/azure/virtual-machines/spot-vms, "Pricing"), so the pool
-    stays at zero and the Job waits out its deadline. Judged against mlstack.prices' Spot price of its read
-    date, where the table has one; Spot prices move, so a price within 10% of it is let through."""
-    market = prices.hourly("azure", location, vm_size, spot=True)
-    if not spot or price <= 0 or market is None or Decimal(str(price)) >= market * Decimal("0.9"):
-        return []
-    return [
-        Problem(
-            "aksSpotMaxPrice",
-            price,
-            f"is below the Spot price of {vm_size} in {location}, ${market}/h (mlstack.prices, read "
-            f"{prices.PRICES_READ.isoformat()}): Azure would never give the pool a node; raise it, or set -1 to pay up "
-            "to the on-demand price",
-        )
-    ]
-
-
-def artifact_repository_id(app_name: str) -> list[Problem]:
-    """GKE: the app's name is its Artifact Registry repository's id."""
-    if _ARTIFACT_REPOSITORY_ID.match(app_name):
-        return []
-    return [
-        Problem(
-            "appName",
-            app_name,
-            "names the Artifact Registry repository, so it must start with a letter and hold only "
-            "lower-case letters, digits and hyphens",
-        )
-    ]
 
 
 def image_repository_prefix(app_name: str) -> list[Problem]:
@@ -435,34 +393,6 @@ def train_nodes_target(nodes: int, gpu_pool: bool, shared_store: bool) -> list[P
     return []
 
 
-def gcp_zone(zone: str | None, region: str) -> list[Problem]:
-    """A zonal cluster's zone lies in the region: one of its zones (gcp_locations.GCP_ZONES; an AI zone of it
-    counts) where the table knows the region, else a zone-shaped name of it; None is a regional cluster."""
-    if zone is None:
-        return []
-    zones = gcp_locations.gcp_zones(region)
-    if zones is not None:
-        if gcp_locations.gcp_region_of(zone) == region:
-            return []
-        return [
-            Problem(
-                "gcpZone",
-                zone,
-                f"must be a zone of mlstack:gcpRegion ({region}), one of {_choices(zones)}; "
-                "empty means a regional cluster",
-            )
-        ]
-    if re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
-        return []
-    return [
-        Problem(
-            "gcpZone",
-            zone,
-            f"must be a zone of mlstack:gcpRegion ({region}), such as {region}-a; empty means a regional cluster",
-        )
-    ]
-
-
 # --- the GPU pool and the trainer's CUDA build ----------------------------------------
 
 
@@ -478,7 +408,7 @@ def trainer_build(value: str, gpu: bool) -> list[Problem]:
     if value == "":
         return []
     if value not in TRAINER_BUILDS:
-        choices = _choices(TRAINER_BUILDS)
+        choices = listed(TRAINER_BUILDS)
         return [Problem("trainerCuda", value, f"must be one of {choices}, or empty for the target's own")]
     cuda = sorted(TRAINER_CUDA_BUILDS)
     if gpu and value == TRAINER_CPU.name:
@@ -537,88 +467,6 @@ def trainer_driver(build: TrainerCuda, driver_branch: int | None, key: str, valu
     ]
 
 
-def gcp_gpu_pool(gpu_type: str, machine_type: str, gpu_count: int) -> list[Problem]:
-    """Every problem with a GKE GPU pool of ``gpu_count`` ``gpu_type`` on ``machine_type``.
-
-    Empty when the combination exists on Compute Engine. Checks stop at the
-    first key that is wrong, since the later ones are judged against it.
-    """
-    accelerator = catalogue.GCP_ACCELERATORS.get(gpu_type)
-    if accelerator is None:
-        return [Problem("gkeGpuType", gpu_type, f"unknown GPU type; one of {_choices(catalogue.GCP_ACCELERATORS)}")]
-
-    family = catalogue.gcp_machine_family(machine_type)
-    if family != accelerator.family:
-        valid = (
-            "an N1 machine type such as n1-standard-4"
-            if accelerator.family == "n1"
-            else f"one of {_choices(accelerator.fixed_counts)}"
-        )
-        return [
-            Problem(
-                "gkeGpuMachineType",
-                machine_type,
-                f"{gpu_type} runs on {accelerator.family.upper()} machines only: {valid}",
-            )
-        ]
-    if accelerator.fixed_counts and machine_type not in accelerator.fixed_counts:
-        return [
-            Problem(
-                "gkeGpuMachineType",
-                machine_type,
-                f"not a {accelerator.family.upper()} machine type with {gpu_type}; "
-                f"one of {_choices(accelerator.fixed_counts)}",
-            )
-        ]
-    if accelerator.family == "n1" and not catalogue.GCP_N1_MACHINE.match(machine_type):
-        return [
-            Problem(
-                "gkeGpuMachineType",
-                machine_type,
-                "not an N1 machine type; use n1-standard-N, n1-highmem-N, n1-highcpu-N or n1-custom-CPUS-MB",
-            )
-        ]
-
-    counts = accelerator.counts_for(machine_type)
-    if gpu_count not in counts:
-        if accelerator.fixed_counts:
-            reason = f"{machine_type} comes with exactly {counts[0]} {gpu_type}; set it to {counts[0]}"
-        else:
-            reason = f"{gpu_type} attaches to an N1 machine in counts of {_choices(counts)}"
-        return [Problem("gkeGpuCount", gpu_count, reason)]
-    return []
-
-
-def gke_gpu_pool(  # noqa: PLR0913 - the pool's three keys, and what it must run (keyword-only)
-    gpu_type: str, machine_type: str, gpu_count: int, *, driver_version: str, trainer_gpus: int, build: TrainerCuda
-) -> list[Problem]:
-    """A GKE GPU pool that exists, whose GPU and driver run the trainer's build, and that fits the trainer."""
-    problems = one_of("gkeGpuDriverVersion", driver_version, catalogue.GCP_GPU_DRIVER_VERSIONS)
-    problems += gcp_gpu_pool(gpu_type, machine_type, gpu_count)
-    accelerator = catalogue.GCP_ACCELERATORS.get(gpu_type)
-    if accelerator is not None:
-        problems += trainer_gpu(build, gpu_type, accelerator.compute_capability, "gkeGpuType", gpu_type)
-    if driver_version in catalogue.GCP_DRIVER_BRANCH:
-        where = f"GKE with gkeGpuDriverVersion {driver_version}"
-        branch = catalogue.GCP_DRIVER_BRANCH[driver_version]
-        problems += trainer_driver(build, branch, "gkeGpuDriverVersion", driver_version, where)
-    problems += trainer_gpus_per_node(trainer_gpus, gpu_count, gpu_type)
-    return problems
-
-
-def aks_gpu_pool(gpu_vm_size: str, trainer_gpus: int, build: TrainerCuda) -> list[Problem]:
-    """An AKS GPU pool of a catalogue size whose GPU and driver run the trainer's build, and that fits it."""
-    try:
-        size = catalogue.azure_gpu_size(gpu_vm_size)
-    except ValueError as e:
-        return [Problem("aksGpuVmSize", gpu_vm_size, str(e))]
-    return [
-        *trainer_gpus_per_node(trainer_gpus, size.gpus, size.gpu_model, catalogue.azure_sizes_with(size.gpu_model)),
-        *trainer_gpu(build, size.gpu_model, size.compute_capability, "aksGpuVmSize", gpu_vm_size),
-        *trainer_driver(build, catalogue.AKS_DRIVER_BRANCH, "aksGpuVmSize", gpu_vm_size, "AKS"),
-    ]
-
-
 # --- the server on the GPU pool (mlstack:serverGpu) -------------------------------------
 # The server's CUDA build (catalogue.SERVER_CUDA) against the GPU pool, as the trainer's build is judged above.
 
@@ -658,36 +506,6 @@ def server_gpu_driver(driver_branch: int | None, key: str, value: object, where:
     ]
 
 
-def server_gpu_gke(gpu_type: str, driver_version: str) -> list[Problem]:
-    """A GKE GPU pool the server can run on: its GPU has kernels in the server's build, and gkeGpuDriverVersion
-    installs a driver new enough for it. An unknown GPU type or setting is gke_gpu_pool's to refuse."""
-    problems: list[Problem] = []
-    accelerator = catalogue.GCP_ACCELERATORS.get(gpu_type)
-    if accelerator is not None:
-        problems += server_gpu_model(gpu_type, accelerator.compute_capability, "gkeGpuType", gpu_type)
-    if driver_version in catalogue.GCP_DRIVER_BRANCH:
-        minimum = catalogue.SERVER_CUDA.min_driver_branch
-        enough = [v for v, b in catalogue.GCP_DRIVER_BRANCH.items() if b is not None and b >= minimum]
-        fix = f"set gkeGpuDriverVersion to {' or '.join(enough)}, or serverGpu to false"
-        where = f"GKE with gkeGpuDriverVersion {driver_version}"
-        branch = catalogue.GCP_DRIVER_BRANCH[driver_version]
-        problems += server_gpu_driver(branch, "gkeGpuDriverVersion", driver_version, where, fix)
-    return problems
-
-
-def server_gpu_aks(gpu_vm_size: str) -> list[Problem]:
-    """An AKS GPU pool the server can run on: its size's GPU has kernels in the server's build, and the driver
-    AKS installs is new enough for it. A size not in the catalogue is aks_gpu_pool's to refuse."""
-    try:
-        size = catalogue.azure_gpu_size(gpu_vm_size)
-    except ValueError:
-        return []
-    return [
-        *server_gpu_model(size.gpu_model, size.compute_capability, "aksGpuVmSize", gpu_vm_size),
-        *server_gpu_driver(catalogue.AKS_DRIVER_BRANCH, "aksGpuVmSize", gpu_vm_size, "AKS", "set serverGpu to false"),
-    ]
-
-
 def server_gpu_image_platform(platform: str | None) -> list[Problem]:
     """The server's GPU image can be built for x86-64 alone (None: the builder's own, judged by the build)."""
     if platform is None or platform == catalogue.SERVER_GPU_PLATFORM:
@@ -709,26 +527,27 @@ def _requests(cpu: str, memory: str) -> capacity.Resources:
     return capacity.from_quantities(float(validate.quantity(cpu)), float(validate.quantity(memory)))
 
 
-def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's reservations, keyword-only
+def node_capacity(  # noqa: PLR0913 - the two pools' sizes and what runs on them
+    nodes: NodeFacts,
+    system_size: str,
+    gpu_size: str,
     *,
-    system: tuple[str, str, capacity.Machine | None],
-    gpu: tuple[str, str, capacity.Machine | None],
     system_nodes: int,
     serving: specs.Serving,
     training: specs.Training,
-    allocatable: Callable[[capacity.Machine], capacity.Resources],
-    per_node: capacity.Resources,
-    per_cluster: capacity.Resources,
-    gpu_extra: capacity.Resources,
-    sidecar: capacity.Resources | None,
-    gpu_nodes: int,
+    gpu_nodes: int = 1,
 ) -> tuple[list[Problem], list[Problem]]:
-    """The problems, and the sizes not judged because the catalogue does not know them."""
+    """A cloud's system and GPU machine sizes hold the serving pods and the training pod: the problems, and the
+    sizes not judged because the cloud's catalogue (``nodes``, its ``NodeFacts``) does not know them."""
+    system = (nodes.system_key, system_size, nodes.system_machine(system_size))
+    gpu = (nodes.gpu_key, gpu_size, nodes.gpu_machine(gpu_size))
+    per_node, per_cluster, gpu_extra = nodes.system_per_node, nodes.system_per_cluster, nodes.gpu_node_extra
     server = _requests(serving.cpu_request, serving.memory_request)
     trainer = _requests(training.cpu, training.memory)
-    with_sidecar = " plus the GCS FUSE sidecar" if sidecar else ""
-    if sidecar is not None:  # both pods mount the bucket, so both get the sidecar
-        server, trainer = server + sidecar, trainer + sidecar
+    sidecar = nodes.store_sidecar
+    with_sidecar = f" plus {sidecar.name}" if sidecar else ""
+    if sidecar is not None:  # both pods mount the store, so both get the sidecar
+        server, trainer = server + sidecar.requests, trainer + sidecar.requests
     # With serverGpu the servers run on the GPU pool, and the system pool holds only the publish pod.
     on_system = capacity.PUBLISH_PODS if serving.gpu else capacity.system_pool_pods(serving.replicas)
     serving_pods = capacity.Pods("serving-sized pod", server, on_system)
@@ -739,7 +558,7 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
     none = capacity.Resources(0, 0)
     problems: list[Problem] = []
     unchecked: list[Problem] = []
-    for (key, size, machine), nodes, node_extra, once, pods, advice in (
+    for (key, size, machine), count, node_extra, once, pods, advice in (
         (system, system_nodes, none, per_cluster, serving_pods,
          f"mlstack:replicas ({serving.replicas}) plus one rollout surge and the publish pod, each requesting "
          f"mlstack:serverCpuRequest {serving.cpu_request} and mlstack:serverMemoryRequest "
@@ -756,90 +575,36 @@ def _node_capacity(  # noqa: PLR0913 - the two pools' sizes and the cloud's rese
     ):  # fmt: skip
         if machine is None:
             reason = (
-                "its size is not in mlstack/capacity.py, so whether its nodes hold what is scheduled there "
+                f"its size is not in {nodes.sizes_listed_in}, so whether its nodes hold what is scheduled there "
                 "is not checked"
             )
             unchecked.append(Problem(key, size, reason))
             continue
-        problem = capacity.shortfall(allocatable(machine), nodes, per_node + node_extra, once, [pods])
+        problem = capacity.shortfall(nodes.allocatable(machine), count, per_node + node_extra, once, [pods])
         if problem is not None:
             problems.append(Problem(key, size, f"too small: {problem}. What must fit: {advice}"))
     return problems, unchecked
 
 
-def gke_node_capacity(  # noqa: PLR0913 - the two pools' sizes and what runs on them
-    system_machine_type: str,
-    gpu_machine_type: str,
-    system_nodes: int,
-    serving: specs.Serving,
-    training: specs.Training,
-    *,
-    gpu_nodes: int = 1,
-) -> tuple[list[Problem], list[Problem]]:
-    """GKE's system and GPU machine types hold the serving pods and the training pod (problems, unchecked)."""
-    return _node_capacity(
-        system=("gkeSystemMachineType", system_machine_type, capacity.gcp_machine(system_machine_type)),
-        gpu=("gkeGpuMachineType", gpu_machine_type, capacity.gcp_machine(gpu_machine_type)),
-        system_nodes=system_nodes,
-        serving=serving,
-        training=training,
-        allocatable=capacity.gke_allocatable,
-        per_node=capacity.GKE_SYSTEM_PER_NODE,
-        per_cluster=capacity.GKE_SYSTEM_PER_CLUSTER,
-        gpu_extra=capacity.GKE_GPU_NODE_EXTRA,
-        sidecar=capacity.GCS_FUSE_SIDECAR,
-        gpu_nodes=gpu_nodes,
-    )
-
-
-def aks_node_capacity(  # noqa: PLR0913 - the two pools' sizes and what runs on them
-    system_vm_size: str,
-    gpu_vm_size: str,
-    system_nodes: int,
-    serving: specs.Serving,
-    training: specs.Training,
-    *,
-    gpu_nodes: int = 1,
-) -> tuple[list[Problem], list[Problem]]:
-    """AKS's system and GPU VM sizes hold the serving pods and the training pod (problems, unchecked)."""
-    gpu_entry = catalogue.AZURE_GPU_SIZES.get(gpu_vm_size)
-    gpu_machine = capacity.Machine(gpu_entry.vcpus, gpu_entry.memory_gib) if gpu_entry else None
-    return _node_capacity(
-        system=("aksSystemVmSize", system_vm_size, capacity.azure_machine(system_vm_size)),
-        gpu=("aksGpuVmSize", gpu_vm_size, gpu_machine),
-        system_nodes=system_nodes,
-        serving=serving,
-        training=training,
-        allocatable=capacity.aks_allocatable,
-        per_node=capacity.AKS_SYSTEM_PER_NODE,
-        per_cluster=capacity.AKS_SYSTEM_PER_CLUSTER,
-        gpu_extra=capacity.AKS_GPU_NODE_EXTRA,
-        sidecar=None,
-        gpu_nodes=gpu_nodes,
-    )
-
-
 # --- the Kubernetes version ------------------------------------------------------------
-
-_CLOUD_NAMES: Final = {"azure": "AKS", "gcp": "GKE"}
 
 
 def _offered_list(minors: Sequence[str]) -> str:
     return ", ".join(minors) if minors else "none that this catalogue lists"
 
 
-def kubernetes_version(cloud: str, value: str, on: date, *, extended: bool = False) -> list[Problem]:
+def kubernetes_version(cloud: Cloud, value: str, on: date, *, extended: bool = False) -> list[Problem]:
     """A pinned minor the cloud still offers for a new cluster on day ``on`` (the catalogue's dates).
 
     Empty follows the cloud (its default for a new cluster). A minor newer than the catalogue's
     newest passes here: the cloud's own list judges it during preview and up. ``extended``: the
     stack's channel keeps minors past standard support (GKE's EXTENDED).
     """
-    minors = catalogue.kubernetes_minors(cloud)
+    minors = cloud.kubernetes_minors
     if value == "" or not minors:
         return []
-    name = _CLOUD_NAMES[cloud]
-    offered = catalogue.offered_minors(cloud, on, extended)
+    name = cloud.service
+    offered = cloud.offered_minors(on, extended)
     entry = next((m for m in minors if m.minor == value), None)
     newest = max(catalogue.minor_key(m.minor) for m in minors)
     if entry is None and catalogue.minor_key(value) > newest:
@@ -857,15 +622,8 @@ def kubernetes_version(cloud: str, value: str, on: date, *, extended: bool = Fal
         f"{_offered_list(offered)} for a new cluster today ({on.isoformat()}; newer minors if its own list "
         "has them); set one of them, or leave kubernetesVersion empty to take the cloud's default"
     )
-    if entry is not None and not extended and on <= entry.extended_until:
-        until = entry.extended_until.isoformat()
-        reason += (
-            f". GKE's EXTENDED channel still offers {value} until {until} (gkeReleaseChannel EXTENDED, at an "
-            "extra management fee)"
-            if cloud == "gcp"
-            else f". AKS still offers {value} under long-term support until {until}, which needs the Premium tier "
-            "and the AKSLongTermSupport plan; mlstack sets neither"
-        )
+    if entry is not None and not extended and on <= entry.extended_until and cloud.extended_support:
+        reason += ". " + cloud.extended_support.format(minor=value, until=entry.extended_until.isoformat())
     return [Problem("kubernetesVersion", value, reason)]
 
 
@@ -914,7 +672,7 @@ def unknown_keys(keys: Iterable[str], declared: Iterable[str]) -> list[Problem]:
     return problems
 
 
-# --- names, namespaces, addresses, platforms, storage: what the API or the scheduler refuses later -------
+# --- names, namespaces, addresses, platforms: what the API or the scheduler refuses later ----------------
 
 # Service names are RFC 1035 labels, which start with a letter: "the name of a Service object must be a
 # valid RFC 1035 label name" (https://kubernetes.io/docs/concepts/services-networking/service/). The app's
@@ -931,11 +689,6 @@ PRIVATE_RANGES: Final = (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
     "fc00::/7", "fe80::/10", "::1/128",
 )  # fmt: skip
-# The storage classes AKS ships (learn.microsoft.com/azure/aks/concepts-storage, "Storage classes"): the
-# Azure Disk ones give ReadWriteOnce only ("Azure Disks can be used to create a Kubernetes DataDisk resource.
-# ... mounted as ReadWriteOnce"), so the Job on a GPU node and the servers on the system pool could not share
-# the model store; Azure Files and Blob (NFS, BlobFuse) give ReadWriteMany.
-AKS_READ_WRITE_ONCE_CLASSES: Final = ("default", "managed", "managed-csi", "managed-premium", "managed-csi-premium")
 
 
 def app_name(value: str) -> list[Problem]:
@@ -999,144 +752,6 @@ def image_platform(platform: str | None, *, cloud_gpu_pool: bool) -> list[Proble
             f"fail with 'exec format error'; use {catalogue.CLOUD_IMAGE_PLATFORM}, or leave it empty",
         )
     ]
-
-
-def storage_class(cloud: str, value: str | None) -> list[Problem]:
-    """A storage class that can give the model store the access it needs on this target."""
-    if value is None:
-        return []
-    if cloud == "gcp":
-        return [
-            Problem(
-                "storageClass",
-                value,
-                "has no effect on GKE, whose model store is a Cloud Storage bucket mounted by the GCS FUSE CSI "
-                "driver, not a claim; leave it empty",
-            )
-        ]
-    if cloud == "azure" and value in AKS_READ_WRITE_ONCE_CLASSES:
-        return [
-            Problem(
-                "storageClass",
-                value,
-                "is an Azure Disk class, which mounts ReadWriteOnce: the training Job on a GPU node and the servers "
-                "on the system pool must share the model store (ReadWriteMany); use azurefile-csi (the default when "
-                "empty), azurefile-csi-premium or azureblob-nfs-premium",
-            )
-        ]
-    return []
-
-
-# --- where a GKE cluster and its GPU pool can be: regions, zones, the GPUs they offer ---------------------
-
-
-def gcp_region(region: str) -> list[Problem]:
-    """A Compute Engine region (gcp_locations.GCP_ZONES), with the nearest one suggested."""
-    if region in gcp_locations.GCP_ZONES:
-        return []
-    close = difflib.get_close_matches(region, list(gcp_locations.GCP_ZONES), n=1, cutoff=0.8)
-    hint = f"did you mean {close[0]}? " if close else ""
-    return [
-        Problem(
-            "gcpRegion",
-            region,
-            f"is not a Compute Engine region ({hint}the regions are listed at "
-            "https://cloud.google.com/compute/docs/regions-zones)",
-        )
-    ]
-
-
-def gke_gpu_where(gpu_type: str, machine_type: str, region: str, zone: str | None) -> list[Problem]:
-    """The GPU (and, for A3 High, the machine) is offered where the pool's nodes will be.
-
-    A node pool in a zone without the accelerator fails at creation after the cluster is up
-    (GKE: "the accelerator type is not available in the zone"); the tables say where each is.
-    """
-    where = gcp_locations.gcp_gpu_zones(gpu_type, region)
-    if where is None:  # a GPU type or region the tables do not know: nothing to judge
-        return []
-    key, value = ("gcpZone", zone) if zone else ("gcpRegion", region)
-    if zone is not None:
-        offered = gcp_locations.gcp_zone_gpus(gcp_locations.gcp_parent_zone(zone) or zone)
-        if offered is not None and gpu_type not in offered:
-            alternatives = f"the zones of {region} that do: {_choices(where)}" if where else f"no zone of {region} does"
-            return [Problem(key, value, f"does not offer {gpu_type} (gkeGpuType); {alternatives}")]
-    elif not where:
-        return [Problem(key, value, f"offers {gpu_type} (gkeGpuType) in none of its zones; choose another region")]
-    machine_zones = gcp_locations.gcp_machine_zones(machine_type)
-    if machine_zones is not None and zone is not None and zone not in machine_zones:
-        in_region = [z for z in machine_zones if gcp_locations.gcp_region_of(z) == region]
-        return [
-            Problem(
-                key,
-                value,
-                f"does not offer {machine_type} (gkeGpuMachineType); "
-                + (
-                    f"the zones of {region} that do: {_choices(in_region)}"
-                    if in_region
-                    else f"no zone of {region} does"
-                ),
-            )
-        ]
-    return []
-
-
-def gke_gpu_machine_limits(gpu_type: str, machine_type: str, gpu_count: int, zone: str | None) -> list[Problem]:
-    """An N1 machine holds at most so many vCPUs for its attached GPUs (gcp_locations.N1_GPU_LIMITS)."""
-    if catalogue.gcp_machine_family(machine_type) != "n1":
-        return []
-    machine = capacity.gcp_machine(machine_type)
-    most = gcp_locations.n1_max_vcpus(gpu_type, gpu_count, zone)
-    if machine is None or most is None or machine.vcpus <= most:
-        return []
-    return [
-        Problem(
-            "gkeGpuMachineType",
-            machine_type,
-            f"has {machine.vcpus} vCPUs, but an N1 machine with {gpu_count} {gpu_type} may have at most {most} "
-            "(https://cloud.google.com/compute/docs/gpus, N1 with GPUs); choose a smaller machine or attach more GPUs",
-        )
-    ]
-
-
-def gke_on_demand(machine_type: str, spot: bool) -> list[Problem]:
-    """Machines Compute Engine sells only as Spot or flex-start VMs cannot make an on-demand pool."""
-    note = gcp_locations.gcp_on_demand_note(machine_type)
-    if spot or note is None:
-        return []
-    return [
-        Problem(
-            "gpuSpot",
-            False,
-            f"is false, but {machine_type} (gkeGpuMachineType) is not sold as a plain on-demand VM: {note}; "
-            "set gpuSpot to true, or choose another machine",
-        )
-    ]
-
-
-def arm_system_pool(cloud: str, machine: str) -> list[Problem]:
-    """The system pool runs the serving and publish pods from the x86-64 images (catalogue.CLOUD_IMAGE_PLATFORM)."""
-    if cloud == "gcp" and gcp_locations.gcp_is_arm(machine):
-        return [
-            Problem(
-                "gkeSystemMachineType",
-                machine,
-                f"is an Arm machine: GKE taints its nodes {gcp_locations.GKE_ARM_TAINT}, so the servers, built "
-                f"for {catalogue.CLOUD_IMAGE_PLATFORM}, would never be scheduled there; choose an x86-64 machine "
-                "such as e2-standard-4",
-            )
-        ]
-    if cloud == "azure" and gcp_locations.azure_is_arm(machine):
-        return [
-            Problem(
-                "aksSystemVmSize",
-                machine,
-                "is an Arm (p) size: AKS does not taint Arm nodes, so the servers, built for "
-                f"{catalogue.CLOUD_IMAGE_PLATFORM}, would be scheduled there and fail with 'exec format error'; "
-                "choose an x86-64 size such as Standard_D4s_v5",
-            )
-        ]
-    return []
 
 
 # --- serving on the GPU pool (mlstack:serverGpu) ------------------------------------------------

@@ -1,7 +1,7 @@
 """One bounded JSON GET for every cloud API the program reads outside its providers.
 
-Pure (no Pulumi SDK). Resource Manager (mlstack.arm), Azure's retail prices (mlstack.azure_prices) and Google's
-APIs (mlstack.gcp_api) are all read through ``get_json``: bounded in time per try, in tries (retried on 429,
+Pure (no Pulumi SDK). Every cloud's APIs (mlstack/clouds/: Resource Manager, Azure's retail prices, Google's
+APIs) are read through ``get_json``: bounded in time per try, in tries (retried on 429,
 5xx and network errors only, with exponential back-off), and in answer size; a message never carries the
 token (an answer that echoes it has it blanked out) nor the URL's query string.
 """

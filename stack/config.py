@@ -25,13 +25,11 @@ from pulumi.runtime.config import CONFIG, get_config, is_config_secret
 
 from mlapp.gate import Gate
 from mlstack import autoscaling, catalogue, monitoring, rules, specs, validate
+from mlstack.clouds import CLOUDS, Cloud, azure, gcp, local
 from mlstack.problems import NAMESPACE, Problem, config_key, format_problem, format_problems
 
 # The project's root, where Pulumi.yaml lies and `pulumi up` runs: mlstack:trainerContext is relative to it.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CLOUDS = ("azure", "gcp", "local")
-# The targets that train on a GPU pool; a local cluster has none (components/local.py).
-GPU_CLOUDS = ("azure", "gcp")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MIN_SECRET_LENGTH = 12  # a basic-auth password a person cannot guess in a few tries
 APP_NAME_MAX = 40  # object names append suffixes such as "-server" and a random one
@@ -71,7 +69,9 @@ class ImageConfig:
     trainer: str | None  # None: built from trainer_context
     server: str | None  # None: built from app/
     trainer_context: str  # relative to the project; read only when the trainer is built
-    platform: str | None  # one of catalogue.IMAGE_PLATFORMS; None: the builder's own (local only)
+    platform: (
+        str | None
+    )  # one of catalogue.IMAGE_PLATFORMS; None: the builder's own (the target's Cloud.image_platform)
     build_cache: bool
     trainer_build: catalogue.TrainerBuild  # the trainer's torch build, built or prebuilt
 
@@ -111,6 +111,11 @@ class GcpConfig:
     cloud: Literal["gcp"] = "gcp"
 
     @property
+    def scrape_by(self) -> monitoring.ScrapeBy:
+        """GKE's own collector, Managed Service for Prometheus."""
+        return gcp.GKE_SCRAPE_BY
+
+    @property
     def location(self) -> str:
         """Where the cluster lives: its zone, or its region for a regional cluster."""
         return self.zone or self.region
@@ -122,13 +127,18 @@ class AzureConfig:
 
     location: str
     system_vm_size: str
-    gpu_vm_size: str  # a size in mlstack.catalogue.AZURE_GPU_SIZES
+    gpu_vm_size: str  # a size in mlstack.clouds.azure.AZURE_GPU_SIZES
     upgrade_channel: str
     spot_max_price: float  # -1: pay up to the on-demand price
     acr_sku: str
     acr_admin_user: bool
     pools: NodePoolConfig
     cloud: Literal["azure"] = "azure"
+
+    @property
+    def scrape_by(self) -> monitoring.ScrapeBy:
+        """AKS's own collector, Azure Monitor managed Prometheus."""
+        return azure.AKS_SCRAPE_BY
 
 
 # The cluster target: exactly one cloud's settings, told apart by ``cloud``.
@@ -331,7 +341,7 @@ def load() -> StackConfig:
     r = _Reader()
     r.add(rules.unknown_keys(set_keys(), declared_keys()))
 
-    cloud = r.choice("cloud", CLOUDS)
+    cloud = CLOUDS[r.choice("cloud", tuple(CLOUDS))]
     kubernetes_version = r.string("kubernetesVersion", _optional(validate.kubernetes_version), None)
     app = _app(r)
     username = r.string("basicAuthUsername", _username, "")
@@ -349,10 +359,10 @@ def load() -> StackConfig:
     target: TargetConfig
     if not images.prebuilt:  # the built images' repositories are named after the app
         r.add(rules.image_repository_prefix(app.app_name))
-    if cloud == "gcp":
-        r.add(rules.artifact_repository_id(app.app_name))
+    if cloud is gcp.CLOUD:
+        r.add(gcp.artifact_repository_id(app.app_name))
         target = _gcp(r, training, _gpu_build(images.trainer_build))
-    elif cloud == "azure":
+    elif cloud is azure.CLOUD:
         target = _azure(r, training, _gpu_build(images.trainer_build))
     else:
         target = LocalConfig(
@@ -363,20 +373,21 @@ def load() -> StackConfig:
         )
         r.add(rules.train_nodes_target(training.nodes, gpu_pool=False, shared_store=False))
 
-    cloud_gpu_pool = cloud in GPU_CLOUDS
-    r.add(rules.public_source_ranges(serving.allowed_source_ranges, external_load_balancer=cloud_gpu_pool))
-    r.add(rules.image_platform(images.platform, cloud_gpu_pool=cloud_gpu_pool))
+    r.add(
+        rules.public_source_ranges(serving.allowed_source_ranges, external_load_balancer=cloud.external_load_balancer)
+    )
+    r.add(rules.image_platform(images.platform, cloud_gpu_pool=cloud.gpu_pool))
     _server_gpu(r, serving, training, target, images.platform)
-    r.add(rules.storage_class(cloud, storage_class))
-    if kubernetes_version is not None and cloud != "local":
-        extended = isinstance(target, GcpConfig) and target.release_channel == catalogue.GKE_EXTENDED_CHANNEL
+    if storage_class is not None:
+        r.add(cloud.storage_class(storage_class))
+    if kubernetes_version is not None:
+        extended = isinstance(target, GcpConfig) and target.release_channel == gcp.GKE_EXTENDED_CHANNEL
         r.add(rules.kubernetes_version(cloud, kubernetes_version, catalogue.today(), extended=extended))
     if not r.problems:  # judged on values that are each valid
-        scrape_by = target.scrape_by if isinstance(target, LocalConfig) else monitoring.CLOUD_SCRAPE_BY[cloud]
-        linger = monitoring.trainer_linger_seconds(scrape_by)
+        linger = monitoring.trainer_linger_seconds(target.scrape_by)
         gpu_from_zero = not isinstance(target, LocalConfig) and target.pools.gpu_min_nodes == 0
         r.add(rules.train_deadline(training.deadline_seconds, linger, gpu_from_zero=gpu_from_zero))
-        _capacity(r, serving, training, target)
+        _capacity(r, serving, training, target, cloud)
     if r.problems:
         raise ConfigError(r.problems)
     return StackConfig(
@@ -433,18 +444,18 @@ def _metrics_namespace(r: _Reader, app_namespace: str) -> str:
 
 def _local_scrape_by(r: _Reader) -> monitoring.ScrapeBy:
     """mlstack:localMetricsDiscovery, as the ScrapeBy it names (a refused value: a placeholder, reported)."""
-    raw = r.choice("localMetricsDiscovery", monitoring.LOCAL_SCRAPE_BY)
-    return next((s for s in monitoring.LOCAL_SCRAPE_BY if s == raw), monitoring.LOCAL_SCRAPE_BY[0])
+    raw = r.choice("localMetricsDiscovery", local.LOCAL_SCRAPE_BY)
+    return next((s for s in local.LOCAL_SCRAPE_BY if s == raw), local.LOCAL_SCRAPE_BY[0])
 
 
-def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:
+def _images(r: _Reader, cloud: Cloud, local_registry: str | None) -> ImageConfig:
     trainer = r.string("trainerImage", _optional(validate.image_reference), None)
     server = r.string("serverImage", _optional(validate.image_reference), None)
     # Each image independently prebuilt or built: the trainer and the server share no source.
     context = r.text("trainerContext")
     r.add(rules.trainer_context(context, PROJECT_ROOT, trainer_image_set=bool(r.cfg.get("trainerImage"))))
     built = [name for name in ("trainer", "server") if r.cfg.get(f"{name}Image") == ""]
-    if built and cloud == "local" and local_registry is None and r.cfg.get("localRegistry") == "":
+    if built and cloud is local.CLOUD and local_registry is None and r.cfg.get("localRegistry") == "":
         keys = " and ".join(r.key(f"{name}Image") for name in built)
         images, prebuilt = (
             ("the trainer and server images are built and need", "prebuilt images")
@@ -461,21 +472,17 @@ def _images(r: _Reader, cloud: str, local_registry: str | None) -> ImageConfig:
         trainer=trainer,
         server=server,
         trainer_context=context or specs.DIGITS_CONTEXT,
-        platform=_image_platform(r, local=cloud == "local"),
+        platform=_image_platform(r, cloud),
         build_cache=r.boolean("imageBuildCache"),
-        trainer_build=_trainer_build(r, gpu=cloud in GPU_CLOUDS),
+        trainer_build=_trainer_build(r, gpu=cloud.gpu_pool),
     )
 
 
-def _image_platform(r: _Reader, *, local: bool) -> str | None:
+def _image_platform(r: _Reader, cloud: Cloud) -> str | None:
     """mlstack:imagePlatform, or when empty the target's: the builder's own locally, else amd64 (a cloud's)."""
     raw = r.text("imagePlatform")
     if raw == "":
-        # None builds for the Docker engine's own platform, the one a local cluster's nodes
-        # run on ("kind is a tool for running local Kubernetes clusters using Docker container
-        # 'nodes'", kind.sigs.k8s.io): an arm64 laptop needs no setting. The provider's
-        # default (no platforms: the builder's own) is cited in components/image.py.
-        return None if local else catalogue.CLOUD_IMAGE_PLATFORM
+        return cloud.image_platform
     return raw if r.add(rules.one_of("imagePlatform", raw, catalogue.IMAGE_PLATFORMS)) else catalogue.IMAGE_PLATFORMS[0]
 
 
@@ -605,15 +612,15 @@ def _gcp_machine_type(value: str) -> str:
 def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCuda) -> GcpConfig:
     region = r.string("gcpRegion", _gcp_region, "")
     zone = r.string("gcpZone", _optional(str), None)
-    if region and r.add(rules.gcp_region(region)):
-        r.add(rules.gcp_zone(zone, region))
+    if region and r.add(gcp.gcp_region(region)):
+        r.add(gcp.gcp_zone(zone, region))
     gpu_machine_type = r.string("gkeGpuMachineType", _gcp_machine_type, "")
     gpu_type = r.text("gkeGpuType")
     gpu_count = r.integer("gkeGpuCount", 1, 16)
-    driver_version = r.choice("gkeGpuDriverVersion", catalogue.GCP_GPU_DRIVER_VERSIONS)
+    driver_version = r.choice("gkeGpuDriverVersion", gcp.GCP_GPU_DRIVER_VERSIONS)
     pools = _node_pools(r)
     if gpu_machine_type and r.add(
-        rules.gke_gpu_pool(
+        gcp.gke_gpu_pool(
             gpu_type,
             gpu_machine_type,
             gpu_count,
@@ -623,10 +630,10 @@ def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCu
         )
     ):
         # Judged once the pool itself exists on Compute Engine: where it can be, and how it is sold.
-        r.add(rules.gke_gpu_machine_limits(gpu_type, gpu_machine_type, gpu_count, zone))
-        r.add(rules.gke_on_demand(gpu_machine_type, pools.gpu_spot))
-        if region and not rules.gcp_region(region) and not rules.gcp_zone(zone, region):
-            r.add(rules.gke_gpu_where(gpu_type, gpu_machine_type, region, zone))
+        r.add(gcp.gke_gpu_machine_limits(gpu_type, gpu_machine_type, gpu_count, zone))
+        r.add(gcp.gke_on_demand(gpu_machine_type, pools.gpu_spot))
+        if region and not gcp.gcp_region(region) and not gcp.gcp_zone(zone, region):
+            r.add(gcp.gke_gpu_where(gpu_type, gpu_machine_type, region, zone))
     r.add(
         rules.train_nodes(
             nodes=training.nodes,
@@ -641,10 +648,10 @@ def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCu
         project=r.string("gcpProject", _gcp_project, ""),
         region=region,
         zone=zone,
-        release_channel=r.choice("gkeReleaseChannel", catalogue.GKE_RELEASE_CHANNELS),
+        release_channel=r.choice("gkeReleaseChannel", gcp.GKE_RELEASE_CHANNELS),
         deletion_protection=r.boolean("gkeDeletionProtection"),
         bucket_force_destroy=r.boolean("gkeModelBucketForceDestroy"),
-        system_machine_type=_system_machine(r, "gcp", "gkeSystemMachineType", _gcp_machine_type),
+        system_machine_type=_system_machine(r, "gkeSystemMachineType", _gcp_machine_type, gcp.arm_system_pool),
         gpu_machine_type=gpu_machine_type,
         gpu_type=gpu_type,
         gpu_count=gpu_count,
@@ -656,9 +663,9 @@ def _gcp(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCu
 def _azure(r: _Reader, training: specs.Training, trainer_cuda: catalogue.TrainerCuda) -> AzureConfig:
     gpu_vm_size = r.text("aksGpuVmSize")
     if gpu_vm_size:
-        r.add(rules.aks_gpu_pool(gpu_vm_size, training.gpus, trainer_cuda))
+        r.add(azure.aks_gpu_pool(gpu_vm_size, training.gpus, trainer_cuda))
     pools = _node_pools(r)
-    size = catalogue.AZURE_GPU_SIZES.get(gpu_vm_size)
+    size = azure.AZURE_GPU_SIZES.get(gpu_vm_size)
     if size is not None:  # an unknown size is reported by aks_gpu_pool
         r.add(
             rules.train_nodes(
@@ -670,26 +677,26 @@ def _azure(r: _Reader, training: specs.Training, trainer_cuda: catalogue.Trainer
                 batch_size=training.batch_size,
             )
         )
-    location = r.string("azureLocation", catalogue.azure_location, "")
+    location = r.string("azureLocation", azure.azure_location, "")
     spot_max_price = r.string("aksSpotMaxPrice", _spot_max_price, -1.0)
-    r.add(rules.spot_max_price_market(spot_max_price, location, gpu_vm_size, spot=pools.gpu_spot))
+    r.add(azure.spot_max_price_market(spot_max_price, location, gpu_vm_size, spot=pools.gpu_spot))
     return AzureConfig(
         location=location,
-        system_vm_size=_system_machine(r, "azure", "aksSystemVmSize", catalogue.azure_vm_size),
+        system_vm_size=_system_machine(r, "aksSystemVmSize", azure.azure_vm_size, azure.arm_system_pool),
         gpu_vm_size=gpu_vm_size,
-        upgrade_channel=r.choice("aksUpgradeChannel", catalogue.AKS_UPGRADE_CHANNELS),
+        upgrade_channel=r.choice("aksUpgradeChannel", azure.AKS_UPGRADE_CHANNELS),
         spot_max_price=spot_max_price,
-        acr_sku=r.choice("acrSku", catalogue.ACR_SKUS),
+        acr_sku=r.choice("acrSku", azure.ACR_SKUS),
         acr_admin_user=r.boolean("acrAdminUser"),
         pools=pools,
     )
 
 
-def _system_machine(r: _Reader, cloud: str, key: str, check: Callable[[str], str]) -> str:
-    """The system pool's machine: a valid name, and x86-64 (the servers' images are)."""
+def _system_machine(r: _Reader, key: str, check: Callable[[str], str], x86_64: Callable[[str], list[Problem]]) -> str:
+    """The system pool's machine: a valid name (``check``), and x86-64 (``x86_64``: the servers' images are)."""
     machine = r.string(key, check, "")
     if machine:
-        r.add(rules.arm_system_pool(cloud, machine))
+        r.add(x86_64(machine))
     return machine
 
 
@@ -698,7 +705,7 @@ def _spot_max_price(value: str) -> float:
         price = Decimal(value)
     except InvalidOperation as e:
         raise ValueError("must be -1 or a price in US dollars per hour, such as 0.25") from e
-    problems = rules.spot_max_price(price)
+    problems = azure.spot_max_price(price)
     if problems:
         raise ValueError(problems[0].reason)
     return float(price)
@@ -717,11 +724,11 @@ def _server_gpu(
     r.add(rules.server_gpu_image_platform(platform))
     r.add(rules.server_gpu_memory(serving.memory_limit))
     if isinstance(target, GcpConfig):
-        r.add(rules.server_gpu_gke(target.gpu_type, target.gpu_driver_version))
+        r.add(gcp.server_gpu_gke(target.gpu_type, target.gpu_driver_version))
         gpus_per_node, gpu_model = target.gpu_count, target.gpu_type
     else:
-        r.add(rules.server_gpu_aks(target.gpu_vm_size))
-        size = catalogue.AZURE_GPU_SIZES.get(target.gpu_vm_size)
+        r.add(azure.server_gpu_aks(target.gpu_vm_size))
+        size = azure.AZURE_GPU_SIZES.get(target.gpu_vm_size)
         if size is None:  # reported by aks_gpu_pool
             return
         gpus_per_node, gpu_model = size.gpus, size.gpu_model
@@ -737,28 +744,24 @@ def _server_gpu(
     )
 
 
-def _capacity(r: _Reader, serving: specs.Serving, training: specs.Training, target: TargetConfig) -> None:
+def _capacity(r: _Reader, serving: specs.Serving, training: specs.Training, target: TargetConfig, cloud: Cloud) -> None:
     """Refuse a system or GPU machine size whose nodes cannot hold what is scheduled there."""
     if isinstance(target, GcpConfig):
-        problems, unchecked = rules.gke_node_capacity(
-            target.system_machine_type,
-            target.gpu_machine_type,
-            target.pools.system_node_count,
-            serving,
-            training,
-            gpu_nodes=target.pools.gpu_max_nodes,
-        )
+        sizes = (target.system_machine_type, target.gpu_machine_type)
     elif isinstance(target, AzureConfig):
-        problems, unchecked = rules.aks_node_capacity(
-            target.system_vm_size,
-            target.gpu_vm_size,
-            target.pools.system_node_count,
-            serving,
-            training,
-            gpu_nodes=target.pools.gpu_max_nodes,
-        )
+        sizes = (target.system_vm_size, target.gpu_vm_size)
     else:
         return  # a local cluster: its nodes are the user's own
+    if cloud.nodes is None:
+        return
+    problems, unchecked = rules.node_capacity(
+        cloud.nodes,
+        *sizes,
+        system_nodes=target.pools.system_node_count,
+        serving=serving,
+        training=training,
+        gpu_nodes=target.pools.gpu_max_nodes,
+    )
     r.add(problems)
     for warning in unchecked:
         pulumi.log.warn(format_problem(warning))

@@ -14,7 +14,8 @@ import pulumi
 from components.image import APP_CONTEXT, AppImage, AppImageArgs
 from components.target import ClusterTarget
 from components.workloads import MlWorkloads, MlWorkloadsArgs, ServerCertificate
-from mlstack import azure_prices, cost, gcp_locations, prices, validate
+from mlstack import cost, prices, validate
+from mlstack.clouds import azure, azure_prices, gcp, gcp_locations
 from stack.config import AzureConfig, GcpConfig, LocalConfig, StackConfig
 
 if TYPE_CHECKING:  # the cloud SDKs load only in the branch of the stack's own cloud
@@ -56,51 +57,51 @@ def build_target(cfg: StackConfig) -> ClusterTarget:
             assert_never(target)
 
 
-def gke_args(cfg: StackConfig, gcp: GcpConfig) -> GkeGpuClusterArgs:
+def gke_args(cfg: StackConfig, target: GcpConfig) -> GkeGpuClusterArgs:
     from components.gke import GkeGpuClusterArgs  # noqa: PLC0415 - only a GKE stack loads pulumi_gcp
 
     return GkeGpuClusterArgs(
-        project=gcp.project,
-        region=gcp.region,
-        location=gcp.location,
+        project=target.project,
+        region=target.region,
+        location=target.location,
         kubernetes_version=cfg.kubernetes_version,
-        release_channel=gcp.release_channel,
-        deletion_protection=gcp.deletion_protection,
-        system_machine_type=gcp.system_machine_type,
-        system_node_count=gcp.pools.system_node_count,
-        gpu_machine_type=gcp.gpu_machine_type,
-        gpu_type=gcp.gpu_type,
-        gpu_count=gcp.gpu_count,
-        gpu_driver_version=gcp.gpu_driver_version,
-        gpu_min_nodes=gcp.pools.gpu_min_nodes,
-        gpu_max_nodes=gcp.pools.gpu_max_nodes,
-        gpu_spot=gcp.pools.gpu_spot,
+        release_channel=target.release_channel,
+        deletion_protection=target.deletion_protection,
+        system_machine_type=target.system_machine_type,
+        system_node_count=target.pools.system_node_count,
+        gpu_machine_type=target.gpu_machine_type,
+        gpu_type=target.gpu_type,
+        gpu_count=target.gpu_count,
+        gpu_driver_version=target.gpu_driver_version,
+        gpu_min_nodes=target.pools.gpu_min_nodes,
+        gpu_max_nodes=target.pools.gpu_max_nodes,
+        gpu_spot=target.pools.gpu_spot,
         repository_id=cfg.app.app_name,
         workload_namespace=cfg.app.namespace,
         trainer_service_account=cfg.app.trainer_service_account,
         server_service_account=cfg.app.server_service_account,
-        bucket_force_destroy=gcp.bucket_force_destroy,
-        quota_check=gcp.pools.quota_check,
+        bucket_force_destroy=target.bucket_force_destroy,
+        quota_check=target.pools.quota_check,
     )
 
 
-def aks_args(cfg: StackConfig, azure: AzureConfig) -> AksGpuClusterArgs:
+def aks_args(cfg: StackConfig, target: AzureConfig) -> AksGpuClusterArgs:
     from components.aks import AksGpuClusterArgs  # noqa: PLC0415 - only an AKS stack loads pulumi_azure_native
 
     return AksGpuClusterArgs(
-        location=azure.location,
+        location=target.location,
         kubernetes_version=cfg.kubernetes_version,
-        upgrade_channel=azure.upgrade_channel,
-        system_vm_size=azure.system_vm_size,
-        system_node_count=azure.pools.system_node_count,
-        gpu_vm_size=azure.gpu_vm_size,
-        gpu_min_nodes=azure.pools.gpu_min_nodes,
-        gpu_max_nodes=azure.pools.gpu_max_nodes,
-        gpu_spot=azure.pools.gpu_spot,
-        spot_max_price=azure.spot_max_price,
-        acr_sku=azure.acr_sku,
-        acr_admin_user=azure.acr_admin_user,
-        quota_check=azure.pools.quota_check,
+        upgrade_channel=target.upgrade_channel,
+        system_vm_size=target.system_vm_size,
+        system_node_count=target.pools.system_node_count,
+        gpu_vm_size=target.gpu_vm_size,
+        gpu_min_nodes=target.pools.gpu_min_nodes,
+        gpu_max_nodes=target.pools.gpu_max_nodes,
+        gpu_spot=target.pools.gpu_spot,
+        spot_max_price=target.spot_max_price,
+        acr_sku=target.acr_sku,
+        acr_admin_user=target.acr_admin_user,
+        quota_check=target.pools.quota_check,
     )
 
 
@@ -177,7 +178,7 @@ def cost_estimate(cfg: StackConfig) -> cost.Estimate | None:
         case LocalConfig():
             return None
         case GcpConfig():
-            return cost.estimate_gke(
+            return gcp.estimate_gke(
                 region=target.region,
                 zonal=target.zone is not None,
                 zones=gcp_locations.pool_zone_count(target.region, target.zone),
@@ -192,7 +193,7 @@ def cost_estimate(cfg: StackConfig) -> cost.Estimate | None:
                 store_size_gib=store_gib,
             )
         case AzureConfig():
-            return cost.estimate_aks(
+            return azure.estimate_aks(
                 location=target.location,
                 system_vm_size=target.system_vm_size,
                 system_nodes=target.pools.system_node_count,
@@ -208,11 +209,11 @@ def cost_estimate(cfg: StackConfig) -> cost.Estimate | None:
 
 
 def _azure_price(region: str, vm_size: str, spot: bool) -> Decimal | None:
-    """Azure's retail price now (mlstack.azure_prices), else the table's (mlstack.prices)."""
+    """Azure's retail price now (mlstack.clouds.azure_prices), else the table's (mlstack.prices)."""
     live = azure_prices.vm_price(region, vm_size)
     if live is not None:
         return live.spot if spot else live.on_demand
-    return prices.hourly("azure", region, vm_size, spot)
+    return prices.hourly(prices.AZURE_VM_HOURLY, region, vm_size, spot)
 
 
 def stack_outputs(

@@ -31,7 +31,8 @@ from components.target import (
 )
 from components.workloads import MlWorkloadsArgs
 from mlapp.gate import Gate
-from mlstack import catalogue, specs
+from mlstack import specs
+from mlstack.clouds import azure, gcp, local
 from mlstack.monitoring import ScrapeBy
 
 # --- the cloud targets -------------------------------------------------------------------
@@ -43,7 +44,7 @@ def gke_args(**changes: Any) -> GkeGpuClusterArgs:
         "project": "my-ml-project",
         "region": "us-central1",
         "location": "us-central1-a",
-        "kubernetes_version": catalogue.GKE_DEFAULT_MINOR,
+        "kubernetes_version": gcp.GKE_DEFAULT_MINOR,
         "release_channel": "REGULAR",
         "deletion_protection": False,
         "system_machine_type": "e2-standard-2",
@@ -67,7 +68,7 @@ def gke_args(**changes: Any) -> GkeGpuClusterArgs:
 # An on-demand A100 pool from zero to two nodes.
 AKS_ARGS: Final = AksGpuClusterArgs(
     location="westeurope",
-    kubernetes_version=catalogue.AKS_DEFAULT_MINOR,
+    kubernetes_version=azure.AKS_DEFAULT_MINOR,
     upgrade_channel="stable",
     system_vm_size="Standard_D2s_v5",
     system_node_count=2,
@@ -166,7 +167,7 @@ class FakeTarget:
     )
     external_load_balancer: bool = True
     kube_context: str | None = None
-    kubernetes_version: str = catalogue.LOCAL_DEFAULT_MINOR
+    kubernetes_version: str = local.LOCAL_DEFAULT_MINOR
     stack_outputs: Mapping[str, Any] = field(default_factory=dict)
     metrics_scrapers: tuple[Peer, ...] = (Peer("monitoring", {"app.kubernetes.io/name": "prometheus"}),)
     scrape_by: ScrapeBy = "gmp"

@@ -43,7 +43,7 @@ import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mlstack import acr_token, arm, azure_prices, gcp_api, quota
+from mlstack.clouds import azure_acr_token, azure_api, azure_prices, gcp_api
 from tools import crds, mocks_azure, mocks_gcp, mocks_image, mocks_tls, pulumi_internals
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,13 +301,13 @@ class StackMocks(pulumi_mocks.Mocks):
         self.calls: dict[str, CallFn] = dict(calls or {})
         self.load_balancer_ip = load_balancer_ip
         # The one read outside the providers besides the ACR exchange: AKS's list of versions
-        # (mlstack.arm); by default the catalogue's answer for today.
+        # (mlstack.clouds.azure_api); by default the catalogue's answer for today.
         self.aks_versions = aks_versions or mocks_azure.AksVersions()
-        # The clouds' quotas (mlstack.quota, mlstack.gcp_api): offline by default, checked by nothing; a test
-        # gives recorded answers (tests/fixtures/quota/).
+        # The clouds' quotas (mlstack.clouds.azure_api, mlstack.clouds.gcp_api): offline by default, checked by
+        # nothing; a test gives recorded answers (tests/fixtures/quota/).
         self.azure_quotas = mocks_azure.AzureQuotas()
         self.gcp_quotas = mocks_gcp.GcpQuotas()
-        # Azure's live retail prices (mlstack.azure_prices): none offline, so the price table decides.
+        # Azure's live retail prices (mlstack.clouds.azure_prices): none offline, so the price table decides.
         self.azure_prices = mocks_azure.AzurePrices()
         self.unanswered: list[str] = []
 
@@ -360,7 +360,7 @@ class StackRun:
     secret_exports: set[str]
     kubernetes_version: str | None = None
     # (login server, tenant, the access tokens offered, in the order offered)
-    acr_exchanges: list[tuple[str, str, tuple[acr_token.AudienceToken, ...]]] = field(default_factory=list)
+    acr_exchanges: list[tuple[str, str, tuple[azure_acr_token.AudienceToken, ...]]] = field(default_factory=list)
     aks_version_asks: list[tuple[str, str, str]] = field(default_factory=list)  # (subscription, location, token)
 
     def of_type(self, type_: str) -> list[Registration]:
@@ -421,11 +421,11 @@ def run(
     # The one call the program makes outside the providers (the ACR token exchange)
     # is answered here too: offline runs reach no network.
     exchange = mocks_azure.AcrExchange()
-    previous_exchange, acr_token.exchange = acr_token.exchange, exchange
+    previous_exchange, azure_acr_token.exchange = azure_acr_token.exchange, exchange
     answers = monitor.mocks if isinstance(monitor.mocks, StackMocks) else StackMocks()
     versions = answers.aks_versions
-    previous_versions, arm.aks_versions = arm.aks_versions, versions
-    previous_azure_quotas, quota.azure_quotas = quota.azure_quotas, answers.azure_quotas
+    previous_versions, azure_api.aks_versions = azure_api.aks_versions, versions
+    previous_azure_quotas, azure_api.azure_quotas = azure_api.azure_quotas, answers.azure_quotas
     previous_gcp_quotas, gcp_api.region_quotas = gcp_api.region_quotas, answers.gcp_quotas
     previous_prices, azure_prices.vm_price = azure_prices.vm_price, answers.azure_prices
     pulumi_internals.reset_runtime()
@@ -436,9 +436,9 @@ def run(
     try:
         pulumi_internals.run_program(program)
     finally:
-        acr_token.exchange = previous_exchange
-        arm.aks_versions = previous_versions
-        quota.azure_quotas = previous_azure_quotas
+        azure_acr_token.exchange = previous_exchange
+        azure_api.aks_versions = previous_versions
+        azure_api.azure_quotas = previous_azure_quotas
         gcp_api.region_quotas = previous_gcp_quotas
         azure_prices.vm_price = previous_prices
         problems = monitor.problems + (used.unanswered if isinstance(used, StackMocks) else [])

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mlstack import acr_token, arm, catalogue
+from mlstack import catalogue
+from mlstack.clouds import azure, azure_acr_token, azure_api
 from mlstack.offered import OfferedVersions, from_catalogue
 from mlstack.prices import Price
 from mlstack.quota import Quota
@@ -36,7 +37,7 @@ MOCK_KEDA_PRINCIPAL_ID = "77777777-1111-0000-0000-000000000ed4"
 
 
 class AcrExchange:
-    """Stands in for mlstack.acr_token.refresh_token: answers, and records who asked with what.
+    """Stands in for mlstack.clouds.azure_acr_token.exchange: answers, and records who asked with what.
 
     Like a registry whose azureADAuthenticationAsArmPolicy is either setting, it takes the
     first token obtained; a token that is not the one getClientToken gave for its audience
@@ -44,9 +45,9 @@ class AcrExchange:
     """
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, tuple[acr_token.AudienceToken, ...]]] = []
+        self.calls: list[tuple[str, str, tuple[azure_acr_token.AudienceToken, ...]]] = []
 
-    def __call__(self, login_server: str, tenant: str, tokens: Sequence[acr_token.AudienceToken]) -> str:
+    def __call__(self, login_server: str, tenant: str, tokens: Sequence[azure_acr_token.AudienceToken]) -> str:
         self.calls.append((login_server, tenant, tuple(tokens)))
         if tenant != MOCK_TENANT_ID:
             raise AssertionError(f"token exchange with tenant {tenant!r}, not the deployer's")
@@ -55,12 +56,12 @@ class AcrExchange:
             if offered.token != CLIENT_TOKENS.get(offered.audience):
                 raise AssertionError(f"token exchange offered an unexpected token for audience {offered.audience}")
         if not obtained:
-            raise acr_token.AcrTokenError(f"the registry {login_server} was offered no token")
+            raise azure_acr_token.AcrTokenError(f"the registry {login_server} was offered no token")
         return MOCK_ACR_REFRESH_TOKEN
 
 
 class AksVersions:
-    """Stands in for mlstack.arm.list_aks_versions: the catalogue's answer for today (offline, the
+    """Stands in for mlstack.clouds.azure_api.list_aks_versions: the catalogue's answer for today (offline, the
     catalogue decides); records the (subscription, location, token) of each ask."""
 
     def __init__(self, answer: OfferedVersions | Exception | None = None) -> None:
@@ -73,11 +74,11 @@ class AksVersions:
             raise self.answer
         if self.answer is not None:
             return self.answer
-        return from_catalogue("azure", catalogue.today(), extended=False, where=f"in AKS location {location}")
+        return from_catalogue(azure.CLOUD, catalogue.today(), extended=False, where=f"in AKS location {location}")
 
 
 class AzureQuotas:
-    """Stands in for mlstack.quota.azure_usages: by default an offline run, which checks nothing and says so;
+    """Stands in for mlstack.clouds.azure_api.azure_usages: by default an offline run, which checks nothing and says so;
     given recorded quotas (or an exception), answers with them. Records the (subscription, location, token) asked."""
 
     def __init__(self, answer: list[Quota] | Exception | None = None) -> None:
@@ -87,14 +88,14 @@ class AzureQuotas:
     def __call__(self, subscription_id: str, location: str, token: str) -> list[Quota]:
         self.calls.append((subscription_id, location, token))
         if self.answer is None:
-            raise arm.ArmError("an offline run: no subscription to ask")
+            raise azure_api.ArmError("an offline run: no subscription to ask")
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
 
 
 class AzurePrices:
-    """Stands in for mlstack.azure_prices.retail_price: offline, no live price (the table decides); given
+    """Stands in for mlstack.clouds.azure_prices.retail_price: offline, no live price (the table decides); given
     prices by (region, size), answers with them. Records the (region, size) asked."""
 
     def __init__(self, answer: dict[tuple[str, str], Price] | None = None) -> None:
@@ -252,11 +253,11 @@ OUTPUTS: dict[str, Any] = {
 
 
 # getClientToken's token per audience: without an endpoint, Resource Manager's.
-CLIENT_TOKENS = {acr_token.ARM_AUDIENCE: MOCK_ARM_TOKEN, acr_token.ACR_AUDIENCE: MOCK_ACR_AUDIENCE_TOKEN}
+CLIENT_TOKENS = {azure_acr_token.ARM_AUDIENCE: MOCK_ARM_TOKEN, azure_acr_token.ACR_AUDIENCE: MOCK_ACR_AUDIENCE_TOKEN}
 
 
 def _client_token(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
-    endpoint = args.args.get("endpoint") or acr_token.ARM_AUDIENCE
+    endpoint = args.args.get("endpoint") or azure_acr_token.ARM_AUDIENCE
     if endpoint not in CLIENT_TOKENS:
         raise AssertionError(f"getClientToken for endpoint {endpoint!r}, which no token here is for")
     return {"token": CLIENT_TOKENS[endpoint]}

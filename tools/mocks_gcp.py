@@ -12,7 +12,8 @@ from typing import Any
 
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mlstack import catalogue, gcp_api
+from mlstack import catalogue
+from mlstack.clouds import gcp, gcp_api
 from mlstack.quota import Quota
 
 MOCK_PROJECT_NUMBER = "123456789012"
@@ -80,7 +81,7 @@ def _project(args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
 
 
 class GcpQuotas:
-    """Stands in for mlstack.gcp_api.compute_region_quotas: by default an offline run, which checks nothing and
+    """Stands in for mlstack.clouds.gcp_api.compute_region_quotas: by default an offline run, which checks nothing and
     says so; given recorded quotas (or an exception), answers with them. Records the (project, region, token)."""
 
     def __init__(self, answer: list[Quota] | Exception | None = None) -> None:
@@ -98,16 +99,16 @@ class GcpQuotas:
 
 def _engine_versions(_args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
     """The engine's serverConfig as the catalogue has it today: offline, the catalogue decides."""
-    standard = catalogue.offered_minors("gcp", catalogue.today())
-    extended = catalogue.offered_minors("gcp", catalogue.today(), extended=True)
-    default = f"{catalogue.GKE_DEFAULT_MINOR}.8-gke.1036000"
+    standard = gcp.CLOUD.offered_minors(catalogue.today())
+    extended = gcp.CLOUD.offered_minors(catalogue.today(), extended=True)
+    default = f"{gcp.GKE_DEFAULT_MINOR}.8-gke.1036000"
     newest = {"standard": f"{standard[-1]}.3-gke.1000000", "extended": f"{extended[-1]}.3-gke.1000000"}
     return {
         "validMasterVersions": [f"{minor}.3-gke.1000000" for minor in reversed(standard)],
-        "releaseChannelDefaultVersion": dict.fromkeys(catalogue.GKE_RELEASE_CHANNELS, default),
+        "releaseChannelDefaultVersion": dict.fromkeys(gcp.GKE_RELEASE_CHANNELS, default),
         "releaseChannelLatestVersion": {
-            channel: newest["extended" if channel == catalogue.GKE_EXTENDED_CHANNEL else "standard"]
-            for channel in catalogue.GKE_RELEASE_CHANNELS
+            channel: newest["extended" if channel == gcp.GKE_EXTENDED_CHANNEL else "standard"]
+            for channel in gcp.GKE_RELEASE_CHANNELS
         },
     }
 

@@ -12,11 +12,11 @@ A name the provider generates (an auto-named cluster, a bucket suffix) is the mo
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from mlstack import catalogue
 from tools import harness
 
 AKS_CLUSTER: Final = "azure-native:containerservice:ManagedCluster"
@@ -75,9 +75,21 @@ def _nodes(fixed: Any, low: Any, high: Any, autoscaling: bool) -> str:
     return f"{_cell(fixed)} (fixed)"
 
 
+def _azure_gpu_sizes() -> Mapping[str, Any]:
+    """The catalogue's Azure GPU sizes, where the rendered commit keeps them: mlstack.clouds.azure, or before
+    the clouds had modules of their own, mlstack.catalogue (tools/review.py renders a base commit with this
+    file, RENDERER_FILES)."""
+    try:
+        module = importlib.import_module("mlstack.clouds.azure")
+    except ModuleNotFoundError:
+        module = importlib.import_module("mlstack.catalogue")
+    sizes: Mapping[str, Any] = module.AZURE_GPU_SIZES
+    return sizes
+
+
 def _azure_gpu(vm_size: str) -> str:
     """The GPU a VM size carries, by the catalogue's size table (a fact of the size, not config)."""
-    size = catalogue.AZURE_GPU_SIZES.get(vm_size)
+    size = _azure_gpu_sizes().get(vm_size)
     return f"{size.gpus} x {size.gpu_model}" if size else "none"
 
 

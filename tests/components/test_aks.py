@@ -15,7 +15,7 @@ import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
 from components import aks
-from mlstack import acr_token
+from mlstack.clouds import azure_acr_token
 from tests.args import AKS_ARGS
 from tests.support import CountingMocks
 from tools import harness, mocks_azure
@@ -36,8 +36,8 @@ def _component_program(
 
 GET_CLIENT_TOKEN = "azure-native:authorization:getClientToken"
 OFFERED = (
-    acr_token.AudienceToken(acr_token.ACR_AUDIENCE, mocks_azure.MOCK_ACR_AUDIENCE_TOKEN),
-    acr_token.AudienceToken(acr_token.ARM_AUDIENCE, mocks_azure.MOCK_ARM_TOKEN),
+    azure_acr_token.AudienceToken(azure_acr_token.ACR_AUDIENCE, mocks_azure.MOCK_ACR_AUDIENCE_TOKEN),
+    azure_acr_token.AudienceToken(azure_acr_token.ARM_AUDIENCE, mocks_azure.MOCK_ARM_TOKEN),
 )
 
 
@@ -61,7 +61,7 @@ def test_first_push_uses_a_refresh_token_the_program_obtained() -> None:
 
     mocks.calls = {token: recording(answer) for token, answer in mocks.calls.items()}
     result = harness.run(_component_program(AKS_ARGS, _push_login), {}, mocks=mocks)
-    assert result.exports["username"] == acr_token.USERNAME
+    assert result.exports["username"] == azure_acr_token.USERNAME
     assert result.exports["password"] == mocks_azure.MOCK_ACR_REFRESH_TOKEN
     assert "password" in result.secret_exports
     # The exchange went to this registry, with the deployer's tenant and both tokens, ACR audience first.
@@ -98,7 +98,7 @@ class _AcrAudienceUnavailable(harness.StackMocks):
     """A cloud where the provider cannot get an ACR-audience token: getClientToken fails for it."""
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        if args.token == GET_CLIENT_TOKEN and args.args.get("endpoint") == acr_token.ACR_AUDIENCE:
+        if args.token == GET_CLIENT_TOKEN and args.args.get("endpoint") == azure_acr_token.ACR_AUDIENCE:
             return {}, [("endpoint", "AADSTS500011: resource principal not found")]
         return super().call(args)
 
@@ -110,7 +110,7 @@ def test_an_acr_audience_token_the_provider_cannot_get_falls_back_to_the_arm_aud
     assert result.exports["password"] == mocks_azure.MOCK_ACR_REFRESH_TOKEN
     ((server, tenant, (acr, arm)),) = result.acr_exchanges
     assert (server, tenant, arm) == (result.exports["server"], mocks_azure.MOCK_TENANT_ID, OFFERED[1])
-    assert (acr.audience, acr.token) == (acr_token.ACR_AUDIENCE, ""), acr
+    assert (acr.audience, acr.token) == (azure_acr_token.ACR_AUDIENCE, ""), acr
     assert "AADSTS500011" in acr.unavailable, "the exchange's error would not say why the ACR token is missing"
 
 

@@ -12,14 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mlstack import acr_token
+from mlstack.clouds import azure_acr_token
 
 Answer = Callable[[BaseHTTPRequestHandler, dict[str, str]], None]
 
-ACR = acr_token.AudienceToken(acr_token.ACR_AUDIENCE, "acr-token-xyz")
-ARM = acr_token.AudienceToken(acr_token.ARM_AUDIENCE, "arm-token-xyz")
-ACR_NOT_OBTAINED = acr_token.AudienceToken(
-    acr_token.ACR_AUDIENCE, "", unavailable="AADSTS500011: resource principal not found"
+ACR = azure_acr_token.AudienceToken(azure_acr_token.ACR_AUDIENCE, "acr-token-xyz")
+ARM = azure_acr_token.AudienceToken(azure_acr_token.ARM_AUDIENCE, "arm-token-xyz")
+ACR_NOT_OBTAINED = azure_acr_token.AudienceToken(
+    azure_acr_token.ACR_AUDIENCE, "", unavailable="AADSTS500011: resource principal not found"
 )
 # The Docker registry error format; the body ACR sends for a refused token is not documented.
 UNAUTHORIZED = b'{"errors": [{"code": "UNAUTHORIZED", "message": "token validation failed"}]}'
@@ -74,12 +74,12 @@ def arm_audience_disabled(handler: BaseHTTPRequestHandler, form: dict[str, str])
 
 def exchange(
     host: str,
-    tokens: Sequence[acr_token.AudienceToken] = (ACR, ARM),
+    tokens: Sequence[azure_acr_token.AudienceToken] = (ACR, ARM),
     *,
     timeout: float = 5.0,
-    attempts: int = acr_token.ATTEMPTS,
+    attempts: int = azure_acr_token.ATTEMPTS,
 ) -> str:
-    return acr_token.refresh_token(
+    return azure_acr_token.refresh_token(
         host, "tenant-1", tokens, scheme="http", backoff=0.01, timeout=timeout, attempts=attempts
     )
 
@@ -101,7 +101,7 @@ def test_a_registry_with_arm_audience_tokens_disabled_takes_the_acr_audience_one
     with registry([arm_audience_disabled]) as (host, seen):
         assert exchange(host) == "acr-refresh-1"
     assert offered(seen) == [ACR.token]
-    with registry([arm_audience_disabled]) as (host, seen), pytest.raises(acr_token.AcrTokenError):
+    with registry([arm_audience_disabled]) as (host, seen), pytest.raises(azure_acr_token.AcrTokenError):
         exchange(host, [ARM])
     assert offered(seen) == [ARM.token], "the ARM-audience token alone is refused there"
 
@@ -123,12 +123,15 @@ def test_both_refused_names_each_audience_and_answer_and_the_policy_without_a_to
     # A registry that echoes the token it refused must not put it in our message either.
     echo = b'{"errors": [{"code": "DENIED", "message": "not for arm-token-xyz"}]}'
     refusals = [reply(401, UNAUTHORIZED), reply(401, echo)]
-    with registry(refusals) as (host, seen), pytest.raises(acr_token.AcrTokenError) as caught:
+    with registry(refusals) as (host, seen), pytest.raises(azure_acr_token.AcrTokenError) as caught:
         exchange(host)
     assert offered(seen) == [ACR.token, ARM.token]
     message = str(caught.value)
-    assert f"ACR-audience token ({acr_token.ACR_AUDIENCE}): HTTP 401: UNAUTHORIZED: token validation failed" in message
-    assert f"ARM-audience token ({acr_token.ARM_AUDIENCE}): HTTP 401: DENIED: not for [token]" in message
+    assert (
+        f"ACR-audience token ({azure_acr_token.ACR_AUDIENCE}): HTTP 401: UNAUTHORIZED: token validation failed"
+        in message
+    )
+    assert f"ARM-audience token ({azure_acr_token.ARM_AUDIENCE}): HTTP 401: DENIED: not for [token]" in message
     assert "azureADAuthenticationAsArmPolicy is disabled" in message
     assert "42781ec6-6127-4c30-bdfa-fb423a0047d3" in message
     assert "785596ed-054f-41bc-aaec-7f3d0ba05725" in message
@@ -139,41 +142,44 @@ def test_both_refused_names_each_audience_and_answer_and_the_policy_without_a_to
 
 
 def test_a_token_not_obtained_is_named_with_its_reason() -> None:
-    with registry([reply(401, b"")]) as (host, _), pytest.raises(acr_token.AcrTokenError) as caught:
+    with registry([reply(401, b"")]) as (host, _), pytest.raises(azure_acr_token.AcrTokenError) as caught:
         exchange(host, [ACR_NOT_OBTAINED, ARM])
     message = str(caught.value)
-    assert f"ACR-audience token ({acr_token.ACR_AUDIENCE}): not obtained (AADSTS500011" in message
-    assert f"ARM-audience token ({acr_token.ARM_AUDIENCE}): HTTP 401: no detail" in message
+    assert f"ACR-audience token ({azure_acr_token.ACR_AUDIENCE}): not obtained (AADSTS500011" in message
+    assert f"ARM-audience token ({azure_acr_token.ARM_AUDIENCE}): HTTP 401: no detail" in message
     assert ARM.token not in message
 
 
 def test_the_registry_answer_in_an_error_is_bounded() -> None:
-    long_text = b"x" * (10 * acr_token.MAX_DETAIL_CHARS)
-    with registry([reply(401, long_text)]) as (host, _), pytest.raises(acr_token.AcrTokenError) as caught:
+    long_text = b"x" * (10 * azure_acr_token.MAX_DETAIL_CHARS)
+    with registry([reply(401, long_text)]) as (host, _), pytest.raises(azure_acr_token.AcrTokenError) as caught:
         exchange(host)
-    assert "x" * acr_token.MAX_DETAIL_CHARS not in str(caught.value)
-    assert "x" * (acr_token.MAX_DETAIL_CHARS - 1) + "…" in str(caught.value)
+    assert "x" * azure_acr_token.MAX_DETAIL_CHARS not in str(caught.value)
+    assert "x" * (azure_acr_token.MAX_DETAIL_CHARS - 1) + "…" in str(caught.value)
 
 
 def test_a_server_error_is_retried_a_bounded_number_of_times_and_not_with_the_next_token() -> None:
     with registry([reply(503, b"busy"), reply(200, b'{"refresh_token": "after-retry"}')]) as (host, seen):
         assert exchange(host) == "after-retry"
     assert offered(seen) == [ACR.token, ACR.token]
-    gives_up = pytest.raises(acr_token.AcrTokenError, match="after 3 tries: HTTP 503: busy")
+    gives_up = pytest.raises(azure_acr_token.AcrTokenError, match="after 3 tries: HTTP 503: busy")
     with registry([reply(503, b"busy")]) as (host, seen), gives_up:
         exchange(host)
-    assert offered(seen) == [ACR.token] * acr_token.ATTEMPTS, "an unreachable registry is not asked again"
+    assert offered(seen) == [ACR.token] * azure_acr_token.ATTEMPTS, "an unreachable registry is not asked again"
 
 
 def test_an_oversized_answer_is_refused() -> None:
-    big = b'{"refresh_token": "' + b"x" * acr_token.MAX_ANSWER_BYTES + b'"}'
-    with registry([reply(200, big)]) as (host, _), pytest.raises(acr_token.AcrTokenError, match="over 65536 bytes"):
+    big = b'{"refresh_token": "' + b"x" * azure_acr_token.MAX_ANSWER_BYTES + b'"}'
+    with (
+        registry([reply(200, big)]) as (host, _),
+        pytest.raises(azure_acr_token.AcrTokenError, match="over 65536 bytes"),
+    ):
         exchange(host)
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"access_token": "x"}', b'{"refresh_token": ""}'])
 def test_an_answer_without_a_refresh_token_is_refused(body: bytes) -> None:
-    refused = pytest.raises(acr_token.AcrTokenError, match="without a refresh_token")
+    refused = pytest.raises(azure_acr_token.AcrTokenError, match="without a refresh_token")
     with registry([reply(200, body)]) as (host, seen), refused:
         exchange(host)
     assert len(seen) == 1, "a registry that took the token but answered badly is not offered the next"
@@ -185,7 +191,7 @@ def test_a_registry_that_never_answers_is_given_up_on_in_bounded_time() -> None:
 
     with registry([hang]) as (host, seen):
         started = time.monotonic()
-        with pytest.raises(acr_token.AcrTokenError, match="after 2 tries"):
+        with pytest.raises(azure_acr_token.AcrTokenError, match="after 2 tries"):
             exchange(host, timeout=0.3, attempts=2)
         assert time.monotonic() - started < 2.5
     assert len(seen) == 2
@@ -193,14 +199,14 @@ def test_a_registry_that_never_answers_is_given_up_on_in_bounded_time() -> None:
 
 def test_a_token_is_not_in_its_repr() -> None:
     assert ACR.token not in repr(ACR)
-    assert acr_token.ACR_AUDIENCE in repr(ACR)
+    assert azure_acr_token.ACR_AUDIENCE in repr(ACR)
 
 
 def test_no_token_at_all_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="at least one"):
-        acr_token.refresh_token("registry.invalid", "tenant-1", [])
+        azure_acr_token.refresh_token("registry.invalid", "tenant-1", [])
 
 
 def test_the_program_calls_the_real_exchange_outside_the_harness() -> None:
     """The harness swaps in its answer only while it runs a stack; the program's path is the real one."""
-    assert acr_token.exchange is acr_token.refresh_token
+    assert azure_acr_token.exchange is azure_acr_token.refresh_token

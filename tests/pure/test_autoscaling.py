@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mlstack import autoscaling, catalogue
+from mlstack.clouds import azure
 from tools import crds, harness
 
 KEDA_RELEASES = ("keda-2.17.3", "keda-2.19.0", "keda-2.20.2")
@@ -33,7 +34,7 @@ def test_every_keda_release_a_cluster_may_run_is_vendored() -> None:
     releases = crds.schemas()[(autoscaling.KEDA_API_VERSION, autoscaling.SCALED_OBJECT_KIND)]
     assert set(releases) == set(KEDA_RELEASES)
     assert f"keda-{autoscaling.KEDA_CHART_VERSION}" in releases
-    for version in autoscaling.AKS_KEDA_VERSIONS.values():
+    for version in azure.AKS_KEDA_VERSIONS.values():
         assert f"keda-{version}" in releases, version
 
 
@@ -101,16 +102,16 @@ def test_the_default_target_is_the_one_pulumi_yaml_declares() -> None:
 
 
 def test_an_aks_cluster_s_keda_releases_follow_its_minors() -> None:
-    assert autoscaling.aks_keda_versions(("1.35", "1.36")) == ("2.17.3", "2.19.0")
-    assert autoscaling.aks_keda_versions(("1.36",)) == ("2.19.0",)
+    assert azure.aks_keda_versions(("1.35", "1.36")) == ("2.17.3", "2.19.0")
+    assert azure.aks_keda_versions(("1.36",)) == ("2.19.0",)
     # A minor the table has no row for is taken as its newest.
-    assert autoscaling.aks_keda_versions(("1.38",)) == ("2.19.0",)
+    assert azure.aks_keda_versions(("1.38",)) == ("2.19.0",)
 
 
 def test_every_minor_aks_offers_today_has_a_keda_row() -> None:
     """Dated: AKS adds a minor, its add-on's KEDA must be looked up and its CRD vendored."""
-    offered = catalogue.offered_minors("azure", catalogue.today())
-    missing = [m for m in offered if m not in autoscaling.AKS_KEDA_VERSIONS]
+    offered = azure.CLOUD.offered_minors(catalogue.today())
+    missing = [m for m in offered if m not in azure.AKS_KEDA_VERSIONS]
     assert missing == [], (
         f"AKS offers {missing} with no KEDA release in AKS_KEDA_VERSIONS: read the 'AKS managed add-ons' column "
         "of supported-kubernetes-versions.md and vendor that release's CRDs in deploy/crds/"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from mlstack import azure_prices
+from mlstack.clouds import azure_prices
 from mlstack.prices import Price
-from tests.pure.test_arm import reply, resource_manager
+from tests.pure.test_azure_api import reply, resource_manager
 
 ANSWER: dict[str, Any] = {
     "Items": [

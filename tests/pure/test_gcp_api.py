@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mlstack import gcp_api, web
-from tests.pure.test_arm import reply, resource_manager, stall
+from mlstack import web
+from mlstack.clouds import gcp_api
+from tests.pure.test_azure_api import reply, resource_manager, stall
 
 TOKEN = "ya29.gcp-token-secret-xyz"
 REGION = Path(__file__).parents[1] / "fixtures" / "quota" / "gcp-region-us-central1.json"

@@ -1,4 +1,4 @@
-"""mlstack.gcp_locations: Compute Engine's regions, zones and GPUs per zone, N1's limits with GPUs, the machines
+"""mlstack.clouds.gcp_locations: Compute Engine's regions, zones and GPUs per zone, N1's limits with GPUs, the machines
 not sold on demand, and which machine types and VM sizes are Arm."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from mlstack import catalogue
-from mlstack import gcp_locations as loc
+from mlstack.clouds import azure, gcp
+from mlstack.clouds import gcp_locations as loc
 
 ALL_ZONES = [zone for zones in loc.GCP_ZONES.values() for zone in zones]
 
@@ -76,7 +76,7 @@ def test_every_standard_zone_has_a_gpu_answer_and_every_gpu_zone_is_a_listed_zon
 
 
 def test_every_catalogue_gpu_type_is_located() -> None:
-    assert set(catalogue.GCP_ACCELERATORS) == set(loc.GCP_GPU_TYPES) == set(loc.GCP_GPU_ZONES)
+    assert set(gcp.GCP_ACCELERATORS) == set(loc.GCP_GPU_TYPES) == set(loc.GCP_GPU_ZONES)
 
 
 def test_the_zone_data_agrees_with_gclouds_regions_but_for_one_newer_h100_region() -> None:
@@ -169,7 +169,7 @@ def test_n1_limits_unknown_pairings_are_none() -> None:
 
 
 def test_every_catalogue_n1_count_has_a_limit() -> None:
-    for gpu, accelerator in catalogue.GCP_ACCELERATORS.items():
+    for gpu, accelerator in gcp.GCP_ACCELERATORS.items():
         for count in accelerator.attachable_counts:
             assert loc.n1_max_vcpus(gpu, count) is not None, (gpu, count)
 
@@ -190,7 +190,7 @@ def test_a3_high_below_eight_gpus_is_spot_or_flex_start_only() -> None:
     assert loc.gcp_on_demand_note("g2-standard-4") is None
     assert "reserve capacity" in (loc.gcp_on_demand_note("a4-highgpu-8g") or "")
     # Each is a machine type the catalogue offers for nvidia-h100-80gb.
-    assert set(loc.SPOT_OR_FLEX_ONLY) <= set(catalogue.GCP_ACCELERATORS["nvidia-h100-80gb"].fixed_counts)
+    assert set(loc.SPOT_OR_FLEX_ONLY) <= set(gcp.GCP_ACCELERATORS["nvidia-h100-80gb"].fixed_counts)
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ def test_gcp_arm_machine_types(machine: str, arm: bool) -> None:
 
 
 def test_no_catalogue_gcp_gpu_machine_is_arm() -> None:
-    for accelerator in catalogue.GCP_ACCELERATORS.values():
+    for accelerator in gcp.GCP_ACCELERATORS.values():
         assert not loc.gcp_is_arm(f"{accelerator.family}-standard-4")
         for machine in accelerator.fixed_counts:
             assert not loc.gcp_is_arm(machine), machine
@@ -225,7 +225,7 @@ def test_no_catalogue_gcp_gpu_machine_is_arm() -> None:
 
 def test_the_gke_arm_taint() -> None:
     assert loc.GKE_ARM_TAINT == "kubernetes.io/arch=arm64:NoSchedule"
-    assert loc.AKS_TAINTS_ARM_NODES is False
+    assert azure.AKS_TAINTS_ARM_NODES is False
 
 
 @pytest.mark.parametrize(
@@ -253,18 +253,18 @@ def test_the_gke_arm_taint() -> None:
     ],
 )
 def test_azure_arm_sizes(size: str, arm: bool) -> None:
-    assert loc.azure_is_arm(size) is arm
+    assert azure.azure_is_arm(size) is arm
 
 
 def test_no_catalogue_azure_gpu_size_is_arm() -> None:
-    for size in (*catalogue.AZURE_GPU_SIZES, *catalogue.AZURE_RETIRED_GPU_SIZES):
-        assert not loc.azure_is_arm(size), size
+    for size in (*azure.AZURE_GPU_SIZES, *azure.AZURE_RETIRED_GPU_SIZES):
+        assert not azure.azure_is_arm(size), size
 
 
 def test_the_azure_arm_series_all_carry_the_p_feature() -> None:
-    for series in loc.AZURE_ARM_SERIES:
+    for series in azure.AZURE_ARM_SERIES:
         family, features = re.fullmatch(r"([A-Z]+)([a-z]+)v[0-9]+", series).groups()  # type: ignore[union-attr]
-        assert loc.azure_is_arm(f"Standard_{family}4{features}_v{series[-1]}"), series
+        assert azure.azure_is_arm(f"Standard_{family}4{features}_v{series[-1]}"), series
 
 
 def test_a_pool_is_in_its_clusters_zone_or_in_every_zone_of_its_region() -> None:

@@ -16,9 +16,11 @@ import yaml
 
 from mlstack import catalogue, offered, rules
 from mlstack.catalogue import KubernetesMinor
+from mlstack.clouds import CLOUDS, azure, azure_api, gcp, local
 from tools.harness import ROOT
 
-CLOUDS = ("azure", "gcp")
+# The clouds whose catalogue dates the minors a new cluster may get (a local cluster runs what it was made with).
+DATED = tuple(name for name, cloud in CLOUDS.items() if cloud.kubernetes_minors)
 # How long before a date the table must have moved on: a month to update it, well before users meet it.
 MARGIN = timedelta(days=30)
 # Every cloud offers at least this many minors for a new cluster at any time: AKS "supports three GA
@@ -31,31 +33,31 @@ DAY = date(2026, 12, 7)  # the day the tables were last checked, for tests of th
 # --- the tables keep up: run with today's date -----------------------------------------
 
 
-@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("cloud", DATED)
 def test_the_default_minor_is_offered_today_and_for_a_month_more(cloud: str) -> None:
     """What a stack that pins nothing is checked and enforced as of offline must be one the cloud still gives."""
-    minor = catalogue.default_minor(cloud)
-    entry = next(m for m in catalogue.kubernetes_minors(cloud) if m.minor == minor)
+    minor = CLOUDS[cloud].default_minor
+    entry = next(m for m in CLOUDS[cloud].kubernetes_minors if m.minor == minor)
     assert catalogue.today() + MARGIN <= entry.new_clusters_until, (
         f"{cloud}: the catalogue's default minor {minor} stops being offered on {entry.new_clusters_until}: "
         "move the default (AKS_DEFAULT_MINOR / GKE_DEFAULT_MINOR) to a newer minor the cloud offers, with its source"
     )
 
 
-@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("cloud", DATED)
 def test_the_catalogue_lists_enough_minors_still_offered_today(cloud: str) -> None:
-    offered_today = catalogue.offered_minors(cloud, catalogue.today() + MARGIN)
+    offered_today = CLOUDS[cloud].offered_minors(catalogue.today() + MARGIN)
     assert len(offered_today) >= MIN_OFFERED, (
         f"{cloud}: only {offered_today} offered by the catalogue a month from now: add the cloud's newer "
-        "minors with their dates and sources (mlstack/catalogue.py, Kubernetes versions)"
+        "minors with their dates and sources (the cloud's module in mlstack/clouds/, Kubernetes versions)"
     )
 
 
-@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("cloud", DATED)
 def test_every_minor_offered_today_has_a_strict_schema(cloud: str) -> None:
     """The objects are validated against the version the stack runs: kubernetes-validate must know it."""
     known = set(kubernetes_validate.utils.all_versions())
-    for minor in [*catalogue.offered_minors(cloud, catalogue.today()), catalogue.LOCAL_DEFAULT_MINOR]:
+    for minor in [*CLOUDS[cloud].offered_minors(catalogue.today()), local.LOCAL_DEFAULT_MINOR]:
         assert f"{minor}.0" in known, f"kubernetes-validate has no schema for {minor}: update requirements-dev.txt"
 
 
@@ -66,28 +68,27 @@ def test_no_shipped_stack_pins_a_version_that_ends_within_a_month() -> None:
         cloud = settings.get("mlstack:cloud", "local")
         if not pinned or cloud == "local":
             continue
-        extended = settings.get("mlstack:gkeReleaseChannel") == catalogue.GKE_EXTENDED_CHANNEL
-        assert rules.kubernetes_version(cloud, str(pinned), catalogue.today() + MARGIN, extended=extended) == [], (
-            path.name
-        )
+        extended = settings.get("mlstack:gkeReleaseChannel") == gcp.GKE_EXTENDED_CHANNEL
+        on = catalogue.today() + MARGIN
+        assert rules.kubernetes_version(CLOUDS[cloud], str(pinned), on, extended=extended) == [], path.name
 
 
 def test_the_driver_tables_were_checked_for_the_versions_the_stacks_run() -> None:
     """The trainer's CUDA build is judged against the driver each cloud installs, which moves with the node
     image: a default minor past what the GKE table was checked for, or the AKS line's end, fails here."""
-    assert catalogue.GKE_DEFAULT_MINOR in catalogue.GCP_DRIVER_TABLE_MINORS, (
-        f"GKE's default minor {catalogue.GKE_DEFAULT_MINOR} runs a COS milestone the driver table "
+    assert gcp.GKE_DEFAULT_MINOR in gcp.GCP_DRIVER_TABLE_MINORS, (
+        f"GKE's default minor {gcp.GKE_DEFAULT_MINOR} runs a COS milestone the driver table "
         "(GCP_DRIVER_BRANCH) was not checked for: check DEFAULT and LATEST there, then extend GCP_DRIVER_TABLE_MINORS"
     )
-    assert catalogue.today() + MARGIN <= catalogue.AKS_DRIVER_BRANCH_UNTIL, (
+    assert catalogue.today() + MARGIN <= azure.AKS_DRIVER_BRANCH_UNTIL, (
         "AKS's R580 driver line reaches its end: check which driver AKS installs now (Azure/AgentBaker "
         "parts/common/components.json) and update AKS_DRIVER_BRANCH"
     )
 
 
-@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("cloud", DATED)
 def test_each_table_is_ordered_and_its_dates_are_consistent(cloud: str) -> None:
-    minors = catalogue.kubernetes_minors(cloud)
+    minors = CLOUDS[cloud].kubernetes_minors
     keys = [catalogue.minor_key(m.minor) for m in minors]
     assert keys == sorted(set(keys)), f"{cloud}: minors out of order or repeated"
     for older, newer in itertools.pairwise(minors):
@@ -100,7 +101,7 @@ def test_each_table_is_ordered_and_its_dates_are_consistent(cloud: str) -> None:
 
 
 def reasons(cloud: str, value: str, on: date = DAY, *, extended: bool = False) -> list[str]:
-    return [str(p) for p in rules.kubernetes_version(cloud, value, on, extended=extended)]
+    return [str(p) for p in rules.kubernetes_version(CLOUDS[cloud], value, on, extended=extended)]
 
 
 def test_aks_1_33_is_refused_naming_the_key_the_date_and_what_is_offered() -> None:
@@ -140,9 +141,9 @@ def test_past_extended_support_nothing_is_suggested_but_newer_minors() -> None:
     assert "EXTENDED channel still offers" not in reason
 
 
-@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("cloud", DATED)
 def test_a_minor_newer_than_the_catalogue_is_left_to_the_clouds_own_list(cloud: str) -> None:
-    newest = max(catalogue.minor_key(m.minor) for m in catalogue.kubernetes_minors(cloud))
+    newest = max(catalogue.minor_key(m.minor) for m in CLOUDS[cloud].kubernetes_minors)
     assert reasons(cloud, f"1.{newest[1] + 1}") == []
 
 
@@ -177,34 +178,34 @@ def test_aks_answer_offers_ga_community_minors_and_names_the_default() -> None:
         {"version": "1.38", "isPreview": True, "capabilities": {"supportPlan": ["KubernetesOfficial"]}},
         {"version": 1.39},  # not a string: skipped, not trusted
     )
-    found = offered.from_aks_answer(answer, "eastus")
+    found = azure_api.from_aks_answer(answer, "eastus")
     assert found == offered.OfferedVersions(("1.35", "1.36", "1.37"), "1.36", "in AKS location eastus")
 
 
 @pytest.mark.parametrize("answer", [{}, {"value": []}, [], "x", {"values": "1.36"}])
 def test_an_aks_answer_of_another_shape_is_an_error_not_an_empty_offer(answer: object) -> None:
     with pytest.raises(ValueError, match="without a list of values"):
-        offered.from_aks_answer(answer, "eastus")
+        azure_api.from_aks_answer(answer, "eastus")
 
 
 def test_gke_serverconfig_offers_valid_minors_up_to_the_channels_latest() -> None:
-    config = offered.GkeServerConfig(
+    config = gcp.GkeServerConfig(
         valid_master_versions=["1.37.1-gke.100", "1.36.4-gke.200", "1.35.8-gke.1036000"],
         channel_defaults={"REGULAR": "1.35.8-gke.1036000", "RAPID": "1.36.4-gke.200", "EXTENDED": "1.35.8-gke.1"},
         channel_latest={"REGULAR": "1.36.4-gke.200", "RAPID": "1.37.1-gke.100", "EXTENDED": "1.36.4-gke.200"},
     )
-    regular = offered.from_gke_server_config(config, "REGULAR", "us-central1-a", DAY)
+    regular = gcp.from_gke_server_config(config, "REGULAR", "us-central1-a", DAY)
     assert regular == offered.OfferedVersions(("1.35", "1.36"), "1.35", "in GKE's REGULAR channel at us-central1-a")
-    assert offered.from_gke_server_config(config, "RAPID", "us-central1-a", DAY).minors == ("1.35", "1.36", "1.37")
+    assert gcp.from_gke_server_config(config, "RAPID", "us-central1-a", DAY).minors == ("1.35", "1.36", "1.37")
     # EXTENDED keeps minors past standard support, which validMasterVersions no longer lists.
-    extended = offered.from_gke_server_config(config, "EXTENDED", "us-central1-a", DAY).minors
+    extended = gcp.from_gke_server_config(config, "EXTENDED", "us-central1-a", DAY).minors
     assert extended == ("1.32", "1.33", "1.34", "1.35", "1.36")
 
 
 def test_the_catalogue_stands_in_for_the_answer_offline() -> None:
-    found = offered.from_catalogue("azure", DAY, extended=False, where="in AKS location eastus")
+    found = offered.from_catalogue(azure.CLOUD, DAY, extended=False, where="in AKS location eastus")
     assert found.minors == ("1.35", "1.36", "1.37")
-    assert found.default == catalogue.AKS_DEFAULT_MINOR
+    assert found.default == azure.AKS_DEFAULT_MINOR
 
 
 def test_minor_key_orders_numerically() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from components import target
-from mlstack import catalogue
+from mlstack.clouds import azure
 from policy import rules
 from tests.support import tolerates_gpu_taint
 
@@ -40,7 +40,7 @@ def test_no_toleration_tolerates_nothing() -> None:
 
 
 def test_every_azure_gpu_size_of_the_catalogue_is_seen_as_a_gpu_size() -> None:
-    for size in catalogue.AZURE_GPU_SIZES:
+    for size in azure.AZURE_GPU_SIZES:
         assert rules.AKS_GPU_VM_SIZE.match(size), size
     for size in ("Standard_D4s_v5", "Standard_B2s", "Standard_E8s_v5"):
         assert not rules.AKS_GPU_VM_SIZE.match(size), size

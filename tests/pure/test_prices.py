@@ -11,10 +11,11 @@ from decimal import Decimal
 
 import pytest
 
-from mlstack import catalogue, gcp_locations, prices
+from mlstack import catalogue, prices
+from mlstack.clouds import azure, gcp, gcp_locations
 
-GCP_FIXED_GPU_MACHINES = sorted({m for a in catalogue.GCP_ACCELERATORS.values() for m in a.fixed_counts})
-GCP_N1_GPUS = sorted(g for g, a in catalogue.GCP_ACCELERATORS.items() if a.family == "n1")
+GCP_FIXED_GPU_MACHINES = sorted({m for a in gcp.GCP_ACCELERATORS.values() for m in a.fixed_counts})
+GCP_N1_GPUS = sorted(g for g, a in gcp.GCP_ACCELERATORS.items() if a.family == "n1")
 PRICED_TABLES = {
     "AZURE_VM_HOURLY": prices.AZURE_VM_HOURLY,
     "GCP_MACHINE_HOURLY": prices.GCP_MACHINE_HOURLY,
@@ -45,11 +46,11 @@ def test_the_read_date_is_the_oldest_snapshot_and_none_is_in_the_future() -> Non
 # --- coverage: every machine the catalogue offers has a price somewhere ----------------------------------------
 
 
-@pytest.mark.parametrize("size", [*catalogue.AZURE_GPU_SIZES, "Standard_D2s_v5", "Standard_D4s_v5", "Standard_D8s_v5"])
+@pytest.mark.parametrize("size", [*azure.AZURE_GPU_SIZES, "Standard_D2s_v5", "Standard_D4s_v5", "Standard_D8s_v5"])
 def test_every_azure_size_the_stacks_use_has_an_on_demand_price_in_some_region(size: str) -> None:
     regions = [r for (r, s) in prices.AZURE_VM_HOURLY if s == size]
     assert regions, f"{size} has no price in any region"
-    assert all(prices.hourly("azure", r, size) is not None for r in regions)
+    assert all(prices.hourly(prices.AZURE_VM_HOURLY, r, size) is not None for r in regions)
 
 
 @pytest.mark.parametrize("machine", [*GCP_FIXED_GPU_MACHINES, "e2-standard-4", "n1-standard-4"])
@@ -76,20 +77,20 @@ def test_spot_is_cheaper_than_on_demand_and_every_price_is_positive(table: str) 
 
 def test_rows_name_real_regions_and_the_machines_the_catalogue_knows() -> None:
     for region, size in prices.AZURE_VM_HOURLY:
-        assert region in catalogue.AZURE_LOCATIONS, region
-        assert catalogue.azure_vm_size(size) == size
+        assert region in azure.AZURE_LOCATIONS, region
+        assert azure.azure_vm_size(size) == size
     for region in {r for r, _ in prices.GCP_MACHINE_HOURLY}:
         assert gcp_locations.gcp_zones(region), region
     for region, gpu in prices.GCP_N1_GPU_HOURLY:
-        assert catalogue.GCP_ACCELERATORS[gpu].family == "n1", f"{gpu} is not attached to N1"
+        assert gcp.GCP_ACCELERATORS[gpu].family == "n1", f"{gpu} is not attached to N1"
         assert gcp_locations.gcp_gpu_zones(gpu, region), f"{gpu} priced in {region}, where it is not offered"
     assert set(prices.GCS_STANDARD_GB_MONTH) <= set(gcp_locations.GCP_ZONES)
-    assert set(prices.AZURE_FILES_STANDARD_LRS_GB_MONTH) <= set(catalogue.AZURE_LOCATIONS)
+    assert set(prices.AZURE_FILES_STANDARD_LRS_GB_MONTH) <= set(azure.AZURE_LOCATIONS)
 
 
 def test_a_gpu_machine_is_priced_only_where_its_gpu_is_offered() -> None:
     for region, machine in prices.GCP_MACHINE_HOURLY:
-        gpus = [g for g, a in catalogue.GCP_ACCELERATORS.items() if machine in a.fixed_counts]
+        gpus = [g for g, a in gcp.GCP_ACCELERATORS.items() if machine in a.fixed_counts]
         if gpus:
             assert gcp_locations.gcp_gpu_zones(gpus[0], region), f"{machine} priced in {region} without {gpus[0]}"
 
@@ -97,12 +98,12 @@ def test_a_gpu_machine_is_priced_only_where_its_gpu_is_offered() -> None:
 def test_a_machine_with_more_gpus_of_one_kind_costs_more() -> None:
     """A2/A3/G2 prices include their GPUs, so within a GPU type the count orders the price (g2-standard-32, one L4,
     is cheaper than g2-standard-24, two)."""
-    for accelerator in catalogue.GCP_ACCELERATORS.values():
+    for accelerator in gcp.GCP_ACCELERATORS.values():
         for region in gcp_locations.GCP_ZONES:
             priced = [
-                (count, prices.hourly("gcp", region, machine))
+                (count, prices.hourly(prices.GCP_MACHINE_HOURLY, region, machine))
                 for machine, count in accelerator.fixed_counts.items()
-                if prices.hourly("gcp", region, machine) is not None
+                if prices.hourly(prices.GCP_MACHINE_HOURLY, region, machine) is not None
             ]
             for (fewer, cheaper), (more, dearer) in zip(sorted(priced), sorted(priced)[1:], strict=False):
                 if fewer < more:
@@ -117,9 +118,11 @@ def test_a_machine_with_more_gpus_of_one_kind_costs_more() -> None:
 def test_gcp_rows_match_cyclenerd_pricing_yml() -> None:
     # pricing.yml (fd66b26): "a2-highgpu-1g: a100: 1 cost: us-central1: hour: 3.673385 hour_spot: 1.92802";
     # "e2-standard-4 ... us-central1: hour: 0.13402284"; "n1-standard-4 ... europe-west4: hour: 0.209168".
-    assert prices.price("gcp", "us-central1", "a2-highgpu-1g") == prices.Price(Decimal("3.673385"), Decimal("1.92802"))
-    assert prices.hourly("gcp", "us-central1", "e2-standard-4") == Decimal("0.13402284")
-    assert prices.hourly("gcp", "europe-west4", "n1-standard-4") == Decimal("0.209168")
+    assert prices.price(prices.GCP_MACHINE_HOURLY, "us-central1", "a2-highgpu-1g") == prices.Price(
+        Decimal("3.673385"), Decimal("1.92802")
+    )
+    assert prices.hourly(prices.GCP_MACHINE_HOURLY, "us-central1", "e2-standard-4") == Decimal("0.13402284")
+    assert prices.hourly(prices.GCP_MACHINE_HOURLY, "europe-west4", "n1-standard-4") == Decimal("0.209168")
     # storage: bucket: standard: cost: us-east4: month: 0.023
     assert prices.GCS_STANDARD_GB_MONTH["us-east4"] == Decimal("0.023")
 
@@ -128,30 +131,30 @@ def test_an_a2_price_is_skypilots_vm_plus_its_a100() -> None:
     # SkyPilot vms.csv (006059e): "a2-highgpu-1g,12.0,85.0,,,,us-central1,us-central1-a,0.73948,0.36975" and
     # ",,,A100,1,{...},us-central1,us-central1-a,2.93391,1.4341": the VM and its GPU, which Cyclenerd sums.
     assert Decimal("0.73948") + Decimal("2.93391") == Decimal("3.67339")
-    on_demand = prices.hourly("gcp", "us-central1", "a2-highgpu-1g")
+    on_demand = prices.hourly(prices.GCP_MACHINE_HOURLY, "us-central1", "a2-highgpu-1g")
     assert on_demand is not None
     assert abs(on_demand - Decimal("3.67339")) < Decimal("0.00001")
 
 
 def test_n1_gpu_rows_match_skypilot_vms_csv() -> None:
     # ",,,T4,1,{'Gpus': [{'MemoryInfo': {'SizeInMiB': 16384}}]},us-central1,us-central1-a,0.35,0.175"
-    assert prices.gpu_hourly("gcp", "us-central1", "nvidia-tesla-t4") == Decimal("0.35")
-    assert prices.gpu_hourly("gcp", "us-central1", "nvidia-tesla-t4", spot=True) == Decimal("0.175")
+    assert prices.gpu_hourly("us-central1", "nvidia-tesla-t4") == Decimal("0.35")
+    assert prices.gpu_hourly("us-central1", "nvidia-tesla-t4", spot=True) == Decimal("0.175")
     # ",,,V100,1,{'Gpus': [{'MemoryInfo': {'SizeInMiB': 16384}}]},europe-west4,europe-west4-a,2.604,1.0443"
-    assert prices.gpu_hourly("gcp", "europe-west4", "nvidia-tesla-v100") == Decimal("2.604")
+    assert prices.gpu_hourly("europe-west4", "nvidia-tesla-v100") == Decimal("2.604")
 
 
 def test_azure_rows_match_the_retail_prices_records() -> None:
     # vm-eu-west.json: skuName "NC4as T4 v3", productName "Virtual Machines NCasT4 v3 Series", retailPrice 0.658;
     # skuName "NC4as T4 v3 Spot", same product, retailPrice 0.457113.
-    assert prices.price("azure", "westeurope", "Standard_NC4as_T4_v3") == prices.Price(
+    assert prices.price(prices.AZURE_VM_HOURLY, "westeurope", "Standard_NC4as_T4_v3") == prices.Price(
         Decimal("0.658"), Decimal("0.457113")
     )
     # vm-swedencentral.json: "Standard_D4s_v5" / "Virtual Machines Dsv5 Series" 0.204; "... Spot" 0.037699.
-    assert prices.hourly("azure", "swedencentral", "Standard_D4s_v5") == Decimal("0.204")
-    assert prices.hourly("azure", "swedencentral", "Standard_D4s_v5", spot=True) == Decimal("0.037699")
+    assert prices.hourly(prices.AZURE_VM_HOURLY, "swedencentral", "Standard_D4s_v5") == Decimal("0.204")
+    assert prices.hourly(prices.AZURE_VM_HOURLY, "swedencentral", "Standard_D4s_v5", spot=True) == Decimal("0.037699")
     # vm-eu-west.json: "ND96asr_A100_v4" / "Virtual Machines NDasr A100 v4 Series" 35.357.
-    assert prices.hourly("azure", "westeurope", "Standard_ND96asr_v4") == Decimal("35.357")
+    assert prices.hourly(prices.AZURE_VM_HOURLY, "westeurope", "Standard_ND96asr_v4") == Decimal("35.357")
     # storage-eu-west.json: "Files v2" / "Standard LRS" / "LRS Data Stored" 0.06 per 1 GB/Month.
     assert prices.AZURE_FILES_STANDARD_LRS_GB_MONTH["westeurope"] == Decimal("0.06")
 
@@ -173,20 +176,18 @@ def test_the_fixed_charges_are_the_pricing_pages_figures() -> None:
 
 
 def test_what_the_tables_do_not_hold_is_none() -> None:
-    assert prices.hourly("gcp", "mars-central1", "e2-standard-4") is None
-    assert prices.hourly("gcp", "us-central1", "e2-standard-3") is None
-    assert prices.hourly("aws", "us-east-1", "m5.large") is None
-    assert prices.price("azure", "westeurope", "Standard_NC6s_v3") is None  # retired, never priced here
-    assert prices.gpu_hourly("gcp", "us-central1", "nvidia-l4") is None  # G2 includes its L4: see hourly
-    assert prices.gpu_hourly("azure", "westeurope", "nvidia-tesla-t4") is None  # Azure sizes include their GPUs
-    assert prices.gpu_hourly("gcp", "asia-east1", "nvidia-tesla-p4") is None  # no P4 in asia-east1
+    assert prices.hourly(prices.GCP_MACHINE_HOURLY, "mars-central1", "e2-standard-4") is None
+    assert prices.hourly(prices.GCP_MACHINE_HOURLY, "us-central1", "e2-standard-3") is None
+    assert prices.price(prices.AZURE_VM_HOURLY, "westeurope", "Standard_NC6s_v3") is None  # retired, never priced here
+    assert prices.gpu_hourly("us-central1", "nvidia-l4") is None  # G2 includes its L4: see hourly
+    assert prices.gpu_hourly("asia-east1", "nvidia-tesla-p4") is None  # no P4 in asia-east1
 
 
 def test_the_gaps_the_sources_left_are_none_and_listed() -> None:
     """eastus is the stack's default Azure region, yet no dated source priced it: the gap shows, it is not filled."""
-    assert prices.hourly("azure", "eastus", "Standard_NC4as_T4_v3") is None
-    assert prices.hourly("azure", "uksouth", "Standard_D4s_v5") is None
+    assert prices.hourly(prices.AZURE_VM_HOURLY, "eastus", "Standard_NC4as_T4_v3") is None
+    assert prices.hourly(prices.AZURE_VM_HOURLY, "uksouth", "Standard_D4s_v5") is None
     assert any("eastus" in item for item in prices.UNKNOWN)
     # A machine not offered where its GPU is missing has no row, though the SKU prices exist (a2-highgpu-1g in
     # asia-east1: Cyclenerd lists 3.790142, gcloud lists no A100 there).
-    assert prices.hourly("gcp", "asia-east1", "a2-highgpu-1g") is None
+    assert prices.hourly(prices.GCP_MACHINE_HOURLY, "asia-east1", "a2-highgpu-1g") is None

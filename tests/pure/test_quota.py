@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mlstack import arm, catalogue, gcp_api, quota
-from tests.pure.test_arm import Answer, reply, resource_manager
+from mlstack import quota
+from mlstack.clouds import azure, azure_api, gcp, gcp_api
+from tests.pure.test_azure_api import Answer, reply, resource_manager
 
 TOKEN = "arm-token-secret-xyz"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "quota"
@@ -28,7 +29,7 @@ def dev(
     system_vcpus: int | None = None,
 ) -> quota.Needs:
     """The AKS pools of the shipped dev stack (Pulumi.dev.yaml), with what a test changes."""
-    return quota.needs_azure(
+    return azure.needs_azure(
         system_vm_size=system_vm_size, system_nodes=1, gpu_vm_size=gpu_vm_size, gpu_max_nodes=gpu_max_nodes,
         gpu_spot=gpu_spot, system_vcpus=system_vcpus,
     )  # fmt: skip
@@ -45,7 +46,7 @@ def gke(
     gpu_spot: bool = True,
 ) -> quota.Needs:
     """The GKE pools of the shipped gke stack (Pulumi.gke.yaml, a zonal cluster), with what a test changes."""
-    return quota.needs_gcp(
+    return gcp.needs_gcp(
         system_machine_type="e2-standard-4", system_nodes=system_nodes, system_zones=system_zones,
         gpu_machine_type=gpu_machine_type, gpu_type=gpu_type, gpu_count=gpu_count, gpu_max_nodes=gpu_max_nodes,
         gpu_spot=gpu_spot,
@@ -68,8 +69,8 @@ def page(body: dict[str, object], next_query: str | None = None) -> Answer:
 def eastus(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[quota.Quota]]:
     """The recorded eastus usages, read through the real reader from a loopback Resource Manager."""
     with resource_manager([page(USAGES)]) as (url, _):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        yield quota.azure_usages("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        yield azure_api.azure_usages("sub-1", "eastus", TOKEN)
 
 
 @pytest.fixture
@@ -92,10 +93,10 @@ def test_usages_are_read_over_every_page_with_the_token(monkeypatch: pytest.Monk
     first, rest = USAGES["value"][:6], USAGES["value"][6:]
     answers = [page({"value": first}, "api-version=2024-07-01&%24skiptoken=2"), page({"value": rest})]
     with resource_manager(answers) as (url, seen):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        quotas = quota.azure_usages("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        quotas = azure_api.azure_usages("sub-1", "eastus", TOKEN)
     assert [path for path, _ in seen] == [
-        f"{USAGES_PATH}?api-version={quota.AZURE_USAGES_API}",
+        f"{USAGES_PATH}?api-version={azure_api.AZURE_USAGES_API}",
         f"{USAGES_PATH}?api-version=2024-07-01&%24skiptoken=2",
     ]
     assert all(headers["Authorization"] == f"Bearer {TOKEN}" for _, headers in seen)
@@ -105,43 +106,43 @@ def test_usages_are_read_over_every_page_with_the_token(monkeypatch: pytest.Monk
 
 
 def test_the_program_calls_the_hook_which_is_the_real_reader_by_default() -> None:
-    assert quota.azure_quotas is quota.azure_usages
+    assert azure_api.azure_quotas is azure_api.azure_usages
 
 
 def test_a_next_link_outside_resource_manager_is_not_followed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The token goes to Resource Manager only: a nextLink elsewhere would carry it to another host."""
     elsewhere = reply(200, json.dumps({"value": [], "nextLink": "https://attacker.example/usages"}).encode())
     with resource_manager([elsewhere]) as (url, seen):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        with pytest.raises(arm.ArmError, match="nextLink outside") as caught:
-            quota.azure_usages("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        with pytest.raises(azure_api.ArmError, match="nextLink outside") as caught:
+            azure_api.azure_usages("sub-1", "eastus", TOKEN)
     assert len(seen) == 1
     assert TOKEN not in str(caught.value)
 
 
 def test_the_pages_are_bounded_in_number(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(quota, "MAX_USAGE_PAGES", 3)
+    monkeypatch.setattr(azure_api, "MAX_USAGE_PAGES", 3)
     with resource_manager([page({"value": []}, "api-version=2024-07-01&%24skiptoken=again")]) as (url, seen):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        with pytest.raises(arm.ArmError, match="more than 3 pages"):
-            quota.azure_usages("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        with pytest.raises(azure_api.ArmError, match="more than 3 pages"):
+            azure_api.azure_usages("sub-1", "eastus", TOKEN)
     assert len(seen) == 3
 
 
 def test_a_page_is_bounded_in_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(quota, "MAX_USAGE_PAGE_BYTES", 1000)
+    monkeypatch.setattr(azure_api, "MAX_USAGE_PAGE_BYTES", 1000)
     with resource_manager([page(USAGES)]) as (url, _):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        with pytest.raises(arm.ArmError, match="over 1000 bytes"):
-            quota.azure_usages("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        with pytest.raises(azure_api.ArmError, match="over 1000 bytes"):
+            azure_api.azure_usages("sub-1", "eastus", TOKEN)
 
 
 def test_a_refused_read_names_neither_the_token_nor_the_query(monkeypatch: pytest.MonkeyPatch) -> None:
     body = json.dumps({"error": {"code": "AuthorizationFailed", "message": f"no read for {TOKEN}"}}).encode()
     with resource_manager([reply(403, body)]) as (url, seen):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        with pytest.raises(arm.ArmError) as caught:
-            quota.azure_usages("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        with pytest.raises(azure_api.ArmError) as caught:
+            azure_api.azure_usages("sub-1", "eastus", TOKEN)
     assert len(seen) == 1
     assert "AuthorizationFailed" in str(caught.value)
     assert TOKEN not in str(caught.value)
@@ -150,17 +151,17 @@ def test_a_refused_read_names_neither_the_token_nor_the_query(monkeypatch: pytes
 
 def test_an_answer_without_a_list_of_usages_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with resource_manager([reply(200, b'{"values": []}')]) as (url, _):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        with pytest.raises(arm.ArmError, match="without a list of usages"):
-            quota.azure_usages("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        with pytest.raises(azure_api.ArmError, match="without a list of usages"):
+            azure_api.azure_usages("sub-1", "eastus", TOKEN)
 
 
 # --- what the pools need ------------------------------------------------------------------------------
 
 
 def test_every_catalogue_gpu_size_has_its_family_quota_and_every_accelerator_its_metric() -> None:
-    assert set(catalogue.AZURE_GPU_SIZES) <= set(quota.AZURE_GPU_FAMILIES), "a new GPU size needs its quota name"
-    assert set(catalogue.GCP_ACCELERATORS) <= set(quota.GCP_GPU_METRICS), "a new accelerator needs its metric"
+    assert set(azure.AZURE_GPU_SIZES) <= set(azure.AZURE_GPU_FAMILIES), "a new GPU size needs its quota name"
+    assert set(gcp.GCP_ACCELERATORS) <= set(gcp.GCP_GPU_METRICS), "a new accelerator needs its metric"
 
 
 @pytest.mark.parametrize(
@@ -178,12 +179,12 @@ def test_every_catalogue_gpu_size_has_its_family_quota_and_every_accelerator_its
     ],
 )
 def test_the_family_quota_of_a_size(vm_size: str, family: str | None) -> None:
-    assert quota.azure_family(vm_size) == family
+    assert azure.azure_family(vm_size) == family
 
 
 @pytest.mark.parametrize(("nodes", "surge"), [(0, 0), (1, 1), (10, 1), (11, 2), (25, 3)])
 def test_aks_surges_ten_percent_of_a_pool_rounded_up(nodes: int, surge: int) -> None:
-    assert quota.aks_surge_nodes(nodes) == surge
+    assert azure.aks_surge_nodes(nodes) == surge
 
 
 def test_a_spot_gpu_pool_counts_against_the_spot_quota_alone_and_the_system_pool_with_its_surge() -> None:
@@ -233,7 +234,7 @@ def test_gke_spot_needs_name_the_preemptible_quota_and_the_standard_one_instead(
     [("e2-standard-4", "CPUS"), ("n1-highmem-8", "CPUS"), ("n2-standard-4", "N2_CPUS"), ("a2-highgpu-1g", "A2_CPUS")],
 )
 def test_the_vcpu_quota_of_a_machine_family(machine_type: str, metric: str) -> None:
-    assert quota.gcp_cpu_metric(machine_type) == metric
+    assert gcp.gcp_cpu_metric(machine_type) == metric
 
 
 # --- the judgement and the message --------------------------------------------------------------------
@@ -242,7 +243,7 @@ def test_the_vcpu_quota_of_a_machine_family(machine_type: str, metric: str) -> N
 def test_the_dev_stack_fits_the_recorded_eastus(eastus: list[quota.Quota]) -> None:
     needs = dev()
     assert quota.shortfalls(needs.needs, eastus) == []
-    assert quota.message([], "azure", "eastus") == ""
+    assert quota.message([], azure.AKS_QUOTA_INCREASE, "eastus") == ""
 
 
 def test_too_little_quota_names_each_metric_with_the_summed_need_the_limit_and_the_usage(
@@ -252,7 +253,7 @@ def test_too_little_quota_names_each_metric_with_the_summed_need_the_limit_and_t
     found = quota.shortfalls(needs.needs, eastus)
     # T4 family: 3 x 4 = 12 > 8 free; regional: 8 (system) + 12 (GPU) = 20 > 20 - 4 in use.
     assert judged(found) == {"standardNCASv3_T4Family": 12, "cores": 20}
-    text = quota.message(found, "azure", "eastus", account="sub-1")
+    text = quota.message(found, azure.AKS_QUOTA_INCREASE, "eastus", account="sub-1")
     assert "standardNCASv3_T4Family (Standard NCASv3_T4 Family vCPUs): needs 12" in text
     assert "limit 8, usage 0, free 8; a limit of 12 fits" in text
     assert "cores (Total Regional vCPUs): needs 20" in text
@@ -268,14 +269,16 @@ def test_too_little_quota_names_each_metric_with_the_summed_need_the_limit_and_t
 def test_spot_that_does_not_fit_asks_for_low_priority_cores(eastus: list[quota.Quota]) -> None:
     found = quota.shortfalls(dev(gpu_max_nodes=4).needs, eastus)
     assert judged(found) == {"lowPriorityCores": 16}
-    assert "--resource-name lowPriorityCores --resource-type lowPriority" in quota.message(found, "azure", "eastus")
+    assert "--resource-name lowPriorityCores --resource-type lowPriority" in quota.message(
+        found, azure.AKS_QUOTA_INCREASE, "eastus"
+    )
 
 
 def test_a_family_the_answer_lacks_is_not_judged_and_the_message_says_so(eastus: list[quota.Quota]) -> None:
     needs = [quota.Need("standardNVADSA10v5Family", 6, "a pool of one Standard_NV6ads_A10_v5")]
     found = quota.shortfalls(needs, eastus)
     assert [(s.metric, s.found) for s in found] == [("standardNVADSA10v5Family", False)]
-    text = quota.message(found, "azure", "eastus")
+    text = quota.message(found, azure.AKS_QUOTA_INCREASE, "eastus")
     assert text.startswith("Not judged")
     assert "standardNVADSA10v5Family: would need 6" in text
     assert "az vm list-skus --location eastus" in text
@@ -298,7 +301,7 @@ def test_without_preemptible_quota_spot_is_judged_against_the_standard_quota(us_
     needs = gke(gpu_max_nodes=2)
     found = quota.shortfalls(needs.needs, us_central1)
     assert judged(found) == {"NVIDIA_T4_GPUS": 2}
-    text = quota.message(found, "gcp", "us-central1", account="mlstack-example")
+    text = quota.message(found, gcp.GKE_QUOTA_INCREASE, "us-central1", account="mlstack-example")
     assert "NVIDIA_T4_GPUS: needs 2 (GPU pool: up to 2 Spot nodes with 1 nvidia-tesla-t4 each)" in text
     assert "limit 1, usage 0, free 1; a limit of 2 fits" in text
     assert "https://console.cloud.google.com/iam-admin/quotas" in text
@@ -318,7 +321,7 @@ def test_with_preemptible_quota_spot_is_judged_against_it_and_an_absent_quota_is
         ("PREEMPTIBLE_NVIDIA_L4_GPUS", 5, True),
         ("G2_CPUS", 40, False),
     ]
-    text = quota.message(found, "gcp", "us-central1")
+    text = quota.message(found, gcp.GKE_QUOTA_INCREASE, "us-central1")
     assert "PREEMPTIBLE_NVIDIA_L4_GPUS: needs 5" in text
     assert "Not judged, as the answer for us-central1 lists no such quota; regions.get leaves some out" in text
     assert "G2_CPUS: would need 40" in text
@@ -328,13 +331,11 @@ def test_an_absent_preemptible_and_standard_quota_are_both_named(us_central1: li
     needs = gke(gpu_type="nvidia-h100-80gb", gpu_machine_type="a3-highgpu-1g")
     found = [s for s in quota.shortfalls(needs.needs, us_central1) if not s.found]
     assert "NVIDIA_H100_GPUS (nor PREEMPTIBLE_NVIDIA_H100_GPUS): would need 1" in quota.message(
-        found, "gcp", "us-central1"
+        found, gcp.GKE_QUOTA_INCREASE, "us-central1"
     )
 
 
-def test_the_message_lists_what_was_not_counted_and_refuses_an_unknown_cloud() -> None:
-    assert quota.message([], "azure", "eastus", uncounted=["the system pool's vCPUs"]) == (
+def test_the_message_lists_what_was_not_counted() -> None:
+    assert quota.message([], azure.AKS_QUOTA_INCREASE, "eastus", uncounted=["the system pool's vCPUs"]) == (
         "Not counted: the system pool's vCPUs."
     )
-    with pytest.raises(ValueError, match="azure and gcp"):
-        quota.message([], "local", "kind")

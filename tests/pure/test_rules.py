@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mlapp.gate import Gate
-from mlstack import capacity, catalogue, gcp_locations, rules, specs
+from mlstack import capacity, catalogue, rules, specs
+from mlstack.clouds import azure, gcp, gcp_locations
 from mlstack.problems import Problem, format_problem
 from tests.args import SERVING, TRAINING, write_trainer
 
@@ -44,7 +45,7 @@ def test_one_of_and_in_range_name_what_is_allowed() -> None:
     ("price", "sound"), [(-1, True), (0.25, True), (0, False), (-0.5, False), (float("nan"), False)]
 )
 def test_spot_max_price(price: float, sound: bool) -> None:
-    assert (rules.spot_max_price(price) == []) is sound, price
+    assert (azure.spot_max_price(price) == []) is sound, price
 
 
 @pytest.mark.parametrize(("name", "repository", "images"), [
@@ -52,7 +53,7 @@ def test_spot_max_price(price: float, sound: bool) -> None:
     ("ML", False, False), ("ml-", False, False),
 ])  # fmt: skip
 def test_app_name_as_repository_id_and_image_prefix(name: str, repository: bool, images: bool) -> None:
-    assert (rules.artifact_repository_id(name) == []) is repository, name
+    assert (gcp.artifact_repository_id(name) == []) is repository, name
     assert (rules.image_repository_prefix(name) == []) is images, name
 
 
@@ -103,9 +104,9 @@ def test_pulumi_waits_at_least_as_long_as_kubernetes_lets_the_job_run() -> None:
 
 
 def test_a_zone_lies_in_the_region() -> None:
-    assert rules.gcp_zone(None, "us-central1") == []
-    assert rules.gcp_zone("us-central1-a", "us-central1") == []
-    assert messages(rules.gcp_zone("europe-west4-a", "us-central1")) == [
+    assert gcp.gcp_zone(None, "us-central1") == []
+    assert gcp.gcp_zone("us-central1-a", "us-central1") == []
+    assert messages(gcp.gcp_zone("europe-west4-a", "us-central1")) == [
         "mlstack:gcpZone = 'europe-west4-a': must be a zone of mlstack:gcpRegion (us-central1), "
         "one of us-central1-a, us-central1-b, us-central1-c, us-central1-f; empty means a regional cluster"
     ]
@@ -113,51 +114,51 @@ def test_a_zone_lies_in_the_region() -> None:
 
 def test_a_zone_that_does_not_exist_is_refused_though_it_looks_right() -> None:
     """Finding: us-central1-z passed, being shaped like a zone; us-central1 has a, b, c and f."""
-    assert rules.gcp_zone("us-central1-z", "us-central1") != []
-    assert rules.gcp_zone("us-central1-d", "us-central1") != []
-    assert rules.gcp_zone("us-south1-ai1b", "us-south1") == [], "an AI zone of the region"
+    assert gcp.gcp_zone("us-central1-z", "us-central1") != []
+    assert gcp.gcp_zone("us-central1-d", "us-central1") != []
+    assert gcp.gcp_zone("us-south1-ai1b", "us-south1") == [], "an AI zone of the region"
 
 
 def test_a_region_that_does_not_exist_is_refused_with_the_nearest() -> None:
     """Finding: us-central9 passed, being shaped like a region."""
-    (problem,) = rules.gcp_region("us-central9")
+    (problem,) = gcp.gcp_region("us-central9")
     assert "is not a Compute Engine region (did you mean us-central1?" in problem.reason
-    assert rules.gcp_region("europe-west4") == []
+    assert gcp.gcp_region("europe-west4") == []
 
 
 def test_a_gpu_the_zone_does_not_offer_is_refused_with_the_zones_that_do() -> None:
     zones_with_l4 = gcp_locations.gcp_gpu_zones("nvidia-l4", "us-central1")
     assert zones_with_l4, "the table lists L4 in us-central1"
     without = next(z for z in gcp_locations.GCP_ZONES["us-central1"] if z not in zones_with_l4)
-    (problem,) = rules.gke_gpu_where("nvidia-l4", "g2-standard-4", "us-central1", without)
+    (problem,) = gcp.gke_gpu_where("nvidia-l4", "g2-standard-4", "us-central1", without)
     assert problem.key == "gcpZone"
     assert f"does not offer nvidia-l4 (gkeGpuType); the zones of us-central1 that do: {', '.join(zones_with_l4)}" in (
         problem.reason
     )
-    assert rules.gke_gpu_where("nvidia-l4", "g2-standard-4", "us-central1", zones_with_l4[0]) == []
+    assert gcp.gke_gpu_where("nvidia-l4", "g2-standard-4", "us-central1", zones_with_l4[0]) == []
 
 
 def test_a_region_without_the_gpu_is_refused_for_a_regional_cluster() -> None:
     region = next(r for r in gcp_locations.GCP_ZONES if gcp_locations.gcp_gpu_zones("nvidia-h100-80gb", r) == ())
-    (problem,) = rules.gke_gpu_where("nvidia-h100-80gb", "a3-highgpu-8g", region, None)
+    (problem,) = gcp.gke_gpu_where("nvidia-h100-80gb", "a3-highgpu-8g", region, None)
     assert problem.key == "gcpRegion"
     assert "in none of its zones" in problem.reason
 
 
 def test_an_n1_machine_with_more_vcpus_than_its_gpus_allow_is_refused() -> None:
     """Compute Engine: one V100 allows at most 12 vCPUs on N1 (cloud.google.com/compute/docs/gpus)."""
-    (problem,) = rules.gke_gpu_machine_limits("nvidia-tesla-v100", "n1-standard-16", 1, None)
+    (problem,) = gcp.gke_gpu_machine_limits("nvidia-tesla-v100", "n1-standard-16", 1, None)
     assert "has 16 vCPUs, but an N1 machine with 1 nvidia-tesla-v100 may have at most 12" in problem.reason
-    assert rules.gke_gpu_machine_limits("nvidia-tesla-v100", "n1-standard-8", 1, None) == []
-    assert rules.gke_gpu_machine_limits("nvidia-l4", "g2-standard-4", 1, None) == [], "only N1 is limited"
+    assert gcp.gke_gpu_machine_limits("nvidia-tesla-v100", "n1-standard-8", 1, None) == []
+    assert gcp.gke_gpu_machine_limits("nvidia-l4", "g2-standard-4", 1, None) == [], "only N1 is limited"
 
 
 def test_a_machine_sold_only_as_spot_or_flex_start_needs_spot() -> None:
-    (problem,) = rules.gke_on_demand("a3-highgpu-1g", spot=False)
+    (problem,) = gcp.gke_on_demand("a3-highgpu-1g", spot=False)
     assert problem.key == "gpuSpot"
     assert "not sold as a plain on-demand VM" in problem.reason
-    assert rules.gke_on_demand("a3-highgpu-1g", spot=True) == []
-    assert rules.gke_on_demand("a3-highgpu-8g", spot=False) == []
+    assert gcp.gke_on_demand("a3-highgpu-1g", spot=True) == []
+    assert gcp.gke_on_demand("a3-highgpu-8g", spot=False) == []
 
 
 @pytest.mark.parametrize(
@@ -168,10 +169,10 @@ def test_a_machine_sold_only_as_spot_or_flex_start_needs_spot() -> None:
      ("azure", "Standard_D4pds_v6", "aksSystemVmSize", "exec format error")],
 )  # fmt: skip
 def test_an_arm_system_pool_is_refused_for_the_clouds_own_reason(cloud: str, machine: str, key: str, why: str) -> None:
-    (problem,) = rules.arm_system_pool(cloud, machine)
+    (problem,) = {"gcp": gcp.arm_system_pool, "azure": azure.arm_system_pool}[cloud](machine)
     assert problem.key == key
     assert why in problem.reason
-    assert rules.arm_system_pool("gcp", "e2-standard-4") == rules.arm_system_pool("azure", "Standard_D4s_v5") == []
+    assert gcp.arm_system_pool("e2-standard-4") == azure.arm_system_pool("Standard_D4s_v5") == []
 
 
 def test_a_pod_cannot_span_gpu_nodes() -> None:
@@ -208,7 +209,7 @@ def test_a_pod_cannot_span_gpu_nodes() -> None:
     ],
 )
 def test_real_gcp_gpu_pools_pass(gpu_type: str, machine_type: str, count: int) -> None:
-    assert rules.gcp_gpu_pool(gpu_type, machine_type, count) == [], (gpu_type, machine_type, count)
+    assert gcp.gcp_gpu_pool(gpu_type, machine_type, count) == [], (gpu_type, machine_type, count)
 
 
 @pytest.mark.parametrize(
@@ -240,26 +241,26 @@ def test_real_gcp_gpu_pools_pass(gpu_type: str, machine_type: str, count: int) -
 def test_impossible_gcp_gpu_pools_name_the_key_and_the_choices(
     gpu_type: str, machine_type: str, count: int, key: str, must_say: str
 ) -> None:
-    problems = rules.gcp_gpu_pool(gpu_type, machine_type, count)
+    problems = gcp.gcp_gpu_pool(gpu_type, machine_type, count)
     assert [p.key for p in problems] == [key], (gpu_type, machine_type, count, problems)
     assert must_say in problems[0].reason, problems[0]
 
 
 def test_gke_gpu_pool_judges_the_driver_the_gpu_and_the_trainer_together() -> None:
     assert (
-        rules.gke_gpu_pool(
+        gcp.gke_gpu_pool(
             "nvidia-tesla-t4", "n1-standard-4", 1, driver_version="DEFAULT", trainer_gpus=1, build=DEFAULT_BUILD
         )
         == []
     )
     # CUDA 13 on a V100 under GKE's DEFAULT (R535) driver: both the GPU and the driver are wrong.
-    found = rules.gke_gpu_pool(
+    found = gcp.gke_gpu_pool(
         "nvidia-tesla-v100", "n1-standard-8", 1, driver_version="DEFAULT", trainer_gpus=1, build=CU130
     )
     assert [p.key for p in found] == ["gkeGpuType", "gkeGpuDriverVersion"], found
     assert "not supported by the trainer's CUDA 13.0 build" in found[0].reason
     assert "installs an R535 NVIDIA driver" in found[1].reason
-    found = rules.gke_gpu_pool(
+    found = gcp.gke_gpu_pool(
         "nvidia-tesla-t4", "n1-standard-4", 1, driver_version="R535", trainer_gpus=2, build=DEFAULT_BUILD
     )
     assert [p.key for p in found] == ["gkeGpuDriverVersion", "trainerGpus"], found
@@ -269,18 +270,18 @@ def test_gke_gpu_pool_judges_the_driver_the_gpu_and_the_trainer_together() -> No
 
 
 def test_aks_gpu_pool_passes_a_sound_pool() -> None:
-    assert rules.aks_gpu_pool("Standard_NC64as_T4_v3", 4, DEFAULT_BUILD) == []
-    assert rules.aks_gpu_pool("Standard_NC4as_T4_v3", 1, CU130) == []
+    assert azure.aks_gpu_pool("Standard_NC64as_T4_v3", 4, DEFAULT_BUILD) == []
+    assert azure.aks_gpu_pool("Standard_NC4as_T4_v3", 1, CU130) == []
 
 
 def test_aks_gpu_pool_points_at_the_sizes_that_carry_enough_gpus() -> None:
-    (problem,) = rules.aks_gpu_pool("Standard_NC4as_T4_v3", 2, DEFAULT_BUILD)
+    (problem,) = azure.aks_gpu_pool("Standard_NC4as_T4_v3", 2, DEFAULT_BUILD)
     assert problem.key == "trainerGpus"
     assert problem.reason.endswith("sizes with that many: Standard_NC64as_T4_v3"), problem.reason
 
 
 def test_aks_gpu_pool_refuses_a_size_outside_the_catalogue() -> None:
-    (problem,) = rules.aks_gpu_pool("Standard_D4s_v5", 1, DEFAULT_BUILD)
+    (problem,) = azure.aks_gpu_pool("Standard_D4s_v5", 1, DEFAULT_BUILD)
     assert format_problem(problem).startswith("mlstack:aksGpuVmSize = 'Standard_D4s_v5': has no GPU")
 
 
@@ -310,7 +311,9 @@ def test_a_driver_older_than_the_build_needs_is_refused() -> None:
 
 
 def test_gke_system_nodes_must_hold_the_serving_pods_and_their_sidecars() -> None:
-    problems, unchecked = rules.gke_node_capacity("e2-standard-2", "n1-standard-4", 1, SERVING, TRAINING)
+    problems, unchecked = rules.node_capacity(
+        gcp.GKE_NODES, "e2-standard-2", "n1-standard-4", system_nodes=1, serving=SERVING, training=TRAINING
+    )
     assert unchecked == []
     (problem,) = problems
     assert (problem.key, problem.value) == ("gkeSystemMachineType", "e2-standard-2")
@@ -318,22 +321,33 @@ def test_gke_system_nodes_must_hold_the_serving_pods_and_their_sidecars() -> Non
     assert "but 4 must run" in problem.reason, "the replicas, one rollout surge and the publish pod"
     assert "mlstack:replicas (2) plus one rollout surge and the publish pod" in problem.reason
     assert "plus the GCS FUSE sidecar" in problem.reason
-    assert rules.gke_node_capacity("e2-standard-2", "n1-standard-4", 3, SERVING, TRAINING) == ([], [])
+    assert rules.node_capacity(
+        gcp.GKE_NODES, "e2-standard-2", "n1-standard-4", system_nodes=3, serving=SERVING, training=TRAINING
+    ) == ([], [])
 
 
 def test_a_size_the_catalogue_does_not_know_is_left_unchecked_not_refused() -> None:
-    problems, unchecked = rules.gke_node_capacity("e2-standard-4", "m3-ultramem-32", 1, SERVING, TRAINING)
+    problems, unchecked = rules.node_capacity(
+        gcp.GKE_NODES, "e2-standard-4", "m3-ultramem-32", system_nodes=1, serving=SERVING, training=TRAINING
+    )
     assert problems == []
     assert [format_problem(p) for p in unchecked] == [
-        "mlstack:gkeGpuMachineType = 'm3-ultramem-32': its size is not in mlstack/capacity.py, "
+        "mlstack:gkeGpuMachineType = 'm3-ultramem-32': its size is not in mlstack/clouds/gcp.py, "
         "so whether its nodes hold what is scheduled there is not checked"
     ]
 
 
 def test_aks_gpu_nodes_must_hold_the_training_pod() -> None:
-    assert rules.aks_node_capacity("Standard_D4s_v5", "Standard_NC4as_T4_v3", 1, SERVING, TRAINING) == ([], [])
-    problems, _ = rules.aks_node_capacity(
-        "Standard_D4s_v5", "Standard_NC4as_T4_v3", 1, SERVING, replace(TRAINING, cpu="4")
+    assert rules.node_capacity(
+        azure.AKS_NODES, "Standard_D4s_v5", "Standard_NC4as_T4_v3", system_nodes=1, serving=SERVING, training=TRAINING
+    ) == ([], [])
+    problems, _ = rules.node_capacity(
+        azure.AKS_NODES,
+        "Standard_D4s_v5",
+        "Standard_NC4as_T4_v3",
+        system_nodes=1,
+        serving=SERVING,
+        training=replace(TRAINING, cpu="4"),
     )
     (problem,) = problems
     assert problem.key == "aksGpuVmSize"
@@ -345,8 +359,12 @@ def test_the_system_pool_holds_the_replicas_the_surge_and_the_publish_pod() -> N
     assert capacity.system_pool_pods(2) == 2 + capacity.ROLLOUT_MAX_SURGE + capacity.PUBLISH_PODS == 4
     # Exactly four serving-sized pods fit: a D8s_v5 holds them beside AKS's own pods and KEDA's, a D4s_v5 one.
     tight = replace(SERVING, replicas=2, cpu_request="1", memory_request="256Mi", memory_limit="256Mi")
-    assert rules.aks_node_capacity("Standard_D8s_v5", "Standard_NC4as_T4_v3", 1, tight, TRAINING) == ([], [])
-    (problem,), _ = rules.aks_node_capacity("Standard_D4s_v5", "Standard_NC4as_T4_v3", 1, tight, TRAINING)
+    assert rules.node_capacity(
+        azure.AKS_NODES, "Standard_D8s_v5", "Standard_NC4as_T4_v3", system_nodes=1, serving=tight, training=TRAINING
+    ) == ([], [])
+    (problem,), _ = rules.node_capacity(
+        azure.AKS_NODES, "Standard_D4s_v5", "Standard_NC4as_T4_v3", system_nodes=1, serving=tight, training=TRAINING
+    )
     assert "hold 1 serving-sized pod(s) of 1000m CPU and 256 MiB but 4 must run" in problem.reason
 
 

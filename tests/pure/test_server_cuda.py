@@ -2,8 +2,8 @@
 every target, and the image it is installed in.
 
 mlstack/catalogue.py (SERVER_CUDA) holds the facts with their sources; app/requirements-server-gpu.txt must
-install what they describe. The rules are mlstack.rules.server_gpu_gke, server_gpu_aks and
-server_gpu_image_platform.
+install what they describe. The rules are mlstack.clouds.gcp.server_gpu_gke, mlstack.clouds.azure.server_gpu_aks
+and mlstack.rules.server_gpu_image_platform.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import pytest
 
 from mlstack import catalogue, rules
+from mlstack.clouds import azure, gcp
 from tools import harness
 
 BUILD = catalogue.SERVER_CUDA
@@ -76,12 +77,12 @@ def test_which_capabilities_the_build_runs_on(capability: tuple[int, int], runs:
      ("nvidia-tesla-v100", False)],
 )  # fmt: skip
 def test_gke_gpus_the_server_runs_on(gpu_type: str, runs: bool) -> None:
-    problems = rules.server_gpu_gke(gpu_type, "LATEST")
+    problems = gcp.server_gpu_gke(gpu_type, "LATEST")
     if runs:
         assert problems == []
         return
     (problem,) = problems
-    capability = catalogue.GCP_ACCELERATORS[gpu_type].compute_capability
+    capability = gcp.GCP_ACCELERATORS[gpu_type].compute_capability
     assert (problem.key, problem.value) == ("gkeGpuType", gpu_type)
     assert f"compute capability {capability[0]}.{capability[1]}" in problem.reason
     assert "mlstack:serverGpu" in problem.reason
@@ -90,8 +91,8 @@ def test_gke_gpus_the_server_runs_on(gpu_type: str, runs: bool) -> None:
 
 
 def test_gkes_default_driver_cannot_run_cuda_13_and_the_problem_names_latest() -> None:
-    """GKE's DEFAULT installs R535 (catalogue.GCP_DRIVER_BRANCH), which CUDA 13 cannot use."""
-    (problem,) = rules.server_gpu_gke("nvidia-tesla-t4", "DEFAULT")
+    """GKE's DEFAULT installs R535 (gcp.GCP_DRIVER_BRANCH), which CUDA 13 cannot use."""
+    (problem,) = gcp.server_gpu_gke("nvidia-tesla-t4", "DEFAULT")
     assert (problem.key, problem.value) == ("gkeGpuDriverVersion", "DEFAULT")
     assert "R535" in problem.reason
     assert BUILD.min_driver in problem.reason
@@ -101,18 +102,18 @@ def test_gkes_default_driver_cannot_run_cuda_13_and_the_problem_names_latest() -
 
 @pytest.mark.parametrize("driver_version", ["LATEST", "INSTALLATION_DISABLED"])
 def test_latest_runs_it_and_a_driver_the_user_installs_is_not_judged(driver_version: str) -> None:
-    assert rules.server_gpu_gke("nvidia-l4", driver_version) == []
+    assert gcp.server_gpu_gke("nvidia-l4", driver_version) == []
 
 
 def test_a_pre_turing_gpu_on_the_default_driver_gets_both_problems() -> None:
-    problems = rules.server_gpu_gke("nvidia-tesla-v100", "DEFAULT")
+    problems = gcp.server_gpu_gke("nvidia-tesla-v100", "DEFAULT")
     assert [p.key for p in problems] == ["gkeGpuType", "gkeGpuDriverVersion"]
 
 
 def test_unknown_gke_values_are_left_to_the_pool_rule() -> None:
     """gke_gpu_pool refuses an unknown GPU type or driver setting, with the choices; no second message here."""
-    assert rules.server_gpu_gke("nvidia-tesla-k80", "NEWEST") == []
-    assert rules.gke_gpu_pool(
+    assert gcp.server_gpu_gke("nvidia-tesla-k80", "NEWEST") == []
+    assert gcp.gke_gpu_pool(
         "nvidia-tesla-k80", "n1-standard-4", 1, driver_version="NEWEST", trainer_gpus=1,
         build=catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA],
     )  # fmt: skip
@@ -121,10 +122,10 @@ def test_unknown_gke_values_are_left_to_the_pool_rule() -> None:
 # --- AKS -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", sorted(catalogue.AZURE_GPU_SIZES))
+@pytest.mark.parametrize("size", sorted(azure.AZURE_GPU_SIZES))
 def test_every_aks_size_runs_the_server(size: str) -> None:
-    """AKS installs R580 (catalogue.AKS_DRIVER_BRANCH) and sells T4, A100 and H100: all run CUDA 13."""
-    assert rules.server_gpu_aks(size) == []
+    """AKS installs R580 (azure.AKS_DRIVER_BRANCH) and sells T4, A100 and H100: all run CUDA 13."""
+    assert azure.server_gpu_aks(size) == []
 
 
 def test_aks_driver_rule_fires_below_580() -> None:
@@ -134,8 +135,8 @@ def test_aks_driver_rule_fires_below_580() -> None:
 
 
 def test_unknown_and_retired_aks_sizes_are_left_to_the_pool_rule() -> None:
-    assert rules.server_gpu_aks("Standard_NC6s_v3") == []
-    assert rules.aks_gpu_pool("Standard_NC6s_v3", 1, catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA])
+    assert azure.server_gpu_aks("Standard_NC6s_v3") == []
+    assert azure.aks_gpu_pool("Standard_NC6s_v3", 1, catalogue.TRAINER_CUDA_BUILDS[catalogue.DEFAULT_TRAINER_CUDA])
 
 
 # --- the image's platform ----------------------------------------------------------

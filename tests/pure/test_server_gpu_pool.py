@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mlstack import rules
+from mlstack.clouds import gcp
 from mlstack.problems import Problem
 from tests.args import SERVING, TRAINING
 
@@ -46,12 +47,30 @@ def test_a_multi_node_job_leaves_the_servers_only_what_its_nodes_do_not_use() ->
 def test_gpu_servers_leave_the_system_pool_to_the_publish_pod() -> None:
     # n1-standard-4 GPU nodes at most two: the servers' requests must fit there, not on the system pool.
     gpu_serving = replace(SERVING, gpu=True, max_replicas=1)
-    problems, _ = rules.gke_node_capacity("e2-standard-2", "n1-standard-4", 1, gpu_serving, TRAINING, gpu_nodes=2)
+    problems, _ = rules.node_capacity(
+        gcp.GKE_NODES,
+        "e2-standard-2",
+        "n1-standard-4",
+        system_nodes=1,
+        serving=gpu_serving,
+        training=TRAINING,
+        gpu_nodes=2,
+    )
     assert problems == [], problems
     cpu_serving = replace(SERVING, replicas=4, cpu_request="500m")
-    problems, _ = rules.gke_node_capacity("e2-standard-2", "n1-standard-4", 1, cpu_serving, TRAINING, gpu_nodes=2)
+    problems, _ = rules.node_capacity(
+        gcp.GKE_NODES,
+        "e2-standard-2",
+        "n1-standard-4",
+        system_nodes=1,
+        serving=cpu_serving,
+        training=TRAINING,
+        gpu_nodes=2,
+    )
     assert [p.key for p in problems] == ["gkeSystemMachineType"], "on the CPU the same servers crowd the system pool"
     big = replace(SERVING, gpu=True, max_replicas=1, cpu_request="3900m", cpu_limit="4")
-    problems, _ = rules.gke_node_capacity("e2-standard-4", "n1-standard-4", 1, big, TRAINING, gpu_nodes=2)
+    problems, _ = rules.node_capacity(
+        gcp.GKE_NODES, "e2-standard-4", "n1-standard-4", system_nodes=1, serving=big, training=TRAINING, gpu_nodes=2
+    )
     (gpu_pool,) = [p for p in problems if p.key == "gkeGpuMachineType"]
     assert "GPU serving pod" in gpu_pool.reason

@@ -17,6 +17,7 @@ from packaging.version import Version
 
 from components.image import TORCH_INDEX_ARG
 from mlstack import catalogue, rules
+from mlstack.clouds import azure, gcp
 from tools import harness
 
 DOCKERFILE = (harness.ROOT / "examples" / "digits" / "Dockerfile").read_text(encoding="utf-8")
@@ -99,9 +100,9 @@ def test_which_capabilities_each_build_runs(capability: tuple[int, int], cu126: 
 
 
 def test_every_gpu_in_the_catalogue_runs_the_default_build() -> None:
-    for name, accelerator in catalogue.GCP_ACCELERATORS.items():
+    for name, accelerator in gcp.GCP_ACCELERATORS.items():
         assert catalogue.runs_on(DEFAULT, accelerator.compute_capability), name
-    for size, entry in catalogue.AZURE_GPU_SIZES.items():
+    for size, entry in azure.AZURE_GPU_SIZES.items():
         assert catalogue.runs_on(DEFAULT, entry.compute_capability), size
 
 
@@ -110,21 +111,21 @@ def test_the_drivers_of_the_shipped_gpu_stacks_run_the_default_build() -> None:
     declared = harness.project_declarations()["mlstack:gkeGpuDriverVersion"]["default"]
     gke = yaml.safe_load((harness.ROOT / "Pulumi.gke.yaml").read_text(encoding="utf-8"))["config"]
     setting = gke.get("mlstack:gkeGpuDriverVersion", declared)
-    assert (catalogue.GCP_DRIVER_BRANCH[setting] or 0) >= DEFAULT.min_driver_branch, setting
-    assert (catalogue.GCP_DRIVER_BRANCH["DEFAULT"] or 0) >= DEFAULT.min_driver_branch
-    assert DEFAULT.min_driver_branch <= catalogue.AKS_DRIVER_BRANCH
+    assert (gcp.GCP_DRIVER_BRANCH[setting] or 0) >= DEFAULT.min_driver_branch, setting
+    assert (gcp.GCP_DRIVER_BRANCH["DEFAULT"] or 0) >= DEFAULT.min_driver_branch
+    assert DEFAULT.min_driver_branch <= azure.AKS_DRIVER_BRANCH
 
 
 def test_gpu_capabilities_are_recorded_for_every_gpu() -> None:
     expected = {"nvidia-tesla-t4": (7, 5), "nvidia-tesla-v100": (7, 0), "nvidia-tesla-p100": (6, 0),
                 "nvidia-tesla-p4": (6, 1), "nvidia-l4": (8, 9), "nvidia-tesla-a100": (8, 0),
                 "nvidia-a100-80gb": (8, 0), "nvidia-h100-80gb": (9, 0)}  # fmt: skip
-    assert {n: a.compute_capability for n, a in catalogue.GCP_ACCELERATORS.items()} == expected
-    by_model = {e.gpu_model: e.compute_capability for e in catalogue.AZURE_GPU_SIZES.values()}
+    assert {n: a.compute_capability for n, a in gcp.GCP_ACCELERATORS.items()} == expected
+    by_model = {e.gpu_model: e.compute_capability for e in azure.AZURE_GPU_SIZES.values()}
     assert by_model == {"nvidia-tesla-t4": (7, 5), "nvidia-a100-80gb": (8, 0), "nvidia-h100-nvl": (9, 0),
                         "nvidia-a100-40gb": (8, 0), "nvidia-h100-80gb": (9, 0)}  # fmt: skip
 
 
-@pytest.mark.parametrize("size", sorted(catalogue.AZURE_RETIRED_GPU_SIZES))
+@pytest.mark.parametrize("size", sorted(azure.AZURE_RETIRED_GPU_SIZES))
 def test_retired_azure_sizes_are_not_in_the_catalogue(size: str) -> None:
-    assert size not in catalogue.AZURE_GPU_SIZES
+    assert size not in azure.AZURE_GPU_SIZES

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components.target import GPU_POOL, GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, POOL_LABEL_KEY
-from mlstack import acr_token
+from mlstack.clouds import azure_acr_token
 from tests.support import (
     DAEMONSET,
     DEPLOYMENT,
@@ -196,15 +196,15 @@ def test_the_images_push_with_the_exchanged_token_as_a_secret(dev: harness.Stack
         assert secret, f"{image.urn}: the token is not a secret"
         (login,) = harness.plain(registries)
         assert login["address"] == registry.outputs["loginServer"], image.urn
-        assert login["username"] == acr_token.USERNAME, image.urn
+        assert login["username"] == azure_acr_token.USERNAME, image.urn
         assert login["password"] == mocks_azure.MOCK_ACR_REFRESH_TOKEN, image.urn
     # Both access tokens, the ACR-audience one first (a registry may refuse ARM-audience tokens).
     (exchanged,) = dev.acr_exchanges
     login_server, tenant, tokens = exchanged
     assert (login_server, tenant) == (registry.outputs["loginServer"], mocks_azure.MOCK_TENANT_ID)
     assert [(t.audience, t.token) for t in tokens] == [
-        (acr_token.ACR_AUDIENCE, mocks_azure.MOCK_ACR_AUDIENCE_TOKEN),
-        (acr_token.ARM_AUDIENCE, mocks_azure.MOCK_ARM_TOKEN),
+        (azure_acr_token.ACR_AUDIENCE, mocks_azure.MOCK_ACR_AUDIENCE_TOKEN),
+        (azure_acr_token.ARM_AUDIENCE, mocks_azure.MOCK_ARM_TOKEN),
     ]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlstack import catalogue
+from mlstack.clouds import azure
 from tests.support import SharedRun, StackProblems
 
 
@@ -20,7 +20,7 @@ def one_problem(problems: list[str], key: str) -> str:
 def test_non_gpu_size_for_the_gpu_pool_is_refused(stack_problems: StackProblems) -> None:
     problem = one_problem(stack_problems("dev", aksGpuVmSize="Standard_D4s_v5"), "aksGpuVmSize")
     assert "'Standard_D4s_v5': has no GPU" in problem
-    for size in catalogue.AZURE_GPU_SIZES:
+    for size in azure.AZURE_GPU_SIZES:
         assert size in problem, f"{size} is not among the choices: {problem}"
 
 

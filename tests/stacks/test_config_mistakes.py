@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlstack import gcp_locations, prices, rules
+from mlstack import prices, rules
+from mlstack.clouds import gcp_locations
 from tests.support import StackProblems
 from tools import harness
 
@@ -159,7 +160,7 @@ def test_an_arm_system_pool_is_refused(stack_problems: StackProblems, stack: str
 
 def test_a_spot_max_price_below_the_market_is_refused(stack_problems: StackProblems) -> None:
     """westeurope's Spot NC4as_T4_v3 is priced in the table: a max well below it would never get a node."""
-    market = prices.hourly("azure", "westeurope", "Standard_NC4as_T4_v3", spot=True)
+    market = prices.hourly(prices.AZURE_VM_HOURLY, "westeurope", "Standard_NC4as_T4_v3", spot=True)
     assert market is not None
     problem = only(
         stack_problems("dev", azureLocation="westeurope", aksSpotMaxPrice=str(market / 2)), "aksSpotMaxPrice"
@@ -168,6 +169,6 @@ def test_a_spot_max_price_below_the_market_is_refused(stack_problems: StackProbl
 
 
 def test_a_spot_max_price_at_the_market_or_minus_one_passes(kubeconfig: object) -> None:
-    market = prices.hourly("azure", "westeurope", "Standard_NC4as_T4_v3", spot=True)
+    market = prices.hourly(prices.AZURE_VM_HOURLY, "westeurope", "Standard_NC4as_T4_v3", spot=True)
     run = harness.run_stack("dev", {"azureLocation": "westeurope", "aksSpotMaxPrice": str(market)})
     assert run.exports["namespace"] == "mlstack"

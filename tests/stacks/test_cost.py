@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from mlstack import azure_prices, cost, prices
+from mlstack import prices
+from mlstack.clouds import azure, azure_prices
 from mlstack.prices import Price
 from tests.support import SharedRun
 from tools import harness, mocks_azure
@@ -73,7 +74,7 @@ def test_a_local_stack_has_no_cloud_cost(shipped: dict[str, harness.StackRun]) -
 
 
 def test_the_preview_line_names_what_is_not_priced() -> None:
-    estimate = cost.estimate_aks(
+    estimate = azure.estimate_aks(
         location="eastus",
         system_vm_size="Standard_D4s_v5",
         system_nodes=1,

@@ -16,7 +16,8 @@ import pytest
 
 from components.aks import AksError
 from components.gke import GkeError
-from mlstack import arm, catalogue, offered
+from mlstack import catalogue, offered
+from mlstack.clouds import CLOUDS, azure, azure_api, gcp
 from tests.support import STACK_CLOUDS, STACKS, CountingMocks, SharedRun, StackProblems
 from tools import harness, mocks_azure
 
@@ -41,7 +42,7 @@ def inputs(registration: harness.Registration) -> dict[str, Any]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_a_stack_that_pins_nothing_runs_its_clouds_default_and_says_so(shipped: dict[str, Any], stack: str) -> None:
     run = shipped[stack]
-    expected = catalogue.default_minor(STACK_CLOUDS[stack])
+    expected = CLOUDS[STACK_CLOUDS[stack]].default_minor
     assert run.exports["kubernetesVersion"] == expected, stack
     labels = harness.manifest(run.one(NAMESPACE))["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce-version"] == f"v{expected}", stack
@@ -57,7 +58,7 @@ def test_aks_asks_the_location_with_the_deployers_subscription_and_token(shipped
 
 
 def test_a_pinned_aks_minor_goes_to_the_cluster_and_its_gpu_pool(shared_run: SharedRun) -> None:
-    minor = catalogue.AKS_DEFAULT_MINOR
+    minor = azure.AKS_DEFAULT_MINOR
     run = shared_run("dev", {"kubernetesVersion": minor})
     assert inputs(run.one(CLUSTER["dev"]))["kubernetesVersion"] == minor
     assert inputs(run.one(AKS_POOL))["orchestratorVersion"] == minor
@@ -65,7 +66,7 @@ def test_a_pinned_aks_minor_goes_to_the_cluster_and_its_gpu_pool(shared_run: Sha
 
 
 def test_a_pinned_gke_minor_is_the_control_planes_minimum(shared_run: SharedRun) -> None:
-    minor = catalogue.GKE_DEFAULT_MINOR
+    minor = gcp.GKE_DEFAULT_MINOR
     run = shared_run("gke", {"kubernetesVersion": minor})
     assert inputs(run.one(CLUSTER["gke"]))["minMasterVersion"] == minor
     assert run.exports["kubernetesVersion"] == minor
@@ -93,7 +94,7 @@ def test_a_minor_the_aks_location_does_not_offer_stops_the_run_before_any_resour
     mocks = CountingMocks()
     mocks.aks_versions = mocks_azure.AksVersions(answer)
     with pytest.raises(AksError) as caught:
-        harness.run_stack("dev", {"kubernetesVersion": catalogue.AKS_DEFAULT_MINOR}, mocks=mocks)
+        harness.run_stack("dev", {"kubernetesVersion": azure.AKS_DEFAULT_MINOR}, mocks=mocks)
     assert mocks.created == [], f"created before the refusal: {mocks.created}"
     assert "is not offered for a new cluster in AKS location eastus, which offers 1.37, 1.38" in str(caught.value)
 
@@ -107,9 +108,9 @@ def test_the_aks_locations_default_is_what_an_unpinned_stack_runs(kubeconfig: ob
 
 def test_when_the_aks_list_cannot_be_read_the_catalogue_decides(kubeconfig: object) -> None:
     mocks = harness.default_mocks()
-    mocks.aks_versions = mocks_azure.AksVersions(arm.ArmError("Resource Manager refused ... (HTTP 403: ...)"))
+    mocks.aks_versions = mocks_azure.AksVersions(azure_api.ArmError("Resource Manager refused ... (HTTP 403: ...)"))
     run = harness.run_stack("dev", mocks=mocks)
-    assert run.exports["kubernetesVersion"] == catalogue.AKS_DEFAULT_MINOR
+    assert run.exports["kubernetesVersion"] == azure.AKS_DEFAULT_MINOR
     assert len(run.aks_version_asks) == 1
 
 

@@ -17,7 +17,7 @@ from torch.distributed import run as torchrun
 
 from components import workloads
 from mlapp import contract
-from mlstack import catalogue
+from mlstack.clouds import CLOUDS
 from tests import pods
 from tests.stacks.test_policy import EXPECTED_ADVICE, findings
 from tests.support import (
@@ -60,7 +60,7 @@ def downward(job: str, index: int) -> dict[str, str]:
 def test_every_object_of_a_multi_node_stack_passes_the_strict_schema(shared_run: SharedRun, stack: str) -> None:
     result = multi(shared_run, stack)
     version = result.kubernetes_version
-    assert version == catalogue.default_minor(STACK_CLOUDS[stack]), f"{stack}: validated against {version}"
+    assert version == CLOUDS[STACK_CLOUDS[stack]].default_minor, f"{stack}: validated against {version}"
     objects = list(harness.kubernetes_manifests(result))
     problems = [p for _, obj in objects for p in harness.validate_manifest(obj, version)]
     assert problems == [], f"{stack} against Kubernetes {version}:\n" + "\n".join(problems)

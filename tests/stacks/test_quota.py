@@ -1,7 +1,7 @@
 """GPU quota read before anything is created: a stack its subscription or project cannot hold is refused.
 
-The real readers (mlstack.quota.azure_usages, mlstack.gcp_api.compute_region_quotas) run against a loopback
-server answering the recorded answers in tests/fixtures/quota/ (shaped from the APIs' documentation; its
+The real readers (mlstack.clouds.azure_api.azure_usages, mlstack.clouds.gcp_api.compute_region_quotas) run against a
+loopback server answering the recorded answers in tests/fixtures/quota/ (shaped from the APIs' documentation; its
 README cites them), so the whole path, from the HTTP answer to the refusal, is exercised. Offline, with no
 cloud to ask, nothing is checked and nothing fails (every other stack test runs so).
 """
@@ -14,8 +14,9 @@ import pytest
 
 from components.aks import AksError
 from components.gke import GkeError
-from mlstack import arm, gcp_api, quota
-from tests.pure.test_arm import reply, resource_manager
+from mlstack import quota
+from mlstack.clouds import azure_api, gcp_api
+from tests.pure.test_azure_api import reply, resource_manager
 from tests.support import CountingMocks
 from tools import harness, mocks_azure, mocks_gcp
 
@@ -29,9 +30,11 @@ def recorded() -> tuple[list[quota.Quota], list[quota.Quota]]:
     azure = (FIXTURES / "azure-usages-eastus.json").read_bytes()
     gcp = (FIXTURES / "gcp-region-us-central1.json").read_bytes()
     with pytest.MonkeyPatch.context() as patch, resource_manager([reply(200, azure), reply(200, gcp)]) as (url, _):
-        patch.setattr(arm, "ENDPOINT", url)
+        patch.setattr(azure_api, "ENDPOINT", url)
         patch.setattr(gcp_api, "ENDPOINT", url)
-        return quota.azure_usages("sub", "eastus", "token-xyz"), gcp_api.compute_region_quotas("p", "us-central1", "t")
+        return azure_api.azure_usages("sub", "eastus", "token-xyz"), gcp_api.compute_region_quotas(
+            "p", "us-central1", "t"
+        )
 
 
 def with_answers(
@@ -90,7 +93,9 @@ def test_a_gke_stack_beyond_its_gpu_quota_is_refused_before_any_resource(
 
 @pytest.mark.parametrize("stack", ["dev", "gke"])
 def test_an_unreadable_answer_never_stops_the_run(kubeconfig: object, stack: str) -> None:
-    mocks = with_answers(azure=arm.ArmError("HTTP 403: AuthorizationFailed"), gcp=gcp_api.GoogleApiError("HTTP 403"))
+    mocks = with_answers(
+        azure=azure_api.ArmError("HTTP 403: AuthorizationFailed"), gcp=gcp_api.GoogleApiError("HTTP 403")
+    )
     run = harness.run_stack(stack, {"gpuMaxNodes": 40}, mocks=mocks)
     assert run.exports["namespace"] == "mlstack"
 

@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from mlstack import catalogue
+from mlstack.clouds import azure
 from tests.support import DEPLOYMENT, STACKS, SharedRun
 from tools import harness, render, summary
 
@@ -186,7 +186,7 @@ def test_the_aks_summary_shows_both_pools_their_gpus_spot_location_registry_and_
     where, run = rendered["dev"]
     text = (where / "summary.md").read_text(encoding="utf-8")
     gpu = harness.plain(run.one(summary.AKS_POOL).inputs)
-    size = catalogue.AZURE_GPU_SIZES[gpu["vmSize"]]
+    size = azure.AZURE_GPU_SIZES[gpu["vmSize"]]
     assert (
         f"| {gpu['vmSize']} | {size.gpus} x {size.gpu_model} | {gpu['minCount']}-{gpu['maxCount']} (autoscaled) | "
         "yes (max price on-demand) |"

@@ -13,6 +13,7 @@ import pytest
 from components.image import TORCH_INDEX_ARG
 from mlapp import contract
 from mlstack import catalogue
+from mlstack.clouds import azure
 from tests.support import IMAGE, JOB, STACKS, TRAIN, SharedRun, StackProblems, container
 from tools import harness
 
@@ -107,7 +108,7 @@ def test_gke_default_driver_is_too_old_for_cuda_13(stack_problems: StackProblems
     assert "needs 580.65.06 or newer" in problem
 
 
-@pytest.mark.parametrize(("size", "date"), sorted(catalogue.AZURE_RETIRED_GPU_SIZES.items()))
+@pytest.mark.parametrize(("size", "date"), sorted(azure.AZURE_RETIRED_GPU_SIZES.items()))
 def test_retired_azure_sizes_are_refused_with_their_date(stack_problems: StackProblems, size: str, date: str) -> None:
     problems = stack_problems("dev", aksGpuVmSize=size)
     (problem,) = [p for p in problems if p.startswith("mlstack:aksGpuVmSize ")]

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mlstack import arm, catalogue
+from mlstack.clouds import azure, azure_api
 
 TOKEN = "arm-token-secret-xyz"
 Answer = Callable[[BaseHTTPRequestHandler], None]
@@ -76,28 +76,28 @@ OK = reply(200, json.dumps(VERSIONS).encode())
 
 def test_the_versions_of_a_location_are_asked_with_the_token_and_read(monkeypatch: pytest.MonkeyPatch) -> None:
     with resource_manager([OK]) as (url, seen):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        found = arm.list_aks_versions("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        found = azure_api.list_aks_versions("sub-1", "eastus", TOKEN)
     assert found.minors == ("1.35", "1.36")
     assert found.default == "1.36"
     ((path, headers),) = seen
     assert path == (
         "/subscriptions/sub-1/providers/Microsoft.ContainerService/locations/eastus/kubernetesVersions"
-        f"?api-version={catalogue.AKS_VERSIONS_API}"
+        f"?api-version={azure.AKS_VERSIONS_API}"
     )
     assert headers["Authorization"] == f"Bearer {TOKEN}"
 
 
 def test_throttling_and_server_errors_are_retried_then_answered() -> None:
     with resource_manager([reply(429, b"slow down"), reply(503, b"busy"), OK]) as (url, seen):
-        assert arm.get_json(url + "/x", TOKEN, backoff=0.0) == VERSIONS
+        assert azure_api.get_json(url + "/x", TOKEN, backoff=0.0) == VERSIONS
     assert len(seen) == 3
 
 
 def test_a_refusal_is_not_retried_and_its_message_has_no_token() -> None:
     body = f'{{"error": {{"code": "AuthorizationFailed", "message": "no access for {TOKEN}"}}}}'.encode()
-    with resource_manager([reply(403, body)]) as (url, seen), pytest.raises(arm.ArmError) as caught:
-        arm.get_json(url + "/x?api-version=1", TOKEN, backoff=0.0)
+    with resource_manager([reply(403, body)]) as (url, seen), pytest.raises(azure_api.ArmError) as caught:
+        azure_api.get_json(url + "/x?api-version=1", TOKEN, backoff=0.0)
     assert len(seen) == 1
     message = str(caught.value)
     assert "HTTP 403" in message
@@ -108,21 +108,21 @@ def test_a_refusal_is_not_retried_and_its_message_has_no_token() -> None:
 
 def test_the_answer_size_is_bounded() -> None:
     big = b"[" + b"0," * 600 + b"0]"
-    with resource_manager([reply(200, big)]) as (url, _), pytest.raises(arm.ArmError, match="over 1000 bytes"):
-        arm.get_json(url, TOKEN, max_bytes=1000)
+    with resource_manager([reply(200, big)]) as (url, _), pytest.raises(azure_api.ArmError, match="over 1000 bytes"):
+        azure_api.get_json(url, TOKEN, max_bytes=1000)
 
 
 def test_each_try_is_bounded_in_time_and_the_tries_in_number() -> None:
-    with resource_manager([stall(2.0)]) as (url, seen), pytest.raises(arm.ArmError) as caught:
-        arm.get_json(url, TOKEN, timeout=0.2, attempts=2, backoff=0.0)
+    with resource_manager([stall(2.0)]) as (url, seen), pytest.raises(azure_api.ArmError) as caught:
+        azure_api.get_json(url, TOKEN, timeout=0.2, attempts=2, backoff=0.0)
     assert "after 2 tries: timed out" in str(caught.value)
     assert len(seen) == 2
 
 
 def test_an_answer_that_is_not_json_or_not_a_version_list_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    with resource_manager([reply(200, b"<html>")]) as (url, _), pytest.raises(arm.ArmError, match="not JSON"):
-        arm.get_json(url, TOKEN)
+    with resource_manager([reply(200, b"<html>")]) as (url, _), pytest.raises(azure_api.ArmError, match="not JSON"):
+        azure_api.get_json(url, TOKEN)
     with resource_manager([reply(200, b'{"value": []}')]) as (url, _):
-        monkeypatch.setattr(arm, "ENDPOINT", url)
-        with pytest.raises(arm.ArmError, match="without a list of values"):
-            arm.list_aks_versions("sub-1", "eastus", TOKEN)
+        monkeypatch.setattr(azure_api, "ENDPOINT", url)
+        with pytest.raises(azure_api.ArmError, match="without a list of values"):
+            azure_api.list_aks_versions("sub-1", "eastus", TOKEN)

@@ -4,7 +4,8 @@ Pure: the AKS target asks for the two sizes it runs. "This API gives you an unau
 retail rates for all Azure services", in USD, "Microsoft retail prices"
 (https://learn.microsoft.com/rest/api/cost-management/retail-prices/azure-retail-prices): so no credential is
 sent. Filter values are case-sensitive from 2023-01-01-preview (same page). Each call is bounded like every
-other (mlstack.arm.get_json); a price that cannot be read is None, and the caller falls back to mlstack.prices.
+other (mlstack.clouds.azure_api.get_json); a price that cannot be read is None, and the caller falls back to
+mlstack.prices.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from mlstack import arm
+from mlstack.clouds import azure_api
 from mlstack.prices import Price
 
 ENDPOINT = "https://prices.azure.com/api/retail/prices"
@@ -63,8 +64,8 @@ def retail_price(region: str, vm_size: str) -> Price | None:
     )
     url = f"{ENDPOINT}?api-version={API_VERSION}&$filter={urllib.parse.quote(query)}"
     try:
-        answer = arm.get_json(url, "", max_bytes=MAX_ANSWER_BYTES)
-    except arm.ArmError:
+        answer = azure_api.get_json(url, "", max_bytes=MAX_ANSWER_BYTES)
+    except azure_api.ArmError:
         return None
     return price_from_answer(answer)
 

@@ -1,9 +1,10 @@
-"""Where the clouds' machines are, and which are Arm: Compute Engine's regions and zones, the GPU types
+"""Where GCP's machines are, and which are Arm: Compute Engine's regions and zones, the GPU types
 each zone offers, N1's vCPU and memory limits per attached GPU count, the GCP machine types that cannot
-be had on demand, and the Arm machine families of GCP and Azure with what GKE and AKS do to Arm nodes.
+be had on demand, and the Arm machine families of GCP with what GKE does to Arm nodes (Azure's Arm sizes:
+mlstack.clouds.azure).
 
 Pure data (and the small lookups over it), each table with its source on the line above, as in
-mlstack.catalogue. A lookup answers None for what its table does not know ("unknown"), never an empty
+mlstack.clouds.gcp. A lookup answers None for what its table does not know ("unknown"), never an empty
 answer: an empty answer means the source was read and lists nothing there. Research notes, with the
 discrepancies between the sources: /work/research/gcp-locations.md.
 """
@@ -116,7 +117,7 @@ def gcp_parent_zone(ai_zone: str) -> str | None:
 
 # --- GPU types per zone ----------------------------------------------------------------------------------
 
-# The accelerator names mlstack uses (mlstack.catalogue.GCP_ACCELERATORS).
+# The accelerator names mlstack uses (mlstack.clouds.gcp.GCP_ACCELERATORS).
 GCP_GPU_TYPES: tuple[str, ...] = (
     "nvidia-tesla-t4",
     "nvidia-tesla-v100",
@@ -424,42 +425,3 @@ GKE_ARM_TAINT = f"{GKE_ARM_TAINT_KEY}={GKE_ARM_TAINT_VALUE}:{GKE_ARM_TAINT_EFFEC
 def gcp_is_arm(machine_type: str) -> bool:
     """Whether a Compute Engine machine type has Arm CPUs (its family is in GCP_ARM_FAMILIES)."""
     return machine_type.split("-", 1)[0] in GCP_ARM_FAMILIES
-
-
-# Azure names Arm sizes with the feature letter p: "If the CPU is ARM based (Microsoft Cobalt or Ampere
-# Altra), it's listed as p"; "There can be any number of extra features in a size name ... (Dplds_v6-series)"
-# (MicrosoftDocs/azure-compute-docs articles/virtual-machines/sizes/overview.md, commit 0277390, ms.date
-# 2025-09-16; vm-naming-conventions.md: "p = ARM Cpu", "[Family] + [Sub-family*] + [# of vCPUs] +
-# [Constrained vCPUs*] + [Additive Features] + [Accelerator Type*] + [Version]").
-AZURE_ARM_FEATURE = "p"
-# The Arm series that page lists: Bpsv2; Dpsv5/Dpdsv5, Dplsv5/Dpldsv5, Dpsv6/Dplsv6, Dpdsv6/Dpldsv6;
-# Epsv5/Epdsv5, Epsv6/Epdsv6. AKS's Arm64 page names Dpsv5, Dplsv5 and Epsv5 (azure-aks-docs
-# articles/aks/use-arm64-vms.md, commit 0eb107b, ms.date 2025-02-25; example Standard_D2pds_v5).
-AZURE_ARM_SERIES: tuple[str, ...] = (
-    "Bpsv2", "Dpsv5", "Dpdsv5", "Dplsv5", "Dpldsv5", "Dpsv6", "Dpdsv6", "Dplsv6", "Dpldsv6",
-    "Epsv5", "Epdsv5", "Epsv6", "Epdsv6",
-)  # fmt: skip
-# Arm sizes the p rule misses: the Grace-based GPU sizes carry no p ("Processor | 128 vCPUs | Nvidia Grace
-# CPU", azure-compute-docs sizes/gpu-accelerated/includes/nd-gb200-v6-series-specs.md and
-# nd-gb300-v6-series-specs.md; names from nd-gb200-v6-series.md and nd-gb300-v6-series.md, ms.date 2026-08-12).
-AZURE_ARM_SIZES_WITHOUT_P: frozenset[str] = frozenset(
-    {"Standard_ND128isr_NDR_GB200_v6", "Standard_ND128isr_GB300_v6", "Standard_ND128isrG5_GB300_v6"}
-)
-
-# AKS puts no taint on Arm64 nodes: its Arm64 page (use-arm64-vms.md, as above) names none, and
-# "AKS doesn't taint the arm64 nodepools with kubernetes.io/arch=arm64:NoSchedule, so any pod will get
-# scheduled, including those without an arm64 image" (kubernetes/test-infra#36203, 2026-01-11; likewise
-# jenkins-infra/kubernetes-management#4046, 2023-06-06). An amd64-only Pod needs its own
-# kubernetes.io/arch node selector there, or the pool its own taint.
-AKS_TAINTS_ARM_NODES = False
-
-# Standard_ + family (upper case, e.g. D, DC, ND) + vCPUs + optional constrained "-N" + feature letters.
-_AZURE_SIZE_FEATURES = re.compile(r"^Standard_[A-Z]+[0-9]+(?:-[0-9]+)?(?P<features>[a-z]*)")
-
-
-def azure_is_arm(vm_size: str) -> bool:
-    """Whether an Azure VM size has Arm CPUs: the feature letter p, or a Grace size in AZURE_ARM_SIZES_WITHOUT_P."""
-    if vm_size in AZURE_ARM_SIZES_WITHOUT_P:
-        return True
-    m = _AZURE_SIZE_FEATURES.match(vm_size)
-    return m is not None and AZURE_ARM_FEATURE in m["features"]
