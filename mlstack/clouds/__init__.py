@@ -3,8 +3,9 @@
 A cloud's facts and its own rules are its module here, ``<cloud>.py``, which ends with its ``CLOUD``: what
 every cloud provides generic code (``Cloud``, mlstack/clouds/cloud.py). Where a cloud needs more, its other
 modules carry its name as a prefix (``azure_api.py``, ``gcp_locations.py``): its APIs' clients, its largest
-tables. No cloud's module imports another cloud's, and no module outside this package imports a cloud's by
-name to ask what it is: generic code is handed a ``Cloud`` (tests/pure/test_clouds.py holds both).
+tables. No cloud's module imports another cloud's, and no generic module imports a cloud's or asks which
+cloud it is on: it is handed a ``Cloud`` (tests/pure/test_layers.py holds the imports, tests/pure/test_clouds.py
+the names).
 """
 
 from __future__ import annotations
