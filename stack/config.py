@@ -376,6 +376,10 @@ def load() -> StackConfig:
     r.add(
         rules.public_source_ranges(serving.allowed_source_ranges, external_load_balancer=cloud.external_load_balancer)
     )
+    # A warning, not a refusal: the deploy succeeds, and a test of a shipped stack with the placeholder runs.
+    ranges = serving.allowed_source_ranges
+    for warning in rules.documentation_source_ranges(ranges, external_load_balancer=cloud.external_load_balancer):
+        pulumi.log.warn(format_problem(warning))
     r.add(rules.image_platform(images.platform, cloud_gpu_pool=cloud.gpu_pool))
     _server_gpu(r, serving, training, target, images.platform)
     if storage_class is not None:

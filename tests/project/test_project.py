@@ -128,3 +128,35 @@ def test_no_pointer_to_a_document_the_repository_does_not_hold() -> None:
                 if match[1] not in held and not _OTHER_REPOSITORY.search(line[: match.start()]):
                     found.append(f"{name}:{number}: {match[1]}")
     assert found == [], "pointers to documents the repository does not hold:\n" + "\n".join(found)
+
+
+def test_the_venv_takes_torch_from_the_cpu_index_before_anything_else() -> None:
+    """PyPI serves torch==2.13.0 on Linux x86_64 as the CUDA 13 build: several GB no test or laptop run uses. The
+    Makefile installs the pinned torch from PyTorch's CPU-only index, without dependencies, before the rest."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile[makefile.index("$(STAMP): $(RUNTIME_STAMP)") :].split("\n\n", 1)[0]
+    torch = recipe.index("--index-url $(TORCH_CPU_INDEX)")
+    assert torch < recipe.index("-r requirements-dev.txt"), recipe
+    assert "TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu" in makefile
+    assert "grep -E '^torch==' examples/digits/requirements.txt" in recipe
+
+
+# A path of the program's own Python code, as a document or a config description names it for the reader to open.
+_CODE_PATH = re.compile(r"(?<![\w./-])((?:mlstack|components|stack|tools|bench|policy|app/mlapp)/[\w/]*\.py)\b")
+
+
+def test_every_code_path_the_docs_name_exists() -> None:
+    """Bug: after each cloud's facts moved to mlstack/clouds/, docs and Pulumi.yaml still sent the reader to
+    mlstack/catalogue.py for the AKS GPU sizes and to mlstack/acr_token.py for a module that had moved."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    names = set(tracked.stdout.splitlines())
+    found = []
+    for name in sorted(names):
+        if not (name.endswith(".md") or name == "Pulumi.yaml") or name.startswith("deploy/crds/"):
+            continue
+        text = (ROOT / name).read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            for match in _CODE_PATH.finditer(line):
+                if "<" not in match[1] and match[1] not in names and not (ROOT / match[1]).exists():
+                    found.append(f"{name}:{number}: {match[1]}")
+    assert found == [], "paths to code that is not there:\n" + "\n".join(found)

@@ -6,6 +6,7 @@ allowed. The rules themselves: tests/pure/test_rules.py.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -301,3 +302,16 @@ def test_each_image_is_prebuilt_or_built_on_its_own() -> None:
     cfg = load({"trainerImage": "", "trainerContext": "examples/digits", "localRegistry": "localhost:5001"})
     assert (cfg.images.trainer, cfg.images.trainer_context) == (None, "examples/digits")
     assert cfg.images.server == IMAGES["serverImage"]
+
+
+def test_a_cloud_stack_that_admits_only_a_documentation_range_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    """Bug: Pulumi.dev.yaml ships 203.0.113.0/24 (TEST-NET-3): the deploy succeeded and nobody could reach it."""
+    with caplog.at_level(logging.WARNING), harness.offline_kubeconfig():
+        harness.run_stack("dev")
+    warned = [r.getMessage() for r in caplog.records if "mlstack:allowedSourceRanges" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "documentation" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), harness.offline_kubeconfig():
+        harness.run_stack("dev", overrides={"allowedSourceRanges": ["198.18.7.0/24"]})
+    assert not [r for r in caplog.records if "mlstack:allowedSourceRanges" in r.getMessage()]
