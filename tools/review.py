@@ -257,7 +257,10 @@ def _git(*args: str, cwd: Path = harness.ROOT) -> subprocess.CompletedProcess[st
 def _render_side(cwd: Path, stack: str, out: Path, label: str) -> str:
     """Render one stack at one side; a note when its objects are invalid; raise when it cannot render."""
     done = _render(cwd, stack, out)
-    if done.returncode == render.EXIT_PROGRAM_ERROR:
+    # Python itself exits 1 on an uncaught exception (an import the copied renderer needs and the base lacks):
+    # the renderer's own "invalid objects" status comes with the render written beside it.
+    wrote = (out / stack).is_dir()
+    if done.returncode == render.EXIT_PROGRAM_ERROR or (done.returncode != 0 and not wrote):
         raise ReviewError(f"{label}: stack {stack} did not render:\n{done.stderr.strip()}")
     if done.returncode == render.EXIT_INVALID:
         return f"{label}: stack {stack} has invalid Kubernetes objects (make render STACK={stack} says which)"

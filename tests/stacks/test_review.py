@@ -160,3 +160,15 @@ def test_the_commit_that_enabled_dataplane_v2_is_flagged_as_replacing_the_gke_cl
         "ForceNew\n"
     ) in out
     assert "+  datapathProvider: ADVANCED_DATAPATH\n" in out
+
+
+def test_a_renderer_that_crashes_is_not_read_as_invalid_objects(tmp_path: Path) -> None:
+    """Bug: Python exits 1 on an uncaught exception, the renderer's own status for invalid objects; a renderer
+    copied into an old commit that failed to import was read as "invalid objects" with nothing rendered, and the
+    review went on with an empty side instead of falling back to the commit's own renderer."""
+    tree = tmp_path / "tree"
+    (tree / "tools").mkdir(parents=True)
+    (tree / "tools" / "__init__.py").write_text("")
+    (tree / "tools" / "render.py").write_text("import mlstack.not_in_this_commit\n")
+    with pytest.raises(review.ReviewError, match="did not render"):
+        review._render_side(tree, "dev", tmp_path / "out", "base")
