@@ -87,7 +87,9 @@ class Machine:
 # KEDA's chart, which the GKE stack installs (components/keda.py): operator, metrics apiserver and
 # admission webhooks, one replica each at 100m/100Mi (kedacore/charts keda/values.yaml v2.20.2,
 # ``resources.operator``, ``.metricServer``, ``.webhooks`` requests).
-KEDA_CHART_PODS = Resources(3 * 100, 3 * 100)
+KEDA_CHART_POD = Resources(100, 100)
+KEDA_CHART_REPLICAS = 3
+KEDA_CHART_PODS = KEDA_CHART_POD * KEDA_CHART_REPLICAS
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,15 @@ from decimal import Decimal
 from typing import Final
 
 from mlstack import catalogue, cost, prices, rules
-from mlstack.capacity import MIB_PER_GIB, Machine, Resources, SystemPod, planning_estimate
+from mlstack.capacity import (
+    KEDA_CHART_POD,
+    KEDA_CHART_REPLICAS,
+    MIB_PER_GIB,
+    Machine,
+    Resources,
+    SystemPod,
+    planning_estimate,
+)
 from mlstack.catalogue import GpuSize, KubernetesMinor, TrainerCuda, suggestion
 from mlstack.clouds.cloud import Cloud, NodeFacts
 from mlstack.monitoring import ScrapeBy
@@ -353,8 +361,10 @@ AKS_CLUSTER_PODS = (
     SystemPod("ama-metrics-operator-targets", 1, Resources(11, 60), _AMA_CHART),
     # The KEDA add-on (components/aks.py): keda-operator, keda-operator-metrics-apiserver and
     # keda-admission-webhooks. Microsoft publishes no requests for them; taken as KEDA's own chart
-    # defaults, 100m/100Mi each (kedacore/charts keda/values.yaml v2.20.2).
-    SystemPod("keda (add-on)", 3, Resources(100, 100), "assumed: KEDA chart defaults, kedacore/charts v2.20.2"),
+    # defaults (capacity.KEDA_CHART_POD, kedacore/charts keda/values.yaml v2.20.2).
+    SystemPod(
+        "keda (add-on)", KEDA_CHART_REPLICAS, KEDA_CHART_POD, "assumed: KEDA chart defaults, kedacore/charts v2.20.2"
+    ),
 )
 # The constants are the tables' sums (per node 420m/750Mi, per cluster 1452m/2010Mi) plus
 # 10%, rounded up to 50m and 64 MiB: per node 500m/832Mi, per cluster 1600m/2240Mi. The 10%
