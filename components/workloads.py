@@ -1511,6 +1511,8 @@ class MlWorkloads(pulumi.ComponentResource):
         """KEDA scales the servers (mlstack/autoscaling.py); the disruption budget keeps drains gentle."""
         app, serving, scaler = self._args.app, self._args.serving, self._args.target.autoscaler
         source = scaler.source
+        # KEDA's CRDs, its admission webhook and the grants its operator queries with come first.
+        after_keda = pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=list(scaler.ready)))
         authentication = None
         if serving.scale_on == "in-flight" and source.pod_identity is not None:
             authentication = f"{app.app_name}-server-metrics"
@@ -1520,7 +1522,7 @@ class MlWorkloads(pulumi.ComponentResource):
                 kind=autoscaling.TRIGGER_AUTHENTICATION_KIND,
                 metadata=self._meta("server", authentication),
                 spec=autoscaling.trigger_authentication_spec(source.pod_identity),
-                opts=pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=list(scaler.ready))),
+                opts=after_keda,
             )
         scrape_by = self._args.target.scrape_by
         # The series labels and the address may be outputs (GKE's cluster name, AKS's workspace endpoint).
@@ -1544,7 +1546,7 @@ class MlWorkloads(pulumi.ComponentResource):
                     authentication=authentication,
                 )
             ),
-            opts=pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=list(scaler.ready))),
+            opts=after_keda,
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{self._name}-disruption-budget",
