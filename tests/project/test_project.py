@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -91,16 +92,32 @@ _TRACKER_NUMBER = re.compile(r"\b[Ii]ssues? #?[0-9]+\b")
 _TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".txt", ".toml", ".cfg", ""}
 
 
-def test_no_internal_tracker_number_in_code_or_docs() -> None:
-    tracked = subprocess.run(["git", "ls-files"], cwd=harness.ROOT, capture_output=True, text=True, check=True)
-    found = []
-    for name in tracked.stdout.splitlines():
-        path = harness.ROOT / name
-        if path.suffix not in _TEXT_SUFFIXES or not path.is_file() or name.startswith("deploy/crds/"):
+def _tracked() -> list[str]:
+    """Every file git tracks here, by its path from the repository's root."""
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return listed.stdout.splitlines()
+
+
+def _tracked_lines(keep: Callable[[str], bool]) -> Iterator[tuple[str, int, str]]:
+    """(path, line number, line) of every tracked file ``keep`` accepts; the vendored CRDs are someone else's."""
+    for name in _tracked():
+        path = ROOT / name
+        if not keep(name) or not path.is_file() or name.startswith("deploy/crds/"):
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if _TRACKER_NUMBER.search(line) and "github.com" not in line:
-                found.append(f"{name}:{number}: {line.strip()[:100]}")
+            yield name, number, line
+
+
+def _is_text(name: str) -> bool:
+    return Path(name).suffix in _TEXT_SUFFIXES
+
+
+def test_no_internal_tracker_number_in_code_or_docs() -> None:
+    found = [
+        f"{name}:{number}: {line.strip()[:100]}"
+        for name, number, line in _tracked_lines(_is_text)
+        if _TRACKER_NUMBER.search(line) and "github.com" not in line
+    ]
     assert found == [], "say what is meant instead of an internal issue number:\n" + "\n".join(found)
 
 
@@ -115,18 +132,13 @@ def test_no_pointer_to_a_document_the_repository_does_not_hold() -> None:
     """Bug: docs/gke.md and tests/__init__.py sent the reader to a design document (``DESIGN`` + ``.md``) that
     was never in the repository.
     Links are checked by tests/project/test_readme.py; this checks the names written in prose and comments."""
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
-    names = tracked.stdout.splitlines()
-    held = {Path(name).name for name in names}
-    found = []
-    for name in names:
-        path = ROOT / name
-        if path.suffix not in _TEXT_SUFFIXES or not path.is_file() or name.startswith("deploy/crds/"):
-            continue
-        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            for match in _DOC_POINTER.finditer(line):
-                if match[1] not in held and not _OTHER_REPOSITORY.search(line[: match.start()]):
-                    found.append(f"{name}:{number}: {match[1]}")
+    held = {Path(name).name for name in _tracked()}
+    found = [
+        f"{name}:{number}: {match[1]}"
+        for name, number, line in _tracked_lines(_is_text)
+        for match in _DOC_POINTER.finditer(line)
+        if match[1] not in held and not _OTHER_REPOSITORY.search(line[: match.start()])
+    ]
     assert found == [], "pointers to documents the repository does not hold:\n" + "\n".join(found)
 
 
@@ -148,15 +160,11 @@ _CODE_PATH = re.compile(r"(?<![\w./-])((?:mlstack|components|stack|tools|bench|p
 def test_every_code_path_the_docs_name_exists() -> None:
     """Bug: after each cloud's facts moved to mlstack/clouds/, docs and Pulumi.yaml still sent the reader to
     mlstack/catalogue.py for the AKS GPU sizes and to mlstack/acr_token.py for a module that had moved."""
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
-    names = set(tracked.stdout.splitlines())
-    found = []
-    for name in sorted(names):
-        if not (name.endswith(".md") or name == "Pulumi.yaml") or name.startswith("deploy/crds/"):
-            continue
-        text = (ROOT / name).read_text(encoding="utf-8")
-        for number, line in enumerate(text.splitlines(), 1):
-            for match in _CODE_PATH.finditer(line):
-                if "<" not in match[1] and match[1] not in names and not (ROOT / match[1]).exists():
-                    found.append(f"{name}:{number}: {match[1]}")
+    names = set(_tracked())
+    found = [
+        f"{name}:{number}: {match[1]}"
+        for name, number, line in _tracked_lines(lambda name: name.endswith(".md") or name == "Pulumi.yaml")
+        for match in _CODE_PATH.finditer(line)
+        if "<" not in match[1] and match[1] not in names and not (ROOT / match[1]).exists()
+    ]
     assert found == [], "paths to code that is not there:\n" + "\n".join(found)
