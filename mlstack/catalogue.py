@@ -97,13 +97,15 @@ def default_trainer_build(gpu: bool) -> TrainerBuild:
     return TRAINER_CUDA_BUILDS[DEFAULT_TRAINER_CUDA] if gpu else TRAINER_CPU
 
 
-def runs_on(build: TrainerCuda, capability: tuple[int, int]) -> bool:
-    """Whether ``build`` has kernels for a GPU of ``capability``.
+def _sass_runs_on(architectures: Iterable[tuple[int, int]], capability: tuple[int, int]) -> bool:
+    """Whether SASS for one of ``architectures`` runs on a GPU of ``capability``: SASS for X.Y runs on X.Z
+    for Z >= Y and never across majors (CUDA C Programming Guide, "Binary Compatibility")."""
+    return any(major == capability[0] and minor <= capability[1] for major, minor in architectures)
 
-    SASS for X.Y runs on X.Z for Z >= Y and never across majors (CUDA C
-    Programming Guide, "Binary Compatibility"); the builds carry no PTX.
-    """
-    return any(major == capability[0] and minor <= capability[1] for major, minor in build.architectures)
+
+def runs_on(build: TrainerCuda, capability: tuple[int, int]) -> bool:
+    """Whether ``build`` has kernels for a GPU of ``capability`` (the builds carry no PTX)."""
+    return _sass_runs_on(build.architectures, capability)
 
 
 # --- the server's ONNX Runtime on the GPU (mlstack:serverGpu) ---------------------------
@@ -159,9 +161,7 @@ SERVER_GPU_PLATFORM = "linux/amd64"
 def server_runs_on(build: ServerCuda, capability: tuple[int, int]) -> bool:
     """Whether the server's ``build`` has kernels for a GPU of ``capability`` (CUDA C Programming Guide,
     "Binary Compatibility": SASS for X.Y runs on X.Z for Z >= Y; an "a" target only on X.Y)."""
-    return capability in build.exact_architectures or any(
-        major == capability[0] and minor <= capability[1] for major, minor in build.architectures
-    )
+    return capability in build.exact_architectures or _sass_runs_on(build.architectures, capability)
 
 
 # Where NVIDIA's container runtime writes inside a GPU container as it starts it (the nvidia runtime is
