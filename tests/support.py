@@ -7,11 +7,15 @@ and component tests build components from, in ``tests/args.py``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import textwrap
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -187,3 +191,18 @@ def in_pack_venv(script: str, payload: Any = None) -> Any:
     )  # fmt: skip
     assert done.returncode == 0, f"the pack's venv failed:\n{done.stderr}"
     return json.loads(done.stdout)
+
+
+@contextmanager
+def loopback_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """``handler`` answering on a free loopback port, each request in a thread of its own; yields the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    # A short poll: shutdown() waits for the loop to notice it, half a second by default.
+    thread = threading.Thread(target=functools.partial(server.serve_forever, poll_interval=0.01), daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

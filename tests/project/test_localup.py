@@ -18,10 +18,9 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import pytest
 import yaml
 
 from components import workloads
+from tests.support import loopback_http
 from tools import localup
 from tools.devcert import make_certificates
 
@@ -524,14 +524,8 @@ def answering() -> Iterator[localup.Server]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield localup.Server(f"http://127.0.0.1:{server.server_address[1]}", ssl.create_default_context(), "Basic x")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(Handler) as port:
+        yield localup.Server(f"http://127.0.0.1:{port}", ssl.create_default_context(), "Basic x")
 
 
 def test_every_answer_is_read_within_its_bound(answering: localup.Server, monkeypatch: pytest.MonkeyPatch) -> None:

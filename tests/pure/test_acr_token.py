@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from mlstack.clouds import azure_acr_token
+from tests.support import loopback_http
 
 Answer = Callable[[BaseHTTPRequestHandler, dict[str, str]], None]
 
@@ -42,16 +41,8 @@ def registry(answers: list[Answer]) -> Iterator[tuple[str, list[dict[str, str]]]
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    # A short poll: shutdown() waits for the loop to notice it, half a second by default.
-    thread = threading.Thread(target=functools.partial(server.serve_forever, poll_interval=0.01), daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(Handler) as port:
+        yield f"127.0.0.1:{port}", seen
 
 
 def reply(status: int, body: bytes) -> Answer:

@@ -4,17 +4,16 @@ loopback: the request, the answer, and every bound (time, tries, size), with the
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from mlstack.clouds import azure, azure_api
+from tests.support import loopback_http
 
 TOKEN = "arm-token-secret-xyz"
 Answer = Callable[[BaseHTTPRequestHandler], None]
@@ -39,15 +38,8 @@ def resource_manager(answers: list[Answer]) -> Iterator[tuple[str, list[tuple[st
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=functools.partial(server.serve_forever, poll_interval=0.01), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(Handler) as port:
+        yield f"http://127.0.0.1:{port}", seen
 
 
 def reply(status: int, body: bytes) -> Answer:
